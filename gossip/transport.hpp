@@ -1,0 +1,52 @@
+#pragma once
+// The transport interface the algorithms are written against, once. Implementations: ZeroMQ
+// between processes (zmq_transport.hpp) and in-process between threads (inproc_transport.hpp).
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace gossip::net {
+
+// A neighbour misbehaved or went silent. what() names the peer, its endpoint and the round.
+class TransportError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TrafficCounters {
+  std::uint64_t bytes_sent = 0;      // everything put on the wire, framing headers included
+  std::uint64_t bytes_received = 0;
+  std::uint64_t messages_sent = 0;
+  std::uint64_t messages_received = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // The ranks this peer exchanges with each round (topology neighbours, self excluded), ascending.
+  virtual std::span<const int> neighbors() const = 0;
+
+  // Bulk-synchronous neighbour exchange of round `round`: sends `payload` to every neighbour and
+  // returns each neighbour's payload of the same round, in neighbors() order. The returned views
+  // stay valid until the next call to exchange() or ring_step(). A message of a later round that
+  // arrives early is kept for that round; a duplicate or a stale round is rejected (TransportError).
+  virtual const std::vector<std::span<const std::byte>>& exchange(
+      std::uint64_t round, std::span<const std::byte> payload) = 0;
+
+  // One step of a ring collective over all ranks in rank order: sends `send` to rank+1 (mod n)
+  // and receives the message of rank-1 (mod n) for the same (round, step) into `recv`, whose
+  // size must match the sender's. Used by the all-reduce baseline.
+  virtual void ring_step(std::uint64_t round, std::uint32_t step, std::span<const std::byte> send,
+                         std::span<std::byte> recv) = 0;
+
+  virtual const TrafficCounters& counters() const = 0;
+};
+
+}  // namespace gossip::net

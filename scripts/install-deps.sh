@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages gossip needs, skipping those already present.
+# Idempotent: safe to run on every build. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential meson ninja-build pkg-config
+  libzmq3-dev cppzmq-dev libspdlog-dev libfmt-dev doctest-dev
+  libeigen3-dev libspectra-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+  libopenblas-dev libomp-dev zlib1g-dev
+  dataset-fashion-mnist gnuplot-nox
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

@@ -1,0 +1,245 @@
+// `gossip topo`: generate, inspect and compare topologies.
+
+#include <cmath>
+#include <fstream>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "src/cli.hpp"
+#include "topology/generators.hpp"
+#include "topology/spectral.hpp"
+#include "topology/topology_file.hpp"
+
+namespace gossip::cli {
+
+namespace {
+
+using nlohmann::json;
+namespace topo = gossip::topology;
+
+json report_json(const topo::Topology& t, const topo::SpectralReport& r, bool with_matrix) {
+  json j;
+  j["topology"] = t.description;
+  j["peers"] = r.peers;
+  j["edges"] = r.edges;
+  j["degree_min"] = r.degree_min;
+  j["degree_mean"] = r.degree_mean;
+  j["degree_max"] = r.degree_max;
+  j["diameter"] = r.diameter;
+  j["diameter_exact"] = r.diameter_exact;
+  j["solver"] = r.solver;
+  j["lambda_2"] = r.lambda_2 ? json(*r.lambda_2) : json(nullptr);
+  j["lambda_n"] = r.lambda_n;
+  j["rho"] = r.rho;
+  j["spectral_gap"] = r.spectral_gap;
+  j["beta"] = r.beta;
+  j["rounds_to_1e-6"] = r.rounds_to_1e6 ? json(*r.rounds_to_1e6) : json(nullptr);
+  j["measured_contraction"] = r.measured_contraction;
+  j["measured_rounds"] = r.measured_rounds;
+  j["min_diagonal"] = r.min_diagonal;
+  j["negative_diagonal"] = r.min_diagonal < 0.0;
+  if (!r.eigenvalues.empty()) j["eigenvalues"] = r.eigenvalues;
+  if (with_matrix) {
+    json rows = json::array();
+    for (int i = 0; i < t.size(); ++i) {
+      std::vector<double> row(static_cast<std::size_t>(t.size()), 0.0);
+      for (const auto& nb : t.W[static_cast<std::size_t>(i)])
+        row[static_cast<std::size_t>(nb.rank)] = nb.weight;
+      rows.push_back(row);
+    }
+    j["W"] = rows;
+  }
+  return j;
+}
+
+std::string rounds_text(const std::optional<long long>& r) {
+  return r ? std::to_string(*r) : std::string("never (rho >= 1)");
+}
+
+void print_report(const topo::Topology& t, const topo::SpectralReport& r, bool all_eigenvalues,
+                  bool with_matrix) {
+  auto row = [](std::string_view key, const std::string& value) {
+    fmt::print("{:<22}{}\n", key, value);
+  };
+  row("topology", t.description);
+  row("peers", std::to_string(r.peers));
+  row("edges", std::to_string(r.edges));
+  row("degree",
+      fmt::format("min {}, mean {:.2f}, max {}", r.degree_min, r.degree_mean, r.degree_max));
+  row("diameter", r.diameter_exact ? std::to_string(r.diameter)
+                                   : fmt::format(">= {} (double-sweep bound)", r.diameter));
+  row("eigensolver", r.solver);
+  row("lambda_2", r.lambda_2 ? fmt::format("{:.12f}", *r.lambda_2) : "- (one peer)");
+  row("lambda_n", fmt::format("{:.12f}", r.lambda_n));
+  row("rho", fmt::format("{:.12f}   max(|lambda_2|, |lambda_n|)", r.rho));
+  row("spectral gap", fmt::format("{:.12f}   1 - rho", r.spectral_gap));
+  row("beta", fmt::format("{:.12f}   ||I - W||_2", r.beta));
+  row("rounds to 1e-6", fmt::format("{}   ceil(ln 1e6 / ln(1/rho))", rounds_text(r.rounds_to_1e6)));
+  row("measured contraction",
+      fmt::format("{:.12f}   per round, x <- Wx from a seeded random x ({} rounds)",
+                  r.measured_contraction, r.measured_rounds));
+  row("weights", fmt::format("min diagonal {:.6g}, min off-diagonal {:.6g}", r.min_diagonal,
+                             r.min_offdiagonal));
+  if (r.min_diagonal < 0.0)
+    fmt::print(
+        "note: W has a negative diagonal entry ({:.6g}). Best-constant weights allow this; the "
+        "matrix is still symmetric and doubly stochastic, but W is not non-negative.\n",
+        r.min_diagonal);
+  if (!r.eigenvalues.empty()) {
+    const std::size_t shown =
+        all_eigenvalues ? r.eigenvalues.size() : std::min<std::size_t>(12, r.eigenvalues.size());
+    std::vector<std::string> ev;
+    for (std::size_t k = 0; k < shown; ++k) ev.push_back(fmt::format("{:.6f}", r.eigenvalues[k]));
+    row("eigenvalues",
+        fmt::format("{}{}", fmt::join(ev, " "),
+                    shown < r.eigenvalues.size()
+                        ? fmt::format(" ... ({} more; --eigenvalues)", r.eigenvalues.size() - shown)
+                        : ""));
+  }
+  if (with_matrix) {
+    fmt::print("W\n");
+    for (int i = 0; i < t.size(); ++i) {
+      std::vector<std::string> cells;
+      for (int j = 0; j < t.size(); ++j) cells.push_back(fmt::format("{:8.5f}", t.weight(i, j)));
+      fmt::print("  {}\n", fmt::join(cells, " "));
+    }
+  }
+}
+
+void check_matrix_size(const topo::Topology& t) {
+  if (t.size() > 2000)
+    throw std::invalid_argument(fmt::format(
+        "--matrix prints n x n = {} x {} numbers; refused above 2000 peers", t.size(), t.size()));
+}
+
+}  // namespace
+
+void add_topo_commands(CLI::App& app) {
+  auto* topo_cmd = app.add_subcommand("topo", "Topologies: generate, inspect, compare");
+  topo_cmd->require_subcommand(1);
+
+  // --- generate ---
+  struct GenerateArgs {
+    std::string kind;
+    std::vector<std::string> sizes;
+    std::string weights, endpoint = "tcp://127.0.0.1:29500", output;
+    std::uint64_t seed = 1;
+    double p = -1.0;
+    int degree = -1;
+  };
+  auto gen = std::make_shared<GenerateArgs>();
+  auto* g = topo_cmd->add_subcommand(
+      "generate",
+      "Write a topology file (explicit form) from a generator.\n"
+      "Kinds: ring N, torus A B [C...], grid A B [C...], complete N, star N, hypercube N (power of "
+      "2), exponential N, erdos-renyi N --p P, random-regular N --degree D.\n"
+      "Default weights: ring: 1/3 to self and to each neighbour; all others: metropolis.\n"
+      "Random kinds redraw a disconnected graph up to 100 times, then fail.");
+  g->add_option("kind", gen->kind, "Generator kind")->required();
+  g->add_option("sizes", gen->sizes, "Sizes: N, or A B for a 2-D torus/grid (also AxB)")
+      ->required();
+  g->add_option("--weights", gen->weights,
+                "Weight scheme: ring, metropolis, max-degree, best-constant");
+  g->add_option("--seed", gen->seed, "Seed of random generators")->capture_default_str();
+  g->add_option("--p", gen->p, "Edge probability (erdos-renyi)");
+  g->add_option("--degree,-d", gen->degree, "Degree (random-regular)");
+  g->add_option("--endpoint", gen->endpoint,
+                "Base endpoint: tcp://host:port gives rank r port+r; or a pattern with {rank}")
+      ->capture_default_str();
+  g->add_option("-o,--output", gen->output, "Output file (default: standard output)");
+  g->callback([gen] {
+    std::string spec_text = gen->kind + ":";
+    for (std::size_t k = 0; k < gen->sizes.size(); ++k) spec_text += (k ? "x" : "") + gen->sizes[k];
+    auto spec = topo::parse_spec(
+        spec_text +
+        (gen->kind == "erdos-renyi" && gen->p >= 0 ? fmt::format(",p={}", gen->p) : "") +
+        (gen->kind == "random-regular" && gen->degree >= 0 ? fmt::format(",d={}", gen->degree)
+                                                           : ""));
+    spec.seed = gen->seed;
+    spec.endpoint = gen->endpoint;
+    if (!gen->weights.empty()) spec.weights = topo::parse_scheme(gen->weights);
+    const auto t = topo::make_topology(spec);
+    if (gen->output.empty()) {
+      topo::write_topology(t, std::cout);
+      return;
+    }
+    std::ofstream out(gen->output);
+    if (!out) throw std::runtime_error(fmt::format("cannot write '{}'", gen->output));
+    topo::write_topology(t, out);
+    out.close();
+    if (!out) throw std::runtime_error(fmt::format("writing '{}' failed", gen->output));
+    fmt::print(stderr, "wrote {} ({} peers, {} edges)\n", gen->output, t.size(),
+               t.graph.edge_count());
+  });
+
+  // --- inspect ---
+  struct InspectArgs {
+    std::string target;
+    bool json = false, matrix = false, eigenvalues = false;
+    int dense_limit = 2000;
+  };
+  auto ins = std::make_shared<InspectArgs>();
+  auto* i = topo_cmd->add_subcommand(
+      "inspect",
+      "Validate a topology file (or spec such as torus:4x4) and print its spectral report");
+  i->add_option("file", ins->target, "Topology file, or a generator spec like ring:16")->required();
+  i->add_flag("--json", ins->json, "Print JSON instead of a table");
+  i->add_flag("--matrix", ins->matrix, "Also print W (JSON key \"W\", a list of rows)");
+  i->add_flag("--eigenvalues", ins->eigenvalues, "Print every eigenvalue in the table");
+  i->add_option("--dense-limit", ins->dense_limit,
+                "Largest n for the dense eigensolver; above it Lanczos gives lambda_2 and lambda_n")
+      ->capture_default_str();
+  i->callback([ins] {
+    const auto t = topo::load_topology_or_spec(ins->target);
+    if (ins->matrix) check_matrix_size(t);
+    topo::InspectOptions opt;
+    opt.dense_limit = ins->dense_limit;
+    const auto r = topo::inspect(t, opt);
+    if (ins->json)
+      fmt::print("{}\n", report_json(t, r, ins->matrix).dump(2));
+    else
+      print_report(t, r, ins->eigenvalues, ins->matrix);
+  });
+
+  // --- compare ---
+  struct CompareArgs {
+    std::vector<std::string> targets;
+    bool json = false;
+  };
+  auto cmp = std::make_shared<CompareArgs>();
+  auto* c = topo_cmd->add_subcommand(
+      "compare",
+      "One table comparing topologies (files or specs). Without arguments: ring, torus, "
+      "exponential and random-regular (d=4) at 16, 64 and 256 peers.");
+  c->add_option("topologies", cmp->targets, "Topology files or specs (ring:16 torus:8x8 ...)");
+  c->add_flag("--json", cmp->json, "Print JSON Lines, one object per topology");
+  c->callback([cmp] {
+    auto targets = cmp->targets;
+    if (targets.empty())
+      targets = {"ring:16",  "torus:4x4",   "exponential:16",  "random-regular:16,d=4",
+                 "ring:64",  "torus:8x8",   "exponential:64",  "random-regular:64,d=4",
+                 "ring:256", "torus:16x16", "exponential:256", "random-regular:256,d=4"};
+    if (!cmp->json)
+      fmt::print("{:<34}{:>7}{:>7}{:>7}{:>6}{:>11}{:>11}{:>10}{:>10}{:>12}\n", "topology", "peers",
+                 "edges", "deg", "diam", "lambda_2", "rho", "gap", "beta", "rounds 1e-6");
+    for (const auto& target : targets) {
+      const auto t = topo::load_topology_or_spec(target);
+      const auto r = topo::inspect(t);
+      if (cmp->json) {
+        auto j = report_json(t, r, false);
+        j.erase("eigenvalues");
+        j["name"] = target;
+        fmt::print("{}\n", j.dump());
+        continue;
+      }
+      fmt::print("{:<34}{:>7}{:>7}{:>7.2f}{:>6}{:>11.6f}{:>11.6f}{:>10.6f}{:>10.6f}{:>12}\n",
+                 target, r.peers, r.edges, r.degree_mean, r.diameter, r.lambda_2.value_or(0.0),
+                 r.rho, r.spectral_gap, r.beta, rounds_text(r.rounds_to_1e6));
+    }
+  });
+}
+
+}  // namespace gossip::cli

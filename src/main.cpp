@@ -1,0 +1,30 @@
+// The `gossip` command line: one binary, one subcommand group per layer.
+
+#include <cstdio>
+#include <exception>
+
+#include <fmt/core.h>
+#include <CLI/CLI.hpp>
+
+#include "src/cli.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "gossip: decentralized training over slow networks.\n"
+      "Peers in ring, torus or random-graph topologies exchange compressed model differences.",
+      "gossip"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "gossip 0.1.0");
+  gossip::cli::add_topo_commands(app);
+  auto* bench = app.add_subcommand("bench", "Benchmarks: compression kernels, gossip exchange");
+  bench->require_subcommand(1);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "gossip: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

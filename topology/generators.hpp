@@ -1,0 +1,60 @@
+#pragma once
+// Graph generators and the spec strings that name them ("ring:8", "torus:4x4",
+// "random-regular:256,d=4,seed=7").
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "topology/topology.hpp"
+#include "topology/weights.hpp"
+
+namespace gossip::topology {
+
+enum class Kind {
+  ring,
+  torus,
+  grid,
+  complete,
+  star,
+  hypercube,
+  exponential,
+  erdos_renyi,
+  random_regular
+};
+
+std::string_view kind_name(Kind k);
+Kind parse_kind(std::string_view name);  // throws std::invalid_argument listing the known kinds
+
+// Everything needed to build a topology from a generator.
+struct GeneratorSpec {
+  Kind kind = Kind::ring;
+  std::vector<int> sizes;         // ring/complete/star/hypercube/...: {n}; torus/grid: dims
+  double p = 0.0;                 // erdos-renyi edge probability
+  int degree = 0;                 // random-regular degree
+  std::uint64_t seed = 1;         // random generators
+  std::optional<Scheme> weights;  // unset: the generator's default (default_scheme)
+  std::string endpoint = "tcp://127.0.0.1:29500";  // rank r: port + r, or "{rank}" replaced
+
+  int peers() const;              // product of sizes
+  std::string to_string() const;  // canonical spec string, parse_spec(to_string()) round-trips
+};
+
+// "KIND:SIZES[,key=value...]"; SIZES is "n" or "AxBxC". Keys: p, d (degree), seed, weights,
+// endpoint. Throws std::invalid_argument naming the bad part.
+GeneratorSpec parse_spec(std::string_view text);
+
+// How many times a random generator redraws a disconnected graph before giving up.
+inline constexpr int kMaxRedraws = 100;
+
+Graph generate_graph(const GeneratorSpec& spec);
+Scheme default_scheme(Kind kind);
+// Graph + weights + endpoints. Throws std::invalid_argument on impossible parameters.
+Topology make_topology(const GeneratorSpec& spec);
+
+// Endpoint of `rank` given a base endpoint: "{rank}" is replaced by the rank; otherwise a
+// tcp:// endpoint gets its port increased by rank.
+std::string endpoint_for(std::string_view base, int rank);
+
+}  // namespace gossip::topology

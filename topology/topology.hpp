@@ -1,0 +1,63 @@
+#pragma once
+// The topology layer's data model: peers, the undirected graph between them and the mixing
+// matrix W. Knows nothing of sockets or kernels.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gossip::topology {
+
+// One non-zero of a row of W: the weight W_ij that peer i gives to peer j.
+struct Neighbor {
+  int rank = 0;
+  double weight = 0.0;
+};
+
+struct Peer {
+  int rank = 0;
+  std::string endpoint;       // ZeroMQ endpoint the peer binds: tcp://host:port or ipc://path
+  std::optional<int> device;  // GPU index, when the file names one
+};
+
+// An undirected simple graph on ranks 0..n-1, adjacency lists sorted and free of self loops.
+class Graph {
+ public:
+  Graph() = default;
+  explicit Graph(int n);
+  int size() const { return static_cast<int>(adj_.size()); }
+  // Adds the edge {a, b}; returns false (and changes nothing) if it is a self loop or exists.
+  bool add_edge(int a, int b);
+  bool has_edge(int a, int b) const;
+  const std::vector<int>& neighbors(int i) const { return adj_[static_cast<std::size_t>(i)]; }
+  int degree(int i) const { return static_cast<int>(neighbors(i).size()); }
+  std::size_t edge_count() const;
+  // Edges {a, b} with a < b, in ascending order.
+  std::vector<std::pair<int, int>> edges() const;
+  // Sizes of the connected components, largest first.
+  std::vector<int> component_sizes() const;
+  bool connected() const { return component_sizes().size() <= 1; }
+
+ private:
+  std::vector<std::vector<int>> adj_;
+};
+
+// A validated topology: peers, graph and mixing matrix, ready for the gossip layer.
+struct Topology {
+  std::vector<Peer> peers;  // indexed by rank
+  Graph graph;
+  std::vector<std::vector<Neighbor>> W;  // row i: (j, W_ij) for j in N(i) including i, by rank
+  std::string description;               // e.g. "ring n=8, weights=ring" or the file path
+
+  int size() const { return graph.size(); }
+  double weight(int i, int j) const;  // W_ij, 0 when absent
+  // Row i of W without the diagonal entry: the peers i exchanges messages with.
+  std::vector<Neighbor> neighbors(int i) const;
+  double self_weight(int i) const { return weight(i, i); }
+  // A stable 64-bit hash of n, the edges, W (bit patterns) and the endpoints. Peers compare it at
+  // start-up to prove they loaded the same topology.
+  std::uint64_t hash() const;
+};
+
+}  // namespace gossip::topology
