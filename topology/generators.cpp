@@ -325,13 +325,18 @@ std::string endpoint_for(std::string_view base, int rank) {
   return s.substr(0, colon + 1) + std::to_string(port + rank);
 }
 
+std::string default_endpoint(int peers) {
+  return peers <= 65535 - 29500 ? "tcp://127.0.0.1:29500" : "ipc:///tmp/gossip-{rank}.sock";
+}
+
 Topology make_topology(const GeneratorSpec& spec) {
   Topology t;
   t.graph = generate_graph(spec);
   const Scheme scheme = spec.weights.value_or(default_scheme(spec.kind));
   t.W = mixing_weights(t.graph, scheme);
-  for (int r = 0; r < t.graph.size(); ++r)
-    t.peers.push_back({r, endpoint_for(spec.endpoint, r), {}});
+  const std::string base =
+      spec.endpoint.empty() ? default_endpoint(t.graph.size()) : spec.endpoint;
+  for (int r = 0; r < t.graph.size(); ++r) t.peers.push_back({r, endpoint_for(base, r), {}});
   t.description = fmt::format("{} (weights {})", spec.to_string(), scheme_name(scheme));
   return t;
 }

@@ -35,7 +35,8 @@ struct GeneratorSpec {
   int degree = 0;                 // random-regular degree
   std::uint64_t seed = 1;         // random generators
   std::optional<Scheme> weights;  // unset: the generator's default (default_scheme)
-  std::string endpoint = "tcp://127.0.0.1:29500";  // rank r: port + r, or "{rank}" replaced
+  // Base endpoint: rank r binds port + r, or "{rank}" is replaced. Empty: default_endpoint(n).
+  std::string endpoint;
 
   int peers() const;              // product of sizes
   std::string to_string() const;  // canonical spec string, parse_spec(to_string()) round-trips
@@ -56,5 +57,8 @@ Topology make_topology(const GeneratorSpec& spec);
 // Endpoint of `rank` given a base endpoint: "{rank}" is replaced by the rank; otherwise a
 // tcp:// endpoint gets its port increased by rank.
 std::string endpoint_for(std::string_view base, int rank);
+
+// tcp://127.0.0.1:29500 (+rank) while the ports last, else ipc:///tmp/gossip-{rank}.sock.
+std::string default_endpoint(int peers);
 
 }  // namespace gossip::topology

@@ -210,7 +210,7 @@ class Parser {
             fail(*pn, fmt::format("edge names rank {}, out of range 0..{}", x, n - 1));
         if (a == b)
           fail(*pn, fmt::format("self edge {}-{}: a peer always mixes with itself", a, b));
-        const auto key = std::minmax(static_cast<int>(a), static_cast<int>(b));
+        const std::pair<int, int> key = std::minmax(static_cast<int>(a), static_cast<int>(b));
         if (auto it = edge_line.find(key); it != edge_line.end())
           fail(*pn, fmt::format("duplicate edge {}-{} (first at line {})", key.first, key.second,
                                 it->second));

@@ -1,0 +1,113 @@
+// The `gossip topo` commands as a user runs them: exit codes, one-line errors, JSON keys.
+
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+Result run(const std::string& args) {
+  const char* exe = std::getenv("GOSSIP_EXE");
+  REQUIRE_MESSAGE(exe != nullptr, "GOSSIP_EXE is set by meson test");
+  const auto err_path =
+      std::filesystem::temp_directory_path() / ("gossip_cli_test_" + std::to_string(::getpid()));
+  const std::string cmd = std::string(exe) + " " + args + " 2>" + err_path.string();
+  Result r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), p)) r.out += buf.data();
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream e(err_path);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  std::filesystem::remove(err_path);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("inspect --json has the documented keys and values") {
+  const auto r = run("topo inspect ring:8 --json --matrix");
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"peers", "edges", "lambda_2", "lambda_n", "rho", "spectral_gap", "beta",
+                          "rounds_to_1e-6", "measured_contraction", "W"})
+    CHECK_MESSAGE(j.contains(key), key);
+  CHECK(j["peers"] == 8);
+  CHECK(j["W"].size() == 8);
+  CHECK(j["W"][0][1].get<double>() == doctest::Approx(1.0 / 3));
+  CHECK(j["lambda_2"].get<double>() == doctest::Approx(1.0 / 3 + 2.0 / 3 * std::cos(M_PI / 4)));
+}
+
+TEST_CASE("generate writes a file that inspect accepts, and the two agree") {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("gossip_gen_" + std::to_string(::getpid()) + ".toml");
+  auto r = run("topo generate torus 3 4 --weights best-constant -o " + path.string());
+  REQUIRE(r.code == 0);
+  r = run("topo inspect " + path.string() + " --json");
+  REQUIRE(r.code == 0);
+  const auto from_file = nlohmann::json::parse(r.out);
+  r = run("topo inspect torus:3x4,weights=best-constant --json");
+  const auto from_spec = nlohmann::json::parse(r.out);
+  CHECK(from_file["rho"].get<double>() == from_spec["rho"].get<double>());
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("best-constant on a star: inspect says the diagonal is negative") {
+  const auto r = run("topo inspect star:6,weights=best-constant");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("negative diagonal") != std::string::npos);
+}
+
+TEST_CASE("compare prints one row per topology") {
+  const auto r = run("topo compare ring:8 torus:3x3 exponential:8");
+  REQUIRE(r.code == 0);
+  CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 4);
+}
+
+TEST_CASE("errors: non-zero exit and one clear line on stderr") {
+  for (const char* args :
+       {"topo inspect nosuch.toml", "topo generate hexagon 4", "topo generate ring 0",
+        "topo inspect ring:8 --frobnicate", "topo generate erdos-renyi 30 --p 0"}) {
+    CAPTURE(args);
+    const auto r = run(args);
+    CHECK(r.code != 0);
+    CHECK(!r.err.empty());
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') <= 2);
+  }
+  const auto bad = std::filesystem::temp_directory_path() /
+                   ("gossip_bad_" + std::to_string(::getpid()) + ".toml");
+  std::ofstream(bad) << "[generator]\nkind = \"ring\"\nsizes = [4]\nweights = \"uniform\"\n";
+  const auto r = run("topo inspect " + bad.string());
+  CHECK(r.code != 0);
+  CHECK(r.err.find(bad.string() + ":4:") != std::string::npos);
+  CHECK(r.err.find("unknown weight scheme 'uniform'") != std::string::npos);
+  std::filesystem::remove(bad);
+}
+
+TEST_CASE("help explains the options") {
+  auto r = run("topo generate --help");
+  CHECK(r.code == 0);
+  for (const char* opt : {"--weights", "--seed", "--output", "--degree", "--p"})
+    CHECK_MESSAGE(r.out.find(opt) != std::string::npos, opt);
+  r = run("topo inspect --help");
+  for (const char* opt : {"--json", "--matrix"})
+    CHECK_MESSAGE(r.out.find(opt) != std::string::npos, opt);
+}

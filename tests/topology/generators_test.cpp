@@ -1,0 +1,84 @@
+// Generators: structure of each graph, seeded randomness, and the errors for impossible input.
+
+#include <doctest/doctest.h>
+
+#include <stdexcept>
+
+#include "topology/generators.hpp"
+
+using namespace gossip::topology;
+
+TEST_CASE("structure of each generator") {
+  CHECK(generate_graph(parse_spec("ring:5")).edge_count() == 5);
+  CHECK(generate_graph(parse_spec("ring:2")).edge_count() == 1);
+  CHECK(generate_graph(parse_spec("ring:1")).edge_count() == 0);
+  CHECK(generate_graph(parse_spec("torus:3x4")).edge_count() == 24);
+  CHECK(generate_graph(parse_spec("torus:3x3x3")).edge_count() == 81);
+  CHECK(generate_graph(parse_spec("grid:3x4")).edge_count() == 17);
+  CHECK(generate_graph(parse_spec("complete:6")).edge_count() == 15);
+  CHECK(generate_graph(parse_spec("star:6")).degree(0) == 5);
+  const auto cube = generate_graph(parse_spec("hypercube:32"));
+  for (int i = 0; i < 32; ++i) CHECK(cube.degree(i) == 5);
+  // Exponential: hops 1, 2, 4, 8 both ways; for n = 16 the hop 8 coincides both ways.
+  const auto expo = generate_graph(parse_spec("exponential:16"));
+  for (int i = 0; i < 16; ++i) CHECK(expo.degree(i) == 7);
+  CHECK(expo.has_edge(3, 11));
+  CHECK(expo.has_edge(3, 15));  // 3 - 4 mod 16
+  CHECK_FALSE(expo.has_edge(3, 6));
+}
+
+TEST_CASE("random generators are seeded, connected and regular where asked") {
+  const auto a = generate_graph(parse_spec("random-regular:200,d=4,seed=3"));
+  const auto b = generate_graph(parse_spec("random-regular:200,d=4,seed=3"));
+  const auto c = generate_graph(parse_spec("random-regular:200,d=4,seed=4"));
+  CHECK(a.edges() == b.edges());
+  CHECK(a.edges() != c.edges());
+  for (int i = 0; i < 200; ++i) CHECK(a.degree(i) == 4);
+  CHECK(a.connected());
+  const auto er = generate_graph(parse_spec("erdos-renyi:300,p=0.05,seed=1"));
+  CHECK(er.connected());
+  // E[edges] = p n(n-1)/2 = 2242.5, sd ~ 46: a 6 sd window.
+  CHECK(er.edge_count() > 2242 - 280);
+  CHECK(er.edge_count() < 2242 + 280);
+  CHECK(generate_graph(parse_spec("erdos-renyi:300,p=0.05,seed=1")).edges() == er.edges());
+}
+
+TEST_CASE("impossible parameters are errors that say why") {
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("erdos-renyi:50,p=0.0")),
+                       doctest::Contains("no connected graph in 100 draws"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("erdos-renyi:50,p=0.0")),
+                       doctest::Contains("50 components"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("random-regular:7,d=3")),
+                       doctest::Contains("n*d even"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("random-regular:7,d=7")),
+                       doctest::Contains("[0, 6]"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("hypercube:12")),
+                       doctest::Contains("power of two"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("moebius:8"),
+                       doctest::Contains("unknown topology kind 'moebius'"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("ring"), doctest::Contains("KIND:SIZES"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("ring:8,q=3"), doctest::Contains("unknown key 'q'"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("ring:eight"), doctest::Contains("integer"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("erdos-renyi:8"), doctest::Contains("needs p"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("ring:0")), doctest::Contains("at least 1"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("ring:4x4")), doctest::Contains("one size"),
+                       std::invalid_argument);
+}
+
+TEST_CASE("spec strings round-trip and endpoints follow the rank") {
+  for (const char* text : {"ring:8", "torus:4x4", "erdos-renyi:16,p=0.25,seed=9",
+                           "random-regular:12,d=3,seed=2", "star:5,weights=best-constant"}) {
+    const auto spec = parse_spec(text);
+    CHECK(parse_spec(spec.to_string()).to_string() == spec.to_string());
+    CHECK(make_topology(parse_spec(spec.to_string())).hash() == make_topology(spec).hash());
+  }
+  CHECK(endpoint_for("tcp://127.0.0.1:6000", 3) == "tcp://127.0.0.1:6003");
+  CHECK(endpoint_for("ipc:///tmp/p-{rank}.sock", 12) == "ipc:///tmp/p-12.sock");
+  CHECK_THROWS_AS(endpoint_for("tcp://127.0.0.1:65535", 1), std::invalid_argument);
+  CHECK(make_topology(parse_spec("ring:70000")).peers[69999].endpoint ==
+        "ipc:///tmp/gossip-69999.sock");
+}

@@ -1,0 +1,161 @@
+// Closed forms of the spectrum for generated topologies, and the spectral quantities derived
+// from it. Every expected value is computed from a formula, never copied from a run.
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+#include "topology/generators.hpp"
+#include "topology/spectral.hpp"
+
+using namespace gossip::topology;
+
+namespace {
+
+std::vector<double> sorted_desc(std::vector<double> v) {
+  std::sort(v.rbegin(), v.rend());
+  return v;
+}
+
+void check_spectrum(const std::string& spec, std::vector<double> expected) {
+  CAPTURE(spec);
+  const auto r = inspect(make_topology(parse_spec(spec)));
+  expected = sorted_desc(expected);
+  REQUIRE(r.eigenvalues.size() == expected.size());
+  for (std::size_t k = 0; k < expected.size(); ++k) {
+    CAPTURE(k);
+    CHECK(std::abs(r.eigenvalues[k] - expected[k]) < 1e-9);
+  }
+  const std::size_t n = expected.size();
+  if (n > 1) {
+    const double rho = std::max(std::abs(expected[1]), std::abs(expected[n - 1]));
+    CHECK(std::abs(r.rho - rho) < 1e-9);
+    CHECK(std::abs(r.spectral_gap - (1 - rho)) < 1e-9);
+    CHECK(std::abs(r.beta - (1 - expected[n - 1])) < 1e-9);
+  } else {
+    CHECK(r.rho == 0.0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("ring with 1/3 weights: lambda_k = 1/3 + 2/3 cos(2 pi k / n)") {
+  for (int n = 1; n <= 12; ++n) {
+    std::vector<double> ev;
+    for (int k = 0; k < n; ++k)
+      ev.push_back(1.0 / 3 + 2.0 / 3 * std::cos(2 * std::numbers::pi * k / n));
+    check_spectrum("ring:" + std::to_string(n), ev);
+  }
+}
+
+TEST_CASE("complete graph: W = 11^T / n, so rho = 0") {
+  for (int n = 1; n <= 9; ++n) {
+    std::vector<double> ev(static_cast<std::size_t>(n), 0.0);
+    ev[0] = 1.0;
+    check_spectrum("complete:" + std::to_string(n), ev);
+    const auto r = inspect(make_topology(parse_spec("complete:" + std::to_string(n))));
+    CHECK(r.rho < 1e-9);
+    CHECK(r.measured_contraction < 1e-9);
+  }
+}
+
+TEST_CASE(
+    "2-D torus with Metropolis weights 1/5: 1/5 + 2/5 cos(2 pi a / r) + 2/5 cos(2 pi b / c)") {
+  for (auto [rows, cols] : {std::pair{3, 3}, {3, 4}, {4, 4}, {5, 3}, {4, 6}}) {
+    std::vector<double> ev;
+    for (int a = 0; a < rows; ++a)
+      for (int b = 0; b < cols; ++b)
+        ev.push_back(0.2 + 0.4 * std::cos(2 * std::numbers::pi * a / rows) +
+                     0.4 * std::cos(2 * std::numbers::pi * b / cols));
+    check_spectrum("torus:" + std::to_string(rows) + "x" + std::to_string(cols), ev);
+  }
+}
+
+TEST_CASE("hypercube of dimension k: 1 - 2m/(k+1) with multiplicity C(k, m)") {
+  for (int k = 0; k <= 6; ++k) {
+    std::vector<double> ev;
+    for (int v = 0; v < (1 << k); ++v)
+      ev.push_back(1.0 - 2.0 * std::popcount(static_cast<unsigned>(v)) / (k + 1));
+    check_spectrum("hypercube:" + std::to_string(1 << k), ev);
+  }
+}
+
+TEST_CASE("star with Metropolis weights: 1, 1 - 1/n (n-2 times), 0") {
+  for (int n = 2; n <= 9; ++n) {
+    std::vector<double> ev{1.0, 0.0};
+    for (int k = 0; k < n - 2; ++k) ev.push_back(1.0 - 1.0 / n);
+    check_spectrum("star:" + std::to_string(n), ev);
+  }
+}
+
+TEST_CASE("star with best-constant weights: negative centre weight (3 - n)/(n + 1)") {
+  for (int n = 4; n <= 9; ++n) {
+    const auto r =
+        inspect(make_topology(parse_spec("star:" + std::to_string(n) + ",weights=best-constant")));
+    CHECK(std::abs(r.min_diagonal - (3.0 - n) / (n + 1.0)) < 1e-12);
+    // L has eigenvalues 0, 1 (n-2 times), n; alpha = 2/(n+1) puts 1 - alpha and 1 - n alpha
+    // symmetric about 0: rho = (n - 1)/(n + 1).
+    CHECK(std::abs(r.rho - (n - 1.0) / (n + 1.0)) < 1e-9);
+  }
+}
+
+TEST_CASE("rounds to shrink disagreement a million-fold") {
+  CHECK(rounds_to_shrink(0.5, 1e6, 4).value() == 20);  // 2^-20 < 1e-6 < 2^-19
+  CHECK(rounds_to_shrink(0.9, 1e6, 4).value() == 132);
+  CHECK(rounds_to_shrink(0.0, 1e6, 4).value() == 1);
+  CHECK(rounds_to_shrink(0.3, 1e6, 1).value() == 0);
+  CHECK_FALSE(rounds_to_shrink(1.0, 1e6, 4).has_value());
+  const auto r = inspect(make_topology(parse_spec("ring:16")));
+  const double rho = r.rho;
+  const auto t = *r.rounds_to_1e6;
+  CHECK(std::pow(rho, static_cast<double>(t)) <= 1e-6);
+  CHECK(std::pow(rho, static_cast<double>(t - 1)) > 1e-6);
+}
+
+TEST_CASE("measured contraction of x <- Wx approaches rho") {
+  for (const char* spec : {"ring:9", "torus:4x5", "exponential:12", "random-regular:40,d=3,seed=2",
+                           "erdos-renyi:30,p=0.2,seed=5", "grid:3x5", "star:6"}) {
+    CAPTURE(spec);
+    const auto r = inspect(make_topology(parse_spec(spec)));
+    CHECK(std::abs(r.measured_contraction - r.rho) < 1e-3 * std::max(r.rho, 0.1));
+  }
+}
+
+TEST_CASE("sparse Lanczos agrees with the dense solver") {
+  for (const char* spec : {"random-regular:600,d=4,seed=3", "torus:20x25", "exponential:300",
+                           "erdos-renyi:400,p=0.02,seed=9"}) {
+    CAPTURE(spec);
+    const auto t = make_topology(parse_spec(spec));
+    InspectOptions dense, sparse;
+    sparse.dense_limit = 10;
+    const auto a = inspect(t, dense), b = inspect(t, sparse);
+    REQUIRE(b.eigenvalues.empty());
+    CHECK(std::abs(*a.lambda_2 - *b.lambda_2) < 1e-8);
+    CHECK(std::abs(a.lambda_n - b.lambda_n) < 1e-8);
+    const auto ld = laplacian_extremes(t.graph, 100000), ls = laplacian_extremes(t.graph, 10);
+    CHECK(std::abs(ld.lambda_max - ls.lambda_max) < 1e-8);
+    CHECK(std::abs(ld.lambda_fiedler - ls.lambda_fiedler) < 1e-8);
+  }
+}
+
+TEST_CASE("diameter and degrees") {
+  auto r = inspect(make_topology(parse_spec("ring:9")));
+  CHECK(r.diameter == 4);
+  r = inspect(make_topology(parse_spec("grid:3x5")));
+  CHECK(r.diameter == 6);
+  CHECK(r.degree_min == 2);
+  CHECK(r.degree_max == 4);
+  CHECK(r.edges == 3 * 4 + 5 * 2);
+  r = inspect(make_topology(parse_spec("hypercube:32")));
+  CHECK(r.diameter == 5);
+  // Double-sweep bound on a ring is exact.
+  InspectOptions opt;
+  opt.diameter_work_limit = 1;
+  r = inspect(make_topology(parse_spec("ring:21")), opt);
+  CHECK_FALSE(r.diameter_exact);
+  CHECK(r.diameter == 10);
+}

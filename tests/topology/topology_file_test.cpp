@@ -1,0 +1,171 @@
+// Topology files: both forms parse, generate -> write -> parse round-trips, and every validation
+// error names the file and the line.
+
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+
+#include <stdexcept>
+
+#include "topology/generators.hpp"
+#include "topology/topology_file.hpp"
+
+using namespace gossip::topology;
+
+namespace {
+
+void expect_error(const std::string& text, long line, const std::string& part) {
+  CAPTURE(text);
+  try {
+    parse_topology(text, "t.toml");
+    FAIL("no error; expected one at line " << line << " containing '" << part << "'");
+  } catch (const TopologyFileError& e) {
+    CHECK(e.file() == "t.toml");
+    CHECK(e.line() == line);
+    CHECK(std::string(e.what()).starts_with("t.toml:" + std::to_string(line) + ": "));
+    CHECK_MESSAGE(std::string(e.what()).find(part) != std::string::npos, e.what());
+  }
+}
+
+// Four peers 0..3 on ipc endpoints: lines 1-8.
+const std::string kPeers =
+    "[[peer]]\nrank = 0\nendpoint = \"ipc:///tmp/a0\"\n"
+    "[[peer]]\nrank = 1\nendpoint = \"ipc:///tmp/a1\"\n"
+    "[[peer]]\nrank = 2\nendpoint = \"ipc:///tmp/a2\"\n"
+    "[[peer]]\nrank = 3\nendpoint = \"ipc:///tmp/a3\"\n";  // 12 lines
+
+std::string edge(int a, int b) {
+  return "[[edge]]\npeers = [" + std::to_string(a) + ", " + std::to_string(b) + "]\n";
+}
+std::string edge(int a, int b, double w) {
+  return edge(a, b) + "weight = " + std::to_string(w) + "\n";
+}
+
+}  // namespace
+
+TEST_CASE("generate -> write -> parse reproduces W bit for bit") {
+  for (const char* text : {"ring:1", "ring:2", "ring:7", "torus:3x4", "grid:2x3", "complete:5",
+                           "star:6,weights=best-constant", "hypercube:8", "exponential:10",
+                           "erdos-renyi:12,p=0.4,seed=3", "random-regular:14,d=3,seed=5",
+                           "torus:4x4,weights=max-degree"}) {
+    CAPTURE(text);
+    const auto t = make_topology(parse_spec(text));
+    std::ostringstream out;
+    write_topology(t, out);
+    const auto back = parse_topology(out.str(), "generated.toml");
+    REQUIRE(back.size() == t.size());
+    CHECK(back.graph.edges() == t.graph.edges());
+    for (int i = 0; i < t.size(); ++i)
+      for (int j = 0; j < t.size(); ++j) CHECK(back.weight(i, j) == t.weight(i, j));
+    CHECK(back.hash() == t.hash());
+  }
+}
+
+TEST_CASE("generator form") {
+  const auto t = parse_topology(
+      "name = \"t\"\n[generator]\nkind = \"torus\"\nsizes = [3, 4]\nendpoint = "
+      "\"tcp://127.0.0.1:7000\"\n"
+      "devices = [0,1,2,3,0,1,2,3,0,1,2,3]\n",
+      "gen.toml");
+  CHECK(t.size() == 12);
+  CHECK(t.peers[5].endpoint == "tcp://127.0.0.1:7005");
+  CHECK(t.peers[5].device == 1);
+  CHECK(t.weight(0, 1) == doctest::Approx(0.2));
+  CHECK(t.hash() == make_topology(parse_spec("torus:3x4,endpoint=tcp://127.0.0.1:7000")).hash());
+}
+
+TEST_CASE("explicit form: scheme, per-edge weights, matrix") {
+  auto t = parse_topology(kPeers + edge(0, 1) + edge(1, 2) + edge(2, 3) + edge(3, 0), "x.toml");
+  CHECK(t.weight(0, 1) == doctest::Approx(1.0 / 3));  // metropolis by default
+  t = parse_topology(kPeers + edge(0, 1, 0.5) + edge(2, 3, 0.25) + edge(1, 2, 0.1), "x.toml");
+  CHECK(t.weight(1, 1) == doctest::Approx(0.4));
+  CHECK(t.weight(3, 3) == doctest::Approx(0.75));
+  // Top-level keys come before the first [[peer]] table (TOML puts later keys in that table).
+  t = parse_topology(
+      "matrix = [[0.5, 0.5, 0, 0], [0.5, 0.25, 0.25, 0],\n"
+      "[0, 0.25, 0.5, 0.25], [0, 0, 0.25, 0.75]]\n" + kPeers,
+      "x.toml");
+  CHECK(t.graph.edge_count() == 3);
+  CHECK(t.weight(2, 3) == 0.25);
+}
+
+TEST_CASE("validation errors name the file and the line") {
+  expect_error("[generator]\nkind = \"ring\"\nsizes = [4]\ncolour = \"red\"\n", 4,
+               "unknown key 'colour'");
+  expect_error(kPeers + "flavour = 1\n", 13, "unknown key 'flavour'");
+  expect_error(kPeers + edge(0, 1) + "[[edge]]\npeers = [2, 3]\nwieght = 0.1\n", 17,
+               "unknown key 'wieght'");
+  expect_error(kPeers + edge(0, 1) + edge(1, 2) + edge(1, 0), 18,
+               "duplicate edge 0-1 (first at line 13)");
+  expect_error(kPeers + edge(0, 1) + edge(2, 2), 16, "self edge");
+  expect_error(kPeers + edge(0, 1) + edge(1, 7), 16, "rank 7, out of range");
+  expect_error(kPeers + "[[peer]]\nrank = 9\nendpoint = \"ipc:///tmp/a9\"\n", 13,
+               "rank 9 is out of range");
+  expect_error(
+      "[[peer]]\nrank = 0\nendpoint = \"ipc:///a\"\n[[peer]]\nrank = 0\nendpoint = \"ipc:///b\"\n",
+      4, "rank 0 is listed twice (first at line 1)");
+  expect_error(
+      "[[peer]]\nrank = 0\nendpoint = \"ipc:///a\"\n[[peer]]\nrank = 1\nendpoint = \"ipc:///a\"\n",
+      6, "endpoint 'ipc:///a' is used twice (first at line 1)");
+  expect_error("[[peer]]\nendpoint = \"ipc:///a\"\n", 1, "needs 'rank'");
+  expect_error(kPeers + edge(0, 1, -0.1) + edge(1, 2, 0.3) + edge(2, 3, 0.3), 15,
+               "negative weight");
+  // Matrix rows are lines 1-4, the peers follow.
+  expect_error("matrix = [[0.5, 0.5, 0, 0],\n[0.5, 0.5, 0, 0],\n[0, 0, 0.5, 0.5],\n"
+               "[0, 0.01, 0.5, 0.49]]\n" + kPeers,
+               4, "not symmetric: W[3][1] = 0.01 but W[1][3] = 0");
+  expect_error("matrix = [[0.5, 0.5, 0, 0],\n[0.5, 0.5, 0, 0],\n[0, 0, 0.6, 0.5],\n"
+               "[0, 0, 0.5, 0.5]]\n" + kPeers,
+               3, "row 2 of W sums to 1.1");
+  expect_error("matrix = [[1.2, -0.2, 0, 0],\n[-0.2, 1.2, 0, 0],\n[0, 0, 0.5, 0.5],\n"
+               "[0, 0, 0.5, 0.5]]\n" + kPeers,
+               1, "negative weight W[0][1]");
+  expect_error("matrix = [[0.5, 0.5, 0, 0],\n[0.5, 0.5, 0, 0],\n[0, 0, 0.5, 0.5],\n"
+               "[0, 0, 0.5, 0.5]]\n" + kPeers + edge(0, 1),
+               3, "W[2][3] = 0.5 but there is no edge 2-3");
+  // Self weight that breaks the row sum: the peer's own line.
+  expect_error(
+      "[[peer]]\nrank = 0\nendpoint = \"ipc:///a\"\nself_weight = 0.6\n"
+      "[[peer]]\nrank = 1\nendpoint = \"ipc:///b\"\n" +
+          edge(0, 1, 0.5),
+      1, "row 0 of W sums to 1.1");
+  // Disconnected: two components of sizes 2 and 2; peer 2 (line 7) cannot reach peer 0.
+  expect_error(kPeers + edge(0, 1) + edge(2, 3), 7, "2 components of sizes 2, 2");
+  expect_error(kPeers + edge(0, 1, 0.5) + edge(2, 3, 0.5), 7, "disconnected");
+  expect_error(kPeers + edge(0, 1, 0.5) + edge(1, 2), 16,
+               "edge has no weight while the edge at line 13 has one");
+  expect_error("[generator]\nkind = \"ring\"\nsizes = [4]\n" + kPeers, 4,
+               "cannot be combined with [generator]");
+  expect_error("[generator]\nkind = \"hexagon\"\nsizes = [4]\n", 2,
+               "unknown topology kind 'hexagon'");
+  expect_error("[generator]\nkind = \"random-regular\"\nsizes = [5]\ndegree = 3\n", 1, "n*d even");
+  expect_error("weights = \"metropolis\"\nsizes = 3\n", 2, "unknown key 'sizes'");
+  expect_error("[[peer]]\nrank = 0\nendpoint = \"http://x\"\n", 3, "tcp:// or ipc://");
+  expect_error("[generator\nkind = \"ring\"\n", 1, "");  // TOML syntax error: its own line
+  expect_error("name = \"nothing here\"\n", 1, "no peers");
+}
+
+TEST_CASE("every shipped topology file validates") {
+  const char* root = std::getenv("GOSSIP_SOURCE_ROOT");
+  REQUIRE_MESSAGE(root != nullptr, "GOSSIP_SOURCE_ROOT is set by meson test");
+  int count = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::path(root) / "configs/topologies")) {
+    if (entry.path().extension() != ".toml") continue;
+    CAPTURE(entry.path().string());
+    const auto t = load_topology(entry.path());
+    CHECK(t.size() >= 1);
+    ++count;
+  }
+  CHECK(count >= 5);
+}
+
+TEST_CASE("unreadable file and file-or-spec") {
+  CHECK_THROWS_WITH_AS(load_topology("/nonexistent/x.toml"),
+                       doctest::Contains("/nonexistent/x.toml:0: cannot open"), TopologyFileError);
+  CHECK(load_topology_or_spec("ring:5").size() == 5);
+  CHECK_THROWS_WITH_AS(load_topology_or_spec("missing.toml"),
+                       doctest::Contains("neither a topology file"), std::invalid_argument);
+}
