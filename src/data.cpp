@@ -1,0 +1,215 @@
+#include "src/data.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include <fmt/format.h>
+
+namespace gossip::runtime {
+
+Dataset Dataset::subset(std::span<const std::size_t> index) const {
+  Dataset out;
+  out.dim = dim;
+  out.classes = classes;
+  out.features.resize(index.size() * dim);
+  out.labels.resize(index.size());
+  for (std::size_t k = 0; k < index.size(); ++k) {
+    std::copy_n(features.begin() + static_cast<std::ptrdiff_t>(index[k] * dim), dim,
+                out.features.begin() + static_cast<std::ptrdiff_t>(k * dim));
+    out.labels[k] = labels[index[k]];
+  }
+  return out;
+}
+
+namespace {
+
+struct GzFile {
+  gzFile f = nullptr;
+  explicit GzFile(const std::filesystem::path& p) : f(gzopen(p.c_str(), "rb")) {}
+  ~GzFile() {
+    if (f) gzclose(f);
+  }
+  GzFile(const GzFile&) = delete;
+  GzFile& operator=(const GzFile&) = delete;
+};
+
+void read_exact(GzFile& gz, void* dst, std::size_t n, const std::filesystem::path& path) {
+  auto* p = static_cast<unsigned char*>(dst);
+  while (n > 0) {
+    const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n, 1u << 30));
+    const int got = gzread(gz.f, p, chunk);
+    if (got <= 0)
+      throw std::runtime_error(fmt::format("{}: truncated or not gzip data", path.string()));
+    p += got;
+    n -= static_cast<std::size_t>(got);
+  }
+}
+
+std::uint32_t big_endian(const unsigned char* b) {
+  return (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) |
+         b[3];
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> read_idx(const std::filesystem::path& path,
+                                   std::vector<std::uint32_t>& dims) {
+  if (!std::filesystem::exists(path))
+    throw std::runtime_error(fmt::format(
+        "{} not found: install the Fashion-MNIST data with `apt-get install dataset-fashion-mnist` "
+        "(or set data.path to a folder holding the IDX files)",
+        path.string()));
+  GzFile gz(path);
+  if (!gz.f) throw std::runtime_error(fmt::format("{}: cannot open", path.string()));
+  unsigned char magic[4];
+  read_exact(gz, magic, 4, path);
+  // IDX: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions.
+  if (magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] < 1 || magic[3] > 4)
+    throw std::runtime_error(fmt::format("{}: not an unsigned-byte IDX file", path.string()));
+  dims.assign(magic[3], 0);
+  std::size_t total = 1;
+  for (auto& d : dims) {
+    unsigned char b[4];
+    read_exact(gz, b, 4, path);
+    d = big_endian(b);
+    total *= d;
+  }
+  if (total > (std::size_t{1} << 32))
+    throw std::runtime_error(fmt::format("{}: implausible IDX size", path.string()));
+  std::vector<std::uint8_t> data(total);
+  read_exact(gz, data.data(), total, path);
+  return data;
+}
+
+TrainTest load_fashion_mnist(const std::filesystem::path& dir) {
+  if (!std::filesystem::is_directory(dir))
+    throw std::runtime_error(
+        fmt::format("Fashion-MNIST folder {} not found: install it with `apt-get install "
+                    "dataset-fashion-mnist` (or set data.path)",
+                    dir.string()));
+  auto load = [&](const char* images, const char* labels) {
+    std::vector<std::uint32_t> idims, ldims;
+    const auto px = read_idx(dir / images, idims);
+    const auto lb = read_idx(dir / labels, ldims);
+    if (idims.size() != 3 || ldims.size() != 1 || idims[0] != ldims[0])
+      throw std::runtime_error(fmt::format("{}: images and labels do not match", dir.string()));
+    Dataset d;
+    d.dim = std::size_t{idims[1]} * idims[2];
+    d.classes = 10;
+    d.features.resize(px.size());
+    for (std::size_t k = 0; k < px.size(); ++k) d.features[k] = static_cast<float>(px[k]) / 255.0f;
+    d.labels.assign(lb.begin(), lb.end());
+    for (auto l : d.labels)
+      if (l < 0 || l >= 10)
+        throw std::runtime_error(fmt::format("{}: label {} outside 0..9", labels, l));
+    return d;
+  };
+  TrainTest tt{load("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+               load("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")};
+  // One mean and deviation over all training pixels: keeps the inputs well scaled for SGD.
+  double sum = 0.0, sq = 0.0;
+  for (float v : tt.train.features) {
+    sum += v;
+    sq += double{v} * v;
+  }
+  const double n = static_cast<double>(tt.train.features.size());
+  const double mean = sum / n, sd = std::sqrt(std::max(sq / n - mean * mean, 1e-12));
+  for (auto* d : {&tt.train, &tt.test})
+    for (float& v : d->features) v = static_cast<float>((v - mean) / sd);
+  return tt;
+}
+
+TrainTest synthetic_blobs(std::size_t dim, int classes, std::size_t train, std::size_t test,
+                          std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> centres(static_cast<std::size_t>(classes) * dim);
+  for (float& c : centres) c = 1.5f * normal(rng);
+  auto draw = [&](std::size_t count) {
+    Dataset d;
+    d.dim = dim;
+    d.classes = classes;
+    d.features.resize(count * dim);
+    d.labels.resize(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto c = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(classes));
+      d.labels[i] = c;
+      for (std::size_t k = 0; k < dim; ++k)
+        d.features[i * dim + k] = centres[static_cast<std::size_t>(c) * dim + k] + normal(rng);
+    }
+    return d;
+  };
+  TrainTest tt;
+  tt.train = draw(train);
+  tt.test = draw(test);
+  return tt;
+}
+
+PartitionKind parse_partition(std::string_view name) {
+  if (name == "iid") return PartitionKind::iid;
+  if (name == "label" || name == "by-label") return PartitionKind::by_label;
+  if (name == "dirichlet") return PartitionKind::dirichlet;
+  throw std::invalid_argument(
+      fmt::format("unknown partition '{}' (known: iid, label, dirichlet)", name));
+}
+
+std::vector<std::size_t> partition(const Dataset& d, PartitionKind kind, int peers, int rank,
+                                   std::uint64_t seed, double alpha) {
+  if (peers < 1 || rank < 0 || rank >= peers)
+    throw std::invalid_argument(fmt::format("rank {} out of range for {} peers", rank, peers));
+  const std::size_t n = d.size();
+  std::vector<std::size_t> order(n);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::mt19937_64 rng(seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  auto shard = [&](const std::vector<std::size_t>& all) {
+    const std::size_t lo =
+        all.size() * static_cast<std::size_t>(rank) / static_cast<std::size_t>(peers);
+    const std::size_t hi =
+        all.size() * static_cast<std::size_t>(rank + 1) / static_cast<std::size_t>(peers);
+    return std::vector<std::size_t>(all.begin() + static_cast<std::ptrdiff_t>(lo),
+                                    all.begin() + static_cast<std::ptrdiff_t>(hi));
+  };
+  switch (kind) {
+    case PartitionKind::iid:
+      return shard(order);
+    case PartitionKind::by_label:
+      std::stable_sort(order.begin(), order.end(),
+                       [&](std::size_t a, std::size_t b) { return d.labels[a] < d.labels[b]; });
+      return shard(order);
+    case PartitionKind::dirichlet: {
+      if (!(alpha > 0.0))
+        throw std::invalid_argument(fmt::format("dirichlet alpha must be > 0, got {}", alpha));
+      std::vector<std::size_t> mine;
+      std::gamma_distribution<double> gamma(alpha, 1.0);
+      for (int c = 0; c < d.classes; ++c) {
+        std::vector<std::size_t> rows;
+        for (std::size_t i : order)
+          if (d.labels[i] == c) rows.push_back(i);
+        std::vector<double> share(static_cast<std::size_t>(peers));
+        double total = 0.0;
+        for (double& s : share) total += (s = gamma(rng));
+        // Cumulative cut points over this class's rows.
+        double before = 0.0;
+        for (int p = 0; p < rank; ++p) before += share[static_cast<std::size_t>(p)];
+        const double after = before + share[static_cast<std::size_t>(rank)];
+        const auto lo = static_cast<std::size_t>(
+            std::llround(before / total * static_cast<double>(rows.size())));
+        const auto hi = rank == peers - 1 ? rows.size()
+                                          : static_cast<std::size_t>(std::llround(
+                                                after / total * static_cast<double>(rows.size())));
+        mine.insert(mine.end(), rows.begin() + static_cast<std::ptrdiff_t>(lo),
+                    rows.begin() + static_cast<std::ptrdiff_t>(hi));
+      }
+      std::shuffle(mine.begin(), mine.end(), rng);
+      return mine;
+    }
+  }
+  return {};
+}
+
+}  // namespace gossip::runtime

@@ -1,0 +1,167 @@
+#include "src/model.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace gossip::runtime {
+
+Mlp::Mlp(std::size_t inputs, std::vector<std::size_t> hidden, std::size_t classes,
+         std::size_t max_batch)
+    : max_batch_(max_batch) {
+  if (inputs == 0 || classes < 2)
+    throw std::invalid_argument("a model needs inputs and >= 2 classes");
+  widths_.push_back(inputs);
+  for (auto h : hidden) {
+    if (h == 0) throw std::invalid_argument("hidden layer widths must be positive");
+    widths_.push_back(h);
+  }
+  widths_.push_back(classes);
+  for (std::size_t l = 0; l + 1 < widths_.size(); ++l) {
+    offsets_.push_back(size_);
+    tensor_sizes_.push_back(widths_[l + 1] * widths_[l]);
+    size_ += tensor_sizes_.back();
+    offsets_.push_back(size_);
+    tensor_sizes_.push_back(widths_[l + 1]);
+    size_ += tensor_sizes_.back();
+  }
+  act_.resize(widths_.size());
+  for (std::size_t l = 1; l < widths_.size(); ++l) act_[l].resize(max_batch_ * widths_[l]);
+  const std::size_t widest = *std::max_element(widths_.begin() + 1, widths_.end());
+  delta_.resize(max_batch_ * widest);
+  delta_next_.resize(max_batch_ * widest);
+  xbatch_.resize(max_batch_ * inputs);
+  ybatch_.resize(max_batch_);
+}
+
+std::string Mlp::describe() const {
+  return widths_.size() == 2 ? fmt::format("softmax regression {}", fmt::join(widths_, "-"))
+                             : fmt::format("mlp {}", fmt::join(widths_, "-"));
+}
+
+void Mlp::init(std::span<float> params, std::uint64_t seed) const {
+  if (params.size() != size_) throw std::invalid_argument("parameter vector has the wrong size");
+  std::mt19937_64 rng(seed);
+  for (std::size_t l = 0; l + 1 < widths_.size(); ++l) {
+    const double bound = std::sqrt(6.0 / static_cast<double>(widths_[l]));
+    float* w = params.data() + offsets_[2 * l];
+    for (std::size_t k = 0; k < tensor_sizes_[2 * l]; ++k)
+      w[k] = static_cast<float>((static_cast<double>(rng() >> 11) * 0x1.0p-53 * 2.0 - 1.0) * bound);
+    std::fill_n(params.data() + offsets_[2 * l + 1], tensor_sizes_[2 * l + 1], 0.0f);
+  }
+}
+
+std::pair<double, std::size_t> Mlp::forward(std::span<const float> params, const float* x,
+                                            const std::int32_t* labels, std::size_t rows) {
+  const float* in = x;
+  const std::size_t layers = widths_.size() - 1;
+  for (std::size_t l = 0; l < layers; ++l) {
+    const std::size_t n_in = widths_[l], n_out = widths_[l + 1];
+    const float* w = params.data() + offsets_[2 * l];
+    const float* b = params.data() + offsets_[2 * l + 1];
+    float* out = act_[l + 1].data();
+    for (std::size_t r = 0; r < rows; ++r) std::copy_n(b, n_out, out + r * n_out);
+    // out (rows x n_out) += in (rows x n_in) * W^T (W is n_out x n_in, row-major).
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+                static_cast<int>(n_out), static_cast<int>(n_in), 1.0f, in, static_cast<int>(n_in),
+                w, static_cast<int>(n_in), 1.0f, out, static_cast<int>(n_out));
+    if (l + 1 < layers)
+      for (std::size_t k = 0; k < rows * n_out; ++k) out[k] = std::max(out[k], 0.0f);
+    in = out;
+  }
+  // Softmax in place on the logits, loss and accuracy.
+  const std::size_t c = widths_.back();
+  float* p = act_[layers].data();
+  double loss = 0.0;
+  std::size_t correct = 0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* row = p + r * c;
+    const auto top = std::max_element(row, row + c);
+    if (static_cast<std::int32_t>(top - row) == labels[r]) ++correct;
+    const float m = *top;
+    double z = 0.0;
+    for (std::size_t k = 0; k < c; ++k) z += std::exp(double{row[k]} - m);
+    loss += std::log(z) - (double{row[labels[r]]} - m);
+    for (std::size_t k = 0; k < c; ++k)
+      row[k] = static_cast<float>(std::exp(double{row[k]} - m) / z);
+  }
+  return {loss, correct};
+}
+
+double Mlp::loss_grad(std::span<const float> params, const Dataset& data,
+                      std::span<const std::size_t> batch, std::span<float> grad) {
+  if (params.size() != size_ || grad.size() != size_)
+    throw std::invalid_argument("parameter or gradient vector has the wrong size");
+  const std::size_t rows = batch.size();
+  if (rows == 0 || rows > max_batch_)
+    throw std::invalid_argument(fmt::format("batch of {} rows (1..{} allowed)", rows, max_batch_));
+  const std::size_t in0 = widths_[0];
+  for (std::size_t r = 0; r < rows; ++r) {
+    std::copy_n(data.features.data() + batch[r] * in0, in0, xbatch_.data() + r * in0);
+    ybatch_[r] = data.labels[batch[r]];
+  }
+  const auto [loss, correct] = forward(params, xbatch_.data(), ybatch_.data(), rows);
+  (void)correct;
+  const std::size_t layers = widths_.size() - 1;
+  // dL/dlogits = (softmax - onehot) / rows.
+  const std::size_t c = widths_.back();
+  const float inv = 1.0f / static_cast<float>(rows);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t k = 0; k < c; ++k)
+      delta_[r * c + k] =
+          (act_[layers][r * c + k] - (static_cast<std::int32_t>(k) == ybatch_[r] ? 1.0f : 0.0f)) *
+          inv;
+  for (std::size_t l = layers; l-- > 0;) {
+    const std::size_t n_in = widths_[l], n_out = widths_[l + 1];
+    const float* in = l == 0 ? xbatch_.data() : act_[l].data();
+    float* gw = grad.data() + offsets_[2 * l];
+    float* gb = grad.data() + offsets_[2 * l + 1];
+    // gW (n_out x n_in) = delta^T (n_out x rows) * in (rows x n_in).
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(n_out),
+                static_cast<int>(n_in), static_cast<int>(rows), 1.0f, delta_.data(),
+                static_cast<int>(n_out), in, static_cast<int>(n_in), 0.0f, gw,
+                static_cast<int>(n_in));
+    std::fill_n(gb, n_out, 0.0f);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t k = 0; k < n_out; ++k) gb[k] += delta_[r * n_out + k];
+    if (l == 0) break;
+    // delta_prev (rows x n_in) = delta (rows x n_out) * W (n_out x n_in), masked by ReLU.
+    const float* w = params.data() + offsets_[2 * l];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
+                static_cast<int>(n_in), static_cast<int>(n_out), 1.0f, delta_.data(),
+                static_cast<int>(n_out), w, static_cast<int>(n_in), 0.0f, delta_next_.data(),
+                static_cast<int>(n_in));
+    for (std::size_t k = 0; k < rows * n_in; ++k)
+      if (act_[l][k] <= 0.0f) delta_next_[k] = 0.0f;
+    delta_.swap(delta_next_);
+  }
+  return loss / static_cast<double>(rows);
+}
+
+Evaluation Mlp::evaluate(std::span<const float> params, const Dataset& data) {
+  if (params.size() != size_) throw std::invalid_argument("parameter vector has the wrong size");
+  Evaluation e;
+  double loss = 0.0;
+  std::size_t correct = 0;
+  for (std::size_t start = 0; start < data.size(); start += max_batch_) {
+    const std::size_t rows = std::min(max_batch_, data.size() - start);
+    const auto [l, c] =
+        forward(params, data.features.data() + start * data.dim, data.labels.data() + start, rows);
+    loss += l;
+    correct += c;
+  }
+  e.samples = data.size();
+  if (e.samples > 0) {
+    e.loss = loss / static_cast<double>(e.samples);
+    e.accuracy = static_cast<double>(correct) / static_cast<double>(e.samples);
+  }
+  return e;
+}
+
+}  // namespace gossip::runtime

@@ -1,0 +1,133 @@
+// Models and data: gradients against finite differences, learning on a separable problem,
+// partitions that cover every row once, and the IDX reader on files the test writes.
+
+#include <doctest/doctest.h>
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+
+#include "src/data.hpp"
+#include "src/model.hpp"
+
+using namespace gossip::runtime;
+
+TEST_CASE("MLP gradient matches central finite differences") {
+  const auto tt = synthetic_blobs(6, 3, 40, 10, 5);
+  for (const std::vector<std::size_t>& hidden : {std::vector<std::size_t>{}, {5}, {7, 4}}) {
+    Mlp m(6, hidden, 3, 16);
+    std::vector<float> x(m.size()), g(m.size()), scratch(m.size());
+    m.init(x, 11);
+    // Non-zero biases so that every ReLU pattern is exercised away from its kink.
+    for (std::size_t k = 0; k < x.size(); ++k) x[k] += 0.01f * static_cast<float>(k % 7);
+    const std::vector<std::size_t> batch{0, 3, 5, 8, 13, 21, 34};
+    m.loss_grad(x, tt.train, batch, g);
+    const float h = 1e-2f;
+    double max_err = 0.0;
+    for (std::size_t k = 0; k < x.size(); ++k) {
+      auto xp = x, xm = x;
+      xp[k] += h;
+      xm[k] -= h;
+      const double fd =
+          (m.loss_grad(xp, tt.train, batch, scratch) - m.loss_grad(xm, tt.train, batch, scratch)) /
+          (2.0 * h);
+      max_err = std::max(max_err, std::abs(fd - g[k]) / std::max(1.0, std::abs(fd)));
+    }
+    CAPTURE(hidden.size());
+    CHECK(max_err < 2e-3);
+  }
+}
+
+TEST_CASE("layout: tensor sizes add up and split W and b per layer") {
+  Mlp m(784, {256, 128}, 10);
+  const std::vector<std::size_t> expect{256 * 784, 256, 128 * 256, 128, 10 * 128, 10};
+  CHECK(m.tensor_sizes() == expect);
+  CHECK(m.size() == std::accumulate(expect.begin(), expect.end(), std::size_t{0}));
+}
+
+TEST_CASE("softmax regression and MLP learn separable blobs with plain SGD") {
+  const auto tt = synthetic_blobs(20, 4, 2000, 500, 3);
+  for (const std::vector<std::size_t>& hidden : {std::vector<std::size_t>{}, {32}}) {
+    Mlp m(20, hidden, 4, 64);
+    std::vector<float> x(m.size()), g(m.size());
+    m.init(x, 1);
+    const double before = m.evaluate(x, tt.test).loss;
+    std::vector<std::size_t> idx(tt.train.size());
+    std::iota(idx.begin(), idx.end(), std::size_t{0});
+    for (int epoch = 0; epoch < 3; ++epoch)
+      for (std::size_t s = 0; s + 32 <= idx.size(); s += 32) {
+        m.loss_grad(x, tt.train, std::span(idx).subspan(s, 32), g);
+        for (std::size_t k = 0; k < x.size(); ++k) x[k] -= 0.05f * g[k];
+      }
+    const auto e = m.evaluate(x, tt.test);
+    CHECK(e.loss < before);
+    CHECK(e.accuracy > 0.95);
+  }
+}
+
+TEST_CASE("partitions: every row exactly once; by-label gives few classes per peer") {
+  const auto tt = synthetic_blobs(2, 10, 1000, 1, 9);
+  for (auto kind : {PartitionKind::iid, PartitionKind::by_label, PartitionKind::dirichlet}) {
+    std::vector<int> owner(tt.train.size(), -1);
+    for (int r = 0; r < 8; ++r)
+      for (auto i : partition(tt.train, kind, 8, r, 42, 0.3)) {
+        CHECK(owner[i] == -1);
+        owner[i] = r;
+      }
+    CHECK(std::count(owner.begin(), owner.end(), -1) == 0);
+  }
+  for (int r = 0; r < 8; ++r) {
+    const auto iid = partition(tt.train, PartitionKind::iid, 8, r, 42);
+    CHECK(iid.size() == 125);
+    std::set<int> classes;
+    for (auto i : partition(tt.train, PartitionKind::by_label, 8, r, 42))
+      classes.insert(tt.train.labels[i]);
+    CHECK(classes.size() <= 3);
+  }
+  CHECK(partition(tt.train, PartitionKind::iid, 8, 3, 42) ==
+        partition(tt.train, PartitionKind::iid, 8, 3, 42));
+  CHECK(partition(tt.train, PartitionKind::iid, 8, 3, 42) !=
+        partition(tt.train, PartitionKind::iid, 8, 3, 43));
+  CHECK_THROWS_AS(partition(tt.train, PartitionKind::iid, 8, 8, 42), std::invalid_argument);
+  CHECK_THROWS_WITH(parse_partition("random"), doctest::Contains("known: iid, label, dirichlet"));
+}
+
+TEST_CASE("IDX reader: a file the test writes, and the missing-package error") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gossip_idx_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto write = [&](const char* name, std::vector<unsigned char> bytes) {
+    gzFile f = gzopen((dir / name).c_str(), "wb");
+    REQUIRE(f != nullptr);
+    gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+    gzclose(f);
+  };
+  // 3 images of 2x2 pixels and their labels.
+  write("train-images-idx3-ubyte.gz", {0, 0, 8, 3,   0, 0,   0,  3,  0,  0,  0,   2,   0,   0,
+                                       0, 2, 0, 255, 0, 255, 10, 20, 30, 40, 255, 255, 255, 255});
+  write("train-labels-idx1-ubyte.gz", {0, 0, 8, 1, 0, 0, 0, 3, 7, 0, 9});
+  write("t10k-images-idx3-ubyte.gz", {0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3, 4});
+  write("t10k-labels-idx1-ubyte.gz", {0, 0, 8, 1, 0, 0, 0, 1, 4});
+  std::vector<std::uint32_t> dims;
+  const auto px = read_idx(dir / "train-images-idx3-ubyte.gz", dims);
+  CHECK(dims == std::vector<std::uint32_t>{3, 2, 2});
+  CHECK(px[5] == 20);
+  const auto tt = load_fashion_mnist(dir);
+  CHECK(tt.train.size() == 3);
+  CHECK(tt.train.dim == 4);
+  CHECK(tt.train.labels == std::vector<std::int32_t>{7, 0, 9});
+  // Standardised with the training pixels' mean and deviation.
+  double mean = 0.0;
+  for (float v : tt.train.features) mean += v;
+  CHECK(std::abs(mean / 12.0) < 1e-6);
+  write("t10k-labels-idx1-ubyte.gz", {0, 0, 8, 1, 0, 0, 0, 1});  // truncated
+  CHECK_THROWS_WITH(load_fashion_mnist(dir), doctest::Contains("truncated"));
+  std::filesystem::remove_all(dir);
+  CHECK_THROWS_WITH(load_fashion_mnist(dir),
+                    doctest::Contains("apt-get install dataset-fashion-mnist"));
+}
