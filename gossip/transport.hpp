@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -45,6 +46,19 @@ class Transport {
   // size must match the sender's. Used by the all-reduce baseline.
   virtual void ring_step(std::uint64_t round, std::uint32_t step, std::span<const std::byte> send,
                          std::span<std::byte> recv) = 0;
+
+  // Streaming form of exchange() (added by the transport; exchange() is unchanged): calls
+  // on_message(k, bytes) once for each neighbour neighbors()[k], in arrival order, and lets go of
+  // that message when the call returns. A caller that decodes inside the callback holds one
+  // received message at a time instead of one per neighbour; with
+  // TransportOptions::receive_window the senders are also paced, so peak memory does not grow
+  // with the degree. Same round rules and errors as exchange(). The default forwards to it.
+  using MessageFn = std::function<void(std::size_t, std::span<const std::byte>)>;
+  virtual void exchange_each(std::uint64_t round, std::span<const std::byte> payload,
+                             const MessageFn& on_message) {
+    const auto& got = exchange(round, payload);
+    for (std::size_t k = 0; k < got.size(); ++k) on_message(k, got[k]);
+  }
 
   virtual const TrafficCounters& counters() const = 0;
 };

@@ -38,7 +38,12 @@ class Codec {
 
   // Exact size in bytes of the whole wire message (header + payload) for `d` elements.
   // d must equal the layout's total when the codec was made with a layout.
+  // threshold is the one codec whose size depends on the data: for it this is the largest message
+  // (every element kept) and encode's return value is the actual size (fixed_wire_size() false).
   virtual std::size_t wire_size(std::size_t d) const = 0;
+
+  // True when every message for d elements is exactly wire_size(d) bytes.
+  virtual bool fixed_wire_size() const { return true; }
 
   // Encodes x into wire[0, wire_size(x.size())). Returns the bytes written.
   virtual std::size_t encode(std::span<const float> x, const RngKey& key,

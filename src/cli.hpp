@@ -8,4 +8,13 @@ namespace gossip::cli {
 // `gossip topo ...`: generate, inspect, compare.
 void add_topo_commands(CLI::App& app);
 
+// `gossip simulate`, `gossip peer`, `gossip launch`: training runs (src/cli_train.cpp).
+void add_train_commands(CLI::App& app);
+
+// `gossip bench codecs`: codec throughput beside memcpy (src/cli_bench_codecs.cpp).
+void add_bench_codecs(CLI::App& bench);
+
+// `gossip bench exchange`: one gossip round between processes beside raw ZeroMQ.
+void add_bench_exchange(CLI::App& bench);
+
 }  // namespace gossip::cli

@@ -146,9 +146,10 @@ void add_topo_commands(CLI::App& app) {
   g->add_option("--seed", gen->seed, "Seed of random generators")->capture_default_str();
   g->add_option("--p", gen->p, "Edge probability (erdos-renyi)");
   g->add_option("--degree,-d", gen->degree, "Degree (random-regular)");
-  g->add_option("--endpoint", gen->endpoint,
-                "Base endpoint: tcp://host:port gives rank r port+r; or a pattern with {rank} "
-                "(default tcp://127.0.0.1:29500, or ipc:///tmp/gossip-{rank}.sock when ports run out)");
+  g->add_option(
+      "--endpoint", gen->endpoint,
+      "Base endpoint: tcp://host:port gives rank r port+r; or a pattern with {rank} "
+      "(default tcp://127.0.0.1:29500, or ipc:///tmp/gossip-{rank}.sock when ports run out)");
   g->add_option("-o,--output", gen->output, "Output file (default: standard output)");
   g->callback([gen] {
     std::string spec_text = gen->kind + ":";

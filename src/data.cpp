@@ -157,59 +157,67 @@ PartitionKind parse_partition(std::string_view name) {
       fmt::format("unknown partition '{}' (known: iid, label, dirichlet)", name));
 }
 
-std::vector<std::size_t> partition(const Dataset& d, PartitionKind kind, int peers, int rank,
-                                   std::uint64_t seed, double alpha) {
-  if (peers < 1 || rank < 0 || rank >= peers)
-    throw std::invalid_argument(fmt::format("rank {} out of range for {} peers", rank, peers));
+std::vector<std::vector<std::size_t>> partition_all(const Dataset& d, PartitionKind kind, int peers,
+                                                    std::uint64_t seed, double alpha) {
+  if (peers < 1) throw std::invalid_argument(fmt::format("{} peers: need at least 1", peers));
   const std::size_t n = d.size();
+  const auto p = static_cast<std::size_t>(peers);
   std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), std::size_t{0});
   std::mt19937_64 rng(seed);
   std::shuffle(order.begin(), order.end(), rng);
-  auto shard = [&](const std::vector<std::size_t>& all) {
-    const std::size_t lo =
-        all.size() * static_cast<std::size_t>(rank) / static_cast<std::size_t>(peers);
-    const std::size_t hi =
-        all.size() * static_cast<std::size_t>(rank + 1) / static_cast<std::size_t>(peers);
-    return std::vector<std::size_t>(all.begin() + static_cast<std::ptrdiff_t>(lo),
-                                    all.begin() + static_cast<std::ptrdiff_t>(hi));
+  std::vector<std::vector<std::size_t>> shards(p);
+  auto cut = [&](const std::vector<std::size_t>& all) {
+    for (std::size_t r = 0; r < p; ++r)
+      shards[r].assign(all.begin() + static_cast<std::ptrdiff_t>(all.size() * r / p),
+                       all.begin() + static_cast<std::ptrdiff_t>(all.size() * (r + 1) / p));
   };
   switch (kind) {
     case PartitionKind::iid:
-      return shard(order);
+      cut(order);
+      break;
     case PartitionKind::by_label:
       std::stable_sort(order.begin(), order.end(),
                        [&](std::size_t a, std::size_t b) { return d.labels[a] < d.labels[b]; });
-      return shard(order);
+      cut(order);
+      break;
     case PartitionKind::dirichlet: {
       if (!(alpha > 0.0))
         throw std::invalid_argument(fmt::format("dirichlet alpha must be > 0, got {}", alpha));
-      std::vector<std::size_t> mine;
       std::gamma_distribution<double> gamma(alpha, 1.0);
       for (int c = 0; c < d.classes; ++c) {
         std::vector<std::size_t> rows;
         for (std::size_t i : order)
           if (d.labels[i] == c) rows.push_back(i);
-        std::vector<double> share(static_cast<std::size_t>(peers));
+        std::vector<double> share(p);
         double total = 0.0;
         for (double& s : share) total += (s = gamma(rng));
         // Cumulative cut points over this class's rows.
         double before = 0.0;
-        for (int p = 0; p < rank; ++p) before += share[static_cast<std::size_t>(p)];
-        const double after = before + share[static_cast<std::size_t>(rank)];
-        const auto lo = static_cast<std::size_t>(
-            std::llround(before / total * static_cast<double>(rows.size())));
-        const auto hi = rank == peers - 1 ? rows.size()
-                                          : static_cast<std::size_t>(std::llround(
-                                                after / total * static_cast<double>(rows.size())));
-        mine.insert(mine.end(), rows.begin() + static_cast<std::ptrdiff_t>(lo),
-                    rows.begin() + static_cast<std::ptrdiff_t>(hi));
+        std::size_t lo = 0;
+        for (std::size_t r = 0; r < p; ++r) {
+          before += share[r];
+          const std::size_t hi =
+              r + 1 == p ? rows.size()
+                         : static_cast<std::size_t>(
+                               std::llround(before / total * static_cast<double>(rows.size())));
+          shards[r].insert(shards[r].end(), rows.begin() + static_cast<std::ptrdiff_t>(lo),
+                           rows.begin() + static_cast<std::ptrdiff_t>(hi));
+          lo = hi;
+        }
       }
-      std::shuffle(mine.begin(), mine.end(), rng);
-      return mine;
+      for (auto& s : shards) std::shuffle(s.begin(), s.end(), rng);
+      break;
     }
   }
-  return {};
+  return shards;
+}
+
+std::vector<std::size_t> partition(const Dataset& d, PartitionKind kind, int peers, int rank,
+                                   std::uint64_t seed, double alpha) {
+  if (rank < 0 || rank >= peers)
+    throw std::invalid_argument(fmt::format("rank {} out of range for {} peers", rank, peers));
+  return std::move(partition_all(d, kind, peers, seed, alpha)[static_cast<std::size_t>(rank)]);
 }
 
 }  // namespace gossip::runtime

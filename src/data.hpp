@@ -54,6 +54,9 @@ PartitionKind parse_partition(std::string_view name);  // "iid", "label", "diric
 //   by_label:  rows sorted by label (ties in seeded order) cut into equal contiguous shards, so
 //              each peer sees one or two classes (McMahan et al. 2017's pathological non-iid);
 //   dirichlet: for each class, shares drawn from Dirichlet(alpha) over the peers (Hsu et al. 2019).
+std::vector<std::vector<std::size_t>> partition_all(const Dataset& d, PartitionKind kind, int peers,
+                                                    std::uint64_t seed, double alpha = 0.5);
+// partition_all(...)[rank].
 std::vector<std::size_t> partition(const Dataset& d, PartitionKind kind, int peers, int rank,
                                    std::uint64_t seed, double alpha = 0.5);
 

@@ -16,8 +16,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "gossip 0.1.0");
   gossip::cli::add_topo_commands(app);
+  gossip::cli::add_train_commands(app);
   auto* bench = app.add_subcommand("bench", "Benchmarks: compression kernels, gossip exchange");
   bench->require_subcommand(1);
+  gossip::cli::add_bench_codecs(*bench);
+  gossip::cli::add_bench_exchange(*bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,463 @@
+#include "gossip/algorithms/algorithm.hpp"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <istream>
+#include <ostream>
+
+#include <fmt/format.h>
+
+#include "gossip/algorithms/gossip_base.hpp"
+
+namespace gossip::algorithms {
+
+namespace {
+
+constexpr std::array<char, 8> kMagic = {'G', 'S', 'P', 'A', 'L', 'G', 'O', '1'};
+constexpr std::uint32_t kVersion = 1;
+
+// FNV-1a, 64 bit: the config hash and the checksum of a saved state.
+class Fnv1a {
+ public:
+  void add(const void* data, std::size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < n; ++i) {
+      h_ ^= p[i];
+      h_ *= 0x100000001b3ULL;
+    }
+  }
+  template <class T>
+    requires std::is_trivially_copyable_v<T>
+  void add(const T& v) {
+    add(&v, sizeof v);
+  }
+  void add(std::string_view s) {
+    add(static_cast<std::uint64_t>(s.size()));
+    add(s.data(), s.size());
+  }
+  std::uint64_t value() const { return h_; }
+
+ private:
+  std::uint64_t h_ = 0xcbf29ce484222325ULL;
+};
+
+class Writer {
+ public:
+  explicit Writer(std::ostream& out) : out_(out) {}
+  void bytes(const void* p, std::size_t n) {
+    sum_.add(p, n);
+    out_.write(static_cast<const char*>(p), static_cast<std::streamsize>(n));
+  }
+  template <class T>
+  void value(const T& v) {
+    bytes(&v, sizeof v);
+  }
+  void string(std::string_view s) {
+    value(static_cast<std::uint32_t>(s.size()));
+    bytes(s.data(), s.size());
+  }
+  void checksum() {
+    const std::uint64_t c = sum_.value();
+    out_.write(reinterpret_cast<const char*>(&c), sizeof c);
+  }
+
+ private:
+  std::ostream& out_;
+  Fnv1a sum_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::istream& in) : in_(in) {}
+  void bytes(void* p, std::size_t n, const char* what) {
+    in_.read(static_cast<char*>(p), static_cast<std::streamsize>(n));
+    if (static_cast<std::size_t>(in_.gcount()) != n) {
+      throw StateError(fmt::format("algorithm state: stream ends inside {}", what));
+    }
+    sum_.add(p, n);
+  }
+  template <class T>
+  T value(const char* what) {
+    T v{};
+    bytes(&v, sizeof v, what);
+    return v;
+  }
+  std::string string(const char* what, std::size_t max_len) {
+    const auto n = value<std::uint32_t>(what);
+    if (n > max_len) {
+      throw StateError(fmt::format("algorithm state: {} has length {} (at most {})", what, n,
+                                   max_len));
+    }
+    std::string s(n, '\0');
+    bytes(s.data(), n, what);
+    return s;
+  }
+  void checksum() {
+    const std::uint64_t expected = sum_.value();
+    std::uint64_t got = 0;
+    in_.read(reinterpret_cast<char*>(&got), sizeof got);
+    if (static_cast<std::size_t>(in_.gcount()) != sizeof got) {
+      throw StateError("algorithm state: stream ends before the checksum");
+    }
+    if (got != expected) {
+      throw StateError(fmt::format(
+          "algorithm state: checksum mismatch (stored {:016x}, computed {:016x}): damaged file",
+          got, expected));
+    }
+  }
+
+ private:
+  std::istream& in_;
+  Fnv1a sum_;
+};
+
+struct NameEntry {
+  std::string_view alias;
+  std::string_view canonical;
+};
+constexpr std::array<NameEntry, 9> kNames = {{
+    {"dpsgd", "dpsgd"},
+    {"d-psgd", "dpsgd"},
+    {"dcd-psgd", "dcd-psgd"},
+    {"dcd", "dcd-psgd"},
+    {"deepsqueeze", "deepsqueeze"},
+    {"choco-sgd", "choco-sgd"},
+    {"choco", "choco-sgd"},
+    {"allreduce", "allreduce"},
+    {"c-psgd", "allreduce"},
+}};
+
+}  // namespace
+
+std::string canonical_algorithm_name(std::string_view name) {
+  for (const auto& e : kNames) {
+    if (e.alias == name) return std::string(e.canonical);
+  }
+  throw std::invalid_argument(fmt::format(
+      "unknown algorithm '{}': expected one of dpsgd, dcd-psgd, deepsqueeze, choco-sgd, "
+      "allreduce (aliases d-psgd, dcd, choco, c-psgd)",
+      name));
+}
+
+RoundStats& RoundStats::operator+=(const RoundStats& o) {
+  rounds += o.rounds;
+  bytes_sent += o.bytes_sent;
+  bytes_received += o.bytes_received;
+  compute_s += o.compute_s;
+  encode_s += o.encode_s;
+  wait_s += o.wait_s;
+  decode_s += o.decode_s;
+  update_s += o.update_s;
+  return *this;
+}
+
+Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
+                     const topology::Topology& topology, std::span<const float> x0)
+    : config_(config), transport_(transport), rank_(transport.rank()), size_(transport.size()) {
+  config_.name = canonical_algorithm_name(config.name);
+  if (size_ != topology.size()) {
+    throw std::invalid_argument(fmt::format("transport has {} peers but the topology has {}",
+                                            size_, topology.size()));
+  }
+  if (rank_ < 0 || rank_ >= size_) {
+    throw std::invalid_argument(fmt::format("transport rank {} outside [0, {})", rank_, size_));
+  }
+  if (!(config_.lr >= 0.0f) || !std::isfinite(config_.lr)) {
+    throw std::invalid_argument(fmt::format("lr must be finite and >= 0, got {}", config_.lr));
+  }
+  if (!(config_.momentum >= 0.0f && config_.momentum < 1.0f)) {
+    throw std::invalid_argument(
+        fmt::format("momentum must be in [0, 1), got {}", config_.momentum));
+  }
+  if (!(config_.weight_decay >= 0.0f) || !std::isfinite(config_.weight_decay)) {
+    throw std::invalid_argument(
+        fmt::format("weight_decay must be finite and >= 0, got {}", config_.weight_decay));
+  }
+  if (!config_.tensor_sizes.empty()) {
+    std::size_t total = 0;
+    for (std::size_t s : config_.tensor_sizes) total += s;
+    if (total != x0.size()) {
+      throw std::invalid_argument(
+          fmt::format("tensor_sizes sum to {} but the model has {} parameters", total, x0.size()));
+    }
+  }
+
+  x_.assign(x0.begin(), x0.end());
+  ++model_sized_buffers_;
+  g_ = model_buffer();
+  if (config_.momentum > 0.0f) momentum_ = model_buffer();
+
+  Fnv1a h;
+  h.add(std::string_view(config_.name));
+  h.add(static_cast<std::uint64_t>(x_.size()));
+  h.add(std::string_view(config_.codec));
+  h.add(std::bit_cast<std::uint32_t>(config_.consensus_step));
+  h.add(std::bit_cast<std::uint32_t>(config_.momentum));
+  h.add(static_cast<std::uint8_t>(config_.nesterov));
+  h.add(std::bit_cast<std::uint32_t>(config_.weight_decay));
+  h.add(static_cast<std::uint64_t>(config_.tensor_sizes.size()));
+  for (std::size_t s : config_.tensor_sizes) h.add(static_cast<std::uint64_t>(s));
+  h.add(config_.seed);
+  h.add(static_cast<std::int64_t>(rank_));
+  h.add(static_cast<std::int64_t>(size_));
+  h.add(topology.hash());
+  config_hash_ = h.value();
+}
+
+std::vector<float> Algorithm::model_buffer(float fill) {
+  ++model_sized_buffers_;
+  return std::vector<float>(x_.size(), fill);
+}
+
+void Algorithm::step(GradientFn grad) {
+  const Clock::time_point start = Clock::now();
+  Clock::time_point mark = start;
+  last_ = RoundStats{};
+  grad(std::span<const float>(x_), std::span<float>(g_));
+  last_.compute_s = seconds_since(mark);
+  finish_round(mark);
+}
+
+void Algorithm::step(std::span<const float> g) {
+  if (g.size() != x_.size()) {
+    throw std::invalid_argument(
+        fmt::format("gradient has {} elements, the model {}", g.size(), x_.size()));
+  }
+  last_ = RoundStats{};
+  Clock::time_point mark = Clock::now();
+  std::copy(g.begin(), g.end(), g_.begin());
+  finish_round(mark);
+}
+
+void Algorithm::finish_round(Clock::time_point mark) {
+  const net::TrafficCounters before = transport_.counters();
+  const std::size_t d = x_.size();
+  if (config_.weight_decay > 0.0f) {
+    const float wd = config_.weight_decay;
+    for (std::size_t k = 0; k < d; ++k) g_[k] += wd * x_[k];
+  }
+  if (!momentum_.empty()) {
+    // torch.optim.SGD's form (what ChocoSGD uses): buf = μ buf + g; direction = buf, or
+    // g + μ buf with Nesterov.
+    const float mu = config_.momentum;
+    for (std::size_t k = 0; k < d; ++k) {
+      momentum_[k] = mu * momentum_[k] + g_[k];
+      g_[k] = config_.nesterov ? g_[k] + mu * momentum_[k] : momentum_[k];
+    }
+  }
+  last_.update_s += seconds_since(mark);
+  run_round();
+  ++round_;
+  const net::TrafficCounters& after = transport_.counters();
+  last_.rounds = 1;
+  last_.bytes_sent = after.bytes_sent - before.bytes_sent;
+  last_.bytes_received = after.bytes_received - before.bytes_received;
+  totals_ += last_;
+}
+
+std::vector<StateBuffer> Algorithm::state_buffers() {
+  std::vector<StateBuffer> out;
+  out.push_back({"x", x_});
+  for (const StateBuffer& b : extra_state()) out.push_back(b);
+  if (!momentum_.empty()) out.push_back({"momentum", momentum_});
+  return out;
+}
+
+std::span<const float> Algorithm::state(std::string_view name) {
+  for (const StateBuffer& b : state_buffers()) {
+    if (b.name == name) return b.data;
+  }
+  throw std::invalid_argument(
+      fmt::format("algorithm {} keeps no state buffer '{}'", config_.name, name));
+}
+
+void Algorithm::save(std::ostream& out) const {
+  // state_buffers() is non-const only because it hands out mutable spans for load().
+  auto buffers = const_cast<Algorithm*>(this)->state_buffers();
+  Writer w(out);
+  w.bytes(kMagic.data(), kMagic.size());
+  w.value(kVersion);
+  w.string(config_.name);
+  w.value(static_cast<std::uint64_t>(x_.size()));
+  w.value(config_hash_);
+  w.value(round_);
+  w.value(config_.lr);
+  w.value(static_cast<std::uint32_t>(buffers.size()));
+  for (const StateBuffer& b : buffers) {
+    w.string(b.name);
+    w.value(static_cast<std::uint64_t>(b.data.size()));
+    w.bytes(b.data.data(), b.data.size_bytes());
+  }
+  w.checksum();
+  if (!out) throw StateError("algorithm state: write failed");
+}
+
+void Algorithm::load(std::istream& in) {
+  Reader r(in);
+  std::array<char, 8> magic{};
+  r.bytes(magic.data(), magic.size(), "the magic");
+  if (magic != kMagic) {
+    throw StateError("algorithm state: bad magic, this is not a gossip algorithm state");
+  }
+  const auto version = r.value<std::uint32_t>("the version");
+  if (version != kVersion) {
+    throw StateError(fmt::format("algorithm state: format version {} (this build reads {})",
+                                 version, kVersion));
+  }
+  const std::string name = r.string("the algorithm name", 64);
+  if (name != config_.name) {
+    throw StateError(fmt::format(
+        "algorithm state is of algorithm '{}', cannot load it into '{}'", name, config_.name));
+  }
+  const auto d = r.value<std::uint64_t>("the dimension");
+  if (d != x_.size()) {
+    throw StateError(fmt::format("algorithm state has d = {}, this model has d = {}", d,
+                                 x_.size()));
+  }
+  const auto hash = r.value<std::uint64_t>("the config hash");
+  if (hash != config_hash_) {
+    throw StateError(fmt::format(
+        "algorithm state config hash {:016x} differs from this run's {:016x}: codec, consensus "
+        "step, momentum, weight decay, tensor sizes, seed, rank or topology changed",
+        hash, config_hash_));
+  }
+  const auto round = r.value<std::uint64_t>("the round");
+  const auto lr = r.value<float>("the learning rate");
+  auto buffers = state_buffers();
+  const auto count = r.value<std::uint32_t>("the buffer count");
+  if (count != buffers.size()) {
+    throw StateError(fmt::format("algorithm state has {} buffers, {} keeps {}", count,
+                                 config_.name, buffers.size()));
+  }
+  std::vector<std::vector<float>> staged(buffers.size());
+  for (std::size_t b = 0; b < buffers.size(); ++b) {
+    const std::string bname = r.string("a buffer name", 64);
+    if (bname != buffers[b].name) {
+      throw StateError(fmt::format("algorithm state buffer {} is '{}', expected '{}'", b, bname,
+                                   buffers[b].name));
+    }
+    const auto n = r.value<std::uint64_t>("a buffer length");
+    if (n != buffers[b].data.size()) {
+      throw StateError(fmt::format("algorithm state buffer '{}' has {} elements, expected {}",
+                                   bname, n, buffers[b].data.size()));
+    }
+    staged[b].resize(n);
+    r.bytes(staged[b].data(), n * sizeof(float), "a buffer");
+  }
+  r.checksum();
+  // Everything checked: only now touch the state.
+  for (std::size_t b = 0; b < buffers.size(); ++b) {
+    std::copy(staged[b].begin(), staged[b].end(), buffers[b].data.begin());
+  }
+  round_ = round;
+  config_.lr = lr;
+}
+
+std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,
+                                          const topology::Topology& topology,
+                                          std::span<const float> x0) {
+  const std::string name = canonical_algorithm_name(config.name);
+  if (name == "allreduce") return detail::make_allreduce_sgd(config, transport, topology, x0);
+  detail::validate_mixing(transport, topology);
+  if (name == "dpsgd") return detail::make_dpsgd(config, transport, topology, x0);
+  if (name == "dcd-psgd") return detail::make_dcd_psgd(config, transport, topology, x0);
+  if (name == "deepsqueeze") return detail::make_deep_squeeze(config, transport, topology, x0);
+  return detail::make_choco_sgd(config, transport, topology, x0);
+}
+
+namespace detail {
+
+void validate_mixing(const net::Transport& transport, const topology::Topology& topology) {
+  const int n = topology.size();
+  if (transport.size() != n) {
+    throw std::invalid_argument(fmt::format("transport has {} peers but the topology has {}",
+                                            transport.size(), n));
+  }
+  constexpr double kTol = 1e-9;
+  for (int i = 0; i < n; ++i) {
+    double sum = 0.0;
+    for (const topology::Neighbor& nb : topology.W[static_cast<std::size_t>(i)]) {
+      sum += nb.weight;
+      if (nb.rank != i && nb.weight < 0.0) {
+        throw std::invalid_argument(
+            fmt::format("W[{}][{}] = {} is negative: gossip needs non-negative off-diagonal "
+                        "weights",
+                        i, nb.rank, nb.weight));
+      }
+      if (std::abs(nb.weight - topology.weight(nb.rank, i)) > kTol) {
+        throw std::invalid_argument(fmt::format("W is not symmetric: W[{}][{}] = {}, W[{}][{}] = {}",
+                                                i, nb.rank, nb.weight, nb.rank, i,
+                                                topology.weight(nb.rank, i)));
+      }
+    }
+    if (std::abs(sum - 1.0) > kTol) {
+      throw std::invalid_argument(
+          fmt::format("W is not doubly stochastic: row {} sums to {}", i, sum));
+    }
+  }
+  const int rank = transport.rank();
+  std::vector<int> expected;
+  for (const topology::Neighbor& nb : topology.neighbors(rank)) {
+    if (nb.weight > 0.0) expected.push_back(nb.rank);
+  }
+  std::sort(expected.begin(), expected.end());
+  const auto got = transport.neighbors();
+  if (!std::equal(expected.begin(), expected.end(), got.begin(), got.end())) {
+    throw std::invalid_argument(fmt::format(
+        "transport of rank {} exchanges with [{}] but W row {} names [{}]", rank,
+        fmt::join(got, ", "), rank, fmt::join(expected, ", ")));
+  }
+}
+
+GossipAlgorithm::GossipAlgorithm(const AlgorithmConfig& config, net::Transport& transport,
+                                 const topology::Topology& topology, std::span<const float> x0)
+    : Algorithm(config, transport, topology, x0),
+      codec_(kernels::make_codec(config.codec, config.tensor_sizes)) {
+  wire_.resize(codec_->wire_size(x_.size()));
+  self_weight_ = static_cast<float>(topology.self_weight(rank_));
+  for (int j : transport.neighbors()) {
+    weights_.push_back(static_cast<float>(topology.weight(rank_, j)));
+  }
+}
+
+void GossipAlgorithm::encode(std::span<const float> v) {
+  Clock::time_point mark = Clock::now();
+  const kernels::RngKey key{config_.seed, static_cast<std::uint32_t>(rank_), round_};
+  codec_->encode(v, key, wire_);
+  last_.encode_s += seconds_since(mark);
+}
+
+const std::vector<std::span<const std::byte>>& GossipAlgorithm::exchange() {
+  if (weights_.empty()) return no_messages_;
+  Clock::time_point mark = Clock::now();
+  const auto& messages = transport_.exchange(round_, wire_);
+  last_.wait_s += seconds_since(mark);
+  if (messages.size() != weights_.size()) {
+    throw net::TransportError(fmt::format("rank {} round {}: transport returned {} messages for {} "
+                                          "neighbours",
+                                          rank_, round_, messages.size(), weights_.size()));
+  }
+  return messages;
+}
+
+void GossipAlgorithm::accumulate_own(float w, std::span<float> y) {
+  Clock::time_point mark = Clock::now();
+  codec_->decode_accumulate(wire_, w, y);
+  last_.decode_s += seconds_since(mark);
+}
+
+void GossipAlgorithm::accumulate_neighbors(const std::vector<std::span<const std::byte>>& messages,
+                                           float scale, std::span<float> y) {
+  Clock::time_point mark = Clock::now();
+  for (std::size_t k = 0; k < messages.size(); ++k) {
+    codec_->decode_accumulate(messages[k], scale * weights_[k], y);
+  }
+  last_.decode_s += seconds_since(mark);
+}
+
+}  // namespace detail
+
+}  // namespace gossip::algorithms

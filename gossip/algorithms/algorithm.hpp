@@ -1,0 +1,201 @@
+#pragma once
+// The decentralised training algorithms of the gossip layer, written once against
+// net::Transport and kernels::Codec (update rules: shared/ALGORITHMS.md, summary:
+// docs/algorithms.md).
+//
+// How the runtime drives one peer:
+//
+//   AlgorithmConfig cfg{.name = "choco-sgd", .lr = 0.1f, .consensus_step = 0.1f,
+//                       .codec = "qsgd:s=3,scaled=true"};
+//   auto algo = make_algorithm(cfg, transport, topology, x0);   // all buffers allocated here
+//   for (...) {
+//     algo->step([&](std::span<const float> x, std::span<float> g) { model.grad(x, g); });
+//     log(algo->last_round());                                   // bytes and timings
+//   }
+//   algo->save(file);   // ... later, on a fresh object made with the same config: algo->load(file)
+//
+// step() is bulk synchronous: every peer must call it the same number of times. It allocates
+// nothing (the transport may, for its own framing); an algorithm owns a fixed set of model-sized
+// buffers that does not grow with the number of neighbours, because neighbours' messages are
+// decoded and accumulated straight into the state (Codec::decode_accumulate).
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "gossip/transport.hpp"
+#include "kernels/codec.hpp"
+#include "topology/topology.hpp"
+
+namespace gossip::algorithms {
+
+struct AlgorithmConfig {
+  // "dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd" or "allreduce" (C-PSGD). Aliases: "d-psgd",
+  // "dcd", "choco", "c-psgd".
+  std::string name = "dpsgd";
+  float lr = 0.1f;              // γ
+  float consensus_step = 1.0f;  // η (DeepSqueeze) or γ_c (CHOCO-SGD); ignored by the others
+  float momentum = 0.0f;        // heavy ball on the local gradient, 0 disables the buffer
+  bool nesterov = false;
+  float weight_decay = 0.0f;    // g += weight_decay * x before momentum
+  // Codec spec for the gossip message (kernels::make_codec). D-PSGD: "identity", "fp16" or
+  // "bf16" (any codec is accepted); all-reduce: must be "identity" (it always sends fp32).
+  std::string codec = "identity";
+  // Tensor boundaries inside the flat vector: empty means one tensor (granularity "model"),
+  // otherwise the codec compresses each tensor on its own (granularity "layer"). Must sum to d.
+  std::vector<std::size_t> tensor_sizes;
+  std::uint64_t seed = 0;  // key of the codecs' counter-based RNG, with (rank, round)
+};
+
+// Canonical algorithm name for a name or alias; throws std::invalid_argument listing the names.
+std::string canonical_algorithm_name(std::string_view name);
+
+// What one round cost. Times in seconds of wall clock on this peer.
+struct RoundStats {
+  std::uint64_t rounds = 0;          // 1 for last_round(); the number of rounds for totals()
+  std::uint64_t bytes_sent = 0;      // transport counters, framing included
+  std::uint64_t bytes_received = 0;
+  double compute_s = 0.0;  // the gradient callback (0 when the gradient is passed in)
+  double encode_s = 0.0;   // forming the message and Codec::encode
+  double wait_s = 0.0;     // inside Transport::exchange / ring_step
+  double decode_s = 0.0;   // Codec::decode_accumulate of all messages, own included
+  double update_s = 0.0;   // momentum, weight decay and the element-wise update
+  RoundStats& operator+=(const RoundStats& o);
+};
+
+// Loading a saved state that does not belong to this algorithm object (other algorithm, size,
+// config, topology or rank), or a damaged file. what() names the field and both values.
+class StateError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A non-owning reference to a callable void(std::span<const float> x, std::span<float> g), so
+// that passing a lambda to step() never allocates (std::function may). The callable must outlive
+// the call.
+class GradientFn {
+ public:
+  template <class F>
+    requires(!std::same_as<std::remove_cvref_t<F>, GradientFn> &&
+             std::invocable<F&, std::span<const float>, std::span<float>>)
+  GradientFn(F&& f) noexcept  // NOLINT(google-explicit-constructor): used like a function
+      : object_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* o, std::span<const float> x, std::span<float> g) {
+          (*static_cast<std::remove_reference_t<F>*>(o))(x, g);
+        }) {}
+  void operator()(std::span<const float> x, std::span<float> g) const { call_(object_, x, g); }
+
+ private:
+  void* object_;
+  void (*call_)(void*, std::span<const float>, std::span<float>);
+};
+
+// One model-sized vector of an algorithm's state, by name ("x", "s", "x_hat", "delta", ...).
+struct StateBuffer {
+  std::string_view name;
+  std::span<float> data;
+};
+
+class Algorithm {
+ public:
+  virtual ~Algorithm() = default;
+  Algorithm(const Algorithm&) = delete;
+  Algorithm& operator=(const Algorithm&) = delete;
+
+  // One round: g_i = grad(x_i), then the algorithm's update and exchange.
+  void step(GradientFn grad);
+  // One round with a gradient the caller computed at params(). g.size() must be dim().
+  void step(std::span<const float> g);
+
+  // This peer's model x_i.
+  std::span<const float> params() const { return x_; }
+  std::size_t dim() const { return x_.size(); }
+  std::uint64_t round() const { return round_; }
+  const std::string& name() const { return config_.name; }
+  const AlgorithmConfig& config() const { return config_; }
+
+  // The learning rate may follow a schedule; the current value is part of the saved state.
+  void set_lr(float lr) { config_.lr = lr; }
+  float lr() const { return config_.lr; }
+
+  const RoundStats& last_round() const { return last_; }
+  const RoundStats& totals() const { return totals_; }
+
+  // Every model-sized vector the algorithm keeps (x first), read-only, for tests and diagnostics.
+  std::vector<StateBuffer> state_buffers();
+  // The buffer called `name`; throws std::invalid_argument when there is none.
+  std::span<const float> state(std::string_view name);
+  // How many model-sized float buffers this object owns (state, gradient and scratch); constant
+  // in the degree of the peer.
+  std::size_t model_sized_buffers() const { return model_sized_buffers_; }
+
+  // The whole state: header (magic, version, algorithm, d, config hash), round, learning rate,
+  // then every state buffer, then a checksum. Restoring into an object made with the same config,
+  // transport rank and topology and continuing gives results bit-identical to not stopping.
+  // Little-endian hosts only (the bytes are written as they are in memory).
+  void save(std::ostream& out) const;
+  // Throws StateError (and leaves this object unchanged) on any mismatch or a damaged stream.
+  void load(std::istream& in);
+
+  // Hash of everything that must agree for a saved state to be loadable: algorithm, d, codec,
+  // consensus step, momentum, weight decay, tensor sizes, seed, rank, n and the topology hash.
+  // The learning rate is left out on purpose (schedules change it; it is saved as state).
+  std::uint64_t config_hash() const { return config_hash_; }
+
+ protected:
+  Algorithm(const AlgorithmConfig& config, net::Transport& transport,
+            const topology::Topology& topology, std::span<const float> x0);
+
+  // The algorithm's rule for one round. On entry g_ holds the update direction (gradient after
+  // weight decay and momentum) at x_ and round_ is the current round.
+  virtual void run_round() = 0;
+  // Extra state vectors beyond x and the momentum buffer, in a fixed order.
+  virtual std::vector<StateBuffer> extra_state() { return {}; }
+
+  // Allocates one model-sized buffer and counts it.
+  std::vector<float> model_buffer(float fill = 0.0f);
+
+  using Clock = std::chrono::steady_clock;
+  static double seconds_since(Clock::time_point& t) {
+    const auto now = Clock::now();
+    const double s = std::chrono::duration<double>(now - t).count();
+    t = now;
+    return s;
+  }
+
+  AlgorithmConfig config_;
+  net::Transport& transport_;
+  int rank_ = 0;
+  int size_ = 1;
+  std::uint64_t round_ = 0;
+  std::vector<float> x_;  // x_i
+  std::vector<float> g_;  // gradient, then update direction; also the algorithms' scratch
+  RoundStats last_{};
+
+ private:
+  void finish_round(Clock::time_point start);
+
+  std::vector<float> momentum_;  // empty when momentum == 0
+  RoundStats totals_{};
+  std::uint64_t config_hash_ = 0;
+  std::size_t model_sized_buffers_ = 0;
+};
+
+// Builds the algorithm named in config for this peer (rank = transport.rank()). x0 must be the
+// same on every peer. Checks that the transport's neighbours are this peer's neighbours in the
+// topology and that W is symmetric and doubly stochastic. Throws std::invalid_argument naming the
+// bad setting.
+std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,
+                                          const topology::Topology& topology,
+                                          std::span<const float> x0);
+
+}  // namespace gossip::algorithms

@@ -1,0 +1,60 @@
+// CHOCO-SGD (Koloskova et al., ICLR 2020 form). The peer keeps its public copy x̂_i and
+// s_i = Σ_j W_ij x̂_j instead of a replica per neighbour; all x̂ start at 0.
+
+#include <fmt/format.h>
+
+#include "gossip/algorithms/gossip_base.hpp"
+
+namespace gossip::algorithms::detail {
+namespace {
+
+class ChocoSgd final : public GossipAlgorithm {
+ public:
+  ChocoSgd(const AlgorithmConfig& config, net::Transport& transport,
+           const topology::Topology& topology, std::span<const float> x0)
+      : GossipAlgorithm(config, transport, topology, x0),
+        x_hat_(model_buffer(0.0f)),
+        s_(model_buffer(0.0f)) {
+    if (!(config.consensus_step > 0.0f && config.consensus_step <= 1.0f)) {
+      throw std::invalid_argument(fmt::format(
+          "choco-sgd: consensus_step (γ_c) must be in (0, 1], got {}", config.consensus_step));
+    }
+  }
+
+ private:
+  std::vector<StateBuffer> extra_state() override { return {{"x_hat", x_hat_}, {"s", s_}}; }
+
+  void run_round() override {
+    Clock::time_point mark = Clock::now();
+    const std::size_t d = x_.size();
+    const float lr = config_.lr;
+    // x_half in place of x; x_half − x̂_i into the gradient buffer.
+    for (std::size_t k = 0; k < d; ++k) {
+      x_[k] -= lr * g_[k];
+      g_[k] = x_[k] - x_hat_[k];
+    }
+    last_.update_s += seconds_since(mark);
+    encode(g_);
+    const auto& messages = exchange();
+    accumulate_own(1.0f, x_hat_);
+    accumulate_own(self_weight(), s_);
+    accumulate_neighbors(messages, 1.0f, s_);
+    mark = Clock::now();
+    const float gc = config_.consensus_step;
+    for (std::size_t k = 0; k < d; ++k) x_[k] += gc * (s_[k] - x_hat_[k]);
+    last_.update_s += seconds_since(mark);
+  }
+
+  std::vector<float> x_hat_;
+  std::vector<float> s_;
+};
+
+}  // namespace
+
+std::unique_ptr<Algorithm> make_choco_sgd(const AlgorithmConfig& config, net::Transport& transport,
+                                          const topology::Topology& topology,
+                                          std::span<const float> x0) {
+  return std::make_unique<ChocoSgd>(config, transport, topology, x0);
+}
+
+}  // namespace gossip::algorithms::detail

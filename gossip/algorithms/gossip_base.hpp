@@ -1,0 +1,57 @@
+#pragma once
+// Internal: what the four gossip algorithms share (codec, send buffer, neighbour weights in
+// transport order) and the factories of the concrete algorithms. Not part of the public API;
+// include gossip/algorithms/algorithm.hpp.
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "gossip/algorithms/algorithm.hpp"
+
+namespace gossip::algorithms::detail {
+
+class GossipAlgorithm : public Algorithm {
+ protected:
+  GossipAlgorithm(const AlgorithmConfig& config, net::Transport& transport,
+                  const topology::Topology& topology, std::span<const float> x0);
+
+  // Codec::encode of v into the send buffer, keyed by (seed, rank, round). Timed as encode.
+  void encode(std::span<const float> v);
+  // Sends the encoded message to every neighbour and returns theirs, in neighbors() order.
+  // Timed as wait. With no neighbours (n = 1) nothing is sent.
+  const std::vector<std::span<const std::byte>>& exchange();
+  // y += w * C(own message). Timed as decode.
+  void accumulate_own(float w, std::span<float> y);
+  // y += scale * W_ij * C(q_j) for every neighbour j. Timed as decode.
+  void accumulate_neighbors(const std::vector<std::span<const std::byte>>& messages, float scale,
+                            std::span<float> y);
+
+  float self_weight() const { return self_weight_; }
+
+ private:
+  std::unique_ptr<kernels::Codec> codec_;
+  std::vector<std::byte> wire_;         // this round's message, kept for the own-decode
+  std::vector<float> weights_;          // W_ij for j in transport.neighbors() order
+  float self_weight_ = 1.0f;            // W_ii
+  std::vector<std::span<const std::byte>> no_messages_;  // returned when there are no neighbours
+};
+
+// Checks that the topology can drive a gossip algorithm over this transport: same n, the
+// transport's neighbours are row rank of W without the diagonal, W symmetric, doubly stochastic,
+// off-diagonal non-negative. Throws std::invalid_argument naming the first violation.
+void validate_mixing(const net::Transport& transport, const topology::Topology& topology);
+
+std::unique_ptr<Algorithm> make_dpsgd(const AlgorithmConfig&, net::Transport&,
+                                      const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_dcd_psgd(const AlgorithmConfig&, net::Transport&,
+                                         const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_deep_squeeze(const AlgorithmConfig&, net::Transport&,
+                                             const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_choco_sgd(const AlgorithmConfig&, net::Transport&,
+                                          const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_allreduce_sgd(const AlgorithmConfig&, net::Transport&,
+                                              const topology::Topology&, std::span<const float>);
+
+}  // namespace gossip::algorithms::detail

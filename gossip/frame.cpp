@@ -1,0 +1,154 @@
+#include "gossip/frame.hpp"
+
+#include <bit>
+#include <cstring>
+#include <ctime>
+#include <stdexcept>
+
+#include <fmt/core.h>
+
+namespace gossip::net {
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "frame encoding assumes a little-endian host; add byte swaps before porting");
+
+template <class T>
+void put(std::byte* p, std::size_t off, T v) {
+  std::memcpy(p + off, &v, sizeof(T));
+}
+template <class T>
+T get(const std::byte* p, std::size_t off) {
+  T v;
+  std::memcpy(&v, p + off, sizeof(T));
+  return v;
+}
+
+std::uint32_t fnv1a32(std::span<const std::byte> bytes) {
+  std::uint32_t h = 2166136261u;
+  for (std::byte b : bytes) {
+    h ^= static_cast<std::uint32_t>(b);
+    h *= 16777619u;
+  }
+  return h;
+}
+
+constexpr std::size_t kChecksumOffset = 60;
+constexpr std::size_t kHelloFixed = 8 + 8 + 4 + 4 + 4 + 4;  // hashes, size, rank, window, length
+constexpr std::size_t kMaxEndpoint = 4096;
+
+}  // namespace
+
+std::string_view kind_name(FrameKind k) {
+  switch (k) {
+    case FrameKind::hello:
+      return "hello";
+    case FrameKind::exchange:
+      return "exchange";
+    case FrameKind::ring:
+      return "ring";
+    case FrameKind::credit:
+      return "credit";
+  }
+  return "unknown";
+}
+
+HeaderBytes encode_header(const FrameHeader& h) {
+  HeaderBytes out{};
+  std::byte* p = out.data();
+  put<std::uint32_t>(p, 0, kFrameMagic);
+  put<std::uint16_t>(p, 4, kFrameVersion);
+  put<std::uint16_t>(p, 6, static_cast<std::uint16_t>(h.kind));
+  put<std::uint32_t>(p, 8, h.sender);
+  put<std::uint32_t>(p, 12, h.receiver);
+  put<std::uint64_t>(p, 16, h.round);
+  put<std::uint32_t>(p, 24, h.step);
+  put<std::uint32_t>(p, 28, 0);
+  put<std::uint64_t>(p, 32, h.payload_length);
+  put<std::uint64_t>(p, 40, h.session);
+  put<std::uint64_t>(p, 48, h.sent_at_ns);
+  put<std::uint32_t>(p, 56, 0);
+  put<std::uint32_t>(p, kChecksumOffset, fnv1a32({p, kChecksumOffset}));
+  return out;
+}
+
+HeaderParse decode_header(std::span<const std::byte> bytes) {
+  if (bytes.size() != kFrameHeaderSize) {
+    return {std::nullopt,
+            fmt::format("frame header is {} bytes, expected {}", bytes.size(), kFrameHeaderSize)};
+  }
+  const std::byte* p = bytes.data();
+  if (auto magic = get<std::uint32_t>(p, 0); magic != kFrameMagic) {
+    return {std::nullopt, fmt::format("bad magic 0x{:08x}", magic)};
+  }
+  if (auto version = get<std::uint16_t>(p, 4); version != kFrameVersion) {
+    return {std::nullopt, fmt::format("frame version {}, ours is {}", version, kFrameVersion)};
+  }
+  const auto sum = get<std::uint32_t>(p, kChecksumOffset);
+  if (sum != fnv1a32({p, kChecksumOffset})) {
+    return {std::nullopt, "header checksum mismatch"};
+  }
+  const auto kind = get<std::uint16_t>(p, 6);
+  if (kind < 1 || kind > 4) return {std::nullopt, fmt::format("unknown frame kind {}", kind)};
+  FrameHeader h;
+  h.kind = static_cast<FrameKind>(kind);
+  h.sender = get<std::uint32_t>(p, 8);
+  h.receiver = get<std::uint32_t>(p, 12);
+  h.round = get<std::uint64_t>(p, 16);
+  h.step = get<std::uint32_t>(p, 24);
+  h.payload_length = get<std::uint64_t>(p, 32);
+  h.session = get<std::uint64_t>(p, 40);
+  h.sent_at_ns = get<std::uint64_t>(p, 48);
+  return {h, {}};
+}
+
+std::uint64_t session_hash(std::uint64_t topology_hash, std::uint64_t run_hash) {
+  // splitmix64 finaliser over the pair: cheap, and a change in either input changes the result.
+  std::uint64_t z = topology_hash ^ (run_hash + 0x9e3779b97f4a7c15ull + (topology_hash << 6) +
+                                     (topology_hash >> 2));
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+std::vector<std::byte> encode_hello(const Hello& h) {
+  std::vector<std::byte> out(kHelloFixed + h.endpoint.size());
+  std::byte* p = out.data();
+  put<std::uint64_t>(p, 0, h.topology_hash);
+  put<std::uint64_t>(p, 8, h.run_hash);
+  put<std::uint32_t>(p, 16, h.size);
+  put<std::uint32_t>(p, 20, h.rank);
+  put<std::uint32_t>(p, 24, h.window);
+  put<std::uint32_t>(p, 28, static_cast<std::uint32_t>(h.endpoint.size()));
+  std::memcpy(p + kHelloFixed, h.endpoint.data(), h.endpoint.size());
+  return out;
+}
+
+Hello decode_hello(std::span<const std::byte> bytes) {
+  if (bytes.size() < kHelloFixed) {
+    throw std::invalid_argument(fmt::format("hello record of {} bytes", bytes.size()));
+  }
+  const std::byte* p = bytes.data();
+  Hello h;
+  h.topology_hash = get<std::uint64_t>(p, 0);
+  h.run_hash = get<std::uint64_t>(p, 8);
+  h.size = get<std::uint32_t>(p, 16);
+  h.rank = get<std::uint32_t>(p, 20);
+  h.window = get<std::uint32_t>(p, 24);
+  const auto len = get<std::uint32_t>(p, 28);
+  if (len > kMaxEndpoint || bytes.size() != kHelloFixed + len) {
+    throw std::invalid_argument(
+        fmt::format("hello record endpoint length {} does not fit {} bytes", len, bytes.size()));
+  }
+  h.endpoint.assign(reinterpret_cast<const char*>(p + kHelloFixed), len);
+  return h;
+}
+
+std::uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace gossip::net

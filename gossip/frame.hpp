@@ -1,0 +1,83 @@
+#pragma once
+// The transport's frame header: 64 bytes in front of every payload, little-endian, fixed layout.
+// The payload itself (a codec wire message, a ring chunk, a handshake record) is opaque here.
+//
+//  off size field
+//    0    4 magic           "GSPF" (0x46505347 read as little-endian u32)
+//    4    2 version         kFrameVersion
+//    6    2 kind            FrameKind
+//    8    4 sender          rank of the peer that built the frame
+//   12    4 receiver        rank it is addressed to
+//   16    8 round           training round
+//   24    4 step            ring step (0 for exchange and hello)
+//   28    4 flags           0, reserved
+//   32    8 payload_length  bytes that follow the header
+//   40    8 session         session_hash(topology hash, run hash); 0 in hello frames
+//   48    8 sent_at_ns      sender's CLOCK_MONOTONIC at send; drives link emulation on one host
+//   56    4 reserved        0
+//   60    4 checksum        FNV-1a 32 of bytes [0, 60)
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gossip::net {
+
+inline constexpr std::uint32_t kFrameMagic = 0x46505347u;  // bytes 'G' 'S' 'P' 'F'
+inline constexpr std::uint16_t kFrameVersion = 1;
+inline constexpr std::size_t kFrameHeaderSize = 64;
+
+// credit: "send me your exchange payload of this round" (receive-window pacing, no payload).
+enum class FrameKind : std::uint16_t { hello = 1, exchange = 2, ring = 3, credit = 4 };
+
+std::string_view kind_name(FrameKind k);
+
+struct FrameHeader {
+  FrameKind kind = FrameKind::exchange;
+  std::uint32_t sender = 0;
+  std::uint32_t receiver = 0;
+  std::uint64_t round = 0;
+  std::uint32_t step = 0;
+  std::uint64_t payload_length = 0;
+  std::uint64_t session = 0;
+  std::uint64_t sent_at_ns = 0;
+};
+
+using HeaderBytes = std::array<std::byte, kFrameHeaderSize>;
+
+HeaderBytes encode_header(const FrameHeader& h);
+
+// Parses and checks the fixed fields (size, magic, version, checksum, kind). Returns the reason
+// on failure instead of throwing, so the caller can name the peer and endpoint in its error.
+struct HeaderParse {
+  std::optional<FrameHeader> header;
+  std::string error;  // empty when header is set
+};
+HeaderParse decode_header(std::span<const std::byte> bytes);
+
+// The value every data frame carries: both hashes folded so one compare rejects a frame of
+// another run or topology.
+std::uint64_t session_hash(std::uint64_t topology_hash, std::uint64_t run_hash);
+
+// Handshake record, the payload of a hello frame.
+struct Hello {
+  std::uint64_t topology_hash = 0;
+  std::uint64_t run_hash = 0;
+  std::uint32_t size = 0;
+  std::uint32_t rank = 0;
+  std::uint32_t window = 0;  // TransportOptions::receive_window: both sides must pace alike
+  std::string endpoint;
+};
+std::vector<std::byte> encode_hello(const Hello& h);
+// Throws std::invalid_argument on a malformed record.
+Hello decode_hello(std::span<const std::byte> bytes);
+
+// CLOCK_MONOTONIC in nanoseconds: shared by all processes of one host.
+std::uint64_t monotonic_ns();
+
+}  // namespace gossip::net

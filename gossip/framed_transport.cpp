@@ -1,0 +1,520 @@
+#include "gossip/framed_transport.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+#include <fmt/core.h>
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace gossip::net {
+namespace {
+
+std::shared_ptr<spdlog::logger> make_logger(int rank) {
+  // One sink for every peer of the process; loggers are not registered, so hundreds of in-process
+  // peers cannot collide on names.
+  static auto sink = [] {
+    auto s = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    s->set_pattern("[%H:%M:%S.%e] [%n] [%^%l%$] %v");
+    return s;
+  }();
+  auto log = std::make_shared<spdlog::logger>(fmt::format("net rank {}", rank), sink);
+  log->set_level(spdlog::get_level());
+  return log;
+}
+
+Clock::time_point from_ns(std::uint64_t ns) {
+  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
+}  // namespace
+
+FramedTransport::FramedTransport(const topology::Topology& topo, int rank,
+                                 TransportOptions options, std::string_view backend)
+    : rank_(rank),
+      size_(topo.size()),
+      topology_hash_(topo.hash()),
+      session_(session_hash(topo.hash(), options.run_hash)),
+      options_(std::move(options)),
+      backend_(backend),
+      log_(make_logger(rank)),
+      emulator_(options_.link, topo.size()) {
+  if (size_ <= 0) throw std::invalid_argument("transport: empty topology");
+  if (rank < 0 || rank >= size_) {
+    throw std::invalid_argument(fmt::format("transport: rank {} outside 0..{}", rank, size_ - 1));
+  }
+  if (static_cast<int>(topo.peers.size()) != size_) {
+    throw std::invalid_argument(fmt::format("transport: topology has {} peers for {} ranks",
+                                            topo.peers.size(), size_));
+  }
+  endpoints_.reserve(topo.peers.size());
+  for (const auto& p : topo.peers) endpoints_.push_back(p.endpoint);
+  neighbors_ = topo.graph.neighbors(rank);
+  links_ = neighbors_;
+  if (options_.ring_links && size_ > 1) {
+    links_.push_back((rank + 1) % size_);
+    links_.push_back((rank + size_ - 1) % size_);
+  }
+  std::sort(links_.begin(), links_.end());
+  links_.erase(std::unique(links_.begin(), links_.end()), links_.end());
+  hello_seen_.assign(static_cast<std::size_t>(size_), false);
+  hellos_missing_ = static_cast<int>(links_.size());
+  if (options_.receive_window < 0) {
+    throw std::invalid_argument("transport: receive_window must be >= 0");
+  }
+  hello_payload_ = encode_hello(
+      {topology_hash_, options_.run_hash, static_cast<std::uint32_t>(size_),
+       static_cast<std::uint32_t>(rank_), static_cast<std::uint32_t>(options_.receive_window),
+       endpoints_[static_cast<std::size_t>(rank_)]});
+}
+
+FramedTransport::~FramedTransport() = default;
+
+const std::string& FramedTransport::endpoint_of(int rank) const {
+  return endpoints_.at(static_cast<std::size_t>(rank));
+}
+
+std::string FramedTransport::peer_name(int rank) const {
+  if (rank < 0 || rank >= size_) return fmt::format("unknown peer {}", rank);
+  return fmt::format("peer {} ({})", rank, endpoint_of(rank));
+}
+
+bool FramedTransport::is_link(int r) const {
+  return std::binary_search(links_.begin(), links_.end(), r);
+}
+bool FramedTransport::is_neighbor(int r) const {
+  return std::binary_search(neighbors_.begin(), neighbors_.end(), r);
+}
+
+std::string FramedTransport::where(FrameKind kind, std::uint64_t round, std::uint32_t step) const {
+  if (kind == FrameKind::ring) return fmt::format("round {} ring step {}", round, step);
+  if (kind == FrameKind::hello) return "handshake";
+  return fmt::format("round {}", round);
+}
+
+void FramedTransport::start() {
+  ++send_batch_;
+  for (int to : links_) {
+    FrameHeader h;
+    h.kind = FrameKind::hello;
+    h.sender = static_cast<std::uint32_t>(rank_);
+    h.receiver = static_cast<std::uint32_t>(to);
+    h.payload_length = hello_payload_.size();
+    h.sent_at_ns = monotonic_ns();
+    // A fresh link has room for one small frame; a full one here means the peer is broken.
+    if (!try_send(to, encode_header(h), hello_payload_)) {
+      fail(fmt::format("{} transport, rank {}: cannot queue the hello to {}", backend_, rank_,
+                       peer_name(to)));
+    }
+    counters_.bytes_sent += kFrameHeaderSize + hello_payload_.size();
+    counters_.messages_sent += 1;
+  }
+  log().debug("{} transport up: {} neighbours, {} links, session {:016x}", backend_,
+              neighbors_.size(), links_.size(), session_);
+}
+
+[[noreturn]] void FramedTransport::fail(const std::string& message) {
+  if (!failed_) {
+    failed_ = true;
+    first_error_ = message;
+    log().error("{}", message);
+    abort();
+  }
+  throw TransportError(message);
+}
+
+void FramedTransport::throw_if_failed() const {
+  if (failed_) {
+    throw TransportError(
+        fmt::format("rank {}: transport unusable after an earlier error: {}", rank_, first_error_));
+  }
+}
+
+void FramedTransport::check_hello(int from, std::span<const std::byte> payload) {
+  Hello h;
+  try {
+    h = decode_hello(payload);
+  } catch (const std::invalid_argument& e) {
+    fail(fmt::format("rank {}: malformed hello from {}: {}", rank_, peer_name(from), e.what()));
+  }
+  const std::string who = peer_name(from);
+  if (h.rank != static_cast<std::uint32_t>(from)) {
+    fail(fmt::format("rank {}: {} says it is rank {}", rank_, who, h.rank));
+  }
+  if (h.size != static_cast<std::uint32_t>(size_)) {
+    fail(fmt::format("rank {}: {} runs {} peers, ours is {}", rank_, who, h.size, size_));
+  }
+  if (h.topology_hash != topology_hash_) {
+    fail(fmt::format("rank {}: {} has topology hash {:016x}, ours is {:016x}", rank_, who,
+                     h.topology_hash, topology_hash_));
+  }
+  if (h.window != static_cast<std::uint32_t>(options_.receive_window)) {
+    fail(fmt::format("rank {}: {} paces exchanges with receive window {}, ours is {}", rank_, who,
+                     h.window, options_.receive_window));
+  }
+  if (h.run_hash != options_.run_hash) {
+    fail(fmt::format("rank {}: {} has run-settings hash {:016x}, ours is {:016x}", rank_, who,
+                     h.run_hash, options_.run_hash));
+  }
+}
+
+void FramedTransport::accept(Inbound&& in) {
+  counters_.bytes_received += in.header.size() + in.payload.size();
+  counters_.messages_received += 1;
+  const std::string conn = in.link >= 0 ? peer_name(in.link) : in.link_label;
+  if (!in.malformed.empty()) {
+    fail(fmt::format("rank {}: bad frame from {}: {}", rank_, conn, in.malformed));
+  }
+  const HeaderParse parsed = decode_header(in.header);
+  if (!parsed.header) fail(fmt::format("rank {}: bad frame from {}: {}", rank_, conn, parsed.error));
+  const FrameHeader& h = *parsed.header;
+  const std::string at = where(h.kind, h.round, h.step);
+  const int from = static_cast<int>(std::min<std::uint32_t>(h.sender, 0x7fffffff));
+  if (in.link < 0) {
+    fail(fmt::format("rank {}: {} frame from {}, which is not a peer of ours (claims rank {})",
+                     rank_, at, conn, h.sender));
+  }
+  if (from != in.link) {
+    fail(fmt::format("rank {}: {} frame on the link of {} claims sender {}", rank_, at, conn,
+                     h.sender));
+  }
+  if (!is_link(from)) {
+    fail(fmt::format("rank {}: {} frame from {}, which is not linked to us", rank_, at, conn));
+  }
+  if (h.receiver != static_cast<std::uint32_t>(rank_)) {
+    fail(fmt::format("rank {}: {} frame from {} is addressed to rank {}", rank_, at, conn,
+                     h.receiver));
+  }
+  if (h.payload_length != in.payload.size()) {
+    fail(fmt::format("rank {}: {} frame from {}: header says {} payload bytes, {} arrived", rank_,
+                     at, conn, h.payload_length, in.payload.size()));
+  }
+  if (h.kind == FrameKind::hello) {
+    if (hello_seen_[static_cast<std::size_t>(from)]) {
+      fail(fmt::format("rank {}: duplicate hello from {}", rank_, conn));
+    }
+    check_hello(from, in.payload);
+    hello_seen_[static_cast<std::size_t>(from)] = true;
+    --hellos_missing_;
+    log().debug("hello from {} checked", conn);
+    return;
+  }
+  if (!hello_seen_[static_cast<std::size_t>(from)]) {
+    fail(fmt::format("rank {}: {} frame from {} before its hello", rank_, at, conn));
+  }
+  if (h.session != session_) {
+    fail(fmt::format("rank {}: {} frame from {} belongs to session {:016x}, ours is {:016x}",
+                     rank_, at, conn, h.session, session_));
+  }
+  if (options_.max_payload_bytes > 0 && h.payload_length > options_.max_payload_bytes) {
+    fail(fmt::format("rank {}: {} frame from {} carries {} bytes, the limit is {}", rank_, at, conn,
+                     h.payload_length, options_.max_payload_bytes));
+  }
+  if (h.kind == FrameKind::credit) {
+    if (!is_neighbor(from) || options_.receive_window == 0 || h.payload_length != 0) {
+      fail(fmt::format("rank {}: unexpected credit frame ({}) from {}", rank_, at, conn));
+    }
+    if (last_exchange_ && h.round <= *last_exchange_) {
+      fail(fmt::format("rank {}: stale credit of round {} from {}: round {} is done", rank_,
+                       h.round, conn, *last_exchange_));
+    }
+    if (!credits_.emplace(h.round, from).second) {
+      fail(fmt::format("rank {}: duplicate credit ({}) from {}", rank_, at, conn));
+    }
+    return;
+  }
+  if (h.kind == FrameKind::exchange) {
+    if (!is_neighbor(from)) {
+      fail(fmt::format("rank {}: {} exchange frame from {}, which is not a neighbour", rank_, at,
+                       conn));
+    }
+    if (last_exchange_ && h.round <= *last_exchange_) {
+      fail(fmt::format("rank {}: stale exchange frame of round {} from {}: round {} is done",
+                       rank_, h.round, conn, *last_exchange_));
+    }
+  } else {
+    const int prev = (rank_ + size_ - 1) % size_;
+    if (from != prev) {
+      fail(fmt::format("rank {}: {} frame from {}, but only rank {} sends ring steps to us", rank_,
+                       at, conn, prev));
+    }
+    if (last_ring_ && std::pair(h.round, h.step) <= *last_ring_) {
+      fail(fmt::format("rank {}: stale ring frame ({}) from {}: round {} step {} is done", rank_,
+                       at, conn, last_ring_->first, last_ring_->second));
+    }
+  }
+  const Key key{h.kind, h.round, h.step, from};
+  const std::uint64_t now = monotonic_ns();
+  Stored s{in.payload, std::move(in.owner),
+           emulator_.ready_at(from, kFrameHeaderSize + h.payload_length, h.sent_at_ns, now)};
+  if (!pending_.emplace(key, std::move(s)).second) {
+    fail(fmt::format("rank {}: duplicate {} frame from {}", rank_, at, conn));
+  }
+}
+
+void FramedTransport::handshake() {
+  throw_if_failed();
+  if (handshake_done()) return;
+  {
+    const auto deadline = Clock::now() + options_.connect_timeout;
+    while (!handshake_done()) {
+      auto in = wait_inbound(deadline, {});
+      if (in) {
+        accept(std::move(*in));
+        continue;
+      }
+      if (Clock::now() < deadline) continue;
+      std::string missing;
+      for (int r : links_) {
+        if (!hello_seen_[static_cast<std::size_t>(r)]) {
+          missing += (missing.empty() ? "" : ", ") + peer_name(r);
+        }
+      }
+      fail(fmt::format("rank {}: handshake: no hello within {} ms from {}", rank_,
+                       options_.connect_timeout.count(), missing));
+    }
+    // Our hellos are released once delivered; without this a failed peer could see nothing.
+    if (auto held = wait_released(deadline); !held.empty()) {
+      fail(fmt::format("rank {}: handshake: hello to {} not delivered within {} ms", rank_,
+                       peer_name(held.front()), options_.connect_timeout.count()));
+    }
+  }
+  log().debug("handshake done with {} links", links_.size());
+}
+
+bool FramedTransport::send_frame(FrameKind kind, int to, std::uint64_t round, std::uint32_t step,
+                                 std::span<const std::byte> payload, std::uint64_t sent_at) {
+  FrameHeader h;
+  h.kind = kind;
+  h.sender = static_cast<std::uint32_t>(rank_);
+  h.receiver = static_cast<std::uint32_t>(to);
+  h.round = round;
+  h.step = step;
+  h.payload_length = payload.size();
+  h.session = session_;
+  h.sent_at_ns = sent_at;
+  if (!try_send(to, encode_header(h), payload)) return false;
+  counters_.bytes_sent += kFrameHeaderSize + payload.size();
+  counters_.messages_sent += 1;
+  return true;
+}
+
+void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_t step,
+                               std::span<const std::byte> payload, std::span<const int> to,
+                               std::span<const Key> want) {
+  const std::uint64_t sent_at = monotonic_ns();
+  ++send_batch_;
+  std::vector<int> blocked;
+  auto send_one = [&](int dest) { return send_frame(kind, dest, round, step, payload, sent_at); };
+  for (int dest : to) {
+    if (!send_one(dest)) blocked.push_back(dest);
+  }
+  const auto deadline = Clock::now() + options_.timeout;
+  for (;;) {
+    if (!blocked.empty()) {
+      std::erase_if(blocked, [&](int dest) { return send_one(dest); });
+    }
+    bool all_here = true;
+    std::uint64_t ready_ns = 0;
+    for (const Key& k : want) {
+      auto it = pending_.find(k);
+      if (it == pending_.end()) {
+        all_here = false;
+        break;
+      }
+      ready_ns = std::max(ready_ns, it->second.ready_ns);
+    }
+    const auto now = Clock::now();
+    if (all_here && blocked.empty() && monotonic_ns() >= ready_ns) break;
+    if (now >= deadline) {
+      if (!blocked.empty()) {
+        fail(fmt::format("rank {}: {}: cannot send to {} within {} ms (link full)", rank_,
+                         where(kind, round, step), peer_name(blocked.front()),
+                         options_.timeout.count()));
+      }
+      if (!all_here) {
+        std::vector<int> missing;
+        for (const Key& k : want) {
+          if (!pending_.contains(k)) missing.push_back(std::get<3>(k));
+        }
+        fail(fmt::format("rank {}: {}: no message from {} within {} ms (missing {} of {}: {})",
+                         rank_, where(kind, round, step), peer_name(missing.front()),
+                         options_.timeout.count(), missing.size(), want.size(),
+                         fmt::join(missing, ", ")));
+      }
+    }
+    auto until = deadline;
+    if (all_here) until = std::min(until, from_ns(ready_ns));
+    if (auto in = wait_inbound(until, blocked)) accept(std::move(*in));
+  }
+  // The payload is the caller's memory: it must be free again when we return.
+  if (auto held = wait_released(deadline); !held.empty()) {
+    fail(fmt::format("rank {}: {}: message to {} not delivered within {} ms", rank_,
+                     where(kind, round, step), peer_name(held.front()), options_.timeout.count()));
+  }
+}
+
+const std::vector<std::span<const std::byte>>& FramedTransport::exchange(
+    std::uint64_t round, std::span<const std::byte> payload) {
+  exchange_impl(round, payload, nullptr);
+  return views_;
+}
+
+void FramedTransport::exchange_each(std::uint64_t round, std::span<const std::byte> payload,
+                                    const MessageFn& on_message) {
+  exchange_impl(round, payload, &on_message);
+}
+
+void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::byte> payload,
+                                    const MessageFn* on_message) {
+  handshake();
+  if (last_exchange_ && round <= *last_exchange_) {
+    throw TransportError(fmt::format("rank {}: exchange of round {} after round {}: rounds must grow",
+                                     rank_, round, *last_exchange_));
+  }
+  held_.clear();
+  views_.assign(neighbors_.size(), {});
+  const std::size_t deg = neighbors_.size();
+  const bool paced = options_.receive_window > 0;
+  const std::size_t window = paced ? static_cast<std::size_t>(options_.receive_window) : deg;
+  // Per neighbour k: our payload sent to it, our credit sent to it (eager: implied), its payload
+  // delivered to the caller.
+  std::vector<char> sent(deg, 0), asked(deg, paced ? 0 : 1), got(deg, 0);
+  std::size_t n_sent = 0, n_got = 0, next_ask = paced ? 0 : deg, in_flight = paced ? 0 : deg;
+  std::vector<int> blocked;
+  ++send_batch_;
+  const std::uint64_t sent_at = monotonic_ns();
+  const auto deadline = Clock::now() + options_.timeout;
+  for (;;) {
+    blocked.clear();
+    for (std::size_t k = 0; k < deg; ++k) {
+      if (sent[k]) continue;
+      const int j = neighbors_[k];
+      const std::pair<std::uint64_t, int> credit{round, j};
+      if (paced && !credits_.contains(credit)) continue;
+      if (send_frame(FrameKind::exchange, j, round, 0, payload, sent_at)) {
+        sent[k] = 1;
+        ++n_sent;
+        credits_.erase(credit);
+      } else {
+        blocked.push_back(j);
+      }
+    }
+    while (in_flight < window && next_ask < deg) {
+      if (!send_frame(FrameKind::credit, neighbors_[next_ask], round, 0, {}, sent_at)) {
+        blocked.push_back(neighbors_[next_ask]);
+        break;
+      }
+      asked[next_ask++] = 1;
+      ++in_flight;
+    }
+    std::uint64_t next_ready = UINT64_MAX;
+    bool delivered = false;
+    for (std::size_t k = 0; k < deg; ++k) {
+      if (got[k] || !asked[k]) continue;
+      auto it = pending_.find(Key{FrameKind::exchange, round, 0u, neighbors_[k]});
+      if (it == pending_.end()) continue;
+      if (it->second.ready_ns > monotonic_ns()) {
+        next_ready = std::min(next_ready, it->second.ready_ns);
+        continue;
+      }
+      auto node = pending_.extract(it);
+      got[k] = 1;
+      ++n_got;
+      --in_flight;
+      delivered = true;
+      if (on_message) {
+        try {
+          (*on_message)(k, node.mapped().payload);
+        } catch (...) {
+          // The round is half done; a transport in that state cannot go on.
+          if (!failed_) {
+            failed_ = true;
+            first_error_ = fmt::format("round {}: the message callback threw", round);
+            abort();
+          }
+          throw;
+        }
+      } else {
+        views_[k] = node.mapped().payload;
+        held_.push_back(std::move(node.mapped().owner));
+      }
+    }
+    if (n_got == deg && n_sent == deg) break;
+    if (delivered) continue;  // room for another credit: ask before waiting
+    if (Clock::now() >= deadline) {
+      for (std::size_t k = 0; k < deg; ++k) {
+        if (!got[k]) {
+          std::vector<int> missing;
+          for (std::size_t m = 0; m < deg; ++m) {
+            if (!got[m]) missing.push_back(neighbors_[m]);
+          }
+          fail(fmt::format("rank {}: round {}: no message from {} within {} ms (missing {} of {}: "
+                           "ranks {})",
+                           rank_, round, peer_name(neighbors_[k]), options_.timeout.count(),
+                           missing.size(), deg, fmt::join(missing, ", ")));
+        }
+      }
+      for (std::size_t k = 0; k < deg; ++k) {
+        if (!sent[k]) {
+          fail(fmt::format(
+              "rank {}: round {}: {} {} within {} ms", rank_, round, peer_name(neighbors_[k]),
+              paced ? "never asked for our message" : "cannot take our message (link full)",
+              options_.timeout.count()));
+        }
+      }
+    }
+    auto until = deadline;
+    if (next_ready != UINT64_MAX) until = std::min(until, from_ns(next_ready));
+    if (auto in = wait_inbound(until, blocked)) accept(std::move(*in));
+  }
+  // The payload is the caller's memory: it must be free again when we return.
+  if (auto held = wait_released(deadline); !held.empty()) {
+    fail(fmt::format("rank {}: round {}: message to {} not delivered within {} ms", rank_, round,
+                     peer_name(held.front()), options_.timeout.count()));
+  }
+  last_exchange_ = round;
+}
+
+void FramedTransport::ring_step(std::uint64_t round, std::uint32_t step,
+                                std::span<const std::byte> send, std::span<std::byte> recv) {
+  handshake();
+  const std::pair<std::uint64_t, std::uint32_t> at{round, step};
+  if (last_ring_ && at <= *last_ring_) {
+    throw TransportError(fmt::format("rank {}: ring round {} step {} after round {} step {}: "
+                                     "(round, step) must grow",
+                                     rank_, round, step, last_ring_->first, last_ring_->second));
+  }
+  if (!options_.ring_links && size_ > 1) {
+    throw TransportError(fmt::format("rank {}: ring_step needs TransportOptions::ring_links", rank_));
+  }
+  held_.clear();
+  views_.clear();
+  if (size_ == 1) {
+    if (send.size() != recv.size()) {
+      throw TransportError(fmt::format("rank 0: ring round {} step {}: sends {} bytes into {}",
+                                       round, step, send.size(), recv.size()));
+    }
+    if (!send.empty()) std::memmove(recv.data(), send.data(), send.size());
+    last_ring_ = at;
+    return;
+  }
+  const int next = (rank_ + 1) % size_;
+  const int prev = (rank_ + size_ - 1) % size_;
+  const Key want{FrameKind::ring, round, step, prev};
+  const int to[1] = {next};
+  transfer(FrameKind::ring, round, step, send, to, {&want, 1});
+  auto node = pending_.extract(want);
+  const auto got = node.mapped().payload;
+  if (got.size() != recv.size()) {
+    fail(fmt::format("rank {}: ring round {} step {}: {} sent {} bytes, expected {}", rank_, round,
+                     step, peer_name(prev), got.size(), recv.size()));
+  }
+  if (!got.empty()) std::memcpy(recv.data(), got.data(), got.size());
+  last_ring_ = at;
+}
+
+}  // namespace gossip::net

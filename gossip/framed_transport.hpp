@@ -1,0 +1,154 @@
+#pragma once
+// The part of a Transport that does not depend on how bytes move: framing, the start-up
+// handshake, round bookkeeping (early messages kept, duplicates and stale rounds rejected),
+// deadlines, link emulation and counters. Backends (ZeroMQ, in-process) supply four primitives:
+// try_send, wait_inbound, wait_released and abort.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "gossip/frame.hpp"
+#include "gossip/link_emulation.hpp"
+#include "gossip/transport.hpp"
+#include "gossip/transport_options.hpp"
+#include "topology/topology.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace gossip::net {
+
+using Clock = std::chrono::steady_clock;
+
+// One frame as a backend read it. `owner` keeps the bytes alive (a zmq message, a shared buffer).
+struct Inbound {
+  int link = -1;           // rank of the connection it arrived on; -1: not a known peer
+  std::string link_label;  // how to name that connection in errors when link == -1
+  std::string malformed;   // non-empty: the backend could not split the frame (why)
+  std::span<const std::byte> header;
+  std::span<const std::byte> payload;
+  std::shared_ptr<const void> owner;
+};
+
+class FramedTransport : public Transport {
+ public:
+  ~FramedTransport() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::span<const int> neighbors() const override { return neighbors_; }
+  const TrafficCounters& counters() const override { return counters_; }
+
+  const std::vector<std::span<const std::byte>>& exchange(
+      std::uint64_t round, std::span<const std::byte> payload) override;
+  void ring_step(std::uint64_t round, std::uint32_t step, std::span<const std::byte> send,
+                 std::span<std::byte> recv) override;
+  void exchange_each(std::uint64_t round, std::span<const std::byte> payload,
+                     const MessageFn& on_message) override;
+
+  // Waits (up to connect_timeout) until every linked peer has proved it runs the same topology
+  // and settings. exchange() and ring_step() call it on first use; call it early to fail early.
+  void handshake();
+  bool handshake_done() const { return hellos_missing_ == 0; }
+
+  // Every peer this one has a link with: neighbours, plus rank±1 with ring_links. Ascending.
+  std::span<const int> links() const { return links_; }
+  const std::string& endpoint_of(int rank) const;
+  // "peer 3 (tcp://127.0.0.1:29503)"
+  std::string peer_name(int rank) const;
+  const TransportOptions& options() const { return options_; }
+  bool failed() const { return failed_; }
+
+ protected:
+  FramedTransport(const topology::Topology& topo, int rank, TransportOptions options,
+                  std::string_view backend);
+
+  // Sends the hello frame to every link. The derived constructor calls it once its links exist.
+  void start();
+
+  // --- backend primitives ---
+  // Queues header + payload for `to` without blocking. Returns false when the link is full (the
+  // frame was not queued; try again after wait_inbound reports it writable). The payload must
+  // stay untouched until wait_released() says the backend let go of it.
+  virtual bool try_send(int to, const HeaderBytes& header, std::span<const std::byte> payload) = 0;
+  // Blocks until a frame arrives (returned), one of `blocked` becomes writable or `deadline`
+  // passes (both: nullopt).
+  virtual std::optional<Inbound> wait_inbound(Clock::time_point deadline,
+                                              std::span<const int> blocked) = 0;
+  // Waits until the backend no longer reads any payload passed to try_send. Returns the ranks
+  // whose message is still held when the deadline passes (empty: all released).
+  virtual std::vector<int> wait_released(Clock::time_point deadline) = 0;
+  // After an error: stops all I/O that could still read caller memory. Must not throw.
+  virtual void abort() noexcept = 0;
+
+  spdlog::logger& log() const { return *log_; }
+  // Grows by one per batch of sends of one payload (hello, an exchange, a ring step): a backend
+  // may share one copy of the payload between the frames of a batch.
+  std::uint64_t send_batch() const { return send_batch_; }
+
+ private:
+  using Key = std::tuple<FrameKind, std::uint64_t, std::uint32_t, int>;  // kind, round, step, from
+  struct Stored {
+    std::span<const std::byte> payload;
+    std::shared_ptr<const void> owner;
+    std::uint64_t ready_ns = 0;
+  };
+
+  // Sends one frame to each of `to` and waits for the frames named by `want`, every one of them
+  // (kind, round, step, from) held in pending_ on return. `what` names the call in errors.
+  void transfer(FrameKind kind, std::uint64_t round, std::uint32_t step,
+                std::span<const std::byte> payload, std::span<const int> to,
+                std::span<const Key> want);
+  // Both exchange forms: on_message null keeps every message for the views of exchange().
+  void exchange_impl(std::uint64_t round, std::span<const std::byte> payload,
+                     const MessageFn* on_message);
+  bool send_frame(FrameKind kind, int to, std::uint64_t round, std::uint32_t step,
+                  std::span<const std::byte> payload, std::uint64_t sent_at);
+  void accept(Inbound&& in);
+  void check_hello(int from, std::span<const std::byte> payload);
+  [[noreturn]] void fail(const std::string& message);
+  void throw_if_failed() const;
+  bool is_link(int r) const;
+  bool is_neighbor(int r) const;
+  std::string where(FrameKind kind, std::uint64_t round, std::uint32_t step) const;
+
+  int rank_;
+  int size_;
+  std::vector<int> neighbors_;
+  std::vector<int> links_;
+  std::vector<std::string> endpoints_;
+  std::uint64_t topology_hash_;
+  std::uint64_t session_;
+  TransportOptions options_;
+  std::string backend_;
+  std::shared_ptr<spdlog::logger> log_;
+  LinkEmulator emulator_;
+
+  std::vector<std::byte> hello_payload_;  // kept alive: sent zero-copy by some backends
+  std::vector<bool> hello_seen_;          // indexed by rank
+  int hellos_missing_ = 0;
+
+  std::optional<std::uint64_t> last_exchange_;
+  std::optional<std::pair<std::uint64_t, std::uint32_t>> last_ring_;
+  std::map<Key, Stored> pending_;  // arrived, not yet consumed by a call (early or current)
+  std::set<std::pair<std::uint64_t, int>> credits_;  // (round, neighbour) asking for our payload
+
+  std::vector<std::shared_ptr<const void>> held_;  // owners of the views returned last call
+  std::vector<std::span<const std::byte>> views_;
+
+  TrafficCounters counters_;
+  std::uint64_t send_batch_ = 0;
+  bool failed_ = false;
+  std::string first_error_;
+};
+
+}  // namespace gossip::net

@@ -1,0 +1,39 @@
+#pragma once
+// Settings shared by every Transport implementation. The run config maps onto this struct.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+#include "gossip/link_emulation.hpp"
+
+namespace gossip::net {
+
+struct TransportOptions {
+  // A neighbour whose message of the current round has not arrived this long after the call
+  // started ends the run with a TransportError naming it.
+  std::chrono::milliseconds timeout{30000};
+  // How long the start-up handshake waits for every linked peer (they start at different times).
+  std::chrono::milliseconds connect_timeout{60000};
+  // Hash of the run settings (algorithm, codec, model, ...): peers that disagree refuse to start.
+  std::uint64_t run_hash = 0;
+  // Largest payload a peer expects to receive (the codec's wire size). 0: no limit. Frames with a
+  // longer payload are rejected; the ZeroMQ transport also sets ZMQ_MAXMSGSIZE from it.
+  std::uint64_t max_payload_bytes = 0;
+  // Also link to rank-1 and rank+1 (mod n) so ring_step works on any topology.
+  bool ring_links = true;
+  LinkEmulation link;
+  // 0: neighbours send their exchange payload at once (lowest latency). k > 0: a peer asks (a
+  // credit frame) for at most k neighbour payloads at a time, so exchange_each() holds at most k
+  // received messages whatever the degree. All peers of a run must agree (checked at handshake).
+  int receive_window = 0;
+
+  // ZeroMQ only.
+  int io_threads = 1;
+  std::chrono::milliseconds linger{1000};     // bounded: close never hangs on a dead peer
+  int hwm_messages = 0;                       // 0: derived from max_payload_bytes
+  std::chrono::milliseconds heartbeat{1000};  // ZMTP ping interval; 0 disables
+  std::size_t zero_copy_min_bytes = 64 * 1024;  // smaller payloads are copied into the message
+};
+
+}  // namespace gossip::net

@@ -1,0 +1,250 @@
+#include "gossip/zmq_transport.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <utility>
+
+#include <fmt/core.h>
+#include <spdlog/spdlog.h>
+
+namespace gossip::net {
+namespace {
+
+// ZeroMQ's high-water marks count messages, not bytes. Keep roughly this many bytes queued per
+// link when the payload size is known, so large models cannot pile up unbounded.
+constexpr std::uint64_t kQueueBytesPerLink = 512ull << 20;
+constexpr int kDefaultHwm = 1000;
+
+int derive_hwm(const TransportOptions& o) {
+  if (o.hwm_messages > 0) return o.hwm_messages;
+  if (o.max_payload_bytes == 0) return kDefaultHwm;
+  const std::uint64_t n = kQueueBytesPerLink / (o.max_payload_bytes + kFrameHeaderSize);
+  return static_cast<int>(std::clamp<std::uint64_t>(n, 4, kDefaultHwm));
+}
+
+int ms(std::chrono::milliseconds d) {
+  return static_cast<int>(std::clamp<std::int64_t>(d.count(), 0, INT_MAX));
+}
+
+void common_options(zmq::socket_t& s, const TransportOptions& o, int hwm) {
+  s.set(zmq::sockopt::linger, ms(o.linger));
+  s.set(zmq::sockopt::sndhwm, hwm);
+  s.set(zmq::sockopt::rcvhwm, hwm);
+  if (o.heartbeat.count() > 0) {
+    // ZMTP pings drop a connection whose far end vanished without a FIN (cable, kill -9 on
+    // another host); our own round timeout still decides when the run ends.
+    s.set(zmq::sockopt::heartbeat_ivl, ms(o.heartbeat));
+    s.set(zmq::sockopt::heartbeat_timeout, ms(o.heartbeat * 3));
+    s.set(zmq::sockopt::heartbeat_ttl, ms(o.heartbeat * 3));
+  }
+}
+
+// "tcp://host:port" with a host we may not bind (a name, another machine's address) binds all
+// interfaces on that port instead.
+std::optional<std::string> wildcard_of(const std::string& endpoint) {
+  if (!endpoint.starts_with("tcp://")) return std::nullopt;
+  const auto colon = endpoint.rfind(':');
+  if (colon == std::string::npos || colon < 6) return std::nullopt;
+  return "tcp://*" + endpoint.substr(colon);
+}
+
+}  // namespace
+
+std::string ZmqTransport::routing_id(int rank) { return fmt::format("r{}", rank); }
+
+void ZmqTransport::on_release(void*, void* hint) noexcept {
+  auto* slot = static_cast<Slot*>(hint);
+  {
+    std::lock_guard lock(slot->releases->mutex);
+    --slot->releases->outstanding[static_cast<std::size_t>(slot->rank)];
+  }
+  slot->releases->cv.notify_all();
+}
+
+ZmqTransport::ZmqTransport(const topology::Topology& topo, int rank, TransportOptions options,
+                           bool handshake_now)
+    : FramedTransport(topo, rank, std::move(options), "zeromq"),
+      ctx_(std::max(1, this->options().io_threads)),
+      router_(ctx_, zmq::socket_type::router) {
+  const TransportOptions& o = this->options();
+  const int hwm = derive_hwm(o);
+  releases_.outstanding.assign(static_cast<std::size_t>(size()), 0);
+  slots_.resize(static_cast<std::size_t>(size()));
+  for (int r = 0; r < size(); ++r) slots_[static_cast<std::size_t>(r)] = {&releases_, r};
+
+  common_options(router_, o, hwm);
+  if (o.max_payload_bytes > 0) {
+    // libzmq drops a connection that sends a larger part, before buffering it.
+    const auto limit = std::max<std::uint64_t>(o.max_payload_bytes, 64 * 1024);
+    router_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(limit));
+  }
+  const std::string& mine = endpoint_of(rank);
+  try {
+    router_.bind(mine);
+    bound_ = mine;
+  } catch (const zmq::error_t& e) {
+    auto any = wildcard_of(mine);
+    if (!any || e.num() == EADDRINUSE) {
+      throw TransportError(fmt::format("rank {}: cannot bind {}: {}", rank, mine, e.what()));
+    }
+    try {
+      router_.bind(*any);
+      bound_ = *any;
+      log().info("bound {} because {} is not a local address ({})", *any, mine, e.what());
+    } catch (const zmq::error_t& e2) {
+      throw TransportError(
+          fmt::format("rank {}: cannot bind {} ({}) nor {} ({})", rank, mine, e.what(), *any,
+                      e2.what()));
+    }
+  }
+
+  dealers_.resize(static_cast<std::size_t>(size()));
+  const std::string id = routing_id(rank);
+  for (int to : links()) {
+    auto& d = dealers_[static_cast<std::size_t>(to)].emplace(ctx_, zmq::socket_type::dealer);
+    common_options(d, o, hwm);
+    d.set(zmq::sockopt::routing_id, zmq::buffer(id));
+    try {
+      d.connect(endpoint_of(to));
+    } catch (const zmq::error_t& e) {
+      throw TransportError(fmt::format("rank {}: cannot connect to {}: {}", rank, peer_name(to),
+                                       e.what()));
+    }
+  }
+  start();
+  if (handshake_now) handshake();
+}
+
+ZmqTransport::~ZmqTransport() {
+  // Sockets close with their bounded LINGER, then the context waits for libzmq to release every
+  // zero-copy message (the callbacks touch releases_, which is destroyed last).
+  for (auto& d : dealers_) {
+    if (d) d->close();
+  }
+  router_.close();
+  ctx_.close();
+}
+
+void ZmqTransport::abort() noexcept {
+  // Close with the bounded LINGER rather than 0: what is queued (our hello, above all) still gets
+  // out, so a peer we refuse learns why instead of timing out. Terminating the context waits at
+  // most LINGER and guarantees libzmq reads no caller buffer after we return.
+  try {
+    for (auto& d : dealers_) {
+      if (d) d->close();
+    }
+    router_.close();
+    ctx_.close();
+  } catch (...) {
+    // Closing can only fail on a context already gone; nothing else is left to stop.
+  }
+}
+
+bool ZmqTransport::try_send(int to, const HeaderBytes& header, std::span<const std::byte> payload) {
+  auto& slot = dealers_.at(static_cast<std::size_t>(to));
+  if (!slot) throw TransportError(fmt::format("rank {}: no link to {}", rank(), peer_name(to)));
+  zmq::socket_t& d = *slot;
+  zmq::message_t head(header.data(), header.size());
+  auto sent = d.send(head, zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+  if (!sent) return false;  // at the high-water mark: nothing was queued
+  zmq::message_t body;
+  if (payload.size() >= options().zero_copy_min_bytes) {
+    {
+      std::lock_guard lock(releases_.mutex);
+      ++releases_.outstanding[static_cast<std::size_t>(to)];
+    }
+    // libzmq reads the caller's buffer until on_release runs; transfer() waits for that.
+    body.rebuild(const_cast<std::byte*>(payload.data()), payload.size(), &ZmqTransport::on_release,
+                 &slots_[static_cast<std::size_t>(to)]);
+  } else {
+    body.rebuild(payload.data(), payload.size());
+  }
+  // The remaining parts of a message whose first part was accepted are never refused.
+  if (!d.send(body, zmq::send_flags::dontwait)) {
+    throw TransportError(fmt::format("rank {}: libzmq refused the payload part to {}", rank(),
+                                     peer_name(to)));
+  }
+  return true;
+}
+
+Inbound ZmqTransport::read_message() {
+  auto parts = std::make_shared<std::vector<zmq::message_t>>();
+  constexpr std::size_t kMaxParts = 8;  // ours have 3; more is garbage, drained but not kept
+  std::size_t count = 0;
+  for (;;) {
+    zmq::message_t m;
+    // The first part is ready (poll said so) and the rest of a message arrives with it.
+    if (!router_.recv(m, zmq::recv_flags::dontwait)) break;
+    const bool more = m.more();
+    ++count;
+    if (parts->size() < kMaxParts) parts->push_back(std::move(m));
+    if (!more) break;
+  }
+  Inbound in;
+  if (parts->empty()) {
+    in.malformed = "empty message";
+    return in;
+  }
+  const auto& idm = (*parts)[0];
+  const std::string_view id(static_cast<const char*>(idm.data()), idm.size());
+  int r = -1;
+  if (id.size() > 1 && id[0] == 'r') {
+    auto [p, ec] = std::from_chars(id.data() + 1, id.data() + id.size(), r);
+    if (ec != std::errc{} || p != id.data() + id.size() || r < 0 || r >= size()) r = -1;
+  }
+  in.link = r;
+  if (r < 0) {
+    std::string hex;
+    for (std::size_t i = 0; i < std::min<std::size_t>(id.size(), 16); ++i) {
+      hex += fmt::format("{:02x}", static_cast<unsigned char>(id[i]));
+    }
+    in.link_label = fmt::format("a connection that is not a peer (routing id 0x{})", hex);
+  }
+  if (count != 3) {
+    in.malformed = fmt::format("{} message parts, expected 2 (header, payload)", count - 1);
+  } else {
+    in.header = {static_cast<const std::byte*>((*parts)[1].data()), (*parts)[1].size()};
+    in.payload = {static_cast<const std::byte*>((*parts)[2].data()), (*parts)[2].size()};
+  }
+  in.owner = std::move(parts);
+  return in;
+}
+
+std::optional<Inbound> ZmqTransport::wait_inbound(Clock::time_point deadline,
+                                                  std::span<const int> blocked) {
+  std::vector<zmq::pollitem_t> items;
+  items.reserve(1 + blocked.size());
+  items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
+  for (int b : blocked) {
+    items.push_back({dealers_.at(static_cast<std::size_t>(b))->handle(), 0, ZMQ_POLLOUT, 0});
+  }
+  for (;;) {
+    const auto left = deadline - Clock::now();
+    // Round up: a wait that ends a little before the deadline would spin.
+    const auto wait = std::max<std::int64_t>(
+        0, std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    const int ready = zmq::poll(items.data(), items.size(),
+                                std::chrono::milliseconds(std::min<std::int64_t>(wait, INT_MAX)));
+    if (items[0].revents & ZMQ_POLLIN) return read_message();
+    if (ready > 0) return std::nullopt;  // a blocked link has room again
+    if (Clock::now() >= deadline) return std::nullopt;
+  }
+}
+
+std::vector<int> ZmqTransport::wait_released(Clock::time_point deadline) {
+  std::unique_lock lock(releases_.mutex);
+  auto all_free = [&] {
+    return std::all_of(releases_.outstanding.begin(), releases_.outstanding.end(),
+                       [](int c) { return c == 0; });
+  };
+  releases_.cv.wait_until(lock, deadline, all_free);
+  std::vector<int> held;
+  for (int r = 0; r < size(); ++r) {
+    if (releases_.outstanding[static_cast<std::size_t>(r)] > 0) held.push_back(r);
+  }
+  return held;
+}
+
+}  // namespace gossip::net

@@ -1,0 +1,72 @@
+#pragma once
+// The Transport between processes, over ZeroMQ (libzmq 4.3, cppzmq 4.9).
+//
+// Socket layout: each peer binds one ROUTER socket on its topology endpoint and connects one
+// DEALER per linked peer (neighbours, plus rank±1 for ring steps), with routing id "r<rank>" so
+// the ROUTER knows which link a frame came on and can reject a frame whose header names another
+// sender. A frame is a two-part message: the 64-byte header (frame.hpp) and the payload. Large
+// payloads are sent zero-copy from the caller's buffer; exchange() and ring_step() return only
+// after libzmq has let go of it, so the caller may reuse the buffer at once.
+//
+// The constructor binds, connects and runs the handshake (unless told not to), so a peer with
+// another topology or settings is refused before any training starts.
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "gossip/framed_transport.hpp"
+#include "topology/topology.hpp"
+
+namespace gossip::net {
+
+class ZmqTransport final : public FramedTransport {
+ public:
+  ZmqTransport(const topology::Topology& topo, int rank, TransportOptions options = {},
+               bool handshake_now = true);
+  ~ZmqTransport() override;
+
+  ZmqTransport(const ZmqTransport&) = delete;
+  ZmqTransport& operator=(const ZmqTransport&) = delete;
+
+  // The endpoint actually bound (differs from the topology's when it had to bind tcp://*:port).
+  const std::string& bound_endpoint() const { return bound_; }
+  // Routing id a DEALER of `rank` presents: "r<rank>".
+  static std::string routing_id(int rank);
+
+ protected:
+  bool try_send(int to, const HeaderBytes& header, std::span<const std::byte> payload) override;
+  std::optional<Inbound> wait_inbound(Clock::time_point deadline,
+                                      std::span<const int> blocked) override;
+  std::vector<int> wait_released(Clock::time_point deadline) override;
+  void abort() noexcept override;
+
+ private:
+  // Counts zero-copy messages libzmq still holds, per destination. Its free callback runs on a
+  // libzmq I/O thread, hence the mutex. Declared first: it must outlive the context, whose
+  // termination is what runs the last callbacks.
+  struct Releases {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::vector<int> outstanding;
+  };
+  struct Slot {
+    Releases* releases = nullptr;
+    int rank = 0;
+  };
+  static void on_release(void* data, void* hint) noexcept;
+  Inbound read_message();
+
+  Releases releases_;
+  std::vector<Slot> slots_;
+  zmq::context_t ctx_;
+  zmq::socket_t router_;
+  std::vector<std::optional<zmq::socket_t>> dealers_;  // indexed by rank; set for links only
+  std::string bound_;
+};
+
+}  // namespace gossip::net

@@ -1,0 +1,576 @@
+// Host implementation of every codec: dense element-wise work runs the functors of ops.hpp through
+// Thrust's OpenMP backend; sparse selection is in sparse.cpp. The byte format is in wire.hpp and
+// docs/kernels.md.
+
+#include <thrust/for_each.h>
+#include <thrust/iterator/counting_iterator.h>
+#include <thrust/system/omp/execution_policy.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/codec.hpp"
+#include "kernels/crc32c.hpp"
+#include "kernels/ops.hpp"
+#include "kernels/params.hpp"
+#include "kernels/sparse.hpp"
+#include "kernels/wire.hpp"
+
+namespace gossip::kernels {
+namespace {
+
+// Below this many work items a parallel region costs more than it saves (small tensors are common
+// in per-tensor gossip). Either way each item is computed the same, so bytes do not change.
+constexpr std::uint64_t kSerialBelow = 64;
+
+template <class F>
+void par_for(std::uint64_t n, const F& f) {
+  if (n < kSerialBelow) {
+    for (std::uint64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+  thrust::for_each_n(thrust::omp::par, thrust::counting_iterator<std::uint64_t>(0), n, f);
+}
+
+std::uint64_t groups(std::uint64_t d) { return (d + kGroup - 1) / kGroup; }
+
+// Work item of the host backend: a tile of groups, so each OpenMP iteration does enough work and
+// the random words of a whole tile come from one vectorised Philox pass.
+constexpr std::uint64_t kTileGroups = 128;
+
+// Philox words of blocks [first, first + n) of a stream, block-major (word q of block b at
+// out[4b + q]): the same words as RngStreamKey::block, 8 or 16 counters per vector instruction.
+// g++ does not vectorise the 32x32->64 products on its own, hence the intrinsics. Integer-only:
+// every path gives the same bits (the exact tests compare against the scalar Philox).
+void fill_noise_scalar(const RngStreamKey& key, std::uint32_t first, std::uint32_t n,
+                       std::uint32_t* out) {
+  for (std::uint32_t b = 0; b < n; ++b) {
+    const Philox4 r = key.block(first + b);
+    for (int q = 0; q < 4; ++q) out[4 * b + q] = r.v[q];
+  }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) void fill_noise_avx2(const RngStreamKey& key, std::uint32_t first,
+                                                     std::uint32_t n, std::uint32_t* out) {
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  std::uint32_t b0 = 0;
+  for (; b0 + 8 <= n; b0 += 8) {
+    __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(first + b0)), lane);
+    __m256i c1 = _mm256_set1_epi32(static_cast<int>(key.peer));
+    __m256i c2 = _mm256_set1_epi32(static_cast<int>(key.round_lo));
+    __m256i c3 = _mm256_set1_epi32(static_cast<int>(key.hi));
+    std::uint32_t k0 = key.k0, k1 = key.k1;
+    for (int r = 0; r < 10; ++r) {
+      // 64-bit products of even lanes, then of odd lanes; blend back to hi and lo words.
+      const __m256i e0 = _mm256_mul_epu32(c0, m0), o0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0);
+      const __m256i e1 = _mm256_mul_epu32(c2, m1), o1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1);
+      const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(e0, 32), o0, 0xAA);
+      const __m256i lo0 = _mm256_blend_epi32(e0, _mm256_slli_epi64(o0, 32), 0xAA);
+      const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(e1, 32), o1, 0xAA);
+      const __m256i lo1 = _mm256_blend_epi32(e1, _mm256_slli_epi64(o1, 32), 0xAA);
+      c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
+      c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
+      c1 = lo1;
+      c3 = lo0;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    // 4x8 transpose into block-major order.
+    const __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
+    const __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
+    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    // u0 = blocks {0, 4}, u1 = {1, 5}, u2 = {2, 6}, u3 = {3, 7} (128-bit halves).
+    auto* o = reinterpret_cast<__m256i*>(out + 4 * b0);
+    _mm256_storeu_si256(o + 0, _mm256_permute2x128_si256(u0, u1, 0x20));
+    _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(u2, u3, 0x20));
+    _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
+    _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
+  }
+  fill_noise_scalar(key, first + b0, n - b0, out + 4 * b0);
+}
+#endif
+
+void fill_noise(const RngStreamKey& key, std::uint32_t first, std::uint32_t n, std::uint32_t* out) {
+#if defined(__x86_64__)
+  static const bool has_avx2 = __builtin_cpu_supports("avx2");
+  if (has_avx2) {
+    fill_noise_avx2(key, first, n, out);
+    return;
+  }
+#endif
+  fill_noise_scalar(key, first, n, out);
+}
+
+template <class Fn>
+struct Tiles {
+  Fn f;
+  std::uint64_t ngroups;
+  void operator()(std::uint64_t t) const {
+    const std::uint64_t g1 = std::min(ngroups, (t + 1) * kTileGroups);
+    for (std::uint64_t g = t * kTileGroups; g < g1; ++g) f(g);
+  }
+};
+
+// Tiles whose groups take their random words from one fill_noise pass (none when !noise).
+template <class Fn>
+struct NoiseTiles {
+  Fn f;
+  std::uint64_t ngroups;
+  RngStreamKey key;
+  bool noise;
+  void operator()(std::uint64_t t) const {
+    const std::uint64_t g0 = t * kTileGroups, g1 = std::min(ngroups, g0 + kTileGroups);
+    alignas(64) std::uint32_t r[kTileGroups * kGroup];
+    if (noise)
+      fill_noise(key, static_cast<std::uint32_t>(g0 * kGroup / 4),
+                 static_cast<std::uint32_t>((g1 - g0) * kGroup / 4), r);
+    for (std::uint64_t g = g0; g < g1; ++g) f.run(g, noise ? r + (g - g0) * kGroup : nullptr);
+  }
+};
+
+template <class Fn>
+void par_groups(std::uint64_t d, const Fn& f) {
+  const std::uint64_t ng = groups(d);
+  par_for((ng + kTileGroups - 1) / kTileGroups, Tiles<Fn>{f, ng});
+}
+template <class Fn>
+void par_groups_noise(std::uint64_t d, const Fn& f, const RngStreamKey& key, bool noise) {
+  const std::uint64_t ng = groups(d);
+  par_for((ng + kTileGroups - 1) / kTileGroups, NoiseTiles<Fn>{f, ng, key, noise});
+}
+
+// Identity / fp16 / bf16: each 64 KiB checksum block of the payload is encoded by one work item
+// and its CRC taken while it is still in cache, saving a second pass over the payload.
+template <class Fn>
+std::vector<std::uint32_t> par_blocks_crc(std::uint64_t d, std::uint64_t elem_bytes, const Fn& f,
+                                          const std::byte* payload) {
+  const std::uint64_t per_block = kChecksumBlock / elem_bytes;  // a multiple of kGroup
+  const std::uint64_t bytes = d * elem_bytes;
+  const std::uint64_t nblocks = (bytes + kChecksumBlock - 1) / kChecksumBlock;
+  std::vector<std::uint32_t> crcs(nblocks);
+  const std::uint64_t ng = groups(d);
+  par_for(nblocks, [&, per_block, bytes, ng](std::uint64_t b) {
+    const std::uint64_t g1 = std::min(ng, (b + 1) * per_block / kGroup);
+    for (std::uint64_t g = b * per_block / kGroup; g < g1; ++g) f(g);
+    const std::uint64_t off = b * kChecksumBlock;
+    crcs[b] = crc32c(std::span<const std::byte>(payload + off, std::min(kChecksumBlock, bytes - off)));
+  });
+  return crcs;
+}
+
+// Calls g(std::integral_constant<int, F>) for the runtime width f in [1, 17].
+template <class G, int... Is>
+void with_width_impl(int f, G& g, std::integer_sequence<int, Is...>) {
+  (void)((f == Is + 1 ? (g(std::integral_constant<int, Is + 1>{}), true) : false) || ...);
+}
+template <class G>
+void with_width(int f, G&& g) {
+  with_width_impl(f, g, std::make_integer_sequence<int, 17>{});
+}
+
+struct LayoutData {
+  std::vector<std::uint64_t> offsets, bucket_base;
+  std::uint64_t bucket = 0;
+
+  LayoutData(std::span<const std::uint64_t> sizes, std::uint64_t b) : bucket(b) {
+    offsets.assign(1, 0);
+    bucket_base.assign(1, 0);
+    for (std::uint64_t n : sizes) {
+      offsets.push_back(offsets.back() + n);
+      const std::uint64_t len = b ? b : n;
+      bucket_base.push_back(bucket_base.back() + (n ? (n + len - 1) / len : 0));
+    }
+  }
+  LayoutView view() const {
+    return LayoutView{offsets.data(), bucket_base.data(),
+                      static_cast<std::uint32_t>(offsets.size() - 1), bucket};
+  }
+  std::uint64_t tensors() const { return offsets.size() - 1; }
+  std::uint64_t size(std::uint64_t t) const { return offsets[t + 1] - offsets[t]; }
+};
+
+std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
+
+class HostCodec final : public Codec {
+ public:
+  HostCodec(CodecParams p, std::span<const std::size_t> tensor_sizes) : p_(p) {
+    layered_ = !tensor_sizes.empty();
+    for (std::size_t n : tensor_sizes) sizes_.push_back(n);
+    if (layered_) {
+      layout_hash_ = crc32c(std::as_bytes(std::span<const std::uint64_t>(sizes_)));
+      layout_.emplace_back(sizes_, bucket_elems());
+      total_ = layout_.front().offsets.back();
+    }
+  }
+
+  std::string spec() const override { return canonical_spec(p_); }
+  bool fixed_wire_size() const override { return p_.id != CodecId::kThreshold; }
+
+  std::size_t wire_size(std::size_t d) const override {
+    const LayoutData own = layout_for(d);
+    return kHeaderSize + payload_size(own, d);
+  }
+
+  std::size_t encode(std::span<const float> x, const RngKey& key,
+                     std::span<std::byte> wire) const override {
+    const std::uint64_t d = x.size();
+    const LayoutData lay = layout_for(d);
+    const std::uint64_t cap = kHeaderSize + payload_size(lay, d);
+    if (wire.size() < cap)
+      throw std::invalid_argument("encode: wire buffer holds " + std::to_string(wire.size()) +
+                                  " bytes, " + spec() + " needs " + std::to_string(cap) +
+                                  " for " + std::to_string(d) + " elements");
+    if (is_sparse() && d > 0xffffffffull)
+      throw std::invalid_argument("encode: " + spec() + " sends u32 indices; d must be < 2^32");
+    std::byte* payload = wire.data() + kHeaderSize;
+    std::vector<std::uint32_t> crcs;
+    const std::uint64_t bytes = encode_payload(x, key, lay, payload, crcs);
+    WireHeader h = header_for(d);
+    h.payload_bytes = bytes;
+    h.peer = key.peer;
+    h.round = key.round;
+    store_header(h, wire.first<kHeaderSize>());
+    if (bytes > 0 && crcs.empty()) {
+      seal_message(wire.first(kHeaderSize + bytes));
+    } else {
+      h.checksum = combine_checksum(wire.first<kHeaderSize>(), crcs);
+      store_header(h, wire.first<kHeaderSize>());
+    }
+    return kHeaderSize + bytes;
+  }
+
+  void decode_accumulate(std::span<const std::byte> wire, float w,
+                         std::span<float> y) const override {
+    run_decode<DecodeMode::kAccumulate>(wire, w, y);
+  }
+  void decode(std::span<const std::byte> wire, std::span<float> y) const override {
+    run_decode<DecodeMode::kAssign>(wire, 1.0f, y);
+  }
+
+ private:
+  bool is_sparse() const {
+    return p_.id == CodecId::kTopk || p_.id == CodecId::kRandomk || p_.id == CodecId::kThreshold;
+  }
+  bool is_bucketed() const {
+    return p_.id == CodecId::kQsgd || p_.id == CodecId::kQuantize ||
+           p_.id == CodecId::kTerngrad || p_.id == CodecId::kSign;
+  }
+  std::uint64_t bucket_elems() const { return is_bucketed() ? p_.bucket : 0; }
+
+  LayoutData layout_for(std::uint64_t d) const {
+    if (layered_) {
+      if (d != total_)
+        throw std::invalid_argument("codec " + spec() + " was made for " +
+                                    std::to_string(sizes_.size()) + " tensors of " +
+                                    std::to_string(total_) + " elements in all, got " +
+                                    std::to_string(d));
+      return layout_.front();
+    }
+    const std::uint64_t one[1] = {d};
+    return LayoutData(std::span<const std::uint64_t>(one, d ? 1 : 0), bucket_elems());
+  }
+
+  std::uint64_t total_k(const LayoutData& lay) const {
+    std::uint64_t k = 0;
+    for (std::uint64_t t = 0; t < lay.tensors(); ++t) k += p_.k_for(lay.size(t));
+    return k;
+  }
+
+  // Exact payload bytes (threshold: the most it can be).
+  std::uint64_t payload_size(const LayoutData& lay, std::uint64_t d) const {
+    const std::uint64_t nb = lay.bucket_base.back();
+    switch (p_.id) {
+      case CodecId::kIdentity: return 4 * d;
+      case CodecId::kFp16:
+      case CodecId::kBf16: return 2 * d;
+      case CodecId::kQsgd: return 4 * nb + ceil_div(d * p_.qsgd_width(), 8);
+      case CodecId::kQuantize: return 8 * nb + ceil_div(d * p_.bits, 8);
+      case CodecId::kTerngrad: return 4 * nb + ceil_div(2 * d, 8);
+      case CodecId::kSign: return 4 * nb + ceil_div(d, 8);
+      case CodecId::kTopk: return 8 * total_k(lay);
+      case CodecId::kRandomk: return 8 + 4 * total_k(lay);
+      case CodecId::kThreshold: return 8 * d;
+    }
+    return 0;
+  }
+
+  WireHeader header_for(std::uint64_t d) const {
+    WireHeader h;
+    h.codec = static_cast<std::uint8_t>(p_.id);
+    h.flags = static_cast<std::uint8_t>(
+        (p_.id == CodecId::kQsgd && p_.scaled ? kFlagScaled : 0) |
+        (p_.id == CodecId::kQuantize && p_.nearest ? kFlagNearest : 0) |
+        (p_.id == CodecId::kRandomk && p_.unbiased ? kFlagUnbiased : 0) |
+        (layered_ ? kFlagLayered : 0));
+    switch (p_.id) {
+      case CodecId::kQsgd: h.p0 = p_.s; break;
+      case CodecId::kQuantize: h.p0 = p_.bits; break;
+      case CodecId::kTopk:
+      case CodecId::kRandomk:
+        h.p0 = static_cast<std::uint32_t>(p_.k);
+        h.p1 = p_.ratio;
+        break;
+      case CodecId::kThreshold: h.p1 = p_.tau; break;
+      default: break;
+    }
+    h.bucket = static_cast<std::uint32_t>(bucket_elems());
+    h.elements = d;
+    h.layout_hash = layout_hash_;
+    return h;
+  }
+
+  // Scale table of the bucketed codecs. Few large buckets: split each into kSegment pieces so
+  // both cores work; the fixed summation order keeps the result the same either way.
+  template <BucketStat kStat>
+  void bucket_stats(const float* x, const LayoutData& lay, std::byte* table) const {
+    const LayoutView v = lay.view();
+    const std::uint64_t nb = v.buckets();
+    const BucketStatFn<kStat> fn{x, v, table};
+    if (nb >= 64 || lay.offsets.back() < 16 * kSegment) {
+      par_for(nb, fn);
+      return;
+    }
+    for (std::uint64_t j = 0; j < nb; ++j) {
+      std::uint64_t b, e;
+      v.bucket_range(j, b, e);
+      const std::uint64_t n = e - b, segs = ceil_div(n, kSegment);
+      if constexpr (kStat == BucketStat::kL2 || kStat == BucketStat::kL1Mean) {
+        std::vector<double> part(segs);
+        par_for(segs, [p = x + b, n, out = part.data()](std::uint64_t s) {
+          out[s] = sum_segment<kStat == BucketStat::kL2>(
+              p + s * kSegment, static_cast<std::uint32_t>(std::min<std::uint64_t>(kSegment, n - s * kSegment)));
+        });
+        double sum = 0.0;
+        for (double q : part) sum += q;
+        store_le<float>(table + 4 * j, BucketStatFn<kStat>::finish(sum, n));
+      } else {
+        std::vector<MinMax> part(segs);
+        par_for(segs, [p = x + b, n, out = part.data()](std::uint64_t s) {
+          const std::uint64_t len = std::min<std::uint64_t>(kSegment, n - s * kSegment);
+          out[s] = kStat == BucketStat::kMaxAbs ? MinMax{0.0f, maxabs_range(p + s * kSegment, len)}
+                                                : minmax_range(p + s * kSegment, len);
+        });
+        MinMax mm = part[0];
+        for (const MinMax& q : part) {
+          mm.lo = q.lo < mm.lo ? q.lo : mm.lo;
+          mm.hi = q.hi > mm.hi ? q.hi : mm.hi;
+        }
+        if constexpr (kStat == BucketStat::kMaxAbs) {
+          store_le<float>(table + 4 * j, mm.hi);
+        } else {
+          store_le<float>(table + 8 * j, mm.lo);
+          store_le<float>(table + 8 * j + 4, mm.hi);
+        }
+      }
+    }
+  }
+
+  // Writes the payload; returns its size. `crcs` receives the payload's 64 KiB block CRCs when the
+  // encoder computed them on the way (left empty otherwise).
+  std::uint64_t encode_payload(std::span<const float> xs, const RngKey& key, const LayoutData& lay,
+                               std::byte* out, std::vector<std::uint32_t>& crcs) const {
+    const float* x = xs.data();
+    const std::uint64_t d = xs.size();
+    const std::uint64_t nb = lay.bucket_base.back();
+    const RngStreamKey noise = make_stream(key.seed, key.peer, key.round, RngStream::kElementNoise);
+    BucketedArgs a{lay.view(), d, out, 0, false, noise};
+    switch (p_.id) {
+      case CodecId::kIdentity: crcs = par_blocks_crc(d, 4, IdentityEncode{x, d, out}, out); break;
+      case CodecId::kFp16: crcs = par_blocks_crc(d, 2, HalfEncode<false>{x, d, out}, out); break;
+      case CodecId::kBf16: crcs = par_blocks_crc(d, 2, HalfEncode<true>{x, d, out}, out); break;
+      case CodecId::kQsgd:
+        bucket_stats<BucketStat::kL2>(x, lay, out);
+        a.param = p_.s;
+        with_width(static_cast<int>(p_.qsgd_width()), [&](auto f) {
+          par_groups_noise(d, QsgdEncode<decltype(f)::value>{a, x, out + 4 * nb}, noise, true);
+        });
+        break;
+      case CodecId::kQuantize:
+        bucket_stats<BucketStat::kMinMax>(x, lay, out);
+        a.param = (1u << p_.bits) - 1u;
+        a.flag = p_.nearest;
+        with_width(static_cast<int>(p_.bits), [&](auto f) {
+          par_groups_noise(d, QuantizeEncode<decltype(f)::value>{a, x, out + 8 * nb}, noise, !p_.nearest);
+        });
+        break;
+      case CodecId::kTerngrad:
+        bucket_stats<BucketStat::kMaxAbs>(x, lay, out);
+        par_groups_noise(d, TerngradEncode{a, x, out + 4 * nb}, noise, true);
+        break;
+      case CodecId::kSign:
+        bucket_stats<BucketStat::kL1Mean>(x, lay, out);
+        par_groups(d, SignEncode{x, d, out + 4 * nb});
+        break;
+      case CodecId::kTopk: {
+        std::vector<std::uint32_t> idx;
+        idx.reserve(total_k(lay));
+        for (std::uint64_t t = 0; t < lay.tensors(); ++t)
+          select_topk(xs.subspan(lay.offsets[t], lay.size(t)), p_.k_for(lay.size(t)),
+                      lay.offsets[t], idx);
+        return write_sparse(idx, x, out);
+      }
+      case CodecId::kRandomk: {
+        const RngStreamKey sk = make_stream(key.seed, key.peer, key.round, RngStream::kRandomkSeed);
+        const Philox4 r = sk.block(0);
+        const std::uint64_t seed = (static_cast<std::uint64_t>(r.v[1]) << 32) | r.v[0];
+        store_le<std::uint64_t>(out, seed);
+        const std::vector<std::uint32_t> idx = randomk_all(seed, lay);
+        const auto k = static_cast<std::int64_t>(idx.size());
+        std::byte* val = out + 8;
+#pragma omp parallel for schedule(static) if (k > 65536)
+        for (std::int64_t e = 0; e < k; ++e) store_le<float>(val + 4 * e, x[idx[static_cast<std::size_t>(e)]]);
+        return 8 + 4 * idx.size();
+      }
+      case CodecId::kThreshold: {
+        std::vector<std::uint32_t> idx;
+        select_threshold(xs, static_cast<float>(p_.tau), idx);
+        return write_sparse(idx, x, out);
+      }
+    }
+    return payload_size(lay, d);
+  }
+
+  std::vector<std::uint32_t> randomk_all(std::uint64_t seed, const LayoutData& lay) const {
+    std::vector<std::uint32_t> idx;
+    idx.reserve(total_k(lay));
+    for (std::uint64_t t = 0; t < lay.tensors(); ++t)
+      randomk_indices(seed, static_cast<std::uint32_t>(t), lay.size(t), p_.k_for(lay.size(t)),
+                      lay.offsets[t], idx);
+    return idx;
+  }
+
+  static std::uint64_t write_sparse(const std::vector<std::uint32_t>& idx, const float* x,
+                                    std::byte* out) {
+    const auto k = static_cast<std::int64_t>(idx.size());
+    std::memcpy(out, idx.data(), 4 * idx.size());
+    std::byte* val = out + 4 * idx.size();
+#pragma omp parallel for schedule(static) if (k > 65536)
+    for (std::int64_t e = 0; e < k; ++e) store_le<float>(val + 4 * e, x[idx[static_cast<std::size_t>(e)]]);
+    return 8 * idx.size();
+  }
+
+  [[noreturn]] void reject(const std::string& why) const {
+    throw WireError("codec " + spec() + ": " + why);
+  }
+
+  // Every check before the payload is touched; returns the validated header.
+  WireHeader validate(std::span<const std::byte> wire, std::uint64_t d,
+                      const LayoutData& lay) const {
+    const WireHeader h = peek_header(wire);
+    const WireHeader want = header_for(d);
+    if (h.codec != want.codec)
+      reject(std::string("wrong codec: message is ") +
+             codec_name(static_cast<CodecId>(h.codec)) + " (id " + std::to_string(h.codec) + ")");
+    if (h.flags != want.flags || h.p0 != want.p0 || h.bucket != want.bucket ||
+        std::memcmp(&h.p1, &want.p1, sizeof(double)) != 0 || h.reserved != 0)
+      reject("codec parameters differ: message has flags=" + std::to_string(h.flags) +
+             " p0=" + std::to_string(h.p0) + " bucket=" + std::to_string(h.bucket) +
+             " p1=" + std::to_string(h.p1));
+    if (h.layout_hash != want.layout_hash)
+      reject("tensor layout differs (layout hash " + std::to_string(h.layout_hash) + " vs " +
+             std::to_string(want.layout_hash) + ")");
+    if (h.elements != d)
+      reject("wrong length: message has " + std::to_string(h.elements) +
+             " elements, output has " + std::to_string(d));
+    const std::uint64_t expect = payload_size(lay, d);
+    if (p_.id == CodecId::kThreshold ? (h.payload_bytes > expect || h.payload_bytes % 8 != 0)
+                                     : h.payload_bytes != expect)
+      reject("wrong payload length " + std::to_string(h.payload_bytes) + " for " +
+             std::to_string(d) + " elements (expected " +
+             (p_.id == CodecId::kThreshold ? "a multiple of 8 up to " : "") +
+             std::to_string(expect) + ")");
+    if (wire.size() - kHeaderSize < h.payload_bytes)
+      reject("truncated message: " + std::to_string(wire.size()) + " bytes, header says " +
+             std::to_string(kHeaderSize + h.payload_bytes));
+    if (wire.size() - kHeaderSize > h.payload_bytes)
+      reject("oversized message: " + std::to_string(wire.size()) + " bytes, header says " +
+             std::to_string(kHeaderSize + h.payload_bytes));
+    if (message_checksum(wire) != h.checksum) reject("checksum mismatch: message corrupted");
+    if (p_.id == CodecId::kTopk || p_.id == CodecId::kThreshold) {
+      const std::uint64_t count = h.payload_bytes / 8;
+      if (!indices_valid(wire.subspan(kHeaderSize, 4 * count), count, d))
+        reject("sparse indices not strictly increasing or out of range");
+    }
+    return h;
+  }
+
+  template <DecodeMode kMode>
+  void run_decode(std::span<const std::byte> wire, float w, std::span<float> ys) const {
+    const std::uint64_t d = ys.size();
+    const LayoutData lay = layout_for(d);
+    const WireHeader h = validate(wire, d, lay);
+    const std::byte* in = wire.data() + kHeaderSize;
+    float* y = ys.data();
+    const std::uint64_t nb = lay.bucket_base.back();
+    BucketedArgs a{lay.view(), d, in, 0, false, {}};
+    if (kMode == DecodeMode::kAssign && is_sparse()) std::fill(ys.begin(), ys.end(), 0.0f);
+    // Sparse codecs fill zeros first, then write their entries as plain assignments.
+    constexpr DecodeMode kSparseMode = kMode;
+    switch (p_.id) {
+      case CodecId::kIdentity: par_groups(d, IdentityDecode<kMode>{in, d, w, y}); break;
+      case CodecId::kFp16: par_groups(d, HalfDecode<false, kMode>{in, d, w, y}); break;
+      case CodecId::kBf16: par_groups(d, HalfDecode<true, kMode>{in, d, w, y}); break;
+      case CodecId::kQsgd:
+        a.param = p_.s;
+        a.flag = p_.scaled;
+        with_width(static_cast<int>(p_.qsgd_width()), [&](auto f) {
+          par_groups(d, QsgdDecode<decltype(f)::value, kMode>{a, in + 4 * nb, w, y});
+        });
+        break;
+      case CodecId::kQuantize:
+        a.param = (1u << p_.bits) - 1u;
+        with_width(static_cast<int>(p_.bits), [&](auto f) {
+          par_groups(d, QuantizeDecode<decltype(f)::value, kMode>{a, in + 8 * nb, w, y});
+        });
+        break;
+      case CodecId::kTerngrad: par_groups(d, TerngradDecode<kMode>{a, in + 4 * nb, w, y}); break;
+      case CodecId::kSign: par_groups(d, SignDecode<kMode>{a, in + 4 * nb, w, y}); break;
+      case CodecId::kTopk:
+      case CodecId::kThreshold: {
+        const std::uint64_t count = h.payload_bytes / 8;
+        par_for(count, SparseDecode<kSparseMode>{in, in + 4 * count, w, y});
+        break;
+      }
+      case CodecId::kRandomk: {
+        const std::vector<std::uint32_t> idx = randomk_all(load_le<std::uint64_t>(in), lay);
+        const std::byte* val = in + 8;
+        std::uint64_t e = 0;
+        for (std::uint64_t t = 0; t < lay.tensors(); ++t) {
+          const std::uint64_t k = p_.k_for(lay.size(t));
+          const float scale = p_.unbiased && k ? static_cast<float>(static_cast<double>(lay.size(t)) /
+                                                                    static_cast<double>(k))
+                                               : 1.0f;
+          for (std::uint64_t q = 0; q < k; ++q, ++e)
+            emit<kMode>(y, idx[e], w, load_le<float>(val + 4 * e) * scale);
+        }
+        break;
+      }
+    }
+  }
+
+  CodecParams p_;
+  bool layered_ = false;
+  std::vector<std::uint64_t> sizes_;
+  std::uint32_t layout_hash_ = 0;
+  std::uint64_t total_ = 0;
+  std::vector<LayoutData> layout_;  // one entry when layered (vector: LayoutData has no default)
+};
+
+}  // namespace
+
+std::unique_ptr<Codec> make_codec(std::string_view spec, std::span<const std::size_t> tensor_sizes) {
+  return std::make_unique<HostCodec>(parse_spec(spec), tensor_sizes);
+}
+
+}  // namespace gossip::kernels

@@ -1,0 +1,127 @@
+#include "kernels/wire.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/codec.hpp"
+#include "kernels/crc32c.hpp"
+
+namespace gossip::kernels {
+namespace {
+
+template <class T>
+void put(std::byte* base, std::size_t off, T v) {
+  // The wire is little-endian; so is every host and device this builds for (checked below).
+  std::memcpy(base + off, &v, sizeof(T));
+}
+template <class T>
+T get(const std::byte* base, std::size_t off) {
+  T v;
+  std::memcpy(&v, base + off, sizeof(T));
+  return v;
+}
+static_assert(std::endian::native == std::endian::little, "wire format assumes little-endian");
+
+}  // namespace
+
+const char* codec_name(CodecId id) {
+  switch (id) {
+    case CodecId::kIdentity: return "identity";
+    case CodecId::kFp16: return "fp16";
+    case CodecId::kBf16: return "bf16";
+    case CodecId::kQsgd: return "qsgd";
+    case CodecId::kQuantize: return "quantize";
+    case CodecId::kTerngrad: return "terngrad";
+    case CodecId::kSign: return "sign";
+    case CodecId::kTopk: return "topk";
+    case CodecId::kRandomk: return "randomk";
+    case CodecId::kThreshold: return "threshold";
+  }
+  return "unknown";
+}
+
+void store_header(const WireHeader& h, std::span<std::byte, kHeaderSize> out) {
+  std::byte* b = out.data();
+  put(b, 0, h.magic);
+  put(b, 4, h.version);
+  put(b, 6, h.codec);
+  put(b, 7, h.flags);
+  put(b, 8, h.p0);
+  put(b, 12, h.bucket);
+  put(b, 16, h.p1);
+  put(b, 24, h.elements);
+  put(b, 32, h.payload_bytes);
+  put(b, 40, h.layout_hash);
+  put(b, 44, h.peer);
+  put(b, 48, h.round);
+  put(b, 56, h.checksum);
+  put(b, 60, h.reserved);
+}
+
+WireHeader load_header(std::span<const std::byte, kHeaderSize> in) {
+  const std::byte* b = in.data();
+  WireHeader h;
+  h.magic = get<std::uint32_t>(b, 0);
+  h.version = get<std::uint16_t>(b, 4);
+  h.codec = get<std::uint8_t>(b, 6);
+  h.flags = get<std::uint8_t>(b, 7);
+  h.p0 = get<std::uint32_t>(b, 8);
+  h.bucket = get<std::uint32_t>(b, 12);
+  h.p1 = get<double>(b, 16);
+  h.elements = get<std::uint64_t>(b, 24);
+  h.payload_bytes = get<std::uint64_t>(b, 32);
+  h.layout_hash = get<std::uint32_t>(b, 40);
+  h.peer = get<std::uint32_t>(b, 44);
+  h.round = get<std::uint64_t>(b, 48);
+  h.checksum = get<std::uint32_t>(b, 56);
+  h.reserved = get<std::uint32_t>(b, 60);
+  return h;
+}
+
+std::uint32_t combine_checksum(std::span<const std::byte, kHeaderSize> header,
+                               std::span<const std::uint32_t> block_crcs) {
+  std::byte head[kHeaderSize];
+  std::memcpy(head, header.data(), kHeaderSize);
+  std::memset(head + 56, 0, 4);
+  // CRC32C over the byte string (c_h, c_0, c_1, ...), computed by continuation.
+  const std::uint32_t ch = crc32c(std::span<const std::byte>(head, kHeaderSize));
+  const std::uint32_t c = crc32c(std::as_bytes(std::span<const std::uint32_t, 1>(&ch, 1)));
+  return crc32c(std::as_bytes(block_crcs), c);
+}
+
+std::uint32_t message_checksum(std::span<const std::byte> message) {
+  const auto payload = message.subspan(kHeaderSize);
+  const std::size_t blocks = (payload.size() + kChecksumBlock - 1) / kChecksumBlock;
+  std::vector<std::uint32_t> crcs(blocks);
+  const auto nb = static_cast<std::int64_t>(blocks);
+#pragma omp parallel for schedule(static) if (nb > 4)
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const std::size_t off = static_cast<std::size_t>(i) * kChecksumBlock;
+    crcs[static_cast<std::size_t>(i)] =
+        crc32c(payload.subspan(off, std::min(kChecksumBlock, payload.size() - off)));
+  }
+  return combine_checksum(message.first<kHeaderSize>(), crcs);
+}
+
+void seal_message(std::span<std::byte> message) {
+  put(message.data(), 56, message_checksum(message));
+}
+
+WireHeader peek_header(std::span<const std::byte> message) {
+  if (message.size() < kHeaderSize)
+    throw WireError("truncated message: " + std::to_string(message.size()) +
+                    " bytes, the header alone is " + std::to_string(kHeaderSize));
+  const WireHeader h = load_header(message.first<kHeaderSize>());
+  if (h.magic != kWireMagic) throw WireError("bad magic: not a gossip codec message");
+  if (h.version != kWireVersion)
+    throw WireError("unsupported wire format version " + std::to_string(h.version) +
+                    " (this build reads " + std::to_string(kWireVersion) + ")");
+  return h;
+}
+
+}  // namespace gossip::kernels

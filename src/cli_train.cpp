@@ -1,0 +1,411 @@
+// `gossip simulate`, `gossip peer` and `gossip launch`: training runs.
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "gossip/frame.hpp"
+#include "gossip/inproc_transport.hpp"
+#include "gossip/zmq_transport.hpp"
+#include "kernels/codec.hpp"
+#include "src/cli.hpp"
+#include "src/collective.hpp"
+#include "src/trainer.hpp"
+#include "topology/topology_file.hpp"
+
+namespace gossip::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using runtime::RunConfig;
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) {
+  g_stop.store(true);
+}
+
+void install_stop_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+
+struct TrainArgs {
+  std::string config;
+  std::vector<std::string> sets;
+  bool resume = false;
+  long long resume_round = -1;
+  int rank = -1;
+  bool progress = false;
+};
+
+void add_common_options(CLI::App* cmd, TrainArgs& a) {
+  cmd->add_option("--config,-c", a.config, "Run config (TOML), e.g. configs/ring8_deepsqueeze.toml")
+      ->required();
+  cmd->add_option("--set", a.sets, "Override a config key: --set algorithm.lr=0.05 (repeatable)");
+  cmd->add_flag("--resume", a.resume,
+                "Continue from the latest round every peer has a checkpoint of (run folder)");
+  cmd->add_option("--resume-round", a.resume_round, "Continue from this round's checkpoints");
+}
+
+RunConfig load_config(const TrainArgs& a) {
+  auto c = runtime::load_run_config(a.config);
+  for (const auto& s : a.sets) runtime::apply_override(c, s);
+  return c;
+}
+
+std::optional<std::uint64_t> resume_round(const TrainArgs& a, const RunConfig& c, int peers) {
+  if (a.resume_round >= 0) return static_cast<std::uint64_t>(a.resume_round);
+  if (!a.resume) return std::nullopt;
+  auto r = runtime::PeerTrainer::latest_common_checkpoint(c, peers);
+  if (!r)
+    throw runtime::CheckpointError(
+        fmt::format("--resume: no round with a checkpoint of all {} peers in {}/checkpoints", peers,
+                    c.output_dir()));
+  return r;
+}
+
+net::TransportOptions transport_options(const RunConfig& c, std::size_t wire_bytes) {
+  net::TransportOptions o;
+  o.timeout = std::chrono::milliseconds(static_cast<long long>(c.timeout_s * 1000));
+  o.connect_timeout = std::chrono::milliseconds(static_cast<long long>(c.connect_timeout_s * 1000));
+  o.run_hash = c.hash();
+  // Gossip messages carry the codec's wire bytes; ring steps (all-reduce, averaging) carry fp32
+  // chunks of at most the model: the larger bounds what a neighbour may send.
+  o.max_payload_bytes = wire_bytes;
+  o.link.all.latency = std::chrono::nanoseconds(static_cast<long long>(c.latency_ms * 1e6));
+  o.link.all.bandwidth_bytes_per_s = c.bandwidth_mbit * 1e6 / 8.0;
+  return o;
+}
+
+// Bytes of one gossip message for this run (codec wire size), and of fp32 D-PSGD's.
+std::pair<std::size_t, std::size_t> message_bytes(const RunConfig& c, const runtime::Mlp& model) {
+  const auto sizes = c.granularity == "layer" ? model.tensor_sizes() : std::vector<std::size_t>{};
+  const std::size_t d = model.size();
+  return {kernels::make_codec(c.codec, sizes)->wire_size(d),
+          kernels::make_codec("identity")->wire_size(d)};
+}
+
+struct Totals {
+  std::vector<runtime::PeerSummary> peers;
+  runtime::Evaluation avg_model;
+};
+
+nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
+                            const runtime::Mlp& model, std::uint64_t rounds,
+                            const std::vector<double>& acc, double acc_avg_model,
+                            double bytes_sent_mean, double wall, std::size_t samples) {
+  const auto [wire, fp32_wire] = message_bytes(c, model);
+  double degree = 0.0;
+  for (int i = 0; i < topo.size(); ++i) degree += topo.graph.degree(i);
+  degree /= topo.size();
+  double mean = 0.0, lo = 1.0, hi = 0.0;
+  for (double a : acc) {
+    mean += a / static_cast<double>(acc.size());
+    lo = std::min(lo, a);
+    hi = std::max(hi, a);
+  }
+  // What fp32 D-PSGD sends in as many rounds: one identity message (and frame header) per
+  // neighbour.
+  const double fp32_bytes =
+      static_cast<double>(rounds) * degree * static_cast<double>(fp32_wire + net::kFrameHeaderSize);
+  return {
+      {"name", c.name},
+      {"algorithm", c.algorithm},
+      {"codec", c.codec},
+      {"granularity", c.granularity},
+      {"topology", topo.description},
+      {"peers", topo.size()},
+      {"model", model.describe()},
+      {"parameters", model.size()},
+      {"epochs", c.epochs},
+      {"rounds", rounds},
+      {"test_accuracy_mean", mean},
+      {"test_accuracy_min", lo},
+      {"test_accuracy_max", hi},
+      {"test_accuracy_avg_model", acc_avg_model},
+      {"bytes_sent_per_peer", bytes_sent_mean},
+      {"message_wire_bytes", wire},
+      {"fp32_dpsgd_bytes_per_peer", fp32_bytes},
+      {"compression_ratio_vs_fp32_dpsgd", bytes_sent_mean > 0 ? fp32_bytes / bytes_sent_mean : 0.0},
+      {"wall_seconds", wall},
+      {"samples_per_second", wall > 0 ? static_cast<double>(samples) / wall : 0.0}};
+}
+
+void write_summary(const RunConfig& c, const nlohmann::json& j) {
+  fs::create_directories(c.output_dir());
+  const auto path = fs::path(c.output_dir()) / "summary.json";
+  std::ofstream(path) << j.dump(2) << '\n';
+  fmt::print("test accuracy: {:.4f} mean over peers, {:.4f} averaged model\n",
+             j["test_accuracy_mean"].get<double>(), j["test_accuracy_avg_model"].get<double>());
+  fmt::print("bytes sent per peer: {:.2f} MB ({:.2f} MB for fp32 D-PSGD, {:.1f}x less)\n",
+             j["bytes_sent_per_peer"].get<double>() / 1e6,
+             j["fp32_dpsgd_bytes_per_peer"].get<double>() / 1e6,
+             j["compression_ratio_vs_fp32_dpsgd"].get<double>());
+  fmt::print("summary: {}\n", path.string());
+}
+
+int run_simulate(const TrainArgs& a) {
+  const RunConfig c = load_config(a);
+  const auto topo = topology::load_topology_or_spec(c.topology);
+  const int n = topo.size();
+  fmt::print(stderr, "simulate: {} peers in one process ({}), loading data\n", n, topo.description);
+  const auto data = runtime::load_data(c);
+  const auto shards = runtime::partition_all(data.train, runtime::parse_partition(c.partition), n,
+                                             c.seed, c.dirichlet_alpha);
+  const auto model = runtime::make_model(c, data.train);
+  const auto [wire, fp32_wire] = message_bytes(c, model);
+  const auto opts = transport_options(c, std::max(wire, fp32_wire));
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  const auto resume = resume_round(a, c, n);
+  install_stop_handlers();
+
+  // Stop agreement between threads: all stop before the same round (see stop_before below).
+  std::mutex stop_mutex;
+  std::uint64_t max_round = 0, stop_round = UINT64_MAX;
+  auto stop_before = [&](std::uint64_t t) {
+    std::lock_guard lock(stop_mutex);
+    max_round = std::max(max_round, t);
+    if (g_stop.load() && stop_round == UINT64_MAX) stop_round = max_round + 1;
+    return t >= stop_round;
+  };
+
+  std::vector<runtime::PeerSummary> summaries(static_cast<std::size_t>(n));
+  std::vector<std::string> errors(static_cast<std::size_t>(n));
+  runtime::Evaluation avg_eval;
+  std::uint64_t total_rounds = 0;
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        net::InprocTransport transport(hub, r, opts);
+        runtime::PeerTrainer trainer(c, topo, r, transport, data, shards);
+        if (resume) trainer.resume(*resume);
+        runtime::TrainHooks hooks;
+        hooks.stop_before = stop_before;
+        hooks.progress = r == 0;
+        auto s = trainer.run(hooks);
+        if (s.stopped_early) {
+          const auto path = trainer.checkpoint();
+          if (r == 0)
+            fmt::print(stderr, "stopped at round {}: checkpoints written ({} ...)\n", s.rounds,
+                       path);
+        } else {
+          std::vector<float> avg(trainer.params().begin(), trainer.params().end());
+          runtime::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
+          if (r == 0) {
+            auto m = runtime::make_model(c, data.train);
+            avg_eval = m.evaluate(avg, data.test);
+            total_rounds = s.rounds;
+          }
+        }
+        summaries[static_cast<std::size_t>(r)] = s;
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < n; ++r)
+    if (!errors[static_cast<std::size_t>(r)].empty())
+      throw std::runtime_error(fmt::format("peer {}: {}", r, errors[static_cast<std::size_t>(r)]));
+  if (summaries[0].stopped_early) return 130;
+  std::vector<double> acc;
+  double bytes = 0.0, wall = 0.0;
+  for (const auto& s : summaries) {
+    acc.push_back(s.test.accuracy);
+    bytes += static_cast<double>(s.bytes_sent) / n;
+    wall = std::max(wall, s.wall_seconds);
+  }
+  const std::size_t samples =
+      total_rounds * static_cast<std::size_t>(c.batch_size) * static_cast<std::size_t>(n);
+  write_summary(
+      c, summary_json(c, topo, model, total_rounds, acc, avg_eval.accuracy, bytes, wall, samples));
+  return 0;
+}
+
+int rank_from_environment(int given) {
+  if (given >= 0) return given;
+  for (const char* var : {"SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"})
+    if (const char* v = std::getenv(var)) {
+      try {
+        return std::stoi(v);
+      } catch (const std::exception&) {
+        throw std::invalid_argument(fmt::format("{}='{}' is not a rank", var, v));
+      }
+    }
+  throw std::invalid_argument(
+      "no rank: pass --rank R, or run under srun/mpirun (SLURM_PROCID, "
+      "OMPI_COMM_WORLD_RANK, PMI_RANK)");
+}
+
+int run_peer(const TrainArgs& a) {
+  const RunConfig c = load_config(a);
+  const auto topo = topology::load_topology_or_spec(c.topology);
+  const int n = topo.size();
+  const int rank = rank_from_environment(a.rank);
+  if (rank < 0 || rank >= n)
+    throw std::invalid_argument(
+        fmt::format("rank {} is out of range: {} has ranks 0..{}", rank, c.topology, n - 1));
+  const auto data = runtime::load_data(c);
+  const auto shards = runtime::partition_all(data.train, runtime::parse_partition(c.partition), n,
+                                             c.seed, c.dirichlet_alpha);
+  const auto model = runtime::make_model(c, data.train);
+  const auto [wire, fp32_wire] = message_bytes(c, model);
+  const auto resume = resume_round(a, c, n);
+  install_stop_handlers();
+  net::ZmqTransport transport(topo, rank, transport_options(c, std::max(wire, fp32_wire)));
+  runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);
+  if (resume) trainer.resume(*resume);
+  runtime::TrainHooks hooks;
+  hooks.stop_before = [](std::uint64_t) { return g_stop.load(); };
+  hooks.progress = a.progress || rank == 0;
+  const auto s = trainer.run(hooks);
+  if (s.stopped_early) {
+    fmt::print(stderr, "peer {}: stopped at round {}, checkpoint {}\n", rank, s.rounds,
+               trainer.checkpoint());
+    return 130;
+  }
+  // Averaged model and the means over peers, by all-reduce.
+  std::vector<float> avg(trainer.params().begin(), trainer.params().end());
+  runtime::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
+  std::vector<float> stats{static_cast<float>(s.test.accuracy), static_cast<float>(s.bytes_sent),
+                           static_cast<float>(s.wall_seconds)};
+  runtime::allreduce_mean(transport, trainer.total_rounds() + 2, stats);
+  if (rank == 0) {
+    auto m = runtime::make_model(c, data.train);
+    const auto avg_eval = m.evaluate(avg, data.test);
+    const std::size_t samples =
+        s.rounds * static_cast<std::size_t>(c.batch_size) * static_cast<std::size_t>(n);
+    auto j =
+        summary_json(c, topo, model, s.rounds, {static_cast<double>(stats[0])}, avg_eval.accuracy,
+                     static_cast<double>(s.bytes_sent), s.wall_seconds, samples);
+    j["test_accuracy_min"] = nullptr;  // only the mean travels in the all-reduce
+    j["test_accuracy_max"] = nullptr;
+    j["bytes_sent_per_peer"] = static_cast<double>(stats[1]);
+    write_summary(c, j);
+  }
+  return 0;
+}
+
+bool is_local(const std::string& endpoint) {
+  return endpoint.starts_with("ipc://") || endpoint.starts_with("tcp://127.") ||
+         endpoint.starts_with("tcp://localhost:") || endpoint.starts_with("tcp://[::1]");
+}
+
+int run_launch(const TrainArgs& a) {
+  const RunConfig c = load_config(a);
+  const auto topo = topology::load_topology_or_spec(c.topology);
+  std::vector<int> ranks;
+  for (const auto& p : topo.peers)
+    if (is_local(p.endpoint)) ranks.push_back(p.rank);
+  if (ranks.empty())
+    throw std::invalid_argument(
+        fmt::format("no peer of {} has a local endpoint (ipc:// or tcp://127.x)", c.topology));
+  const fs::path logs = fs::path(c.output_dir()) / "logs";
+  fs::create_directories(logs);
+  const std::string self = fs::read_symlink("/proc/self/exe").string();
+  std::vector<pid_t> pids;
+  for (int r : ranks) {
+    std::vector<std::string> argv{self, "peer", "--config", a.config, "--rank", std::to_string(r)};
+    for (const auto& s : a.sets) argv.insert(argv.end(), {"--set", s});
+    if (a.resume) argv.push_back("--resume");
+    if (a.resume_round >= 0)
+      argv.insert(argv.end(), {"--resume-round", std::to_string(a.resume_round)});
+    const auto log = (logs / fmt::format("peer-{}.log", r)).string();
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      // Child: rank 0 keeps the terminal's stderr (progress); everyone's output also goes to a log.
+      FILE* f = std::fopen(log.c_str(), "w");
+      if (f) {
+        ::dup2(fileno(f), STDOUT_FILENO);
+        if (r != ranks.front()) ::dup2(fileno(f), STDERR_FILENO);
+      }
+      std::vector<char*> cargv;
+      for (auto& s : argv) cargv.push_back(s.data());
+      cargv.push_back(nullptr);
+      ::execv(self.c_str(), cargv.data());
+      std::_Exit(127);
+    }
+    pids.push_back(pid);
+  }
+  fmt::print(stderr, "launch: {} peers started on this host; logs in {}/\n", pids.size(),
+             logs.string());
+  install_stop_handlers();
+  bool forwarded = false;
+  std::vector<int> codes(pids.size(), -1);
+  std::size_t running = pids.size();
+  while (running > 0) {
+    int status = 0;
+    const pid_t done = ::waitpid(-1, &status, WNOHANG);
+    if (done > 0) {
+      for (std::size_t k = 0; k < pids.size(); ++k)
+        if (pids[k] == done)
+          codes[k] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      --running;
+      continue;
+    }
+    if (g_stop.load() && !forwarded) {
+      for (pid_t p : pids) ::kill(p, SIGINT);
+      forwarded = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  int worst = 0;
+  for (std::size_t k = 0; k < pids.size(); ++k) {
+    if (codes[k] != 0) {
+      fmt::print(stderr, "launch: peer {} exited with code {} (log {}/peer-{}.log)\n", ranks[k],
+                 codes[k], logs.string(), ranks[k]);
+      if (worst == 0) worst = codes[k];
+    }
+  }
+  if (worst == 0) {
+    // Rank 0 printed its summary into its log: show it here too.
+    std::ifstream log(logs / fmt::format("peer-{}.log", ranks.front()));
+    std::string line;
+    while (std::getline(log, line)) fmt::print("{}\n", line);
+  }
+  return worst;
+}
+
+}  // namespace
+
+void add_train_commands(CLI::App& app) {
+  auto sim = std::make_shared<TrainArgs>();
+  auto* s = app.add_subcommand("simulate",
+                               "Train with every peer of the topology as a thread of this process");
+  add_common_options(s, *sim);
+  s->callback([sim] {
+    if (int code = run_simulate(*sim); code != 0) throw CLI::RuntimeError(code);
+  });
+
+  auto peer = std::make_shared<TrainArgs>();
+  auto* p = app.add_subcommand("peer", "Run one peer of a training run (ZeroMQ to its neighbours)");
+  add_common_options(p, *peer);
+  p->add_option("--rank,-r", peer->rank,
+                "This peer's rank (else SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)");
+  p->add_flag("--progress", peer->progress, "Print progress lines (rank 0 always does)");
+  p->callback([peer] {
+    if (int code = run_peer(*peer); code != 0) throw CLI::RuntimeError(code);
+  });
+
+  auto launch = std::make_shared<TrainArgs>();
+  auto* l = app.add_subcommand(
+      "launch", "Start every peer of the topology that lives on this host, one process each");
+  add_common_options(l, *launch);
+  l->callback([launch] {
+    if (int code = run_launch(*launch); code != 0) throw CLI::RuntimeError(code);
+  });
+}
+
+}  // namespace gossip::cli

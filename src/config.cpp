@@ -1,0 +1,290 @@
+#include "src/config.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <variant>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <toml++/toml.h>
+
+namespace gossip::runtime {
+
+namespace {
+
+using Member = std::variant<std::string RunConfig::*, int RunConfig::*, std::uint64_t RunConfig::*,
+                            double RunConfig::*, bool RunConfig::*,
+                            std::vector<double> RunConfig::*, std::vector<int> RunConfig::*>;
+
+struct Key {
+  std::string_view path;  // "section.key"
+  Member member;
+  std::string_view help;
+};
+
+// Every key of the run config. docs/ARCHITECTURE.md lists the same table for users.
+const Key kKeys[] = {
+    {"run.name", &RunConfig::name, "name of the run"},
+    {"run.output", &RunConfig::output, "output folder (default runs/<name>)"},
+    {"run.seed", &RunConfig::seed, "seed of the model init, data order, partition and codecs"},
+    {"run.epochs", &RunConfig::epochs, "passes over each peer's shard"},
+    {"run.batch_size", &RunConfig::batch_size, "mini-batch per peer"},
+    {"run.eval_every", &RunConfig::eval_every, "epochs between test evaluations (0: at the end)"},
+    {"run.log_every", &RunConfig::log_every, "rounds between metric lines"},
+    {"run.checkpoint_every", &RunConfig::checkpoint_every,
+     "rounds between checkpoints (0: on stop)"},
+    {"run.device", &RunConfig::device, "cpu"},
+    {"topology.file", &RunConfig::topology, "topology file or generator spec such as ring:8"},
+    {"algorithm.name", &RunConfig::algorithm, "dpsgd, dcd-psgd, deepsqueeze, choco-sgd, allreduce"},
+    {"algorithm.lr", &RunConfig::lr, "learning rate"},
+    {"algorithm.consensus_step", &RunConfig::consensus_step, "DeepSqueeze eta / CHOCO gamma_c"},
+    {"algorithm.momentum", &RunConfig::momentum, "heavy-ball momentum on the local gradient"},
+    {"algorithm.nesterov", &RunConfig::nesterov, "Nesterov momentum"},
+    {"algorithm.weight_decay", &RunConfig::weight_decay, "L2 weight decay"},
+    {"algorithm.lr_decay_epochs", &RunConfig::lr_decay_epochs, "epochs at which lr is multiplied"},
+    {"algorithm.lr_decay_factor", &RunConfig::lr_decay_factor, "the factor"},
+    {"compression.codec", &RunConfig::codec, "codec spec, e.g. qsgd:s=3,scaled=true"},
+    {"compression.granularity", &RunConfig::granularity, "model or layer"},
+    {"model.kind", &RunConfig::model, "mlp or softmax"},
+    {"model.hidden", &RunConfig::hidden, "hidden layer widths of the mlp"},
+    {"data.dataset", &RunConfig::dataset, "fashion-mnist or blobs"},
+    {"data.path", &RunConfig::data_path, "folder of the Fashion-MNIST IDX files"},
+    {"data.partition", &RunConfig::partition, "iid, label or dirichlet"},
+    {"data.alpha", &RunConfig::dirichlet_alpha, "Dirichlet concentration"},
+    {"data.train_limit", &RunConfig::train_limit, "use the first N training rows (0: all)"},
+    {"data.test_limit", &RunConfig::test_limit, "use the first N test rows (0: all)"},
+    {"transport.timeout_s", &RunConfig::timeout_s, "a silent neighbour ends the run after this"},
+    {"transport.connect_timeout_s", &RunConfig::connect_timeout_s, "start-up handshake limit"},
+    {"transport.latency_ms", &RunConfig::latency_ms, "emulated latency per message"},
+    {"transport.bandwidth_mbit", &RunConfig::bandwidth_mbit, "emulated bandwidth per link"},
+};
+
+const Key* find_key(std::string_view path) {
+  for (const auto& k : kKeys)
+    if (k.path == path) return &k;
+  return nullptr;
+}
+
+std::string known_keys_in(std::string_view section) {
+  std::vector<std::string_view> names;
+  for (const auto& k : kKeys)
+    if (k.path.substr(0, k.path.find('.')) == section)
+      names.push_back(k.path.substr(k.path.find('.') + 1));
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+// Sets `key` from a TOML node; returns an error message or "" on success.
+std::string assign(RunConfig& c, const Key& key, const toml::node& n) {
+  return std::visit(
+      [&](auto member) -> std::string {
+        using T = std::remove_reference_t<decltype(c.*member)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          if (!n.is_string()) return "must be a string";
+          c.*member = n.as_string()->get();
+        } else if constexpr (std::is_same_v<T, bool>) {
+          if (!n.is_boolean()) return "must be true or false";
+          c.*member = n.as_boolean()->get();
+        } else if constexpr (std::is_same_v<T, int>) {
+          if (!n.is_integer()) return "must be an integer";
+          const auto v = n.as_integer()->get();
+          if (v < 0 || v > 1'000'000'000) return fmt::format("must lie in 0..1e9, got {}", v);
+          c.*member = static_cast<int>(v);
+        } else if constexpr (std::is_same_v<T, std::uint64_t>) {
+          if (!n.is_integer() || n.as_integer()->get() < 0) return "must be a non-negative integer";
+          c.*member = static_cast<std::uint64_t>(n.as_integer()->get());
+        } else if constexpr (std::is_same_v<T, double>) {
+          if (n.is_integer())
+            c.*member = static_cast<double>(n.as_integer()->get());
+          else if (n.is_floating_point())
+            c.*member = n.as_floating_point()->get();
+          else
+            return "must be a number";
+        } else if constexpr (std::is_same_v<T, std::vector<double>>) {
+          if (!n.is_array()) return "must be an array of numbers";
+          T v;
+          for (const auto& e : *n.as_array()) {
+            if (e.is_integer())
+              v.push_back(static_cast<double>(e.as_integer()->get()));
+            else if (e.is_floating_point())
+              v.push_back(e.as_floating_point()->get());
+            else
+              return "must be an array of numbers";
+          }
+          c.*member = v;
+        } else {
+          if (!n.is_array()) return "must be an array of integers";
+          T v;
+          for (const auto& e : *n.as_array()) {
+            if (!e.is_integer() || e.as_integer()->get() <= 0)
+              return "must be an array of positive integers";
+            v.push_back(static_cast<int>(e.as_integer()->get()));
+          }
+          c.*member = v;
+        }
+        return "";
+      },
+      key.member);
+}
+
+std::string render(const RunConfig& c, const Key& key) {
+  return std::visit(
+      [&](auto member) -> std::string {
+        const auto& v = c.*member;
+        using T = std::remove_cvref_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          std::ostringstream s;
+          s << toml::value<std::string>(v);  // quoted and escaped
+          return s.str();
+        } else if constexpr (std::is_same_v<T, bool>) {
+          return v ? "true" : "false";
+        } else if constexpr (std::is_same_v<T, double>) {
+          return fmt::format("{:.17g}", v);
+        } else if constexpr (std::is_same_v<T, std::vector<double>>) {
+          std::vector<std::string> parts;
+          for (double d : v) parts.push_back(fmt::format("{:.17g}", d));
+          return fmt::format("[{}]", fmt::join(parts, ", "));
+        } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+          return fmt::format("[{}]", fmt::join(v, ", "));
+        } else {
+          return fmt::format("{}", v);
+        }
+      },
+      key.member);
+}
+
+// Checks the values together; `where(key)` gives the place to name in a message.
+template <class Where>
+void check_values(const RunConfig& c, Where where) {
+  auto fail = [&](std::string_view key, const std::string& msg) {
+    throw ConfigError(fmt::format("{}: {} {}", where(key), key, msg));
+  };
+  auto one_of = [&](std::string_view key, const std::string& v,
+                    std::initializer_list<std::string_view> allowed) {
+    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end())
+      fail(key, fmt::format("is '{}'; allowed: {}", v, fmt::join(allowed, ", ")));
+  };
+  if (c.topology.empty())
+    fail("topology.file", "is missing: name a topology file or a spec such as ring:8");
+  if (!(c.epochs > 0)) fail("run.epochs", "must be positive");
+  if (c.batch_size < 1) fail("run.batch_size", "must be at least 1");
+  if (c.log_every < 1) fail("run.log_every", "must be at least 1");
+  if (!(c.lr > 0)) fail("algorithm.lr", "must be positive");
+  if (!(c.consensus_step > 0 && c.consensus_step <= 1))
+    fail("algorithm.consensus_step", "must lie in (0, 1]");
+  if (!(c.momentum >= 0 && c.momentum < 1)) fail("algorithm.momentum", "must lie in [0, 1)");
+  if (!(c.weight_decay >= 0)) fail("algorithm.weight_decay", "must be non-negative");
+  if (!(c.eval_every >= 0)) fail("run.eval_every", "must be non-negative");
+  if (!(c.timeout_s > 0)) fail("transport.timeout_s", "must be positive");
+  if (!(c.latency_ms >= 0)) fail("transport.latency_ms", "must be non-negative");
+  if (!(c.bandwidth_mbit >= 0)) fail("transport.bandwidth_mbit", "must be non-negative");
+  one_of("compression.granularity", c.granularity, {"model", "layer"});
+  one_of("model.kind", c.model, {"mlp", "softmax"});
+  one_of("data.dataset", c.dataset, {"fashion-mnist", "blobs"});
+  one_of("data.partition", c.partition, {"iid", "label", "dirichlet"});
+  one_of("run.device", c.device, {"cpu"});
+  if (!(c.dirichlet_alpha > 0)) fail("data.alpha", "must be positive");
+}
+
+}  // namespace
+
+std::string RunConfig::to_toml() const {
+  std::string out;
+  std::string section;
+  for (const auto& k : kKeys) {
+    const auto dot = k.path.find('.');
+    const auto sec = std::string(k.path.substr(0, dot));
+    if (sec != section) {
+      out += fmt::format("{}[{}]\n", section.empty() ? "" : "\n", sec);
+      section = sec;
+    }
+    out += fmt::format("{} = {}\n", k.path.substr(dot + 1), render(*this, k));
+  }
+  return out;
+}
+
+std::uint64_t RunConfig::hash() const {
+  RunConfig shared = *this;
+  shared.output.clear();
+  shared.source.clear();
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char ch : shared.to_toml()) h = (h ^ ch) * 0x100000001b3ULL;
+  return h;
+}
+
+RunConfig parse_run_config(const std::string& text, const std::string& name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(fmt::format("{}:{}: {}", name, e.source().begin.line, e.description()));
+  }
+  RunConfig c;
+  c.source = name;
+  std::map<std::string, long, std::less<>> lines;
+  for (const auto& [section, node] : root) {
+    const auto line = static_cast<long>(node.source().begin.line);
+    if (!node.is_table())
+      throw ConfigError(fmt::format("{}:{}: '{}' must be a section, e.g. [{}]", name, line,
+                                    section.str(), section.str()));
+    if (known_keys_in(section.str()).empty())
+      throw ConfigError(
+          fmt::format("{}:{}: unknown section [{}] (known: run, topology, algorithm, "
+                      "compression, model, data, transport)",
+                      name, line, section.str()));
+    for (const auto& [key, value] : *node.as_table()) {
+      const std::string path = fmt::format("{}.{}", section.str(), key.str());
+      const long vline = static_cast<long>(value.source().begin.line);
+      const Key* k = find_key(path);
+      if (!k)
+        throw ConfigError(fmt::format("{}:{}: unknown key '{}' in [{}] (known: {})", name, vline,
+                                      key.str(), section.str(), known_keys_in(section.str())));
+      if (auto err = assign(c, *k, value); !err.empty())
+        throw ConfigError(fmt::format("{}:{}: {} {}", name, vline, path, err));
+      lines[path] = vline;
+    }
+  }
+  check_values(c, [&](std::string_view key) {
+    auto it = lines.find(key);
+    return it == lines.end() ? fmt::format("{}", name) : fmt::format("{}:{}", name, it->second);
+  });
+  return c;
+}
+
+RunConfig load_run_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(fmt::format("{}: cannot open the run config", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_run_config(ss.str(), path);
+}
+
+void apply_override(RunConfig& c, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos)
+    throw ConfigError(fmt::format("--set {}: write section.key=value", assignment));
+  const std::string path = assignment.substr(0, eq), value = assignment.substr(eq + 1);
+  const Key* k = find_key(path);
+  if (!k) {
+    const auto section = path.substr(0, path.find('.'));
+    const auto known = known_keys_in(section);
+    throw ConfigError(fmt::format("--set {}: unknown key '{}'{}", assignment, path,
+                                  known.empty()
+                                      ? " (sections: run, topology, algorithm, compression, "
+                                        "model, data, transport)"
+                                      : fmt::format(" (known in [{}]: {})", section, known)));
+  }
+  // The value is TOML; a bare word that is not valid TOML is taken as a string.
+  toml::table t;
+  try {
+    t = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    t = toml::table{{"v", value}};
+  }
+  if (auto err = assign(c, *k, *t.get("v")); !err.empty())
+    throw ConfigError(fmt::format("--set {}: {} {}", assignment, path, err));
+  check_values(c, [&](std::string_view) { return fmt::format("--set {}", assignment); });
+}
+
+}  // namespace gossip::runtime

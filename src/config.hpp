@@ -1,0 +1,82 @@
+#pragma once
+// The run config (TOML, edited by hand, see configs/*.toml): topology, algorithm, codec, model,
+// data, schedule, transport and outputs. Every key can be overridden on the command line with
+// `--set section.key=value`. Unknown keys and badly typed values are errors naming the file and
+// line (or the --set argument).
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace gossip::runtime {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct RunConfig {
+  // [run]
+  std::string name = "run";
+  std::string output;  // folder for metrics, checkpoints, plots; default runs/<name>
+  std::uint64_t seed = 1;
+  double epochs = 1.0;  // may be fractional for quick runs
+  int batch_size = 32;
+  double eval_every = 0.0;     // epochs between evaluations; 0: only at the end
+  int log_every = 50;          // rounds between metric lines
+  int checkpoint_every = 0;    // rounds between checkpoints; 0: only on a clean stop
+  std::string device = "cpu";  // "cpu" ("cuda" when the CUDA model backend exists)
+
+  // [topology]
+  std::string topology;  // topology file path or generator spec ("ring:8")
+
+  // [algorithm]
+  std::string algorithm = "dpsgd";
+  double lr = 0.1;
+  double consensus_step = 1.0;  // DeepSqueeze's eta, CHOCO's gamma_c
+  double momentum = 0.0;
+  bool nesterov = false;
+  double weight_decay = 0.0;
+  std::vector<double> lr_decay_epochs;  // multiply lr by lr_decay_factor at these epochs
+  double lr_decay_factor = 0.1;
+
+  // [compression]
+  std::string codec = "identity";
+  std::string granularity = "model";  // "model" or "layer"
+
+  // [model]
+  std::string model = "mlp";  // "mlp" or "softmax"
+  std::vector<int> hidden{256, 128};
+
+  // [data]
+  std::string dataset = "fashion-mnist";  // or "blobs" (synthetic)
+  std::string data_path = "/usr/share/datasets/fashion-mnist";
+  std::string partition = "iid";  // "iid", "label", "dirichlet"
+  double dirichlet_alpha = 0.5;
+  std::size_t train_limit = 0;  // use only the first N training rows (0: all)
+  std::size_t test_limit = 0;
+
+  // [transport]
+  double timeout_s = 60.0;
+  double connect_timeout_s = 60.0;
+  double latency_ms = 0.0;      // per message, emulated on every link
+  double bandwidth_mbit = 0.0;  // per link, emulated; 0: unlimited
+
+  std::string source;  // file the config came from, for messages
+
+  std::string output_dir() const { return output.empty() ? "runs/" + name : output; }
+  // Hash of every setting that peers must share (all keys but output); compared at start-up.
+  std::uint64_t hash() const;
+  // The canonical TOML text of this config (all keys, overrides applied).
+  std::string to_toml() const;
+};
+
+// Parses TOML text; `name` is used in messages (usually the path).
+RunConfig parse_run_config(const std::string& text, const std::string& name);
+RunConfig load_run_config(const std::string& path);
+// Applies one "section.key=value" override; value is TOML (strings may omit quotes).
+void apply_override(RunConfig& config, const std::string& assignment);
+
+}  // namespace gossip::runtime

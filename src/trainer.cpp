@@ -1,0 +1,307 @@
+#include "src/trainer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <regex>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace gossip::runtime {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kCheckpointMagic[8] = {'G', 'S', 'C', 'K', 'P', 'T', '0', '1'};
+constexpr int kCheckpointsKept = 3;
+
+template <class T>
+void put(std::ostream& out, const T& v) {
+  out.write(reinterpret_cast<const char*>(&v), sizeof v);
+}
+template <class T>
+T get(std::istream& in, const std::string& path) {
+  T v{};
+  if (!in.read(reinterpret_cast<char*>(&v), sizeof v))
+    throw CheckpointError(fmt::format("{}: truncated checkpoint header", path));
+  return v;
+}
+
+}  // namespace
+
+Mlp make_model(const RunConfig& config, const Dataset& train) {
+  std::vector<std::size_t> hidden;
+  if (config.model == "mlp")
+    for (int h : config.hidden) hidden.push_back(static_cast<std::size_t>(h));
+  return Mlp(train.dim, hidden, static_cast<std::size_t>(train.classes),
+             static_cast<std::size_t>(std::max(config.batch_size, 256)));
+}
+
+algorithms::AlgorithmConfig algorithm_config(const RunConfig& config, const Mlp& model) {
+  algorithms::AlgorithmConfig a;
+  a.name = config.algorithm;
+  a.lr = static_cast<float>(config.lr);
+  a.consensus_step = static_cast<float>(config.consensus_step);
+  a.momentum = static_cast<float>(config.momentum);
+  a.nesterov = config.nesterov;
+  a.weight_decay = static_cast<float>(config.weight_decay);
+  a.codec = config.codec;
+  if (config.granularity == "layer") a.tensor_sizes = model.tensor_sizes();
+  a.seed = config.seed;
+  return a;
+}
+
+TrainTest load_data(const RunConfig& config) {
+  TrainTest tt = config.dataset == "blobs" ? synthetic_blobs(32, 10, 20000, 4000, config.seed)
+                                           : load_fashion_mnist(config.data_path);
+  auto trim = [](Dataset& d, std::size_t limit) {
+    if (limit == 0 || limit >= d.size()) return;
+    d.labels.resize(limit);
+    d.features.resize(limit * d.dim);
+  };
+  trim(tt.train, config.train_limit);
+  trim(tt.test, config.test_limit);
+  return tt;
+}
+
+PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo, int rank,
+                         net::Transport& transport, const TrainTest& data,
+                         const std::vector<std::vector<std::size_t>>& shards)
+    : config_(config),
+      topo_(topo),
+      rank_(rank),
+      transport_(transport),
+      data_(data),
+      shard_(shards.at(static_cast<std::size_t>(rank))),
+      model_(make_model(config, data.train)) {
+  // Bulk synchronous: every peer runs the same number of rounds, set by the smallest shard.
+  std::size_t smallest = shards.front().size();
+  for (const auto& s : shards) smallest = std::min(smallest, s.size());
+  const auto batch = static_cast<std::size_t>(config.batch_size);
+  if (smallest < batch)
+    throw std::invalid_argument(fmt::format(
+        "the smallest shard holds {} rows, fewer than run.batch_size = {}: lower the batch size "
+        "or use fewer peers",
+        smallest, batch));
+  rounds_per_epoch_ = smallest / batch;
+  total_rounds_ = std::max<std::uint64_t>(
+      1, static_cast<std::uint64_t>(
+             std::ceil(config.epochs * static_cast<double>(rounds_per_epoch_))));
+  std::vector<float> x0(model_.size());
+  model_.init(x0, config.seed);  // the same x0 on every peer
+  algo_ = algorithms::make_algorithm(algorithm_config(config, model_), transport, topo, x0);
+}
+
+PeerTrainer::~PeerTrainer() = default;
+
+std::uint64_t PeerTrainer::round() const {
+  return algo_->round();
+}
+std::span<const float> PeerTrainer::params() const {
+  return algo_->params();
+}
+
+double PeerTrainer::lr_at(double epoch) const {
+  double lr = config_.lr;
+  for (double e : config_.lr_decay_epochs)
+    if (epoch >= e) lr *= config_.lr_decay_factor;
+  return lr;
+}
+
+std::string PeerTrainer::checkpoint_path(const RunConfig& config, int rank, std::uint64_t round) {
+  return (fs::path(config.output_dir()) / "checkpoints" /
+          fmt::format("peer-{}-round-{}.ckpt", rank, round))
+      .string();
+}
+
+std::optional<std::uint64_t> PeerTrainer::latest_common_checkpoint(const RunConfig& config,
+                                                                   int peers) {
+  const fs::path dir = fs::path(config.output_dir()) / "checkpoints";
+  if (!fs::is_directory(dir)) return std::nullopt;
+  std::map<std::uint64_t, int> count;
+  const std::regex name(R"(peer-(\d+)-round-(\d+)\.ckpt)");
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::smatch m;
+    const std::string file = e.path().filename().string();
+    if (std::regex_match(file, m, name) && std::stoi(m[1]) < peers) ++count[std::stoull(m[2])];
+  }
+  for (auto it = count.rbegin(); it != count.rend(); ++it)
+    if (it->second == peers) return it->first;
+  return std::nullopt;
+}
+
+std::string PeerTrainer::checkpoint() const {
+  const std::string path = checkpoint_path(config_, rank_, algo_->round());
+  fs::create_directories(fs::path(path).parent_path());
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw CheckpointError(fmt::format("{}: cannot write", tmp));
+    out.write(kCheckpointMagic, sizeof kCheckpointMagic);
+    put(out, config_.hash());
+    put(out, topo_.hash());
+    put(out, static_cast<std::int32_t>(rank_));
+    put(out, algo_->round());
+    put(out, wall_before_);
+    algo_->save(out);
+    if (!out.flush()) throw CheckpointError(fmt::format("{}: write failed", tmp));
+  }
+  fs::rename(tmp, path);  // a crash mid-write never leaves a torn checkpoint under the real name
+  // Keep the newest few of this peer.
+  std::vector<std::pair<std::uint64_t, fs::path>> mine;
+  const std::regex name(fmt::format(R"(peer-{}-round-(\d+)\.ckpt)", rank_));
+  for (const auto& e : fs::directory_iterator(fs::path(path).parent_path())) {
+    std::smatch m;
+    const std::string file = e.path().filename().string();
+    if (std::regex_match(file, m, name)) mine.emplace_back(std::stoull(m[1]), e.path());
+  }
+  std::sort(mine.rbegin(), mine.rend());
+  for (std::size_t k = kCheckpointsKept; k < mine.size(); ++k) fs::remove(mine[k].second);
+  return path;
+}
+
+void PeerTrainer::resume(std::uint64_t round) {
+  const std::string path = checkpoint_path(config_, rank_, round);
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw CheckpointError(
+        fmt::format("{}: no checkpoint of rank {} at round {}", path, rank_, round));
+  char magic[sizeof kCheckpointMagic];
+  if (!in.read(magic, sizeof magic) || std::memcmp(magic, kCheckpointMagic, sizeof magic) != 0)
+    throw CheckpointError(fmt::format("{}: not a gossip checkpoint", path));
+  const auto config_hash = get<std::uint64_t>(in, path);
+  if (config_hash != config_.hash())
+    throw CheckpointError(fmt::format(
+        "{}: written by a run with other settings (config hash {:016x}, this run {:016x}); "
+        "resume with the same config, or start afresh without --resume",
+        path, config_hash, config_.hash()));
+  const auto topo_hash = get<std::uint64_t>(in, path);
+  if (topo_hash != topo_.hash())
+    throw CheckpointError(
+        fmt::format("{}: written for another topology (hash {:016x}, this run {:016x})", path,
+                    topo_hash, topo_.hash()));
+  const auto rank = get<std::int32_t>(in, path);
+  const auto saved_round = get<std::uint64_t>(in, path);
+  if (rank != rank_ || saved_round != round)
+    throw CheckpointError(fmt::format("{}: holds rank {} round {}, expected rank {} round {}", path,
+                                      rank, saved_round, rank_, round));
+  wall_before_ = get<double>(in, path);
+  try {
+    algo_->load(in);
+  } catch (const algorithms::StateError& e) {
+    throw CheckpointError(fmt::format("{}: {}", path, e.what()));
+  }
+}
+
+void PeerTrainer::log_line(std::ofstream& out, double train_loss,
+                           const std::optional<Evaluation>& eval, double wall) const {
+  const auto& tot = algo_->totals();
+  nlohmann::json j{
+      {"rank", rank_},
+      {"round", algo_->round()},
+      {"epoch", static_cast<double>(algo_->round()) / static_cast<double>(rounds_per_epoch_)},
+      {"wall_seconds", wall},
+      {"train_loss", train_loss},
+      {"lr", algo_->lr()},
+      {"bytes_sent", tot.bytes_sent},
+      {"bytes_received", tot.bytes_received},
+      {"compute_seconds", tot.compute_s},
+      {"encode_seconds", tot.encode_s},
+      {"wait_seconds", tot.wait_s},
+      {"decode_seconds", tot.decode_s},
+      {"update_seconds", tot.update_s}};
+  if (eval) {
+    j["test_accuracy"] = eval->accuracy;
+    j["test_loss"] = eval->loss;
+  }
+  out << j.dump() << '\n';
+  out.flush();
+}
+
+PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto wall = [&] {
+    return wall_before_ + std::chrono::duration<double>(Clock::now() - start).count();
+  };
+  fs::create_directories(config_.output_dir());
+  const auto metrics_path = fs::path(config_.output_dir()) / fmt::format("metrics-{}.jsonl", rank_);
+  std::ofstream metrics(metrics_path, algo_->round() > 0 ? std::ios::app : std::ios::trunc);
+  if (!metrics) throw std::runtime_error(fmt::format("{}: cannot write", metrics_path.string()));
+
+  PeerSummary s;
+  s.rank = rank_;
+  const auto batch = static_cast<std::size_t>(config_.batch_size);
+  std::vector<std::size_t> order = shard_;
+  std::uint64_t order_epoch = UINT64_MAX;
+  double window_loss = 0.0;
+  std::uint64_t window = 0;
+  const double eval_rounds = config_.eval_every * static_cast<double>(rounds_per_epoch_);
+  for (std::uint64_t t = algo_->round(); t < total_rounds_; ++t) {
+    if (hooks.stop_before && hooks.stop_before(t)) {
+      s.stopped_early = true;
+      break;
+    }
+    const std::uint64_t epoch = t / rounds_per_epoch_, pos = t % rounds_per_epoch_;
+    if (epoch != order_epoch) {
+      // The data order is a function of (seed, rank, epoch): a resumed run sees the same batches.
+      order = shard_;
+      std::mt19937_64 rng(config_.seed * 0x9E3779B97F4A7C15ULL +
+                          static_cast<std::uint64_t>(rank_) * 1000003ULL + epoch);
+      std::shuffle(order.begin(), order.end(), rng);
+      order_epoch = epoch;
+    }
+    algo_->set_lr(
+        static_cast<float>(lr_at(static_cast<double>(t) / static_cast<double>(rounds_per_epoch_))));
+    const std::span<const std::size_t> rows(order.data() + pos * batch, batch);
+    double loss = 0.0;
+    algo_->step([&](std::span<const float> x, std::span<float> g) {
+      loss = model_.loss_grad(x, data_.train, rows, g);
+    });
+    window_loss += loss;
+    ++window;
+    const std::uint64_t done = t + 1;
+    if (config_.checkpoint_every > 0 &&
+        done % static_cast<std::uint64_t>(config_.checkpoint_every) == 0)
+      checkpoint();
+    std::optional<Evaluation> eval;
+    if (eval_rounds > 0 && std::floor(static_cast<double>(done) / eval_rounds) >
+                               std::floor(static_cast<double>(t) / eval_rounds))
+      eval = model_.evaluate(algo_->params(), data_.test);
+    if (done % static_cast<std::uint64_t>(config_.log_every) == 0 || done == total_rounds_ ||
+        eval) {
+      s.train_loss = window_loss / static_cast<double>(window);
+      log_line(metrics, s.train_loss, eval, wall());
+      if (hooks.progress) {
+        const double w = wall();
+        fmt::print(stderr,
+                   "epoch {:6.2f}/{:g}  round {:>6}/{}  loss {:.4f}{}  sent {:8.2f} MB  {:6.1f} "
+                   "rounds/s\n",
+                   static_cast<double>(done) / static_cast<double>(rounds_per_epoch_),
+                   config_.epochs, done, total_rounds_, s.train_loss,
+                   eval ? fmt::format("  test acc {:.4f}", eval->accuracy) : std::string(),
+                   static_cast<double>(algo_->totals().bytes_sent) / 1e6,
+                   static_cast<double>(done) / std::max(w, 1e-9));
+      }
+      window_loss = 0.0;
+      window = 0;
+    }
+  }
+  s.rounds = algo_->round();
+  s.wall_seconds = wall();
+  wall_before_ = s.wall_seconds;
+  s.test = model_.evaluate(algo_->params(), data_.test);
+  s.totals = algo_->totals();
+  s.bytes_sent = s.totals.bytes_sent;
+  s.bytes_received = s.totals.bytes_received;
+  return s;
+}
+
+}  // namespace gossip::runtime

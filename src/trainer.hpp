@@ -1,0 +1,101 @@
+#pragma once
+// The training loop of one peer: its shard of the data, its model replica, the algorithm, metrics
+// (JSON Lines), evaluation and checkpoints. The same loop runs in `gossip peer` (ZeroMQ, one
+// process per peer) and in `gossip simulate` (threads, in-process transport); only the transport
+// and the collective `average` hook differ.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gossip/algorithms/algorithm.hpp"
+#include "gossip/transport.hpp"
+#include "src/config.hpp"
+#include "src/data.hpp"
+#include "src/model.hpp"
+#include "topology/topology.hpp"
+
+namespace gossip::runtime {
+
+struct PeerSummary {
+  int rank = 0;
+  std::uint64_t rounds = 0;
+  double wall_seconds = 0.0;
+  double train_loss = 0.0;  // mean over the last logging window
+  Evaluation test;          // this peer's own model on the test set
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+  algorithms::RoundStats totals;
+  bool stopped_early = false;
+};
+
+struct TrainHooks {
+  // Collective: every peer calls it with a vector of the same length and gets back the mean over
+  // all peers. Used for the averaged model and the summary.
+  std::function<void(std::span<float>)> average;
+  // Asked before each round; true stops the run at that round (all peers must answer alike).
+  std::function<bool(std::uint64_t round)> stop_before;
+  bool progress = false;  // print progress lines on stderr (rank 0 usually)
+};
+
+// A checkpoint that does not belong to this run, or a damaged one.
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class PeerTrainer {
+ public:
+  // `shards` from partition_all over data.train for every rank.
+  PeerTrainer(const RunConfig& config, const topology::Topology& topo, int rank,
+              net::Transport& transport, const TrainTest& data,
+              const std::vector<std::vector<std::size_t>>& shards);
+  ~PeerTrainer();
+
+  std::uint64_t rounds_per_epoch() const { return rounds_per_epoch_; }
+  std::uint64_t total_rounds() const { return total_rounds_; }
+  std::uint64_t round() const;
+  std::size_t model_size() const { return model_.size(); }
+  std::span<const float> params() const;
+
+  // Loads this peer's checkpoint of round `round` from the run folder.
+  void resume(std::uint64_t round);
+  // Writes this peer's checkpoint of the current round; returns its path.
+  std::string checkpoint() const;
+
+  PeerSummary run(const TrainHooks& hooks);
+
+  // Path of rank's checkpoint of `round` in the run folder of `config`.
+  static std::string checkpoint_path(const RunConfig& config, int rank, std::uint64_t round);
+  // The largest round for which every one of `peers` ranks has a checkpoint in the run folder.
+  static std::optional<std::uint64_t> latest_common_checkpoint(const RunConfig& config, int peers);
+
+ private:
+  double lr_at(double epoch) const;
+  void log_line(std::ofstream& out, double train_loss, const std::optional<Evaluation>& eval,
+                double wall) const;
+
+  RunConfig config_;
+  const topology::Topology& topo_;
+  int rank_;
+  net::Transport& transport_;
+  const TrainTest& data_;
+  std::vector<std::size_t> shard_;
+  Mlp model_;
+  std::unique_ptr<algorithms::Algorithm> algo_;
+  std::uint64_t rounds_per_epoch_ = 1;
+  std::uint64_t total_rounds_ = 1;
+  double wall_before_ = 0.0;  // wall seconds of earlier runs, when resumed
+};
+
+algorithms::AlgorithmConfig algorithm_config(const RunConfig& config, const Mlp& model);
+Mlp make_model(const RunConfig& config, const Dataset& train);
+// Loads the data set named in the config (and trims it to train_limit/test_limit).
+TrainTest load_data(const RunConfig& config);
+
+}  // namespace gossip::runtime

@@ -1,0 +1,264 @@
+// Equivalences between the algorithms and against dense references, and the invariants the
+// memory-efficient forms rely on (mean follows SGD, replicas bit-identical, s_i = Σ W_ij x̂_j).
+
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "algorithm_harness.hpp"
+
+namespace ga = gossip::algorithms;
+namespace gt = gossip::algorithms::testing;
+
+namespace {
+
+constexpr const char* kTopologies[] = {"ring:8", "torus:2x4", "erdos-renyi:8,p=0.5,seed=3",
+                                       "ring:3", "ring:2"};
+
+ga::AlgorithmConfig config(std::string name, float lr, float consensus, std::string codec) {
+  ga::AlgorithmConfig c;
+  c.name = std::move(name);
+  c.lr = lr;
+  c.consensus_step = consensus;
+  c.codec = std::move(codec);
+  c.seed = 17;
+  return c;
+}
+
+// A transport that forwards to another and keeps a copy of every payload it sends and receives,
+// so a test can compare what each holder of a replica was given.
+class RecordingTransport final : public gossip::net::Transport {
+ public:
+  explicit RecordingTransport(gossip::net::Transport& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  std::span<const int> neighbors() const override { return inner_.neighbors(); }
+  const std::vector<std::span<const std::byte>>& exchange(
+      std::uint64_t round, std::span<const std::byte> payload) override {
+    sent.emplace_back(payload.begin(), payload.end());
+    const auto& in = inner_.exchange(round, payload);
+    auto& r = received.emplace_back();
+    for (const auto& m : in) r.emplace_back(m.begin(), m.end());
+    return in;
+  }
+  void ring_step(std::uint64_t round, std::uint32_t step, std::span<const std::byte> send,
+                 std::span<std::byte> recv) override {
+    inner_.ring_step(round, step, send, recv);
+  }
+  const gossip::net::TrafficCounters& counters() const override { return inner_.counters(); }
+
+  std::vector<std::vector<std::byte>> sent;                   // [round]
+  std::vector<std::vector<std::vector<std::byte>>> received;  // [round][neighbour]
+
+ private:
+  gossip::net::Transport& inner_;
+};
+
+std::vector<float> start_point(std::size_t d) {
+  std::vector<float> x0(d);
+  for (std::size_t k = 0; k < d; ++k) x0[k] = 0.25f * static_cast<float>(k % 7) - 0.5f;
+  return x0;
+}
+
+}  // namespace
+
+TEST_CASE("identity D-PSGD and DCD-PSGD match the dense D-PSGD reference") {
+  for (std::string spec : kTopologies) {
+    CAPTURE(spec);
+    const auto topo = gt::make_topo(spec);
+    const gt::DiagonalQuadratic problem(topo.size(), 64, 5);
+    const auto x0 = start_point(problem.d);
+    const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+      problem.gradient(r, x, g);
+    };
+    const std::uint64_t rounds = 40;
+    const auto ref = gt::reference_dpsgd(topo, x0, 0.05f, rounds, grad);
+    const auto dpsgd = gt::run_algorithm(config("dpsgd", 0.05f, 1.0f, "identity"), topo, x0,
+                                         rounds, grad);
+    const auto dcd = gt::run_algorithm(config("dcd-psgd", 0.05f, 1.0f, "identity"), topo, x0,
+                                       rounds, grad);
+    // D-PSGD sums in the reference's way up to float rounding; DCD's incremental s_i adds a few
+    // roundings per round.
+    CHECK(gt::max_scaled_difference(dpsgd, ref) < 1e-5);
+    CHECK(gt::max_scaled_difference(dcd, ref) < 1e-4);
+    // And the test can fail: the reference is not the identity map.
+    CHECK(gt::max_scaled_difference(dpsgd, gt::reference_atc(topo, x0, 0.05f, rounds, grad)) >
+          1e-3);
+  }
+}
+
+TEST_CASE("identity DeepSqueeze (eta = 1) and CHOCO-SGD (gamma_c = 1) are adapt-then-combine") {
+  for (std::string spec : kTopologies) {
+    CAPTURE(spec);
+    const auto topo = gt::make_topo(spec);
+    const gt::DiagonalQuadratic problem(topo.size(), 64, 6);
+    const auto x0 = start_point(problem.d);
+    const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+      problem.gradient(r, x, g);
+    };
+    const std::uint64_t rounds = 40;
+    const auto ref = gt::reference_atc(topo, x0, 0.05f, rounds, grad);
+    for (std::string name : {"deepsqueeze", "choco-sgd"}) {
+      CAPTURE(name);
+      const auto x =
+          gt::run_algorithm(config(name, 0.05f, 1.0f, "identity"), topo, x0, rounds, grad);
+      CHECK(gt::max_scaled_difference(x, ref) < 1e-4);
+    }
+  }
+}
+
+TEST_CASE("fp16 and bf16 D-PSGD stay close to fp32 and send half the bytes") {
+  const auto topo = gt::make_topo("ring:4");
+  const gt::DiagonalQuadratic problem(topo.size(), 1000, 7);
+  const auto x0 = start_point(problem.d);
+  const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+    problem.gradient(r, x, g);
+  };
+  std::vector<std::uint64_t> bytes(3, 0);
+  std::vector<std::vector<std::vector<float>>> results;
+  const char* codecs[] = {"identity", "fp16", "bf16"};
+  for (int c = 0; c < 3; ++c) {
+    std::vector<std::uint64_t> sent(4, 0);
+    results.push_back(gt::run_algorithm(
+        config("dpsgd", 0.05f, 1.0f, codecs[c]), topo, x0, 20, grad,
+        [&](int rank, std::uint64_t, ga::Algorithm& a) {
+          sent[static_cast<std::size_t>(rank)] = a.totals().bytes_sent;
+        }));
+    bytes[static_cast<std::size_t>(c)] = sent[0];
+  }
+  // Two neighbours, 20 rounds, d = 1000: at least the payloads themselves went out.
+  CHECK(bytes[0] >= 2u * 20u * 4000u);
+  CHECK(static_cast<double>(bytes[1]) < 0.55 * static_cast<double>(bytes[0]));
+  CHECK(static_cast<double>(bytes[2]) < 0.55 * static_cast<double>(bytes[0]));
+  gt::Models ref;
+  for (const auto& v : results[0]) ref.emplace_back(v.begin(), v.end());
+  CHECK(gt::max_scaled_difference(results[1], ref) < 5e-3);
+  CHECK(gt::max_scaled_difference(results[2], ref) < 3e-2);
+  CHECK(gt::max_scaled_difference(results[1], ref) > 0.0);  // the codec did round
+}
+
+TEST_CASE("DeepSqueeze and CHOCO-SGD: the mean of the models moves exactly like SGD") {
+  const auto topo = gt::make_topo("ring:8");
+  const auto n = static_cast<std::size_t>(topo.size());
+  const gt::DiagonalQuadratic problem(topo.size(), 500, 8);
+  const auto x0 = start_point(problem.d);
+  const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+    problem.gradient(r, x, g);
+  };
+  const std::uint64_t rounds = 25;
+  const float lr = 0.05f;
+  for (std::string codec : {"qsgd:s=3,scaled=true", "qsgd:s=3", "topk:k=25", "sign"}) {
+    for (std::string name : {"deepsqueeze", "choco-sgd"}) {
+      CAPTURE(codec);
+      CAPTURE(name);
+      // hist[t][i]: peer i's model after t rounds.
+      std::vector<std::vector<std::vector<float>>> hist(
+          rounds + 1, std::vector<std::vector<float>>(n, x0));
+      gt::run_algorithm(config(name, lr, 0.3f, codec), topo, x0, rounds, grad,
+                        [&](int rank, std::uint64_t t, ga::Algorithm& a) {
+                          const auto p = a.params();
+                          hist[t][static_cast<std::size_t>(rank)].assign(p.begin(), p.end());
+                        });
+      double worst = 0.0, spread = 0.0;
+      std::vector<float> g(problem.d);
+      for (std::uint64_t t = 0; t < rounds; ++t) {
+        std::vector<double> expected(problem.d, 0.0), got(problem.d, 0.0);
+        for (std::size_t i = 0; i < n; ++i) {
+          problem.gradient(static_cast<int>(i), hist[t][i], g);
+          for (std::size_t k = 0; k < problem.d; ++k) {
+            expected[k] += (static_cast<double>(hist[t][i][k]) - lr * static_cast<double>(g[k])) /
+                           static_cast<double>(n);
+            got[k] += static_cast<double>(hist[t + 1][i][k]) / static_cast<double>(n);
+          }
+        }
+        for (std::size_t k = 0; k < problem.d; ++k) {
+          // Float rounding scales with the peers' models, which may be far larger than their
+          // mean (unbiased 2-bit qsgd makes them wander).
+          double magnitude = 1.0;
+          for (std::size_t i = 0; i < n; ++i)
+            magnitude = std::max(magnitude, std::abs(static_cast<double>(hist[t + 1][i][k])));
+          worst = std::max(worst, std::abs(got[k] - expected[k]) / magnitude);
+          spread = std::max(spread, std::abs(static_cast<double>(hist[t + 1][0][k]) - got[k]));
+        }
+      }
+      CHECK(worst < 2e-5);
+      CHECK(spread > 1e-3);  // the peers do disagree: the invariant is not trivial
+    }
+  }
+}
+
+TEST_CASE("DCD-PSGD and CHOCO-SGD: replicas are bit-identical, s_i = sum_j W_ij xhat_j") {
+  for (std::string spec : {"ring:8", "erdos-renyi:8,p=0.5,seed=3"}) {
+    for (std::string name : {"dcd-psgd", "choco-sgd"}) {
+      CAPTURE(spec);
+      CAPTURE(name);
+      const auto topo = gt::make_topo(spec);
+      const auto n = static_cast<std::size_t>(topo.size());
+      const auto w = gt::dense_w(topo);
+      const gt::DiagonalQuadratic problem(topo.size(), 300, 9);
+      const auto x0 = start_point(problem.d);
+      const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+        problem.gradient(r, x, g);
+      };
+      const std::uint64_t rounds = 20;
+      const bool dcd = name == "dcd-psgd";
+      const char* public_name = dcd ? "x" : "x_hat";
+      gt::InprocNetwork network(topo);
+      std::vector<std::unique_ptr<RecordingTransport>> rec;
+      std::vector<gossip::net::Transport*> ptrs;
+      for (auto& t : network.transports) {
+        rec.push_back(std::make_unique<RecordingTransport>(*t));
+        ptrs.push_back(rec.back().get());
+      }
+      // pub[t][i]: peer i's public model (x for DCD, x̂ for CHOCO); s[t][i]: its s_i.
+      std::vector<std::vector<std::vector<float>>> pub(rounds + 1,
+                                                       std::vector<std::vector<float>>(n)),
+          s(rounds + 1, std::vector<std::vector<float>>(n));
+      gt::run_algorithm_on(config(name, 0.05f, 0.5f, "qsgd:s=15"), topo, ptrs, x0, rounds, grad,
+                           [&](int rank, std::uint64_t t, ga::Algorithm& a) {
+                             const auto r = static_cast<std::size_t>(rank);
+                             const auto p = a.state(public_name);
+                             const auto si = a.state("s");
+                             pub[t][r].assign(p.begin(), p.end());
+                             s[t][r].assign(si.begin(), si.end());
+                           });
+      // Every neighbour received exactly the bytes the sender sent.
+      bool same_bytes = true;
+      for (std::size_t i = 0; i < n; ++i) {
+        const auto nbs = network.transports[i]->neighbors();
+        for (std::uint64_t t = 0; t < rounds; ++t)
+          for (std::size_t k = 0; k < nbs.size(); ++k)
+            same_bytes = same_bytes &&
+                         rec[i]->received[t][k] == rec[static_cast<std::size_t>(nbs[k])]->sent[t];
+      }
+      CHECK(same_bytes);
+      // A replica built by decoding j's messages, as every neighbour of j does, is j's own public
+      // model bit for bit.
+      auto codec = gossip::kernels::make_codec("qsgd:s=15");
+      bool bit_identical = true;
+      for (std::size_t j = 0; j < n; ++j) {
+        std::vector<float> replica = dcd ? x0 : std::vector<float>(problem.d, 0.0f);
+        for (std::uint64_t t = 0; t < rounds; ++t) {
+          codec->decode_accumulate(rec[j]->sent[t], 1.0f, replica);
+          bit_identical = bit_identical &&
+                          std::memcmp(replica.data(), pub[t + 1][j].data(),
+                                      replica.size() * sizeof(float)) == 0;
+        }
+      }
+      CHECK(bit_identical);
+      double worst = 0.0, scale = 0.0;
+      for (std::uint64_t t = 1; t <= rounds; ++t)
+        for (std::size_t i = 0; i < n; ++i)
+          for (std::size_t k = 0; k < problem.d; ++k) {
+            double mix = 0.0;
+            for (std::size_t j = 0; j < n; ++j) mix += static_cast<double>(w[i][j]) * pub[t][j][k];
+            worst = std::max(worst, std::abs(mix - s[t][i][k]) / (1.0 + std::abs(mix)));
+            scale = std::max(scale, std::abs(mix));
+          }
+      CHECK(worst < 1e-5);
+      CHECK(scale > 0.1);
+    }
+  }
+}

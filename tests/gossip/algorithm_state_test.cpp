@@ -1,0 +1,377 @@
+// Save/restore (bit-identical continuation, clear errors on mismatch), the all-reduce baseline
+// against its closed form for awkward sizes, configuration errors, memory per peer and the
+// no-allocation promise of step().
+
+// Replacing the global operator new/delete with malloc/free is the point of this file; GCC 12
+// mistakes the pairing for a mismatch once they are inlined into callers.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "algorithm_harness.hpp"
+
+// Counts heap allocations made on a thread while it is "watching" (the step() under test).
+namespace {
+thread_local bool g_watching = false;
+std::atomic<std::uint64_t> g_allocations{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (g_watching) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace ga = gossip::algorithms;
+namespace gt = gossip::algorithms::testing;
+
+namespace {
+
+const char* const kAlgorithms[] = {"dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "allreduce"};
+
+ga::AlgorithmConfig full_config(std::string name) {
+  ga::AlgorithmConfig c;
+  c.name = std::move(name);
+  c.lr = 0.05f;
+  c.consensus_step = 0.4f;
+  c.momentum = 0.9f;
+  c.weight_decay = 1e-3f;
+  // A random codec, so the RNG position (the round) is part of what must be restored.
+  c.codec = c.name == "allreduce" ? "identity" : c.name == "dpsgd" ? "fp16" : "qsgd:s=7";
+  c.tensor_sizes = {100, 37, 63};
+  c.seed = 99;
+  return c;
+}
+
+bool bit_equal(std::span<const float> a, std::span<const float> b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
+}
+
+// A transport for one peer of a 2-peer topology whose "neighbour" sends back a fixed message of
+// the right size: enough to drive step() without threads, for the allocation count.
+class EchoTransport final : public gossip::net::Transport {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 2; }
+  std::span<const int> neighbors() const override { return neighbors_; }
+  const std::vector<std::span<const std::byte>>& exchange(
+      std::uint64_t, std::span<const std::byte> payload) override {
+    if (copy_.size() != payload.size()) {
+      copy_.assign(payload.begin(), payload.end());  // first round only: the neighbour's state
+      views_.assign(1, std::span<const std::byte>(copy_));
+    }
+    counters_.bytes_sent += payload.size();
+    counters_.bytes_received += copy_.size();
+    return views_;
+  }
+  void ring_step(std::uint64_t, std::uint32_t, std::span<const std::byte> send,
+                 std::span<std::byte> recv) override {
+    std::memcpy(recv.data(), send.data(), std::min(send.size(), recv.size()));
+  }
+  const gossip::net::TrafficCounters& counters() const override { return counters_; }
+
+ private:
+  std::vector<int> neighbors_{1};
+  std::vector<std::byte> copy_;
+  std::vector<std::span<const std::byte>> views_;
+  gossip::net::TrafficCounters counters_;
+};
+
+}  // namespace
+
+TEST_CASE("save then load and continue is bit-identical to not stopping") {
+  const auto topo = gt::make_topo("ring:4");
+  const auto n = static_cast<std::size_t>(topo.size());
+  const gt::DiagonalQuadratic problem(topo.size(), 200, 12);
+  std::vector<float> x0(problem.d, 0.3f);
+  const std::uint64_t first = 7, second = 9;
+  for (std::string name : kAlgorithms) {
+    CAPTURE(name);
+    const auto cfg = full_config(name);
+    // Uninterrupted run and the saved states at round `first`, in one go.
+    std::vector<std::string> saved(n);
+    std::vector<std::vector<float>> straight(n);
+    {
+      gt::InprocNetwork net(topo);
+      gt::run_peers(topo.size(), [&](int r) {
+        const auto i = static_cast<std::size_t>(r);
+        auto algo = ga::make_algorithm(cfg, *net.transports[i], topo, x0);
+        auto g = [&](std::span<const float> x, std::span<float> gr) { problem.gradient(r, x, gr); };
+        for (std::uint64_t t = 0; t < first; ++t) algo->step(g);
+        std::ostringstream out;
+        algo->save(out);
+        saved[i] = out.str();
+        for (std::uint64_t t = 0; t < second; ++t) algo->step(g);
+        straight[i].assign(algo->params().begin(), algo->params().end());
+      });
+    }
+    // Fresh objects and a fresh network (as after a restart), state loaded, same rounds on.
+    std::vector<std::vector<float>> resumed(n);
+    std::vector<std::uint64_t> rounds(n);
+    {
+      gt::InprocNetwork net(topo);
+      gt::run_peers(topo.size(), [&](int r) {
+        const auto i = static_cast<std::size_t>(r);
+        const std::vector<float> other_start(problem.d, -1.0f);  // overwritten by load
+        auto algo = ga::make_algorithm(cfg, *net.transports[i], topo, other_start);
+        std::istringstream in(saved[i]);
+        algo->load(in);
+        rounds[i] = algo->round();
+        auto g = [&](std::span<const float> x, std::span<float> gr) { problem.gradient(r, x, gr); };
+        for (std::uint64_t t = 0; t < second; ++t) algo->step(g);
+        resumed[i].assign(algo->params().begin(), algo->params().end());
+      });
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      CHECK(rounds[i] == first);
+      CHECK(bit_equal(resumed[i], straight[i]));
+    }
+    CHECK_FALSE(bit_equal(straight[0], x0));
+  }
+}
+
+TEST_CASE("loading a state of another algorithm, size or config fails clearly") {
+  const auto topo = gt::make_topo("ring:3");
+  const std::size_t d = 50;
+  const std::vector<float> x0(d, 1.0f);
+  std::string choco_state;
+  {
+    gt::InprocNetwork net(topo);
+    auto cfg = full_config("choco-sgd");
+    cfg.tensor_sizes.clear();
+    auto algo = ga::make_algorithm(cfg, *net.transports[0], topo, x0);
+    std::ostringstream out;
+    algo->save(out);
+    choco_state = out.str();
+  }
+  gt::InprocNetwork net(topo);
+  auto expect_error = [&](const ga::AlgorithmConfig& cfg, std::size_t dim, const std::string& state,
+                          const std::string& fragment) {
+    const std::vector<float> start(dim, 2.0f);
+    auto algo = ga::make_algorithm(cfg, *net.transports[0], topo, start);
+    std::istringstream in(state);
+    std::string message;
+    try {
+      algo->load(in);
+    } catch (const ga::StateError& e) {
+      message = e.what();
+    }
+    CAPTURE(message);
+    CHECK(message.find(fragment) != std::string::npos);
+    // A failed load leaves the object as it was.
+    CHECK(algo->round() == 0);
+    CHECK(bit_equal(algo->params(), start));
+  };
+  auto choco = full_config("choco-sgd");
+  choco.tensor_sizes.clear();
+  auto dcd = choco;
+  dcd.name = "dcd-psgd";
+  expect_error(dcd, d, choco_state, "of algorithm 'choco-sgd', cannot load it into 'dcd-psgd'");
+  expect_error(choco, d + 1, choco_state, "d = 50, this model has d = 51");
+  auto other_codec = choco;
+  other_codec.codec = "qsgd:s=3";
+  expect_error(other_codec, d, choco_state, "config hash");
+  auto other_seed = choco;
+  other_seed.seed = 1;
+  expect_error(other_seed, d, choco_state, "config hash");
+  expect_error(choco, d, choco_state.substr(0, choco_state.size() - 20), "stream ends");
+  std::string damaged = choco_state;
+  damaged[damaged.size() - 30] ^= 0x40;
+  expect_error(choco, d, damaged, "checksum mismatch");
+  expect_error(choco, d, "not a state at all", "bad magic");
+  // The learning rate is not part of the config hash (schedules change it); it is restored.
+  auto other_lr = choco;
+  other_lr.lr = 0.5f;
+  auto algo = ga::make_algorithm(other_lr, *net.transports[0], topo, x0);
+  std::istringstream in(choco_state);
+  algo->load(in);
+  CHECK(algo->lr() == choco.lr);
+}
+
+TEST_CASE("all-reduce SGD: the exact averaged step for any n and d, identical on every peer") {
+  for (const char* spec : {"ring:2", "ring:3", "ring:8", "torus:2x4", "erdos-renyi:5,p=0.5,seed=3"}) {
+    for (std::size_t d : {0u, 1u, 4u, 7u, 100u, 1001u}) {
+      CAPTURE(spec);
+      CAPTURE(d);
+      const auto topo = gt::make_topo(spec);
+      const auto n = static_cast<std::size_t>(topo.size());
+      std::vector<float> x0(d);
+      for (std::size_t k = 0; k < d; ++k) x0[k] = static_cast<float>(k % 5) - 2.0f;
+      // Peer r's gradient: (r + 1) * (k + 1) * 2^-4 + x: exact in float, sums exactly.
+      const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+        for (std::size_t k = 0; k < g.size(); ++k)
+          g[k] = static_cast<float>((r + 1) * static_cast<int>(k % 13 + 1)) * 0.0625f + x[k];
+      };
+      ga::AlgorithmConfig cfg;
+      cfg.name = "allreduce";
+      cfg.lr = 0.5f;
+      std::vector<std::uint64_t> bytes(n);
+      const auto x = gt::run_algorithm(cfg, topo, x0, 3, grad,
+                                       [&](int r, std::uint64_t, ga::Algorithm& a) {
+                                         bytes[static_cast<std::size_t>(r)] = a.totals().bytes_sent;
+                                       });
+      // Closed form in float with the same operations.
+      std::vector<float> ref = x0, g(d), sum(d);
+      for (int t = 0; t < 3; ++t) {
+        std::fill(sum.begin(), sum.end(), 0.0f);
+        for (std::size_t r = 0; r < n; ++r) {
+          grad(static_cast<int>(r), ref, g);
+          for (std::size_t k = 0; k < d; ++k) sum[k] += g[k];
+        }
+        for (std::size_t k = 0; k < d; ++k)
+          ref[k] -= cfg.lr * (sum[k] * (1.0f / static_cast<float>(n)));
+      }
+      bool all_same = true;
+      double worst = 0.0;
+      for (std::size_t r = 0; r < n; ++r) {
+        all_same = all_same && bit_equal(x[r], x[0]);
+        for (std::size_t k = 0; k < d; ++k)
+          worst = std::max(worst, static_cast<double>(std::abs(x[r][k] - ref[k])));
+      }
+      CHECK(all_same);
+      CHECK(worst <= 1e-5);
+      // 2(n−1) chunks of about d/n floats per round: payload bytes ≈ 2(n−1)/n · 4d per round.
+      if (d >= 100) {
+        const double payload = 3.0 * 2.0 * static_cast<double>(n - 1) / static_cast<double>(n) *
+                               4.0 * static_cast<double>(d);
+        CHECK(static_cast<double>(bytes[0]) >= 0.95 * payload);
+        CHECK(static_cast<double>(bytes[0]) <= payload + 3.0 * 2.0 * static_cast<double>(n) * 4.0 +
+                                                   3.0 * 2.0 * static_cast<double>(n) * 128.0);
+      }
+    }
+  }
+}
+
+TEST_CASE("one peer: every algorithm is plain SGD") {
+  // A single peer has no neighbours; the gossip terms vanish (W = [1]).
+  const auto topo = gt::make_topo("ring:1");
+  const gt::DiagonalQuadratic problem(1, 33, 4);
+  const std::vector<float> x0(problem.d, 0.5f);
+  for (std::string name : kAlgorithms) {
+    CAPTURE(name);
+    ga::AlgorithmConfig cfg;
+    cfg.name = name;
+    cfg.lr = 0.1f;
+    cfg.consensus_step = 0.5f;
+    const auto x = gt::run_algorithm(cfg, topo, x0, 5, [&](int r, std::span<const float> xx,
+                                                           std::span<float> g) {
+      problem.gradient(r, xx, g);
+    });
+    std::vector<float> ref = x0, g(problem.d);
+    for (int t = 0; t < 5; ++t) {
+      problem.gradient(0, ref, g);
+      for (std::size_t k = 0; k < ref.size(); ++k) ref[k] -= 0.1f * g[k];
+    }
+    double worst = 0.0;
+    for (std::size_t k = 0; k < ref.size(); ++k)
+      worst = std::max(worst, static_cast<double>(std::abs(x[0][k] - ref[k])));
+    CHECK(worst < 1e-5);
+  }
+}
+
+TEST_CASE("model-sized buffers per peer do not grow with the degree") {
+  const std::size_t d = 64;
+  const std::vector<float> x0(d, 0.0f);
+  for (std::string name : kAlgorithms) {
+    std::vector<std::size_t> counts;
+    for (const char* spec : {"ring:8", "complete:8"}) {
+      const auto topo = gt::make_topo(spec);
+      gt::InprocNetwork net(topo);
+      ga::AlgorithmConfig cfg;
+      cfg.name = name;
+      auto algo = ga::make_algorithm(cfg, *net.transports[0], topo, x0);
+      counts.push_back(algo->model_sized_buffers());
+    }
+    CAPTURE(name);
+    CHECK(counts[0] == counts[1]);
+    // x and g, plus s (DCD), δ (DeepSqueeze), x̂ and s (CHOCO).
+    const std::string nm = name;
+    const std::size_t expected = nm == "choco-sgd" ? 4 : (nm == "dcd-psgd" || nm == "deepsqueeze") ? 3 : 2;
+    CHECK(counts[0] == expected);
+  }
+}
+
+TEST_CASE("step() allocates nothing") {
+  // Two peers: rank 0 talks to an echo of itself; W = [[1/2, 1/2], [1/2, 1/2]].
+  const auto topo = gt::make_topo("complete:2");
+  const std::size_t d = 1000;
+  const std::vector<float> x0(d, 0.25f);
+  for (std::string name : kAlgorithms) {
+    for (std::string codec : {"identity", "qsgd:s=3,scaled=true"}) {
+      if (name == "allreduce" && codec != "identity") continue;
+      CAPTURE(name);
+      CAPTURE(codec);
+      EchoTransport transport;
+      ga::AlgorithmConfig cfg;
+      cfg.name = name;
+      cfg.codec = codec;
+      cfg.momentum = 0.9f;
+      cfg.weight_decay = 1e-4f;
+      cfg.consensus_step = 0.5f;
+      auto algo = ga::make_algorithm(cfg, transport, topo, x0);
+      std::vector<float> g(d, 0.01f);
+      algo->step(g);  // the echo transport sets itself up on its first call
+      g_allocations = 0;
+      g_watching = true;
+      for (int t = 0; t < 5; ++t) {
+        algo->step(g);
+        algo->step([](std::span<const float> x, std::span<float> gr) {
+          for (std::size_t k = 0; k < gr.size(); ++k) gr[k] = 0.1f * x[k];
+        });
+      }
+      g_watching = false;
+      CHECK(g_allocations.load() == 0);
+      CHECK(algo->round() == 11);
+    }
+  }
+}
+
+TEST_CASE("configuration errors name the bad setting") {
+  const auto topo = gt::make_topo("ring:4");
+  gt::InprocNetwork net(topo);
+  const std::vector<float> x0(10, 0.0f);
+  auto error_of = [&](const ga::AlgorithmConfig& cfg, gossip::net::Transport& t) {
+    try {
+      ga::make_algorithm(cfg, t, topo, x0);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  ga::AlgorithmConfig cfg;
+  cfg.name = "gossip-magic";
+  CHECK(error_of(cfg, *net.transports[0]).find("unknown algorithm 'gossip-magic'") !=
+        std::string::npos);
+  cfg.name = "choco";
+  cfg.consensus_step = 0.0f;
+  CHECK(error_of(cfg, *net.transports[0]).find("consensus_step") != std::string::npos);
+  cfg.name = "allreduce";
+  cfg.codec = "qsgd:s=3";
+  CHECK(error_of(cfg, *net.transports[0]).find("codec must be") != std::string::npos);
+  cfg.name = "dpsgd";
+  cfg.codec = "identity";
+  cfg.tensor_sizes = {3, 3};
+  CHECK(error_of(cfg, *net.transports[0]).find("tensor_sizes sum to 6") != std::string::npos);
+  cfg.tensor_sizes.clear();
+  cfg.momentum = 1.0f;
+  CHECK(error_of(cfg, *net.transports[0]).find("momentum") != std::string::npos);
+  // A transport of another topology: its neighbours are not this W's.
+  cfg.momentum = 0.0f;
+  const auto other = gt::make_topo("complete:4");
+  gt::InprocNetwork other_net(other);
+  CHECK(error_of(cfg, *other_net.transports[0]).find("exchanges with") != std::string::npos);
+  // Aliases resolve to the canonical name.
+  cfg.name = "d-psgd";
+  auto algo = ga::make_algorithm(cfg, *net.transports[1], topo, x0);
+  CHECK(algo->name() == "dpsgd");
+}

@@ -1,0 +1,255 @@
+#pragma once
+// Test bodies shared by both transports: each backend's test file calls them with its GroupMaker.
+
+#include <doctest/doctest.h>
+#include <fmt/core.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "tests/gossip/transport_test_util.hpp"
+
+namespace gossip::net::test {
+
+using namespace std::chrono_literals;
+
+inline TransportOptions quick_options() {
+  TransportOptions o;
+  o.timeout = 20s;  // generous: only a broken transport waits this long
+  o.connect_timeout = 20s;
+  o.linger = 200ms;  // failure paths flush for at most this long
+  return o;
+}
+
+// Every rank exchanges `rounds` rounds of `len` bytes; checks contents, order and the exact
+// byte counters (hello frames, and credit frames when paced, included). `each`: through
+// exchange_each(), every neighbour delivered exactly once.
+inline void check_exchange(const GroupMaker& mk, const std::string& spec, std::size_t len,
+                           int rounds, int window = 0, bool each = false) {
+  CAPTURE(spec);
+  CAPTURE(len);
+  CAPTURE(window);
+  CAPTURE(each);
+  Group g = mk(spec);
+  const int n = g.topo.size();
+  std::vector<std::string> bad(static_cast<std::size_t>(n));
+  std::vector<TrafficCounters> counters(static_cast<std::size_t>(n));
+  std::vector<std::vector<int>> links(static_cast<std::size_t>(n));
+  auto errors = run_ranks(n, [&](int r) {
+    auto o = quick_options();
+    o.receive_window = window;
+    auto t = g.make(r, o);
+    const auto nb = t->neighbors();
+    if (std::vector<int>(nb.begin(), nb.end()) != g.topo.graph.neighbors(r)) {
+      bad[static_cast<std::size_t>(r)] = "neighbors() differs from the topology";
+    }
+    for (int round = 0; round < rounds; ++round) {
+      const auto mine = pattern(r, static_cast<std::uint64_t>(round), len);
+      if (each) {
+        std::vector<int> calls(nb.size());
+        t->exchange_each(static_cast<std::uint64_t>(round), mine,
+                         [&](std::size_t k, std::span<const std::byte> got) {
+                           calls.at(k) += 1;
+                           if (!same(got, pattern(nb[k], static_cast<std::uint64_t>(round), len))) {
+                             bad[static_cast<std::size_t>(r)] =
+                                 fmt::format("round {}: wrong bytes from rank {}", round, nb[k]);
+                           }
+                         });
+        if (std::count(calls.begin(), calls.end(), 1) != static_cast<long>(nb.size())) {
+          bad[static_cast<std::size_t>(r)] = fmt::format("round {}: callbacks {}", round,
+                                                         fmt::join(calls, ","));
+        }
+        continue;
+      }
+      const auto& got = t->exchange(static_cast<std::uint64_t>(round), mine);
+      if (got.size() != nb.size()) {
+        bad[static_cast<std::size_t>(r)] = fmt::format("{} views for {} neighbours", got.size(),
+                                                       nb.size());
+        return;
+      }
+      for (std::size_t k = 0; k < nb.size(); ++k) {
+        if (!same(got[k], pattern(nb[k], static_cast<std::uint64_t>(round), len))) {
+          bad[static_cast<std::size_t>(r)] =
+              fmt::format("round {}: wrong bytes from rank {}", round, nb[k]);
+        }
+      }
+    }
+    counters[static_cast<std::size_t>(r)] = t->counters();
+    links[static_cast<std::size_t>(r)].assign(t->links().begin(), t->links().end());
+  });
+  for (int r = 0; r < n; ++r) {
+    const auto i = static_cast<std::size_t>(r);
+    CAPTURE(r);
+    CHECK(errors[i] == "");
+    CHECK(bad[i] == "");
+    const std::uint64_t deg = g.topo.graph.neighbors(r).size();
+    const std::uint64_t data = static_cast<std::uint64_t>(rounds) * deg * (kFrameHeaderSize + len);
+    const std::uint64_t credits = window > 0 ? static_cast<std::uint64_t>(rounds) * deg : 0;
+    std::uint64_t hello_out = 0;
+    std::uint64_t hello_in = 0;
+    for (int j : links[i]) {
+      hello_out += kFrameHeaderSize + 32 + g.topo.peers[i].endpoint.size();
+      hello_in += kFrameHeaderSize + 32 + g.topo.peers[static_cast<std::size_t>(j)].endpoint.size();
+    }
+    CHECK(counters[i].bytes_sent == hello_out + data + credits * kFrameHeaderSize);
+    CHECK(counters[i].bytes_received == hello_in + data + credits * kFrameHeaderSize);
+    CHECK(counters[i].messages_sent == links[i].size() + rounds * deg + credits);
+    CHECK(counters[i].messages_received == links[i].size() + rounds * deg + credits);
+  }
+}
+
+// A sum all-reduce done by hand with ring_step (reduce-scatter, then all-gather), chunks of
+// unequal size, on any topology (ring links are added by the transport).
+inline void check_ring_allreduce(const GroupMaker& mk, const std::string& spec, std::size_t d) {
+  CAPTURE(spec);
+  CAPTURE(d);
+  Group g = mk(spec);
+  const int n = g.topo.size();
+  std::vector<std::vector<float>> result(static_cast<std::size_t>(n));
+  auto errors = run_ranks(n, [&](int r) {
+    auto t = g.make(r, quick_options());
+    std::vector<float> x(d);
+    for (std::size_t k = 0; k < d; ++k) x[k] = static_cast<float>(r * 1000 + static_cast<int>(k));
+    auto lo = [&](int c) { return d * static_cast<std::size_t>(c) / static_cast<std::size_t>(n); };
+    auto chunk = [&](int c) {
+      c = ((c % n) + n) % n;
+      return std::span<float>(x).subspan(lo(c), lo(c + 1) - lo(c));
+    };
+    std::vector<float> tmp(d / static_cast<std::size_t>(n) + 1);
+    std::uint32_t step = 0;
+    for (int s = 0; s < n - 1; ++s, ++step) {
+      auto out = chunk(r - s);
+      auto in = chunk(r - s - 1);
+      std::span<float> buf(tmp.data(), in.size());
+      t->ring_step(5, step, std::as_bytes(out), std::as_writable_bytes(buf));
+      for (std::size_t k = 0; k < in.size(); ++k) in[k] += buf[k];
+    }
+    for (int s = 0; s < n - 1; ++s, ++step) {
+      auto out = chunk(r - s + 1);
+      auto in = chunk(r - s);
+      t->ring_step(5, step, std::as_bytes(out), std::as_writable_bytes(in));
+    }
+    result[static_cast<std::size_t>(r)] = x;
+  });
+  for (int r = 0; r < n; ++r) {
+    CAPTURE(r);
+    CHECK(errors[static_cast<std::size_t>(r)] == "");
+    const auto& x = result[static_cast<std::size_t>(r)];
+    REQUIRE(x.size() == d);
+    int wrong = 0;
+    for (std::size_t k = 0; k < d; ++k) {
+      const float want = static_cast<float>(1000 * n * (n - 1) / 2 + n * static_cast<int>(k));
+      if (x[k] != want) ++wrong;
+    }
+    CHECK(wrong == 0);
+  }
+}
+
+// Two peers with different run settings: both refuse, naming the other and the difference.
+inline void check_run_hash_mismatch(const GroupMaker& mk) {
+  Group g = mk("ring:2");
+  auto errors = run_ranks(2, [&](int r) {
+    auto o = quick_options();
+    o.run_hash = r == 0 ? 0x1111 : 0x2222;
+    auto t = g.make(r, o);
+    t->handshake();
+  });
+  for (int r = 0; r < 2; ++r) {
+    CAPTURE(errors[static_cast<std::size_t>(r)]);
+    const int other = 1 - r;
+    CHECK(errors[static_cast<std::size_t>(r)].find("run-settings hash") != std::string::npos);
+    CHECK(errors[static_cast<std::size_t>(r)].find(fmt::format(
+              "peer {} ({})", other, g.topo.peers[static_cast<std::size_t>(other)].endpoint)) !=
+          std::string::npos);
+  }
+  CHECK(errors[0].find("0000000000002222, ours is 0000000000001111") != std::string::npos);
+}
+
+// A neighbour that says hello and then goes silent: the other side fails after the timeout with
+// the silent peer's rank, endpoint and the round in the message.
+inline void check_silent_neighbor(const GroupMaker& mk) {
+  Group g = mk("ring:2");
+  std::atomic<bool> done{false};
+  double waited = 0;
+  auto errors = run_ranks(2, [&](int r) {
+    auto o = quick_options();
+    o.timeout = 500ms;
+    auto t = g.make(r, o);
+    t->handshake();
+    if (r == 1) {
+      const auto t0 = std::chrono::steady_clock::now();
+      while (!done && seconds_since(t0) < 20) std::this_thread::sleep_for(5ms);
+      return;
+    }
+    const auto payload = pattern(0, 7, 100);
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      t->exchange(7, payload);
+    } catch (...) {
+      waited = seconds_since(t0);
+      done = true;
+      throw;
+    }
+    done = true;
+  });
+  CAPTURE(errors[0]);
+  CHECK(errors[1] == "");
+  CHECK(errors[0].find("peer 1 (" + g.topo.peers[1].endpoint + ")") != std::string::npos);
+  CHECK(errors[0].find("round 7") != std::string::npos);
+  CHECK(waited >= 0.45);
+}
+
+// Added latency: over K rounds between two peers each round costs at least one latency (a
+// round's message can leave only after the previous round's arrived).
+inline void check_latency(const GroupMaker& mk) {
+  Group g = mk("ring:2");
+  constexpr int kRounds = 5;
+  constexpr double kLatency = 0.05;
+  std::vector<double> elapsed(2);
+  auto errors = run_ranks(2, [&](int r) {
+    auto o = quick_options();
+    o.link.all.latency = std::chrono::milliseconds(50);
+    auto t = g.make(r, o);
+    t->handshake();
+    const auto payload = pattern(r, 0, 10);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int round = 0; round < kRounds; ++round) {
+      const auto& got = t->exchange(static_cast<std::uint64_t>(round), payload);
+      if (!same(got.at(0), pattern(1 - r, 0, 10))) throw std::runtime_error("wrong bytes");
+    }
+    elapsed[static_cast<std::size_t>(r)] = seconds_since(t0);
+  });
+  for (int r = 0; r < 2; ++r) {
+    CHECK(errors[static_cast<std::size_t>(r)] == "");
+    CHECK(elapsed[static_cast<std::size_t>(r)] >= (kRounds - 1) * kLatency * 0.99);
+  }
+}
+
+// Bandwidth: 1 MB per message at 10 MB/s takes at least 0.1 s per round (same argument).
+inline void check_bandwidth(const GroupMaker& mk) {
+  Group g = mk("ring:2");
+  constexpr int kRounds = 3;
+  constexpr std::size_t kBytes = 1'000'000;
+  std::vector<double> elapsed(2);
+  auto errors = run_ranks(2, [&](int r) {
+    auto o = quick_options();
+    o.link.all.bandwidth_bytes_per_s = 10e6;
+    auto t = g.make(r, o);
+    t->handshake();
+    const auto payload = pattern(r, 0, kBytes);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int round = 0; round < kRounds; ++round) {
+      t->exchange(static_cast<std::uint64_t>(round), payload);
+    }
+    elapsed[static_cast<std::size_t>(r)] = seconds_since(t0);
+  });
+  for (int r = 0; r < 2; ++r) {
+    CHECK(errors[static_cast<std::size_t>(r)] == "");
+    CHECK(elapsed[static_cast<std::size_t>(r)] >= (kRounds - 1) * 0.1 * 0.99);
+  }
+}
+
+}  // namespace gossip::net::test

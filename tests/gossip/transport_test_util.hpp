@@ -1,0 +1,75 @@
+#pragma once
+// Helpers shared by the transport tests: topologies, payload patterns, one thread per rank.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gossip/framed_transport.hpp"
+#include "topology/generators.hpp"
+
+namespace gossip::net::test {
+
+inline topology::Topology make_topo(const std::string& spec, const std::string& endpoint) {
+  auto s = topology::parse_spec(spec);
+  s.endpoint = endpoint;
+  return topology::make_topology(s);
+}
+
+// Bytes that depend on who sent them and when, so a mixed-up message cannot pass a check.
+inline std::vector<std::byte> pattern(int rank, std::uint64_t round, std::size_t len,
+                                      std::uint32_t step = 0) {
+  std::vector<std::byte> v(len);
+  std::uint64_t x = (static_cast<std::uint64_t>(rank) + 1) * 0x9e3779b97f4a7c15ull ^
+                    (round + 1) * 0xbf58476d1ce4e5b9ull ^ (step + 7ull) * 0x94d049bb133111ebull;
+  for (auto& b : v) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b = static_cast<std::byte>(x);
+  }
+  return v;
+}
+
+inline bool same(std::span<const std::byte> a, std::span<const std::byte> b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
+}
+
+// Runs fn(rank) on n threads; returns each rank's exception message ("" when it returned).
+inline std::vector<std::string> run_ranks(int n, const std::function<void(int)>& fn) {
+  std::vector<std::string> errors(static_cast<std::size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        fn(r);
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+        if (errors[static_cast<std::size_t>(r)].empty()) errors[static_cast<std::size_t>(r)] = "?";
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+// A set of transports over one topology, made per rank by the backend under test.
+struct Group {
+  topology::Topology topo;
+  std::function<std::unique_ptr<FramedTransport>(int rank, const TransportOptions&)> make;
+};
+// Builds a Group for a generator spec ("ring:8"), with endpoints that cannot collide with any
+// other test running at the same time.
+using GroupMaker = std::function<Group(const std::string& spec)>;
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace gossip::net::test
