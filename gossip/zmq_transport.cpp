@@ -34,10 +34,14 @@ void common_options(zmq::socket_t& s, const TransportOptions& o, int hwm) {
   s.set(zmq::sockopt::rcvhwm, hwm);
   if (o.heartbeat.count() > 0) {
     // ZMTP pings drop a connection whose far end vanished without a FIN (cable, kill -9 on
-    // another host); our own round timeout still decides when the run ends.
+    // another host). A ping queues behind the frame being written, and the timer only resets
+    // when a whole frame arrives, so the timeout must outlast the largest transfer: a shorter
+    // one would cut a connection in the middle of a large payload and lose it. Our round
+    // timeout bounds that transfer anyway.
+    const auto wait = std::max(o.heartbeat * 3, o.timeout);
     s.set(zmq::sockopt::heartbeat_ivl, ms(o.heartbeat));
-    s.set(zmq::sockopt::heartbeat_timeout, ms(o.heartbeat * 3));
-    s.set(zmq::sockopt::heartbeat_ttl, ms(o.heartbeat * 3));
+    s.set(zmq::sockopt::heartbeat_timeout, ms(wait));
+    s.set(zmq::sockopt::heartbeat_ttl, std::min(ms(wait), 6553500));  // ZMTP caps TTL here
   }
 }
 

@@ -33,7 +33,8 @@ class Codec {
  public:
   virtual ~Codec() = default;
 
-  // Canonical spec, e.g. "qsgd:s=3,bucket=512,scaled=false"; make_codec(spec()) gives an equal codec.
+  // Canonical spec, e.g. "qsgd:s=3,bucket=512,scaled=false"; make_codec(spec()) gives an equal
+  // codec.
   virtual std::string spec() const = 0;
 
   // Exact size in bytes of the whole wire message (header + payload) for `d` elements.

@@ -20,6 +20,7 @@
 #include "kernels/crc32c.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/params.hpp"
+#include "kernels/plan.hpp"
 #include "kernels/sparse.hpp"
 #include "kernels/wire.hpp"
 
@@ -39,7 +40,9 @@ void par_for(std::uint64_t n, const F& f) {
   thrust::for_each_n(thrust::omp::par, thrust::counting_iterator<std::uint64_t>(0), n, f);
 }
 
-std::uint64_t groups(std::uint64_t d) { return (d + kGroup - 1) / kGroup; }
+std::uint64_t groups(std::uint64_t d) {
+  return (d + kGroup - 1) / kGroup;
+}
 
 // Work item of the host backend: a tile of groups, so each OpenMP iteration does enough work and
 // the random words of a whole tile come from one vectorised Philox pass.
@@ -72,8 +75,10 @@ __attribute__((target("avx2"))) void fill_noise_avx2(const RngStreamKey& key, st
     std::uint32_t k0 = key.k0, k1 = key.k1;
     for (int r = 0; r < 10; ++r) {
       // 64-bit products of even lanes, then of odd lanes; blend back to hi and lo words.
-      const __m256i e0 = _mm256_mul_epu32(c0, m0), o0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0);
-      const __m256i e1 = _mm256_mul_epu32(c2, m1), o1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1);
+      const __m256i e0 = _mm256_mul_epu32(c0, m0),
+                    o0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0);
+      const __m256i e1 = _mm256_mul_epu32(c2, m1),
+                    o1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1);
       const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(e0, 32), o0, 0xAA);
       const __m256i lo0 = _mm256_blend_epi32(e0, _mm256_slli_epi64(o0, 32), 0xAA);
       const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(e1, 32), o1, 0xAA);
@@ -164,7 +169,8 @@ std::vector<std::uint32_t> par_blocks_crc(std::uint64_t d, std::uint64_t elem_by
     const std::uint64_t g1 = std::min(ng, (b + 1) * per_block / kGroup);
     for (std::uint64_t g = b * per_block / kGroup; g < g1; ++g) f(g);
     const std::uint64_t off = b * kChecksumBlock;
-    crcs[b] = crc32c(std::span<const std::byte>(payload + off, std::min(kChecksumBlock, bytes - off)));
+    crcs[b] =
+        crc32c(std::span<const std::byte>(payload + off, std::min(kChecksumBlock, bytes - off)));
   });
   return crcs;
 }
@@ -179,42 +185,12 @@ void with_width(int f, G&& g) {
   with_width_impl(f, g, std::make_integer_sequence<int, 17>{});
 }
 
-struct LayoutData {
-  std::vector<std::uint64_t> offsets, bucket_base;
-  std::uint64_t bucket = 0;
-
-  LayoutData(std::span<const std::uint64_t> sizes, std::uint64_t b) : bucket(b) {
-    offsets.assign(1, 0);
-    bucket_base.assign(1, 0);
-    for (std::uint64_t n : sizes) {
-      offsets.push_back(offsets.back() + n);
-      const std::uint64_t len = b ? b : n;
-      bucket_base.push_back(bucket_base.back() + (n ? (n + len - 1) / len : 0));
-    }
-  }
-  LayoutView view() const {
-    return LayoutView{offsets.data(), bucket_base.data(),
-                      static_cast<std::uint32_t>(offsets.size() - 1), bucket};
-  }
-  std::uint64_t tensors() const { return offsets.size() - 1; }
-  std::uint64_t size(std::uint64_t t) const { return offsets[t + 1] - offsets[t]; }
-};
-
-std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
-
-class HostCodec final : public Codec {
+class HostCodec final : public Codec, private CodecPlan {
  public:
-  HostCodec(CodecParams p, std::span<const std::size_t> tensor_sizes) : p_(p) {
-    layered_ = !tensor_sizes.empty();
-    for (std::size_t n : tensor_sizes) sizes_.push_back(n);
-    if (layered_) {
-      layout_hash_ = crc32c(std::as_bytes(std::span<const std::uint64_t>(sizes_)));
-      layout_.emplace_back(sizes_, bucket_elems());
-      total_ = layout_.front().offsets.back();
-    }
-  }
+  HostCodec(CodecParams p, std::span<const std::size_t> tensor_sizes)
+      : CodecPlan(p, tensor_sizes) {}
 
-  std::string spec() const override { return canonical_spec(p_); }
+  std::string spec() const override { return canonical(); }
   bool fixed_wire_size() const override { return p_.id != CodecId::kThreshold; }
 
   std::size_t wire_size(std::size_t d) const override {
@@ -229,8 +205,8 @@ class HostCodec final : public Codec {
     const std::uint64_t cap = kHeaderSize + payload_size(lay, d);
     if (wire.size() < cap)
       throw std::invalid_argument("encode: wire buffer holds " + std::to_string(wire.size()) +
-                                  " bytes, " + spec() + " needs " + std::to_string(cap) +
-                                  " for " + std::to_string(d) + " elements");
+                                  " bytes, " + spec() + " needs " + std::to_string(cap) + " for " +
+                                  std::to_string(d) + " elements");
     if (is_sparse() && d > 0xffffffffull)
       throw std::invalid_argument("encode: " + spec() + " sends u32 indices; d must be < 2^32");
     std::byte* payload = wire.data() + kHeaderSize;
@@ -259,77 +235,6 @@ class HostCodec final : public Codec {
   }
 
  private:
-  bool is_sparse() const {
-    return p_.id == CodecId::kTopk || p_.id == CodecId::kRandomk || p_.id == CodecId::kThreshold;
-  }
-  bool is_bucketed() const {
-    return p_.id == CodecId::kQsgd || p_.id == CodecId::kQuantize ||
-           p_.id == CodecId::kTerngrad || p_.id == CodecId::kSign;
-  }
-  std::uint64_t bucket_elems() const { return is_bucketed() ? p_.bucket : 0; }
-
-  LayoutData layout_for(std::uint64_t d) const {
-    if (layered_) {
-      if (d != total_)
-        throw std::invalid_argument("codec " + spec() + " was made for " +
-                                    std::to_string(sizes_.size()) + " tensors of " +
-                                    std::to_string(total_) + " elements in all, got " +
-                                    std::to_string(d));
-      return layout_.front();
-    }
-    const std::uint64_t one[1] = {d};
-    return LayoutData(std::span<const std::uint64_t>(one, d ? 1 : 0), bucket_elems());
-  }
-
-  std::uint64_t total_k(const LayoutData& lay) const {
-    std::uint64_t k = 0;
-    for (std::uint64_t t = 0; t < lay.tensors(); ++t) k += p_.k_for(lay.size(t));
-    return k;
-  }
-
-  // Exact payload bytes (threshold: the most it can be).
-  std::uint64_t payload_size(const LayoutData& lay, std::uint64_t d) const {
-    const std::uint64_t nb = lay.bucket_base.back();
-    switch (p_.id) {
-      case CodecId::kIdentity: return 4 * d;
-      case CodecId::kFp16:
-      case CodecId::kBf16: return 2 * d;
-      case CodecId::kQsgd: return 4 * nb + ceil_div(d * p_.qsgd_width(), 8);
-      case CodecId::kQuantize: return 8 * nb + ceil_div(d * p_.bits, 8);
-      case CodecId::kTerngrad: return 4 * nb + ceil_div(2 * d, 8);
-      case CodecId::kSign: return 4 * nb + ceil_div(d, 8);
-      case CodecId::kTopk: return 8 * total_k(lay);
-      case CodecId::kRandomk: return 8 + 4 * total_k(lay);
-      case CodecId::kThreshold: return 8 * d;
-    }
-    return 0;
-  }
-
-  WireHeader header_for(std::uint64_t d) const {
-    WireHeader h;
-    h.codec = static_cast<std::uint8_t>(p_.id);
-    h.flags = static_cast<std::uint8_t>(
-        (p_.id == CodecId::kQsgd && p_.scaled ? kFlagScaled : 0) |
-        (p_.id == CodecId::kQuantize && p_.nearest ? kFlagNearest : 0) |
-        (p_.id == CodecId::kRandomk && p_.unbiased ? kFlagUnbiased : 0) |
-        (layered_ ? kFlagLayered : 0));
-    switch (p_.id) {
-      case CodecId::kQsgd: h.p0 = p_.s; break;
-      case CodecId::kQuantize: h.p0 = p_.bits; break;
-      case CodecId::kTopk:
-      case CodecId::kRandomk:
-        h.p0 = static_cast<std::uint32_t>(p_.k);
-        h.p1 = p_.ratio;
-        break;
-      case CodecId::kThreshold: h.p1 = p_.tau; break;
-      default: break;
-    }
-    h.bucket = static_cast<std::uint32_t>(bucket_elems());
-    h.elements = d;
-    h.layout_hash = layout_hash_;
-    return h;
-  }
-
   // Scale table of the bucketed codecs. Few large buckets: split each into kSegment pieces so
   // both cores work; the fixed summation order keeps the result the same either way.
   template <BucketStat kStat>
@@ -349,7 +254,8 @@ class HostCodec final : public Codec {
         std::vector<double> part(segs);
         par_for(segs, [p = x + b, n, out = part.data()](std::uint64_t s) {
           out[s] = sum_segment<kStat == BucketStat::kL2>(
-              p + s * kSegment, static_cast<std::uint32_t>(std::min<std::uint64_t>(kSegment, n - s * kSegment)));
+              p + s * kSegment,
+              static_cast<std::uint32_t>(std::min<std::uint64_t>(kSegment, n - s * kSegment)));
         });
         double sum = 0.0;
         for (double q : part) sum += q;
@@ -386,9 +292,15 @@ class HostCodec final : public Codec {
     const RngStreamKey noise = make_stream(key.seed, key.peer, key.round, RngStream::kElementNoise);
     BucketedArgs a{lay.view(), d, out, 0, false, noise};
     switch (p_.id) {
-      case CodecId::kIdentity: crcs = par_blocks_crc(d, 4, IdentityEncode{x, d, out}, out); break;
-      case CodecId::kFp16: crcs = par_blocks_crc(d, 2, HalfEncode<false>{x, d, out}, out); break;
-      case CodecId::kBf16: crcs = par_blocks_crc(d, 2, HalfEncode<true>{x, d, out}, out); break;
+      case CodecId::kIdentity:
+        crcs = par_blocks_crc(d, 4, IdentityEncode{x, d, out}, out);
+        break;
+      case CodecId::kFp16:
+        crcs = par_blocks_crc(d, 2, HalfEncode<false>{x, d, out}, out);
+        break;
+      case CodecId::kBf16:
+        crcs = par_blocks_crc(d, 2, HalfEncode<true>{x, d, out}, out);
+        break;
       case CodecId::kQsgd:
         bucket_stats<BucketStat::kL2>(x, lay, out);
         a.param = p_.s;
@@ -401,7 +313,8 @@ class HostCodec final : public Codec {
         a.param = (1u << p_.bits) - 1u;
         a.flag = p_.nearest;
         with_width(static_cast<int>(p_.bits), [&](auto f) {
-          par_groups_noise(d, QuantizeEncode<decltype(f)::value>{a, x, out + 8 * nb}, noise, !p_.nearest);
+          par_groups_noise(d, QuantizeEncode<decltype(f)::value>{a, x, out + 8 * nb}, noise,
+                           !p_.nearest);
         });
         break;
       case CodecId::kTerngrad:
@@ -429,7 +342,8 @@ class HostCodec final : public Codec {
         const auto k = static_cast<std::int64_t>(idx.size());
         std::byte* val = out + 8;
 #pragma omp parallel for schedule(static) if (k > 65536)
-        for (std::int64_t e = 0; e < k; ++e) store_le<float>(val + 4 * e, x[idx[static_cast<std::size_t>(e)]]);
+        for (std::int64_t e = 0; e < k; ++e)
+          store_le<float>(val + 4 * e, x[idx[static_cast<std::size_t>(e)]]);
         return 8 + 4 * idx.size();
       }
       case CodecId::kThreshold: {
@@ -456,46 +370,15 @@ class HostCodec final : public Codec {
     std::memcpy(out, idx.data(), 4 * idx.size());
     std::byte* val = out + 4 * idx.size();
 #pragma omp parallel for schedule(static) if (k > 65536)
-    for (std::int64_t e = 0; e < k; ++e) store_le<float>(val + 4 * e, x[idx[static_cast<std::size_t>(e)]]);
+    for (std::int64_t e = 0; e < k; ++e)
+      store_le<float>(val + 4 * e, x[idx[static_cast<std::size_t>(e)]]);
     return 8 * idx.size();
-  }
-
-  [[noreturn]] void reject(const std::string& why) const {
-    throw WireError("codec " + spec() + ": " + why);
   }
 
   // Every check before the payload is touched; returns the validated header.
   WireHeader validate(std::span<const std::byte> wire, std::uint64_t d,
                       const LayoutData& lay) const {
-    const WireHeader h = peek_header(wire);
-    const WireHeader want = header_for(d);
-    if (h.codec != want.codec)
-      reject(std::string("wrong codec: message is ") +
-             codec_name(static_cast<CodecId>(h.codec)) + " (id " + std::to_string(h.codec) + ")");
-    if (h.flags != want.flags || h.p0 != want.p0 || h.bucket != want.bucket ||
-        std::memcmp(&h.p1, &want.p1, sizeof(double)) != 0 || h.reserved != 0)
-      reject("codec parameters differ: message has flags=" + std::to_string(h.flags) +
-             " p0=" + std::to_string(h.p0) + " bucket=" + std::to_string(h.bucket) +
-             " p1=" + std::to_string(h.p1));
-    if (h.layout_hash != want.layout_hash)
-      reject("tensor layout differs (layout hash " + std::to_string(h.layout_hash) + " vs " +
-             std::to_string(want.layout_hash) + ")");
-    if (h.elements != d)
-      reject("wrong length: message has " + std::to_string(h.elements) +
-             " elements, output has " + std::to_string(d));
-    const std::uint64_t expect = payload_size(lay, d);
-    if (p_.id == CodecId::kThreshold ? (h.payload_bytes > expect || h.payload_bytes % 8 != 0)
-                                     : h.payload_bytes != expect)
-      reject("wrong payload length " + std::to_string(h.payload_bytes) + " for " +
-             std::to_string(d) + " elements (expected " +
-             (p_.id == CodecId::kThreshold ? "a multiple of 8 up to " : "") +
-             std::to_string(expect) + ")");
-    if (wire.size() - kHeaderSize < h.payload_bytes)
-      reject("truncated message: " + std::to_string(wire.size()) + " bytes, header says " +
-             std::to_string(kHeaderSize + h.payload_bytes));
-    if (wire.size() - kHeaderSize > h.payload_bytes)
-      reject("oversized message: " + std::to_string(wire.size()) + " bytes, header says " +
-             std::to_string(kHeaderSize + h.payload_bytes));
+    const WireHeader h = check_header(wire, wire.size(), d, lay);
     if (message_checksum(wire) != h.checksum) reject("checksum mismatch: message corrupted");
     if (p_.id == CodecId::kTopk || p_.id == CodecId::kThreshold) {
       const std::uint64_t count = h.payload_bytes / 8;
@@ -518,9 +401,15 @@ class HostCodec final : public Codec {
     // Sparse codecs fill zeros first, then write their entries as plain assignments.
     constexpr DecodeMode kSparseMode = kMode;
     switch (p_.id) {
-      case CodecId::kIdentity: par_groups(d, IdentityDecode<kMode>{in, d, w, y}); break;
-      case CodecId::kFp16: par_groups(d, HalfDecode<false, kMode>{in, d, w, y}); break;
-      case CodecId::kBf16: par_groups(d, HalfDecode<true, kMode>{in, d, w, y}); break;
+      case CodecId::kIdentity:
+        par_groups(d, IdentityDecode<kMode>{in, d, w, y});
+        break;
+      case CodecId::kFp16:
+        par_groups(d, HalfDecode<false, kMode>{in, d, w, y});
+        break;
+      case CodecId::kBf16:
+        par_groups(d, HalfDecode<true, kMode>{in, d, w, y});
+        break;
       case CodecId::kQsgd:
         a.param = p_.s;
         a.flag = p_.scaled;
@@ -534,8 +423,12 @@ class HostCodec final : public Codec {
           par_groups(d, QuantizeDecode<decltype(f)::value, kMode>{a, in + 8 * nb, w, y});
         });
         break;
-      case CodecId::kTerngrad: par_groups(d, TerngradDecode<kMode>{a, in + 4 * nb, w, y}); break;
-      case CodecId::kSign: par_groups(d, SignDecode<kMode>{a, in + 4 * nb, w, y}); break;
+      case CodecId::kTerngrad:
+        par_groups(d, TerngradDecode<kMode>{a, in + 4 * nb, w, y});
+        break;
+      case CodecId::kSign:
+        par_groups(d, SignDecode<kMode>{a, in + 4 * nb, w, y});
+        break;
       case CodecId::kTopk:
       case CodecId::kThreshold: {
         const std::uint64_t count = h.payload_bytes / 8;
@@ -548,9 +441,10 @@ class HostCodec final : public Codec {
         std::uint64_t e = 0;
         for (std::uint64_t t = 0; t < lay.tensors(); ++t) {
           const std::uint64_t k = p_.k_for(lay.size(t));
-          const float scale = p_.unbiased && k ? static_cast<float>(static_cast<double>(lay.size(t)) /
-                                                                    static_cast<double>(k))
-                                               : 1.0f;
+          const float scale =
+              p_.unbiased && k
+                  ? static_cast<float>(static_cast<double>(lay.size(t)) / static_cast<double>(k))
+                  : 1.0f;
           for (std::uint64_t q = 0; q < k; ++q, ++e)
             emit<kMode>(y, idx[e], w, load_le<float>(val + 4 * e) * scale);
         }
@@ -558,18 +452,12 @@ class HostCodec final : public Codec {
       }
     }
   }
-
-  CodecParams p_;
-  bool layered_ = false;
-  std::vector<std::uint64_t> sizes_;
-  std::uint32_t layout_hash_ = 0;
-  std::uint64_t total_ = 0;
-  std::vector<LayoutData> layout_;  // one entry when layered (vector: LayoutData has no default)
 };
 
 }  // namespace
 
-std::unique_ptr<Codec> make_codec(std::string_view spec, std::span<const std::size_t> tensor_sizes) {
+std::unique_ptr<Codec> make_codec(std::string_view spec,
+                                  std::span<const std::size_t> tensor_sizes) {
   return std::make_unique<HostCodec>(parse_spec(spec), tensor_sizes);
 }
 

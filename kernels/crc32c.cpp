@@ -16,7 +16,8 @@ constexpr std::array<std::array<std::uint32_t, 256>, 8> make_tables() {
     t[0][i] = c;
   }
   for (std::size_t j = 1; j < 8; ++j)
-    for (std::uint32_t i = 0; i < 256; ++i) t[j][i] = (t[j - 1][i] >> 8) ^ t[0][t[j - 1][i] & 0xffu];
+    for (std::uint32_t i = 0; i < 256; ++i)
+      t[j][i] = (t[j - 1][i] >> 8) ^ t[0][t[j - 1][i] & 0xffu];
   return t;
 }
 constexpr auto kTables = make_tables();
@@ -36,7 +37,7 @@ constexpr std::uint32_t multmodp(std::uint32_t a, std::uint32_t b) {
 }
 // x^(8n) mod P: multiplying a CRC register by it appends n zero bytes.
 constexpr std::uint32_t x8nmodp(std::uint64_t n) {
-  std::uint32_t p = 1u << 31, sq = 1u << 30;  // p = x^0, sq = x^1
+  std::uint32_t p = 1u << 31, sq = 1u << 30;          // p = x^0, sq = x^1
   for (int k = 0; k < 3; ++k) sq = multmodp(sq, sq);  // x^8
   while (n) {
     if (n & 1) p = multmodp(sq, p);
@@ -51,7 +52,7 @@ constexpr std::size_t kLane = 4096;  // bytes per stream in the 3-way interleave
 constexpr std::uint32_t kShiftLane = x8nmodp(kLane);
 
 __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const unsigned char* p, std::size_t n,
-                                                              std::uint32_t crc) {
+                                                             std::uint32_t crc) {
   std::uint64_t c = ~crc;
   // crc32q has 3-cycle latency and 1-cycle throughput: run three streams over adjacent 4 KiB
   // lanes and merge them with the GF(2) shift (c_a * x^(8*4096) ^ c_b, then again with c_c).

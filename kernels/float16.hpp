@@ -31,11 +31,12 @@ GOSSIP_HD inline float fp16_bits_to_float(std::uint16_t h) {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
   const std::uint32_t em = static_cast<std::uint32_t>(h & 0x7fffu) << 13;
   const std::uint32_t exp = em & 0x0f800000u;
-  const std::uint32_t normal = em + 0x38000000u;        // rebias 15 -> 127
-  const std::uint32_t special = em + 0x70000000u;       // inf / NaN: exponent 255
+  const std::uint32_t normal = em + 0x38000000u;   // rebias 15 -> 127
+  const std::uint32_t special = em + 0x70000000u;  // inf / NaN: exponent 255
   // Subnormal half (or zero): m * 2^-24, formed exactly as (2^-14 + m * 2^-24) - 2^-14.
   const float sub = bits_as<float>(em + 0x38800000u) - bits_as<float>(0x38800000u);
-  const std::uint32_t mag = exp == 0x0f800000u ? special : (exp == 0 ? bits_as<std::uint32_t>(sub) : normal);
+  const std::uint32_t mag =
+      exp == 0x0f800000u ? special : (exp == 0 ? bits_as<std::uint32_t>(sub) : normal);
   return bits_as<float>(sign | mag);
 }
 

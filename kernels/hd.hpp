@@ -31,7 +31,9 @@ GOSSIP_HD inline To bits_as(const From& from) {
   return to;
 }
 
-GOSSIP_HD inline std::uint64_t min_u64(std::uint64_t a, std::uint64_t b) { return a < b ? a : b; }
+GOSSIP_HD inline std::uint64_t min_u64(std::uint64_t a, std::uint64_t b) {
+  return a < b ? a : b;
+}
 
 // High 64 bits of a 64x64 product: maps a uniform 64-bit word onto [0, n) (Lemire, no rejection:
 // the bias is below n / 2^64, far under anything a test or a training run can see).

@@ -26,8 +26,10 @@ struct LayoutView {
     std::uint32_t lo = 0, hi = n;  // invariant: a[lo] <= v, answer < hi
     while (hi - lo > 1) {
       const std::uint32_t mid = lo + (hi - lo) / 2;
-      if (a[mid] <= v) lo = mid;
-      else hi = mid;
+      if (a[mid] <= v)
+        lo = mid;
+      else
+        hi = mid;
     }
     return lo;
   }

@@ -106,8 +106,10 @@ struct BucketStatFn {
     }
   }
   GOSSIP_HD static float finish(double s, std::uint64_t n) {
-    if constexpr (kStat == BucketStat::kL2) return static_cast<float>(std::sqrt(s));
-    else return static_cast<float>(s / static_cast<double>(n));
+    if constexpr (kStat == BucketStat::kL2)
+      return static_cast<float>(std::sqrt(s));
+    else
+      return static_cast<float>(s / static_cast<double>(n));
   }
 };
 
@@ -140,8 +142,10 @@ struct GroupBits {
   }
   GOSSIP_HD void store(std::byte* stream, std::uint64_t d, std::uint64_t g) const {
     const std::uint64_t bytes = group_bytes(d, g);
-    if (bytes == 4u * F) std::memcpy(stream + g * 4 * F, w, 4u * F);
-    else std::memcpy(stream + g * 4 * F, w, bytes);
+    if (bytes == 4u * F)
+      std::memcpy(stream + g * 4 * F, w, 4u * F);
+    else
+      std::memcpy(stream + g * 4 * F, w, bytes);
   }
   GOSSIP_HD void load(const std::byte* stream, std::uint64_t d, std::uint64_t g) {
     const std::uint64_t bytes = group_bytes(d, g);
@@ -186,8 +190,8 @@ GOSSIP_HD inline std::uint32_t qsgd_code(float x, float scale, float s, std::uin
   float a = std::fabs(x) * scale;
   a = a < s ? a : s;
   const float l = floor_nonneg(a);
-  const std::uint32_t xi = static_cast<std::uint32_t>(static_cast<std::int32_t>(l)) +
-                           (uniform01(r) < a - l ? 1u : 0u);
+  const std::uint32_t xi =
+      static_cast<std::uint32_t>(static_cast<std::int32_t>(l)) + (uniform01(r) < a - l ? 1u : 0u);
   return (x < 0.0f ? 1u : 0u) | (xi << 1);
 }
 GOSSIP_HD inline float qsgd_scale(float norm, std::uint32_t s) {
@@ -224,7 +228,8 @@ GOSSIP_HD inline std::uint32_t quantize_code(float x, float lo, float inv, float
     return static_cast<std::uint32_t>(static_cast<std::int32_t>(q));
   }
   const float l = floor_nonneg(t);
-  return static_cast<std::uint32_t>(static_cast<std::int32_t>(l)) + (uniform01(r) < t - l ? 1u : 0u);
+  return static_cast<std::uint32_t>(static_cast<std::int32_t>(l)) +
+         (uniform01(r) < t - l ? 1u : 0u);
 }
 GOSSIP_HD inline float quantize_step(MinMax mm, std::uint32_t levels) {
   return (mm.hi - mm.lo) / static_cast<float>(levels);
@@ -248,8 +253,10 @@ enum class DecodeMode { kAssign, kAccumulate };
 
 template <DecodeMode kMode>
 GOSSIP_HD inline void emit(float* y, std::uint64_t i, float w, float v) {
-  if constexpr (kMode == DecodeMode::kAssign) y[i] = v;
-  else y[i] += w * v;
+  if constexpr (kMode == DecodeMode::kAssign)
+    y[i] = v;
+  else
+    y[i] += w * v;
 }
 
 struct IdentityEncode {
@@ -274,7 +281,8 @@ struct IdentityDecode {
       std::memcpy(v, in + 4 * i0, sizeof v);
       for (std::uint32_t j = 0; j < kGroup; ++j) emit<kMode>(y, i0 + j, w, v[j]);
     } else {
-      for (std::uint64_t j = 0; j < n; ++j) emit<kMode>(y, i0 + j, w, load_le<float>(in + 4 * (i0 + j)));
+      for (std::uint64_t j = 0; j < n; ++j)
+        emit<kMode>(y, i0 + j, w, load_le<float>(in + 4 * (i0 + j)));
     }
   }
 };

@@ -17,9 +17,9 @@ std::string_view trim(std::string_view s) {
 
 [[noreturn]] void bad(std::string_view codec, std::string_view key, std::string_view value,
                       std::string_view allowed) {
-  throw std::invalid_argument("codec '" + std::string(codec) + "': parameter '" +
-                              std::string(key) + "' must be " + std::string(allowed) + " (got '" +
-                              std::string(value) + "')");
+  throw std::invalid_argument("codec '" + std::string(codec) + "': parameter '" + std::string(key) +
+                              "' must be " + std::string(allowed) + " (got '" + std::string(value) +
+                              "')");
 }
 
 std::uint64_t parse_uint(std::string_view codec, std::string_view key, std::string_view v,
@@ -133,21 +133,27 @@ CodecParams parse_spec(std::string_view spec) {
           "codec '" + std::string(name) + "': unknown parameter '" + std::string(key) +
           "' (allowed: " + (known->params.empty() ? "none" : std::string(known->params)) + ")");
     if (key == "s") {
-      p.s = static_cast<std::uint32_t>(parse_uint(name, key, v, 1, 65535, "an integer in [1, 65535]"));
+      p.s = static_cast<std::uint32_t>(
+          parse_uint(name, key, v, 1, 65535, "an integer in [1, 65535]"));
     } else if (key == "bucket") {
-      p.bucket = static_cast<std::uint32_t>(
-          parse_uint(name, key, v, 0, 0xffffffffu, "an integer in [1, 2^32-1], or 0 for the whole tensor"));
+      p.bucket = static_cast<std::uint32_t>(parse_uint(
+          name, key, v, 0, 0xffffffffu, "an integer in [1, 2^32-1], or 0 for the whole tensor"));
     } else if (key == "scaled") {
       p.scaled = parse_bool(name, key, v);
     } else if (key == "unbiased") {
       p.unbiased = parse_bool(name, key, v);
     } else if (key == "bits") {
-      if (v == "1" || v == "2" || v == "4" || v == "8") p.bits = static_cast<std::uint32_t>(v[0] - '0');
-      else bad(name, key, v, "one of 1, 2, 4, 8");
+      if (v == "1" || v == "2" || v == "4" || v == "8")
+        p.bits = static_cast<std::uint32_t>(v[0] - '0');
+      else
+        bad(name, key, v, "one of 1, 2, 4, 8");
     } else if (key == "rounding") {
-      if (v == "stochastic") p.nearest = false;
-      else if (v == "nearest") p.nearest = true;
-      else bad(name, key, v, "stochastic or nearest");
+      if (v == "stochastic")
+        p.nearest = false;
+      else if (v == "nearest")
+        p.nearest = true;
+      else
+        bad(name, key, v, "stochastic or nearest");
     } else if (key == "k") {
       p.k = parse_uint(name, key, v, 1, 0xffffffffu, "an integer in [1, 2^32-1]");
       have_k = true;
@@ -161,11 +167,13 @@ CodecParams parse_spec(std::string_view spec) {
   }
   if (p.id == CodecId::kTopk || p.id == CodecId::kRandomk) {
     if (have_k == have_ratio)
-      throw std::invalid_argument("codec '" + std::string(name) +
-                                  "': give exactly one of 'k' (integer >= 1) or 'ratio' (in (0, 1])");
+      throw std::invalid_argument(
+          "codec '" + std::string(name) +
+          "': give exactly one of 'k' (integer >= 1) or 'ratio' (in (0, 1])");
   }
   if (p.id == CodecId::kThreshold && !have_tau)
-    throw std::invalid_argument("codec 'threshold': parameter 'tau' is required (a finite number >= 0)");
+    throw std::invalid_argument(
+        "codec 'threshold': parameter 'tau' is required (a finite number >= 0)");
   return p;
 }
 
@@ -175,19 +183,28 @@ std::string canonical_spec(const CodecParams& p) {
     return p.ratio > 0.0 ? "ratio=" + fmt_double(p.ratio) : "k=" + std::to_string(p.k);
   };
   switch (p.id) {
-    case CodecId::kIdentity: return "identity";
-    case CodecId::kFp16: return "fp16";
-    case CodecId::kBf16: return "bf16";
+    case CodecId::kIdentity:
+      return "identity";
+    case CodecId::kFp16:
+      return "fp16";
+    case CodecId::kBf16:
+      return "bf16";
     case CodecId::kQsgd:
-      return "qsgd:s=" + std::to_string(p.s) + ",bucket=" + b + ",scaled=" + (p.scaled ? "true" : "false");
+      return "qsgd:s=" + std::to_string(p.s) + ",bucket=" + b +
+             ",scaled=" + (p.scaled ? "true" : "false");
     case CodecId::kQuantize:
       return "quantize:bits=" + std::to_string(p.bits) + ",bucket=" + b +
              ",rounding=" + (p.nearest ? "nearest" : "stochastic");
-    case CodecId::kTerngrad: return "terngrad:bucket=" + b;
-    case CodecId::kSign: return "sign:bucket=" + b;
-    case CodecId::kTopk: return "topk:" + kr();
-    case CodecId::kRandomk: return "randomk:" + kr() + ",unbiased=" + (p.unbiased ? "true" : "false");
-    case CodecId::kThreshold: return "threshold:tau=" + fmt_double(p.tau);
+    case CodecId::kTerngrad:
+      return "terngrad:bucket=" + b;
+    case CodecId::kSign:
+      return "sign:bucket=" + b;
+    case CodecId::kTopk:
+      return "topk:" + kr();
+    case CodecId::kRandomk:
+      return "randomk:" + kr() + ",unbiased=" + (p.unbiased ? "true" : "false");
+    case CodecId::kThreshold:
+      return "threshold:tau=" + fmt_double(p.tau);
   }
   return "identity";
 }

@@ -15,7 +15,9 @@ namespace {
 
 constexpr std::uint64_t kChunk = 64 * 1024;  // fixed work unit: results never depend on threads
 
-inline std::uint32_t abs_key(float v) { return bits_as<std::uint32_t>(v) & 0x7fffffffu; }
+inline std::uint32_t abs_key(float v) {
+  return bits_as<std::uint32_t>(v) & 0x7fffffffu;
+}
 
 // Exact top-k of a small candidate list under the rank order.
 void pick_ranked(std::vector<std::uint64_t>& cand, std::uint64_t k) {
@@ -57,12 +59,12 @@ void select_topk(std::span<const float> x, std::uint64_t k, std::uint64_t base,
       std::vector<std::uint64_t> local(kBins, 0);
 #pragma omp for schedule(static)
       for (std::int64_t c = 0; c < chunks; ++c) {
-        const std::uint64_t b = static_cast<std::uint64_t>(c) * kChunk,
-                            e = std::min(n, b + kChunk);
+        const std::uint64_t b = static_cast<std::uint64_t>(c) * kChunk, e = std::min(n, b + kChunk);
         for (std::uint64_t i = b; i < e; ++i) ++local[abs_key(x[i]) >> kShift];
       }
 #pragma omp critical
-      for (int i = 0; i < kBins; ++i) hist[static_cast<std::size_t>(i)] += local[static_cast<std::size_t>(i)];
+      for (int i = 0; i < kBins; ++i)
+        hist[static_cast<std::size_t>(i)] += local[static_cast<std::size_t>(i)];
     }
     std::uint64_t above = 0;
     std::uint32_t bin = kBins - 1;

@@ -31,16 +31,26 @@ static_assert(std::endian::native == std::endian::little, "wire format assumes l
 
 const char* codec_name(CodecId id) {
   switch (id) {
-    case CodecId::kIdentity: return "identity";
-    case CodecId::kFp16: return "fp16";
-    case CodecId::kBf16: return "bf16";
-    case CodecId::kQsgd: return "qsgd";
-    case CodecId::kQuantize: return "quantize";
-    case CodecId::kTerngrad: return "terngrad";
-    case CodecId::kSign: return "sign";
-    case CodecId::kTopk: return "topk";
-    case CodecId::kRandomk: return "randomk";
-    case CodecId::kThreshold: return "threshold";
+    case CodecId::kIdentity:
+      return "identity";
+    case CodecId::kFp16:
+      return "fp16";
+    case CodecId::kBf16:
+      return "bf16";
+    case CodecId::kQsgd:
+      return "qsgd";
+    case CodecId::kQuantize:
+      return "quantize";
+    case CodecId::kTerngrad:
+      return "terngrad";
+    case CodecId::kSign:
+      return "sign";
+    case CodecId::kTopk:
+      return "topk";
+    case CodecId::kRandomk:
+      return "randomk";
+    case CodecId::kThreshold:
+      return "threshold";
   }
   return "unknown";
 }

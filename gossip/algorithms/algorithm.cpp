@@ -30,10 +30,8 @@ class Fnv1a {
     }
   }
   template <class T>
-    requires std::is_trivially_copyable_v<T>
-  void add(const T& v) {
-    add(&v, sizeof v);
-  }
+  requires std::is_trivially_copyable_v<T>
+  void add(const T& v) { add(&v, sizeof v); }
   void add(std::string_view s) {
     add(static_cast<std::uint64_t>(s.size()));
     add(s.data(), s.size());
@@ -88,8 +86,8 @@ class Reader {
   std::string string(const char* what, std::size_t max_len) {
     const auto n = value<std::uint32_t>(what);
     if (n > max_len) {
-      throw StateError(fmt::format("algorithm state: {} has length {} (at most {})", what, n,
-                                   max_len));
+      throw StateError(
+          fmt::format("algorithm state: {} has length {} (at most {})", what, n, max_len));
     }
     std::string s(n, '\0');
     bytes(s.data(), n, what);
@@ -159,8 +157,8 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
     : config_(config), transport_(transport), rank_(transport.rank()), size_(transport.size()) {
   config_.name = canonical_algorithm_name(config.name);
   if (size_ != topology.size()) {
-    throw std::invalid_argument(fmt::format("transport has {} peers but the topology has {}",
-                                            size_, topology.size()));
+    throw std::invalid_argument(
+        fmt::format("transport has {} peers but the topology has {}", size_, topology.size()));
   }
   if (rank_ < 0 || rank_ >= size_) {
     throw std::invalid_argument(fmt::format("transport rank {} outside [0, {})", rank_, size_));
@@ -213,12 +211,16 @@ std::vector<float> Algorithm::model_buffer(float fill) {
 }
 
 void Algorithm::step(GradientFn grad) {
-  const Clock::time_point start = Clock::now();
-  Clock::time_point mark = start;
   last_ = RoundStats{};
-  grad(std::span<const float>(x_), std::span<float>(g_));
-  last_.compute_s = seconds_since(mark);
-  finish_round(mark);
+  const net::TrafficCounters before = transport_.counters();
+  if (!(config_.overlap_gradient && run_round_with(grad))) {
+    Clock::time_point mark = Clock::now();
+    grad(std::span<const float>(x_), std::span<float>(g_));
+    last_.compute_s = seconds_since(mark);
+    apply_direction();
+    run_round();
+  }
+  end_round(before);
 }
 
 void Algorithm::step(std::span<const float> g) {
@@ -227,13 +229,15 @@ void Algorithm::step(std::span<const float> g) {
         fmt::format("gradient has {} elements, the model {}", g.size(), x_.size()));
   }
   last_ = RoundStats{};
-  Clock::time_point mark = Clock::now();
+  const net::TrafficCounters before = transport_.counters();
   std::copy(g.begin(), g.end(), g_.begin());
-  finish_round(mark);
+  apply_direction();
+  run_round();
+  end_round(before);
 }
 
-void Algorithm::finish_round(Clock::time_point mark) {
-  const net::TrafficCounters before = transport_.counters();
+void Algorithm::apply_direction() {
+  Clock::time_point mark = Clock::now();
   const std::size_t d = x_.size();
   if (config_.weight_decay > 0.0f) {
     const float wd = config_.weight_decay;
@@ -249,7 +253,9 @@ void Algorithm::finish_round(Clock::time_point mark) {
     }
   }
   last_.update_s += seconds_since(mark);
-  run_round();
+}
+
+void Algorithm::end_round(const net::TrafficCounters& before) {
   ++round_;
   const net::TrafficCounters& after = transport_.counters();
   last_.rounds = 1;
@@ -304,18 +310,18 @@ void Algorithm::load(std::istream& in) {
   }
   const auto version = r.value<std::uint32_t>("the version");
   if (version != kVersion) {
-    throw StateError(fmt::format("algorithm state: format version {} (this build reads {})",
-                                 version, kVersion));
+    throw StateError(
+        fmt::format("algorithm state: format version {} (this build reads {})", version, kVersion));
   }
   const std::string name = r.string("the algorithm name", 64);
   if (name != config_.name) {
-    throw StateError(fmt::format(
-        "algorithm state is of algorithm '{}', cannot load it into '{}'", name, config_.name));
+    throw StateError(fmt::format("algorithm state is of algorithm '{}', cannot load it into '{}'",
+                                 name, config_.name));
   }
   const auto d = r.value<std::uint64_t>("the dimension");
   if (d != x_.size()) {
-    throw StateError(fmt::format("algorithm state has d = {}, this model has d = {}", d,
-                                 x_.size()));
+    throw StateError(
+        fmt::format("algorithm state has d = {}, this model has d = {}", d, x_.size()));
   }
   const auto hash = r.value<std::uint64_t>("the config hash");
   if (hash != config_hash_) {
@@ -329,8 +335,8 @@ void Algorithm::load(std::istream& in) {
   auto buffers = state_buffers();
   const auto count = r.value<std::uint32_t>("the buffer count");
   if (count != buffers.size()) {
-    throw StateError(fmt::format("algorithm state has {} buffers, {} keeps {}", count,
-                                 config_.name, buffers.size()));
+    throw StateError(fmt::format("algorithm state has {} buffers, {} keeps {}", count, config_.name,
+                                 buffers.size()));
   }
   std::vector<std::vector<float>> staged(buffers.size());
   for (std::size_t b = 0; b < buffers.size(); ++b) {
@@ -373,8 +379,8 @@ namespace detail {
 void validate_mixing(const net::Transport& transport, const topology::Topology& topology) {
   const int n = topology.size();
   if (transport.size() != n) {
-    throw std::invalid_argument(fmt::format("transport has {} peers but the topology has {}",
-                                            transport.size(), n));
+    throw std::invalid_argument(
+        fmt::format("transport has {} peers but the topology has {}", transport.size(), n));
   }
   constexpr double kTol = 1e-9;
   for (int i = 0; i < n; ++i) {
@@ -388,9 +394,9 @@ void validate_mixing(const net::Transport& transport, const topology::Topology& 
                         i, nb.rank, nb.weight));
       }
       if (std::abs(nb.weight - topology.weight(nb.rank, i)) > kTol) {
-        throw std::invalid_argument(fmt::format("W is not symmetric: W[{}][{}] = {}, W[{}][{}] = {}",
-                                                i, nb.rank, nb.weight, nb.rank, i,
-                                                topology.weight(nb.rank, i)));
+        throw std::invalid_argument(
+            fmt::format("W is not symmetric: W[{}][{}] = {}, W[{}][{}] = {}", i, nb.rank, nb.weight,
+                        nb.rank, i, topology.weight(nb.rank, i)));
       }
     }
     if (std::abs(sum - 1.0) > kTol) {
@@ -400,15 +406,15 @@ void validate_mixing(const net::Transport& transport, const topology::Topology& 
   }
   const int rank = transport.rank();
   std::vector<int> expected;
-  for (const topology::Neighbor& nb : topology.neighbors(rank)) {
-    if (nb.weight > 0.0) expected.push_back(nb.rank);
-  }
+  // Every off-diagonal entry listed in the row, zero weights included: the transport links the
+  // graph's edges, and a zero weight only makes that message count for nothing.
+  for (const topology::Neighbor& nb : topology.neighbors(rank)) expected.push_back(nb.rank);
   std::sort(expected.begin(), expected.end());
   const auto got = transport.neighbors();
   if (!std::equal(expected.begin(), expected.end(), got.begin(), got.end())) {
-    throw std::invalid_argument(fmt::format(
-        "transport of rank {} exchanges with [{}] but W row {} names [{}]", rank,
-        fmt::join(got, ", "), rank, fmt::join(expected, ", ")));
+    throw std::invalid_argument(
+        fmt::format("transport of rank {} exchanges with [{}] but W row {} names [{}]", rank,
+                    fmt::join(got, ", "), rank, fmt::join(expected, ", ")));
   }
 }
 
@@ -436,9 +442,10 @@ const std::vector<std::span<const std::byte>>& GossipAlgorithm::exchange() {
   const auto& messages = transport_.exchange(round_, wire_);
   last_.wait_s += seconds_since(mark);
   if (messages.size() != weights_.size()) {
-    throw net::TransportError(fmt::format("rank {} round {}: transport returned {} messages for {} "
-                                          "neighbours",
-                                          rank_, round_, messages.size(), weights_.size()));
+    throw net::TransportError(
+        fmt::format("rank {} round {}: transport returned {} messages for {} "
+                    "neighbours",
+                    rank_, round_, messages.size(), weights_.size()));
   }
   return messages;
 }

@@ -46,7 +46,7 @@ struct AlgorithmConfig {
   float consensus_step = 1.0f;  // η (DeepSqueeze) or γ_c (CHOCO-SGD); ignored by the others
   float momentum = 0.0f;        // heavy ball on the local gradient, 0 disables the buffer
   bool nesterov = false;
-  float weight_decay = 0.0f;    // g += weight_decay * x before momentum
+  float weight_decay = 0.0f;  // g += weight_decay * x before momentum
   // Codec spec for the gossip message (kernels::make_codec). D-PSGD: "identity", "fp16" or
   // "bf16" (any codec is accepted); all-reduce: must be "identity" (it always sends fp32).
   std::string codec = "identity";
@@ -54,6 +54,11 @@ struct AlgorithmConfig {
   // otherwise the codec compresses each tensor on its own (granularity "layer"). Must sum to d.
   std::vector<std::size_t> tensor_sizes;
   std::uint64_t seed = 0;  // key of the codecs' counter-based RNG, with (rank, round)
+  // D-PSGD only: step(GradientFn) computes the gradient on a worker thread while this thread
+  // encodes and exchanges x_i (both only read x_i). The gradient callback must then be safe to
+  // run on another thread. Results are bit-identical either way, so it is not part of the config
+  // hash. Ignored by the other algorithms, whose message depends on the gradient.
+  bool overlap_gradient = false;
 };
 
 // Canonical algorithm name for a name or alias; throws std::invalid_argument listing the names.
@@ -61,8 +66,8 @@ std::string canonical_algorithm_name(std::string_view name);
 
 // What one round cost. Times in seconds of wall clock on this peer.
 struct RoundStats {
-  std::uint64_t rounds = 0;          // 1 for last_round(); the number of rounds for totals()
-  std::uint64_t bytes_sent = 0;      // transport counters, framing included
+  std::uint64_t rounds = 0;      // 1 for last_round(); the number of rounds for totals()
+  std::uint64_t bytes_sent = 0;  // transport counters, framing included
   std::uint64_t bytes_received = 0;
   double compute_s = 0.0;  // the gradient callback (0 when the gradient is passed in)
   double encode_s = 0.0;   // forming the message and Codec::encode
@@ -85,9 +90,9 @@ class StateError : public std::runtime_error {
 class GradientFn {
  public:
   template <class F>
-    requires(!std::same_as<std::remove_cvref_t<F>, GradientFn> &&
-             std::invocable<F&, std::span<const float>, std::span<float>>)
-  GradientFn(F&& f) noexcept  // NOLINT(google-explicit-constructor): used like a function
+  requires(!std::same_as<std::remove_cvref_t<F>, GradientFn> &&
+           std::invocable<F&, std::span<const float>, std::span<float>>) GradientFn(F&& f)
+  noexcept  // NOLINT(google-explicit-constructor): used like a function
       : object_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
         call_([](void* o, std::span<const float> x, std::span<float> g) {
           (*static_cast<std::remove_reference_t<F>*>(o))(x, g);
@@ -158,6 +163,11 @@ class Algorithm {
   // The algorithm's rule for one round. On entry g_ holds the update direction (gradient after
   // weight decay and momentum) at x_ and round_ is the current round.
   virtual void run_round() = 0;
+  // A whole round that computes the gradient itself (D-PSGD's overlap). Returns false when the
+  // algorithm has no such form; then step() computes g and calls run_round().
+  virtual bool run_round_with(GradientFn) { return false; }
+  // Weight decay and momentum applied to g_ in place: g_ becomes the update direction.
+  void apply_direction();
   // Extra state vectors beyond x and the momentum buffer, in a fixed order.
   virtual std::vector<StateBuffer> extra_state() { return {}; }
 
@@ -182,7 +192,7 @@ class Algorithm {
   RoundStats last_{};
 
  private:
-  void finish_round(Clock::time_point start);
+  void end_round(const net::TrafficCounters& before);
 
   std::vector<float> momentum_;  // empty when momentum == 0
   RoundStats totals_{};

@@ -19,7 +19,6 @@ class DcdPsgd final : public GossipAlgorithm {
   }
 
  private:
-
   std::vector<StateBuffer> extra_state() override { return {{"s", s_}}; }
 
   void run_round() override {

@@ -32,9 +32,9 @@ class GossipAlgorithm : public Algorithm {
 
  private:
   std::unique_ptr<kernels::Codec> codec_;
-  std::vector<std::byte> wire_;         // this round's message, kept for the own-decode
-  std::vector<float> weights_;          // W_ij for j in transport.neighbors() order
-  float self_weight_ = 1.0f;            // W_ii
+  std::vector<std::byte> wire_;  // this round's message, kept for the own-decode
+  std::vector<float> weights_;   // W_ij for j in transport.neighbors() order
+  float self_weight_ = 1.0f;     // W_ii
   std::vector<std::span<const std::byte>> no_messages_;  // returned when there are no neighbours
 };
 

@@ -109,14 +109,14 @@ TEST_CASE("d = 1e4, ring of 8: unbiased 2-bit qsgd makes DCD-PSGD diverge") {
     problem.gradient(r, x, g);
   };
   const double start = worst_error({x0}, problem.optimum);
-  const auto dcd = gt::run_algorithm(config("dcd-psgd", 0.1f, 1.0f, "qsgd:s=3"), topo, x0, 100,
-                                     grad);
+  const auto dcd =
+      gt::run_algorithm(config("dcd-psgd", 0.1f, 1.0f, "qsgd:s=3"), topo, x0, 100, grad);
   const double e_dcd = worst_error(dcd, problem.optimum);
   MESSAGE("DCD-PSGD qsgd:s=3, 100 rounds: relative error " << e_dcd << " (start " << start << ")");
   CHECK(e_dcd > 1e3 * start);
   // The same run at full precision converges: the divergence is the compressor's variance.
-  const auto fp32 = gt::run_algorithm(config("dcd-psgd", 0.1f, 1.0f, "identity"), topo, x0, 100,
-                                      grad);
+  const auto fp32 =
+      gt::run_algorithm(config("dcd-psgd", 0.1f, 1.0f, "identity"), topo, x0, 100, grad);
   CHECK(worst_error(fp32, problem.optimum) < 0.1 * start);
 }
 
@@ -146,10 +146,9 @@ TEST_CASE("d = 1e4, ring of 8: scaled 2-bit qsgd, consensus step 0.1 converges, 
   const double e_choco_big = worst_error(choco_big, problem.optimum);
   const double e_squeeze_big = worst_error(squeeze_big, problem.optimum);
   MESSAGE("start " << start << "; 300 rounds, worst peer relative error: CHOCO γc=0.1 " << e_choco
-                   << ", DeepSqueeze η=0.1 " << e_squeeze << " (its average model "
-                   << m_squeeze << "), DeepSqueeze η=0.03 " << e_squeeze_small
-                   << ", CHOCO γc=0.5 " << e_choco_big << ", DeepSqueeze η=0.5 "
-                   << e_squeeze_big);
+                   << ", DeepSqueeze η=0.1 " << e_squeeze << " (its average model " << m_squeeze
+                   << "), DeepSqueeze η=0.03 " << e_squeeze_small << ", CHOCO γc=0.5 "
+                   << e_choco_big << ", DeepSqueeze η=0.5 " << e_squeeze_big);
   CHECK(e_choco < 0.15 * start);
   // DeepSqueeze's error memory grows to about τ·x under a 1/(1+τ)-scaled compressor, so each
   // peer keeps a disagreement of order η·τ·‖x‖/3 around an average that converges: bounded at

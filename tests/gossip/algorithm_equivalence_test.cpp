@@ -75,10 +75,10 @@ TEST_CASE("identity D-PSGD and DCD-PSGD match the dense D-PSGD reference") {
     };
     const std::uint64_t rounds = 40;
     const auto ref = gt::reference_dpsgd(topo, x0, 0.05f, rounds, grad);
-    const auto dpsgd = gt::run_algorithm(config("dpsgd", 0.05f, 1.0f, "identity"), topo, x0,
-                                         rounds, grad);
-    const auto dcd = gt::run_algorithm(config("dcd-psgd", 0.05f, 1.0f, "identity"), topo, x0,
-                                       rounds, grad);
+    const auto dpsgd =
+        gt::run_algorithm(config("dpsgd", 0.05f, 1.0f, "identity"), topo, x0, rounds, grad);
+    const auto dcd =
+        gt::run_algorithm(config("dcd-psgd", 0.05f, 1.0f, "identity"), topo, x0, rounds, grad);
     // D-PSGD sums in the reference's way up to float rounding; DCD's incremental s_i adds a few
     // roundings per round.
     CHECK(gt::max_scaled_difference(dpsgd, ref) < 1e-5);
@@ -118,15 +118,25 @@ TEST_CASE("fp16 and bf16 D-PSGD stay close to fp32 and send half the bytes") {
   };
   std::vector<std::uint64_t> bytes(3, 0);
   std::vector<std::vector<std::vector<float>>> results;
+  std::vector<ga::RoundStats> stats;
   const char* codecs[] = {"identity", "fp16", "bf16"};
   for (int c = 0; c < 3; ++c) {
     std::vector<std::uint64_t> sent(4, 0);
-    results.push_back(gt::run_algorithm(
-        config("dpsgd", 0.05f, 1.0f, codecs[c]), topo, x0, 20, grad,
-        [&](int rank, std::uint64_t, ga::Algorithm& a) {
-          sent[static_cast<std::size_t>(rank)] = a.totals().bytes_sent;
-        }));
+    results.push_back(gt::run_algorithm(config("dpsgd", 0.05f, 1.0f, codecs[c]), topo, x0, 20, grad,
+                                        [&](int rank, std::uint64_t t, ga::Algorithm& a) {
+                                          sent[static_cast<std::size_t>(rank)] =
+                                              a.totals().bytes_sent;
+                                          if (rank == 0 && t == 20) stats.push_back(a.totals());
+                                        }));
     bytes[static_cast<std::size_t>(c)] = sent[0];
+  }
+  REQUIRE(stats.size() == 3);
+  for (const auto& st : stats) {
+    CHECK(st.rounds == 20);
+    CHECK(st.compute_s > 0.0);
+    CHECK(st.encode_s > 0.0);
+    CHECK(st.decode_s > 0.0);
+    CHECK(st.wait_s > 0.0);
   }
   // Two neighbours, 20 rounds, d = 1000: at least the payloads themselves went out.
   CHECK(bytes[0] >= 2u * 20u * 4000u);
@@ -154,8 +164,8 @@ TEST_CASE("DeepSqueeze and CHOCO-SGD: the mean of the models moves exactly like 
       CAPTURE(codec);
       CAPTURE(name);
       // hist[t][i]: peer i's model after t rounds.
-      std::vector<std::vector<std::vector<float>>> hist(
-          rounds + 1, std::vector<std::vector<float>>(n, x0));
+      std::vector<std::vector<std::vector<float>>> hist(rounds + 1,
+                                                        std::vector<std::vector<float>>(n, x0));
       gt::run_algorithm(config(name, lr, 0.3f, codec), topo, x0, rounds, grad,
                         [&](int rank, std::uint64_t t, ga::Algorithm& a) {
                           const auto p = a.params();
@@ -242,9 +252,8 @@ TEST_CASE("DCD-PSGD and CHOCO-SGD: replicas are bit-identical, s_i = sum_j W_ij 
         std::vector<float> replica = dcd ? x0 : std::vector<float>(problem.d, 0.0f);
         for (std::uint64_t t = 0; t < rounds; ++t) {
           codec->decode_accumulate(rec[j]->sent[t], 1.0f, replica);
-          bit_identical = bit_identical &&
-                          std::memcmp(replica.data(), pub[t + 1][j].data(),
-                                      replica.size() * sizeof(float)) == 0;
+          bit_identical = bit_identical && std::memcmp(replica.data(), pub[t + 1][j].data(),
+                                                       replica.size() * sizeof(float)) == 0;
         }
       }
       CHECK(bit_identical);

@@ -25,15 +25,16 @@ std::vector<std::vector<float>> run_algorithm(const AlgorithmConfig& config,
   return run_algorithm_on(config, topo, transports, x0, rounds, grad, observe);
 }
 
-std::vector<std::vector<float>> run_algorithm_on(
-    const AlgorithmConfig& config, const topology::Topology& topo,
-    std::vector<net::Transport*> transports, std::span<const float> x0, std::uint64_t rounds,
-    const PeerGradient& grad, const Observer& observe) {
+std::vector<std::vector<float>> run_algorithm_on(const AlgorithmConfig& config,
+                                                 const topology::Topology& topo,
+                                                 std::vector<net::Transport*> transports,
+                                                 std::span<const float> x0, std::uint64_t rounds,
+                                                 const PeerGradient& grad,
+                                                 const Observer& observe) {
   const int n = topo.size();
   std::vector<std::vector<float>> out(static_cast<std::size_t>(n));
   run_peers(n, [&](int rank) {
-    auto algo =
-        make_algorithm(config, *transports[static_cast<std::size_t>(rank)], topo, x0);
+    auto algo = make_algorithm(config, *transports[static_cast<std::size_t>(rank)], topo, x0);
     auto g = [&](std::span<const float> x, std::span<float> gr) { grad(rank, x, gr); };
     for (std::uint64_t t = 0; t < rounds; ++t) {
       algo->step(g);
@@ -77,8 +78,7 @@ void DiagonalQuadratic::gradient(int rank, std::span<const float> x, std::span<f
   for (std::size_t k = 0; k < d; ++k) g[k] = ai[k] * (x[k] - ci[k]);
 }
 
-LeastSquares::LeastSquares(int n_, std::size_t d_, std::size_t m_, std::uint64_t seed,
-                           float spread)
+LeastSquares::LeastSquares(int n_, std::size_t d_, std::size_t m_, std::uint64_t seed, float spread)
     : n(n_), d(d_), m(m_) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -131,7 +131,8 @@ std::vector<std::vector<float>> dense_w(const topology::Topology& topo) {
   const auto n = static_cast<std::size_t>(topo.size());
   std::vector<std::vector<float>> w(n, std::vector<float>(n, 0.0f));
   for (std::size_t i = 0; i < n; ++i)
-    for (const auto& nb : topo.W[i]) w[i][static_cast<std::size_t>(nb.rank)] = static_cast<float>(nb.weight);
+    for (const auto& nb : topo.W[i])
+      w[i][static_cast<std::size_t>(nb.rank)] = static_cast<float>(nb.weight);
   return w;
 }
 
@@ -186,8 +187,8 @@ double max_scaled_difference(const std::vector<std::vector<float>>& x, const Mod
   double worst = 0.0;
   for (std::size_t i = 0; i < ref.size(); ++i)
     for (std::size_t k = 0; k < ref[i].size(); ++k)
-      worst = std::max(worst, std::abs(static_cast<double>(x[i][k]) - ref[i][k]) /
-                                  (1.0 + std::abs(ref[i][k])));
+      worst = std::max(
+          worst, std::abs(static_cast<double>(x[i][k]) - ref[i][k]) / (1.0 + std::abs(ref[i][k])));
   return worst;
 }
 

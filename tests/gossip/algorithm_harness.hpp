@@ -68,10 +68,12 @@ std::vector<std::vector<float>> run_algorithm(const AlgorithmConfig& config,
                                               const Observer& observe = {});
 
 // Same, over transports the caller made (wrapped, recorded, ...).
-std::vector<std::vector<float>> run_algorithm_on(
-    const AlgorithmConfig& config, const topology::Topology& topo,
-    std::vector<net::Transport*> transports, std::span<const float> x0, std::uint64_t rounds,
-    const PeerGradient& grad, const Observer& observe = {});
+std::vector<std::vector<float>> run_algorithm_on(const AlgorithmConfig& config,
+                                                 const topology::Topology& topo,
+                                                 std::vector<net::Transport*> transports,
+                                                 std::span<const float> x0, std::uint64_t rounds,
+                                                 const PeerGradient& grad,
+                                                 const Observer& observe = {});
 
 // F_i(x) = ½ Σ_k a_ik (x_k − c_ik)²: separable, so cheap at d = 10⁴; a_ik ~ U(0.5, 2),
 // c_ik = c_k + spread·N(0, 1), c_k ~ N(0, 1): heterogeneous across peers by `spread`.

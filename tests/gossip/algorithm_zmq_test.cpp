@@ -35,8 +35,14 @@ ga::AlgorithmConfig config_for(const std::string& name) {
 }  // namespace
 
 TEST_CASE("ZeroMQ and in-process transports give bit-identical models after 50 rounds") {
-  const char* specs[] = {"ring:1", "ring:2", "ring:3", "ring:8", "torus:2x4", "torus:1x3",
-                         "erdos-renyi:8,p=0.5,seed=3", "erdos-renyi:3,p=0.9,seed=1"};
+  const char* specs[] = {"ring:1",
+                         "ring:2",
+                         "ring:3",
+                         "ring:8",
+                         "torus:2x4",
+                         "torus:1x3",
+                         "erdos-renyi:8,p=0.5,seed=3",
+                         "erdos-renyi:3,p=0.9,seed=1"};
   int case_id = 0;
   for (const char* text : specs) {
     auto spec = gossip::topology::parse_spec(text);
@@ -44,7 +50,8 @@ TEST_CASE("ZeroMQ and in-process transports give bit-identical models after 50 r
       CAPTURE(text);
       CAPTURE(name);
       // Fresh socket paths per case: a lingering socket of the previous case must not answer.
-      spec.endpoint = fmt::format("ipc:///tmp/gossip-algo-zmq-{}-{}-{{rank}}", ::getpid(), case_id++);
+      spec.endpoint =
+          fmt::format("ipc:///tmp/gossip-algo-zmq-{}-{}-{{rank}}", ::getpid(), case_id++);
       const auto topo = gossip::topology::make_topology(spec);
       const gt::DiagonalQuadratic problem(topo.size(), 777, 31, 0.3f);
       const std::vector<float> x0(problem.d, 0.1f);

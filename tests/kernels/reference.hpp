@@ -31,7 +31,9 @@ inline std::uint32_t noise_word(const RngKey& k, std::uint64_t i) {
                        static_cast<std::uint32_t>(k.seed >> 32))
       .v[i % 4];
 }
-inline float u01(std::uint32_t r) { return std::ldexp(static_cast<float>(r >> 8), -24); }
+inline float u01(std::uint32_t r) {
+  return std::ldexp(static_cast<float>(r >> 8), -24);
+}
 
 struct Bucket {
   std::size_t begin, end;
@@ -72,7 +74,8 @@ inline std::vector<float> qsgd(std::span<const float> x, std::span<const std::si
                                std::uint32_t s, std::size_t bucket, bool scaled, const RngKey& k) {
   std::vector<float> c(x.size());
   for (const Bucket& b : buckets(sizes, x.size(), bucket)) {
-    const auto norm = static_cast<float>(std::sqrt(ordered_sum(&x[b.begin], b.end - b.begin, true)));
+    const auto norm =
+        static_cast<float>(std::sqrt(ordered_sum(&x[b.begin], b.end - b.begin, true)));
     const float scale = norm > 0 ? static_cast<float>(s) / norm : 0.0f;
     const double len = static_cast<double>(b.end - b.begin);
     const double tau = std::min(len / (double(s) * s), std::sqrt(len) / s);
@@ -102,8 +105,10 @@ inline std::vector<float> quantize(std::span<const float> x, std::span<const std
     for (std::size_t i = b.begin; i < b.end; ++i) {
       const float t = std::clamp((x[i] - lo) * inv, 0.0f, L);
       float q;
-      if (nearest) q = std::nearbyint(t);
-      else q = std::floor(t) + (u01(noise_word(k, i)) < t - std::floor(t) ? 1.0f : 0.0f);
+      if (nearest)
+        q = std::nearbyint(t);
+      else
+        q = std::floor(t) + (u01(noise_word(k, i)) < t - std::floor(t) ? 1.0f : 0.0f);
       c[i] = lo + q * step;
     }
   }

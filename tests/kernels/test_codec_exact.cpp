@@ -60,7 +60,8 @@ TEST_CASE("qsgd (plain and scaled) equals the scalar reference for the same Phil
   for (std::uint32_t s : {1u, 3u, 7u, 15u, 255u, 1000u}) {
     for (std::size_t bucket : {0u, 1u, 100u, 512u}) {
       for (bool scaled : {false, true}) {
-        const std::string spec = "qsgd:s=" + std::to_string(s) + ",bucket=" + std::to_string(bucket) +
+        const std::string spec = "qsgd:s=" + std::to_string(s) +
+                                 ",bucket=" + std::to_string(bucket) +
                                  ",scaled=" + (scaled ? "true" : "false");
         const auto c = make_codec(spec);
         for (std::size_t d : kSizes) {
@@ -78,8 +79,9 @@ TEST_CASE("quantize (stochastic and nearest) equals the scalar reference") {
   for (std::uint32_t bits : {1u, 2u, 4u, 8u}) {
     for (std::size_t bucket : {0u, 7u, 512u}) {
       for (bool nearest : {false, true}) {
-        const std::string spec = "quantize:bits=" + std::to_string(bits) + ",bucket=" +
-                                 std::to_string(bucket) + ",rounding=" + (nearest ? "nearest" : "stochastic");
+        const std::string spec = "quantize:bits=" + std::to_string(bits) +
+                                 ",bucket=" + std::to_string(bucket) +
+                                 ",rounding=" + (nearest ? "nearest" : "stochastic");
         const auto c = make_codec(spec);
         for (std::size_t d : kSizes) {
           auto x = r::gaussian(d, static_cast<std::uint32_t>(d * 3 + bits));
@@ -117,7 +119,8 @@ TEST_CASE("topk equals std::nth_element with the lower-index tie rule") {
       check_equal(r::roundtrip(*c, x, {}), r::topk(x, k), c->spec() + " d=" + std::to_string(d));
     }
     const auto c = make_codec("topk:ratio=0.01");
-    check_equal(r::roundtrip(*c, x, {}), r::topk(x, (d + 99) / 100), "topk ratio d=" + std::to_string(d));
+    check_equal(r::roundtrip(*c, x, {}), r::topk(x, (d + 99) / 100),
+                "topk ratio d=" + std::to_string(d));
   }
 }
 
@@ -142,7 +145,8 @@ TEST_CASE("randomk keeps k distinct coordinates scaled by d/k, reproducible from
   for (std::size_t d : {1u, 33u, 1000u, 70001u}) {
     const auto x = r::gaussian(d, 3);
     for (bool unbiased : {true, false}) {
-      const auto c = make_codec(std::string("randomk:ratio=0.1,unbiased=") + (unbiased ? "true" : "false"));
+      const auto c =
+          make_codec(std::string("randomk:ratio=0.1,unbiased=") + (unbiased ? "true" : "false"));
       const std::size_t k = (d + 9) / 10;
       const auto y = r::roundtrip(*c, x, {42, 1, 2});
       const auto y2 = r::roundtrip(*c, x, {42, 1, 2});
@@ -172,11 +176,13 @@ TEST_CASE("per-tensor granularity: each tensor compressed on its own") {
     const auto c = make_codec("qsgd:s=3,scaled=true", kLayout);
     check_equal(r::roundtrip(*c, x, key), r::qsgd(x, kLayout, 3, 0, true, key), "qsgd layered");
     const auto c2 = make_codec("qsgd:s=7,bucket=100", kLayout);
-    check_equal(r::roundtrip(*c2, x, key), r::qsgd(x, kLayout, 7, 100, false, key), "qsgd layered bucket");
+    check_equal(r::roundtrip(*c2, x, key), r::qsgd(x, kLayout, 7, 100, false, key),
+                "qsgd layered bucket");
   }
   {
     const auto c = make_codec("quantize:bits=2,bucket=64", kLayout);
-    check_equal(r::roundtrip(*c, x, key), r::quantize(x, kLayout, 2, 64, false, key), "quantize layered");
+    check_equal(r::roundtrip(*c, x, key), r::quantize(x, kLayout, 2, 64, false, key),
+                "quantize layered");
     const auto s = make_codec("sign", kLayout);
     check_equal(r::roundtrip(*s, x, key), r::sign(x, kLayout, 0), "sign layered");
     const auto t = make_codec("terngrad:bucket=10", kLayout);
@@ -199,9 +205,17 @@ TEST_CASE("per-tensor granularity: each tensor compressed on its own") {
 }
 
 TEST_CASE("decode_accumulate computes y + w * C(x), bit for bit") {
-  const char* specs[] = {"identity", "fp16", "bf16", "qsgd:s=3,bucket=512", "qsgd:s=3,scaled=true",
-                         "quantize:bits=4,bucket=100", "terngrad:bucket=64", "sign:bucket=128",
-                         "topk:k=50", "randomk:k=50", "threshold:tau=1.5"};
+  const char* specs[] = {"identity",
+                         "fp16",
+                         "bf16",
+                         "qsgd:s=3,bucket=512",
+                         "qsgd:s=3,scaled=true",
+                         "quantize:bits=4,bucket=100",
+                         "terngrad:bucket=64",
+                         "sign:bucket=128",
+                         "topk:k=50",
+                         "randomk:k=50",
+                         "threshold:tau=1.5"};
   for (const char* spec : specs) {
     const auto c = make_codec(spec);
     for (std::size_t d : {0u, 33u, 5000u}) {
@@ -223,10 +237,19 @@ TEST_CASE("decode_accumulate computes y + w * C(x), bit for bit") {
 }
 
 TEST_CASE("encodings are the same bytes with 1 and 2 OpenMP threads") {
-  const char* specs[] = {"identity", "fp16", "bf16", "qsgd:s=3,bucket=512", "qsgd:s=15",
-                         "quantize:bits=2", "quantize:bits=8,rounding=nearest,bucket=4096",
-                         "terngrad", "sign:bucket=512", "sign", "topk:ratio=0.01",
-                         "randomk:ratio=0.01", "threshold:tau=2"};
+  const char* specs[] = {"identity",
+                         "fp16",
+                         "bf16",
+                         "qsgd:s=3,bucket=512",
+                         "qsgd:s=15",
+                         "quantize:bits=2",
+                         "quantize:bits=8,rounding=nearest,bucket=4096",
+                         "terngrad",
+                         "sign:bucket=512",
+                         "sign",
+                         "topk:ratio=0.01",
+                         "randomk:ratio=0.01",
+                         "threshold:tau=2"};
   const std::size_t d = 300001;  // several 64 KiB checksum blocks, many groups, ragged tail
   const auto x = r::gaussian(d, 10);
   const int saved = omp_get_max_threads();

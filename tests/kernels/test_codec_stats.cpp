@@ -47,7 +47,8 @@ void check_unbiased(const Moments& m, std::span<const float> x, std::span<const 
                     const std::string& what) {
   std::size_t bad = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {
-    const double bound = 5.5 * sigma[i] / std::sqrt(double(kSeeds)) + 1e-5 * (std::fabs(x[i]) + 1e-3);
+    const double bound =
+        5.5 * sigma[i] / std::sqrt(double(kSeeds)) + 1e-5 * (std::fabs(x[i]) + 1e-3);
     if (std::fabs(m.mean[i] - x[i]) > bound && bad++ < 3)
       FAIL_CHECK(what << ": element " << i << " mean " << m.mean[i] << " vs x " << x[i]
                       << " (bound " << bound << ")");
@@ -83,9 +84,11 @@ TEST_CASE("qsgd is unbiased and within its variance bound; scaled qsgd contracts
       for (const auto& bk : r::buckets({}, d, b)) {
         const double len = double(bk.end - bk.begin);
         const double tau = std::min(len / (double(s) * s), std::sqrt(len) / s);
-        contract += (1 - 1 / (1 + tau)) * norm2(std::span<const float>(&x[bk.begin], bk.end - bk.begin));
+        contract +=
+            (1 - 1 / (1 + tau)) * norm2(std::span<const float>(&x[bk.begin], bk.end - bk.begin));
       }
-      CHECK_MESSAGE(ms.err2 <= 1.1 * contract, spec << " scaled: " << ms.err2 << " vs " << contract);
+      CHECK_MESSAGE(ms.err2 <= 1.1 * contract,
+                    spec << " scaled: " << ms.err2 << " vs " << contract);
       CHECK(ms.err2 < norm2(x));
     }
   }
@@ -101,7 +104,8 @@ TEST_CASE("stochastic quantize is unbiased; nearest is deterministic and within 
     for (const auto& bk : r::buckets({}, d, 64)) {
       const float lo = *std::min_element(&x[bk.begin], &x[bk.begin] + (bk.end - bk.begin));
       const float hi = *std::max_element(&x[bk.begin], &x[bk.begin] + (bk.end - bk.begin));
-      for (std::size_t i = bk.begin; i < bk.end; ++i) sigma[i] = (hi - lo) / ((1 << bits) - 1) / 2.0;
+      for (std::size_t i = bk.begin; i < bk.end; ++i)
+        sigma[i] = (hi - lo) / ((1 << bits) - 1) / 2.0;
     }
     check_unbiased(m, x, sigma, spec);
     const auto c = make_codec(spec + ",rounding=nearest");

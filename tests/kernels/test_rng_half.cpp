@@ -52,8 +52,8 @@ TEST_CASE("crc32c: check value and hardware path equals the table path") {
   std::vector<unsigned char> buf(100000);
   for (auto& b : buf) b = static_cast<unsigned char>(g());
   // Past 3 * 4096 bytes the hardware path runs three interleaved streams and merges them.
-  for (std::size_t n : {0u, 1u, 7u, 8u, 9u, 63u, 1000u, 4999u, 12287u, 12288u, 12289u, 24576u,
-                        50001u, 100000u}) {
+  for (std::size_t n :
+       {0u, 1u, 7u, 8u, 9u, 63u, 1000u, 4999u, 12287u, 12288u, 12289u, 24576u, 50001u, 100000u}) {
     auto sp = std::as_bytes(std::span<const unsigned char>(buf.data(), n));
     CHECK(crc32c(sp) == crc32c_portable(sp));
     // Continuing from a partial CRC equals one pass.
@@ -83,7 +83,8 @@ std::uint16_t ref_fp16(float x) {
   if (std::isnan(x)) return 0x7e00;  // checked separately: any quiet NaN
   const double a = std::fabs(static_cast<double>(x));
   std::uint32_t lo = 0, hi = 0x7c00;  // half_value(lo) <= a < half_value(hi) unless a >= 2^16
-  if (a >= 65536.0) lo = 0x7c00;
+  if (a >= 65536.0)
+    lo = 0x7c00;
   else {
     while (hi - lo > 1) {
       const std::uint32_t mid = (lo + hi) / 2;
@@ -112,7 +113,8 @@ std::uint16_t ref_bf16(float x) {
 
 std::vector<float> probe_floats() {
   std::vector<float> v;
-  for (std::uint64_t u = 0; u < (1ull << 32); u += 4099) v.push_back(from_bits(static_cast<std::uint32_t>(u)));
+  for (std::uint64_t u = 0; u < (1ull << 32); u += 4099)
+    v.push_back(from_bits(static_cast<std::uint32_t>(u)));
   // Exact midpoints between neighbouring halves and bf16s (the tie cases) and their neighbours.
   for (std::uint32_t h = 0; h < 0x7c00; ++h) {
     const float mid = static_cast<float>((half_value(h) + half_value(h + 1)) / 2);
@@ -165,6 +167,8 @@ TEST_CASE("bf16 cast is round-to-nearest-even") {
     if (got != want && bad++ < 5) FAIL_CHECK("bf16(" << f << ") = " << got << ", want " << want);
   }
   CHECK(bad == 0);
-  CHECK(std::isnan(bf16_bits_to_float(float_to_bf16_bits(std::numeric_limits<float>::quiet_NaN()))));
-  CHECK(std::isnan(bf16_bits_to_float(float_to_bf16_bits(from_bits(0x7f800001u)))));  // signalling NaN stays NaN
+  CHECK(
+      std::isnan(bf16_bits_to_float(float_to_bf16_bits(std::numeric_limits<float>::quiet_NaN()))));
+  CHECK(std::isnan(
+      bf16_bits_to_float(float_to_bf16_bits(from_bits(0x7f800001u)))));  // signalling NaN stays NaN
 }

@@ -15,7 +15,9 @@ using namespace gossip::kernels;
 namespace r = gossip::kernels::ref;
 
 namespace {
-std::size_t cdiv(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
+std::size_t cdiv(std::size_t a, std::size_t b) {
+  return (a + b - 1) / b;
+}
 }  // namespace
 
 TEST_CASE("payload sizes match ALGORITHMS.md") {
@@ -27,9 +29,9 @@ TEST_CASE("payload sizes match ALGORITHMS.md") {
     CHECK(payload("bf16") == 2 * d);
     // bucket 7 does not divide 1000, 33, 31; bucket 0 is one bucket for the whole vector.
     const std::size_t nb7 = cdiv(d, 7), nb0 = d ? 1 : 0;
-    CHECK(payload("qsgd:s=3,bucket=7") == 4 * nb7 + cdiv(d * 3, 8));      // 1 + ceil(log2 4) = 3
-    CHECK(payload("qsgd:s=1,bucket=7") == 4 * nb7 + cdiv(d * 2, 8));      // 1 + 1
-    CHECK(payload("qsgd:s=4,bucket=7") == 4 * nb7 + cdiv(d * 4, 8));      // 1 + ceil(log2 5) = 4
+    CHECK(payload("qsgd:s=3,bucket=7") == 4 * nb7 + cdiv(d * 3, 8));  // 1 + ceil(log2 4) = 3
+    CHECK(payload("qsgd:s=1,bucket=7") == 4 * nb7 + cdiv(d * 2, 8));  // 1 + 1
+    CHECK(payload("qsgd:s=4,bucket=7") == 4 * nb7 + cdiv(d * 4, 8));  // 1 + ceil(log2 5) = 4
     CHECK(payload("qsgd:s=255") == 4 * nb0 + cdiv(d * 9, 8));
     CHECK(payload("qsgd:s=256,scaled=true") == 4 * nb0 + cdiv(d * 10, 8));
     for (std::size_t bits : {1u, 2u, 4u, 8u})
@@ -68,16 +70,17 @@ TEST_CASE("encode writes exactly wire_size bytes and the documented header") {
   CHECK(h.payload_bytes == c->wire_size(1000) - kHeaderSize);
   CHECK(h.peer == 77);
   CHECK(h.round == 0x123456789ull);
-  CHECK(h.checksum == message_checksum(std::span<const std::byte>(wire.data(), c->wire_size(1000))));
+  CHECK(h.checksum ==
+        message_checksum(std::span<const std::byte>(wire.data(), c->wire_size(1000))));
   CHECK_THROWS_AS(c->encode(x, {}, std::span<std::byte>(wire.data(), c->wire_size(1000) - 1)),
                   std::invalid_argument);
 }
 
 TEST_CASE("spec strings: canonical form round-trips, bad ones name the parameter") {
-  for (const char* s : {"identity", "fp16", "bf16", "qsgd:s=3,bucket=512,scaled=true",
-                        "quantize:bits=2,bucket=0,rounding=nearest", "terngrad:bucket=64",
-                        "sign:bucket=512", "topk:ratio=0.01", "topk:k=5", "randomk:k=9,unbiased=false",
-                        "threshold:tau=0.001"}) {
+  for (const char* s :
+       {"identity", "fp16", "bf16", "qsgd:s=3,bucket=512,scaled=true",
+        "quantize:bits=2,bucket=0,rounding=nearest", "terngrad:bucket=64", "sign:bucket=512",
+        "topk:ratio=0.01", "topk:k=5", "randomk:k=9,unbiased=false", "threshold:tau=0.001"}) {
     const auto c = make_codec(s);
     CHECK(make_codec(c->spec())->spec() == c->spec());
   }
@@ -128,8 +131,9 @@ std::string reject_reason(const Codec& c, std::span<const std::byte> msg, std::s
 }  // namespace
 
 TEST_CASE("every kind of bad message is rejected with its reason") {
-  const char* specs[] = {"identity", "fp16", "qsgd:s=3,bucket=100", "quantize:bits=2",
-                         "terngrad", "sign", "topk:k=20", "randomk:k=20", "threshold:tau=1"};
+  const char* specs[] = {"identity",        "fp16",         "qsgd:s=3,bucket=100",
+                         "quantize:bits=2", "terngrad",     "sign",
+                         "topk:k=20",       "randomk:k=20", "threshold:tau=1"};
   const std::size_t d = 1000;
   const auto x = r::gaussian(d, 2);
   for (const char* spec : specs) {
@@ -141,7 +145,8 @@ TEST_CASE("every kind of bad message is rejected with its reason") {
     CHECK(reject_reason(*c, msg, d) == "(accepted)");
 
     // Truncated anywhere, including inside the header.
-    for (std::size_t n : {std::size_t{0}, std::size_t{10}, kHeaderSize - 1, kHeaderSize, wire.size() - 1})
+    for (std::size_t n :
+         {std::size_t{0}, std::size_t{10}, kHeaderSize - 1, kHeaderSize, wire.size() - 1})
       CHECK(reject_reason(*c, msg.first(std::min(n, wire.size() - 1)), d).find("truncated") !=
             std::string::npos);
     // Oversized: a trailing byte.

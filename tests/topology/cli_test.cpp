@@ -2,45 +2,20 @@
 
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
 #include <algorithm>
-#include <array>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "tests/common/run_cli.hpp"
+
 namespace {
-
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-Result run(const std::string& args) {
-  const char* exe = std::getenv("GOSSIP_EXE");
-  REQUIRE_MESSAGE(exe != nullptr, "GOSSIP_EXE is set by meson test");
-  const auto err_path =
-      std::filesystem::temp_directory_path() / ("gossip_cli_test_" + std::to_string(::getpid()));
-  const std::string cmd = std::string(exe) + " " + args + " 2>" + err_path.string();
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p)) r.out += buf.data();
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(err_path);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  std::filesystem::remove(err_path);
-  return r;
+auto run(const std::string& args) {
+  return gossip::testing::run_cli(args);
 }
-
 }  // namespace
 
 TEST_CASE("inspect --json has the documented keys and values") {

@@ -1,0 +1,87 @@
+// Run configs: every key parses, overrides apply, and mistakes are errors naming file and line.
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "src/config.hpp"
+
+using namespace gossip::runtime;
+
+namespace {
+const std::string kBase = "[topology]\nfile = \"ring:4\"\n";  // lines 1-2
+
+void expect_error(const std::string& text, const std::string& part) {
+  CAPTURE(text);
+  CHECK_THROWS_WITH_AS(parse_run_config(text, "run.toml"), doctest::Contains(part.c_str()), ConfigError);
+}
+}  // namespace
+
+TEST_CASE("every key parses and the canonical text round-trips") {
+  const auto c =
+      parse_run_config(kBase +
+                           "[run]\nname = \"x\"\nseed = 7\nepochs = 2.5\nbatch_size = 16\n"
+                           "[algorithm]\nname = \"choco-sgd\"\nlr = 0.05\nconsensus_step = 0.2\n"
+                           "lr_decay_epochs = [1, 2]\n[compression]\ncodec = \"topk:ratio=0.01\"\n"
+                           "granularity = \"layer\"\n[model]\nhidden = [64, 32]\n"
+                           "[transport]\nlatency_ms = 5\n",
+                       "run.toml");
+  CHECK(c.name == "x");
+  CHECK(c.seed == 7);
+  CHECK(c.epochs == 2.5);
+  CHECK(c.batch_size == 16);
+  CHECK(c.consensus_step == doctest::Approx(0.2));
+  CHECK(c.lr_decay_epochs == std::vector<double>{1, 2});
+  CHECK(c.hidden == std::vector<int>{64, 32});
+  CHECK(c.latency_ms == 5.0);
+  const auto again = parse_run_config(c.to_toml(), "canonical.toml");
+  CHECK(again.to_toml() == c.to_toml());
+  CHECK(again.hash() == c.hash());
+}
+
+TEST_CASE("overrides: typed values, bare strings, and errors naming the argument") {
+  auto c = parse_run_config(kBase, "run.toml");
+  const auto h = c.hash();
+  apply_override(c, "algorithm.lr=0.01");
+  CHECK(c.lr == doctest::Approx(0.01));
+  apply_override(c, "algorithm.name=deepsqueeze");
+  CHECK(c.algorithm == "deepsqueeze");
+  apply_override(c, "model.hidden=[10]");
+  CHECK(c.hidden == std::vector<int>{10});
+  CHECK(c.hash() != h);
+  apply_override(c, "run.output=/tmp/elsewhere");
+  CHECK(c.output_dir() == "/tmp/elsewhere");
+  CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.lrr=1"),
+                       doctest::Contains("--set algorithm.lrr=1: unknown key 'algorithm.lrr'"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(apply_override(c, "run.batch_size=big"),
+                       doctest::Contains("must be an integer"), ConfigError);
+  CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.lr"), doctest::Contains("section.key=value"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.consensus_step=1.5"),
+                       doctest::Contains("(0, 1]"), ConfigError);
+}
+
+TEST_CASE("output folder is not part of the run hash") {
+  auto a = parse_run_config(kBase, "a.toml");
+  auto b = a;
+  apply_override(b, "run.output=/tmp/other");
+  CHECK(a.hash() == b.hash());
+}
+
+TEST_CASE("mistakes in the file name the file and the line") {
+  expect_error(kBase + "[algorithm]\nlr = 0.1\nmomentun = 0.9\n",
+               "run.toml:5: unknown key 'momentun' in [algorithm]");
+  expect_error(kBase + "[optimizer]\nlr = 0.1\n", "run.toml:3: unknown section [optimizer]");
+  expect_error(kBase + "[run]\nepochs = \"three\"\n", "run.toml:4: run.epochs must be a number");
+  expect_error(kBase + "[run]\nbatch_size = 0\n", "run.toml:4: run.batch_size must be at least 1");
+  expect_error(kBase + "[data]\npartition = \"random\"\n",
+               "run.toml:4: data.partition is 'random'");
+  expect_error(kBase + "[model]\nhidden = [64, -1]\n",
+               "run.toml:4: model.hidden must be an array of positive");
+  expect_error("[run]\nname = \"x\"\n", "topology.file is missing");
+  expect_error(kBase + "[run\n", "run.toml:3:");
+  expect_error("lr = 0.1\n", "run.toml:1: 'lr' must be a section");
+  CHECK_THROWS_WITH_AS(load_run_config("/nonexistent/run.toml"), doctest::Contains("cannot open"),
+                       ConfigError);
+}

@@ -1,0 +1,126 @@
+// The peer training loop over the in-process transport: resuming from checkpoints gives the same
+// model as an uninterrupted run, a checkpoint of another run is refused, and the simulated peers
+// learn.
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "gossip/inproc_transport.hpp"
+#include "src/collective.hpp"
+#include "src/config.hpp"
+#include "src/trainer.hpp"
+#include "topology/generators.hpp"
+
+using namespace gossip;
+using namespace gossip::runtime;
+
+namespace {
+
+RunConfig small_config(const std::string& out, const std::string& algorithm,
+                       const std::string& codec) {
+  auto c = parse_run_config("[topology]\nfile = \"ring:4\"\n", "test.toml");
+  apply_override(c, "data.dataset=blobs");
+  apply_override(c, "data.train_limit=4000");
+  apply_override(c, "data.test_limit=1000");
+  apply_override(c, "model.hidden=[16]");
+  apply_override(c, "run.output=\"" + out + "\"");
+  apply_override(c, "run.log_every=10");
+  apply_override(c, "algorithm.name=" + algorithm);
+  apply_override(c, "compression.codec=\"" + codec + "\"");
+  apply_override(c, "algorithm.momentum=0.9");
+  apply_override(c, "run.epochs=2");  // 31 rounds per epoch
+  return c;
+}
+
+// Runs all peers as threads; `before` and `stop` control resume and stopping; returns each
+// peer's final parameters.
+std::vector<std::vector<float>> run_all(const RunConfig& c, std::optional<std::uint64_t> resume,
+                                        std::optional<std::uint64_t> stop_at,
+                                        bool checkpoint_at_stop) {
+  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+  const auto data = load_data(c);
+  const int n = topo.size();
+  const auto shards = partition_all(data.train, parse_partition(c.partition), n, c.seed);
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  std::vector<std::vector<float>> params(static_cast<std::size_t>(n));
+  std::vector<std::string> errors(static_cast<std::size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        net::TransportOptions o;
+        o.timeout = std::chrono::seconds(20);
+        net::InprocTransport t(hub, r, o);
+        PeerTrainer trainer(c, topo, r, t, data, shards);
+        if (resume) trainer.resume(*resume);
+        TrainHooks hooks;
+        hooks.stop_before = [&](std::uint64_t round) { return stop_at && round >= *stop_at; };
+        trainer.run(hooks);
+        if (checkpoint_at_stop) trainer.checkpoint();
+        params[static_cast<std::size_t>(r)].assign(trainer.params().begin(),
+                                                   trainer.params().end());
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors)
+    if (!e.empty()) throw std::runtime_error(e);
+  return params;
+}
+
+}  // namespace
+
+TEST_CASE("resume from a checkpoint continues to the same result as an uninterrupted run") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gossip_resume_" + std::to_string(::getpid()));
+  for (auto [algorithm, codec] : {std::pair{"deepsqueeze", "qsgd:s=3,scaled=true"},
+                                  {"choco-sgd", "topk:ratio=0.1"},
+                                  {"dcd-psgd", "identity"},
+                                  {"dpsgd", "identity"}}) {
+    const std::string name = algorithm;
+    CAPTURE(name);
+    auto c = small_config(dir.string(), algorithm, codec);
+    const auto straight = run_all(c, std::nullopt, std::nullopt, false);
+    run_all(c, std::nullopt, 40, true);  // stops before round 40 and checkpoints there
+    CHECK(PeerTrainer::latest_common_checkpoint(c, 4) == 40u);
+    const auto resumed = run_all(c, 40, std::nullopt, false);
+    for (std::size_t r = 0; r < 4; ++r) CHECK(resumed[r] == straight[r]);
+    std::filesystem::remove_all(dir);
+  }
+}
+
+TEST_CASE("a checkpoint of a different run is refused with a message") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gossip_refuse_" + std::to_string(::getpid()));
+  auto c = small_config(dir.string(), "deepsqueeze", "qsgd:s=3,scaled=true");
+  run_all(c, std::nullopt, 20, true);
+  auto other = c;
+  apply_override(other, "algorithm.lr=0.2");
+  CHECK_THROWS_WITH(run_all(other, 20, std::nullopt, false),
+                    doctest::Contains("written by a run with other settings"));
+  CHECK_THROWS_WITH(run_all(c, 30, std::nullopt, false),
+                    doctest::Contains("no checkpoint of rank"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("allreduce_mean gives every peer the same mean") {
+  const auto topo = topology::make_topology(topology::parse_spec("ring:5"));
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  std::vector<std::vector<float>> v(5);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 5; ++r)
+    threads.emplace_back([&, r] {
+      net::InprocTransport t(hub, r);
+      v[static_cast<std::size_t>(r)] = std::vector<float>(13);
+      for (std::size_t k = 0; k < 13; ++k)
+        v[static_cast<std::size_t>(r)][k] = static_cast<float>(r * 100 + k);
+      allreduce_mean(t, 1, v[static_cast<std::size_t>(r)]);
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 5; ++r)
+    for (std::size_t k = 0; k < 13; ++k)
+      CHECK(v[static_cast<std::size_t>(r)][k] == doctest::Approx(200.0 + k));
+}
