@@ -27,13 +27,14 @@ std::shared_ptr<spdlog::logger> make_logger(int rank) {
 }
 
 Clock::time_point from_ns(std::uint64_t ns) {
-  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
 }
 
 }  // namespace
 
-FramedTransport::FramedTransport(const topology::Topology& topo, int rank,
-                                 TransportOptions options, std::string_view backend)
+FramedTransport::FramedTransport(const topology::Topology& topo, int rank, TransportOptions options,
+                                 std::string_view backend)
     : rank_(rank),
       size_(topo.size()),
       topology_hash_(topo.hash()),
@@ -47,8 +48,8 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank,
     throw std::invalid_argument(fmt::format("transport: rank {} outside 0..{}", rank, size_ - 1));
   }
   if (static_cast<int>(topo.peers.size()) != size_) {
-    throw std::invalid_argument(fmt::format("transport: topology has {} peers for {} ranks",
-                                            topo.peers.size(), size_));
+    throw std::invalid_argument(
+        fmt::format("transport: topology has {} peers for {} ranks", topo.peers.size(), size_));
   }
   endpoints_.reserve(topo.peers.size());
   for (const auto& p : topo.peers) endpoints_.push_back(p.endpoint);
@@ -169,7 +170,8 @@ void FramedTransport::accept(Inbound&& in) {
     fail(fmt::format("rank {}: bad frame from {}: {}", rank_, conn, in.malformed));
   }
   const HeaderParse parsed = decode_header(in.header);
-  if (!parsed.header) fail(fmt::format("rank {}: bad frame from {}: {}", rank_, conn, parsed.error));
+  if (!parsed.header)
+    fail(fmt::format("rank {}: bad frame from {}: {}", rank_, conn, parsed.error));
   const FrameHeader& h = *parsed.header;
   const std::string at = where(h.kind, h.round, h.step);
   const int from = static_cast<int>(std::min<std::uint32_t>(h.sender, 0x7fffffff));
@@ -206,8 +208,8 @@ void FramedTransport::accept(Inbound&& in) {
     fail(fmt::format("rank {}: {} frame from {} before its hello", rank_, at, conn));
   }
   if (h.session != session_) {
-    fail(fmt::format("rank {}: {} frame from {} belongs to session {:016x}, ours is {:016x}",
-                     rank_, at, conn, h.session, session_));
+    fail(fmt::format("rank {}: {} frame from {} belongs to session {:016x}, ours is {:016x}", rank_,
+                     at, conn, h.session, session_));
   }
   if (options_.max_payload_bytes > 0 && h.payload_length > options_.max_payload_bytes) {
     fail(fmt::format("rank {}: {} frame from {} carries {} bytes, the limit is {}", rank_, at, conn,
@@ -232,8 +234,8 @@ void FramedTransport::accept(Inbound&& in) {
                        conn));
     }
     if (last_exchange_ && h.round <= *last_exchange_) {
-      fail(fmt::format("rank {}: stale exchange frame of round {} from {}: round {} is done",
-                       rank_, h.round, conn, *last_exchange_));
+      fail(fmt::format("rank {}: stale exchange frame of round {} from {}: round {} is done", rank_,
+                       h.round, conn, *last_exchange_));
     }
   } else {
     const int prev = (rank_ + size_ - 1) % size_;
@@ -372,8 +374,9 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
                                     const MessageFn* on_message) {
   handshake();
   if (last_exchange_ && round <= *last_exchange_) {
-    throw TransportError(fmt::format("rank {}: exchange of round {} after round {}: rounds must grow",
-                                     rank_, round, *last_exchange_));
+    throw TransportError(
+        fmt::format("rank {}: exchange of round {} after round {}: rounds must grow", rank_, round,
+                    *last_exchange_));
   }
   held_.clear();
   views_.assign(neighbors_.size(), {});
@@ -452,10 +455,11 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
           for (std::size_t m = 0; m < deg; ++m) {
             if (!got[m]) missing.push_back(neighbors_[m]);
           }
-          fail(fmt::format("rank {}: round {}: no message from {} within {} ms (missing {} of {}: "
-                           "ranks {})",
-                           rank_, round, peer_name(neighbors_[k]), options_.timeout.count(),
-                           missing.size(), deg, fmt::join(missing, ", ")));
+          fail(
+              fmt::format("rank {}: round {}: no message from {} within {} ms (missing {} of {}: "
+                          "ranks {})",
+                          rank_, round, peer_name(neighbors_[k]), options_.timeout.count(),
+                          missing.size(), deg, fmt::join(missing, ", ")));
         }
       }
       for (std::size_t k = 0; k < deg; ++k) {
@@ -477,6 +481,8 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
                      peer_name(held.front()), options_.timeout.count()));
   }
   last_exchange_ = round;
+  // Credits of rounds the caller skipped can never be used.
+  std::erase_if(credits_, [&](const auto& c) { return c.first <= round; });
 }
 
 void FramedTransport::ring_step(std::uint64_t round, std::uint32_t step,
@@ -484,12 +490,14 @@ void FramedTransport::ring_step(std::uint64_t round, std::uint32_t step,
   handshake();
   const std::pair<std::uint64_t, std::uint32_t> at{round, step};
   if (last_ring_ && at <= *last_ring_) {
-    throw TransportError(fmt::format("rank {}: ring round {} step {} after round {} step {}: "
-                                     "(round, step) must grow",
-                                     rank_, round, step, last_ring_->first, last_ring_->second));
+    throw TransportError(
+        fmt::format("rank {}: ring round {} step {} after round {} step {}: "
+                    "(round, step) must grow",
+                    rank_, round, step, last_ring_->first, last_ring_->second));
   }
   if (!options_.ring_links && size_ > 1) {
-    throw TransportError(fmt::format("rank {}: ring_step needs TransportOptions::ring_links", rank_));
+    throw TransportError(
+        fmt::format("rank {}: ring_step needs TransportOptions::ring_links", rank_));
   }
   held_.clear();
   views_.clear();

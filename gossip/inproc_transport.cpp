@@ -33,8 +33,7 @@ std::optional<InprocHub::Delivery> InprocHub::take(int rank, Clock::time_point d
   return d;
 }
 
-InprocTransport::InprocTransport(std::shared_ptr<InprocHub> hub, int rank,
-                                 TransportOptions options)
+InprocTransport::InprocTransport(std::shared_ptr<InprocHub> hub, int rank, TransportOptions options)
     : FramedTransport(hub->topology(), rank, std::move(options), "in-process"),
       hub_(std::move(hub)) {
   start();

@@ -63,7 +63,11 @@ class InprocTransport final : public FramedTransport {
   bool try_send(int to, const HeaderBytes& header, std::span<const std::byte> payload) override;
   std::optional<Inbound> wait_inbound(Clock::time_point deadline,
                                       std::span<const int> blocked) override;
-  std::vector<int> wait_released(Clock::time_point) override { return {}; }
+  // Sends are copies, released at once; only drop our reference to the last copy.
+  std::vector<int> wait_released(Clock::time_point) override {
+    last_copy_.reset();
+    return {};
+  }
   void abort() noexcept override {}
 
  private:

@@ -23,7 +23,7 @@ struct LinkParams {
 };
 
 struct LinkEmulation {
-  LinkParams all;                     // every incoming link
+  LinkParams all;                      // every incoming link
   std::map<int, LinkParams> per_peer;  // overrides, keyed by the sending neighbour's rank
 
   const LinkParams& for_peer(int rank) const;
@@ -43,8 +43,8 @@ class LinkEmulator {
 
  private:
   struct Bucket {
-    double tokens = 0.0;         // may go negative: bytes still owed
-    std::uint64_t last_ns = 0;   // time tokens was last brought up to date
+    double tokens = 0.0;        // may go negative: bytes still owed
+    std::uint64_t last_ns = 0;  // time tokens was last brought up to date
   };
   LinkEmulation config_;
   bool active_;

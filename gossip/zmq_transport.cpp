@@ -56,7 +56,9 @@ std::optional<std::string> wildcard_of(const std::string& endpoint) {
 
 }  // namespace
 
-std::string ZmqTransport::routing_id(int rank) { return fmt::format("r{}", rank); }
+std::string ZmqTransport::routing_id(int rank) {
+  return fmt::format("r{}", rank);
+}
 
 void ZmqTransport::on_release(void*, void* hint) noexcept {
   auto* slot = static_cast<Slot*>(hint);
@@ -98,9 +100,8 @@ ZmqTransport::ZmqTransport(const topology::Topology& topo, int rank, TransportOp
       bound_ = *any;
       log().info("bound {} because {} is not a local address ({})", *any, mine, e.what());
     } catch (const zmq::error_t& e2) {
-      throw TransportError(
-          fmt::format("rank {}: cannot bind {} ({}) nor {} ({})", rank, mine, e.what(), *any,
-                      e2.what()));
+      throw TransportError(fmt::format("rank {}: cannot bind {} ({}) nor {} ({})", rank, mine,
+                                       e.what(), *any, e2.what()));
     }
   }
 
@@ -113,8 +114,8 @@ ZmqTransport::ZmqTransport(const topology::Topology& topo, int rank, TransportOp
     try {
       d.connect(endpoint_of(to));
     } catch (const zmq::error_t& e) {
-      throw TransportError(fmt::format("rank {}: cannot connect to {}: {}", rank, peer_name(to),
-                                       e.what()));
+      throw TransportError(
+          fmt::format("rank {}: cannot connect to {}: {}", rank, peer_name(to), e.what()));
     }
   }
   start();
@@ -167,8 +168,8 @@ bool ZmqTransport::try_send(int to, const HeaderBytes& header, std::span<const s
   }
   // The remaining parts of a message whose first part was accepted are never refused.
   if (!d.send(body, zmq::send_flags::dontwait)) {
-    throw TransportError(fmt::format("rank {}: libzmq refused the payload part to {}", rank(),
-                                     peer_name(to)));
+    throw TransportError(
+        fmt::format("rank {}: libzmq refused the payload part to {}", rank(), peer_name(to)));
   }
   return true;
 }
@@ -227,8 +228,8 @@ std::optional<Inbound> ZmqTransport::wait_inbound(Clock::time_point deadline,
   for (;;) {
     const auto left = deadline - Clock::now();
     // Round up: a wait that ends a little before the deadline would spin.
-    const auto wait = std::max<std::int64_t>(
-        0, std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    const auto wait =
+        std::max<std::int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(left).count());
     const int ready = zmq::poll(items.data(), items.size(),
                                 std::chrono::milliseconds(std::min<std::int64_t>(wait, INT_MAX)));
     if (items[0].revents & ZMQ_POLLIN) return read_message();

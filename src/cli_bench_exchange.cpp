@@ -29,9 +29,9 @@
 #include <thread>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
@@ -166,13 +166,15 @@ int run_peer(const PeerArgs& a) {
   o.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(a.timeout_s * 1000));
   o.connect_timeout = std::chrono::seconds(60);
   o.max_payload_bytes = max_wire;
-  o.run_hash = std::hash<std::string>{}(fmt::format("{}|{}|{}", a.spec, fmt::join(a.codecs, ";"),
-                                                    fmt::join(a.sizes, ",")));
+  o.run_hash = std::hash<std::string>{}(
+      fmt::format("{}|{}|{}", a.spec, fmt::join(a.codecs, ";"), fmt::join(a.sizes, ",")));
   auto eager_topo = topo;
   auto paced_topo = topo;
   for (int r = 0; r < n; ++r) {
-    eager_topo.peers[static_cast<std::size_t>(r)].endpoint = a.eager_eps[static_cast<std::size_t>(r)];
-    paced_topo.peers[static_cast<std::size_t>(r)].endpoint = a.paced_eps[static_cast<std::size_t>(r)];
+    eager_topo.peers[static_cast<std::size_t>(r)].endpoint =
+        a.eager_eps[static_cast<std::size_t>(r)];
+    paced_topo.peers[static_cast<std::size_t>(r)].endpoint =
+        a.paced_eps[static_cast<std::size_t>(r)];
   }
   net::ZmqTransport eager(eager_topo, a.rank, o);
   auto po = o;
@@ -197,6 +199,10 @@ int run_peer(const PeerArgs& a) {
 
   const bool chatty = a.rank == 0;
   std::uint64_t round = 0;
+  // Phases must not overlap: a neighbour that starts the next phase early would send into our
+  // memory and bandwidth while we still measure this one. An empty exchange with every neighbour
+  // is enough: a peer sends in a phase only to neighbours that have left the previous one.
+  auto barrier = [&] { paced.exchange_each(round++, {}, [](std::size_t, auto) {}); };
   const float w = 1.0f / static_cast<float>(deg + 1);
   for (std::size_t ci = 0; ci < codecs.size(); ++ci) {
     const auto& codec = *codecs[ci];
@@ -208,18 +214,25 @@ int run_peer(const PeerArgs& a) {
       std::vector<float> x(d), y(d, 0.0f);
       std::vector<std::byte> wire(wire_size);
       fill(x, a.rank);
+      if (std::getenv("GOSSIP_BENCH_DEBUG")) {
+        fmt::print(stderr, "rank {} allocated: rss {:.2f} hwm {:.2f} model sizes\n", a.rank,
+                   static_cast<double>(proc_status_bytes("VmRSS") - base) / model_bytes,
+                   static_cast<double>(proc_status_bytes("VmHWM") - base) / model_bytes);
+      }
 
       // 1. Full gossip rounds, memory-lean path: encode, exchange_each paced one message at a
       //    time, decode_accumulate each message as it arrives.
       if (chatty) {
-        fmt::print(stderr, "bench exchange: {} {} d={}: gossip rounds (encode, exchange_each, "
-                   "decode)\n", a.spec, codec.spec(), d);
+        fmt::print(stderr,
+                   "bench exchange: {} {} d={}: gossip rounds (encode, exchange_each, "
+                   "decode)\n",
+                   a.spec, codec.spec(), d);
       }
       std::vector<double> gossip_t, codec_t;
       for (int i = 0; i < a.gossip_rounds + 1; ++i) {
         const auto t0 = Clock::now();
-        const std::size_t len = codec.encode(x, {7, static_cast<std::uint32_t>(a.rank), round},
-                                             wire);
+        const std::size_t len =
+            codec.encode(x, {7, static_cast<std::uint32_t>(a.rank), round}, wire);
         double decode_s = 0;
         paced.exchange_each(round++, std::span(wire).first(len),
                             [&](std::size_t, std::span<const std::byte> msg) {
@@ -228,15 +241,21 @@ int run_peer(const PeerArgs& a) {
                               decode_s += seconds(d0, Clock::now());
                             });
         const auto t1 = Clock::now();
+        if (std::getenv("GOSSIP_BENCH_DEBUG")) {
+          fmt::print(stderr, "rank {} round {}: rss {:.2f} hwm {:.2f} model sizes\n", a.rank, i,
+                     static_cast<double>(proc_status_bytes("VmRSS") - base) / model_bytes,
+                     static_cast<double>(proc_status_bytes("VmHWM") - base) / model_bytes);
+        }
         if (i == 0) continue;  // warm-up: connections, page faults
         gossip_t.push_back(seconds(t0, t1));
         codec_t.push_back(decode_s);
       }
       const double peak_gossip = static_cast<double>(proc_status_bytes("VmHWM") - base);
+      barrier();
 
       // 2. The transport alone: exchange() of the encoded message (eager, every view at once).
-      if (chatty) fmt::print(stderr, "bench exchange: {} {} d={}: exchange()\n", a.spec,
-                             codec.spec(), d);
+      if (chatty)
+        fmt::print(stderr, "bench exchange: {} {} d={}: exchange()\n", a.spec, codec.spec(), d);
       const std::size_t len = codec.encode(x, {7, static_cast<std::uint32_t>(a.rank), 0}, wire);
       const auto msg = std::span(wire).first(len);
       reset_peak();
@@ -251,11 +270,12 @@ int run_peer(const PeerArgs& a) {
         if (i > 0) ex_t.push_back(seconds(t0, t1));
       }
       const double peak_all = static_cast<double>(proc_status_bytes("VmHWM") - base);
+      barrier();
 
       // 3. Raw ZeroMQ: the same bytes, zero-copy PUSH to each neighbour, PULL one message from
       //    each, and wait until libzmq released our buffer (the guarantee exchange() gives).
-      if (chatty) fmt::print(stderr, "bench exchange: {} {} d={}: raw zmq\n", a.spec,
-                             codec.spec(), d);
+      if (chatty)
+        fmt::print(stderr, "bench exchange: {} {} d={}: raw zmq\n", a.spec, codec.spec(), d);
       std::vector<double> raw_t;
       for (int i = 0; i < a.rounds + 1; ++i) {
         const auto t0 = Clock::now();
@@ -279,6 +299,7 @@ int run_peer(const PeerArgs& a) {
         const auto t1 = Clock::now();
         if (i > 0) raw_t.push_back(seconds(t0, t1));
       }
+      barrier();
 
       nlohmann::json j{{"rank", a.rank},
                        {"codec", codec.spec()},
@@ -307,8 +328,7 @@ struct Row {
 };
 
 std::vector<Row> run_topology(const std::string& spec, const std::vector<std::string>& codecs,
-                              const std::vector<std::size_t>& sizes, int rounds,
-                              double timeout_s) {
+                              const std::vector<std::size_t>& sizes, int rounds, double timeout_s) {
   const int n = topology::parse_spec(spec).peers();
   std::vector<std::string> eager, paced, raw;
   for (int r = 0; r < n; ++r) {
@@ -322,14 +342,22 @@ std::vector<Row> run_topology(const std::string& spec, const std::vector<std::st
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   std::vector<pid_t> pids;
   for (int r = 0; r < n; ++r) {
-    std::vector<std::string> args{self,       "bench",
-                                  "exchange-peer", "--rank",
-                                  std::to_string(r), "--topology",
-                                  spec,       "--eager",
-                                  fmt::format("{}", fmt::join(eager, " ")), "--paced",
-                                  fmt::format("{}", fmt::join(paced, " ")), "--raw",
-                                  fmt::format("{}", fmt::join(raw, " ")), "--rounds",
-                                  std::to_string(rounds), "--timeout",
+    std::vector<std::string> args{self,
+                                  "bench",
+                                  "exchange-peer",
+                                  "--rank",
+                                  std::to_string(r),
+                                  "--topology",
+                                  spec,
+                                  "--eager",
+                                  fmt::format("{}", fmt::join(eager, " ")),
+                                  "--paced",
+                                  fmt::format("{}", fmt::join(paced, " ")),
+                                  "--raw",
+                                  fmt::format("{}", fmt::join(raw, " ")),
+                                  "--rounds",
+                                  std::to_string(rounds),
+                                  "--timeout",
                                   std::to_string(timeout_s)};
     for (const auto& c : codecs) args.insert(args.end(), {"--codec", c});
     for (auto d : sizes) args.insert(args.end(), {"--size", std::to_string(d)});
@@ -427,8 +455,7 @@ void add_bench_exchange(CLI::App& bench) {
     bool json = false;
   };
   auto opts = std::make_shared<Opts>();
-  cmd->add_option("--topology", opts->topologies,
-                  "Topologies to run (default: ring:4 complete:4)");
+  cmd->add_option("--topology", opts->topologies, "Topologies to run (default: ring:4 complete:4)");
   cmd->add_option("--codec", opts->codecs,
                   "Codec specs (default: identity qsgd:s=3,bucket=512 topk:ratio=0.01)");
   cmd->add_option("--size", opts->sizes, "Model sizes in floats (default: 1M 16M 64M)");
@@ -474,13 +501,15 @@ void add_bench_exchange(CLI::App& bench) {
                "codec", "elements", "wire bytes", "round s", "raw zmq s", "ratio", "gossip s",
                "peak", "peak*");
     for (const Row& r : rows) {
-      fmt::print("{:<11} {:<28} {:>9} {:>12} {:>10.4f} {:>10.4f} {:>6.2f} {:>10.4f} {:>7.2f} {:>7.2f}\n",
-                 r.topology, r.codec, r.elements, r.wire_bytes, r.round_s, r.raw_s,
-                 r.raw_s > 0 ? r.round_s / r.raw_s : 0.0, r.gossip_s, r.peak, r.peak_all);
+      fmt::print(
+          "{:<11} {:<28} {:>9} {:>12} {:>10.4f} {:>10.4f} {:>6.2f} {:>10.4f} {:>7.2f} {:>7.2f}\n",
+          r.topology, r.codec, r.elements, r.wire_bytes, r.round_s, r.raw_s,
+          r.raw_s > 0 ? r.round_s / r.raw_s : 0.0, r.gossip_s, r.peak, r.peak_all);
     }
-    fmt::print("peak: VmHWM growth in model sizes (4 x elements bytes) during full gossip rounds "
-               "(exchange_each, receive window 1);\npeak*: the same for exchange() returning "
-               "every neighbour's message at once.\n");
+    fmt::print(
+        "peak: VmHWM growth in model sizes (4 x elements bytes) during full gossip rounds "
+        "(exchange_each, receive window 1);\npeak*: the same for exchange() returning "
+        "every neighbour's message at once.\n");
   });
 
   auto* peer = bench.add_subcommand("exchange-peer", "internal: one peer of bench exchange");

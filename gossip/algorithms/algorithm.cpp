@@ -140,6 +140,22 @@ std::string canonical_algorithm_name(std::string_view name) {
       name));
 }
 
+std::uint64_t settings_hash(const AlgorithmConfig& config, std::size_t d) {
+  Fnv1a h;
+  h.add(std::string_view(canonical_algorithm_name(config.name)));
+  h.add(static_cast<std::uint64_t>(d));
+  h.add(std::bit_cast<std::uint32_t>(config.lr));
+  h.add(std::bit_cast<std::uint32_t>(config.consensus_step));
+  h.add(std::bit_cast<std::uint32_t>(config.momentum));
+  h.add(static_cast<std::uint8_t>(config.nesterov));
+  h.add(std::bit_cast<std::uint32_t>(config.weight_decay));
+  h.add(std::string_view(config.codec));
+  h.add(static_cast<std::uint64_t>(config.tensor_sizes.size()));
+  for (std::size_t s : config.tensor_sizes) h.add(static_cast<std::uint64_t>(s));
+  h.add(config.seed);
+  return h.value();
+}
+
 RoundStats& RoundStats::operator+=(const RoundStats& o) {
   rounds += o.rounds;
   bytes_sent += o.bytes_sent;

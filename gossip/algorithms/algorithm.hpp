@@ -64,6 +64,12 @@ struct AlgorithmConfig {
 // Canonical algorithm name for a name or alias; throws std::invalid_argument listing the names.
 std::string canonical_algorithm_name(std::string_view name);
 
+// Hash of the settings every peer of one run must share (algorithm, lr, consensus step,
+// momentum, Nesterov, weight decay, codec, tensor sizes, seed) and the model size d; the same on
+// every rank. Meant for TransportOptions::run_hash, so peers with different settings refuse to
+// start.
+std::uint64_t settings_hash(const AlgorithmConfig& config, std::size_t d);
+
 // What one round cost. Times in seconds of wall clock on this peer.
 struct RoundStats {
   std::uint64_t rounds = 0;      // 1 for last_round(); the number of rounds for totals()

@@ -271,3 +271,34 @@ TEST_CASE("DCD-PSGD and CHOCO-SGD: replicas are bit-identical, s_i = sum_j W_ij 
     }
   }
 }
+
+TEST_CASE("D-PSGD with the gradient overlapped with the exchange gives the same bytes") {
+  const auto topo = gt::make_topo("torus:2x4");
+  const gt::DiagonalQuadratic problem(topo.size(), 500, 10);
+  const auto x0 = start_point(problem.d);
+  const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+    problem.gradient(r, x, g);
+  };
+  auto cfg = config("dpsgd", 0.05f, 1.0f, "bf16");
+  cfg.momentum = 0.9f;
+  cfg.weight_decay = 1e-3f;
+  const auto plain = gt::run_algorithm(cfg, topo, x0, 30, grad);
+  cfg.overlap_gradient = true;
+  std::vector<double> compute(static_cast<std::size_t>(topo.size()), 0.0);
+  const auto overlapped =
+      gt::run_algorithm(cfg, topo, x0, 30, grad, [&](int r, std::uint64_t, ga::Algorithm& a) {
+        compute[static_cast<std::size_t>(r)] = a.totals().compute_s;
+      });
+  for (std::size_t i = 0; i < plain.size(); ++i) {
+    CHECK(std::memcmp(plain[i].data(), overlapped[i].data(), plain[i].size() * sizeof(float)) == 0);
+    CHECK(compute[i] > 0.0);
+  }
+  // A gradient that throws on the worker thread surfaces on the caller's thread.
+  const auto one = gt::make_topo("ring:1");
+  gt::InprocNetwork net(one);
+  auto algo = ga::make_algorithm(cfg, *net.transports[0], one, x0);
+  CHECK_THROWS_WITH(algo->step([](std::span<const float>, std::span<float>) {
+    throw std::runtime_error("gradient failed");
+  }),
+                    "gradient failed");
+}

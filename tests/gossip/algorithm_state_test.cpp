@@ -322,14 +322,17 @@ TEST_CASE("step() allocates nothing beyond what the codec calls themselves alloc
   const auto topo = gt::make_topo("complete:2");
   const std::size_t d = 1000;
   const std::vector<float> x0(d, 0.25f);
-  for (std::string name : kAlgorithms) {
+  for (std::string name :
+       {"dpsgd", "dpsgd-overlap", "dcd-psgd", "deepsqueeze", "choco-sgd", "allreduce"}) {
     for (std::string codec : {"identity", "qsgd:s=3,scaled=true"}) {
       if (name == "allreduce" && codec != "identity") continue;
+      const bool overlap = name == "dpsgd-overlap";
+      const std::string algo_name = overlap ? std::string("dpsgd") : name;
       CAPTURE(name);
       CAPTURE(codec);
       // What the codec itself allocates per encode and per decode_accumulate, if anything.
       std::uint64_t per_encode = 0, per_decode = 0;
-      if (name != "allreduce") {
+      if (algo_name != "allreduce") {
         auto c = gossip::kernels::make_codec(codec);
         std::vector<std::byte> wire(c->wire_size(d));
         std::vector<float> v(d, 0.5f), y(d, 0.0f);
@@ -340,18 +343,19 @@ TEST_CASE("step() allocates nothing beyond what the codec calls themselves alloc
       }
       // Codec calls per step: one encode, then decodes of the neighbour's message and, except
       // in D-PSGD, two of the own message.
-      const std::uint64_t decodes = name == "allreduce" ? 0 : name == "dpsgd" ? 1 : 3;
+      const std::uint64_t decodes = algo_name == "allreduce" ? 0 : algo_name == "dpsgd" ? 1 : 3;
       const std::uint64_t codec_allocations = 10 * (per_encode + decodes * per_decode);
       WARN_MESSAGE(codec_allocations == 0, "codec " << codec << " allocates " << per_encode
                                                     << " times per encode and " << per_decode
                                                     << " per decode_accumulate");
       EchoTransport transport;
       ga::AlgorithmConfig cfg;
-      cfg.name = name;
+      cfg.name = algo_name;
       cfg.codec = codec;
       cfg.momentum = 0.9f;
       cfg.weight_decay = 1e-4f;
       cfg.consensus_step = 0.5f;
+      cfg.overlap_gradient = overlap;
       auto algo = ga::make_algorithm(cfg, transport, topo, x0);
       std::vector<float> g(d, 0.01f);
       algo->step(g);  // the echo transport sets itself up on its first call
@@ -408,4 +412,23 @@ TEST_CASE("configuration errors name the bad setting") {
   cfg.name = "d-psgd";
   auto algo = ga::make_algorithm(cfg, *net.transports[1], topo, x0);
   CHECK(algo->name() == "dpsgd");
+}
+
+TEST_CASE("settings hash: equal for equal settings, different when any setting differs") {
+  ga::AlgorithmConfig a;
+  a.name = "choco";
+  a.codec = "qsgd:s=3,scaled=true";
+  auto b = a;
+  b.name = "choco-sgd";  // an alias is the same algorithm
+  CHECK(ga::settings_hash(a, 100) == ga::settings_hash(b, 100));
+  CHECK(ga::settings_hash(a, 100) != ga::settings_hash(a, 101));
+  std::vector<ga::AlgorithmConfig> changed(7, a);
+  changed[0].lr = 0.2f;
+  changed[1].consensus_step = 0.5f;
+  changed[2].momentum = 0.9f;
+  changed[3].weight_decay = 1e-4f;
+  changed[4].codec = "qsgd:s=3";
+  changed[5].tensor_sizes = {50, 50};
+  changed[6].seed = 1;
+  for (const auto& c : changed) CHECK(ga::settings_hash(c, 100) != ga::settings_hash(a, 100));
 }

@@ -59,15 +59,15 @@ inline void check_exchange(const GroupMaker& mk, const std::string& spec, std::s
                            }
                          });
         if (std::count(calls.begin(), calls.end(), 1) != static_cast<long>(nb.size())) {
-          bad[static_cast<std::size_t>(r)] = fmt::format("round {}: callbacks {}", round,
-                                                         fmt::join(calls, ","));
+          bad[static_cast<std::size_t>(r)] =
+              fmt::format("round {}: callbacks {}", round, fmt::join(calls, ","));
         }
         continue;
       }
       const auto& got = t->exchange(static_cast<std::uint64_t>(round), mine);
       if (got.size() != nb.size()) {
-        bad[static_cast<std::size_t>(r)] = fmt::format("{} views for {} neighbours", got.size(),
-                                                       nb.size());
+        bad[static_cast<std::size_t>(r)] =
+            fmt::format("{} views for {} neighbours", got.size(), nb.size());
         return;
       }
       for (std::size_t k = 0; k < nb.size(); ++k) {

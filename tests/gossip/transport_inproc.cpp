@@ -119,8 +119,9 @@ TEST_CASE("inproc: a paced peer whose neighbour never asks names it") {
   const auto mine = pattern(0, 0, 8);
   // Peer 1 "sends" before being asked: kept; then round 0 cannot finish: we never got a credit.
   f.data(0, pattern(1, 0, 8));
-  CHECK(error_of([&] { t.exchange(0, mine); })
-            .find("round 0: peer 1 (tcp://127.0.0.1:29501) never asked for our message") !=
+  CHECK(error_of([&] {
+          t.exchange(0, mine);
+        }).find("round 0: peer 1 (tcp://127.0.0.1:29501) never asked for our message") !=
         std::string::npos);
 }
 
@@ -242,8 +243,9 @@ TEST_CASE("inproc: corrupted and forged frames are rejected without a crash") {
     h.session = l.peer.session;
     const auto hb = encode_header(h);
     l.hub->post_raw(0, 1, {hb.begin(), hb.end()}, pattern(1, 0, 4));
-    CHECK(error_of([&] { l.t->exchange(0, mine); })
-              .find("header says 1000 payload bytes, 4 arrived") != std::string::npos);
+    CHECK(error_of([&] {
+            l.t->exchange(0, mine);
+          }).find("header says 1000 payload bytes, 4 arrived") != std::string::npos);
   }
   SUBCASE("a frame claiming another sender") {
     auto topo = make_topo("ring:3", "tcp://127.0.0.1:29500");
@@ -257,8 +259,9 @@ TEST_CASE("inproc: corrupted and forged frames are rejected without a crash") {
     h.session = f1.session;
     const auto hb = encode_header(h);
     hub->post_raw(0, 1, {hb.begin(), hb.end()}, {});  // on rank 1's link, says rank 2
-    CHECK(error_of([&] { t.exchange(0, mine); })
-              .find("frame on the link of peer 1 (tcp://127.0.0.1:29501) claims sender 2") !=
+    CHECK(error_of([&] {
+            t.exchange(0, mine);
+          }).find("frame on the link of peer 1 (tcp://127.0.0.1:29501) claims sender 2") !=
           std::string::npos);
   }
   SUBCASE("a stranger") {
@@ -290,8 +293,9 @@ TEST_CASE("inproc: ring_step size mismatch names the sender") {
   l.peer.post(FrameKind::ring, 0, 0, pattern(1, 0, 12), l.peer.session);
   std::vector<std::byte> recv(8);
   const auto send = pattern(0, 0, 8);
-  CHECK(error_of([&] { l.t->ring_step(0, 0, send, recv); })
-            .find("peer 1 (tcp://127.0.0.1:29501) sent 12 bytes, expected 8") != std::string::npos);
+  CHECK(error_of([&] {
+          l.t->ring_step(0, 0, send, recv);
+        }).find("peer 1 (tcp://127.0.0.1:29501) sent 12 bytes, expected 8") != std::string::npos);
 }
 
 TEST_CASE("link emulator: token bucket and latency, exact times") {

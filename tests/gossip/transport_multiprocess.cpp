@@ -103,9 +103,13 @@ std::vector<Outcome> run_all(const std::vector<std::vector<std::string>>& argvs,
 }
 
 std::vector<std::string> peer_args(const TempDir& dir, int rank, int rounds, int die_after) {
-  return {"--spec", "ring:4", "--endpoint", "ipc://" + (dir.path / "p{rank}").string(),
-          "--rank", std::to_string(rank), "--rounds", std::to_string(rounds), "--timeout-ms",
-          "1000", "--bytes", "200000", "--die-after", std::to_string(die_after)};
+  return {"--spec",       "ring:4",
+          "--endpoint",   "ipc://" + (dir.path / "p{rank}").string(),
+          "--rank",       std::to_string(rank),
+          "--rounds",     std::to_string(rounds),
+          "--timeout-ms", "1000",
+          "--bytes",      "200000",
+          "--die-after",  std::to_string(die_after)};
 }
 
 }  // namespace

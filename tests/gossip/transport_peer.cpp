@@ -26,13 +26,20 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string_view k = argv[i];
     const char* v = argv[i + 1];
-    if (k == "--spec") spec = v;
-    else if (k == "--endpoint") endpoint = v;
-    else if (k == "--rank") rank = std::atoi(v);
-    else if (k == "--rounds") rounds = std::atoi(v);
-    else if (k == "--die-after") die_after = std::atoi(v);
-    else if (k == "--timeout-ms") timeout_ms = std::atol(v);
-    else if (k == "--bytes") len = static_cast<std::size_t>(std::atoll(v));
+    if (k == "--spec")
+      spec = v;
+    else if (k == "--endpoint")
+      endpoint = v;
+    else if (k == "--rank")
+      rank = std::atoi(v);
+    else if (k == "--rounds")
+      rounds = std::atoi(v);
+    else if (k == "--die-after")
+      die_after = std::atoi(v);
+    else if (k == "--timeout-ms")
+      timeout_ms = std::atol(v);
+    else if (k == "--bytes")
+      len = static_cast<std::size_t>(std::atoll(v));
     else {
       fmt::print(stderr, "transport_peer: unknown option {}\n", k);
       return 2;
@@ -53,8 +60,8 @@ int main(int argc, char** argv) {
       const auto mine = test::pattern(rank, static_cast<std::uint64_t>(round), len);
       const auto& got = t.exchange(static_cast<std::uint64_t>(round), mine);
       for (std::size_t k = 0; k < got.size(); ++k) {
-        if (!test::same(got[k], test::pattern(t.neighbors()[k], static_cast<std::uint64_t>(round),
-                                              len))) {
+        if (!test::same(got[k],
+                        test::pattern(t.neighbors()[k], static_cast<std::uint64_t>(round), len))) {
           fmt::print(stderr, "rank {}: round {}: wrong bytes from rank {}\n", rank, round,
                      t.neighbors()[k]);
           return 4;

@@ -138,9 +138,8 @@ TEST_CASE("zmq: topology mismatch is refused naming both hashes") {
   auto other = g.topo;
   other.W[0][0].weight += 0.125;  // same peers and endpoints, different mixing matrix
   REQUIRE(other.hash() != g.topo.hash());
-  auto errors = run_ranks(2, [&](int r) {
-    ZmqTransport t(r == 0 ? g.topo : other, r, quick_options());
-  });
+  auto errors =
+      run_ranks(2, [&](int r) { ZmqTransport t(r == 0 ? g.topo : other, r, quick_options()); });
   CAPTURE(errors[0]);
   CAPTURE(errors[1]);
   CHECK(errors[0].find(fmt::format("peer 1 ({}) has topology hash {:016x}, ours is {:016x}",
@@ -207,8 +206,9 @@ TEST_CASE("zmq: garbage from a raw socket is rejected without a crash") {
     ZmqTransport t(g.topo, 0, o, false);
     auto s = raw("intruder");
     send(s, {pattern(5, 5, kFrameHeaderSize), {}});
-    CHECK(error_of([&] { t.handshake(); })
-              .find("a connection that is not a peer (routing id 0x696e747275646572)") !=
+    CHECK(error_of([&] {
+            t.handshake();
+          }).find("a connection that is not a peer (routing id 0x696e747275646572)") !=
           std::string::npos);
   }
   SUBCASE("a well-formed frame whose header names another sender") {
