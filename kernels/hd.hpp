@@ -9,7 +9,7 @@
 #endif
 
 // Full unrolling of the fixed 32-element group loops turns bit positions into constants.
-#if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__)
 #define GOSSIP_UNROLL _Pragma("unroll")
 #elif defined(__clang__)
 #define GOSSIP_UNROLL _Pragma("clang loop unroll(full)")

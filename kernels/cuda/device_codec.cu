@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -78,13 +79,25 @@ std::array<std::uint32_t, 256> crc_table() {
   return t;
 }
 
+// Code widths compiled for the device. Every width is a set of kernels, and nvcc is slow: the
+// device takes qsgd with s = 2^b - 1 for b in {1, 2, 3, 4, 8} (widths 2, 3, 4, 5, 9: the "b-bit
+// QSGD" of the papers) and quantize's 1, 2, 4, 8 bits.
+constexpr int kDeviceWidths[] = {1, 2, 3, 4, 5, 8, 9};
+
 template <class G, int... Is>
 void with_width_impl(int f, G& g, std::integer_sequence<int, Is...>) {
-  (void)((f == Is + 1 ? (g(std::integral_constant<int, Is + 1>{}), true) : false) || ...);
+  (void)((f == kDeviceWidths[Is] ? (g(std::integral_constant<int, kDeviceWidths[Is]>{}), true)
+                                 : false) ||
+         ...);
 }
 template <class G>
 void with_width(int f, G&& g) {
-  with_width_impl(f, g, std::make_integer_sequence<int, 17>{});
+  with_width_impl(f, g, std::make_integer_sequence<int, std::size(kDeviceWidths)>{});
+}
+bool device_width(int f) {
+  for (int w : kDeviceWidths)
+    if (w == f) return true;
+  return false;
 }
 
 }  // namespace
@@ -107,6 +120,10 @@ struct DeviceCodec::Impl {
       throw std::invalid_argument("codec " + plan.canonical() +
                                   " has no CUDA implementation yet (topk, randomk and threshold "
                                   "run on the host)");
+    if (p.id == CodecId::kQsgd && !device_width(static_cast<int>(p.qsgd_width())))
+      throw std::invalid_argument("codec " + plan.canonical() +
+                                  ": the CUDA build has qsgd for s = 1, 3, 7, 15, 255 only (s = "
+                                  "2^b - 1, b in 1, 2, 3, 4, 8)");
     const auto t = crc_table();
     table = device_alloc<std::uint32_t>(256);
     GOSSIP_CUDA_CHECK(cudaMemcpy(table.get(), t.data(), sizeof t, cudaMemcpyHostToDevice));

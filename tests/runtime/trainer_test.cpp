@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <thread>
 
+#include "gossip/frame.hpp"
 #include "gossip/inproc_transport.hpp"
+#include "kernels/codec.hpp"
 #include "src/collective.hpp"
 #include "src/config.hpp"
 #include "src/trainer.hpp"
@@ -123,4 +125,38 @@ TEST_CASE("allreduce_mean gives every peer the same mean") {
   for (int r = 0; r < 5; ++r)
     for (std::size_t k = 0; k < 13; ++k)
       CHECK(v[static_cast<std::size_t>(r)][k] == doctest::Approx(200.0 + k));
+}
+
+TEST_CASE(
+    "bytes sent per peer per round are the codec's wire size plus the frame header, exactly") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gossip_bytes_" + std::to_string(::getpid()));
+  for (const char* codec :
+       {"identity", "qsgd:s=3,scaled=true,bucket=64", "topk:ratio=0.05", "sign"}) {
+    CAPTURE(std::string(codec));
+    auto c = small_config(dir.string(), "choco-sgd", codec);
+    apply_override(c, "compression.granularity=layer");
+    apply_override(c, "topology.file=\"torus:2x3\"");  // degree 3 everywhere
+    const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+    const auto data = load_data(c);
+    const auto shards =
+        partition_all(data.train, parse_partition(c.partition), topo.size(), c.seed);
+    auto hub = std::make_shared<net::InprocHub>(topo);
+    std::vector<PeerSummary> out(static_cast<std::size_t>(topo.size()));
+    std::vector<std::thread> threads;
+    for (int r = 0; r < topo.size(); ++r)
+      threads.emplace_back([&, r] {
+        net::InprocTransport t(hub, r);
+        PeerTrainer trainer(c, topo, r, t, data, shards);
+        out[static_cast<std::size_t>(r)] = trainer.run({});
+      });
+    for (auto& t : threads) t.join();
+    const auto model = make_model(c, data.train);
+    const auto wire = kernels::make_codec(codec, model.tensor_sizes())->wire_size(model.size());
+    for (const auto& s : out) {
+      CHECK(s.rounds > 0);
+      CHECK(s.totals.bytes_sent == s.rounds * 3 * (wire + net::kFrameHeaderSize));
+    }
+    std::filesystem::remove_all(dir);
+  }
 }
