@@ -19,7 +19,7 @@ class TransportError : public std::runtime_error {
 };
 
 struct TrafficCounters {
-  std::uint64_t bytes_sent = 0;      // everything put on the wire, framing headers included
+  std::uint64_t bytes_sent = 0;  // everything put on the wire, framing headers included
   std::uint64_t bytes_received = 0;
   std::uint64_t messages_sent = 0;
   std::uint64_t messages_received = 0;
@@ -37,7 +37,8 @@ class Transport {
   // Bulk-synchronous neighbour exchange of round `round`: sends `payload` to every neighbour and
   // returns each neighbour's payload of the same round, in neighbors() order. The returned views
   // stay valid until the next call to exchange() or ring_step(). A message of a later round that
-  // arrives early is kept for that round; a duplicate or a stale round is rejected (TransportError).
+  // arrives early is kept for that round; a duplicate or a stale round is rejected
+  // (TransportError).
   virtual const std::vector<std::span<const std::byte>>& exchange(
       std::uint64_t round, std::span<const std::byte> payload) = 0;
 

@@ -11,6 +11,7 @@
 #endif
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -27,13 +28,12 @@
 namespace gossip::kernels {
 namespace {
 
-// Below this many work items a parallel region costs more than it saves (small tensors are common
-// in per-tensor gossip). Either way each item is computed the same, so bytes do not change.
-constexpr std::uint64_t kSerialBelow = 64;
-
+// Runs f(0..n-1) on all threads. Below `serial_below` items a parallel region costs more than it
+// saves (small tensors are common in per-tensor gossip). Each item is computed the same either
+// way, so the bytes do not change.
 template <class F>
-void par_for(std::uint64_t n, const F& f) {
-  if (n < kSerialBelow) {
+void par_for(std::uint64_t n, const F& f, std::uint64_t serial_below = 64) {
+  if (n < serial_below) {
     for (std::uint64_t i = 0; i < n; ++i) f(i);
     return;
   }
@@ -104,17 +104,90 @@ __attribute__((target("avx2"))) void fill_noise_avx2(const RngStreamKey& key, st
   }
   fill_noise_scalar(key, first + b0, n - b0, out + 4 * b0);
 }
+
+// GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized on their own
+// _mm512_undefined_epi32() (GCC bug 105593); nothing here is uninitialised.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) void fill_noise_avx512(const RngStreamKey& key,
+                                                          std::uint32_t first, std::uint32_t n,
+                                                          std::uint32_t* out) {
+  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m512i m1 = _mm512_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  constexpr __mmask16 kOdd = 0xAAAA;
+  std::uint32_t b0 = 0;
+  for (; b0 + 16 <= n; b0 += 16) {
+    __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(first + b0)), lane);
+    __m512i c1 = _mm512_set1_epi32(static_cast<int>(key.peer));
+    __m512i c2 = _mm512_set1_epi32(static_cast<int>(key.round_lo));
+    __m512i c3 = _mm512_set1_epi32(static_cast<int>(key.hi));
+    std::uint32_t k0 = key.k0, k1 = key.k1;
+    for (int r = 0; r < 10; ++r) {
+      const __m512i e0 = _mm512_mul_epu32(c0, m0),
+                    o0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), m0);
+      const __m512i e1 = _mm512_mul_epu32(c2, m1),
+                    o1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), m1);
+      const __m512i hi0 = _mm512_mask_blend_epi32(kOdd, _mm512_srli_epi64(e0, 32), o0);
+      const __m512i lo0 = _mm512_mask_blend_epi32(kOdd, e0, _mm512_slli_epi64(o0, 32));
+      const __m512i hi1 = _mm512_mask_blend_epi32(kOdd, _mm512_srli_epi64(e1, 32), o1);
+      const __m512i lo1 = _mm512_mask_blend_epi32(kOdd, e1, _mm512_slli_epi64(o1, 32));
+      c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(static_cast<int>(k0)));
+      c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(static_cast<int>(k1)));
+      c1 = lo1;
+      c3 = lo0;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    // 4x16 transpose: unpacks give blocks {0,4,8,12}, {1,5,9,13}, ... one per 128-bit lane;
+    // two rounds of 128-bit lane shuffles put blocks back in order.
+    const __m512i t0 = _mm512_unpacklo_epi32(c0, c1), t1 = _mm512_unpackhi_epi32(c0, c1);
+    const __m512i t2 = _mm512_unpacklo_epi32(c2, c3), t3 = _mm512_unpackhi_epi32(c2, c3);
+    const __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);
+    const __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);
+    const __m512i a = _mm512_shuffle_i32x4(u0, u1, 0x44), b = _mm512_shuffle_i32x4(u2, u3, 0x44);
+    const __m512i c = _mm512_shuffle_i32x4(u0, u1, 0xEE), e = _mm512_shuffle_i32x4(u2, u3, 0xEE);
+    std::uint32_t* o = out + 4 * b0;
+    _mm512_storeu_si512(o, _mm512_shuffle_i32x4(a, b, 0x88));
+    _mm512_storeu_si512(o + 16, _mm512_shuffle_i32x4(a, b, 0xDD));
+    _mm512_storeu_si512(o + 32, _mm512_shuffle_i32x4(c, e, 0x88));
+    _mm512_storeu_si512(o + 48, _mm512_shuffle_i32x4(c, e, 0xDD));
+  }
+  fill_noise_avx2(key, first + b0, n - b0, out + 4 * b0);
+}
+#pragma GCC diagnostic pop
 #endif
 
-void fill_noise(const RngStreamKey& key, std::uint32_t first, std::uint32_t n, std::uint32_t* out) {
+// Widest generator the CPU has; GOSSIP_KERNELS_ISA=scalar|avx2 caps it (the tests run every path,
+// since all must give the same words).
+enum class NoiseIsa { kScalar, kAvx2, kAvx512 };
+NoiseIsa noise_isa() {
+  static const NoiseIsa isa = [] {
 #if defined(__x86_64__)
-  static const bool has_avx2 = __builtin_cpu_supports("avx2");
-  if (has_avx2) {
-    fill_noise_avx2(key, first, n, out);
-    return;
-  }
+    const char* cap = std::getenv("GOSSIP_KERNELS_ISA");
+    const std::string c = cap ? cap : "";
+    if (c == "scalar") return NoiseIsa::kScalar;
+    if (__builtin_cpu_supports("avx512f") && c != "avx2") return NoiseIsa::kAvx512;
+    if (__builtin_cpu_supports("avx2")) return NoiseIsa::kAvx2;
 #endif
-  fill_noise_scalar(key, first, n, out);
+    return NoiseIsa::kScalar;
+  }();
+  return isa;
+}
+
+void fill_noise(const RngStreamKey& key, std::uint32_t first, std::uint32_t n, std::uint32_t* out) {
+  switch (noise_isa()) {
+#if defined(__x86_64__)
+    case NoiseIsa::kAvx512:
+      fill_noise_avx512(key, first, n, out);
+      return;
+    case NoiseIsa::kAvx2:
+      fill_noise_avx2(key, first, n, out);
+      return;
+#endif
+    default:
+      fill_noise_scalar(key, first, n, out);
+  }
 }
 
 template <class Fn>
@@ -147,12 +220,12 @@ struct NoiseTiles {
 template <class Fn>
 void par_groups(std::uint64_t d, const Fn& f) {
   const std::uint64_t ng = groups(d);
-  par_for((ng + kTileGroups - 1) / kTileGroups, Tiles<Fn>{f, ng});
+  par_for((ng + kTileGroups - 1) / kTileGroups, Tiles<Fn>{f, ng}, 2);  // a tile is 4096 elements
 }
 template <class Fn>
 void par_groups_noise(std::uint64_t d, const Fn& f, const RngStreamKey& key, bool noise) {
   const std::uint64_t ng = groups(d);
-  par_for((ng + kTileGroups - 1) / kTileGroups, NoiseTiles<Fn>{f, ng, key, noise});
+  par_for((ng + kTileGroups - 1) / kTileGroups, NoiseTiles<Fn>{f, ng, key, noise}, 2);
 }
 
 // Identity / fp16 / bf16: each 64 KiB checksum block of the payload is encoded by one work item
@@ -171,7 +244,7 @@ std::vector<std::uint32_t> par_blocks_crc(std::uint64_t d, std::uint64_t elem_by
     const std::uint64_t off = b * kChecksumBlock;
     crcs[b] =
         crc32c(std::span<const std::byte>(payload + off, std::min(kChecksumBlock, bytes - off)));
-  });
+  }, 2);
   return crcs;
 }
 

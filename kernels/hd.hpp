@@ -11,6 +11,8 @@
 // Full unrolling of the fixed 32-element group loops turns bit positions into constants.
 #if defined(__CUDA_ARCH__)
 #define GOSSIP_UNROLL _Pragma("unroll")
+#elif defined(__CUDACC__)
+#define GOSSIP_UNROLL  // nvcc's host pass: cudafe rejects GCC pragmas, and host speed is g++'s job
 #elif defined(__clang__)
 #define GOSSIP_UNROLL _Pragma("clang loop unroll(full)")
 #else

@@ -46,10 +46,10 @@ void fill_data(std::vector<float>& x) {
   }
 }
 
-// Best of `reps` runs (at least 3, more for small sizes): the least disturbed by other processes.
+// Best of `reps` runs: on a shared machine the fastest run is the one least disturbed by others.
 template <class F>
 double best_seconds(std::size_t elements, F&& f) {
-  const int reps = elements <= (1u << 20) ? 20 : (elements <= (1u << 24) ? 5 : 3);
+  const int reps = elements <= (1u << 20) ? 30 : (elements <= (1u << 24) ? 10 : 5);
   double best = 1e30;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();

@@ -253,31 +253,27 @@ int run_peer(const PeerArgs& a) {
       const double peak_gossip = static_cast<double>(proc_status_bytes("VmHWM") - base);
       barrier();
 
-      // 2. The transport alone: exchange() of the encoded message (eager, every view at once).
-      if (chatty)
-        fmt::print(stderr, "bench exchange: {} {} d={}: exchange()\n", a.spec, codec.spec(), d);
+      // 2. The transport alone, exchange() of the encoded message (eager, every view at once),
+      //    against 3. raw ZeroMQ moving the same bytes: zero-copy PUSH to each neighbour, PULL
+      //    one message from each, wait until libzmq released our buffer (the guarantee
+      //    exchange() gives). Rounds alternate, each pair behind a barrier, so both see the same
+      //    machine load; the first pair is a warm-up and measures exchange()'s memory peak.
+      if (chatty) {
+        fmt::print(stderr, "bench exchange: {} {} d={}: exchange() and raw zmq, {} rounds\n",
+                   a.spec, codec.spec(), d, a.rounds);
+      }
       const std::size_t len = codec.encode(x, {7, static_cast<std::uint32_t>(a.rank), 0}, wire);
       const auto msg = std::span(wire).first(len);
-      reset_peak();
-      std::vector<double> ex_t;
-      for (int i = 0; i < a.rounds + 1; ++i) {
+      auto exchange_round = [&] {
         const auto t0 = Clock::now();
         const auto& got = eager.exchange(round++, msg);
         const auto t1 = Clock::now();
         if (got.size() != deg || (deg > 0 && got[0].size() != len)) {
           throw std::runtime_error("exchange returned the wrong messages");
         }
-        if (i > 0) ex_t.push_back(seconds(t0, t1));
-      }
-      const double peak_all = static_cast<double>(proc_status_bytes("VmHWM") - base);
-      barrier();
-
-      // 3. Raw ZeroMQ: the same bytes, zero-copy PUSH to each neighbour, PULL one message from
-      //    each, and wait until libzmq released our buffer (the guarantee exchange() gives).
-      if (chatty)
-        fmt::print(stderr, "bench exchange: {} {} d={}: raw zmq\n", a.spec, codec.spec(), d);
-      std::vector<double> raw_t;
-      for (int i = 0; i < a.rounds + 1; ++i) {
+        return seconds(t0, t1);
+      };
+      auto raw_round = [&] {
         const auto t0 = Clock::now();
         for (auto& s : push) {
           {
@@ -296,8 +292,20 @@ int run_peer(const PeerArgs& a) {
           if (!pull.recv(m) || m.size() != len) throw std::runtime_error("raw zmq: bad message");
         }
         raw_rel.wait();
-        const auto t1 = Clock::now();
-        if (i > 0) raw_t.push_back(seconds(t0, t1));
+        return seconds(t0, Clock::now());
+      };
+      reset_peak();
+      exchange_round();
+      exchange_round();  // the second warm-up round sees neighbours already one round ahead
+      const double peak_all = static_cast<double>(proc_status_bytes("VmHWM") - base);
+      barrier();
+      raw_round();
+      std::vector<double> ex_t, raw_t;
+      for (int i = 0; i < a.rounds; ++i) {
+        barrier();
+        ex_t.push_back(exchange_round());
+        barrier();
+        raw_t.push_back(raw_round());
       }
       barrier();
 

@@ -13,12 +13,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "gossip/algorithms/ring_allreduce.hpp"
 #include "gossip/frame.hpp"
 #include "gossip/inproc_transport.hpp"
 #include "gossip/zmq_transport.hpp"
 #include "kernels/codec.hpp"
 #include "src/cli.hpp"
-#include "src/collective.hpp"
 #include "src/trainer.hpp"
 #include "topology/topology_file.hpp"
 
@@ -201,7 +201,7 @@ int run_simulate(const TrainArgs& a) {
                        path);
         } else {
           std::vector<float> avg(trainer.params().begin(), trainer.params().end());
-          runtime::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
+          algorithms::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
           if (r == 0) {
             auto m = runtime::make_model(c, data.train);
             avg_eval = m.evaluate(avg, data.test);
@@ -277,10 +277,10 @@ int run_peer(const TrainArgs& a) {
   }
   // Averaged model and the means over peers, by all-reduce.
   std::vector<float> avg(trainer.params().begin(), trainer.params().end());
-  runtime::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
+  algorithms::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
   std::vector<float> stats{static_cast<float>(s.test.accuracy), static_cast<float>(s.bytes_sent),
                            static_cast<float>(s.wall_seconds)};
-  runtime::allreduce_mean(transport, trainer.total_rounds() + 2, stats);
+  algorithms::allreduce_mean(transport, trainer.total_rounds() + 2, stats);
   if (rank == 0) {
     auto m = runtime::make_model(c, data.train);
     const auto avg_eval = m.evaluate(avg, data.test);

@@ -8,9 +8,9 @@
 
 #include <array>
 #include <cstdint>
+#include <iterator>
 #include <stdexcept>
 #include <string>
-#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -19,13 +19,13 @@
 #include "kernels/plan.hpp"
 
 // Every CUDA runtime call goes through this: an error becomes an exception naming the call.
-#define GOSSIP_CUDA_CHECK(call)                                                              \
-  do {                                                                                       \
-    const cudaError_t gossip_cuda_err_ = (call);                                             \
-    if (gossip_cuda_err_ != cudaSuccess)                                                     \
-      throw std::runtime_error(std::string("CUDA error at " __FILE__ ":") +                 \
-                               std::to_string(__LINE__) + " in " #call ": " +               \
-                               cudaGetErrorString(gossip_cuda_err_));                        \
+#define GOSSIP_CUDA_CHECK(call)                                               \
+  do {                                                                        \
+    const cudaError_t gossip_cuda_err_ = (call);                              \
+    if (gossip_cuda_err_ != cudaSuccess)                                      \
+      throw std::runtime_error(std::string("CUDA error at " __FILE__ ":") +   \
+                               std::to_string(__LINE__) + " in " #call ": " + \
+                               cudaGetErrorString(gossip_cuda_err_));         \
   } while (0)
 
 namespace gossip::kernels::cuda {
@@ -44,7 +44,9 @@ DevicePtr<T> device_alloc(std::size_t n) {
   return DevicePtr<T>(static_cast<T*>(p));
 }
 
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+cudaStream_t as_stream(void* s) {
+  return static_cast<cudaStream_t>(s);
+}
 
 template <class F>
 void device_for(cudaStream_t s, std::uint64_t n, const F& f) {
@@ -138,8 +140,8 @@ struct DeviceCodec::Impl {
     DeviceLayout out;
     out.offsets = device_alloc<std::uint64_t>(lay.offsets.size());
     out.base = device_alloc<std::uint64_t>(lay.bucket_base.size());
-    GOSSIP_CUDA_CHECK(cudaMemcpyAsync(out.offsets.get(), lay.offsets.data(),
-                                      8 * lay.offsets.size(), cudaMemcpyHostToDevice, s));
+    GOSSIP_CUDA_CHECK(cudaMemcpyAsync(out.offsets.get(), lay.offsets.data(), 8 * lay.offsets.size(),
+                                      cudaMemcpyHostToDevice, s));
     GOSSIP_CUDA_CHECK(cudaMemcpyAsync(out.base.get(), lay.bucket_base.data(),
                                       8 * lay.bucket_base.size(), cudaMemcpyHostToDevice, s));
     out.view = LayoutView{out.offsets.get(), out.base.get(),
@@ -155,8 +157,7 @@ struct DeviceCodec::Impl {
     auto dev = device_alloc<std::uint32_t>(nb);
     device_for(s, nb, BlockCrc{payload, bytes, table.get(), dev.get()});
     if (nb)
-      GOSSIP_CUDA_CHECK(
-          cudaMemcpyAsync(host.data(), dev.get(), 4 * nb, cudaMemcpyDeviceToHost, s));
+      GOSSIP_CUDA_CHECK(cudaMemcpyAsync(host.data(), dev.get(), 4 * nb, cudaMemcpyDeviceToHost, s));
     GOSSIP_CUDA_CHECK(cudaStreamSynchronize(s));
     return host;
   }
@@ -172,9 +173,15 @@ struct DeviceCodec::Impl {
     const RngStreamKey noise = make_stream(key.seed, key.peer, key.round, RngStream::kElementNoise);
     BucketedArgs a{dl.view, d, out, 0, false, noise};
     switch (p.id) {
-      case CodecId::kIdentity: device_for(s, ng, IdentityEncode{x, d, out}); break;
-      case CodecId::kFp16: device_for(s, ng, HalfEncode<false>{x, d, out}); break;
-      case CodecId::kBf16: device_for(s, ng, HalfEncode<true>{x, d, out}); break;
+      case CodecId::kIdentity:
+        device_for(s, ng, IdentityEncode{x, d, out});
+        break;
+      case CodecId::kFp16:
+        device_for(s, ng, HalfEncode<false>{x, d, out});
+        break;
+      case CodecId::kBf16:
+        device_for(s, ng, HalfEncode<true>{x, d, out});
+        break;
       case CodecId::kQsgd:
         device_for(s, nb, BucketStatFn<BucketStat::kL2>{x, dl.view, out});
         a.param = p.s;
@@ -198,7 +205,8 @@ struct DeviceCodec::Impl {
         device_for(s, nb, BucketStatFn<BucketStat::kL1Mean>{x, dl.view, out});
         device_for(s, ng, SignEncode{x, d, out + 4 * nb});
         break;
-      default: throw std::logic_error("sparse codec reached the device encoder");
+      default:
+        throw std::logic_error("sparse codec reached the device encoder");
     }
     const std::vector<std::uint32_t> crcs = block_crcs(out, bytes, s);
     WireHeader h = plan.header_for(d);
@@ -221,8 +229,7 @@ struct DeviceCodec::Impl {
     const LayoutData lay = plan.layout_for(d);
     std::array<std::byte, kHeaderSize> head{};
     if (bytes >= kHeaderSize) {
-      GOSSIP_CUDA_CHECK(
-          cudaMemcpyAsync(head.data(), wire, kHeaderSize, cudaMemcpyDeviceToHost, s));
+      GOSSIP_CUDA_CHECK(cudaMemcpyAsync(head.data(), wire, kHeaderSize, cudaMemcpyDeviceToHost, s));
       GOSSIP_CUDA_CHECK(cudaStreamSynchronize(s));
     }
     const WireHeader h = plan.check_header(head, bytes, d, lay);
@@ -233,9 +240,15 @@ struct DeviceCodec::Impl {
     const std::uint64_t nb = lay.bucket_base.back(), ng = (d + kGroup - 1) / kGroup;
     BucketedArgs a{dl.view, d, in, 0, false, {}};
     switch (p.id) {
-      case CodecId::kIdentity: device_for(s, ng, IdentityDecode<kMode>{in, d, w, y}); break;
-      case CodecId::kFp16: device_for(s, ng, HalfDecode<false, kMode>{in, d, w, y}); break;
-      case CodecId::kBf16: device_for(s, ng, HalfDecode<true, kMode>{in, d, w, y}); break;
+      case CodecId::kIdentity:
+        device_for(s, ng, IdentityDecode<kMode>{in, d, w, y});
+        break;
+      case CodecId::kFp16:
+        device_for(s, ng, HalfDecode<false, kMode>{in, d, w, y});
+        break;
+      case CodecId::kBf16:
+        device_for(s, ng, HalfDecode<true, kMode>{in, d, w, y});
+        break;
       case CodecId::kQsgd:
         a.param = p.s;
         a.flag = p.scaled;
@@ -249,9 +262,14 @@ struct DeviceCodec::Impl {
           device_for(s, ng, QuantizeDecode<decltype(f)::value, kMode>{a, in + 8 * nb, w, y});
         });
         break;
-      case CodecId::kTerngrad: device_for(s, ng, TerngradDecode<kMode>{a, in + 4 * nb, w, y}); break;
-      case CodecId::kSign: device_for(s, ng, SignDecode<kMode>{a, in + 4 * nb, w, y}); break;
-      default: throw std::logic_error("sparse codec reached the device decoder");
+      case CodecId::kTerngrad:
+        device_for(s, ng, TerngradDecode<kMode>{a, in + 4 * nb, w, y});
+        break;
+      case CodecId::kSign:
+        device_for(s, ng, SignDecode<kMode>{a, in + 4 * nb, w, y});
+        break;
+      default:
+        throw std::logic_error("sparse codec reached the device decoder");
     }
     // The layout arrays are freed on return: finish the work that reads them first.
     GOSSIP_CUDA_CHECK(cudaStreamSynchronize(s));
@@ -262,7 +280,9 @@ DeviceCodec::DeviceCodec(std::string_view spec, std::span<const std::size_t> ten
     : impl_(std::make_unique<Impl>(parse_spec(spec), tensor_sizes)) {}
 DeviceCodec::~DeviceCodec() = default;
 
-std::string DeviceCodec::spec() const { return impl_->plan.canonical(); }
+std::string DeviceCodec::spec() const {
+  return impl_->plan.canonical();
+}
 
 std::size_t DeviceCodec::wire_size(std::size_t d) const {
   return kHeaderSize + impl_->plan.payload_size(impl_->plan.layout_for(d), d);

@@ -38,8 +38,8 @@ class DeviceCodec {
 
   // y (d floats, device) += w * C(x) from a device message of `bytes` bytes; validates the
   // header and checksum first and throws WireError without touching y.
-  void decode_accumulate(const std::byte* wire, std::size_t bytes, float w, float* y,
-                         std::size_t d, void* stream = nullptr) const;
+  void decode_accumulate(const std::byte* wire, std::size_t bytes, float w, float* y, std::size_t d,
+                         void* stream = nullptr) const;
   void decode(const std::byte* wire, std::size_t bytes, float* y, std::size_t d,
               void* stream = nullptr) const;
 

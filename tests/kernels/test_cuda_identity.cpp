@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cuda/device_codec.hpp"
+#include "kernels/wire.hpp"
 #include "tests/kernels/reference.hpp"
 
 using namespace gossip::kernels;
@@ -35,9 +36,18 @@ TEST_CASE("CUDA encodings equal the host's byte for byte") {
     MESSAGE("no CUDA device on this machine: CPU/GPU byte identity not checked");
     return;
   }
-  const char* specs[] = {"identity", "fp16", "bf16", "qsgd:s=3,bucket=512", "qsgd:s=15,scaled=true", "qsgd:s=255,bucket=4096",
-                         "qsgd:s=7,bucket=100", "quantize:bits=2", "quantize:bits=8,rounding=nearest,bucket=33",
-                         "terngrad:bucket=64", "sign:bucket=512", "sign"};
+  const char* specs[] = {"identity",
+                         "fp16",
+                         "bf16",
+                         "qsgd:s=3,bucket=512",
+                         "qsgd:s=15,scaled=true",
+                         "qsgd:s=255,bucket=4096",
+                         "qsgd:s=7,bucket=100",
+                         "quantize:bits=2",
+                         "quantize:bits=8,rounding=nearest,bucket=33",
+                         "terngrad:bucket=64",
+                         "sign:bucket=512",
+                         "sign"};
   for (const char* spec : specs) {
     for (std::size_t d : {0u, 1u, 33u, 1000u, 70001u, 1u << 20}) {
       CAPTURE(spec);

@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <thread>
 
+#include "gossip/algorithms/ring_allreduce.hpp"
 #include "gossip/frame.hpp"
 #include "gossip/inproc_transport.hpp"
 #include "kernels/codec.hpp"
-#include "src/collective.hpp"
 #include "src/config.hpp"
 #include "src/trainer.hpp"
 #include "topology/generators.hpp"
@@ -119,7 +119,7 @@ TEST_CASE("allreduce_mean gives every peer the same mean") {
       v[static_cast<std::size_t>(r)] = std::vector<float>(13);
       for (std::size_t k = 0; k < 13; ++k)
         v[static_cast<std::size_t>(r)][k] = static_cast<float>(r * 100 + k);
-      allreduce_mean(t, 1, v[static_cast<std::size_t>(r)]);
+      algorithms::allreduce_mean(t, 1, v[static_cast<std::size_t>(r)]);
     });
   for (auto& t : threads) t.join();
   for (int r = 0; r < 5; ++r)

@@ -1,0 +1,27 @@
+#pragma once
+// Ring all-reduce over Transport::ring_step: reduce-scatter then all-gather, 2(n-1) steps of about
+// d/n floats. Every peer ends with the same bytes (each chunk is summed once, in ring order, then
+// copied around). Used by the C-PSGD baseline and by the runtime to average models at the end.
+
+#include <cstdint>
+#include <span>
+
+#include "gossip/transport.hpp"
+
+namespace gossip::algorithms {
+
+// Seconds spent in the two kinds of work, for callers that report them.
+struct RingTimes {
+  double wait_s = 0.0;    // inside ring_step
+  double reduce_s = 0.0;  // summing and copying chunks
+};
+
+// Replaces `data` by its sum over all peers. Every peer calls it with the same `round` and the
+// same length; `scratch` must hold at least ceil(d / n) floats. Allocates nothing.
+void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::span<float> data,
+                        std::span<float> scratch, RingTimes* times = nullptr);
+
+// Replaces `data` by its mean over all peers (allocates its scratch).
+void allreduce_mean(net::Transport& transport, std::uint64_t round, std::span<float> data);
+
+}  // namespace gossip::algorithms
