@@ -67,7 +67,7 @@ HeaderBytes encode_header(const FrameHeader& h) {
   put<std::uint64_t>(p, 32, h.payload_length);
   put<std::uint64_t>(p, 40, h.session);
   put<std::uint64_t>(p, 48, h.sent_at_ns);
-  put<std::uint32_t>(p, 56, 0);
+  put<std::uint32_t>(p, 56, h.stop_in);
   put<std::uint32_t>(p, kChecksumOffset, fnv1a32({p, kChecksumOffset}));
   return out;
 }
@@ -99,6 +99,7 @@ HeaderParse decode_header(std::span<const std::byte> bytes) {
   h.payload_length = get<std::uint64_t>(p, 32);
   h.session = get<std::uint64_t>(p, 40);
   h.sent_at_ns = get<std::uint64_t>(p, 48);
+  h.stop_in = get<std::uint32_t>(p, 56);
   return {h, {}};
 }
 

@@ -14,7 +14,7 @@
 //   32    8 payload_length  bytes that follow the header
 //   40    8 session         session_hash(topology hash, run hash); 0 in hello frames
 //   48    8 sent_at_ns      sender's CLOCK_MONOTONIC at send; drives link emulation on one host
-//   56    4 reserved        0
+//   56    4 stop_in         0, or k > 0: the sender's run stops before round `round + k`
 //   60    4 checksum        FNV-1a 32 of bytes [0, 60)
 
 #include <array>
@@ -46,6 +46,9 @@ struct FrameHeader {
   std::uint64_t payload_length = 0;
   std::uint64_t session = 0;
   std::uint64_t sent_at_ns = 0;
+  // Stop agreement (exchange and ring frames): 0, or k > 0 when the sender knows the run stops
+  // before round round + k (Transport::request_stop).
+  std::uint32_t stop_in = 0;
 };
 
 using HeaderBytes = std::array<std::byte, kFrameHeaderSize>;

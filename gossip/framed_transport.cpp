@@ -248,6 +248,7 @@ void FramedTransport::accept(Inbound&& in) {
                        at, conn, last_ring_->first, last_ring_->second));
     }
   }
+  if (h.stop_in > 0) request_stop(h.round + h.stop_in);
   const Key key{h.kind, h.round, h.step, from};
   const std::uint64_t now = monotonic_ns();
   Stored s{in.payload, std::move(in.owner),
@@ -287,6 +288,13 @@ void FramedTransport::handshake() {
   log().debug("handshake done with {} links", links_.size());
 }
 
+void FramedTransport::request_stop(std::uint64_t before_round) {
+  if (!stop_round_ || before_round < *stop_round_) {
+    stop_round_ = before_round;
+    log().debug("stop requested before round {}", before_round);
+  }
+}
+
 bool FramedTransport::send_frame(FrameKind kind, int to, std::uint64_t round, std::uint32_t step,
                                  std::span<const std::byte> payload, std::uint64_t sent_at) {
   FrameHeader h;
@@ -298,6 +306,9 @@ bool FramedTransport::send_frame(FrameKind kind, int to, std::uint64_t round, st
   h.payload_length = payload.size();
   h.session = session_;
   h.sent_at_ns = sent_at;
+  if (stop_round_ && *stop_round_ > round && kind != FrameKind::hello)
+    h.stop_in =
+        static_cast<std::uint32_t>(std::min<std::uint64_t>(*stop_round_ - round, UINT32_MAX));
   if (!try_send(to, encode_header(h), payload)) return false;
   counters_.bytes_sent += kFrameHeaderSize + payload.size();
   counters_.messages_sent += 1;

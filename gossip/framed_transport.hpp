@@ -47,6 +47,8 @@ class FramedTransport : public Transport {
   int size() const override { return size_; }
   std::span<const int> neighbors() const override { return neighbors_; }
   const TrafficCounters& counters() const override { return counters_; }
+  void request_stop(std::uint64_t before_round) override;
+  std::optional<std::uint64_t> stop_round() const override { return stop_round_; }
 
   const std::vector<std::span<const std::byte>>& exchange(
       std::uint64_t round, std::span<const std::byte> payload) override;
@@ -146,6 +148,7 @@ class FramedTransport : public Transport {
   std::vector<std::span<const std::byte>> views_;
 
   TrafficCounters counters_;
+  std::optional<std::uint64_t> stop_round_;  // smallest stop round requested or heard
   std::uint64_t send_batch_ = 0;
   bool failed_ = false;
   std::string first_error_;

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -62,6 +63,14 @@ class Transport {
   }
 
   virtual const TrafficCounters& counters() const = 0;
+
+  // Stop agreement, so that every peer of a run stops before the same round (a clean Ctrl-C).
+  // request_stop(r): this peer will stop before round r; the value rides on every later exchange
+  // and ring frame, and a peer adopts the smallest value it hears. A request made in round t with
+  // r >= t + diameter + 2 reaches every peer before any of them passes r.
+  virtual void request_stop(std::uint64_t before_round) = 0;
+  // The smallest stop round requested here or heard from a neighbour, if any.
+  virtual std::optional<std::uint64_t> stop_round() const = 0;
 };
 
 }  // namespace gossip::net

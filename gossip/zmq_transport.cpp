@@ -230,8 +230,15 @@ std::optional<Inbound> ZmqTransport::wait_inbound(Clock::time_point deadline,
     // Round up: a wait that ends a little before the deadline would spin.
     const auto wait =
         std::max<std::int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(left).count());
-    const int ready = zmq::poll(items.data(), items.size(),
-                                std::chrono::milliseconds(std::min<std::int64_t>(wait, INT_MAX)));
+    int ready = 0;
+    try {
+      ready = zmq::poll(items.data(), items.size(),
+                        std::chrono::milliseconds(std::min<std::int64_t>(wait, INT_MAX)));
+    } catch (const zmq::error_t& e) {
+      // A signal (Ctrl-C asks the runtime for a clean stop) interrupts the wait; wait on.
+      if (e.num() != EINTR) throw;
+      continue;
+    }
     if (items[0].revents & ZMQ_POLLIN) return read_message();
     if (ready > 0) return std::nullopt;  // a blocked link has room again
     if (Clock::now() >= deadline) return std::nullopt;

@@ -238,13 +238,16 @@ std::vector<std::uint32_t> par_blocks_crc(std::uint64_t d, std::uint64_t elem_by
   const std::uint64_t nblocks = (bytes + kChecksumBlock - 1) / kChecksumBlock;
   std::vector<std::uint32_t> crcs(nblocks);
   const std::uint64_t ng = groups(d);
-  par_for(nblocks, [&, per_block, bytes, ng](std::uint64_t b) {
-    const std::uint64_t g1 = std::min(ng, (b + 1) * per_block / kGroup);
-    for (std::uint64_t g = b * per_block / kGroup; g < g1; ++g) f(g);
-    const std::uint64_t off = b * kChecksumBlock;
-    crcs[b] =
-        crc32c(std::span<const std::byte>(payload + off, std::min(kChecksumBlock, bytes - off)));
-  }, 2);
+  par_for(
+      nblocks,
+      [&, per_block, bytes, ng](std::uint64_t b) {
+        const std::uint64_t g1 = std::min(ng, (b + 1) * per_block / kGroup);
+        for (std::uint64_t g = b * per_block / kGroup; g < g1; ++g) f(g);
+        const std::uint64_t off = b * kChecksumBlock;
+        crcs[b] = crc32c(
+            std::span<const std::byte>(payload + off, std::min(kChecksumBlock, bytes - off)));
+      },
+      2);
   return crcs;
 }
 

@@ -16,14 +16,17 @@ GOSSIP_HD inline std::uint16_t float_to_fp16_bits(float f) {
   const std::uint32_t sign = (x >> 16) & 0x8000u;
   const std::uint32_t ax = x & 0x7fffffffu;
   // >= 65536 (or inf/NaN): inf, or a quiet NaN.
-  const std::uint32_t big = ax > 0x7f800000u ? 0x7e00u : 0x7c00u;
+  const std::uint32_t big = 0x7c00u | (static_cast<std::uint32_t>(ax > 0x7f800000u) << 9);
   // Normal half: rebias the exponent by -112 and round on the 13 dropped bits (ties to even);
   // [65520, 65536) carries into the exponent and becomes inf, as RNE demands.
   const std::uint32_t normal = (ax + 0xc8000fffu + ((ax >> 13) & 1u)) >> 13;
   // Below 2^-14: subnormal half or zero.
   const float magic = bits_as<float>(0x3f000000u);
   const std::uint32_t sub = bits_as<std::uint32_t>(bits_as<float>(ax) + magic) - 0x3f000000u;
-  const std::uint32_t mag = ax >= 0x47800000u ? big : (ax < 0x38800000u ? sub : normal);
+  // Masks rather than ?: so g++ turns the selection into vector blends.
+  const std::uint32_t is_big = 0u - static_cast<std::uint32_t>(ax >= 0x47800000u);
+  const std::uint32_t is_sub = 0u - static_cast<std::uint32_t>(ax < 0x38800000u);
+  const std::uint32_t mag = (big & is_big) | (sub & is_sub) | (normal & ~(is_big | is_sub));
   return static_cast<std::uint16_t>(sign | mag);
 }
 

@@ -265,7 +265,10 @@ struct IdentityEncode {
   std::byte* out;
   GOSSIP_HD void operator()(std::uint64_t g) const {
     const std::uint64_t i0 = g * kGroup, n = min_u64(kGroup, d - i0);
-    std::memcpy(out + 4 * i0, x + i0, 4 * n);
+    if (n == kGroup)
+      std::memcpy(out + 4 * i0, x + i0, 4 * kGroup);  // fixed size: inlined
+    else
+      std::memcpy(out + 4 * i0, x + i0, 4 * n);
   }
 };
 template <DecodeMode kMode>

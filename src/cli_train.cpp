@@ -169,16 +169,6 @@ int run_simulate(const TrainArgs& a) {
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
 
-  // Stop agreement between threads: all stop before the same round (see stop_before below).
-  std::mutex stop_mutex;
-  std::uint64_t max_round = 0, stop_round = UINT64_MAX;
-  auto stop_before = [&](std::uint64_t t) {
-    std::lock_guard lock(stop_mutex);
-    max_round = std::max(max_round, t);
-    if (g_stop.load() && stop_round == UINT64_MAX) stop_round = max_round + 1;
-    return t >= stop_round;
-  };
-
   std::vector<runtime::PeerSummary> summaries(static_cast<std::size_t>(n));
   std::vector<std::string> errors(static_cast<std::size_t>(n));
   runtime::Evaluation avg_eval;
@@ -191,7 +181,7 @@ int run_simulate(const TrainArgs& a) {
         runtime::PeerTrainer trainer(c, topo, r, transport, data, shards);
         if (resume) trainer.resume(*resume);
         runtime::TrainHooks hooks;
-        hooks.stop_before = stop_before;
+        hooks.stop_requested = [] { return g_stop.load(); };
         hooks.progress = r == 0;
         auto s = trainer.run(hooks);
         if (s.stopped_early) {
@@ -267,7 +257,7 @@ int run_peer(const TrainArgs& a) {
   runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);
   if (resume) trainer.resume(*resume);
   runtime::TrainHooks hooks;
-  hooks.stop_before = [](std::uint64_t) { return g_stop.load(); };
+  hooks.stop_requested = [] { return g_stop.load(); };
   hooks.progress = a.progress || rank == 0;
   const auto s = trainer.run(hooks);
   if (s.stopped_early) {
@@ -360,6 +350,11 @@ int run_launch(const TrainArgs& a) {
       forwarded = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (std::all_of(codes.begin(), codes.end(), [](int c) { return c == 130; })) {
+    fmt::print(stderr, "launch: every peer stopped before the same round and wrote a checkpoint; "
+                       "continue with --resume\n");
+    return 130;
   }
   int worst = 0;
   for (std::size_t k = 0; k < pids.size(); ++k) {

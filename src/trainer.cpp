@@ -94,6 +94,18 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
   total_rounds_ = std::max<std::uint64_t>(
       1, static_cast<std::uint64_t>(
              std::ceil(config.epochs * static_cast<double>(rounds_per_epoch_))));
+  // A stop request travels one hop per round: it must outrun the diameter (at most twice the
+  // eccentricity of any peer) before its round comes.
+  std::vector<int> dist(static_cast<std::size_t>(topo.size()), -1);
+  std::vector<int> queue{0};
+  dist[0] = 0;
+  for (std::size_t head = 0; head < queue.size(); ++head)
+    for (int u : topo.graph.neighbors(queue[head]))
+      if (dist[static_cast<std::size_t>(u)] < 0) {
+        dist[static_cast<std::size_t>(u)] = dist[static_cast<std::size_t>(queue[head])] + 1;
+        queue.push_back(u);
+      }
+  stop_margin_ = 2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2;
   std::vector<float> x0(model_.size());
   model_.init(x0, config.seed);  // the same x0 on every peer
   algo_ = algorithms::make_algorithm(algorithm_config(config, model_), transport, topo, x0);
@@ -245,7 +257,9 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
   std::uint64_t window = 0;
   const double eval_rounds = config_.eval_every * static_cast<double>(rounds_per_epoch_);
   for (std::uint64_t t = algo_->round(); t < total_rounds_; ++t) {
-    if (hooks.stop_before && hooks.stop_before(t)) {
+    if (hooks.stop_requested && !transport_.stop_round() && hooks.stop_requested())
+      transport_.request_stop(t + stop_margin_);
+    if (const auto stop = transport_.stop_round(); stop && t >= *stop) {
       s.stopped_early = true;
       break;
     }

@@ -38,8 +38,10 @@ struct TrainHooks {
   // Collective: every peer calls it with a vector of the same length and gets back the mean over
   // all peers. Used for the averaged model and the summary.
   std::function<void(std::span<float>)> average;
-  // Asked before each round; true stops the run at that round (all peers must answer alike).
-  std::function<bool(std::uint64_t round)> stop_before;
+  // Asked before each round: true once the user asked to stop (Ctrl-C). The peer then asks the
+  // transport for a stop a few rounds ahead (Transport::request_stop), and every peer of the run
+  // stops before the same round.
+  std::function<bool()> stop_requested;
   bool progress = false;  // print progress lines on stderr (rank 0 usually)
 };
 
@@ -90,7 +92,8 @@ class PeerTrainer {
   std::unique_ptr<algorithms::Algorithm> algo_;
   std::uint64_t rounds_per_epoch_ = 1;
   std::uint64_t total_rounds_ = 1;
-  double wall_before_ = 0.0;  // wall seconds of earlier runs, when resumed
+  double wall_before_ = 0.0;       // wall seconds of earlier runs, when resumed
+  std::uint64_t stop_margin_ = 2;  // rounds a stop request needs to reach every peer
 };
 
 algorithms::AlgorithmConfig algorithm_config(const RunConfig& config, const Mlp& model);

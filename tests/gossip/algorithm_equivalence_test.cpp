@@ -48,6 +48,8 @@ class RecordingTransport final : public gossip::net::Transport {
     inner_.ring_step(round, step, send, recv);
   }
   const gossip::net::TrafficCounters& counters() const override { return inner_.counters(); }
+  void request_stop(std::uint64_t before_round) override { inner_.request_stop(before_round); }
+  std::optional<std::uint64_t> stop_round() const override { return inner_.stop_round(); }
 
   std::vector<std::vector<std::byte>> sent;                   // [round]
   std::vector<std::vector<std::vector<std::byte>>> received;  // [round][neighbour]

@@ -83,6 +83,8 @@ class EchoTransport final : public gossip::net::Transport {
     std::memcpy(recv.data(), send.data(), std::min(send.size(), recv.size()));
   }
   const gossip::net::TrafficCounters& counters() const override { return counters_; }
+  void request_stop(std::uint64_t) override {}
+  std::optional<std::uint64_t> stop_round() const override { return std::nullopt; }
 
  private:
   std::vector<int> neighbors_{1};

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -164,6 +165,47 @@ TEST_CASE("randomk keeps k distinct coordinates scaled by d/k, reproducible from
         const auto other = r::roundtrip(*c, x, {43, 1, 2});
         CHECK_FALSE(r::same_bits(y, other));
       }
+    }
+  }
+}
+
+// Floyd's algorithm written out with std::set and the Philox stream of docs/kernels.md.
+std::vector<float> randomk_reference(std::span<const float> x, std::uint64_t seed, std::size_t k,
+                                     bool unbiased) {
+  const std::size_t n = x.size();
+  std::vector<float> c(n, 0.0f);
+  std::set<std::size_t> taken;
+  for (std::size_t j = n - k; j < n; ++j) {
+    const Philox4 r =
+        philox4x32_10(Philox4{{static_cast<std::uint32_t>(j), 0u, 0u, 3u << 24}},
+                      static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+    const std::uint64_t word = (std::uint64_t{r.v[1]} << 32) | r.v[0];
+    __extension__ using U128 = unsigned __int128;
+    std::size_t t = static_cast<std::size_t>((static_cast<U128>(word) * (j + 1)) >> 64);  // [0, j]
+    if (taken.count(t)) t = j;
+    taken.insert(t);
+  }
+  const float scale = unbiased ? static_cast<float>(double(n) / double(k)) : 1.0f;
+  for (std::size_t i : taken) c[i] = x[i] * scale;
+  return c;
+}
+
+TEST_CASE("randomk equals Floyd's algorithm on the seeded Philox stream") {
+  for (std::size_t d : {1u, 10u, 1000u, 70001u}) {
+    const auto x = r::gaussian(d, 21);
+    for (std::size_t k : {1u, 5u, 300u}) {
+      const std::size_t kk = std::min(k, d);
+      const auto c = make_codec("randomk:k=" + std::to_string(k));
+      std::vector<std::byte> wire(c->wire_size(d));
+      c->encode(x, {9, 8, 7}, wire);
+      std::uint64_t seed;
+      std::memcpy(&seed, wire.data() + kHeaderSize, 8);
+      // The sent seed is Philox stream 2, block 0, of the (seed, peer, round) key.
+      const Philox4 sk = philox4x32_10(Philox4{{0u, 8u, 7u, 2u << 24}}, 9u, 0u);
+      CHECK(seed == ((std::uint64_t{sk.v[1]} << 32) | sk.v[0]));
+      std::vector<float> y(d, 1.0f);
+      c->decode(wire, y);
+      check_equal(y, randomk_reference(x, seed, kk, true), c->spec() + " d=" + std::to_string(d));
     }
   }
 }

@@ -13,7 +13,8 @@ const std::string kBase = "[topology]\nfile = \"ring:4\"\n";  // lines 1-2
 
 void expect_error(const std::string& text, const std::string& part) {
   CAPTURE(text);
-  CHECK_THROWS_WITH_AS(parse_run_config(text, "run.toml"), doctest::Contains(part.c_str()), ConfigError);
+  CHECK_THROWS_WITH_AS(parse_run_config(text, "run.toml"), doctest::Contains(part.c_str()),
+                       ConfigError);
 }
 }  // namespace
 

@@ -57,9 +57,9 @@ std::vector<std::vector<float>> run_all(const RunConfig& c, std::optional<std::u
         net::InprocTransport t(hub, r, o);
         PeerTrainer trainer(c, topo, r, t, data, shards);
         if (resume) trainer.resume(*resume);
-        TrainHooks hooks;
-        hooks.stop_before = [&](std::uint64_t round) { return stop_at && round >= *stop_at; };
-        trainer.run(hooks);
+        // Only rank 0 asks: the request must reach every peer through the frames.
+        if (stop_at && r == 0) t.request_stop(*stop_at);
+        trainer.run({});
         if (checkpoint_at_stop) trainer.checkpoint();
         params[static_cast<std::size_t>(r)].assign(trainer.params().begin(),
                                                    trainer.params().end());
