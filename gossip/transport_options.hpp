@@ -30,7 +30,9 @@ struct TransportOptions {
 
   // ZeroMQ only.
   int io_threads = 1;
-  std::chrono::milliseconds linger{1000};       // bounded: close never hangs on a dead peer
+  // Bounded: close never hangs on a dead peer, yet a peer we refuse at the handshake still gets
+  // our hello (and so the reason) when its connection comes up late on a loaded machine.
+  std::chrono::milliseconds linger{5000};
   int hwm_messages = 0;                         // 0: derived from max_payload_bytes
   std::chrono::milliseconds heartbeat{1000};    // ZMTP ping interval; 0 disables
   std::size_t zero_copy_min_bytes = 64 * 1024;  // smaller payloads are copied into the message

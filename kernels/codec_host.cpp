@@ -486,13 +486,17 @@ class HostCodec final : public Codec, private CodecPlan {
       case CodecId::kBf16:
         par_groups(d, HalfDecode<true, kMode>{in, d, w, y});
         break;
-      case CodecId::kQsgd:
+      case CodecId::kQsgd: {
         a.param = p_.s;
         a.flag = p_.scaled;
+        std::vector<float> units(nb);
+        par_for(nb, QsgdUnitFn{a.layout, in, p_.s, p_.scaled, units.data()});
+        a.units = units.data();
         with_width(static_cast<int>(p_.qsgd_width()), [&](auto f) {
           par_groups(d, QsgdDecode<decltype(f)::value, kMode>{a, in + 4 * nb, w, y});
         });
         break;
+      }
       case CodecId::kQuantize:
         a.param = (1u << p_.bits) - 1u;
         with_width(static_cast<int>(p_.bits), [&](auto f) {

@@ -13,6 +13,7 @@ struct LayoutView {
   const std::uint64_t* bucket_base = nullptr;  // tensors + 1 entries: first bucket of tensor t
   std::uint32_t tensors = 0;
   std::uint64_t bucket = 0;  // 0: one bucket per tensor
+  int bucket_shift = -1;     // log2(bucket) when bucket is a power of two: seeks shift, not divide
 
   GOSSIP_HD std::uint64_t buckets() const { return bucket_base[tensors]; }
   GOSSIP_HD std::uint64_t elements() const { return offsets[tensors]; }
@@ -51,7 +52,8 @@ struct BucketCursor {
   GOSSIP_HD void seek(const LayoutView& l, std::uint64_t i) {
     const std::uint32_t t = LayoutView::search(l.offsets, l.tensors, i);
     const std::uint64_t b = l.bucket_len_of(t);
-    const std::uint64_t j = (i - l.offsets[t]) / b;
+    const std::uint64_t local = i - l.offsets[t];
+    const std::uint64_t j = l.bucket_shift >= 0 ? local >> l.bucket_shift : local / b;
     bucket = l.bucket_base[t] + j;
     end = min_u64(l.offsets[t] + (j + 1) * b, l.offsets[t + 1]);
   }

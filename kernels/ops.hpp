@@ -337,6 +337,18 @@ struct BucketedArgs {
   std::uint32_t param;  // qsgd s, quantize levels
   bool flag;            // qsgd scaled, quantize nearest
   RngStreamKey rng;
+  const float* units = nullptr;  // qsgd decode: per-bucket qsgd_unit, when precomputed
+};
+
+// qsgd decode's per-bucket unit (a double division, and a sqrt when scaled), computed once per
+// bucket instead of once per group.
+struct QsgdUnitFn {
+  LayoutView layout;
+  const std::byte* norms;
+  std::uint32_t s;
+  bool scaled;
+  float* out;
+  GOSSIP_HD void operator()(std::uint64_t b) const;
 };
 
 // Codes of one group: Consts(bucket) gives the per-bucket constants, code(consts, x, r) one code.
@@ -377,6 +389,12 @@ GOSSIP_HD inline void group_values(const BucketedArgs& a, std::uint64_t i0, std:
     if (cur.at(a.layout, i0 + j)) c = consts(cur.bucket);
     emit<kMode>(y, i0 + j, w, value(c, codes[j]));
   }
+}
+
+GOSSIP_HD inline void QsgdUnitFn::operator()(std::uint64_t b) const {
+  std::uint64_t lo, hi;
+  layout.bucket_range(b, lo, hi);
+  out[b] = qsgd_unit(load_le<float>(norms + 4 * b), s, scaled, hi - lo);
 }
 
 template <int F>
@@ -420,6 +438,7 @@ struct QsgdDecode {
     group_values<kMode>(
         a, i0, n, codes, w, y,
         [&](std::uint64_t b) {
+          if (a.units) return a.units[b];
           std::uint64_t lo, hi;
           a.layout.bucket_range(b, lo, hi);
           return qsgd_unit(load_le<float>(a.table + 4 * b), a.param, a.flag, hi - lo);

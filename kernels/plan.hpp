@@ -31,8 +31,14 @@ struct LayoutData {
     }
   }
   LayoutView view() const {
-    return LayoutView{offsets.data(), bucket_base.data(),
-                      static_cast<std::uint32_t>(offsets.size() - 1), bucket};
+    LayoutView v{offsets.data(), bucket_base.data(), static_cast<std::uint32_t>(offsets.size() - 1),
+                 bucket};
+    if (bucket && (bucket & (bucket - 1)) == 0) {
+      int shift = 0;
+      while ((std::uint64_t{1} << shift) != bucket) ++shift;
+      v.bucket_shift = shift;
+    }
+    return v;
   }
   std::uint64_t tensors() const { return offsets.size() - 1; }
   std::uint64_t size(std::uint64_t t) const { return offsets[t + 1] - offsets[t]; }

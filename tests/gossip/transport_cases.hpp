@@ -20,7 +20,7 @@ inline TransportOptions quick_options() {
   TransportOptions o;
   o.timeout = 20s;  // generous: only a broken transport waits this long
   o.connect_timeout = 20s;
-  o.linger = 200ms;  // failure paths flush for at most this long
+  o.linger = 2000ms;  // failure paths flush for at most this long (slack for a loaded machine)
   return o;
 }
 
