@@ -431,12 +431,23 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     }
     std::uint64_t next_ready = UINT64_MAX;
     bool delivered = false;
+    // The streaming form hands messages over in neighbors() order, whatever order they arrive
+    // in: callers accumulate floats in the callback, and a fixed order keeps results
+    // bit-reproducible (between runs, transports and resumed runs).
     for (std::size_t k = 0; k < deg; ++k) {
-      if (got[k] || !asked[k]) continue;
+      if (got[k]) continue;
+      if (!asked[k]) {
+        if (on_message) break;
+        continue;
+      }
       auto it = pending_.find(Key{FrameKind::exchange, round, 0u, neighbors_[k]});
-      if (it == pending_.end()) continue;
+      if (it == pending_.end()) {
+        if (on_message) break;
+        continue;
+      }
       if (it->second.ready_ns > monotonic_ns()) {
         next_ready = std::min(next_ready, it->second.ready_ns);
+        if (on_message) break;
         continue;
       }
       auto node = pending_.extract(it);

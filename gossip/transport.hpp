@@ -50,7 +50,8 @@ class Transport {
                          std::span<std::byte> recv) = 0;
 
   // Streaming form of exchange() (added by the transport; exchange() is unchanged): calls
-  // on_message(k, bytes) once for each neighbour neighbors()[k], in arrival order, and lets go of
+  // on_message(k, bytes) once for each neighbour neighbors()[k], in neighbors() order (messages
+  // that arrive early wait, so float sums in the callback are reproducible), and lets go of
   // that message when the call returns. A caller that decodes inside the callback holds one
   // received message at a time instead of one per neighbour; with
   // TransportOptions::receive_window the senders are also paced, so peak memory does not grow

@@ -84,6 +84,7 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t wire_byt
   o.max_payload_bytes = wire_bytes;
   o.link.all.latency = std::chrono::nanoseconds(static_cast<long long>(c.latency_ms * 1e6));
   o.link.all.bandwidth_bytes_per_s = c.bandwidth_mbit * 1e6 / 8.0;
+  o.receive_window = c.receive_window;
   return o;
 }
 
@@ -352,8 +353,9 @@ int run_launch(const TrainArgs& a) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (std::all_of(codes.begin(), codes.end(), [](int c) { return c == 130; })) {
-    fmt::print(stderr, "launch: every peer stopped before the same round and wrote a checkpoint; "
-                       "continue with --resume\n");
+    fmt::print(stderr,
+               "launch: every peer stopped before the same round and wrote a checkpoint; "
+               "continue with --resume\n");
     return 130;
   }
   int worst = 0;

@@ -59,6 +59,8 @@ const Key kKeys[] = {
     {"transport.connect_timeout_s", &RunConfig::connect_timeout_s, "start-up handshake limit"},
     {"transport.latency_ms", &RunConfig::latency_ms, "emulated latency per message"},
     {"transport.bandwidth_mbit", &RunConfig::bandwidth_mbit, "emulated bandwidth per link"},
+    {"transport.receive_window", &RunConfig::receive_window,
+     "neighbour messages in flight (0: all at once; 1: memory flat in the degree)"},
 };
 
 const Key* find_key(std::string_view path) {

@@ -63,6 +63,7 @@ struct RunConfig {
   double connect_timeout_s = 60.0;
   double latency_ms = 0.0;      // per message, emulated on every link
   double bandwidth_mbit = 0.0;  // per link, emulated; 0: unlimited
+  int receive_window = 0;       // neighbour messages in flight per peer; 0: all at once
 
   std::string source;  // file the config came from, for messages
 

@@ -35,10 +35,9 @@ class ChocoSgd final : public GossipAlgorithm {
     }
     last_.update_s += seconds_since(mark);
     encode(g_);
-    const auto& messages = exchange();
     accumulate_own(1.0f, x_hat_);
     accumulate_own(self_weight(), s_);
-    accumulate_neighbors(messages, 1.0f, s_);
+    exchange_accumulate(1.0f, s_);
     mark = Clock::now();
     const float gc = config_.consensus_step;
     for (std::size_t k = 0; k < d; ++k) x_[k] += gc * (s_[k] - x_hat_[k]);

@@ -29,11 +29,10 @@ class DcdPsgd final : public GossipAlgorithm {
     for (std::size_t k = 0; k < d; ++k) g_[k] = (s_[k] - lr * g_[k]) - x_[k];
     last_.update_s += seconds_since(mark);
     encode(g_);
-    const auto& messages = exchange();
     // x_i += q_i and s_i += W_ii q_i from the very bytes the neighbours decode.
     accumulate_own(1.0f, x_);
     accumulate_own(self_weight(), s_);
-    accumulate_neighbors(messages, 1.0f, s_);
+    exchange_accumulate(1.0f, s_);
   }
 
   std::vector<float> s_;

@@ -38,10 +38,9 @@ class DeepSqueeze final : public GossipAlgorithm {
     encode(delta_);
     // δ_i ← v_i − c_i before the exchange: it only needs the own message.
     accumulate_own(-1.0f, delta_);
-    const auto& messages = exchange();
     const float eta = config_.consensus_step;
     accumulate_own(eta * (self_weight() - 1.0f), x_);
-    accumulate_neighbors(messages, eta, x_);
+    exchange_accumulate(eta, x_);
   }
 
   std::vector<float> delta_;

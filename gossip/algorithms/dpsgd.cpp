@@ -98,7 +98,10 @@ class Dpsgd final : public GossipAlgorithm {
  private:
   void run_round() override {
     encode(x_);
-    combine(exchange());
+    // x_i ← W_ii x_i + Σ_j W_ij C(x_j) − γ g_i, the neighbours' terms decoded as they arrive.
+    scale_own();
+    exchange_accumulate(1.0f, x_);
+    apply_gradient();
   }
 
   bool run_round_with(GradientFn grad) override {
@@ -120,14 +123,22 @@ class Dpsgd final : public GossipAlgorithm {
   // x_i ← W_ii x_i + Σ_j W_ij C(x_j) − γ g_i. The own term uses the exact x_i (the rule's
   // W_ii x_i), not the codec's copy; x is rescaled in place so the neighbours' messages
   // accumulate straight into it.
+  // (With overlap_gradient the worker reads x_i during the exchange, so the messages are kept and
+  // combined afterwards.)
   void combine(const std::vector<std::span<const std::byte>>& messages) {
+    scale_own();
+    accumulate_neighbors(messages, 1.0f, x_);
+    apply_gradient();
+  }
+  void scale_own() {
+    Clock::time_point mark = Clock::now();
+    const float w_ii = self_weight();
+    for (float& v : x_) v *= w_ii;
+    last_.update_s += seconds_since(mark);
+  }
+  void apply_gradient() {
     Clock::time_point mark = Clock::now();
     const std::size_t d = x_.size();
-    const float w_ii = self_weight();
-    for (std::size_t k = 0; k < d; ++k) x_[k] *= w_ii;
-    last_.update_s += seconds_since(mark);
-    accumulate_neighbors(messages, 1.0f, x_);
-    mark = Clock::now();
     const float lr = config_.lr;
     for (std::size_t k = 0; k < d; ++k) x_[k] -= lr * g_[k];
     last_.update_s += seconds_since(mark);

@@ -27,6 +27,11 @@ class GossipAlgorithm : public Algorithm {
   // y += scale * W_ij * C(q_j) for every neighbour j. Timed as decode.
   void accumulate_neighbors(const std::vector<std::span<const std::byte>>& messages, float scale,
                             std::span<float> y);
+  // Sends the encoded message and adds scale * W_ij * C(q_j) to y for every neighbour j as its
+  // message comes in (Transport::exchange_each, neighbour order), so at most one received message
+  // is held at a time. Same sums, in the same order, as exchange() + accumulate_neighbors().
+  // Timed as wait and decode.
+  void exchange_accumulate(float scale, std::span<float> y);
 
   float self_weight() const { return self_weight_; }
 
@@ -36,6 +41,12 @@ class GossipAlgorithm : public Algorithm {
   std::vector<float> weights_;   // W_ij for j in transport.neighbors() order
   float self_weight_ = 1.0f;     // W_ii
   std::vector<std::span<const std::byte>> no_messages_;  // returned when there are no neighbours
+  // exchange_accumulate's callback, made once (a std::function built per call may allocate),
+  // and the target it writes to during a call.
+  net::Transport::MessageFn on_message_;
+  float stream_scale_ = 1.0f;
+  std::span<float> stream_target_;
+  double stream_decode_s_ = 0.0;
 };
 
 // Checks that the topology can drive a gossip algorithm over this transport: same n, the
