@@ -1,28 +1,18 @@
 #include "gossip/frame.hpp"
 
-#include <bit>
 #include <cstring>
 #include <ctime>
 #include <stdexcept>
 
 #include <fmt/core.h>
 
+#include "kernels/le_bytes.hpp"
+
 namespace gossip::net {
 namespace {
 
-static_assert(std::endian::native == std::endian::little,
-              "frame encoding assumes a little-endian host; add byte swaps before porting");
-
-template <class T>
-void put(std::byte* p, std::size_t off, T v) {
-  std::memcpy(p + off, &v, sizeof(T));
-}
-template <class T>
-T get(const std::byte* p, std::size_t off) {
-  T v;
-  std::memcpy(&v, p + off, sizeof(T));
-  return v;
-}
+using kernels::load_le;
+using kernels::store_le;
 
 std::uint32_t fnv1a32(std::span<const std::byte> bytes) {
   std::uint32_t h = 2166136261u;
@@ -56,19 +46,19 @@ std::string_view kind_name(FrameKind k) {
 HeaderBytes encode_header(const FrameHeader& h) {
   HeaderBytes out{};
   std::byte* p = out.data();
-  put<std::uint32_t>(p, 0, kFrameMagic);
-  put<std::uint16_t>(p, 4, kFrameVersion);
-  put<std::uint16_t>(p, 6, static_cast<std::uint16_t>(h.kind));
-  put<std::uint32_t>(p, 8, h.sender);
-  put<std::uint32_t>(p, 12, h.receiver);
-  put<std::uint64_t>(p, 16, h.round);
-  put<std::uint32_t>(p, 24, h.step);
-  put<std::uint32_t>(p, 28, 0);
-  put<std::uint64_t>(p, 32, h.payload_length);
-  put<std::uint64_t>(p, 40, h.session);
-  put<std::uint64_t>(p, 48, h.sent_at_ns);
-  put<std::uint32_t>(p, 56, h.stop_in);
-  put<std::uint32_t>(p, kChecksumOffset, fnv1a32({p, kChecksumOffset}));
+  store_le<std::uint32_t>(p, kFrameMagic);
+  store_le<std::uint16_t>(p + 4, kFrameVersion);
+  store_le<std::uint16_t>(p + 6, static_cast<std::uint16_t>(h.kind));
+  store_le<std::uint32_t>(p + 8, h.sender);
+  store_le<std::uint32_t>(p + 12, h.receiver);
+  store_le<std::uint64_t>(p + 16, h.round);
+  store_le<std::uint32_t>(p + 24, h.step);
+  store_le<std::uint32_t>(p + 28, 0);
+  store_le<std::uint64_t>(p + 32, h.payload_length);
+  store_le<std::uint64_t>(p + 40, h.session);
+  store_le<std::uint64_t>(p + 48, h.sent_at_ns);
+  store_le<std::uint32_t>(p + 56, h.stop_in);
+  store_le<std::uint32_t>(p + kChecksumOffset, fnv1a32({p, kChecksumOffset}));
   return out;
 }
 
@@ -78,28 +68,28 @@ HeaderParse decode_header(std::span<const std::byte> bytes) {
             fmt::format("frame header is {} bytes, expected {}", bytes.size(), kFrameHeaderSize)};
   }
   const std::byte* p = bytes.data();
-  if (auto magic = get<std::uint32_t>(p, 0); magic != kFrameMagic) {
+  if (auto magic = load_le<std::uint32_t>(p); magic != kFrameMagic) {
     return {std::nullopt, fmt::format("bad magic 0x{:08x}", magic)};
   }
-  if (auto version = get<std::uint16_t>(p, 4); version != kFrameVersion) {
+  if (auto version = load_le<std::uint16_t>(p + 4); version != kFrameVersion) {
     return {std::nullopt, fmt::format("frame version {}, ours is {}", version, kFrameVersion)};
   }
-  const auto sum = get<std::uint32_t>(p, kChecksumOffset);
+  const auto sum = load_le<std::uint32_t>(p + kChecksumOffset);
   if (sum != fnv1a32({p, kChecksumOffset})) {
     return {std::nullopt, "header checksum mismatch"};
   }
-  const auto kind = get<std::uint16_t>(p, 6);
+  const auto kind = load_le<std::uint16_t>(p + 6);
   if (kind < 1 || kind > 4) return {std::nullopt, fmt::format("unknown frame kind {}", kind)};
   FrameHeader h;
   h.kind = static_cast<FrameKind>(kind);
-  h.sender = get<std::uint32_t>(p, 8);
-  h.receiver = get<std::uint32_t>(p, 12);
-  h.round = get<std::uint64_t>(p, 16);
-  h.step = get<std::uint32_t>(p, 24);
-  h.payload_length = get<std::uint64_t>(p, 32);
-  h.session = get<std::uint64_t>(p, 40);
-  h.sent_at_ns = get<std::uint64_t>(p, 48);
-  h.stop_in = get<std::uint32_t>(p, 56);
+  h.sender = load_le<std::uint32_t>(p + 8);
+  h.receiver = load_le<std::uint32_t>(p + 12);
+  h.round = load_le<std::uint64_t>(p + 16);
+  h.step = load_le<std::uint32_t>(p + 24);
+  h.payload_length = load_le<std::uint64_t>(p + 32);
+  h.session = load_le<std::uint64_t>(p + 40);
+  h.sent_at_ns = load_le<std::uint64_t>(p + 48);
+  h.stop_in = load_le<std::uint32_t>(p + 56);
   return {h, {}};
 }
 
@@ -115,12 +105,12 @@ std::uint64_t session_hash(std::uint64_t topology_hash, std::uint64_t run_hash) 
 std::vector<std::byte> encode_hello(const Hello& h) {
   std::vector<std::byte> out(kHelloFixed + h.endpoint.size());
   std::byte* p = out.data();
-  put<std::uint64_t>(p, 0, h.topology_hash);
-  put<std::uint64_t>(p, 8, h.run_hash);
-  put<std::uint32_t>(p, 16, h.size);
-  put<std::uint32_t>(p, 20, h.rank);
-  put<std::uint32_t>(p, 24, h.window);
-  put<std::uint32_t>(p, 28, static_cast<std::uint32_t>(h.endpoint.size()));
+  store_le<std::uint64_t>(p, h.topology_hash);
+  store_le<std::uint64_t>(p + 8, h.run_hash);
+  store_le<std::uint32_t>(p + 16, h.size);
+  store_le<std::uint32_t>(p + 20, h.rank);
+  store_le<std::uint32_t>(p + 24, h.window);
+  store_le<std::uint32_t>(p + 28, static_cast<std::uint32_t>(h.endpoint.size()));
   std::memcpy(p + kHelloFixed, h.endpoint.data(), h.endpoint.size());
   return out;
 }
@@ -131,12 +121,12 @@ Hello decode_hello(std::span<const std::byte> bytes) {
   }
   const std::byte* p = bytes.data();
   Hello h;
-  h.topology_hash = get<std::uint64_t>(p, 0);
-  h.run_hash = get<std::uint64_t>(p, 8);
-  h.size = get<std::uint32_t>(p, 16);
-  h.rank = get<std::uint32_t>(p, 20);
-  h.window = get<std::uint32_t>(p, 24);
-  const auto len = get<std::uint32_t>(p, 28);
+  h.topology_hash = load_le<std::uint64_t>(p);
+  h.run_hash = load_le<std::uint64_t>(p + 8);
+  h.size = load_le<std::uint32_t>(p + 16);
+  h.rank = load_le<std::uint32_t>(p + 20);
+  h.window = load_le<std::uint32_t>(p + 24);
+  const auto len = load_le<std::uint32_t>(p + 28);
   if (len > kMaxEndpoint || bytes.size() != kHelloFixed + len) {
     throw std::invalid_argument(
         fmt::format("hello record endpoint length {} does not fit {} bytes", len, bytes.size()));

@@ -12,23 +12,13 @@
 #include "kernels/float16.hpp"
 #include "kernels/hd.hpp"
 #include "kernels/layout.hpp"
+#include "kernels/le_bytes.hpp"
 #include "kernels/philox.hpp"
 
 namespace gossip::kernels {
 
 inline constexpr std::uint32_t kGroup = 32;
 inline constexpr std::uint32_t kSegment = 4096;  // fixed-order reduction segment (see sum_segment)
-
-template <class T>
-GOSSIP_HD inline T load_le(const std::byte* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
-template <class T>
-GOSSIP_HD inline void store_le(std::byte* p, T v) {
-  std::memcpy(p, &v, sizeof(T));
-}
 
 // ---- fixed-order reductions -------------------------------------------------------------------
 // Sum of f(x_i) over n <= kSegment elements in double: lane j accumulates elements j, j+32, ...

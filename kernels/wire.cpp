@@ -10,24 +10,9 @@
 
 #include "kernels/codec.hpp"
 #include "kernels/crc32c.hpp"
+#include "kernels/le_bytes.hpp"
 
 namespace gossip::kernels {
-namespace {
-
-template <class T>
-void put(std::byte* base, std::size_t off, T v) {
-  // The wire is little-endian; so is every host and device this builds for (checked below).
-  std::memcpy(base + off, &v, sizeof(T));
-}
-template <class T>
-T get(const std::byte* base, std::size_t off) {
-  T v;
-  std::memcpy(&v, base + off, sizeof(T));
-  return v;
-}
-static_assert(std::endian::native == std::endian::little, "wire format assumes little-endian");
-
-}  // namespace
 
 const char* codec_name(CodecId id) {
   switch (id) {
@@ -57,39 +42,39 @@ const char* codec_name(CodecId id) {
 
 void store_header(const WireHeader& h, std::span<std::byte, kHeaderSize> out) {
   std::byte* b = out.data();
-  put(b, 0, h.magic);
-  put(b, 4, h.version);
-  put(b, 6, h.codec);
-  put(b, 7, h.flags);
-  put(b, 8, h.p0);
-  put(b, 12, h.bucket);
-  put(b, 16, h.p1);
-  put(b, 24, h.elements);
-  put(b, 32, h.payload_bytes);
-  put(b, 40, h.layout_hash);
-  put(b, 44, h.peer);
-  put(b, 48, h.round);
-  put(b, 56, h.checksum);
-  put(b, 60, h.reserved);
+  store_le(b, h.magic);
+  store_le(b + 4, h.version);
+  store_le(b + 6, h.codec);
+  store_le(b + 7, h.flags);
+  store_le(b + 8, h.p0);
+  store_le(b + 12, h.bucket);
+  store_le(b + 16, h.p1);
+  store_le(b + 24, h.elements);
+  store_le(b + 32, h.payload_bytes);
+  store_le(b + 40, h.layout_hash);
+  store_le(b + 44, h.peer);
+  store_le(b + 48, h.round);
+  store_le(b + 56, h.checksum);
+  store_le(b + 60, h.reserved);
 }
 
 WireHeader load_header(std::span<const std::byte, kHeaderSize> in) {
   const std::byte* b = in.data();
   WireHeader h;
-  h.magic = get<std::uint32_t>(b, 0);
-  h.version = get<std::uint16_t>(b, 4);
-  h.codec = get<std::uint8_t>(b, 6);
-  h.flags = get<std::uint8_t>(b, 7);
-  h.p0 = get<std::uint32_t>(b, 8);
-  h.bucket = get<std::uint32_t>(b, 12);
-  h.p1 = get<double>(b, 16);
-  h.elements = get<std::uint64_t>(b, 24);
-  h.payload_bytes = get<std::uint64_t>(b, 32);
-  h.layout_hash = get<std::uint32_t>(b, 40);
-  h.peer = get<std::uint32_t>(b, 44);
-  h.round = get<std::uint64_t>(b, 48);
-  h.checksum = get<std::uint32_t>(b, 56);
-  h.reserved = get<std::uint32_t>(b, 60);
+  h.magic = load_le<std::uint32_t>(b);
+  h.version = load_le<std::uint16_t>(b + 4);
+  h.codec = load_le<std::uint8_t>(b + 6);
+  h.flags = load_le<std::uint8_t>(b + 7);
+  h.p0 = load_le<std::uint32_t>(b + 8);
+  h.bucket = load_le<std::uint32_t>(b + 12);
+  h.p1 = load_le<double>(b + 16);
+  h.elements = load_le<std::uint64_t>(b + 24);
+  h.payload_bytes = load_le<std::uint64_t>(b + 32);
+  h.layout_hash = load_le<std::uint32_t>(b + 40);
+  h.peer = load_le<std::uint32_t>(b + 44);
+  h.round = load_le<std::uint64_t>(b + 48);
+  h.checksum = load_le<std::uint32_t>(b + 56);
+  h.reserved = load_le<std::uint32_t>(b + 60);
   return h;
 }
 
@@ -119,7 +104,7 @@ std::uint32_t message_checksum(std::span<const std::byte> message) {
 }
 
 void seal_message(std::span<std::byte> message) {
-  put(message.data(), 56, message_checksum(message));
+  store_le(message.data() + 56, message_checksum(message));
 }
 
 WireHeader peek_header(std::span<const std::byte> message) {
