@@ -334,8 +334,7 @@ Topology make_topology(const GeneratorSpec& spec) {
   t.graph = generate_graph(spec);
   const Scheme scheme = spec.weights.value_or(default_scheme(spec.kind));
   t.W = mixing_weights(t.graph, scheme);
-  const std::string base =
-      spec.endpoint.empty() ? default_endpoint(t.graph.size()) : spec.endpoint;
+  const std::string base = spec.endpoint.empty() ? default_endpoint(t.graph.size()) : spec.endpoint;
   for (int r = 0; r < t.graph.size(); ++r) t.peers.push_back({r, endpoint_for(base, r), {}});
   t.description = fmt::format("{} (weights {})", spec.to_string(), scheme_name(scheme));
   return t;

@@ -85,7 +85,8 @@ TEST_CASE("explicit form: scheme, per-edge weights, matrix") {
   // Top-level keys come before the first [[peer]] table (TOML puts later keys in that table).
   t = parse_topology(
       "matrix = [[0.5, 0.5, 0, 0], [0.5, 0.25, 0.25, 0],\n"
-      "[0, 0.25, 0.5, 0.25], [0, 0, 0.25, 0.75]]\n" + kPeers,
+      "[0, 0.25, 0.5, 0.25], [0, 0, 0.25, 0.75]]\n" +
+          kPeers,
       "x.toml");
   CHECK(t.graph.edge_count() == 3);
   CHECK(t.weight(2, 3) == 0.25);
@@ -113,18 +114,26 @@ TEST_CASE("validation errors name the file and the line") {
   expect_error(kPeers + edge(0, 1, -0.1) + edge(1, 2, 0.3) + edge(2, 3, 0.3), 15,
                "negative weight");
   // Matrix rows are lines 1-4, the peers follow.
-  expect_error("matrix = [[0.5, 0.5, 0, 0],\n[0.5, 0.5, 0, 0],\n[0, 0, 0.5, 0.5],\n"
-               "[0, 0.01, 0.5, 0.49]]\n" + kPeers,
-               4, "not symmetric: W[3][1] = 0.01 but W[1][3] = 0");
-  expect_error("matrix = [[0.5, 0.5, 0, 0],\n[0.5, 0.5, 0, 0],\n[0, 0, 0.6, 0.5],\n"
-               "[0, 0, 0.5, 0.5]]\n" + kPeers,
-               3, "row 2 of W sums to 1.1");
-  expect_error("matrix = [[1.2, -0.2, 0, 0],\n[-0.2, 1.2, 0, 0],\n[0, 0, 0.5, 0.5],\n"
-               "[0, 0, 0.5, 0.5]]\n" + kPeers,
-               1, "negative weight W[0][1]");
-  expect_error("matrix = [[0.5, 0.5, 0, 0],\n[0.5, 0.5, 0, 0],\n[0, 0, 0.5, 0.5],\n"
-               "[0, 0, 0.5, 0.5]]\n" + kPeers + edge(0, 1),
-               3, "W[2][3] = 0.5 but there is no edge 2-3");
+  expect_error(
+      "matrix = [[0.5, 0.5, 0, 0],\n[0.5, 0.5, 0, 0],\n[0, 0, 0.5, 0.5],\n"
+      "[0, 0.01, 0.5, 0.49]]\n" +
+          kPeers,
+      4, "not symmetric: W[3][1] = 0.01 but W[1][3] = 0");
+  expect_error(
+      "matrix = [[0.5, 0.5, 0, 0],\n[0.5, 0.5, 0, 0],\n[0, 0, 0.6, 0.5],\n"
+      "[0, 0, 0.5, 0.5]]\n" +
+          kPeers,
+      3, "row 2 of W sums to 1.1");
+  expect_error(
+      "matrix = [[1.2, -0.2, 0, 0],\n[-0.2, 1.2, 0, 0],\n[0, 0, 0.5, 0.5],\n"
+      "[0, 0, 0.5, 0.5]]\n" +
+          kPeers,
+      1, "negative weight W[0][1]");
+  expect_error(
+      "matrix = [[0.5, 0.5, 0, 0],\n[0.5, 0.5, 0, 0],\n[0, 0, 0.5, 0.5],\n"
+      "[0, 0, 0.5, 0.5]]\n" +
+          kPeers + edge(0, 1),
+      3, "W[2][3] = 0.5 but there is no edge 2-3");
   // Self weight that breaks the row sum: the peer's own line.
   expect_error(
       "[[peer]]\nrank = 0\nendpoint = \"ipc:///a\"\nself_weight = 0.6\n"
