@@ -165,87 +165,88 @@ void FramedTransport::check_hello(int from, std::span<const std::byte> payload) 
 void FramedTransport::accept(Inbound&& in) {
   counters_.bytes_received += in.header.size() + in.payload.size();
   counters_.messages_received += 1;
-  const std::string conn = in.link >= 0 ? peer_name(in.link) : in.link_label;
+  // Names for error messages, built only when a check fails: this runs for every frame.
+  const auto conn = [&] { return in.link >= 0 ? peer_name(in.link) : in.link_label; };
   if (!in.malformed.empty()) {
-    fail(fmt::format("rank {}: bad frame from {}: {}", rank_, conn, in.malformed));
+    fail(fmt::format("rank {}: bad frame from {}: {}", rank_, conn(), in.malformed));
   }
   const HeaderParse parsed = decode_header(in.header);
   if (!parsed.header)
-    fail(fmt::format("rank {}: bad frame from {}: {}", rank_, conn, parsed.error));
+    fail(fmt::format("rank {}: bad frame from {}: {}", rank_, conn(), parsed.error));
   const FrameHeader& h = *parsed.header;
-  const std::string at = where(h.kind, h.round, h.step);
+  const auto at = [&] { return where(h.kind, h.round, h.step); };
   const int from = static_cast<int>(std::min<std::uint32_t>(h.sender, 0x7fffffff));
   if (in.link < 0) {
     fail(fmt::format("rank {}: {} frame from {}, which is not a peer of ours (claims rank {})",
-                     rank_, at, conn, h.sender));
+                     rank_, at(), conn(), h.sender));
   }
   if (from != in.link) {
-    fail(fmt::format("rank {}: {} frame on the link of {} claims sender {}", rank_, at, conn,
+    fail(fmt::format("rank {}: {} frame on the link of {} claims sender {}", rank_, at(), conn(),
                      h.sender));
   }
   if (!is_link(from)) {
-    fail(fmt::format("rank {}: {} frame from {}, which is not linked to us", rank_, at, conn));
+    fail(fmt::format("rank {}: {} frame from {}, which is not linked to us", rank_, at(), conn()));
   }
   if (h.receiver != static_cast<std::uint32_t>(rank_)) {
-    fail(fmt::format("rank {}: {} frame from {} is addressed to rank {}", rank_, at, conn,
+    fail(fmt::format("rank {}: {} frame from {} is addressed to rank {}", rank_, at(), conn(),
                      h.receiver));
   }
   if (h.payload_length != in.payload.size()) {
     fail(fmt::format("rank {}: {} frame from {}: header says {} payload bytes, {} arrived", rank_,
-                     at, conn, h.payload_length, in.payload.size()));
+                     at(), conn(), h.payload_length, in.payload.size()));
   }
   if (h.kind == FrameKind::hello) {
     if (hello_seen_[static_cast<std::size_t>(from)]) {
-      fail(fmt::format("rank {}: duplicate hello from {}", rank_, conn));
+      fail(fmt::format("rank {}: duplicate hello from {}", rank_, conn()));
     }
     check_hello(from, in.payload);
     hello_seen_[static_cast<std::size_t>(from)] = true;
     --hellos_missing_;
-    log().debug("hello from {} checked", conn);
+    log().debug("hello from {} checked", conn());
     return;
   }
   if (!hello_seen_[static_cast<std::size_t>(from)]) {
-    fail(fmt::format("rank {}: {} frame from {} before its hello", rank_, at, conn));
+    fail(fmt::format("rank {}: {} frame from {} before its hello", rank_, at(), conn()));
   }
   if (h.session != session_) {
     fail(fmt::format("rank {}: {} frame from {} belongs to session {:016x}, ours is {:016x}", rank_,
-                     at, conn, h.session, session_));
+                     at(), conn(), h.session, session_));
   }
   if (options_.max_payload_bytes > 0 && h.payload_length > options_.max_payload_bytes) {
-    fail(fmt::format("rank {}: {} frame from {} carries {} bytes, the limit is {}", rank_, at, conn,
-                     h.payload_length, options_.max_payload_bytes));
+    fail(fmt::format("rank {}: {} frame from {} carries {} bytes, the limit is {}", rank_, at(),
+                     conn(), h.payload_length, options_.max_payload_bytes));
   }
   if (h.kind == FrameKind::credit) {
     if (!is_neighbor(from) || options_.receive_window == 0 || h.payload_length != 0) {
-      fail(fmt::format("rank {}: unexpected credit frame ({}) from {}", rank_, at, conn));
+      fail(fmt::format("rank {}: unexpected credit frame ({}) from {}", rank_, at(), conn()));
     }
     if (last_exchange_ && h.round <= *last_exchange_) {
       fail(fmt::format("rank {}: stale credit of round {} from {}: round {} is done", rank_,
-                       h.round, conn, *last_exchange_));
+                       h.round, conn(), *last_exchange_));
     }
     if (!credits_.emplace(h.round, from).second) {
-      fail(fmt::format("rank {}: duplicate credit ({}) from {}", rank_, at, conn));
+      fail(fmt::format("rank {}: duplicate credit ({}) from {}", rank_, at(), conn()));
     }
     return;
   }
   if (h.kind == FrameKind::exchange) {
     if (!is_neighbor(from)) {
-      fail(fmt::format("rank {}: {} exchange frame from {}, which is not a neighbour", rank_, at,
-                       conn));
+      fail(fmt::format("rank {}: {} exchange frame from {}, which is not a neighbour", rank_, at(),
+                       conn()));
     }
     if (last_exchange_ && h.round <= *last_exchange_) {
       fail(fmt::format("rank {}: stale exchange frame of round {} from {}: round {} is done", rank_,
-                       h.round, conn, *last_exchange_));
+                       h.round, conn(), *last_exchange_));
     }
   } else {
     const int prev = (rank_ + size_ - 1) % size_;
     if (from != prev) {
       fail(fmt::format("rank {}: {} frame from {}, but only rank {} sends ring steps to us", rank_,
-                       at, conn, prev));
+                       at(), conn(), prev));
     }
     if (last_ring_ && std::pair(h.round, h.step) <= *last_ring_) {
       fail(fmt::format("rank {}: stale ring frame ({}) from {}: round {} step {} is done", rank_,
-                       at, conn, last_ring_->first, last_ring_->second));
+                       at(), conn(), last_ring_->first, last_ring_->second));
     }
   }
   if (h.stop_in > 0) request_stop(h.round + h.stop_in);
@@ -254,7 +255,7 @@ void FramedTransport::accept(Inbound&& in) {
   Stored s{in.payload, std::move(in.owner),
            emulator_.ready_at(from, kFrameHeaderSize + h.payload_length, h.sent_at_ns, now)};
   if (!pending_.emplace(key, std::move(s)).second) {
-    fail(fmt::format("rank {}: duplicate {} frame from {}", rank_, at, conn));
+    fail(fmt::format("rank {}: duplicate {} frame from {}", rank_, at(), conn()));
   }
 }
 

@@ -4,12 +4,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "gossip/function_ref.hpp"
 
 namespace gossip::net {
 
@@ -56,7 +57,7 @@ class Transport {
   // received message at a time instead of one per neighbour; with
   // TransportOptions::receive_window the senders are also paced, so peak memory does not grow
   // with the degree. Same round rules and errors as exchange(). The default forwards to it.
-  using MessageFn = std::function<void(std::size_t, std::span<const std::byte>)>;
+  using MessageFn = FunctionRef<void(std::size_t, std::span<const std::byte>)>;
   virtual void exchange_each(std::uint64_t round, std::span<const std::byte> payload,
                              const MessageFn& on_message) {
     const auto& got = exchange(round, payload);

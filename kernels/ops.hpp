@@ -392,7 +392,6 @@ struct QsgdEncode {
   BucketedArgs a;
   const float* x;
   std::byte* stream;
-  static constexpr bool kNeedsNoise = true;
   GOSSIP_HD void operator()(std::uint64_t g) const {
     std::uint32_t r[kGroup];
     group_noise(a.rng, g * kGroup, r);
@@ -446,7 +445,6 @@ struct QuantizeEncode {
   BucketedArgs a;
   const float* x;
   std::byte* stream;
-  static constexpr bool kNeedsNoise = true;  // unless nearest; see run()
   GOSSIP_HD void operator()(std::uint64_t g) const {
     std::uint32_t r[kGroup];
     if (!a.flag) group_noise(a.rng, g * kGroup, r);
@@ -501,7 +499,6 @@ struct TerngradEncode {
   BucketedArgs a;
   const float* x;
   std::byte* stream;
-  static constexpr bool kNeedsNoise = true;
   GOSSIP_HD void operator()(std::uint64_t g) const {
     std::uint32_t r[kGroup];
     group_noise(a.rng, g * kGroup, r);

@@ -96,11 +96,6 @@ std::pair<std::size_t, std::size_t> message_bytes(const RunConfig& c, const runt
           kernels::make_codec("identity")->wire_size(d)};
 }
 
-struct Totals {
-  std::vector<runtime::PeerSummary> peers;
-  runtime::Evaluation avg_model;
-};
-
 nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
                             const runtime::Mlp& model, std::uint64_t rounds,
                             const std::vector<double>& acc, double acc_avg_model,
@@ -214,7 +209,7 @@ int run_simulate(const TrainArgs& a) {
   double bytes = 0.0, wall = 0.0;
   for (const auto& s : summaries) {
     acc.push_back(s.test.accuracy);
-    bytes += static_cast<double>(s.bytes_sent) / n;
+    bytes += static_cast<double>(s.totals.bytes_sent) / n;
     wall = std::max(wall, s.wall_seconds);
   }
   const std::size_t samples =
@@ -269,7 +264,8 @@ int run_peer(const TrainArgs& a) {
   // Averaged model and the means over peers, by all-reduce.
   std::vector<float> avg(trainer.params().begin(), trainer.params().end());
   algorithms::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
-  std::vector<float> stats{static_cast<float>(s.test.accuracy), static_cast<float>(s.bytes_sent),
+  std::vector<float> stats{static_cast<float>(s.test.accuracy),
+                           static_cast<float>(s.totals.bytes_sent),
                            static_cast<float>(s.wall_seconds)};
   algorithms::allreduce_mean(transport, trainer.total_rounds() + 2, stats);
   if (rank == 0) {
@@ -279,7 +275,7 @@ int run_peer(const TrainArgs& a) {
         s.rounds * static_cast<std::size_t>(c.batch_size) * static_cast<std::size_t>(n);
     auto j =
         summary_json(c, topo, model, s.rounds, {static_cast<double>(stats[0])}, avg_eval.accuracy,
-                     static_cast<double>(s.bytes_sent), s.wall_seconds, samples);
+                     static_cast<double>(s.totals.bytes_sent), s.wall_seconds, samples);
     j["test_accuracy_min"] = nullptr;  // only the mean travels in the all-reduce
     j["test_accuracy_max"] = nullptr;
     j["bytes_sent_per_peer"] = static_cast<double>(stats[1]);

@@ -85,11 +85,16 @@ std::pair<double, std::size_t> Mlp::forward(std::span<const float> params, const
     const auto top = std::max_element(row, row + c);
     if (static_cast<std::int32_t>(top - row) == labels[r]) ++correct;
     const float m = *top;
+    const double label_logit = double{row[labels[r]]} - m;
     double z = 0.0;
-    for (std::size_t k = 0; k < c; ++k) z += std::exp(double{row[k]} - m);
-    loss += std::log(z) - (double{row[labels[r]]} - m);
-    for (std::size_t k = 0; k < c; ++k)
-      row[k] = static_cast<float>(std::exp(double{row[k]} - m) / z);
+    for (std::size_t k = 0; k < c; ++k) {
+      const double e = std::exp(double{row[k]} - m);
+      row[k] = static_cast<float>(e);
+      z += e;
+    }
+    loss += std::log(z) - label_logit;
+    const double inv_z = 1.0 / z;
+    for (std::size_t k = 0; k < c; ++k) row[k] = static_cast<float>(row[k] * inv_z);
   }
   return {loss, correct};
 }

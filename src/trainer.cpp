@@ -96,15 +96,7 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
              std::ceil(config.epochs * static_cast<double>(rounds_per_epoch_))));
   // A stop request travels one hop per round: it must outrun the diameter (at most twice the
   // eccentricity of any peer) before its round comes.
-  std::vector<int> dist(static_cast<std::size_t>(topo.size()), -1);
-  std::vector<int> queue{0};
-  dist[0] = 0;
-  for (std::size_t head = 0; head < queue.size(); ++head)
-    for (int u : topo.graph.neighbors(queue[head]))
-      if (dist[static_cast<std::size_t>(u)] < 0) {
-        dist[static_cast<std::size_t>(u)] = dist[static_cast<std::size_t>(queue[head])] + 1;
-        queue.push_back(u);
-      }
+  const auto dist = topo.graph.distances_from(0);
   stop_margin_ = 2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2;
   std::vector<float> x0(model_.size());
   model_.init(x0, config.seed);  // the same x0 on every peer
@@ -313,8 +305,6 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
   wall_before_ = s.wall_seconds;
   s.test = model_.evaluate(algo_->params(), data_.test);
   s.totals = algo_->totals();
-  s.bytes_sent = s.totals.bytes_sent;
-  s.bytes_received = s.totals.bytes_received;
   return s;
 }
 

@@ -26,18 +26,13 @@ struct PeerSummary {
   int rank = 0;
   std::uint64_t rounds = 0;
   double wall_seconds = 0.0;
-  double train_loss = 0.0;  // mean over the last logging window
-  Evaluation test;          // this peer's own model on the test set
-  std::uint64_t bytes_sent = 0;
-  std::uint64_t bytes_received = 0;
-  algorithms::RoundStats totals;
+  double train_loss = 0.0;        // mean over the last logging window
+  Evaluation test;                // this peer's own model on the test set
+  algorithms::RoundStats totals;  // bytes sent and received, time per phase
   bool stopped_early = false;
 };
 
 struct TrainHooks {
-  // Collective: every peer calls it with a vector of the same length and gets back the mean over
-  // all peers. Used for the averaged model and the summary.
-  std::function<void(std::span<float>)> average;
   // Asked before each round: true once the user asked to stop (Ctrl-C). The peer then asks the
   // transport for a stop a few rounds ahead (Transport::request_stop), and every peer of the run
   // stops before the same round.
@@ -62,7 +57,6 @@ class PeerTrainer {
   std::uint64_t rounds_per_epoch() const { return rounds_per_epoch_; }
   std::uint64_t total_rounds() const { return total_rounds_; }
   std::uint64_t round() const;
-  std::size_t model_size() const { return model_.size(); }
   std::span<const float> params() const;
 
   // Loads this peer's checkpoint of round `round` from the run folder.

@@ -45,6 +45,21 @@ std::vector<std::pair<int, int>> Graph::edges() const {
   return out;
 }
 
+std::vector<int> Graph::distances_from(int src) const {
+  std::vector<int> dist(adj_.size(), -1);
+  std::vector<int> queue{src};
+  dist[static_cast<std::size_t>(src)] = 0;
+  for (std::size_t head = 0; head < queue.size(); ++head) {
+    const int v = queue[head];
+    for (int u : neighbors(v))
+      if (dist[static_cast<std::size_t>(u)] < 0) {
+        dist[static_cast<std::size_t>(u)] = dist[static_cast<std::size_t>(v)] + 1;
+        queue.push_back(u);
+      }
+  }
+  return dist;
+}
+
 std::vector<int> Graph::component_sizes() const {
   std::vector<int> label(adj_.size(), -1);
   std::vector<int> sizes;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
 #include <functional>
 #include <limits>
 #include <random>
@@ -45,9 +44,9 @@ double largest_eigenvalue(Eigen::Index n, Matvec mv) {
 }
 
 // Subtracts the component along the all-ones vector (the known eigenvector of W and L).
-void remove_mean(const double* x, double* y, Eigen::Index n) {
+void remove_mean(double* y, Eigen::Index n) {
   double s = 0.0;
-  for (Eigen::Index k = 0; k < n; ++k) s += x[k];
+  for (Eigen::Index k = 0; k < n; ++k) s += y[k];
   const double mean = s / static_cast<double>(n);
   for (Eigen::Index k = 0; k < n; ++k) y[k] -= mean;
 }
@@ -73,29 +72,13 @@ Eigen::SparseMatrix<double, Eigen::RowMajor> laplacian(const Graph& g) {
   return m;
 }
 
-std::vector<int> bfs_distances(const Graph& g, int src) {
-  std::vector<int> dist(static_cast<std::size_t>(g.size()), -1);
-  std::deque<int> q{src};
-  dist[static_cast<std::size_t>(src)] = 0;
-  while (!q.empty()) {
-    const int v = q.front();
-    q.pop_front();
-    for (int u : g.neighbors(v))
-      if (dist[static_cast<std::size_t>(u)] < 0) {
-        dist[static_cast<std::size_t>(u)] = dist[static_cast<std::size_t>(v)] + 1;
-        q.push_back(u);
-      }
-  }
-  return dist;
-}
-
 void diameter(const Graph& g, const InspectOptions& opt, SpectralReport& r) {
   const auto work = static_cast<std::uint64_t>(g.size()) * (g.edge_count() + 1);
   r.diameter_exact = work <= opt.diameter_work_limit;
   if (r.diameter_exact) {
     int d = 0;
     for (int s = 0; s < g.size(); ++s) {
-      const auto dist = bfs_distances(g, s);
+      const auto dist = g.distances_from(s);
       d = std::max(d, *std::max_element(dist.begin(), dist.end()));
     }
     r.diameter = d;
@@ -104,7 +87,7 @@ void diameter(const Graph& g, const InspectOptions& opt, SpectralReport& r) {
   // Double sweep: the eccentricity of a farthest vertex is a lower bound, usually tight.
   int src = 0, d = 0;
   for (int sweep = 0; sweep < 4; ++sweep) {
-    const auto dist = bfs_distances(g, src);
+    const auto dist = g.distances_from(src);
     const auto far = std::max_element(dist.begin(), dist.end());
     d = std::max(d, *far);
     src = static_cast<int>(far - dist.begin());
@@ -173,7 +156,7 @@ LaplacianExtremes laplacian_extremes(const Graph& g, int dense_limit) {
     Eigen::Map<Eigen::VectorXd> out(y, n);
     Eigen::Map<const Eigen::VectorXd> in(x, n);
     out = c * in - lap * in;
-    remove_mean(y, y, n);
+    remove_mean(y, n);
   });
   e.lambda_fiedler = c - top;
   return e;
@@ -217,7 +200,7 @@ SpectralReport inspect(const Topology& t, const InspectOptions& opt) {
     // W has eigenvalue 1 on the ones vector; with it removed, the top eigenvalue is lambda_2.
     r.lambda_2 = largest_eigenvalue(n, [&](const double* x, double* y) {
       Eigen::Map<Eigen::VectorXd>(y, n) = w * Eigen::Map<const Eigen::VectorXd>(x, n);
-      remove_mean(y, y, n);
+      remove_mean(y, n);
     });
     r.lambda_n = -largest_eigenvalue(n, [&](const double* x, double* y) {
       Eigen::Map<Eigen::VectorXd>(y, n) = -(w * Eigen::Map<const Eigen::VectorXd>(x, n));

@@ -35,6 +35,8 @@ class Graph {
   std::size_t edge_count() const;
   // Edges {a, b} with a < b, in ascending order.
   std::vector<std::pair<int, int>> edges() const;
+  // Hop distances from `src` by breadth-first search; -1 for peers it cannot reach.
+  std::vector<int> distances_from(int src) const;
   // Sizes of the connected components, largest first.
   std::vector<int> component_sizes() const;
   bool connected() const { return component_sizes().size() <= 1; }

@@ -317,20 +317,9 @@ class Parser {
 
   void fail_disconnected(const Graph& g, const std::vector<long>& peer_line) const {
     // Name a peer that cannot reach peer 0, at its own line.
-    std::vector<char> seen(static_cast<std::size_t>(g.size()), 0);
-    std::vector<int> stack{0};
-    seen[0] = 1;
-    while (!stack.empty()) {
-      const int v = stack.back();
-      stack.pop_back();
-      for (int u : g.neighbors(v))
-        if (!seen[static_cast<std::size_t>(u)]) {
-          seen[static_cast<std::size_t>(u)] = 1;
-          stack.push_back(u);
-        }
-    }
+    const auto dist = g.distances_from(0);
     const auto far =
-        static_cast<std::size_t>(std::find(seen.begin(), seen.end(), 0) - seen.begin());
+        static_cast<std::size_t>(std::find(dist.begin(), dist.end(), -1) - dist.begin());
     const auto sizes = g.component_sizes();
     fail(peer_line[far],
          fmt::format("the graph is disconnected: {} components of sizes {}; peer {} "

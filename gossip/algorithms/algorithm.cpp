@@ -440,11 +440,7 @@ GossipAlgorithm::GossipAlgorithm(const AlgorithmConfig& config, net::Transport& 
       codec_(kernels::make_codec(config.codec, config.tensor_sizes)) {
   wire_.resize(codec_->wire_size(x_.size()));
   self_weight_ = static_cast<float>(topology.self_weight(rank_));
-  on_message_ = [this](std::size_t k, std::span<const std::byte> message) {
-    const auto start = Clock::now();
-    codec_->decode_accumulate(message, stream_scale_ * weights_[k], stream_target_);
-    stream_decode_s_ += std::chrono::duration<double>(Clock::now() - start).count();
-  };
+
   for (int j : transport.neighbors()) {
     weights_.push_back(static_cast<float>(topology.weight(rank_, j)));
   }
@@ -474,13 +470,15 @@ const std::vector<std::span<const std::byte>>& GossipAlgorithm::exchange() {
 void GossipAlgorithm::exchange_accumulate(float scale, std::span<float> y) {
   if (weights_.empty()) return;
   Clock::time_point mark = Clock::now();
-  stream_scale_ = scale;
-  stream_target_ = y;
-  stream_decode_s_ = 0.0;
-  transport_.exchange_each(round_, wire_, on_message_);
+  double decode_s = 0.0;
+  transport_.exchange_each(round_, wire_, [&](std::size_t k, std::span<const std::byte> message) {
+    const auto start = Clock::now();
+    codec_->decode_accumulate(message, scale * weights_[k], y);
+    decode_s += std::chrono::duration<double>(Clock::now() - start).count();
+  });
   const double total = seconds_since(mark);
-  last_.decode_s += stream_decode_s_;
-  last_.wait_s += total - stream_decode_s_;
+  last_.decode_s += decode_s;
+  last_.wait_s += total - decode_s;
 }
 
 void GossipAlgorithm::accumulate_own(float w, std::span<float> y) {

@@ -32,6 +32,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "gossip/function_ref.hpp"
 #include "gossip/transport.hpp"
 #include "kernels/codec.hpp"
 #include "topology/topology.hpp"
@@ -90,25 +91,9 @@ class StateError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// A non-owning reference to a callable void(std::span<const float> x, std::span<float> g), so
-// that passing a lambda to step() never allocates (std::function may). The callable must outlive
-// the call.
-class GradientFn {
- public:
-  template <class F>
-  requires(!std::same_as<std::remove_cvref_t<F>, GradientFn> &&
-           std::invocable<F&, std::span<const float>, std::span<float>>) GradientFn(F&& f)
-  noexcept  // NOLINT(google-explicit-constructor): used like a function
-      : object_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
-        call_([](void* o, std::span<const float> x, std::span<float> g) {
-          (*static_cast<std::remove_reference_t<F>*>(o))(x, g);
-        }) {}
-  void operator()(std::span<const float> x, std::span<float> g) const { call_(object_, x, g); }
-
- private:
-  void* object_;
-  void (*call_)(void*, std::span<const float>, std::span<float>);
-};
+// The gradient callback of step(): g = grad(x). A non-owning reference, so passing a lambda never
+// allocates; the callable must outlive the call.
+using GradientFn = FunctionRef<void(std::span<const float> x, std::span<float> g)>;
 
 // One model-sized vector of an algorithm's state, by name ("x", "s", "x_hat", "delta", ...).
 struct StateBuffer {

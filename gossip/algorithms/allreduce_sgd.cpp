@@ -21,9 +21,7 @@ class AllreduceSgd final : public Algorithm {
       throw std::invalid_argument(fmt::format(
           "allreduce sends fp32 gradients; codec must be \"identity\", got \"{}\"", config.codec));
     }
-    const auto n = static_cast<std::size_t>(size_);
-    const std::size_t d = x_.size();
-    if (n > 1) recv_.resize(d / n + (d % n != 0 ? 1 : 0));
+    recv_.resize(ring_scratch_floats(x_.size(), static_cast<std::size_t>(size_)));
   }
 
  private:

@@ -41,12 +41,6 @@ class GossipAlgorithm : public Algorithm {
   std::vector<float> weights_;   // W_ij for j in transport.neighbors() order
   float self_weight_ = 1.0f;     // W_ii
   std::vector<std::span<const std::byte>> no_messages_;  // returned when there are no neighbours
-  // exchange_accumulate's callback, made once (a std::function built per call may allocate),
-  // and the target it writes to during a call.
-  net::Transport::MessageFn on_message_;
-  float stream_scale_ = 1.0f;
-  std::span<float> stream_target_;
-  double stream_decode_s_ = 0.0;
 };
 
 // Checks that the topology can drive a gossip algorithm over this transport: same n, the

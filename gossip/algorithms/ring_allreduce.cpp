@@ -20,7 +20,7 @@ void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::spa
     const auto m = static_cast<long long>(n);
     return static_cast<std::size_t>(((c % m) + m) % m);
   };
-  if (scratch.size() < d / n + (d % n != 0 ? 1 : 0))
+  if (scratch.size() < ring_scratch_floats(d, n))
     throw std::invalid_argument("ring_allreduce_sum: scratch shorter than ceil(d / n)");
   using Clock = std::chrono::steady_clock;
   auto mark = Clock::now();
@@ -56,7 +56,8 @@ void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::spa
 
 void allreduce_mean(net::Transport& transport, std::uint64_t round, std::span<float> data) {
   const auto n = static_cast<std::size_t>(transport.size());
-  std::vector<float> scratch(data.size() / n + 1);
+  if (n == 1) return;
+  std::vector<float> scratch(ring_scratch_floats(data.size(), n));
   ring_allreduce_sum(transport, round, data, scratch);
   const float inv = 1.0f / static_cast<float>(n);
   for (float& v : data) v *= inv;

@@ -3,6 +3,7 @@
 // d/n floats. Every peer ends with the same bytes (each chunk is summed once, in ring order, then
 // copied around). Used by the C-PSGD baseline and by the runtime to average models at the end.
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -16,8 +17,13 @@ struct RingTimes {
   double reduce_s = 0.0;  // summing and copying chunks
 };
 
+// Floats of scratch ring_allreduce_sum needs for d floats over n peers: the longest chunk.
+inline std::size_t ring_scratch_floats(std::size_t d, std::size_t n) {
+  return n > 1 ? d / n + (d % n != 0 ? 1 : 0) : 0;
+}
+
 // Replaces `data` by its sum over all peers. Every peer calls it with the same `round` and the
-// same length; `scratch` must hold at least ceil(d / n) floats. Allocates nothing.
+// same length; `scratch` must hold ring_scratch_floats(d, n) floats. Allocates nothing.
 void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::span<float> data,
                         std::span<float> scratch, RingTimes* times = nullptr);
 

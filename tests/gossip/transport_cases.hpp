@@ -50,8 +50,13 @@ inline void check_exchange(const GroupMaker& mk, const std::string& spec, std::s
       const auto mine = pattern(r, static_cast<std::uint64_t>(round), len);
       if (each) {
         std::vector<int> calls(nb.size());
+        std::size_t next = 0;  // the documented order: neighbors() order, whatever arrives first
         t->exchange_each(static_cast<std::uint64_t>(round), mine,
                          [&](std::size_t k, std::span<const std::byte> got) {
+                           if (k != next++) {
+                             bad[static_cast<std::size_t>(r)] = fmt::format(
+                                 "round {}: neighbour {} delivered out of order", round, k);
+                           }
                            calls.at(k) += 1;
                            if (!same(got, pattern(nb[k], static_cast<std::uint64_t>(round), len))) {
                              bad[static_cast<std::size_t>(r)] =

@@ -328,6 +328,7 @@ TEST_CASE("frame header round-trips and names its faults") {
   h.payload_length = 12345;
   h.session = 0xdeadbeefcafef00dull;
   h.sent_at_ns = 42;
+  h.stop_in = 7;
   const auto b = encode_header(h);
   CHECK(static_cast<unsigned char>(b[0]) == 'G');
   CHECK(static_cast<unsigned char>(b[3]) == 'F');
@@ -341,6 +342,7 @@ TEST_CASE("frame header round-trips and names its faults") {
   CHECK(p.header->payload_length == 12345);
   CHECK(p.header->session == h.session);
   CHECK(p.header->sent_at_ns == 42);
+  CHECK(p.header->stop_in == 7);
   auto bad = b;
   bad[4] = std::byte{2};
   CHECK(decode_header(bad).error.find("version 2") != std::string::npos);
