@@ -12,7 +12,7 @@
 //   24    4 step            ring step (0 for exchange and hello)
 //   28    4 flags           0, reserved
 //   32    8 payload_length  bytes that follow the header
-//   40    8 session         session_hash(topology hash, run hash); 0 in hello frames
+//   40    8 session         session_hash(topology hash, run hash)
 //   48    8 sent_at_ns      sender's CLOCK_MONOTONIC at send; drives link emulation on one host
 //   56    4 stop_in         0, or k > 0: the sender's run stops before round `round + k`
 //   60    4 checksum        FNV-1a 32 of bytes [0, 60)

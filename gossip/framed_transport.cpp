@@ -99,19 +99,11 @@ std::string FramedTransport::where(FrameKind kind, std::uint64_t round, std::uin
 void FramedTransport::start() {
   ++send_batch_;
   for (int to : links_) {
-    FrameHeader h;
-    h.kind = FrameKind::hello;
-    h.sender = static_cast<std::uint32_t>(rank_);
-    h.receiver = static_cast<std::uint32_t>(to);
-    h.payload_length = hello_payload_.size();
-    h.sent_at_ns = monotonic_ns();
     // A fresh link has room for one small frame; a full one here means the peer is broken.
-    if (!try_send(to, encode_header(h), hello_payload_)) {
+    if (!send_frame(FrameKind::hello, to, 0, 0, hello_payload_, monotonic_ns())) {
       fail(fmt::format("{} transport, rank {}: cannot queue the hello to {}", backend_, rank_,
                        peer_name(to)));
     }
-    counters_.bytes_sent += kFrameHeaderSize + hello_payload_.size();
-    counters_.messages_sent += 1;
   }
   log().debug("{} transport up: {} neighbours, {} links, session {:016x}", backend_,
               neighbors_.size(), links_.size(), session_);
@@ -400,10 +392,16 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
   const bool paced = options_.receive_window > 0;
   const std::size_t window = paced ? static_cast<std::size_t>(options_.receive_window) : deg;
   // Per neighbour k: our payload sent to it, our credit sent to it (eager: implied), its payload
-  // delivered to the caller.
-  std::vector<char> sent(deg, 0), asked(deg, paced ? 0 : 1), got(deg, 0);
+  // delivered to the caller. Members reused every round: no allocation once sized.
+  auto& sent = round_sent_;
+  auto& asked = round_asked_;
+  auto& got = round_got_;
+  auto& blocked = round_blocked_;
+  sent.assign(deg, 0);
+  asked.assign(deg, paced ? 0 : 1);
+  got.assign(deg, 0);
+  blocked.reserve(deg);
   std::size_t n_sent = 0, n_got = 0, next_ask = paced ? 0 : deg, in_flight = paced ? 0 : deg;
-  std::vector<int> blocked;
   ++send_batch_;
   const std::uint64_t sent_at = monotonic_ns();
   const auto deadline = Clock::now() + options_.timeout;

@@ -145,6 +145,8 @@ class FramedTransport : public Transport {
   std::set<std::pair<std::uint64_t, int>> credits_;  // (round, neighbour) asking for our payload
 
   std::vector<std::shared_ptr<const void>> held_;  // owners of the views returned last call
+  std::vector<char> round_sent_, round_asked_, round_got_;  // exchange bookkeeping, reused
+  std::vector<int> round_blocked_;
   std::vector<std::span<const std::byte>> views_;
 
   TrafficCounters counters_;
