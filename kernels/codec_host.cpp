@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -271,14 +272,16 @@ class HostCodec final : public Codec, private CodecPlan {
   bool fixed_wire_size() const override { return p_.id != CodecId::kThreshold; }
 
   std::size_t wire_size(std::size_t d) const override {
-    const LayoutData own = layout_for(d);
+    std::optional<LayoutData> flat;
+    const LayoutData& own = layout_for(d, flat);
     return kHeaderSize + payload_size(own, d);
   }
 
   std::size_t encode(std::span<const float> x, const RngKey& key,
                      std::span<std::byte> wire) const override {
     const std::uint64_t d = x.size();
-    const LayoutData lay = layout_for(d);
+    std::optional<LayoutData> flat;
+    const LayoutData& lay = layout_for(d, flat);
     const std::uint64_t cap = kHeaderSize + payload_size(lay, d);
     if (wire.size() < cap)
       throw std::invalid_argument("encode: wire buffer holds " + std::to_string(wire.size()) +
@@ -468,7 +471,8 @@ class HostCodec final : public Codec, private CodecPlan {
   template <DecodeMode kMode>
   void run_decode(std::span<const std::byte> wire, float w, std::span<float> ys) const {
     const std::uint64_t d = ys.size();
-    const LayoutData lay = layout_for(d);
+    std::optional<LayoutData> flat;
+    const LayoutData& lay = layout_for(d, flat);
     const WireHeader h = validate(wire, d, lay);
     const std::byte* in = wire.data() + kHeaderSize;
     float* y = ys.data();

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -72,7 +73,9 @@ class CodecPlan {
   }
   std::uint64_t bucket_elems() const { return is_bucketed() ? p_.bucket : 0; }
 
-  LayoutData layout_for(std::uint64_t d) const {
+  // The layout of a d-element vector: the codec's own when it was made with tensor sizes (no
+  // copy), else one tensor of d elements built into `flat`, which must outlive the result.
+  const LayoutData& layout_for(std::uint64_t d, std::optional<LayoutData>& flat) const {
     if (layered_) {
       if (d != total_)
         throw std::invalid_argument(
@@ -81,7 +84,7 @@ class CodecPlan {
       return layout_.front();
     }
     const std::uint64_t one[1] = {d};
-    return LayoutData(std::span<const std::uint64_t>(one, d ? 1 : 0), bucket_elems());
+    return flat.emplace(std::span<const std::uint64_t>(one, d ? 1 : 0), bucket_elems());
   }
 
   std::uint64_t total_k(const LayoutData& lay) const {

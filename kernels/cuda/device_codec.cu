@@ -165,7 +165,8 @@ struct DeviceCodec::Impl {
   std::size_t encode(const float* x, std::uint64_t d, const RngKey& key, std::byte* wire,
                      cudaStream_t s) const {
     const CodecParams& p = plan.params();
-    const LayoutData lay = plan.layout_for(d);
+    std::optional<LayoutData> flat;
+    const LayoutData& lay = plan.layout_for(d, flat);
     const DeviceLayout dl = upload(lay, s);
     const std::uint64_t nb = lay.bucket_base.back(), ng = (d + kGroup - 1) / kGroup;
     const std::uint64_t bytes = plan.payload_size(lay, d);
@@ -226,7 +227,8 @@ struct DeviceCodec::Impl {
   void decode(const std::byte* wire, std::uint64_t bytes, float w, float* y, std::uint64_t d,
               cudaStream_t s) const {
     const CodecParams& p = plan.params();
-    const LayoutData lay = plan.layout_for(d);
+    std::optional<LayoutData> flat;
+    const LayoutData& lay = plan.layout_for(d, flat);
     std::array<std::byte, kHeaderSize> head{};
     if (bytes >= kHeaderSize) {
       GOSSIP_CUDA_CHECK(cudaMemcpyAsync(head.data(), wire, kHeaderSize, cudaMemcpyDeviceToHost, s));
@@ -285,7 +287,8 @@ std::string DeviceCodec::spec() const {
 }
 
 std::size_t DeviceCodec::wire_size(std::size_t d) const {
-  return kHeaderSize + impl_->plan.payload_size(impl_->plan.layout_for(d), d);
+  std::optional<LayoutData> flat;
+  return kHeaderSize + impl_->plan.payload_size(impl_->plan.layout_for(d, flat), d);
 }
 
 std::size_t DeviceCodec::encode(const float* x, std::size_t d, const RngKey& key, std::byte* wire,
