@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Draws loss and test accuracy against wall time and against bytes sent for one or more runs
-# (folders written by gossip simulate/launch), as one PNG with four panels.
+# Draws loss and test accuracy (each peer's model: solid; the averaged model: dashed) against wall
+# time and against bytes sent, and the peers' distance to the average model, for one or more runs
+# (folders written by gossip simulate/launch), as one PNG with five panels.
 # Usage: scripts/plot-run.sh RUN_DIR [RUN_DIR ...] [-o out.png]   (default: first RUN_DIR/plot.png)
 set -euo pipefail
 out=""
@@ -17,7 +18,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # Mean over peers of each logged round: wall, MB sent, loss; accuracy where evaluated.
-plots_loss_t=() plots_loss_b=() plots_acc_t=() plots_acc_b=()
+plots_loss_t=() plots_loss_b=() plots_acc_t=() plots_acc_b=() plots_dist=()
 for k in "${!runs[@]}"; do
   run=${runs[$k]}
   ls "$run"/metrics-*.jsonl >/dev/null 2>&1 || { echo "plot-run: no metrics-*.jsonl in $run" >&2; exit 1; }
@@ -39,22 +40,32 @@ with open(out, "w") as f, open(out + ".acc", "w") as fa:
         f.write(line + "\n")
         accs = [x["test_accuracy"] for x in r if "test_accuracy" in x]
         if accs:
-            fa.write(f"{line}\t{sum(accs) / len(accs)}\n")
+            avg = [x["test_accuracy_avg_model"] for x in r if "test_accuracy_avg_model" in x]
+            dist = [x["distance_to_average"] / max(x["average_norm"], 1e-30)
+                    for x in r if "distance_to_average" in x]
+            na = lambda v: f"{v[0]}" if v else "NaN"
+            rel = [sum(dist) / len(dist)] if dist else []
+            fa.write(f"{line}\t{sum(accs) / len(accs)}\t{na(avg)}\t{na(rel)}\n")
 PY
   name=$(basename "$run")
   plots_loss_t+=("'$tmp/$k.tsv' using 2:4 with linespoints lw 2 title '$name'")
   plots_loss_b+=("'$tmp/$k.tsv' using 3:4 with linespoints lw 2 title '$name'")
-  plots_acc_t+=("'$tmp/$k.tsv.acc' using 2:5 with linespoints lw 2 title '$name'")
-  plots_acc_b+=("'$tmp/$k.tsv.acc' using 3:5 with linespoints lw 2 title '$name'")
+  c=$((k + 1))
+  plots_acc_t+=("'$tmp/$k.tsv.acc' using 2:5 with linespoints lw 2 lc $c title '$name'"
+    "'$tmp/$k.tsv.acc' using 2:6 with linespoints lw 2 lc $c dt 2 title '$name (avg model)'")
+  plots_acc_b+=("'$tmp/$k.tsv.acc' using 3:5 with linespoints lw 2 lc $c title '$name'"
+    "'$tmp/$k.tsv.acc' using 3:6 with linespoints lw 2 lc $c dt 2 title '$name (avg model)'")
+  plots_dist+=("'$tmp/$k.tsv.acc' using 2:7 with linespoints lw 2 lc $c title '$name'")
 done
 join() { local IFS=","; echo "$*"; }
 gnuplot <<GP
-set terminal pngcairo size 1400,1000 font ",11"
+set terminal pngcairo size 1400,1400 font ",11"
 set output '$out'
+set termoption noenhanced
 set datafile separator "\t"
 set grid
 set key top right
-set multiplot layout 2,2 title "gossip: training loss and test accuracy (mean over peers)"
+set multiplot layout 3,2 title "gossip: training loss, test accuracy and disagreement (mean over peers)"
 set xlabel "wall time (s)"; set ylabel "train loss"
 plot $(join "${plots_loss_t[@]}")
 set xlabel "MB sent per peer"; set ylabel "train loss"
@@ -64,6 +75,10 @@ set xlabel "wall time (s)"; set ylabel "test accuracy"
 plot $(join "${plots_acc_t[@]}")
 set xlabel "MB sent per peer"; set ylabel "test accuracy"
 plot $(join "${plots_acc_b[@]}")
+set key top right
+set logscale y
+set xlabel "wall time (s)"; set ylabel "|x_i - x_avg| / |x_avg|"
+plot $(join "${plots_dist[@]}")
 unset multiplot
 GP
 echo "plot: $out"

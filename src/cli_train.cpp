@@ -99,7 +99,8 @@ std::pair<std::size_t, std::size_t> message_bytes(const RunConfig& c, const runt
 nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
                             const runtime::Mlp& model, std::uint64_t rounds,
                             const std::vector<double>& acc, double acc_avg_model,
-                            double bytes_sent_mean, double wall, std::size_t samples) {
+                            double bytes_sent_mean, double wall, std::size_t samples,
+                            double disagreement_mean) {
   const auto [wire, fp32_wire] = message_bytes(c, model);
   double degree = 0.0;
   for (int i = 0; i < topo.size(); ++i) degree += topo.graph.degree(i);
@@ -129,6 +130,7 @@ nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
       {"test_accuracy_min", lo},
       {"test_accuracy_max", hi},
       {"test_accuracy_avg_model", acc_avg_model},
+      {"distance_to_average_relative_mean", disagreement_mean},
       {"bytes_sent_per_peer", bytes_sent_mean},
       {"message_wire_bytes", wire},
       {"fp32_dpsgd_bytes_per_peer", fp32_bytes},
@@ -143,6 +145,8 @@ void write_summary(const RunConfig& c, const nlohmann::json& j) {
   std::ofstream(path) << j.dump(2) << '\n';
   fmt::print("test accuracy: {:.4f} mean over peers, {:.4f} averaged model\n",
              j["test_accuracy_mean"].get<double>(), j["test_accuracy_avg_model"].get<double>());
+  fmt::print("peers' distance to the averaged model: {:.3g} of its norm (mean over peers)\n",
+             j["distance_to_average_relative_mean"].get<double>());
   fmt::print("bytes sent per peer: {:.2f} MB ({:.2f} MB for fp32 D-PSGD, {:.1f}x less)\n",
              j["bytes_sent_per_peer"].get<double>() / 1e6,
              j["fp32_dpsgd_bytes_per_peer"].get<double>() / 1e6,
@@ -167,6 +171,7 @@ int run_simulate(const TrainArgs& a) {
 
   std::vector<runtime::PeerSummary> summaries(static_cast<std::size_t>(n));
   std::vector<std::string> errors(static_cast<std::size_t>(n));
+  std::vector<double> spread(static_cast<std::size_t>(n));
   runtime::Evaluation avg_eval;
   std::uint64_t total_rounds = 0;
   std::vector<std::thread> threads;
@@ -188,6 +193,8 @@ int run_simulate(const TrainArgs& a) {
         } else {
           std::vector<float> avg(trainer.params().begin(), trainer.params().end());
           algorithms::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
+          spread[static_cast<std::size_t>(r)] =
+              runtime::disagreement(trainer.params(), avg).relative();
           if (r == 0) {
             auto m = runtime::make_model(c, data.train);
             avg_eval = m.evaluate(avg, data.test);
@@ -206,16 +213,18 @@ int run_simulate(const TrainArgs& a) {
       throw std::runtime_error(fmt::format("peer {}: {}", r, errors[static_cast<std::size_t>(r)]));
   if (summaries[0].stopped_early) return 130;
   std::vector<double> acc;
-  double bytes = 0.0, wall = 0.0;
-  for (const auto& s : summaries) {
+  double bytes = 0.0, wall = 0.0, spread_mean = 0.0;
+  for (int r = 0; r < n; ++r) {
+    const auto& s = summaries[static_cast<std::size_t>(r)];
     acc.push_back(s.test.accuracy);
     bytes += static_cast<double>(s.totals.bytes_sent) / n;
     wall = std::max(wall, s.wall_seconds);
+    spread_mean += spread[static_cast<std::size_t>(r)] / n;
   }
   const std::size_t samples =
       total_rounds * static_cast<std::size_t>(c.batch_size) * static_cast<std::size_t>(n);
-  write_summary(
-      c, summary_json(c, topo, model, total_rounds, acc, avg_eval.accuracy, bytes, wall, samples));
+  write_summary(c, summary_json(c, topo, model, total_rounds, acc, avg_eval.accuracy, bytes, wall,
+                                samples, spread_mean));
   return 0;
 }
 
@@ -264,18 +273,19 @@ int run_peer(const TrainArgs& a) {
   // Averaged model and the means over peers, by all-reduce.
   std::vector<float> avg(trainer.params().begin(), trainer.params().end());
   algorithms::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
-  std::vector<float> stats{static_cast<float>(s.test.accuracy),
-                           static_cast<float>(s.totals.bytes_sent),
-                           static_cast<float>(s.wall_seconds)};
+  std::vector<float> stats{
+      static_cast<float>(s.test.accuracy), static_cast<float>(s.totals.bytes_sent),
+      static_cast<float>(s.wall_seconds),
+      static_cast<float>(runtime::disagreement(trainer.params(), avg).relative())};
   algorithms::allreduce_mean(transport, trainer.total_rounds() + 2, stats);
   if (rank == 0) {
     auto m = runtime::make_model(c, data.train);
     const auto avg_eval = m.evaluate(avg, data.test);
     const std::size_t samples =
         s.rounds * static_cast<std::size_t>(c.batch_size) * static_cast<std::size_t>(n);
-    auto j =
-        summary_json(c, topo, model, s.rounds, {static_cast<double>(stats[0])}, avg_eval.accuracy,
-                     static_cast<double>(s.totals.bytes_sent), s.wall_seconds, samples);
+    auto j = summary_json(c, topo, model, s.rounds, {static_cast<double>(stats[0])},
+                          avg_eval.accuracy, static_cast<double>(s.totals.bytes_sent),
+                          s.wall_seconds, samples, static_cast<double>(stats[3]));
     j["test_accuracy_min"] = nullptr;  // only the mean travels in the all-reduce
     j["test_accuracy_max"] = nullptr;
     j["bytes_sent_per_peer"] = static_cast<double>(stats[1]);

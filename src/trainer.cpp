@@ -13,6 +13,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "gossip/algorithms/ring_allreduce.hpp"
+
 namespace gossip::runtime {
 
 namespace fs = std::filesystem;
@@ -32,6 +34,13 @@ T get(std::istream& in, const std::string& path) {
   if (!in.read(reinterpret_cast<char*>(&v), sizeof v))
     throw CheckpointError(fmt::format("{}: truncated checkpoint header", path));
   return v;
+}
+
+std::string eval_text(const EvalPoint& e) {
+  std::string s = fmt::format("  test acc {:.4f}", e.own.accuracy);
+  if (e.average) s += fmt::format(" (avg model {:.4f})", e.average->accuracy);
+  if (e.disagreement) s += fmt::format("  |x-avg|/|avg| {:.3g}", e.disagreement->relative());
+  return s;
 }
 
 }  // namespace
@@ -204,8 +213,32 @@ void PeerTrainer::resume(std::uint64_t round) {
   }
 }
 
+Disagreement disagreement(std::span<const float> x, std::span<const float> avg) {
+  double dist = 0.0, norm = 0.0;
+  for (std::size_t k = 0; k < x.size(); ++k) {
+    const double a = avg[k], diff = static_cast<double>(x[k]) - a;
+    dist += diff * diff;
+    norm += a * a;
+  }
+  return {std::sqrt(dist), std::sqrt(norm)};
+}
+
+EvalPoint PeerTrainer::evaluate(std::uint64_t round) {
+  EvalPoint e;
+  const auto x = algo_->params();
+  e.own = model_.evaluate(x, data_.test);
+  if (transport_.size() == 1) return e;
+  // Ring steps past the C-PSGD baseline's, in the round just done: every peer evaluates at the
+  // same rounds, so the all-reduce lines up; its bytes are diagnostics, not the algorithm's.
+  average_.assign(x.begin(), x.end());
+  algorithms::allreduce_mean(transport_, round, average_, algorithms::kDiagnosticFirstStep);
+  e.disagreement = disagreement(x, average_);
+  if (rank_ == 0) e.average = model_.evaluate(average_, data_.test);
+  return e;
+}
+
 void PeerTrainer::log_line(std::ofstream& out, double train_loss,
-                           const std::optional<Evaluation>& eval, double wall) const {
+                           const std::optional<EvalPoint>& eval, double wall) const {
   const auto& tot = algo_->totals();
   nlohmann::json j{
       {"rank", rank_},
@@ -222,8 +255,16 @@ void PeerTrainer::log_line(std::ofstream& out, double train_loss,
       {"decode_seconds", tot.decode_s},
       {"update_seconds", tot.update_s}};
   if (eval) {
-    j["test_accuracy"] = eval->accuracy;
-    j["test_loss"] = eval->loss;
+    j["test_accuracy"] = eval->own.accuracy;
+    j["test_loss"] = eval->own.loss;
+    if (eval->disagreement) {
+      j["distance_to_average"] = eval->disagreement->distance;
+      j["average_norm"] = eval->disagreement->average_norm;
+    }
+    if (eval->average) {
+      j["test_accuracy_avg_model"] = eval->average->accuracy;
+      j["test_loss_avg_model"] = eval->average->loss;
+    }
   }
   out << j.dump() << '\n';
   out.flush();
@@ -277,10 +318,10 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
     if (config_.checkpoint_every > 0 &&
         done % static_cast<std::uint64_t>(config_.checkpoint_every) == 0)
       checkpoint();
-    std::optional<Evaluation> eval;
+    std::optional<EvalPoint> eval;
     if (eval_rounds > 0 && std::floor(static_cast<double>(done) / eval_rounds) >
                                std::floor(static_cast<double>(t) / eval_rounds))
-      eval = model_.evaluate(algo_->params(), data_.test);
+      eval = evaluate(t);
     if (done % static_cast<std::uint64_t>(config_.log_every) == 0 || done == total_rounds_ ||
         eval) {
       s.train_loss = window_loss / static_cast<double>(window);
@@ -292,7 +333,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
                    "rounds/s\n",
                    static_cast<double>(done) / static_cast<double>(rounds_per_epoch_),
                    config_.epochs, done, total_rounds_, s.train_loss,
-                   eval ? fmt::format("  test acc {:.4f}", eval->accuracy) : std::string(),
+                   eval ? eval_text(*eval) : std::string(),
                    static_cast<double>(algo_->totals().bytes_sent) / 1e6,
                    static_cast<double>(done) / std::max(w, 1e-9));
       }

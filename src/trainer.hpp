@@ -46,6 +46,22 @@ class CheckpointError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// ‖x − avg‖ and ‖avg‖, summed in double.
+struct Disagreement {
+  double distance = 0.0;
+  double average_norm = 0.0;
+  double relative() const { return average_norm > 0.0 ? distance / average_norm : distance; }
+};
+Disagreement disagreement(std::span<const float> x, std::span<const float> avg);
+
+// What an evaluation point measures: this peer's model, and with more than one peer the distance
+// to the average of all models (one all-reduce) and, on rank 0, the averaged model's accuracy.
+struct EvalPoint {
+  Evaluation own;
+  std::optional<Evaluation> average;         // rank 0 only
+  std::optional<Disagreement> disagreement;  // ‖x_i − x̄‖ and ‖x̄‖
+};
+
 class PeerTrainer {
  public:
   // `shards` from partition_all over data.train for every rank.
@@ -73,7 +89,8 @@ class PeerTrainer {
 
  private:
   double lr_at(double epoch) const;
-  void log_line(std::ofstream& out, double train_loss, const std::optional<Evaluation>& eval,
+  EvalPoint evaluate(std::uint64_t round);
+  void log_line(std::ofstream& out, double train_loss, const std::optional<EvalPoint>& eval,
                 double wall) const;
 
   RunConfig config_;
@@ -83,6 +100,7 @@ class PeerTrainer {
   const TrainTest& data_;
   std::vector<std::size_t> shard_;
   Mlp model_;
+  std::vector<float> average_;  // the all-reduced mean of the models, at evaluation points
   std::unique_ptr<algorithms::Algorithm> algo_;
   std::uint64_t rounds_per_epoch_ = 1;
   std::uint64_t total_rounds_ = 1;

@@ -8,7 +8,7 @@
 namespace gossip::algorithms {
 
 void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::span<float> data,
-                        std::span<float> scratch, RingTimes* times) {
+                        std::span<float> scratch, RingTimes* times, std::uint32_t first_step) {
   const auto n = static_cast<std::size_t>(transport.size());
   if (n == 1) return;
   const std::size_t d = data.size();
@@ -31,7 +31,7 @@ void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::spa
   };
   const auto r = static_cast<long long>(transport.rank());
   const auto steps = static_cast<long long>(n) - 1;
-  std::uint32_t step = 0;
+  std::uint32_t step = first_step;
   auto exchange = [&](std::size_t send_c, std::size_t recv_c) {
     transport.ring_step(round, step++, std::as_bytes(data.subspan(begin(send_c), size(send_c))),
                         std::as_writable_bytes(scratch.first(size(recv_c))));
@@ -54,11 +54,12 @@ void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::spa
   }
 }
 
-void allreduce_mean(net::Transport& transport, std::uint64_t round, std::span<float> data) {
+void allreduce_mean(net::Transport& transport, std::uint64_t round, std::span<float> data,
+                    std::uint32_t first_step) {
   const auto n = static_cast<std::size_t>(transport.size());
   if (n == 1) return;
   std::vector<float> scratch(ring_scratch_floats(data.size(), n));
-  ring_allreduce_sum(transport, round, data, scratch);
+  ring_allreduce_sum(transport, round, data, scratch, nullptr, first_step);
   const float inv = 1.0f / static_cast<float>(n);
   for (float& v : data) v *= inv;
 }

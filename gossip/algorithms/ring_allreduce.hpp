@@ -22,12 +22,19 @@ inline std::size_t ring_scratch_floats(std::size_t d, std::size_t n) {
   return n > 1 ? d / n + (d % n != 0 ? 1 : 0) : 0;
 }
 
-// Replaces `data` by its sum over all peers. Every peer calls it with the same `round` and the
-// same length; `scratch` must hold ring_scratch_floats(d, n) floats. Allocates nothing.
+// Ring steps a diagnostic all-reduce starts at, so that it can share a round with the all-reduce
+// of the C-PSGD baseline (whose steps start at 0) and still keep (round, step) growing.
+inline constexpr std::uint32_t kDiagnosticFirstStep = 1u << 24;
+
+// Replaces `data` by its sum over all peers. Every peer calls it with the same `round`,
+// `first_step` and length; it uses ring steps first_step .. first_step + 2(n-1) - 1 of `round`.
+// `scratch` must hold ring_scratch_floats(d, n) floats. Allocates nothing.
 void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::span<float> data,
-                        std::span<float> scratch, RingTimes* times = nullptr);
+                        std::span<float> scratch, RingTimes* times = nullptr,
+                        std::uint32_t first_step = 0);
 
 // Replaces `data` by its mean over all peers (allocates its scratch).
-void allreduce_mean(net::Transport& transport, std::uint64_t round, std::span<float> data);
+void allreduce_mean(net::Transport& transport, std::uint64_t round, std::span<float> data,
+                    std::uint32_t first_step = 0);
 
 }  // namespace gossip::algorithms

@@ -4,8 +4,12 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "gossip/algorithms/ring_allreduce.hpp"
 #include "gossip/frame.hpp"
@@ -156,6 +160,54 @@ TEST_CASE(
     for (const auto& s : out) {
       CHECK(s.rounds > 0);
       CHECK(s.totals.bytes_sent == s.rounds * 3 * (wire + net::kFrameHeaderSize));
+    }
+    std::filesystem::remove_all(dir);
+  }
+}
+
+TEST_CASE("evaluation points log each peer's distance to the average and the averaged model") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gossip_evalavg_" + std::to_string(::getpid()));
+  // C-PSGD shares the evaluation's round with its own ring all-reduce: both must run.
+  for (const char* algorithm : {"dpsgd", "allreduce"}) {
+    const std::string name = algorithm;
+    CAPTURE(name);
+    auto c = small_config(dir.string(), algorithm, "identity");
+    apply_override(c, "run.eval_every=1");
+    const auto params = run_all(c, std::nullopt, std::nullopt, false);
+    const std::size_t d = params[0].size();
+    std::vector<double> mean(d, 0.0);
+    for (const auto& p : params)
+      for (std::size_t k = 0; k < d; ++k) mean[k] += p[k] / static_cast<double>(params.size());
+    double norm = 0.0;
+    for (double v : mean) norm += v * v;
+    norm = std::sqrt(norm);
+    for (std::size_t r = 0; r < params.size(); ++r) {
+      CAPTURE(r);
+      std::ifstream in(std::filesystem::path(c.output_dir()) /
+                       ("metrics-" + std::to_string(r) + ".jsonl"));
+      std::string line, last;
+      int evals = 0;
+      while (std::getline(in, line))
+        if (line.find("\"test_accuracy\"") != std::string::npos) {
+          ++evals;
+          last = line;
+        }
+      CHECK(evals == 2);  // eval_every = 1, two epochs
+      const auto j = nlohmann::json::parse(last);
+      double dist = 0.0;
+      for (std::size_t k = 0; k < d; ++k) {
+        const double diff = params[r][k] - mean[k];
+        dist += diff * diff;
+      }
+      dist = std::sqrt(dist);
+      CHECK(j.at("average_norm").get<double>() == doctest::Approx(norm).epsilon(1e-5));
+      CHECK(j.at("distance_to_average").get<double>() ==
+            doctest::Approx(dist).epsilon(1e-3).scale(1e-5 * norm));
+      if (name == "allreduce") CHECK(dist < 1e-5 * norm);  // one model: no disagreement
+      if (name == "dpsgd") CHECK(dist > 1e-4 * norm);      // a ring of 4 still disagrees
+      CHECK(j.contains("test_accuracy_avg_model") == (r == 0));
+      if (r == 0) CHECK(j.at("test_accuracy_avg_model").get<double>() > 0.5);
     }
     std::filesystem::remove_all(dir);
   }
