@@ -148,6 +148,7 @@ std::uint64_t settings_hash(const AlgorithmConfig& config, std::size_t d) {
   h.add(std::bit_cast<std::uint32_t>(config.consensus_step));
   h.add(std::bit_cast<std::uint32_t>(config.momentum));
   h.add(static_cast<std::uint8_t>(config.nesterov));
+  h.add(static_cast<std::uint8_t>(config.quasi_global));
   h.add(std::bit_cast<std::uint32_t>(config.weight_decay));
   h.add(std::string_view(config.codec));
   h.add(static_cast<std::uint64_t>(config.tensor_sizes.size()));
@@ -186,6 +187,9 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
     throw std::invalid_argument(
         fmt::format("momentum must be in [0, 1), got {}", config_.momentum));
   }
+  if (config_.quasi_global && config_.momentum == 0.0f) {
+    throw std::invalid_argument("quasi_global momentum needs momentum > 0");
+  }
   if (!(config_.weight_decay >= 0.0f) || !std::isfinite(config_.weight_decay)) {
     throw std::invalid_argument(
         fmt::format("weight_decay must be finite and >= 0, got {}", config_.weight_decay));
@@ -203,6 +207,7 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
   ++model_sized_buffers_;
   g_ = model_buffer();
   if (config_.momentum > 0.0f) momentum_ = model_buffer();
+  if (config_.quasi_global) x_prev_ = model_buffer();
 
   Fnv1a h;
   h.add(std::string_view(config_.name));
@@ -211,6 +216,7 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
   h.add(std::bit_cast<std::uint32_t>(config_.consensus_step));
   h.add(std::bit_cast<std::uint32_t>(config_.momentum));
   h.add(static_cast<std::uint8_t>(config_.nesterov));
+  h.add(static_cast<std::uint8_t>(config_.quasi_global));
   h.add(std::bit_cast<std::uint32_t>(config_.weight_decay));
   h.add(static_cast<std::uint64_t>(config_.tensor_sizes.size()));
   for (std::size_t s : config_.tensor_sizes) h.add(static_cast<std::uint64_t>(s));
@@ -227,7 +233,7 @@ std::vector<float> Algorithm::model_buffer(float fill) {
 }
 
 void Algorithm::step(GradientFn grad) {
-  last_ = RoundStats{};
+  begin_round();
   const net::TrafficCounters before = transport_.counters();
   if (!(config_.overlap_gradient && run_round_with(grad))) {
     Clock::time_point mark = Clock::now();
@@ -244,7 +250,7 @@ void Algorithm::step(std::span<const float> g) {
     throw std::invalid_argument(
         fmt::format("gradient has {} elements, the model {}", g.size(), x_.size()));
   }
-  last_ = RoundStats{};
+  begin_round();
   const net::TrafficCounters before = transport_.counters();
   std::copy(g.begin(), g.end(), g_.begin());
   apply_direction();
@@ -259,10 +265,17 @@ void Algorithm::apply_direction() {
     const float wd = config_.weight_decay;
     for (std::size_t k = 0; k < d; ++k) g_[k] += wd * x_[k];
   }
-  if (!momentum_.empty()) {
+  const float mu = config_.momentum;
+  if (config_.quasi_global) {
+    // QG-DSGDm: m = μ buf + g is this round's local momentum; the buffer itself only changes at
+    // the end of the round, from the model's movement.
+    for (std::size_t k = 0; k < d; ++k) {
+      const float m = mu * momentum_[k] + g_[k];
+      g_[k] = config_.nesterov ? g_[k] + mu * m : m;
+    }
+  } else if (!momentum_.empty()) {
     // torch.optim.SGD's form (what ChocoSGD uses): buf = μ buf + g; direction = buf, or
     // g + μ buf with Nesterov.
-    const float mu = config_.momentum;
     for (std::size_t k = 0; k < d; ++k) {
       momentum_[k] = mu * momentum_[k] + g_[k];
       g_[k] = config_.nesterov ? g_[k] + mu * momentum_[k] : momentum_[k];
@@ -271,7 +284,21 @@ void Algorithm::apply_direction() {
   last_.update_s += seconds_since(mark);
 }
 
+void Algorithm::begin_round() {
+  last_ = RoundStats{};
+  if (config_.quasi_global) std::copy(x_.begin(), x_.end(), x_prev_.begin());
+}
+
 void Algorithm::end_round(const net::TrafficCounters& before) {
+  if (config_.quasi_global && config_.lr > 0.0f) {
+    // buf ← μ buf + (1 − μ)(x_t − x_{t+1})/γ: the round's whole movement, the neighbours' pull
+    // included, per unit of step. (With γ = 0 nothing moved by a step: the buffer stays.)
+    Clock::time_point mark = Clock::now();
+    const float mu = config_.momentum, c = (1.0f - mu) / config_.lr;
+    for (std::size_t k = 0; k < x_.size(); ++k)
+      momentum_[k] = mu * momentum_[k] + c * (x_prev_[k] - x_[k]);
+    last_.update_s += seconds_since(mark);
+  }
   ++round_;
   const net::TrafficCounters& after = transport_.counters();
   last_.rounds = 1;

@@ -47,6 +47,11 @@ struct AlgorithmConfig {
   float consensus_step = 1.0f;  // η (DeepSqueeze) or γ_c (CHOCO-SGD); ignored by the others
   float momentum = 0.0f;        // heavy ball on the local gradient, 0 disables the buffer
   bool nesterov = false;
+  // Quasi-global momentum (Lin et al., ICML 2021, QG-DSGDm): the buffer averages the model's own
+  // movement over a round, (x_t − x_{t+1})/γ, which includes the neighbours' pull, instead of
+  // the local gradient; the direction is g + μ·buf (g + μ(g + μ·buf) with Nesterov). Meant for
+  // heterogeneous (non-iid) data. Needs momentum > 0 and one more model-sized buffer.
+  bool quasi_global = false;
   float weight_decay = 0.0f;  // g += weight_decay * x before momentum
   // Codec spec for the gossip message (kernels::make_codec). D-PSGD: "identity", "fp16" or
   // "bf16" (any codec is accepted); all-reduce: must be "identity" (it always sends fp32).
@@ -158,6 +163,7 @@ class Algorithm {
   // algorithm has no such form; then step() computes g and calls run_round().
   virtual bool run_round_with(GradientFn) { return false; }
   // Weight decay and momentum applied to g_ in place: g_ becomes the update direction.
+  // (Quasi-global momentum updates its buffer at the end of the round instead.)
   void apply_direction();
   // Extra state vectors beyond x and the momentum buffer, in a fixed order.
   virtual std::vector<StateBuffer> extra_state() { return {}; }
@@ -183,9 +189,11 @@ class Algorithm {
   RoundStats last_{};
 
  private:
+  void begin_round();
   void end_round(const net::TrafficCounters& before);
 
   std::vector<float> momentum_;  // empty when momentum == 0
+  std::vector<float> x_prev_;    // x at the start of the round; quasi-global momentum only
   RoundStats totals_{};
   std::uint64_t config_hash_ = 0;
   std::size_t model_sized_buffers_ = 0;

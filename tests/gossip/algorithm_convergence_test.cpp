@@ -81,6 +81,34 @@ TEST_CASE("fp32: every algorithm approaches the least-squares optimum, closer as
   }
 }
 
+TEST_CASE(
+    "quasi-global momentum: heterogeneous least squares, closer to the optimum as the step "
+    "halves") {
+  const auto topo = gt::make_topo("ring:8");
+  const gt::LeastSquares problem(8, 20, 10, 41);
+  const std::vector<float> x0(problem.d, 0.0f);
+  const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+    problem.gradient(r, x, g);
+  };
+  const std::span<const double> opt(problem.optimum.data(),
+                                    static_cast<std::size_t>(problem.optimum.size()));
+  const double start = worst_error({x0}, opt);
+  for (std::string name : {"dpsgd", "choco-sgd"}) {
+    CAPTURE(name);
+    std::vector<double> err;
+    for (float lr : {0.008f, 0.004f}) {
+      auto c = config(name, lr, 0.5f, "identity");
+      c.momentum = 0.9f;
+      c.quasi_global = true;
+      err.push_back(worst_error(gt::run_algorithm(c, topo, x0, 1500, grad), opt));
+    }
+    MESSAGE(name << " quasi-global momentum 0.9: relative error at lr 0.008 / 0.004: " << err[0]
+                 << " / " << err[1] << " (start " << start << ")");
+    CHECK(err[0] < 0.2 * start);
+    CHECK(err[1] < 0.7 * err[0]);
+  }
+}
+
 TEST_CASE("fp32 gossip on torus and random graphs reaches consensus near the optimum") {
   const gt::LeastSquares problem(8, 20, 10, 43);
   const std::vector<float> x0(problem.d, 0.0f);

@@ -304,3 +304,33 @@ TEST_CASE("D-PSGD with the gradient overlapped with the exchange gives the same 
   }),
                     "gradient failed");
 }
+
+TEST_CASE("quasi-global momentum: the buffer averages the model's movement per unit step") {
+  const auto topo = gt::make_topo("ring:4");
+  const gt::DiagonalQuadratic problem(topo.size(), 64, 5, 1.0f);
+  const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+    problem.gradient(r, x, g);
+  };
+  const auto x0 = start_point(problem.d);
+  for (std::string name : {"dpsgd", "choco-sgd"}) {
+    CAPTURE(name);
+    auto c = config(name, 0.05f, 0.5f, "identity");
+    c.momentum = 0.9f;
+    c.quasi_global = true;
+    const auto n = static_cast<std::size_t>(topo.size());
+    std::vector<std::vector<float>> x_before(n, x0), buf_before(n, std::vector<float>(x0.size()));
+    std::vector<double> worst(n, 0.0);
+    gt::run_algorithm(c, topo, x0, 30, grad, [&](int r, std::uint64_t, ga::Algorithm& algo) {
+      const auto i = static_cast<std::size_t>(r);
+      const auto x = algo.params();
+      const auto buf = algo.state("momentum");
+      for (std::size_t k = 0; k < x.size(); ++k) {
+        const double want = 0.9 * buf_before[i][k] + 0.1 * (x_before[i][k] - x[k]) / 0.05;
+        worst[i] = std::max(worst[i], std::abs(buf[k] - want) / (1.0 + std::abs(want)));
+      }
+      x_before[i].assign(x.begin(), x.end());
+      buf_before[i].assign(buf.begin(), buf.end());
+    });
+    for (double w : worst) CHECK(w < 1e-4);
+  }
+}

@@ -101,9 +101,15 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
   const gt::DiagonalQuadratic problem(topo.size(), 200, 12);
   std::vector<float> x0(problem.d, 0.3f);
   const std::uint64_t first = 7, second = 9;
-  for (std::string name : kAlgorithms) {
+  std::vector<ga::AlgorithmConfig> configs;
+  for (std::string name : kAlgorithms) configs.push_back(full_config(name));
+  for (std::string name : {"dpsgd", "deepsqueeze"}) {
+    configs.push_back(full_config(name));
+    configs.back().quasi_global = true;  // its buffer and x_prev must survive a restart
+  }
+  for (const auto& cfg : configs) {
+    const std::string name = cfg.name + (cfg.quasi_global ? " quasi-global" : "");
     CAPTURE(name);
-    const auto cfg = full_config(name);
     // Uninterrupted run and the saved states at round `first`, in one go.
     std::vector<std::string> saved(n);
     std::vector<std::vector<float>> straight(n);
@@ -405,6 +411,11 @@ TEST_CASE("configuration errors name the bad setting") {
   cfg.tensor_sizes.clear();
   cfg.momentum = 1.0f;
   CHECK(error_of(cfg, *net.transports[0]).find("momentum") != std::string::npos);
+  cfg.momentum = 0.0f;
+  cfg.quasi_global = true;
+  CHECK(error_of(cfg, *net.transports[0]).find("quasi_global momentum needs momentum > 0") !=
+        std::string::npos);
+  cfg.quasi_global = false;
   // A transport of another topology: its neighbours are not this W's.
   cfg.momentum = 0.0f;
   const auto other = gt::make_topo("complete:4");
@@ -424,7 +435,8 @@ TEST_CASE("settings hash: equal for equal settings, different when any setting d
   b.name = "choco-sgd";  // an alias is the same algorithm
   CHECK(ga::settings_hash(a, 100) == ga::settings_hash(b, 100));
   CHECK(ga::settings_hash(a, 100) != ga::settings_hash(a, 101));
-  std::vector<ga::AlgorithmConfig> changed(7, a);
+  std::vector<ga::AlgorithmConfig> changed(8, a);
+  changed[7].quasi_global = true;
   changed[0].lr = 0.2f;
   changed[1].consensus_step = 0.5f;
   changed[2].momentum = 0.9f;
