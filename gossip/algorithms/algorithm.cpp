@@ -473,6 +473,13 @@ GossipAlgorithm::GossipAlgorithm(const AlgorithmConfig& config, net::Transport& 
   }
 }
 
+void GossipAlgorithm::require_consensus_step(const AlgorithmConfig& config, std::string_view what) {
+  if (!(config.consensus_step > 0.0f && config.consensus_step <= 1.0f)) {
+    throw std::invalid_argument(
+        fmt::format("{} must be in (0, 1], got {}", what, config.consensus_step));
+  }
+}
+
 void GossipAlgorithm::encode(std::span<const float> v) {
   Clock::time_point mark = Clock::now();
   const kernels::RngKey key{config_.seed, static_cast<std::uint32_t>(rank_), round_};

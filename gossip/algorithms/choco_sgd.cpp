@@ -1,8 +1,6 @@
 // CHOCO-SGD (Koloskova et al., ICLR 2020 form). The peer keeps its public copy x̂_i and
 // s_i = Σ_j W_ij x̂_j instead of a replica per neighbour; all x̂ start at 0.
 
-#include <fmt/format.h>
-
 #include "gossip/algorithms/gossip_base.hpp"
 
 namespace gossip::algorithms::detail {
@@ -15,10 +13,7 @@ class ChocoSgd final : public GossipAlgorithm {
       : GossipAlgorithm(config, transport, topology, x0),
         x_hat_(model_buffer(0.0f)),
         s_(model_buffer(0.0f)) {
-    if (!(config.consensus_step > 0.0f && config.consensus_step <= 1.0f)) {
-      throw std::invalid_argument(fmt::format(
-          "choco-sgd: consensus_step (γ_c) must be in (0, 1], got {}", config.consensus_step));
-    }
+    require_consensus_step(config, "choco-sgd: consensus_step (γ_c)");
   }
 
  private:

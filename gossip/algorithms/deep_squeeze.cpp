@@ -4,8 +4,6 @@
 
 #include <cmath>
 
-#include <fmt/format.h>
-
 #include "gossip/algorithms/gossip_base.hpp"
 
 namespace gossip::algorithms::detail {
@@ -16,10 +14,7 @@ class DeepSqueeze final : public GossipAlgorithm {
   DeepSqueeze(const AlgorithmConfig& config, net::Transport& transport,
               const topology::Topology& topology, std::span<const float> x0)
       : GossipAlgorithm(config, transport, topology, x0), delta_(model_buffer(0.0f)) {
-    if (!(config.consensus_step > 0.0f && config.consensus_step <= 1.0f)) {
-      throw std::invalid_argument(fmt::format(
-          "deepsqueeze: consensus_step (η) must be in (0, 1], got {}", config.consensus_step));
-    }
+    require_consensus_step(config, "deepsqueeze: consensus_step (η)");
   }
 
  private:

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "gossip/algorithms/algorithm.hpp"
@@ -34,6 +35,10 @@ class GossipAlgorithm : public Algorithm {
   void exchange_accumulate(float scale, std::span<float> y);
 
   float self_weight() const { return self_weight_; }
+
+  // Throws std::invalid_argument unless config.consensus_step is in (0, 1]; `what` names it in
+  // the message, e.g. "deepsqueeze: consensus_step (η)".
+  static void require_consensus_step(const AlgorithmConfig& config, std::string_view what);
 
  private:
   std::unique_ptr<kernels::Codec> codec_;
