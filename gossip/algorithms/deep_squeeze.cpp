@@ -2,8 +2,6 @@
 // η Σ_j (W_ij − [i=j]) c_j. The columns of W − I sum to zero, so the mean of the models follows SGD
 // on the mean gradient exactly, whatever the codec.
 
-#include <cmath>
-
 #include "gossip/algorithms/gossip_base.hpp"
 
 namespace gossip::algorithms::detail {
