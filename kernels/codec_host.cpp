@@ -1,10 +1,8 @@
-// Host implementation of every codec: dense element-wise work runs the functors of ops.hpp through
-// Thrust's OpenMP backend; sparse selection is in sparse.cpp. The byte format is in wire.hpp and
-// docs/kernels.md.
+// Host implementation of every codec: dense element-wise work runs the functors of ops.hpp (or
+// their AVX-512 twins, host_avx512.hpp) on OpenMP threads; sparse selection is in sparse.cpp. The
+// byte format is in wire.hpp and docs/kernels.md.
 
-#include <thrust/for_each.h>
-#include <thrust/iterator/counting_iterator.h>
-#include <thrust/system/omp/execution_policy.h>
+#include <omp.h>
 
 #if defined(__x86_64__)
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_epi32()
@@ -12,6 +10,7 @@
 // header is included rather than where the intrinsics are used.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #endif
@@ -21,11 +20,14 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "kernels/codec.hpp"
+#include "kernels/cpu.hpp"
 #include "kernels/crc32c.hpp"
+#include "kernels/host_avx512.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/params.hpp"
 #include "kernels/plan.hpp"
@@ -37,14 +39,20 @@ namespace {
 
 // Runs f(0..n-1) on all threads. Below `serial_below` items a parallel region costs more than it
 // saves (small tensors are common in per-tensor gossip). Each item is computed the same either
-// way, so the bytes do not change.
+// way, so the bytes do not change. Items are handed out in chunks on demand (about 32 per thread)
+// rather than split in fixed halves: when another process holds one of the cores, the running
+// thread takes over the remaining chunks instead of waiting at the barrier for its partner's half.
 template <class F>
 void par_for(std::uint64_t n, const F& f, std::uint64_t serial_below = 64) {
   if (n < serial_below) {
     for (std::uint64_t i = 0; i < n; ++i) f(i);
     return;
   }
-  thrust::for_each_n(thrust::omp::par, thrust::counting_iterator<std::uint64_t>(0), n, f);
+  const auto m = static_cast<std::int64_t>(n);
+  const std::int64_t chunk =
+      std::max<std::int64_t>(1, m / (32 * static_cast<std::int64_t>(omp_get_max_threads())));
+#pragma omp parallel for schedule(dynamic, chunk)
+  for (std::int64_t i = 0; i < m; ++i) f(static_cast<std::uint64_t>(i));
 }
 
 std::uint64_t groups(std::uint64_t d) {
@@ -127,16 +135,18 @@ __attribute__((target("avx512f"))) void fill_noise_avx512(const RngStreamKey& ke
     __m512i c3 = _mm512_set1_epi32(static_cast<int>(key.hi));
     std::uint32_t k0 = key.k0, k1 = key.k1;
     for (int r = 0; r < 10; ++r) {
+      // High words from the 64-bit products of even and odd lanes; low words straight from
+      // vpmulld (cheaper than shifting and blending them out of the products).
       const __m512i e0 = _mm512_mul_epu32(c0, m0),
                     o0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), m0);
       const __m512i e1 = _mm512_mul_epu32(c2, m1),
                     o1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), m1);
       const __m512i hi0 = _mm512_mask_blend_epi32(kOdd, _mm512_srli_epi64(e0, 32), o0);
-      const __m512i lo0 = _mm512_mask_blend_epi32(kOdd, e0, _mm512_slli_epi64(o0, 32));
       const __m512i hi1 = _mm512_mask_blend_epi32(kOdd, _mm512_srli_epi64(e1, 32), o1);
-      const __m512i lo1 = _mm512_mask_blend_epi32(kOdd, e1, _mm512_slli_epi64(o1, 32));
-      c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(static_cast<int>(k0)));
-      c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(static_cast<int>(k1)));
+      const __m512i lo0 = _mm512_mullo_epi32(c0, m0), lo1 = _mm512_mullo_epi32(c2, m1);
+      // Three-way xors (0x96) in one instruction each.
+      c0 = _mm512_ternarylogic_epi32(hi1, c1, _mm512_set1_epi32(static_cast<int>(k0)), 0x96);
+      c2 = _mm512_ternarylogic_epi32(hi0, c3, _mm512_set1_epi32(static_cast<int>(k1)), 0x96);
       c1 = lo1;
       c3 = lo0;
       k0 += 0x9E3779B9u;
@@ -160,30 +170,19 @@ __attribute__((target("avx512f"))) void fill_noise_avx512(const RngStreamKey& ke
 }
 #endif
 
-// Widest generator the CPU has; GOSSIP_KERNELS_ISA=scalar|avx2 caps it (the tests run every path,
-// since all must give the same words).
-enum class NoiseIsa { kScalar, kAvx2, kAvx512 };
-NoiseIsa noise_isa() {
-  static const NoiseIsa isa = [] {
-#if defined(__x86_64__)
-    const char* cap = std::getenv("GOSSIP_KERNELS_ISA");
-    const std::string c = cap ? cap : "";
-    if (c == "scalar") return NoiseIsa::kScalar;
-    if (__builtin_cpu_supports("avx512f") && c != "avx2") return NoiseIsa::kAvx512;
-    if (__builtin_cpu_supports("avx2")) return NoiseIsa::kAvx2;
-#endif
-    return NoiseIsa::kScalar;
-  }();
-  return isa;
+// Widest code the CPU has (kernels/cpu.hpp; GOSSIP_KERNELS_ISA=scalar|avx2 caps it, and the tests
+// run every level, since all must give the same bytes).
+bool use_avx512() {
+  return host_isa() == HostIsa::kAvx512;
 }
 
 void fill_noise(const RngStreamKey& key, std::uint32_t first, std::uint32_t n, std::uint32_t* out) {
-  switch (noise_isa()) {
+  switch (host_isa()) {
 #if defined(__x86_64__)
-    case NoiseIsa::kAvx512:
+    case HostIsa::kAvx512:
       fill_noise_avx512(key, first, n, out);
       return;
-    case NoiseIsa::kAvx2:
+    case HostIsa::kAvx2:
       fill_noise_avx2(key, first, n, out);
       return;
 #endif
@@ -192,29 +191,115 @@ void fill_noise(const RngStreamKey& key, std::uint32_t first, std::uint32_t n, s
   }
 }
 
+// AVX-512 twins of the functors (host_avx512.hpp) for groups [g0, g1): true when one ran. The
+// generic templates say there is none; the overloads below are chosen when there is.
 template <class Fn>
+bool fast_groups(const Fn&, std::uint64_t, std::uint64_t) {
+  return false;
+}
+template <class Fn>
+bool fast_groups_noise(const Fn&, std::uint64_t, std::uint64_t, const std::uint32_t*) {
+  return false;
+}
+#if defined(__x86_64__)
+template <bool kBf16>
+bool fast_groups(const HalfEncode<kBf16>& f, std::uint64_t g0, std::uint64_t g1) {
+  avx512::half_encode(f, g0, g1);
+  return true;
+}
+bool fast_groups(const SignEncode& f, std::uint64_t g0, std::uint64_t g1) {
+  avx512::sign_encode(f, g0, g1);
+  return true;
+}
+template <DecodeMode kMode>
+bool fast_groups(const IdentityDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
+  avx512::identity_decode(f, g0, g1);
+  return true;
+}
+template <bool kBf16, DecodeMode kMode>
+bool fast_groups(const HalfDecode<kBf16, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
+  avx512::half_decode(f, g0, g1);
+  return true;
+}
+template <int F, DecodeMode kMode>
+bool fast_groups(const QsgdDecode<F, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
+  avx512::qsgd_decode(f, g0, g1);
+  return true;
+}
+template <int F, DecodeMode kMode>
+bool fast_groups(const QuantizeDecode<F, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
+  avx512::quantize_decode(f, g0, g1);
+  return true;
+}
+template <DecodeMode kMode>
+bool fast_groups(const TerngradDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
+  avx512::terngrad_decode(f, g0, g1);
+  return true;
+}
+template <DecodeMode kMode>
+bool fast_groups(const SignDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
+  avx512::sign_decode(f, g0, g1);
+  return true;
+}
+template <int F>
+bool fast_groups_noise(const QsgdEncode<F>& f, std::uint64_t g0, std::uint64_t g1,
+                       const std::uint32_t* r) {
+  avx512::qsgd_encode(f, g0, g1, r);
+  return true;
+}
+template <int F>
+bool fast_groups_noise(const QuantizeEncode<F>& f, std::uint64_t g0, std::uint64_t g1,
+                       const std::uint32_t* r) {
+  avx512::quantize_encode(f, g0, g1, r);
+  return true;
+}
+bool fast_groups_noise(const TerngradEncode& f, std::uint64_t g0, std::uint64_t g1,
+                       const std::uint32_t* r) {
+  avx512::terngrad_encode(f, g0, g1, r);
+  return true;
+}
+#endif
+
+// Groups [g0, g1) of f, through the AVX-512 twin when the CPU has one.
+template <class Fn>
+void run_groups(const Fn& f, std::uint64_t g0, std::uint64_t g1) {
+  if (use_avx512() && fast_groups(f, g0, g1)) return;
+  for (std::uint64_t g = g0; g < g1; ++g) f(g);
+}
+
+// Work a tile does before its groups (none, or the bucket statistics of its buckets).
+struct NoPre {
+  void operator()(std::uint64_t, std::uint64_t) const {}
+};
+
+template <class Fn, class Pre = NoPre>
 struct Tiles {
   Fn f;
   std::uint64_t ngroups;
+  Pre pre{};
   void operator()(std::uint64_t t) const {
-    const std::uint64_t g1 = std::min(ngroups, (t + 1) * kTileGroups);
-    for (std::uint64_t g = t * kTileGroups; g < g1; ++g) f(g);
+    const std::uint64_t g0 = t * kTileGroups, g1 = std::min(ngroups, g0 + kTileGroups);
+    pre(g0 * kGroup, g1 * kGroup);
+    run_groups(f, g0, g1);
   }
 };
 
 // Tiles whose groups take their random words from one fill_noise pass (none when !noise).
-template <class Fn>
+template <class Fn, class Pre = NoPre>
 struct NoiseTiles {
   Fn f;
   std::uint64_t ngroups;
   RngStreamKey key;
   bool noise;
+  Pre pre{};
   void operator()(std::uint64_t t) const {
     const std::uint64_t g0 = t * kTileGroups, g1 = std::min(ngroups, g0 + kTileGroups);
+    pre(g0 * kGroup, g1 * kGroup);
     alignas(64) std::uint32_t r[kTileGroups * kGroup];
     if (noise)
       fill_noise(key, static_cast<std::uint32_t>(g0 * kGroup / 4),
                  static_cast<std::uint32_t>((g1 - g0) * kGroup / 4), r);
+    if (use_avx512() && fast_groups_noise(f, g0, g1, r)) return;
     for (std::uint64_t g = g0; g < g1; ++g) f.run(g, noise ? r + (g - g0) * kGroup : nullptr);
   }
 };
@@ -224,33 +309,116 @@ void par_groups(std::uint64_t d, const Fn& f) {
   const std::uint64_t ng = groups(d);
   par_for((ng + kTileGroups - 1) / kTileGroups, Tiles<Fn>{f, ng}, 2);  // a tile is 4096 elements
 }
-template <class Fn>
-void par_groups_noise(std::uint64_t d, const Fn& f, const RngStreamKey& key, bool noise) {
-  const std::uint64_t ng = groups(d);
-  par_for((ng + kTileGroups - 1) / kTileGroups, NoiseTiles<Fn>{f, ng, key, noise}, 2);
-}
 
 // Identity / fp16 / bf16: each 64 KiB checksum block of the payload is encoded by one work item
-// and its CRC taken while it is still in cache, saving a second pass over the payload.
+// and its CRC taken while it is still in cache, saving a second pass over the payload. Returns the
+// message checksum (`header` already holds every field but the checksum). Block CRCs go through a
+// stack batch of kChecksumBatch blocks at a time, so nothing is allocated.
 template <class Fn>
-std::vector<std::uint32_t> par_blocks_crc(std::uint64_t d, std::uint64_t elem_bytes, const Fn& f,
-                                          const std::byte* payload) {
+std::uint32_t par_blocks_crc(std::uint64_t d, std::uint64_t elem_bytes, const Fn& f,
+                             const std::byte* payload,
+                             std::span<const std::byte, kHeaderSize> header) {
   const std::uint64_t per_block = kChecksumBlock / elem_bytes;  // a multiple of kGroup
   const std::uint64_t bytes = d * elem_bytes;
   const std::uint64_t nblocks = (bytes + kChecksumBlock - 1) / kChecksumBlock;
-  std::vector<std::uint32_t> crcs(nblocks);
   const std::uint64_t ng = groups(d);
-  par_for(
-      nblocks,
-      [&, per_block, bytes, ng](std::uint64_t b) {
-        const std::uint64_t g1 = std::min(ng, (b + 1) * per_block / kGroup);
-        for (std::uint64_t g = b * per_block / kGroup; g < g1; ++g) f(g);
-        const std::uint64_t off = b * kChecksumBlock;
-        crcs[b] = crc32c(
-            std::span<const std::byte>(payload + off, std::min(kChecksumBlock, bytes - off)));
-      },
-      2);
-  return crcs;
+  std::uint32_t state = checksum_start(header);
+  std::uint32_t crcs[kChecksumBatch];
+  for (std::uint64_t b0 = 0; b0 < nblocks; b0 += kChecksumBatch) {
+    const std::uint64_t nb = std::min<std::uint64_t>(kChecksumBatch, nblocks - b0);
+    par_for(
+        nb,
+        [&, per_block, bytes, ng, b0](std::uint64_t i) {
+          const std::uint64_t b = b0 + i;
+          run_groups(f, b * per_block / kGroup, std::min(ng, (b + 1) * per_block / kGroup));
+          const std::uint64_t off = b * kChecksumBlock;
+          crcs[i] = crc32c(
+              std::span<const std::byte>(payload + off, std::min(kChecksumBlock, bytes - off)));
+        },
+        2);
+    state = checksum_continue(state, std::span<const std::uint32_t>(crcs, nb));
+  }
+  return state;
+}
+
+// Bucket statistics, through the AVX-512 twins when the CPU has them (same values, bit for bit).
+template <BucketStat kStat>
+struct HostBucketStat {
+  BucketStatFn<kStat> f;
+  void operator()(std::uint64_t j) const {
+#if defined(__x86_64__)
+    if (use_avx512()) return avx512::bucket_stat(f, j);
+#endif
+    f(j);
+  }
+};
+template <bool kSquare>
+double host_sum_segment(const float* p, std::uint32_t n) {
+#if defined(__x86_64__)
+  if (use_avx512()) return avx512::sum_segment16<kSquare>(p, n);
+#endif
+  return sum_segment<kSquare>(p, n);
+}
+MinMax host_minmax(const float* p, std::uint64_t n) {
+#if defined(__x86_64__)
+  if (use_avx512()) return avx512::minmax16(p, n);
+#endif
+  return minmax_range(p, n);
+}
+float host_maxabs(const float* p, std::uint64_t n) {
+#if defined(__x86_64__)
+  if (use_avx512()) return avx512::maxabs16(p, n);
+#endif
+  return maxabs_range(p, n);
+}
+
+// Per-thread scratch of n elements that keeps its capacity, so steady-state encodes and decodes
+// allocate nothing (encode/decode are const and may run on one codec from several threads at
+// once, hence per thread, not per codec). kUse keeps apart buffers that are live together.
+enum class Scratch { kSegments, kIndices, kUnits };
+template <class T, Scratch kUse>
+std::vector<T>& scratch(std::size_t n) {
+  thread_local std::vector<T> v;
+  v.resize(n);
+  return v;
+}
+
+// Bucket statistics fused into the encode tiles, for buckets of at most a tile (4096 elements):
+// each tile computes the buckets lying wholly inside it just before encoding them, while its x is
+// in cache, instead of a separate pass over x. A bucket crossing a tile boundary (at most one
+// boundary, being no longer than a tile) is computed before the tiles run (straddling_stats).
+// Every bucket is computed once, by the same function on the same elements: the same bytes.
+template <BucketStat kStat>
+struct InTileStats {
+  HostBucketStat<kStat> fn;
+  std::uint64_t d;
+  void operator()(std::uint64_t lo, std::uint64_t hi) const {
+    hi = std::min(hi, d);
+    const LayoutView& v = fn.f.layout;
+    BucketCursor c;
+    c.seek(v, lo);
+    for (std::uint64_t j = c.bucket; j < v.buckets(); ++j) {
+      std::uint64_t b, e;
+      v.bucket_range(j, b, e);
+      if (b >= hi) break;
+      if (b >= lo && e <= hi) fn(j);
+    }
+  }
+};
+constexpr std::uint64_t kTileElems = kTileGroups * kGroup;
+template <BucketStat kStat>
+void straddling_stats(const InTileStats<kStat>& s) {
+  const std::uint64_t nt = (s.d + kTileElems - 1) / kTileElems;
+  if (nt < 2) return;
+  par_for(nt - 1, [&s](std::uint64_t t) {
+    const std::uint64_t p = (t + 1) * kTileElems;
+    const LayoutView& v = s.fn.f.layout;
+    BucketCursor c;
+    c.seek(v, p);
+    std::uint64_t b, e;
+    v.bucket_range(c.bucket, b, e);
+    if (b < p) s.fn(c.bucket);
+  });
 }
 
 // Calls g(std::integral_constant<int, F>) for the runtime width f in [1, 17].
@@ -272,16 +440,14 @@ class HostCodec final : public Codec, private CodecPlan {
   bool fixed_wire_size() const override { return p_.id != CodecId::kThreshold; }
 
   std::size_t wire_size(std::size_t d) const override {
-    std::optional<LayoutData> flat;
-    const LayoutData& own = layout_for(d, flat);
+    const LayoutData& own = layout_reused(d);
     return kHeaderSize + payload_size(own, d);
   }
 
   std::size_t encode(std::span<const float> x, const RngKey& key,
                      std::span<std::byte> wire) const override {
     const std::uint64_t d = x.size();
-    std::optional<LayoutData> flat;
-    const LayoutData& lay = layout_for(d, flat);
+    const LayoutData& lay = layout_reused(d);
     const std::uint64_t cap = kHeaderSize + payload_size(lay, d);
     if (wire.size() < cap)
       throw std::invalid_argument("encode: wire buffer holds " + std::to_string(wire.size()) +
@@ -290,19 +456,22 @@ class HostCodec final : public Codec, private CodecPlan {
     if (is_sparse() && d > 0xffffffffull)
       throw std::invalid_argument("encode: " + spec() + " sends u32 indices; d must be < 2^32");
     std::byte* payload = wire.data() + kHeaderSize;
-    std::vector<std::uint32_t> crcs;
-    const std::uint64_t bytes = encode_payload(x, key, lay, payload, crcs);
+    // The header first (the checksum covers it, with its checksum field zeroed): encoders that
+    // checksum as they go need it. threshold learns its payload length only at the end.
     WireHeader h = header_for(d);
-    h.payload_bytes = bytes;
+    h.payload_bytes = fixed_wire_size() ? cap - kHeaderSize : 0;
     h.peer = key.peer;
     h.round = key.round;
     store_header(h, wire.first<kHeaderSize>());
-    if (bytes > 0 && crcs.empty()) {
-      seal_message(wire.first(kHeaderSize + bytes));
-    } else {
-      h.checksum = combine_checksum(wire.first<kHeaderSize>(), crcs);
+    std::optional<std::uint32_t> sum;
+    const std::uint64_t bytes =
+        encode_payload(x, key, lay, payload, wire.first<kHeaderSize>(), sum);
+    if (bytes != h.payload_bytes) {
+      h.payload_bytes = bytes;
       store_header(h, wire.first<kHeaderSize>());
     }
+    h.checksum = sum ? *sum : message_checksum(wire.first(kHeaderSize + bytes));
+    store_header(h, wire.first<kHeaderSize>());
     return kHeaderSize + bytes;
   }
 
@@ -321,7 +490,7 @@ class HostCodec final : public Codec, private CodecPlan {
   void bucket_stats(const float* x, const LayoutData& lay, std::byte* table) const {
     const LayoutView v = lay.view();
     const std::uint64_t nb = v.buckets();
-    const BucketStatFn<kStat> fn{x, v, table};
+    const HostBucketStat<kStat> fn{{x, v, table}};
     if (nb >= 64 || lay.offsets.back() < 16 * kSegment) {
       par_for(nb, fn);
       return;
@@ -331,9 +500,9 @@ class HostCodec final : public Codec, private CodecPlan {
       v.bucket_range(j, b, e);
       const std::uint64_t n = e - b, segs = ceil_div(n, kSegment);
       if constexpr (kStat == BucketStat::kL2 || kStat == BucketStat::kL1Mean) {
-        std::vector<double> part(segs);
+        std::vector<double>& part = scratch<double, Scratch::kSegments>(segs);
         par_for(segs, [p = x + b, n, out = part.data()](std::uint64_t s) {
-          out[s] = sum_segment<kStat == BucketStat::kL2>(
+          out[s] = host_sum_segment<kStat == BucketStat::kL2>(
               p + s * kSegment,
               static_cast<std::uint32_t>(std::min<std::uint64_t>(kSegment, n - s * kSegment)));
         });
@@ -341,11 +510,23 @@ class HostCodec final : public Codec, private CodecPlan {
         for (double q : part) sum += q;
         store_le<float>(table + 4 * j, BucketStatFn<kStat>::finish(sum, n));
       } else {
-        std::vector<MinMax> part(segs);
+        std::vector<MinMax>& part = scratch<MinMax, Scratch::kSegments>(segs);
         par_for(segs, [p = x + b, n, out = part.data()](std::uint64_t s) {
           const std::uint64_t len = std::min<std::uint64_t>(kSegment, n - s * kSegment);
-          out[s] = kStat == BucketStat::kMaxAbs ? MinMax{0.0f, maxabs_range(p + s * kSegment, len)}
-                                                : minmax_range(p + s * kSegment, len);
+          const float* q = p + s * kSegment;
+          if (kStat == BucketStat::kMaxAbs) {
+            out[s] = MinMax{0.0f, host_maxabs(q, len)};
+          } else if (s > 0 && std::isnan(q[0])) {
+            // minmax_range scans the whole bucket left to right: only a NaN first element of the
+            // bucket sticks. A later segment that starts with NaN starts at its first number (an
+            // all-NaN segment gives NaN, which the merge below never picks).
+            std::uint64_t i = 1;
+            while (i < len && std::isnan(q[i])) ++i;
+            const float nan = std::numeric_limits<float>::quiet_NaN();
+            out[s] = i < len ? host_minmax(q + i, len - i) : MinMax{nan, nan};
+          } else {
+            out[s] = host_minmax(q, len);
+          }
         });
         MinMax mm = part[0];
         for (const MinMax& q : part) {
@@ -362,10 +543,37 @@ class HostCodec final : public Codec, private CodecPlan {
     }
   }
 
-  // Writes the payload; returns its size. `crcs` receives the payload's 64 KiB block CRCs when the
-  // encoder computed them on the way (left empty otherwise).
+  // Bucket statistics into the scale table `table`, then the code tiles of f (with Philox words
+  // from `noise` unless null): fused into the tiles when buckets are at most a tile long.
+  template <BucketStat kStat, class Fn>
+  void stats_then_tiles(const float* x, const LayoutData& lay, std::byte* table, const Fn& f,
+                        const RngStreamKey* noise) const {
+    const std::uint64_t d = lay.offsets.back();
+    const std::uint64_t ng = groups(d), nt = (ng + kTileGroups - 1) / kTileGroups;
+    if (lay.bucket == 0 || lay.bucket > kTileElems) {
+      bucket_stats<kStat>(x, lay, table);
+      if constexpr (std::is_same_v<Fn, SignEncode>)
+        par_for(nt, Tiles<Fn>{f, ng}, 2);
+      else
+        par_for(nt, NoiseTiles<Fn>{f, ng, noise ? *noise : RngStreamKey{}, noise != nullptr}, 2);
+      return;
+    }
+    const InTileStats<kStat> pre{{{x, lay.view(), table}}, d};
+    straddling_stats(pre);
+    if constexpr (std::is_same_v<Fn, SignEncode>)
+      par_for(nt, Tiles<Fn, InTileStats<kStat>>{f, ng, pre}, 2);
+    else
+      par_for(nt,
+              NoiseTiles<Fn, InTileStats<kStat>>{f, ng, noise ? *noise : RngStreamKey{},
+                                                 noise != nullptr, pre},
+              2);
+  }
+
+  // Writes the payload; returns its size. `sum` receives the message checksum when the encoder
+  // computed it on the way (left empty otherwise).
   std::uint64_t encode_payload(std::span<const float> xs, const RngKey& key, const LayoutData& lay,
-                               std::byte* out, std::vector<std::uint32_t>& crcs) const {
+                               std::byte* out, std::span<const std::byte, kHeaderSize> header,
+                               std::optional<std::uint32_t>& sum) const {
     const float* x = xs.data();
     const std::uint64_t d = xs.size();
     const std::uint64_t nb = lay.bucket_base.back();
@@ -373,41 +581,39 @@ class HostCodec final : public Codec, private CodecPlan {
     BucketedArgs a{lay.view(), d, out, 0, false, noise};
     switch (p_.id) {
       case CodecId::kIdentity:
-        crcs = par_blocks_crc(d, 4, IdentityEncode{x, d, out}, out);
+        sum = par_blocks_crc(d, 4, IdentityEncode{x, d, out}, out, header);
         break;
       case CodecId::kFp16:
-        crcs = par_blocks_crc(d, 2, HalfEncode<false>{x, d, out}, out);
+        sum = par_blocks_crc(d, 2, HalfEncode<false>{x, d, out}, out, header);
         break;
       case CodecId::kBf16:
-        crcs = par_blocks_crc(d, 2, HalfEncode<true>{x, d, out}, out);
+        sum = par_blocks_crc(d, 2, HalfEncode<true>{x, d, out}, out, header);
         break;
       case CodecId::kQsgd:
-        bucket_stats<BucketStat::kL2>(x, lay, out);
         a.param = p_.s;
         with_width(static_cast<int>(p_.qsgd_width()), [&](auto f) {
-          par_groups_noise(d, QsgdEncode<decltype(f)::value>{a, x, out + 4 * nb}, noise, true);
+          stats_then_tiles<BucketStat::kL2>(
+              x, lay, out, QsgdEncode<decltype(f)::value>{a, x, out + 4 * nb}, &noise);
         });
         break;
       case CodecId::kQuantize:
-        bucket_stats<BucketStat::kMinMax>(x, lay, out);
         a.param = (1u << p_.bits) - 1u;
         a.flag = p_.nearest;
         with_width(static_cast<int>(p_.bits), [&](auto f) {
-          par_groups_noise(d, QuantizeEncode<decltype(f)::value>{a, x, out + 8 * nb}, noise,
-                           !p_.nearest);
+          stats_then_tiles<BucketStat::kMinMax>(
+              x, lay, out, QuantizeEncode<decltype(f)::value>{a, x, out + 8 * nb},
+              p_.nearest ? nullptr : &noise);
         });
         break;
       case CodecId::kTerngrad:
-        bucket_stats<BucketStat::kMaxAbs>(x, lay, out);
-        par_groups_noise(d, TerngradEncode{a, x, out + 4 * nb}, noise, true);
+        stats_then_tiles<BucketStat::kMaxAbs>(x, lay, out, TerngradEncode{a, x, out + 4 * nb},
+                                              &noise);
         break;
       case CodecId::kSign:
-        bucket_stats<BucketStat::kL1Mean>(x, lay, out);
-        par_groups(d, SignEncode{x, d, out + 4 * nb});
+        stats_then_tiles<BucketStat::kL1Mean>(x, lay, out, SignEncode{x, d, out + 4 * nb}, nullptr);
         break;
       case CodecId::kTopk: {
-        std::vector<std::uint32_t> idx;
-        idx.reserve(total_k(lay));
+        std::vector<std::uint32_t>& idx = scratch<std::uint32_t, Scratch::kIndices>(0);
         for (std::uint64_t t = 0; t < lay.tensors(); ++t)
           select_topk(xs.subspan(lay.offsets[t], lay.size(t)), p_.k_for(lay.size(t)),
                       lay.offsets[t], idx);
@@ -418,7 +624,7 @@ class HostCodec final : public Codec, private CodecPlan {
         const Philox4 r = sk.block(0);
         const std::uint64_t seed = (static_cast<std::uint64_t>(r.v[1]) << 32) | r.v[0];
         store_le<std::uint64_t>(out, seed);
-        const std::vector<std::uint32_t> idx = randomk_all(seed, lay);
+        const std::vector<std::uint32_t>& idx = randomk_all(seed, lay);
         const auto k = static_cast<std::int64_t>(idx.size());
         std::byte* val = out + 8;
 #pragma omp parallel for schedule(static) if (k > 65536)
@@ -427,7 +633,7 @@ class HostCodec final : public Codec, private CodecPlan {
         return 8 + 4 * idx.size();
       }
       case CodecId::kThreshold: {
-        std::vector<std::uint32_t> idx;
+        std::vector<std::uint32_t>& idx = scratch<std::uint32_t, Scratch::kIndices>(0);
         select_threshold(xs, static_cast<float>(p_.tau), idx);
         return write_sparse(idx, x, out);
       }
@@ -435,9 +641,9 @@ class HostCodec final : public Codec, private CodecPlan {
     return payload_size(lay, d);
   }
 
-  std::vector<std::uint32_t> randomk_all(std::uint64_t seed, const LayoutData& lay) const {
-    std::vector<std::uint32_t> idx;
-    idx.reserve(total_k(lay));
+  // The indices of every tensor, in draw order (in this thread's scratch).
+  const std::vector<std::uint32_t>& randomk_all(std::uint64_t seed, const LayoutData& lay) const {
+    std::vector<std::uint32_t>& idx = scratch<std::uint32_t, Scratch::kIndices>(0);
     for (std::uint64_t t = 0; t < lay.tensors(); ++t)
       randomk_indices(seed, static_cast<std::uint32_t>(t), lay.size(t), p_.k_for(lay.size(t)),
                       lay.offsets[t], idx);
@@ -471,8 +677,7 @@ class HostCodec final : public Codec, private CodecPlan {
   template <DecodeMode kMode>
   void run_decode(std::span<const std::byte> wire, float w, std::span<float> ys) const {
     const std::uint64_t d = ys.size();
-    std::optional<LayoutData> flat;
-    const LayoutData& lay = layout_for(d, flat);
+    const LayoutData& lay = layout_reused(d);
     const WireHeader h = validate(wire, d, lay);
     const std::byte* in = wire.data() + kHeaderSize;
     float* y = ys.data();
@@ -494,9 +699,13 @@ class HostCodec final : public Codec, private CodecPlan {
       case CodecId::kQsgd: {
         a.param = p_.s;
         a.flag = p_.scaled;
-        std::vector<float> units(nb);
-        par_for(nb, QsgdUnitFn{a.layout, in, p_.s, p_.scaled, units.data()});
-        a.units = units.data();
+        // The AVX-512 decoder takes each bucket's unit once per tile anyway; the functors would
+        // take it once per group, so they get a table (one more pass and parallel region).
+        if (!use_avx512()) {
+          std::vector<float>& units = scratch<float, Scratch::kUnits>(nb);
+          par_for(nb, QsgdUnitFn{a.layout, in, p_.s, p_.scaled, units.data()});
+          a.units = units.data();
+        }
         with_width(static_cast<int>(p_.qsgd_width()), [&](auto f) {
           par_groups(d, QsgdDecode<decltype(f)::value, kMode>{a, in + 4 * nb, w, y});
         });
@@ -521,7 +730,7 @@ class HostCodec final : public Codec, private CodecPlan {
         break;
       }
       case CodecId::kRandomk: {
-        const std::vector<std::uint32_t> idx = randomk_all(load_le<std::uint64_t>(in), lay);
+        const std::vector<std::uint32_t>& idx = randomk_all(load_le<std::uint64_t>(in), lay);
         const std::byte* val = in + 8;
         std::uint64_t e = 0;
         for (std::uint64_t t = 0; t < lay.tensors(); ++t) {

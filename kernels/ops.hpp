@@ -48,7 +48,8 @@ GOSSIP_HD inline double sum_segment(const float* p, std::uint32_t n) {
 struct MinMax {
   float lo, hi;
 };
-// Order does not matter for min/max, so segments are only a way to share work.
+// Left to right, as the definition: a NaN first element makes both NaN, later NaNs never win. (A
+// split into segments must start each later segment at its first number: codec_host.cpp.)
 GOSSIP_HD inline MinMax minmax_range(const float* p, std::uint64_t n) {
   float lo = p[0], hi = p[0];
   for (std::uint64_t i = 1; i < n; ++i) {

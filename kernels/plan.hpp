@@ -31,6 +31,19 @@ struct LayoutData {
       bucket_base.push_back(bucket_base.back() + (n ? (n + len - 1) / len : 0));
     }
   }
+  // One tensor of d elements (none when d = 0), as the constructor makes it, reusing this object's
+  // storage: no allocation once it has held a layout.
+  void assign_flat(std::uint64_t d, std::uint64_t b) {
+    bucket = b;
+    offsets.resize(d ? 2 : 1);
+    bucket_base.resize(d ? 2 : 1);
+    offsets[0] = bucket_base[0] = 0;
+    if (d) {
+      offsets[1] = d;
+      const std::uint64_t len = b ? b : d;
+      bucket_base[1] = (d + len - 1) / len;
+    }
+  }
   LayoutView view() const {
     LayoutView v{offsets.data(), bucket_base.data(), static_cast<std::uint32_t>(offsets.size() - 1),
                  bucket};
@@ -85,6 +98,19 @@ class CodecPlan {
     }
     const std::uint64_t one[1] = {d};
     return flat.emplace(std::span<const std::uint64_t>(one, d ? 1 : 0), bucket_elems());
+  }
+
+  // layout_for without a caller-owned optional: a flat layout lives in a per-thread object that
+  // keeps its storage, so steady-state calls allocate nothing. The reference is valid until this
+  // thread's next call.
+  const LayoutData& layout_reused(std::uint64_t d) const {
+    if (layered_) {
+      std::optional<LayoutData> none;
+      return layout_for(d, none);
+    }
+    thread_local LayoutData flat(std::span<const std::uint64_t>{}, 0);
+    flat.assign_flat(d, bucket_elems());
+    return flat;
   }
 
   std::uint64_t total_k(const LayoutData& lay) const {

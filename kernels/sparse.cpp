@@ -19,14 +19,15 @@ inline std::uint32_t abs_key(float v) {
   return bits_as<std::uint32_t>(v) & 0x7fffffffu;
 }
 
-// Exact top-k of a small candidate list under the rank order.
-void pick_ranked(std::vector<std::uint64_t>& cand, std::uint64_t k) {
-  // Candidates pack (key << 32 | ~index) so a descending integer order is the rank order.
-  if (k < cand.size()) {
-    std::nth_element(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(k), cand.end(),
-                     std::greater<>());
-    cand.resize(k);
-  }
+// The k-th largest of the candidates (k <= cand.size()): with (key << 32 | ~index) packing, a
+// descending integer order is the rank order and every value is distinct, so the top k are
+// exactly the candidates >= this threshold. Selected on a copy, so `cand` keeps index order.
+std::uint64_t kth_largest(const std::vector<std::uint64_t>& cand, std::uint64_t k,
+                          std::vector<std::uint64_t>& work) {
+  work.assign(cand.begin(), cand.end());
+  std::nth_element(work.begin(), work.begin() + static_cast<std::ptrdiff_t>(k - 1), work.end(),
+                   std::greater<>());
+  return work[k - 1];
 }
 
 }  // namespace
@@ -44,7 +45,12 @@ void select_topk(std::span<const float> x, std::uint64_t k, std::uint64_t base,
     return (static_cast<std::uint64_t>(abs_key(x[i])) << 32) |
            (0xffffffffu - static_cast<std::uint32_t>(i));
   };
-  std::vector<std::uint64_t> cand;
+  // Scratch lives per thread and keeps its capacity: steady-state calls allocate nothing. Names
+  // bound here, outside the parallel regions, so worker threads use the caller's buffers.
+  thread_local std::vector<std::uint64_t> cand_tl, hist_tl, work_tl;
+  thread_local std::vector<std::vector<std::uint64_t>> parts_tl;
+  std::vector<std::uint64_t>& cand = cand_tl;
+  cand.clear();
   if (n <= 4 * kChunk) {
     cand.resize(n);
     for (std::uint64_t i = 0; i < n; ++i) cand[i] = pack(i);
@@ -53,47 +59,76 @@ void select_topk(std::span<const float> x, std::uint64_t k, std::uint64_t base,
     // elements of the boundary bin and above; the exact rank order decides inside the bin.
     constexpr int kShift = 19, kBins = 1 << 12;
     const auto chunks = static_cast<std::int64_t>((n + kChunk - 1) / kChunk);
-    std::vector<std::uint64_t> hist(kBins, 0);
+    std::vector<std::uint64_t>& hist = hist_tl;
+    hist.assign(kBins, 0);
 #pragma omp parallel
     {
-      std::vector<std::uint64_t> local(kBins, 0);
+      // Each thread's own, four interleaved copies: gradients crowd into a few bins, and one
+      // counter incremented back to back waits on its own previous store every time.
+      thread_local std::vector<std::uint64_t> local;
+      local.assign(4 * kBins, 0);
+      std::uint64_t* h = local.data();
 #pragma omp for schedule(static)
       for (std::int64_t c = 0; c < chunks; ++c) {
         const std::uint64_t b = static_cast<std::uint64_t>(c) * kChunk, e = std::min(n, b + kChunk);
-        for (std::uint64_t i = b; i < e; ++i) ++local[abs_key(x[i]) >> kShift];
+        std::uint64_t i = b;
+        for (; i + 4 <= e; i += 4) {
+          ++h[abs_key(x[i]) >> kShift];
+          ++h[kBins + (abs_key(x[i + 1]) >> kShift)];
+          ++h[2 * kBins + (abs_key(x[i + 2]) >> kShift)];
+          ++h[3 * kBins + (abs_key(x[i + 3]) >> kShift)];
+        }
+        for (; i < e; ++i) ++h[abs_key(x[i]) >> kShift];
       }
 #pragma omp critical
       for (int i = 0; i < kBins; ++i)
-        hist[static_cast<std::size_t>(i)] += local[static_cast<std::size_t>(i)];
+        hist[static_cast<std::size_t>(i)] +=
+            h[i] + h[kBins + i] + h[2 * kBins + i] + h[3 * kBins + i];
     }
     std::uint64_t above = 0;
     std::uint32_t bin = kBins - 1;
     while (above + hist[bin] < k) above += hist[bin--];
-    std::vector<std::vector<std::uint64_t>> parts(static_cast<std::size_t>(chunks));
+    std::vector<std::vector<std::uint64_t>>& parts = parts_tl;
+    parts.resize(static_cast<std::size_t>(chunks));
+    for (auto& p : parts) p.clear();
 #pragma omp parallel for schedule(dynamic, 4)
     for (std::int64_t c = 0; c < chunks; ++c) {
       const std::uint64_t b = static_cast<std::uint64_t>(c) * kChunk, e = std::min(n, b + kChunk);
       auto& part = parts[static_cast<std::size_t>(c)];
-      for (std::uint64_t i = b; i < e; ++i)
+      // Few elements pass: a 64-bit mask per 64 elements (a loop g++ vectorises), then only the
+      // set bits are visited.
+      const auto lim = static_cast<std::int32_t>(bin << kShift);
+      std::uint64_t i = b;
+      for (; i + 64 <= e; i += 64) {
+        std::uint64_t m = 0;
+        for (std::uint32_t j = 0; j < 64; ++j)
+          m |= static_cast<std::uint64_t>(static_cast<std::int32_t>(abs_key(x[i + j])) >= lim) << j;
+        for (; m; m &= m - 1)
+          part.push_back(pack(i + static_cast<std::uint64_t>(__builtin_ctzll(m))));
+      }
+      for (; i < e; ++i)
         if ((abs_key(x[i]) >> kShift) >= bin) part.push_back(pack(i));
     }
     std::size_t total = 0;
     for (const auto& p : parts) total += p.size();
-    cand.reserve(total);
+    cand.reserve(total);  // grows once
     for (const auto& p : parts) cand.insert(cand.end(), p.begin(), p.end());
   }
-  pick_ranked(cand, k);
-  const std::size_t first = out.size();
+  // cand is in index order (chunks in order, each in order): keeping the ones at or above the k-th
+  // largest gives the k indices already ascending, without a sort.
+  const std::uint64_t t = kth_largest(cand, k, work_tl);
   for (std::uint64_t c : cand)
-    out.push_back(static_cast<std::uint32_t>(base + (0xffffffffu - static_cast<std::uint32_t>(c))));
-  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
+    if (c >= t)
+      out.push_back(
+          static_cast<std::uint32_t>(base + (0xffffffffu - static_cast<std::uint32_t>(c))));
 }
 
 void randomk_indices(std::uint64_t seed, std::uint32_t tensor, std::uint64_t n, std::uint64_t k,
                      std::uint64_t base, std::vector<std::uint32_t>& out) {
   k = std::min(k, n);
   if (k == 0) return;
-  std::vector<std::uint64_t> taken((n + 63) / 64, 0);
+  thread_local std::vector<std::uint64_t> taken;  // keeps its capacity: no steady-state allocation
+  taken.assign((n + 63) / 64, 0);
   const auto k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
   for (std::uint64_t j = n - k; j < n; ++j) {
     const Philox4 r =
@@ -109,7 +144,9 @@ void randomk_indices(std::uint64_t seed, std::uint32_t tensor, std::uint64_t n, 
 void select_threshold(std::span<const float> x, float tau, std::vector<std::uint32_t>& out) {
   const std::uint64_t n = x.size();
   const auto chunks = static_cast<std::int64_t>((n + kChunk - 1) / kChunk);
-  std::vector<std::uint64_t> count(static_cast<std::size_t>(chunks) + 1, 0);
+  thread_local std::vector<std::uint64_t> count_tl;  // keeps its capacity
+  std::vector<std::uint64_t>& count = count_tl;      // the caller's, in the parallel regions too
+  count.assign(static_cast<std::size_t>(chunks) + 1, 0);
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < chunks; ++c) {
     const std::uint64_t b = static_cast<std::uint64_t>(c) * kChunk, e = std::min(n, b + kChunk);

@@ -6,7 +6,6 @@
 #include <bit>
 #include <cstring>
 #include <string>
-#include <vector>
 
 #include "kernels/codec.hpp"
 #include "kernels/crc32c.hpp"
@@ -78,29 +77,41 @@ WireHeader load_header(std::span<const std::byte, kHeaderSize> in) {
   return h;
 }
 
-std::uint32_t combine_checksum(std::span<const std::byte, kHeaderSize> header,
-                               std::span<const std::uint32_t> block_crcs) {
+std::uint32_t checksum_start(std::span<const std::byte, kHeaderSize> header) {
   std::byte head[kHeaderSize];
   std::memcpy(head, header.data(), kHeaderSize);
   std::memset(head + 56, 0, 4);
   // CRC32C over the byte string (c_h, c_0, c_1, ...), computed by continuation.
   const std::uint32_t ch = crc32c(std::span<const std::byte>(head, kHeaderSize));
-  const std::uint32_t c = crc32c(std::as_bytes(std::span<const std::uint32_t, 1>(&ch, 1)));
-  return crc32c(std::as_bytes(block_crcs), c);
+  return crc32c(std::as_bytes(std::span<const std::uint32_t, 1>(&ch, 1)));
+}
+
+std::uint32_t checksum_continue(std::uint32_t state, std::span<const std::uint32_t> block_crcs) {
+  return crc32c(std::as_bytes(block_crcs), state);
+}
+
+std::uint32_t combine_checksum(std::span<const std::byte, kHeaderSize> header,
+                               std::span<const std::uint32_t> block_crcs) {
+  return checksum_continue(checksum_start(header), block_crcs);
 }
 
 std::uint32_t message_checksum(std::span<const std::byte> message) {
   const auto payload = message.subspan(kHeaderSize);
   const std::size_t blocks = (payload.size() + kChecksumBlock - 1) / kChecksumBlock;
-  std::vector<std::uint32_t> crcs(blocks);
-  const auto nb = static_cast<std::int64_t>(blocks);
+  std::uint32_t state = checksum_start(message.first<kHeaderSize>());
+  // Block CRCs in stack batches: no allocation, all cores on each batch.
+  std::uint32_t crcs[kChecksumBatch];
+  for (std::size_t b0 = 0; b0 < blocks; b0 += kChecksumBatch) {
+    const auto nb = static_cast<std::int64_t>(std::min(kChecksumBatch, blocks - b0));
 #pragma omp parallel for schedule(static) if (nb > 4)
-  for (std::int64_t i = 0; i < nb; ++i) {
-    const std::size_t off = static_cast<std::size_t>(i) * kChecksumBlock;
-    crcs[static_cast<std::size_t>(i)] =
-        crc32c(payload.subspan(off, std::min(kChecksumBlock, payload.size() - off)));
+    for (std::int64_t i = 0; i < nb; ++i) {
+      const std::size_t off = (b0 + static_cast<std::size_t>(i)) * kChecksumBlock;
+      crcs[i] = crc32c(payload.subspan(off, std::min(kChecksumBlock, payload.size() - off)));
+    }
+    state = checksum_continue(state,
+                              std::span<const std::uint32_t>(crcs, static_cast<std::size_t>(nb)));
   }
-  return combine_checksum(message.first<kHeaderSize>(), crcs);
+  return state;
 }
 
 void seal_message(std::span<std::byte> message) {

@@ -78,6 +78,13 @@ std::uint32_t message_checksum(std::span<const std::byte> message);
 std::uint32_t combine_checksum(std::span<const std::byte, kHeaderSize> header,
                                std::span<const std::uint32_t> block_crcs);
 
+// The same checksum fed in pieces: checksum_start(header), then checksum_continue(state, crcs) for
+// consecutive runs of block CRCs (the value is CRC32C by continuation, so the split does not
+// matter). Lets callers keep block CRCs in a fixed stack batch instead of a heap list.
+std::uint32_t checksum_start(std::span<const std::byte, kHeaderSize> header);
+std::uint32_t checksum_continue(std::uint32_t state, std::span<const std::uint32_t> block_crcs);
+inline constexpr std::size_t kChecksumBatch = 1024;  // block CRCs per stack batch (64 MiB)
+
 // Fills in the checksum of a complete message (header already stored).
 void seal_message(std::span<std::byte> message);
 

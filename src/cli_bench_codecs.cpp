@@ -1,5 +1,7 @@
 // `gossip bench codecs`: encode and decode_accumulate throughput of every codec beside the memcpy
-// bandwidth of the same machine, measured in the same run on the same buffers.
+// bandwidth of the same machine, measured in the same run on the same buffers. `--device cuda`
+// runs the CUDA codecs (kernels/cuda/) on device buffers beside cudaMemcpy device-to-device on the
+// same buffers (needs a build with the CUDA kernels and a GPU; otherwise an error, exit 1).
 
 #include <omp.h>
 
@@ -8,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,6 +21,10 @@
 #include "kernels/codec.hpp"
 #include "kernels/wire.hpp"
 #include "src/cli.hpp"
+
+#if defined(GOSSIP_HAVE_CUDA_KERNELS)
+#include "kernels/cuda/device_codec.hpp"
+#endif
 
 namespace gossip::cli {
 namespace {
@@ -126,6 +133,77 @@ std::vector<Row> run(const std::vector<std::string>& specs, const std::vector<st
   return rows;
 }
 
+// The same measurement on the GPU: x, y, a scratch copy and the wire live in device memory; the
+// reference is cudaMemcpy device to device of x (4d bytes) into the scratch buffer, timed like
+// the codec calls (host wall clock around a call that returns when the device is done). GB/s
+// count the 4d bytes of x, as on the host.
+std::vector<Row> run_cuda(const std::vector<std::string>& specs,
+                          const std::vector<std::size_t>& sizes) {
+#if !defined(GOSSIP_HAVE_CUDA_KERNELS)
+  (void)specs;
+  (void)sizes;
+  throw std::runtime_error(
+      "bench codecs --device cuda: this gossip was built without the CUDA kernels (configure "
+      "with nvcc on the PATH and -Dcuda=enabled)");
+#else
+  namespace kc = kernels::cuda;
+  if (kc::device_count() == 0)
+    throw std::runtime_error(
+        "bench codecs --device cuda: no CUDA device (no GPU or no driver on this machine)");
+  fmt::print(stderr, "bench codecs (cuda): device {}\n", kc::device_name());
+  std::vector<Row> rows;
+  for (std::size_t d : sizes) {
+    std::vector<float> hx(d), hy(d, 0.0f);
+    fill_data(hx);
+    std::size_t cap = 0;
+    for (const std::string& spec : specs) cap = std::max(cap, kc::DeviceCodec(spec).wire_size(d));
+    const auto x = kc::device_alloc(4 * d), y = kc::device_alloc(4 * d),
+               scratch = kc::device_alloc(4 * d), wire = kc::device_alloc(cap);
+    kc::copy_to_device(x.get(), hx.data(), 4 * d);
+    kc::copy_to_device(y.get(), hy.data(), 4 * d);
+    kc::copy_to_device(scratch.get(), hy.data(), 4 * d);
+    const auto* dx = static_cast<const float*>(x.get());
+    auto* dy = static_cast<float*>(y.get());
+    auto* dw = static_cast<std::byte*>(wire.get());
+    const double bytes = 4.0 * static_cast<double>(d);
+    for (const std::string& spec : specs) {
+      fmt::print(stderr, "bench codecs (cuda): {} elements, {} ...\n", d, spec);
+      const kc::DeviceCodec codec(spec);
+      std::size_t n = codec.encode(dx, d, {7, 1, 0}, dw);  // warm-up: allocator pools, modules
+      codec.decode_accumulate(dw, n, 0.5f, dy, d);
+      std::vector<double> tm, te, td, re, rd;
+      for (int r = 0; r < reps_for(d); ++r) {
+        const double m1 = seconds([&] { kc::copy_device_to_device(scratch.get(), dx, 4 * d); });
+        const double e = seconds([&] {
+          n = codec.encode(dx, d, {7, 1, static_cast<std::uint64_t>(r)}, dw);
+        });
+        const double m2 = seconds([&] { kc::copy_device_to_device(scratch.get(), dx, 4 * d); });
+        const double dd = seconds([&] { codec.decode_accumulate(dw, n, 0.5f, dy, d); });
+        tm.push_back(std::min(m1, m2));
+        te.push_back(e);
+        td.push_back(dd);
+        re.push_back(m1 / e);
+        rd.push_back(m2 / dd);
+      }
+      Row row;
+      const std::string canon = codec.spec();
+      const auto colon = canon.find(':');
+      row.codec = canon.substr(0, colon);
+      row.params = colon == std::string::npos ? "" : canon.substr(colon + 1);
+      row.elements = d;
+      row.wire_bytes = n;
+      row.encode_gbps = bytes / *std::min_element(te.begin(), te.end()) / 1e9;
+      row.decode_gbps = bytes / *std::min_element(td.begin(), td.end()) / 1e9;
+      row.memcpy_gbps = bytes / *std::min_element(tm.begin(), tm.end()) / 1e9;
+      row.encode_vs_memcpy = median(re);
+      row.decode_vs_memcpy = median(rd);
+      rows.push_back(row);
+    }
+  }
+  return rows;
+#endif
+}
+
 }  // namespace
 
 void add_bench_codecs(CLI::App& bench) {
@@ -135,11 +213,16 @@ void add_bench_codecs(CLI::App& bench) {
     std::vector<std::size_t> sizes;
     std::vector<std::string> codecs;
     bool json = false;
+    std::string device = "cpu";
   };
   auto opts = std::make_shared<Opts>();
   cmd->add_option("--size", opts->sizes, "Element counts (default: 1M 16M 64M)")->expected(1, 8);
   cmd->add_option("--codec", opts->codecs, "Codec specs to run (default: the standard set)");
   cmd->add_flag("--json", opts->json, "One JSON object per row on stdout");
+  cmd->add_option("--device", opts->device,
+                  "cpu (host codecs beside memcpy) or cuda (CUDA codecs on device buffers beside "
+                  "cudaMemcpy device to device)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->callback([opts] {
     std::vector<std::size_t> sizes = opts->sizes;
     if (sizes.empty()) sizes = {1u << 20, 1u << 24, 1u << 26};
@@ -158,7 +241,29 @@ void add_bench_codecs(CLI::App& bench) {
                "randomk:ratio=0.01",
                "threshold:tau=2.5"};
     for (const auto& s : specs) (void)kernels::make_codec(s);  // reject bad specs before running
-    const auto rows = run(specs, sizes);
+    const bool cuda = opts->device == "cuda";
+    const auto rows = cuda ? run_cuda(specs, sizes) : run(specs, sizes);
+    if (opts->json && cuda) {
+      // memcpy_gbps holds the device-to-device copy bandwidth too, so scripts reading either
+      // field compare a codec with the copy of the same machine.
+      for (const Row& r : rows) {
+        nlohmann::json j{{"codec", r.codec},
+                         {"params", r.params},
+                         {"elements", r.elements},
+                         {"wire_bytes", r.wire_bytes},
+                         {"ratio_to_fp32", static_cast<double>(r.wire_bytes) /
+                                               (4.0 * static_cast<double>(r.elements))},
+                         {"encode_gbps", r.encode_gbps},
+                         {"decode_gbps", r.decode_gbps},
+                         {"d2d_gbps", r.memcpy_gbps},
+                         {"memcpy_gbps", r.memcpy_gbps},
+                         {"encode_vs_memcpy", r.encode_vs_memcpy},
+                         {"decode_vs_memcpy", r.decode_vs_memcpy},
+                         {"device", "cuda"}};
+        fmt::print("{}\n", j.dump());
+      }
+      return;
+    }
     if (opts->json) {
       for (const Row& r : rows) {
         nlohmann::json j{{"codec", r.codec},
@@ -178,8 +283,8 @@ void add_bench_codecs(CLI::App& bench) {
       return;
     }
     fmt::print("{:<10} {:<34} {:>10} {:>12} {:>7} {:>8} {:>8} {:>8} {:>6} {:>6}\n", "codec",
-               "params", "elements", "wire bytes", "ratio", "enc GB/s", "dec GB/s", "memcpy",
-               "enc/mc", "dec/mc");
+               "params", "elements", "wire bytes", "ratio", "enc GB/s", "dec GB/s",
+               cuda ? "d2d" : "memcpy", "enc/mc", "dec/mc");
     for (const Row& r : rows)
       fmt::print(
           "{:<10} {:<34} {:>10} {:>12} {:>7.4f} {:>8.2f} {:>8.2f} {:>8.2f} {:>6.2f} {:>6.2f}\n",

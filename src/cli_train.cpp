@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -89,7 +90,8 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t wire_byt
 }
 
 // Bytes of one gossip message for this run (codec wire size), and of fp32 D-PSGD's.
-std::pair<std::size_t, std::size_t> message_bytes(const RunConfig& c, const runtime::Mlp& model) {
+std::pair<std::size_t, std::size_t> message_bytes(const RunConfig& c,
+                                                  const runtime::MlpLayout& model) {
   const auto sizes = c.granularity == "layer" ? model.tensor_sizes() : std::vector<std::size_t>{};
   const std::size_t d = model.size();
   return {kernels::make_codec(c.codec, sizes)->wire_size(d),
@@ -97,7 +99,7 @@ std::pair<std::size_t, std::size_t> message_bytes(const RunConfig& c, const runt
 }
 
 nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
-                            const runtime::Mlp& model, std::uint64_t rounds,
+                            const runtime::MlpLayout& model, std::uint64_t rounds,
                             const std::vector<double>& acc, double acc_avg_model,
                             double bytes_sent_mean, double wall, std::size_t samples,
                             double disagreement_mean) {
@@ -154,15 +156,31 @@ void write_summary(const RunConfig& c, const nlohmann::json& j) {
   fmt::print("summary: {}\n", path.string());
 }
 
+// A diverged run: no checkpoint, no summary, a hint, exit status 3.
+int report_divergence(const RunConfig& c, const runtime::PeerSummary& s) {
+  fmt::print(stderr,
+             "diverged: peer {}'s training loss stopped being finite in round {} (epoch {:.2f}); "
+             "every peer stopped, no checkpoint written. Try a smaller algorithm.lr{}, or a "
+             "contractive codec (e.g. scaled=true for qsgd).\n",
+             s.rank, *s.diverged_at,
+             static_cast<double>(*s.diverged_at) / static_cast<double>(s.rounds_per_epoch),
+             algorithms::canonical_algorithm_name(c.algorithm) == "deepsqueeze" ||
+                     algorithms::canonical_algorithm_name(c.algorithm) == "choco-sgd"
+                 ? " or algorithm.consensus_step"
+                 : "");
+  return 3;
+}
+
 int run_simulate(const TrainArgs& a) {
   const RunConfig c = load_config(a);
   const auto topo = topology::load_topology_or_spec(c.topology);
   const int n = topo.size();
+  runtime::check_device(c);  // before loading data: a missing GPU is an early, clear error
   fmt::print(stderr, "simulate: {} peers in one process ({}), loading data\n", n, topo.description);
   const auto data = runtime::load_data(c);
   const auto shards = runtime::partition_all(data.train, runtime::parse_partition(c.partition), n,
                                              c.seed, c.dirichlet_alpha);
-  const auto model = runtime::make_model(c, data.train);
+  const auto model = runtime::model_layout(c, data.train);
   const auto [wire, fp32_wire] = message_bytes(c, model);
   const auto opts = transport_options(c, std::max(wire, fp32_wire));
   auto hub = std::make_shared<net::InprocHub>(topo);
@@ -179,13 +197,17 @@ int run_simulate(const TrainArgs& a) {
     threads.emplace_back([&, r] {
       try {
         net::InprocTransport transport(hub, r, opts);
-        runtime::PeerTrainer trainer(c, topo, r, transport, data, shards);
+        // Peers are threads: with run.device = "cuda" they share the GPUs round-robin.
+        runtime::PeerTrainer trainer(c, topo, r, transport, data, shards,
+                                     runtime::GpuPlacement::thread);
         if (resume) trainer.resume(*resume);
         runtime::TrainHooks hooks;
         hooks.stop_requested = [] { return g_stop.load(); };
         hooks.progress = r == 0;
         auto s = trainer.run(hooks);
-        if (s.stopped_early) {
+        if (s.diverged_at) {
+          // No checkpoint of a model that is not finite.
+        } else if (s.stopped_early) {
           const auto path = trainer.checkpoint();
           if (r == 0)
             fmt::print(stderr, "stopped at round {}: checkpoints written ({} ...)\n", s.rounds,
@@ -196,8 +218,7 @@ int run_simulate(const TrainArgs& a) {
           spread[static_cast<std::size_t>(r)] =
               runtime::disagreement(trainer.params(), avg).relative();
           if (r == 0) {
-            auto m = runtime::make_model(c, data.train);
-            avg_eval = m.evaluate(avg, data.test);
+            avg_eval = trainer.model().evaluate(avg, data.test);
             total_rounds = s.rounds;
           }
         }
@@ -211,6 +232,8 @@ int run_simulate(const TrainArgs& a) {
   for (int r = 0; r < n; ++r)
     if (!errors[static_cast<std::size_t>(r)].empty())
       throw std::runtime_error(fmt::format("peer {}: {}", r, errors[static_cast<std::size_t>(r)]));
+  for (const auto& s : summaries)
+    if (s.diverged_at) return report_divergence(c, s);
   if (summaries[0].stopped_early) return 130;
   std::vector<double> acc;
   double bytes = 0.0, wall = 0.0, spread_mean = 0.0;
@@ -251,10 +274,11 @@ int run_peer(const TrainArgs& a) {
   if (rank < 0 || rank >= n)
     throw std::invalid_argument(
         fmt::format("rank {} is out of range: {} has ranks 0..{}", rank, c.topology, n - 1));
+  runtime::check_device(c);  // before loading data: a missing GPU is an early, clear error
   const auto data = runtime::load_data(c);
   const auto shards = runtime::partition_all(data.train, runtime::parse_partition(c.partition), n,
                                              c.seed, c.dirichlet_alpha);
-  const auto model = runtime::make_model(c, data.train);
+  const auto model = runtime::model_layout(c, data.train);
   const auto [wire, fp32_wire] = message_bytes(c, model);
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
@@ -265,6 +289,7 @@ int run_peer(const TrainArgs& a) {
   hooks.stop_requested = [] { return g_stop.load(); };
   hooks.progress = a.progress || rank == 0;
   const auto s = trainer.run(hooks);
+  if (s.diverged_at) return report_divergence(c, s);
   if (s.stopped_early) {
     fmt::print(stderr, "peer {}: stopped at round {}, checkpoint {}\n", rank, s.rounds,
                trainer.checkpoint());
@@ -279,8 +304,7 @@ int run_peer(const TrainArgs& a) {
       static_cast<float>(runtime::disagreement(trainer.params(), avg).relative())};
   algorithms::allreduce_mean(transport, trainer.total_rounds() + 2, stats);
   if (rank == 0) {
-    auto m = runtime::make_model(c, data.train);
-    const auto avg_eval = m.evaluate(avg, data.test);
+    const auto avg_eval = trainer.model().evaluate(avg, data.test);
     const std::size_t samples =
         s.rounds * static_cast<std::size_t>(c.batch_size) * static_cast<std::size_t>(n);
     auto j = summary_json(c, topo, model, s.rounds, {static_cast<double>(stats[0])},
@@ -302,6 +326,7 @@ bool is_local(const std::string& endpoint) {
 int run_launch(const TrainArgs& a) {
   const RunConfig c = load_config(a);
   const auto topo = topology::load_topology_or_spec(c.topology);
+  runtime::check_device(c);  // one clear error here rather than one per peer
   std::vector<int> ranks;
   for (const auto& p : topo.peers)
     if (is_local(p.endpoint)) ranks.push_back(p.rank);
@@ -319,6 +344,9 @@ int run_launch(const TrainArgs& a) {
     if (a.resume_round >= 0)
       argv.insert(argv.end(), {"--resume-round", std::to_string(a.resume_round)});
     const auto log = (logs / fmt::format("peer-{}.log", r)).string();
+    // The peer's index on this host picks its GPU (run.device = "cuda"), whatever SLURM_LOCALID
+    // the launcher itself inherited. Set before fork: the child only execs.
+    ::setenv("GOSSIP_LOCAL_RANK", std::to_string(pids.size()).c_str(), 1);
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
@@ -336,6 +364,7 @@ int run_launch(const TrainArgs& a) {
     }
     pids.push_back(pid);
   }
+  ::unsetenv("GOSSIP_LOCAL_RANK");
   fmt::print(stderr, "launch: {} peers started on this host; logs in {}/\n", pids.size(),
              logs.string());
   install_stop_handlers();

@@ -35,13 +35,15 @@ const Key kKeys[] = {
     {"run.log_every", &RunConfig::log_every, "rounds between metric lines"},
     {"run.checkpoint_every", &RunConfig::checkpoint_every,
      "rounds between checkpoints (0: on stop)"},
-    {"run.device", &RunConfig::device, "cpu"},
+    {"run.device", &RunConfig::device, "cpu or cuda (the model's forward and backward pass)"},
     {"topology.file", &RunConfig::topology, "topology file or generator spec such as ring:8"},
     {"algorithm.name", &RunConfig::algorithm, "dpsgd, dcd-psgd, deepsqueeze, choco-sgd, allreduce"},
     {"algorithm.lr", &RunConfig::lr, "learning rate"},
     {"algorithm.consensus_step", &RunConfig::consensus_step, "DeepSqueeze eta / CHOCO gamma_c"},
     {"algorithm.momentum", &RunConfig::momentum, "heavy-ball momentum on the local gradient"},
     {"algorithm.nesterov", &RunConfig::nesterov, "Nesterov momentum"},
+    {"algorithm.quasi_global", &RunConfig::quasi_global,
+     "momentum buffer from the model's movement (QG-DSGDm), for non-iid data"},
     {"algorithm.weight_decay", &RunConfig::weight_decay, "L2 weight decay"},
     {"algorithm.lr_decay_epochs", &RunConfig::lr_decay_epochs, "epochs at which lr is multiplied"},
     {"algorithm.lr_decay_factor", &RunConfig::lr_decay_factor, "the factor"},
@@ -185,7 +187,7 @@ void check_values(const RunConfig& c, Where where) {
   one_of("model.kind", c.model, {"mlp", "softmax"});
   one_of("data.dataset", c.dataset, {"fashion-mnist", "blobs"});
   one_of("data.partition", c.partition, {"iid", "label", "dirichlet"});
-  one_of("run.device", c.device, {"cpu"});
+  one_of("run.device", c.device, {"cpu", "cuda"});
   if (!(c.dirichlet_alpha > 0)) fail("data.alpha", "must be positive");
 }
 

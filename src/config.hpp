@@ -27,7 +27,7 @@ struct RunConfig {
   double eval_every = 0.0;     // epochs between evaluations; 0: only at the end
   int log_every = 50;          // rounds between metric lines
   int checkpoint_every = 0;    // rounds between checkpoints; 0: only on a clean stop
-  std::string device = "cpu";  // "cpu" ("cuda" when the CUDA model backend exists)
+  std::string device = "cpu";  // "cpu" or "cuda": where the model computes (src/model.hpp)
 
   // [topology]
   std::string topology;  // topology file path or generator spec ("ring:8")
@@ -38,6 +38,7 @@ struct RunConfig {
   double consensus_step = 1.0;  // DeepSqueeze's eta, CHOCO's gamma_c
   double momentum = 0.0;
   bool nesterov = false;
+  bool quasi_global = false;
   double weight_decay = 0.0;
   std::vector<double> lr_decay_epochs;  // multiply lr by lr_decay_factor at these epochs
   double lr_decay_factor = 0.1;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <stdexcept>
 
@@ -12,9 +13,7 @@
 
 namespace gossip::runtime {
 
-Mlp::Mlp(std::size_t inputs, std::vector<std::size_t> hidden, std::size_t classes,
-         std::size_t max_batch)
-    : max_batch_(max_batch) {
+MlpLayout::MlpLayout(std::size_t inputs, std::vector<std::size_t> hidden, std::size_t classes) {
   if (inputs == 0 || classes < 2)
     throw std::invalid_argument("a model needs inputs and >= 2 classes");
   widths_.push_back(inputs);
@@ -31,21 +30,14 @@ Mlp::Mlp(std::size_t inputs, std::vector<std::size_t> hidden, std::size_t classe
     tensor_sizes_.push_back(widths_[l + 1]);
     size_ += tensor_sizes_.back();
   }
-  act_.resize(widths_.size());
-  for (std::size_t l = 1; l < widths_.size(); ++l) act_[l].resize(max_batch_ * widths_[l]);
-  const std::size_t widest = *std::max_element(widths_.begin() + 1, widths_.end());
-  delta_.resize(max_batch_ * widest);
-  delta_next_.resize(max_batch_ * widest);
-  xbatch_.resize(max_batch_ * inputs);
-  ybatch_.resize(max_batch_);
 }
 
-std::string Mlp::describe() const {
+std::string MlpLayout::describe() const {
   return widths_.size() == 2 ? fmt::format("softmax regression {}", fmt::join(widths_, "-"))
                              : fmt::format("mlp {}", fmt::join(widths_, "-"));
 }
 
-void Mlp::init(std::span<float> params, std::uint64_t seed) const {
+void MlpLayout::init(std::span<float> params, std::uint64_t seed) const {
   if (params.size() != size_) throw std::invalid_argument("parameter vector has the wrong size");
   std::mt19937_64 rng(seed);
   for (std::size_t l = 0; l + 1 < widths_.size(); ++l) {
@@ -57,14 +49,30 @@ void Mlp::init(std::span<float> params, std::uint64_t seed) const {
   }
 }
 
+Mlp::Mlp(std::size_t inputs, std::vector<std::size_t> hidden, std::size_t classes,
+         std::size_t max_batch)
+    : Model(MlpLayout(inputs, std::move(hidden), classes)), max_batch_(max_batch) {
+  if (max_batch_ == 0) throw std::invalid_argument("max_batch must be positive");
+  const auto& widths = layout_.widths();
+  act_.resize(widths.size());
+  for (std::size_t l = 1; l < widths.size(); ++l) act_[l].resize(max_batch_ * widths[l]);
+  const std::size_t widest = *std::max_element(widths.begin() + 1, widths.end());
+  delta_.resize(max_batch_ * widest);
+  delta_next_.resize(max_batch_ * widest);
+  xbatch_.resize(max_batch_ * inputs);
+  ybatch_.resize(max_batch_);
+}
+
 std::pair<double, std::size_t> Mlp::forward(std::span<const float> params, const float* x,
                                             const std::int32_t* labels, std::size_t rows) {
+  const auto& widths = layout_.widths();
+  const auto& offsets = layout_.offsets();
   const float* in = x;
-  const std::size_t layers = widths_.size() - 1;
+  const std::size_t layers = widths.size() - 1;
   for (std::size_t l = 0; l < layers; ++l) {
-    const std::size_t n_in = widths_[l], n_out = widths_[l + 1];
-    const float* w = params.data() + offsets_[2 * l];
-    const float* b = params.data() + offsets_[2 * l + 1];
+    const std::size_t n_in = widths[l], n_out = widths[l + 1];
+    const float* w = params.data() + offsets[2 * l];
+    const float* b = params.data() + offsets[2 * l + 1];
     float* out = act_[l + 1].data();
     for (std::size_t r = 0; r < rows; ++r) std::copy_n(b, n_out, out + r * n_out);
     // out (rows x n_out) += in (rows x n_in) * W^T (W is n_out x n_in, row-major).
@@ -76,7 +84,7 @@ std::pair<double, std::size_t> Mlp::forward(std::span<const float> params, const
     in = out;
   }
   // Softmax in place on the logits, loss and accuracy.
-  const std::size_t c = widths_.back();
+  const std::size_t c = widths.back();
   float* p = act_[layers].data();
   double loss = 0.0;
   std::size_t correct = 0;
@@ -101,21 +109,24 @@ std::pair<double, std::size_t> Mlp::forward(std::span<const float> params, const
 
 double Mlp::loss_grad(std::span<const float> params, const Dataset& data,
                       std::span<const std::size_t> batch, std::span<float> grad) {
-  if (params.size() != size_ || grad.size() != size_)
+  const auto& widths = layout_.widths();
+  const auto& offsets = layout_.offsets();
+  const std::size_t n_params = layout_.size();
+  if (params.size() != n_params || grad.size() != n_params)
     throw std::invalid_argument("parameter or gradient vector has the wrong size");
   const std::size_t rows = batch.size();
   if (rows == 0 || rows > max_batch_)
     throw std::invalid_argument(fmt::format("batch of {} rows (1..{} allowed)", rows, max_batch_));
-  const std::size_t in0 = widths_[0];
+  const std::size_t in0 = widths[0];
   for (std::size_t r = 0; r < rows; ++r) {
     std::copy_n(data.features.data() + batch[r] * in0, in0, xbatch_.data() + r * in0);
     ybatch_[r] = data.labels[batch[r]];
   }
   const auto [loss, correct] = forward(params, xbatch_.data(), ybatch_.data(), rows);
   (void)correct;
-  const std::size_t layers = widths_.size() - 1;
+  const std::size_t layers = widths.size() - 1;
   // dL/dlogits = (softmax - onehot) / rows.
-  const std::size_t c = widths_.back();
+  const std::size_t c = widths.back();
   const float inv = 1.0f / static_cast<float>(rows);
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t k = 0; k < c; ++k)
@@ -123,10 +134,10 @@ double Mlp::loss_grad(std::span<const float> params, const Dataset& data,
           (act_[layers][r * c + k] - (static_cast<std::int32_t>(k) == ybatch_[r] ? 1.0f : 0.0f)) *
           inv;
   for (std::size_t l = layers; l-- > 0;) {
-    const std::size_t n_in = widths_[l], n_out = widths_[l + 1];
+    const std::size_t n_in = widths[l], n_out = widths[l + 1];
     const float* in = l == 0 ? xbatch_.data() : act_[l].data();
-    float* gw = grad.data() + offsets_[2 * l];
-    float* gb = grad.data() + offsets_[2 * l + 1];
+    float* gw = grad.data() + offsets[2 * l];
+    float* gb = grad.data() + offsets[2 * l + 1];
     // gW (n_out x n_in) = delta^T (n_out x rows) * in (rows x n_in).
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(n_out),
                 static_cast<int>(n_in), static_cast<int>(rows), 1.0f, delta_.data(),
@@ -137,7 +148,7 @@ double Mlp::loss_grad(std::span<const float> params, const Dataset& data,
       for (std::size_t k = 0; k < n_out; ++k) gb[k] += delta_[r * n_out + k];
     if (l == 0) break;
     // delta_prev (rows x n_in) = delta (rows x n_out) * W (n_out x n_in), masked by ReLU.
-    const float* w = params.data() + offsets_[2 * l];
+    const float* w = params.data() + offsets[2 * l];
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
                 static_cast<int>(n_in), static_cast<int>(n_out), 1.0f, delta_.data(),
                 static_cast<int>(n_out), w, static_cast<int>(n_in), 0.0f, delta_next_.data(),
@@ -150,7 +161,8 @@ double Mlp::loss_grad(std::span<const float> params, const Dataset& data,
 }
 
 Evaluation Mlp::evaluate(std::span<const float> params, const Dataset& data) {
-  if (params.size() != size_) throw std::invalid_argument("parameter vector has the wrong size");
+  if (params.size() != layout_.size())
+    throw std::invalid_argument("parameter vector has the wrong size");
   Evaluation e;
   double loss = 0.0;
   std::size_t correct = 0;
@@ -167,6 +179,39 @@ Evaluation Mlp::evaluate(std::span<const float> params, const Dataset& data) {
     e.accuracy = static_cast<double>(correct) / static_cast<double>(e.samples);
   }
   return e;
+}
+
+std::optional<LocalRank> local_rank_from_environment() {
+  for (const char* var :
+       {"GOSSIP_LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"}) {
+    const char* v = std::getenv(var);
+    if (v == nullptr || *v == '\0') continue;
+    char* end = nullptr;
+    const long value = std::strtol(v, &end, 10);
+    if (*end != '\0' || value < 0 || value > 1'000'000)
+      throw std::invalid_argument(fmt::format("{}='{}' is not a local rank", var, v));
+    return LocalRank{static_cast<int>(value), var};
+  }
+  return std::nullopt;
+}
+
+GpuChoice choose_gpu(std::optional<int> topology_device, int rank,
+                     const std::optional<LocalRank>& local_rank, int visible) {
+  if (visible <= 0) throw std::invalid_argument("no CUDA GPU is visible");
+  if (topology_device) {
+    if (*topology_device < 0 || *topology_device >= visible)
+      throw std::invalid_argument(fmt::format(
+          "the topology file gives peer {} device = {}, but {} GPU{} visible (devices 0..{}; "
+          "CUDA_VISIBLE_DEVICES renumbers them)",
+          rank, *topology_device, visible, visible == 1 ? " is" : "s are", visible - 1));
+    return {*topology_device, "topology file"};
+  }
+  if (local_rank)
+    return {local_rank->value % visible,
+            fmt::format("local rank {} ({}) modulo {} visible GPU{}", local_rank->value,
+                        local_rank->variable, visible, visible == 1 ? "" : "s")};
+  return {rank % visible,
+          fmt::format("rank {} modulo {} visible GPU{}", rank, visible, visible == 1 ? "" : "s")};
 }
 
 }  // namespace gossip::runtime

@@ -43,26 +43,65 @@ std::string eval_text(const EvalPoint& e) {
   return s;
 }
 
-}  // namespace
-
-Mlp make_model(const RunConfig& config, const Dataset& train) {
+std::vector<std::size_t> hidden_widths(const RunConfig& config) {
   std::vector<std::size_t> hidden;
   if (config.model == "mlp")
     for (int h : config.hidden) hidden.push_back(static_cast<std::size_t>(h));
-  return Mlp(train.dim, hidden, static_cast<std::size_t>(train.classes),
-             static_cast<std::size_t>(std::max(config.batch_size, 256)));
+  return hidden;
 }
 
-algorithms::AlgorithmConfig algorithm_config(const RunConfig& config, const Mlp& model) {
+}  // namespace
+
+MlpLayout model_layout(const RunConfig& config, const Dataset& train) {
+  return MlpLayout(train.dim, hidden_widths(config), static_cast<std::size_t>(train.classes));
+}
+
+void check_device(const RunConfig& config) {
+  if (config.device != "cuda") return;
+  const std::string where = config.source.empty() ? "run config" : config.source;
+  if (!cuda_model_built())
+    throw ConfigError(fmt::format(
+        "{}: run.device = \"cuda\", but this gossip was built without the CUDA backend "
+        "(rebuild with nvcc on PATH: meson setup -Dcuda=enabled), or set run.device = \"cpu\"",
+        where));
+  std::string why;
+  if (cuda_device_count(&why) == 0)
+    throw ConfigError(fmt::format(
+        "{}: run.device = \"cuda\", but no CUDA GPU is visible here ({}); run on a machine with "
+        "a GPU (check CUDA_VISIBLE_DEVICES and nvidia-smi), or set run.device = \"cpu\"",
+        where, why));
+}
+
+std::unique_ptr<Model> make_model(const RunConfig& config, const Dataset& train, int gpu) {
+  const auto hidden = hidden_widths(config);
+  const auto max_batch = static_cast<std::size_t>(std::max(config.batch_size, 256));
+  const auto classes = static_cast<std::size_t>(train.classes);
+  if (config.device == "cuda") {
+    check_device(config);
+    return make_cuda_mlp(train.dim, hidden, classes, max_batch, gpu);
+  }
+  return std::make_unique<Mlp>(train.dim, hidden, classes, max_batch);
+}
+
+GpuChoice gpu_for_peer(const topology::Topology& topo, int rank, GpuPlacement placement) {
+  const auto& peer = topo.peers.at(static_cast<std::size_t>(rank));
+  return choose_gpu(
+      peer.device, rank,
+      placement == GpuPlacement::process ? local_rank_from_environment() : std::nullopt,
+      cuda_device_count());
+}
+
+algorithms::AlgorithmConfig algorithm_config(const RunConfig& config, const MlpLayout& layout) {
   algorithms::AlgorithmConfig a;
   a.name = config.algorithm;
   a.lr = static_cast<float>(config.lr);
   a.consensus_step = static_cast<float>(config.consensus_step);
   a.momentum = static_cast<float>(config.momentum);
   a.nesterov = config.nesterov;
+  a.quasi_global = config.quasi_global;
   a.weight_decay = static_cast<float>(config.weight_decay);
   a.codec = config.codec;
-  if (config.granularity == "layer") a.tensor_sizes = model.tensor_sizes();
+  if (config.granularity == "layer") a.tensor_sizes = layout.tensor_sizes();
   a.seed = config.seed;
   return a;
 }
@@ -82,14 +121,23 @@ TrainTest load_data(const RunConfig& config) {
 
 PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo, int rank,
                          net::Transport& transport, const TrainTest& data,
-                         const std::vector<std::vector<std::size_t>>& shards)
+                         const std::vector<std::vector<std::size_t>>& shards,
+                         GpuPlacement placement)
     : config_(config),
       topo_(topo),
       rank_(rank),
       transport_(transport),
       data_(data),
-      shard_(shards.at(static_cast<std::size_t>(rank))),
-      model_(make_model(config, data.train)) {
+      shard_(shards.at(static_cast<std::size_t>(rank))) {
+  if (config.device == "cuda") {
+    check_device(config);
+    const auto gpu = gpu_for_peer(topo, rank, placement);
+    model_ = make_model(config, data.train, gpu.device);
+    fmt::print(stderr, "peer {}: model on {} (GPU chosen by {})\n", rank, model_->device(),
+               gpu.reason);
+  } else {
+    model_ = make_model(config, data.train);
+  }
   // Bulk synchronous: every peer runs the same number of rounds, set by the smallest shard.
   std::size_t smallest = shards.front().size();
   for (const auto& s : shards) smallest = std::min(smallest, s.size());
@@ -107,9 +155,10 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
   // eccentricity of any peer) before its round comes.
   const auto dist = topo.graph.distances_from(0);
   stop_margin_ = 2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2;
-  std::vector<float> x0(model_.size());
-  model_.init(x0, config.seed);  // the same x0 on every peer
-  algo_ = algorithms::make_algorithm(algorithm_config(config, model_), transport, topo, x0);
+  std::vector<float> x0(model_->size());
+  model_->init(x0, config.seed);  // the same x0 on every peer, whatever its backend
+  algo_ =
+      algorithms::make_algorithm(algorithm_config(config, model_->layout()), transport, topo, x0);
 }
 
 PeerTrainer::~PeerTrainer() = default;
@@ -226,14 +275,14 @@ Disagreement disagreement(std::span<const float> x, std::span<const float> avg) 
 EvalPoint PeerTrainer::evaluate(std::uint64_t round) {
   EvalPoint e;
   const auto x = algo_->params();
-  e.own = model_.evaluate(x, data_.test);
+  e.own = model_->evaluate(x, data_.test);
   if (transport_.size() == 1) return e;
   // Ring steps past the C-PSGD baseline's, in the round just done: every peer evaluates at the
   // same rounds, so the all-reduce lines up; its bytes are diagnostics, not the algorithm's.
   average_.assign(x.begin(), x.end());
   algorithms::allreduce_mean(transport_, round, average_, algorithms::kDiagnosticFirstStep);
   e.disagreement = disagreement(x, average_);
-  if (rank_ == 0) e.average = model_.evaluate(average_, data_.test);
+  if (rank_ == 0) e.average = model_->evaluate(average_, data_.test);
   return e;
 }
 
@@ -283,6 +332,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
 
   PeerSummary s;
   s.rank = rank_;
+  s.rounds_per_epoch = rounds_per_epoch_;
   const auto batch = static_cast<std::size_t>(config_.batch_size);
   std::vector<std::size_t> order = shard_;
   std::uint64_t order_epoch = UINT64_MAX;
@@ -310,12 +360,18 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
     const std::span<const std::size_t> rows(order.data() + pos * batch, batch);
     double loss = 0.0;
     algo_->step([&](std::span<const float> x, std::span<float> g) {
-      loss = model_.loss_grad(x, data_.train, rows, g);
+      loss = model_->loss_grad(x, data_.train, rows, g);
     });
+    if (!std::isfinite(loss) && !s.diverged_at) {
+      s.diverged_at = t;
+      if (!transport_.stop_round()) transport_.request_stop(t + 1 + stop_margin_);
+      fmt::print(stderr, "peer {}: training loss is {} in round {}: the run diverged, stopping\n",
+                 rank_, loss, t);
+    }
     window_loss += loss;
     ++window;
     const std::uint64_t done = t + 1;
-    if (config_.checkpoint_every > 0 &&
+    if (config_.checkpoint_every > 0 && !s.diverged_at &&
         done % static_cast<std::uint64_t>(config_.checkpoint_every) == 0)
       checkpoint();
     std::optional<EvalPoint> eval;
@@ -344,7 +400,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
   s.rounds = algo_->round();
   s.wall_seconds = wall();
   wall_before_ = s.wall_seconds;
-  s.test = model_.evaluate(algo_->params(), data_.test);
+  s.test = model_->evaluate(algo_->params(), data_.test);
   s.totals = algo_->totals();
   return s;
 }

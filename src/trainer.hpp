@@ -25,11 +25,16 @@ namespace gossip::runtime {
 struct PeerSummary {
   int rank = 0;
   std::uint64_t rounds = 0;
+  std::uint64_t rounds_per_epoch = 1;
   double wall_seconds = 0.0;
   double train_loss = 0.0;        // mean over the last logging window
   Evaluation test;                // this peer's own model on the test set
   algorithms::RoundStats totals;  // bytes sent and received, time per phase
   bool stopped_early = false;
+  // The round in which this peer's training loss stopped being finite. The peer then asks every
+  // peer to stop (as on Ctrl-C), so a diverged run ends within a few rounds instead of training
+  // NaNs to the last epoch.
+  std::optional<std::uint64_t> diverged_at;
 };
 
 struct TrainHooks {
@@ -62,13 +67,28 @@ struct EvalPoint {
   std::optional<Disagreement> disagreement;  // ‖x_i − x̄‖ and ‖x̄‖
 };
 
+// How peers map to GPUs when run.device = "cuda" (a topology file's `device` always wins).
+enum class GpuPlacement {
+  // One peer per process (`gossip peer`, `launch`, srun/mpirun): the local rank modulo the
+  // visible GPUs (GOSSIP_LOCAL_RANK from `launch`, SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK,
+  // MPI_LOCALRANKID), else the rank modulo them.
+  process,
+  // Every peer a thread of one process (`gossip simulate`): the rank modulo the visible GPUs, so
+  // one GPU is shared by all peers and several GPUs are used round-robin.
+  thread,
+};
+
 class PeerTrainer {
  public:
   // `shards` from partition_all over data.train for every rank.
   PeerTrainer(const RunConfig& config, const topology::Topology& topo, int rank,
               net::Transport& transport, const TrainTest& data,
-              const std::vector<std::vector<std::size_t>>& shards);
+              const std::vector<std::vector<std::size_t>>& shards,
+              GpuPlacement placement = GpuPlacement::process);
   ~PeerTrainer();
+
+  // This peer's model (its backend: run.device); evaluates any parameter vector of its layout.
+  Model& model() { return *model_; }
 
   std::uint64_t rounds_per_epoch() const { return rounds_per_epoch_; }
   std::uint64_t total_rounds() const { return total_rounds_; }
@@ -99,7 +119,7 @@ class PeerTrainer {
   net::Transport& transport_;
   const TrainTest& data_;
   std::vector<std::size_t> shard_;
-  Mlp model_;
+  std::unique_ptr<Model> model_;
   std::vector<float> average_;  // the all-reduced mean of the models, at evaluation points
   std::unique_ptr<algorithms::Algorithm> algo_;
   std::uint64_t rounds_per_epoch_ = 1;
@@ -108,8 +128,17 @@ class PeerTrainer {
   std::uint64_t stop_margin_ = 2;  // rounds a stop request needs to reach every peer
 };
 
-algorithms::AlgorithmConfig algorithm_config(const RunConfig& config, const Mlp& model);
-Mlp make_model(const RunConfig& config, const Dataset& train);
+algorithms::AlgorithmConfig algorithm_config(const RunConfig& config, const MlpLayout& layout);
+// The model's shape for this config and data (no backend, no buffers).
+MlpLayout model_layout(const RunConfig& config, const Dataset& train);
+// Checks that run.device can be used here: "cuda" needs a binary built with the CUDA backend and a
+// visible GPU. Otherwise a ConfigError naming run.device, the config and the reason.
+void check_device(const RunConfig& config);
+// The model of this config on its run.device; `gpu` is the GPU index for "cuda" (ignored for
+// "cpu"). Checks the device first (check_device).
+std::unique_ptr<Model> make_model(const RunConfig& config, const Dataset& train, int gpu = 0);
+// The GPU of peer `rank` under `placement` (see GpuPlacement), with the reason for the log.
+GpuChoice gpu_for_peer(const topology::Topology& topo, int rank, GpuPlacement placement);
 // Loads the data set named in the config (and trims it to train_limit/test_limit).
 TrainTest load_data(const RunConfig& config);
 

@@ -172,7 +172,7 @@ inline std::vector<float> gaussian(std::size_t d, std::uint32_t seed, float scal
 }
 
 inline bool same_bits(std::span<const float> a, std::span<const float> b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), 4 * a.size()) == 0;
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), 4 * a.size()) == 0);
 }
 
 // encode then decode into a fresh vector.

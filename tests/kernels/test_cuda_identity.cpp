@@ -1,5 +1,6 @@
 // CPU and CUDA encodings are byte-identical, and each side decodes the other's messages to the
-// same floats. Needs a GPU: without one it says so and exits 77, which meson reports as SKIP.
+// same floats, for every codec, whole-vector and per-tensor. Needs a GPU: without one it says so
+// and exits 77, which meson reports as SKIP.
 
 #include <cuda_runtime.h>
 #include <doctest/doctest.h>
@@ -30,6 +31,72 @@ struct DeviceVec {
   DeviceVec& operator=(const DeviceVec&) = delete;
 };
 
+void require_cuda(cudaError_t e) {
+  if (e != cudaSuccess) throw std::runtime_error(cudaGetErrorString(e));
+}
+
+const std::vector<std::size_t> kLayout = {5, 0, 1000, 33, 4096, 1, 9000, 70001};
+
+// One spec at one size (layout empty: whole vector), wire at `shift` bytes into its buffer.
+void check_spec(const char* spec, std::size_t d, const std::vector<std::size_t>& layout,
+                std::size_t shift) {
+  CAPTURE(spec);
+  CAPTURE(d);
+  CAPTURE(layout.size());
+  CAPTURE(shift);
+  auto x = r::gaussian(d, static_cast<std::uint32_t>(d + 1));
+  if (d > 100) {  // ties for topk, a zero and signed zero for sign/quantize
+    x[10] = x[20];
+    x[30] = -x[20];
+    x[40] = 0.0f;
+    x[41] = -0.0f;
+  }
+  const RngKey key{77, 3, 12345};
+  const auto host = make_codec(spec, layout);
+  const cuda::DeviceCodec dev(spec, layout);
+  REQUIRE(dev.wire_size(d) == host->wire_size(d));
+  std::vector<std::byte> hw(host->wire_size(d));
+  hw.resize(host->encode(x, key, hw));
+
+  DeviceVec<float> dx(d), dy(d);
+  DeviceVec<std::byte> buf(dev.wire_size(d) + shift);
+  std::byte* dw = buf.p + shift;
+  require_cuda(cudaMemcpy(dx.p, x.data(), 4 * d, cudaMemcpyHostToDevice));
+  const std::size_t n = dev.encode(dx.p, d, key, dw);
+  REQUIRE(n == hw.size());
+  std::vector<std::byte> gw(n);
+  require_cuda(cudaMemcpy(gw.data(), dw, n, cudaMemcpyDeviceToHost));
+  CHECK(gw == hw);
+
+  // decode_accumulate on the device of the host's message equals the host's result.
+  const auto y0 = r::gaussian(d, 5);
+  auto hy = y0;
+  host->decode_accumulate(hw, 0.25f, hy);
+  require_cuda(cudaMemcpy(dy.p, y0.data(), 4 * d, cudaMemcpyHostToDevice));
+  require_cuda(cudaMemcpy(dw, hw.data(), n, cudaMemcpyHostToDevice));
+  dev.decode_accumulate(dw, n, 0.25f, dy.p, d);
+  std::vector<float> gy(d);
+  require_cuda(cudaMemcpy(gy.data(), dy.p, 4 * d, cudaMemcpyDeviceToHost));
+  CHECK(r::same_bits(gy, hy));
+
+  // decode (y = C(x)) too.
+  auto hd = y0;
+  host->decode(hw, hd);
+  dev.decode(dw, n, dy.p, d);
+  require_cuda(cudaMemcpy(gy.data(), dy.p, 4 * d, cudaMemcpyDeviceToHost));
+  CHECK(r::same_bits(gy, hd));
+
+  // A corrupted message is rejected on the device too, leaving y as it was.
+  if (n > kHeaderSize) {
+    auto bad = hw;
+    bad.back() ^= std::byte{1};
+    require_cuda(cudaMemcpy(dw, bad.data(), n, cudaMemcpyHostToDevice));
+    CHECK_THROWS_AS(dev.decode_accumulate(dw, n, 0.25f, dy.p, d), WireError);
+    require_cuda(cudaMemcpy(gy.data(), dy.p, 4 * d, cudaMemcpyDeviceToHost));
+    CHECK(r::same_bits(gy, hd));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("CUDA encodings equal the host's byte for byte") {
@@ -44,52 +111,24 @@ TEST_CASE("CUDA encodings equal the host's byte for byte") {
                          "qsgd:s=15,scaled=true",
                          "qsgd:s=255,bucket=4096",
                          "qsgd:s=7,bucket=100",
+                         "qsgd:s=1,bucket=5000",
                          "quantize:bits=2",
                          "quantize:bits=8,rounding=nearest,bucket=33",
+                         "quantize:bits=4,bucket=9000",
                          "terngrad:bucket=64",
+                         "terngrad",
                          "sign:bucket=512",
-                         "sign"};
+                         "sign",
+                         "topk:ratio=0.01",
+                         "topk:k=7",
+                         "randomk:ratio=0.01,unbiased=true",
+                         "randomk:k=7,unbiased=false",
+                         "threshold:tau=1.5"};
+  std::size_t total = 0;
+  for (std::size_t n : kLayout) total += n;
   for (const char* spec : specs) {
-    for (std::size_t d : {0u, 1u, 33u, 1000u, 70001u, 1u << 20}) {
-      CAPTURE(spec);
-      CAPTURE(d);
-      const auto x = r::gaussian(d, static_cast<std::uint32_t>(d + 1));
-      const RngKey key{77, 3, 12345};
-      const auto host = make_codec(spec);
-      const cuda::DeviceCodec dev(spec);
-      REQUIRE(dev.wire_size(d) == host->wire_size(d));
-      std::vector<std::byte> hw(host->wire_size(d));
-      hw.resize(host->encode(x, key, hw));
-
-      DeviceVec<float> dx(d), dy(d);
-      DeviceVec<std::byte> dw(hw.size());
-      cudaMemcpy(dx.p, x.data(), 4 * d, cudaMemcpyHostToDevice);
-      const std::size_t n = dev.encode(dx.p, d, key, dw.p);
-      REQUIRE(n == hw.size());
-      std::vector<std::byte> gw(n);
-      cudaMemcpy(gw.data(), dw.p, n, cudaMemcpyDeviceToHost);
-      CHECK(gw == hw);
-
-      // decode_accumulate on the device of the host's message equals the host's result.
-      const auto y0 = r::gaussian(d, 5);
-      auto hy = y0;
-      host->decode_accumulate(hw, 0.25f, hy);
-      cudaMemcpy(dy.p, y0.data(), 4 * d, cudaMemcpyHostToDevice);
-      cudaMemcpy(dw.p, hw.data(), n, cudaMemcpyHostToDevice);
-      dev.decode_accumulate(dw.p, n, 0.25f, dy.p, d);
-      std::vector<float> gy(d);
-      cudaMemcpy(gy.data(), dy.p, 4 * d, cudaMemcpyDeviceToHost);
-      CHECK(r::same_bits(gy, hy));
-
-      // A corrupted message is rejected on the device too, leaving y as it was.
-      if (n > kHeaderSize) {
-        auto bad = hw;
-        bad.back() ^= std::byte{1};
-        cudaMemcpy(dw.p, bad.data(), n, cudaMemcpyHostToDevice);
-        CHECK_THROWS_AS(dev.decode_accumulate(dw.p, n, 0.25f, dy.p, d), WireError);
-        cudaMemcpy(gy.data(), dy.p, 4 * d, cudaMemcpyDeviceToHost);
-        CHECK(r::same_bits(gy, hy));
-      }
-    }
+    for (std::size_t d : {0u, 1u, 31u, 33u, 1000u, 70001u, 1u << 20}) check_spec(spec, d, {}, 0);
+    check_spec(spec, total, kLayout, 0);  // layer-wise: each tensor on its own
+    check_spec(spec, 70001, {}, 1);       // a wire buffer that is not 4-byte aligned
   }
 }

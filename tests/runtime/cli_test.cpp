@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "src/model.hpp"
 #include "tests/common/run_cli.hpp"
 
 using gossip::testing::run_cli;
@@ -63,6 +64,46 @@ TEST_CASE("unreachable neighbour: the peer gives up within the connect timeout, 
   const auto r = run_cli("peer --config " + cfg + " --rank 0");
   CHECK(r.code != 0);
   CHECK_MESSAGE(r.err.find("peer 1") != std::string::npos, r.err);
+  std::filesystem::remove(cfg);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(dir.string() + "-0");  // rank 0's ipc socket file
+}
+
+TEST_CASE("a diverging run: exit status 3, the peer and round named, no summary") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gossip_diverge_cli_" + std::to_string(::getpid()));
+  const auto cfg = write_config("diverge",
+                                "[topology]\nfile = \"ring:3\"\n[data]\ndataset = \"blobs\"\n"
+                                "train_limit = 2000\ntest_limit = 500\n[algorithm]\nlr = 1e30\n"
+                                "[run]\ncheckpoint_every = 1\noutput = \"" +
+                                    dir.string() + "\"\n");
+  const auto r = run_cli("simulate --config " + cfg);
+  CHECK_MESSAGE(r.code == 3, r.err);
+  CHECK_MESSAGE(r.err.find("training loss stopped being finite in round") != std::string::npos,
+                r.err);
+  CHECK_MESSAGE(r.err.find("Try a smaller algorithm.lr") != std::string::npos, r.err);
+  CHECK_FALSE(std::filesystem::exists(dir / "summary.json"));
+  std::filesystem::remove(cfg);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("run.device = cuda: trains on a GPU when one is visible, else a clear error") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gossip_cudacli_" + std::to_string(::getpid()));
+  const auto cfg = write_config("cudacli",
+                                "[topology]\nfile = \"ring:2\"\n[data]\ndataset = \"blobs\"\n"
+                                "train_limit = 2000\ntest_limit = 500\n[model]\nhidden = [16]\n"
+                                "[run]\nepochs = 0.5\noutput = \"" +
+                                    dir.string() + "\"\n");
+  const auto r = run_cli("simulate --config " + cfg + " --set run.device=cuda");
+  if (gossip::runtime::cuda_device_count() > 0) {
+    CHECK_MESSAGE(r.code == 0, r.err);
+    CHECK_MESSAGE(r.err.find("peer 1: model on cuda:") != std::string::npos, r.err);
+  } else {
+    CHECK(r.code != 0);
+    CHECK_MESSAGE(r.err.find("run.device = \"cuda\", but ") != std::string::npos, r.err);
+    CHECK_MESSAGE(r.err.find("or set run.device = \"cpu\"") != std::string::npos, r.err);
+  }
   std::filesystem::remove(cfg);
   std::filesystem::remove_all(dir);
 }

@@ -86,3 +86,15 @@ TEST_CASE("mistakes in the file name the file and the line") {
   CHECK_THROWS_WITH_AS(load_run_config("/nonexistent/run.toml"), doctest::Contains("cannot open"),
                        ConfigError);
 }
+
+TEST_CASE("run.device: cpu and cuda parse, anything else is an error naming the key") {
+  CHECK(parse_run_config(kBase, "run.toml").device == "cpu");
+  const auto c = parse_run_config(kBase + "[run]\ndevice = \"cuda\"\n", "run.toml");
+  CHECK(c.device == "cuda");
+  CHECK(c.hash() != parse_run_config(kBase, "run.toml").hash());
+  expect_error(kBase + "[run]\ndevice = \"tpu\"\n",
+               "run.toml:4: run.device is 'tpu'; allowed: cpu, cuda");
+  auto d = parse_run_config(kBase, "run.toml");
+  CHECK_THROWS_WITH_AS(apply_override(d, "run.device=gpu"),
+                       doctest::Contains("--set run.device=gpu: run.device is 'gpu'"), ConfigError);
+}

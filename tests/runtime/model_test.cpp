@@ -7,13 +7,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
+#include "src/config.hpp"
 #include "src/data.hpp"
 #include "src/model.hpp"
+#include "src/trainer.hpp"
 
 using namespace gossip::runtime;
 
@@ -130,4 +134,86 @@ TEST_CASE("IDX reader: a file the test writes, and the missing-package error") {
   std::filesystem::remove_all(dir);
   CHECK_THROWS_WITH(load_fashion_mnist(dir),
                     doctest::Contains("apt-get install dataset-fashion-mnist"));
+}
+
+TEST_CASE("the CPU backend through the Model interface: layout, init and device") {
+  auto c = parse_run_config("[topology]\nfile = \"ring:2\"\n[model]\nhidden = [8]\n", "t.toml");
+  const auto tt = synthetic_blobs(6, 3, 40, 10, 5);
+  const auto model = make_model(c, tt.train);
+  CHECK(model->device() == "cpu");
+  CHECK(model->tensor_sizes() == model_layout(c, tt.train).tensor_sizes());
+  CHECK(model->describe() == "mlp 6-8-3");
+  // The init is the layout's: the same vector from any backend and from the layout itself.
+  std::vector<float> a(model->size()), b(model->size());
+  model->init(a, 9);
+  model_layout(c, tt.train).init(b, 9);
+  CHECK(a == b);
+  apply_override(c, "model.kind=softmax");
+  CHECK(make_model(c, tt.train)->describe() == "softmax regression 6-3");
+}
+
+TEST_CASE("run.device = cuda without the CUDA backend or a GPU: an error naming the key") {
+  auto c =
+      parse_run_config("[topology]\nfile = \"ring:2\"\n[run]\ndevice = \"cuda\"\n", "gpu.toml");
+  const auto tt = synthetic_blobs(6, 3, 40, 10, 5);
+  if (!cuda_model_built()) {
+    CHECK(cuda_device_count() == 0);
+    CHECK_THROWS_WITH_AS(check_device(c),
+                         doctest::Contains("gpu.toml: run.device = \"cuda\", but this gossip was "
+                                           "built without the CUDA backend"),
+                         ConfigError);
+    CHECK_THROWS_WITH_AS(make_model(c, tt.train), doctest::Contains("run.device"), ConfigError);
+    CHECK_THROWS_AS(make_cuda_mlp(6, {}, 3, 8, 0), std::runtime_error);
+  } else if (std::string why; cuda_device_count(&why) == 0) {
+    MESSAGE("CUDA backend built, no GPU visible (" << why << "): checking the error");
+    CHECK_THROWS_WITH_AS(
+        check_device(c),
+        doctest::Contains("gpu.toml: run.device = \"cuda\", but no CUDA GPU is visible here"),
+        ConfigError);
+    CHECK_THROWS_WITH_AS(make_model(c, tt.train), doctest::Contains("run.device"), ConfigError);
+    CHECK_THROWS_WITH_AS(make_cuda_mlp(6, {}, 3, 8, 0), doctest::Contains("no CUDA GPU"),
+                         std::runtime_error);
+  } else {
+    MESSAGE("a GPU is visible: run.device = cuda is usable, no error to check");
+    CHECK_NOTHROW(check_device(c));
+  }
+  apply_override(c, "run.device=cpu");
+  CHECK_NOTHROW(check_device(c));
+}
+
+TEST_CASE("GPU choice: topology device, else local rank, else rank, modulo the visible GPUs") {
+  CHECK(choose_gpu(2, 5, std::nullopt, 4).device == 2);
+  CHECK(choose_gpu(2, 5, std::nullopt, 4).reason == "topology file");
+  CHECK(choose_gpu(0, 5, LocalRank{3, "SLURM_LOCALID"}, 4).device == 0);  // the file wins
+  const auto local = choose_gpu(std::nullopt, 9, LocalRank{3, "SLURM_LOCALID"}, 4);
+  CHECK(local.device == 3);
+  CHECK(local.reason == "local rank 3 (SLURM_LOCALID) modulo 4 visible GPUs");
+  CHECK(choose_gpu(std::nullopt, 9, LocalRank{5, "MPI_LOCALRANKID"}, 4).device == 1);
+  CHECK(choose_gpu(std::nullopt, 9, std::nullopt, 4).device == 1);
+  CHECK(choose_gpu(std::nullopt, 9, std::nullopt, 1).device == 0);
+  CHECK_THROWS_WITH_AS(choose_gpu(4, 1, std::nullopt, 4),
+                       doctest::Contains("peer 1 device = 4, but 4 GPUs are visible"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(choose_gpu(std::nullopt, 0, std::nullopt, 0), std::invalid_argument);
+
+  for (const char* var :
+       {"GOSSIP_LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"})
+    ::unsetenv(var);
+  CHECK_FALSE(local_rank_from_environment().has_value());
+  ::setenv("MPI_LOCALRANKID", "2", 1);
+  ::setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);
+  auto lr = local_rank_from_environment();
+  REQUIRE(lr.has_value());
+  CHECK(lr->value == 1);  // the first variable set, in the documented order
+  CHECK(lr->variable == "OMPI_COMM_WORLD_LOCAL_RANK");
+  ::setenv("GOSSIP_LOCAL_RANK", "4", 1);  // set by `gossip launch`: comes first
+  CHECK(local_rank_from_environment()->value == 4);
+  ::unsetenv("GOSSIP_LOCAL_RANK");
+  ::setenv("SLURM_LOCALID", "x3", 1);
+  CHECK_THROWS_WITH_AS(local_rank_from_environment(),
+                       doctest::Contains("SLURM_LOCALID='x3' is not a local rank"),
+                       std::invalid_argument);
+  for (const char* var :
+       {"GOSSIP_LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"})
+    ::unsetenv(var);
 }

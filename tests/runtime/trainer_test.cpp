@@ -155,7 +155,7 @@ TEST_CASE(
         out[static_cast<std::size_t>(r)] = trainer.run({});
       });
     for (auto& t : threads) t.join();
-    const auto model = make_model(c, data.train);
+    const auto model = model_layout(c, data.train);
     const auto wire = kernels::make_codec(codec, model.tensor_sizes())->wire_size(model.size());
     for (const auto& s : out) {
       CHECK(s.rounds > 0);
@@ -211,4 +211,35 @@ TEST_CASE("evaluation points log each peer's distance to the average and the ave
     }
     std::filesystem::remove_all(dir);
   }
+}
+
+TEST_CASE("a diverging run stops every peer within a few rounds and says so") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gossip_diverge_" + std::to_string(::getpid()));
+  auto c = small_config(dir.string(), "dpsgd", "identity");
+  apply_override(c, "algorithm.lr=1e30");  // the first step overflows
+  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+  const auto data = load_data(c);
+  const auto shards = partition_all(data.train, parse_partition(c.partition), topo.size(), c.seed);
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  std::vector<PeerSummary> out(static_cast<std::size_t>(topo.size()));
+  std::uint64_t total = 0;
+  std::vector<std::thread> threads;
+  for (int r = 0; r < topo.size(); ++r)
+    threads.emplace_back([&, r] {
+      net::InprocTransport t(hub, r);
+      PeerTrainer trainer(c, topo, r, t, data, shards);
+      if (r == 0) total = trainer.total_rounds();
+      out[static_cast<std::size_t>(r)] = trainer.run({});
+    });
+  for (auto& t : threads) t.join();
+  const std::uint64_t stop = out[0].rounds;
+  for (const auto& s : out) {
+    CHECK(s.stopped_early);
+    CHECK(s.diverged_at.has_value());
+    CHECK(s.rounds == stop);  // every peer stops before the same round
+  }
+  CHECK(stop < 10);
+  CHECK(stop < total);
+  std::filesystem::remove_all(dir);
 }
