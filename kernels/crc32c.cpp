@@ -13,17 +13,16 @@
 #include <cstring>
 
 #include "kernels/cpu.hpp"
+#include "kernels/crc_combine.hpp"
 
 namespace gossip::kernels {
 namespace {
-
-constexpr std::uint32_t kPoly = 0x82f63b78u;  // reflected Castagnoli polynomial
 
 constexpr std::array<std::array<std::uint32_t, 256>, 8> make_tables() {
   std::array<std::array<std::uint32_t, 256>, 8> t{};
   for (std::uint32_t i = 0; i < 256; ++i) {
     std::uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ ((c & 1u) ? kPoly : 0u);
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ ((c & 1u) ? kCrcPoly : 0u);
     t[0][i] = c;
   }
   for (std::size_t j = 1; j < 8; ++j)
@@ -33,26 +32,13 @@ constexpr std::array<std::array<std::uint32_t, 256>, 8> make_tables() {
 }
 constexpr auto kTables = make_tables();
 
-// GF(2) helpers (as in zlib's crc32_combine): polynomials in reflected bit order, x^0 = bit 31.
-constexpr std::uint32_t multmodp(std::uint32_t a, std::uint32_t b) {
-  std::uint32_t m = 1u << 31, p = 0;
-  for (;;) {
-    if (a & m) {
-      p ^= b;
-      if ((a & (m - 1)) == 0) break;
-    }
-    m >>= 1;
-    b = (b & 1u) ? (b >> 1) ^ kPoly : b >> 1;
-  }
-  return p;
-}
-// x^(8n) mod P: multiplying a CRC register by it appends n zero bytes.
-constexpr std::uint32_t x8nmodp(std::uint64_t n) {
-  std::uint32_t p = 1u << 31, sq = 1u << 30;          // p = x^0, sq = x^1
-  for (int k = 0; k < 3; ++k) sq = multmodp(sq, sq);  // x^8
+// x^n mod P in reflected bit order (x^0 = bit 31): multiplying a CRC register by x^(8n) appends
+// n zero bytes (as in zlib's crc32_combine).
+constexpr std::uint32_t xnmodp(std::uint64_t n) {
+  std::uint32_t p = 1u << 31, sq = 1u << 30;  // p = x^0, sq = x^1
   while (n) {
-    if (n & 1) p = multmodp(sq, p);
-    sq = multmodp(sq, sq);
+    if (n & 1) p = crc_multmodp(sq, p);
+    sq = crc_multmodp(sq, sq);
     n >>= 1;
   }
   return p;
@@ -60,7 +46,22 @@ constexpr std::uint32_t x8nmodp(std::uint64_t n) {
 
 #if defined(__x86_64__)
 constexpr std::size_t kLane = 4096;  // bytes per stream in the 3-way interleaved loop
-constexpr std::uint32_t kShiftLane = x8nmodp(kLane);
+constexpr std::uint32_t kShiftLane = xnmodp(8 * kLane);
+
+// The bytes the folding loops leave, eight at a time, then one at a time; returns the final CRC.
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_tail(std::uint64_t c, const unsigned char* p,
+                                                            std::size_t n) {
+  while (n >= 8) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = __builtin_ia32_crc32di(c, v);
+    p += 8;
+    n -= 8;
+  }
+  auto c32 = static_cast<std::uint32_t>(c);
+  while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+  return ~c32;
+}
 
 __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const unsigned char* p, std::size_t n,
                                                              std::uint32_t crc) {
@@ -78,21 +79,12 @@ __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const unsigned char
       c1 = __builtin_ia32_crc32di(c1, v1);
       c2 = __builtin_ia32_crc32di(c2, v2);
     }
-    c = multmodp(kShiftLane, static_cast<std::uint32_t>(c)) ^ c1;
-    c = multmodp(kShiftLane, static_cast<std::uint32_t>(c)) ^ c2;
+    c = crc_multmodp(kShiftLane, static_cast<std::uint32_t>(c)) ^ c1;
+    c = crc_multmodp(kShiftLane, static_cast<std::uint32_t>(c)) ^ c2;
     p += 3 * kLane;
     n -= 3 * kLane;
   }
-  while (n >= 8) {
-    std::uint64_t v;
-    std::memcpy(&v, p, 8);
-    c = __builtin_ia32_crc32di(c, v);
-    p += 8;
-    n -= 8;
-  }
-  auto c32 = static_cast<std::uint32_t>(c);
-  while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
-  return ~c32;
+  return crc32c_tail(c, p, n);
 }
 
 // Carry-less multiplication folding (Intel, "Fast CRC computation for generic polynomials using
@@ -100,15 +92,6 @@ __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const unsigned char
 // (bytes in message order, little-endian) moved forward by n bytes becomes
 // clmul(A.lo, x^(8n+31) mod P) ^ clmul(A.hi, x^(8n-33) mod P) in the reflected domain; the folded
 // 16 bytes are then an ordinary message for the crc32 instruction.
-constexpr std::uint32_t xnmodp(std::uint64_t n) {  // x^n mod P
-  std::uint32_t p = 1u << 31, sq = 1u << 30;
-  while (n) {
-    if (n & 1) p = multmodp(sq, p);
-    sq = multmodp(sq, sq);
-    n >>= 1;
-  }
-  return p;
-}
 // Fold constants as a 128-bit lane's (lo, hi) pair for moving it forward by `bytes`.
 constexpr long long fold_lo(std::uint64_t bytes) {
   return xnmodp(8 * bytes + 31);
@@ -162,16 +145,7 @@ GOSSIP_TARGET_CLMUL std::uint32_t crc32c_vpclmul(const unsigned char* p, std::si
     c = __builtin_ia32_crc32di(0, static_cast<std::uint64_t>(_mm_cvtsi128_si64(r)));
     c = __builtin_ia32_crc32di(c, static_cast<std::uint64_t>(_mm_extract_epi64(r, 1)));
   }
-  while (n >= 8) {
-    std::uint64_t v;
-    std::memcpy(&v, p, 8);
-    c = __builtin_ia32_crc32di(c, v);
-    p += 8;
-    n -= 8;
-  }
-  auto c32 = static_cast<std::uint32_t>(c);
-  while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
-  return ~c32;
+  return crc32c_tail(c, p, n);
 }
 #endif
 
