@@ -83,6 +83,41 @@ void parallel_memcpy(float* dst, const float* src, std::size_t n) {
   }
 }
 
+// Every repetition times a copy right before the encode and another right before the decode, on
+// the same buffers: on a shared machine the load changes from one second to the next, so a
+// back-to-back pair is what compares. Reported: the best time of each, and the median of the
+// paired ratios. `encode(r)` returns the bytes written; `decode(n)` decodes those n bytes.
+template <class Copy, class Encode, class Decode>
+Row measure(const std::string& canon, std::size_t d, const Copy& copy, const Encode& encode,
+            const Decode& decode) {
+  std::vector<double> tm, te, td, re, rd;
+  std::size_t n = 0;
+  for (int r = 0; r < reps_for(d); ++r) {
+    const double m1 = seconds(copy);
+    const double e = seconds([&] { n = encode(static_cast<std::uint64_t>(r)); });
+    const double m2 = seconds(copy);
+    const double dd = seconds([&] { decode(n); });
+    tm.push_back(std::min(m1, m2));
+    te.push_back(e);
+    td.push_back(dd);
+    re.push_back(m1 / e);
+    rd.push_back(m2 / dd);
+  }
+  const double bytes = 4.0 * static_cast<double>(d);
+  Row row;
+  const auto colon = canon.find(':');
+  row.codec = canon.substr(0, colon);
+  row.params = colon == std::string::npos ? "" : canon.substr(colon + 1);
+  row.elements = d;
+  row.wire_bytes = n;
+  row.encode_gbps = bytes / *std::min_element(te.begin(), te.end()) / 1e9;
+  row.decode_gbps = bytes / *std::min_element(td.begin(), td.end()) / 1e9;
+  row.memcpy_gbps = bytes / *std::min_element(tm.begin(), tm.end()) / 1e9;
+  row.encode_vs_memcpy = median(re);
+  row.decode_vs_memcpy = median(rd);
+  return row;
+}
+
 std::vector<Row> run(const std::vector<std::string>& specs, const std::vector<std::size_t>& sizes) {
   std::vector<Row> rows;
   for (std::size_t d : sizes) {
@@ -90,44 +125,19 @@ std::vector<Row> run(const std::vector<std::string>& specs, const std::vector<st
     fill_data(x);
     std::fill(y.begin(), y.end(), 0.0f);
     std::fill(scratch.begin(), scratch.end(), 0.0f);
-    const double bytes = 4.0 * static_cast<double>(d);
     for (const std::string& spec : specs) {
       fmt::print(stderr, "bench codecs: {} elements, {} ...\n", d, spec);
       const auto codec = kernels::make_codec(spec);
       std::vector<std::byte> wire(codec->wire_size(d));
-      std::size_t n = codec->encode(x, {7, 1, 0}, wire);  // warm-up: pages, code, caches
-      // Every repetition times a memcpy right before the encode and another right before the
-      // decode, on the same buffers: on a shared machine the load changes from one second to the
-      // next, so a back-to-back pair is what compares. Reported: the best time of each, and the
-      // median of the paired ratios.
-      std::vector<double> tm, te, td, re, rd;
-      for (int r = 0; r < reps_for(d); ++r) {
-        const double m1 = seconds([&] { parallel_memcpy(scratch.data(), x.data(), d); });
-        const double e = seconds([&] {
-          n = codec->encode(x, {7, 1, static_cast<std::uint64_t>(r)}, wire);
-        });
-        const std::span<const std::byte> msg(wire.data(), n);
-        const double m2 = seconds([&] { parallel_memcpy(scratch.data(), x.data(), d); });
-        const double dd = seconds([&] { codec->decode_accumulate(msg, 0.5f, y); });
-        tm.push_back(std::min(m1, m2));
-        te.push_back(e);
-        td.push_back(dd);
-        re.push_back(m1 / e);
-        rd.push_back(m2 / dd);
-      }
-      Row row;
-      const std::string canon = codec->spec();
-      const auto colon = canon.find(':');
-      row.codec = canon.substr(0, colon);
-      row.params = colon == std::string::npos ? "" : canon.substr(colon + 1);
-      row.elements = d;
-      row.wire_bytes = n;
-      row.encode_gbps = bytes / *std::min_element(te.begin(), te.end()) / 1e9;
-      row.decode_gbps = bytes / *std::min_element(td.begin(), td.end()) / 1e9;
-      row.memcpy_gbps = bytes / *std::min_element(tm.begin(), tm.end()) / 1e9;
-      row.encode_vs_memcpy = median(re);
-      row.decode_vs_memcpy = median(rd);
-      rows.push_back(row);
+      codec->encode(x, {7, 1, 0}, wire);  // warm-up: pages, code, caches
+      rows.push_back(measure(
+          codec->spec(), d, [&] { parallel_memcpy(scratch.data(), x.data(), d); },
+          [&](std::uint64_t r) {
+            return codec->encode(x, {7, 1, r}, wire);
+          },
+          [&](std::size_t n) {
+            codec->decode_accumulate(std::span<const std::byte>(wire.data(), n), 0.5f, y);
+          }));
     }
   }
   return rows;
@@ -165,39 +175,17 @@ std::vector<Row> run_cuda(const std::vector<std::string>& specs,
     const auto* dx = static_cast<const float*>(x.get());
     auto* dy = static_cast<float*>(y.get());
     auto* dw = static_cast<std::byte*>(wire.get());
-    const double bytes = 4.0 * static_cast<double>(d);
     for (const std::string& spec : specs) {
       fmt::print(stderr, "bench codecs (cuda): {} elements, {} ...\n", d, spec);
       const kc::DeviceCodec codec(spec);
-      std::size_t n = codec.encode(dx, d, {7, 1, 0}, dw);  // warm-up: allocator pools, modules
+      const std::size_t n = codec.encode(dx, d, {7, 1, 0}, dw);  // warm-up: pools, modules
       codec.decode_accumulate(dw, n, 0.5f, dy, d);
-      std::vector<double> tm, te, td, re, rd;
-      for (int r = 0; r < reps_for(d); ++r) {
-        const double m1 = seconds([&] { kc::copy_device_to_device(scratch.get(), dx, 4 * d); });
-        const double e = seconds([&] {
-          n = codec.encode(dx, d, {7, 1, static_cast<std::uint64_t>(r)}, dw);
-        });
-        const double m2 = seconds([&] { kc::copy_device_to_device(scratch.get(), dx, 4 * d); });
-        const double dd = seconds([&] { codec.decode_accumulate(dw, n, 0.5f, dy, d); });
-        tm.push_back(std::min(m1, m2));
-        te.push_back(e);
-        td.push_back(dd);
-        re.push_back(m1 / e);
-        rd.push_back(m2 / dd);
-      }
-      Row row;
-      const std::string canon = codec.spec();
-      const auto colon = canon.find(':');
-      row.codec = canon.substr(0, colon);
-      row.params = colon == std::string::npos ? "" : canon.substr(colon + 1);
-      row.elements = d;
-      row.wire_bytes = n;
-      row.encode_gbps = bytes / *std::min_element(te.begin(), te.end()) / 1e9;
-      row.decode_gbps = bytes / *std::min_element(td.begin(), td.end()) / 1e9;
-      row.memcpy_gbps = bytes / *std::min_element(tm.begin(), tm.end()) / 1e9;
-      row.encode_vs_memcpy = median(re);
-      row.decode_vs_memcpy = median(rd);
-      rows.push_back(row);
+      rows.push_back(measure(
+          codec.spec(), d, [&] { kc::copy_device_to_device(scratch.get(), dx, 4 * d); },
+          [&](std::uint64_t r) {
+            return codec.encode(dx, d, {7, 1, r}, dw);
+          },
+          [&](std::size_t bytes) { codec.decode_accumulate(dw, bytes, 0.5f, dy, d); }));
     }
   }
   return rows;
