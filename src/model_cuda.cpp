@@ -179,17 +179,11 @@ void CudaMlp::forward(const float* x, const std::int32_t* labels, std::size_t ro
 double CudaMlp::loss_grad(std::span<const float> params, const Dataset& data,
                           std::span<const std::size_t> batch, std::span<float> grad) {
   const std::size_t n_params = layout_.size();
-  if (params.size() != n_params || grad.size() != n_params)
-    throw std::invalid_argument("parameter or gradient vector has the wrong size");
   const std::size_t rows = batch.size();
-  if (rows == 0 || rows > max_batch_)
-    throw std::invalid_argument(fmt::format("batch of {} rows (1..{} allowed)", rows, max_batch_));
+  check_loss_grad(params, grad, data, rows, max_batch_);
   const auto& widths = layout_.widths();
   const auto& offsets = layout_.offsets();
   const std::size_t in0 = widths[0];
-  if (data.dim != in0)
-    throw std::invalid_argument(
-        fmt::format("data rows have {} features, the model takes {}", data.dim, in0));
   // Gather the batch into pinned memory: rows x features, then the labels' bits. The previous
   // call synchronised its stream, so the staging buffer is free.
   float* stage = staging_.get();
