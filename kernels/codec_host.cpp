@@ -365,6 +365,14 @@ MinMax host_minmax(const float* p, std::uint64_t n) {
 #endif
   return minmax_range(p, n);
 }
+// Min and max of the numbers among p[0, n) (NaNs skipped; both NaN when there are none). Equal to
+// minmax_range whenever p[0] is a number, since a NaN after the first element never wins there.
+MinMax host_minmax_numbers(const float* p, std::uint64_t n) {
+  std::uint64_t i = 0;
+  while (i < n && std::isnan(p[i])) ++i;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  return i < n ? host_minmax(p + i, n - i) : MinMax{nan, nan};
+}
 float host_maxabs(const float* p, std::uint64_t n) {
 #if defined(__x86_64__)
   if (use_avx512()) return avx512::maxabs16(p, n);
@@ -514,25 +522,17 @@ class HostCodec final : public Codec, private CodecPlan {
         par_for(segs, [p = x + b, n, out = part.data()](std::uint64_t s) {
           const std::uint64_t len = std::min<std::uint64_t>(kSegment, n - s * kSegment);
           const float* q = p + s * kSegment;
-          if (kStat == BucketStat::kMaxAbs) {
-            out[s] = MinMax{0.0f, host_maxabs(q, len)};
-          } else if (s > 0 && std::isnan(q[0])) {
-            // minmax_range scans the whole bucket left to right: only a NaN first element of the
-            // bucket sticks. A later segment that starts with NaN starts at its first number (an
-            // all-NaN segment gives NaN, which the merge below never picks).
-            std::uint64_t i = 1;
-            while (i < len && std::isnan(q[i])) ++i;
-            const float nan = std::numeric_limits<float>::quiet_NaN();
-            out[s] = i < len ? host_minmax(q + i, len - i) : MinMax{nan, nan};
-          } else {
-            out[s] = host_minmax(q, len);
-          }
+          out[s] = kStat == BucketStat::kMaxAbs ? MinMax{0.0f, host_maxabs(q, len)}
+                                                : host_minmax_numbers(q, len);
         });
+        // Segments give the min/max of their numbers; minmax_range's left-to-right rule over
+        // the whole bucket adds one case: a NaN first element makes both NaN.
         MinMax mm = part[0];
         for (const MinMax& q : part) {
-          mm.lo = q.lo < mm.lo ? q.lo : mm.lo;
-          mm.hi = q.hi > mm.hi ? q.hi : mm.hi;
+          mm.lo = q.lo < mm.lo || std::isnan(mm.lo) ? q.lo : mm.lo;
+          mm.hi = q.hi > mm.hi || std::isnan(mm.hi) ? q.hi : mm.hi;
         }
+        if (kStat == BucketStat::kMinMax && std::isnan(x[b])) mm = MinMax{x[b], x[b]};
         if constexpr (kStat == BucketStat::kMaxAbs) {
           store_le<float>(table + 4 * j, mm.hi);
         } else {

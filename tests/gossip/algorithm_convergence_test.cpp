@@ -47,17 +47,37 @@ double mean_error(const std::vector<std::vector<float>>& x, std::span<const doub
   return gt::relative_error(mean, optimum);
 }
 
+// Least squares split across 8 peers (d = 20, 10 rows each, heterogeneous), started at 0.
+class Heterogeneous8 {
+ public:
+  explicit Heterogeneous8(std::uint64_t seed) : problem_(8, 20, 10, seed), x0_(problem_.d, 0.0f) {}
+  Heterogeneous8(const Heterogeneous8&) = delete;  // grad_ refers to this object
+  Heterogeneous8& operator=(const Heterogeneous8&) = delete;
+
+  struct Parts {
+    const std::vector<float>& x0;
+    const gt::PeerGradient& grad;
+    std::span<const double> optimum;
+  };
+  Parts parts() const {
+    return {
+        x0_, grad_, {problem_.optimum.data(), static_cast<std::size_t>(problem_.optimum.size())}};
+  }
+
+ private:
+  gt::LeastSquares problem_;
+  std::vector<float> x0_;
+  gt::PeerGradient grad_ = [this](int r, std::span<const float> x, std::span<float> g) {
+    problem_.gradient(r, x, g);
+  };
+};
+
 }  // namespace
 
 TEST_CASE("fp32: every algorithm approaches the least-squares optimum, closer as the step halves") {
   const auto topo = gt::make_topo("ring:8");
-  const gt::LeastSquares problem(topo.size(), 20, 10, 41);
-  const std::vector<float> x0(problem.d, 0.0f);
-  const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
-    problem.gradient(r, x, g);
-  };
-  const std::span<const double> opt(problem.optimum.data(),
-                                    static_cast<std::size_t>(problem.optimum.size()));
+  const Heterogeneous8 ls(41);
+  const auto& [x0, grad, opt] = ls.parts();
   const double start = worst_error({x0}, opt);
   for (std::string name : {"dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "allreduce"}) {
     CAPTURE(name);
@@ -85,13 +105,8 @@ TEST_CASE(
     "quasi-global momentum: heterogeneous least squares, closer to the optimum as the step "
     "halves") {
   const auto topo = gt::make_topo("ring:8");
-  const gt::LeastSquares problem(8, 20, 10, 41);
-  const std::vector<float> x0(problem.d, 0.0f);
-  const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
-    problem.gradient(r, x, g);
-  };
-  const std::span<const double> opt(problem.optimum.data(),
-                                    static_cast<std::size_t>(problem.optimum.size()));
+  const Heterogeneous8 ls(41);
+  const auto& [x0, grad, opt] = ls.parts();
   const double start = worst_error({x0}, opt);
   for (std::string name : {"dpsgd", "choco-sgd"}) {
     CAPTURE(name);
@@ -110,13 +125,8 @@ TEST_CASE(
 }
 
 TEST_CASE("fp32 gossip on torus and random graphs reaches consensus near the optimum") {
-  const gt::LeastSquares problem(8, 20, 10, 43);
-  const std::vector<float> x0(problem.d, 0.0f);
-  const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
-    problem.gradient(r, x, g);
-  };
-  const std::span<const double> opt(problem.optimum.data(),
-                                    static_cast<std::size_t>(problem.optimum.size()));
+  const Heterogeneous8 ls(43);
+  const auto& [x0, grad, opt] = ls.parts();
   for (std::string spec : {"torus:2x4", "erdos-renyi:8,p=0.5,seed=3"}) {
     const auto topo = gt::make_topo(spec);
     for (std::string name : {"dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd"}) {

@@ -18,6 +18,7 @@
 #include "kernels/codec.hpp"
 #include "kernels/cpu.hpp"
 #include "kernels/crc32c.hpp"
+#include "kernels/float16.hpp"
 #include "kernels/wire.hpp"
 
 namespace {
@@ -181,6 +182,49 @@ TEST_CASE("vector paths give the scalar paths' bytes and floats") {
           CHECK(same(got.z, want.z));
         }
       }
+    }
+  }
+  set_host_isa_cap(HostIsa::kAvx512);
+}
+
+TEST_CASE(
+    "fp16 and bf16: every level rounds as the reference, for every rounding-relevant pattern") {
+  // Every sign, exponent and kept mantissa (the high 19 bits for fp16, 16 for bf16) with the
+  // dropped bits at 0, just below half, half, just above half and all ones: each rounding case at
+  // every representable value, NaN payloads and subnormals included.
+  auto patterns = [](int keep, std::initializer_list<std::uint32_t> lows) {
+    std::vector<float> x;
+    for (std::uint32_t hi = 0; hi < (1u << keep); ++hi)
+      for (std::uint32_t lo : lows) {
+        const std::uint32_t bits = hi << (32 - keep) | lo;
+        float f;
+        std::memcpy(&f, &bits, 4);
+        x.push_back(f);
+      }
+    return x;
+  };
+  const auto x16 = patterns(19, {0u, 0xfffu, 0x1000u, 0x1001u, 0x1fffu});
+  const auto xb = patterns(16, {0u, 0x7fffu, 0x8000u, 0x8001u, 0xffffu});
+  for (HostIsa lv : {HostIsa::kAvx512, HostIsa::kAvx2, HostIsa::kScalar}) {
+    set_host_isa_cap(lv);
+    for (const bool bf : {false, true}) {
+      const auto& x = bf ? xb : x16;
+      const auto codec = make_codec(bf ? "bf16" : "fp16");
+      std::vector<std::byte> wire(codec->wire_size(x.size()));
+      codec->encode(x, {}, wire);
+      std::vector<float> y(x.size());
+      codec->decode(wire, y);
+      std::size_t bad = 0;
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, wire.data() + kHeaderSize + 2 * i, 2);
+        const std::uint16_t want = bf ? float_to_bf16_bits(x[i]) : float_to_fp16_bits(x[i]);
+        const float back = bf ? bf16_bits_to_float(want) : fp16_bits_to_float(want);
+        if (h != want || std::memcmp(&y[i], &back, 4) != 0) ++bad;
+      }
+      CAPTURE(static_cast<int>(lv));
+      CAPTURE(bf);
+      CHECK(bad == 0);
     }
   }
   set_host_isa_cap(HostIsa::kAvx512);
