@@ -191,6 +191,19 @@ GOSSIP_AVX512_INLINE inline void for_groups(const LayoutView& layout, std::uint6
   }
 }
 
+// Calls full(g, i0) for every group g of [g0, g1) with all 32 elements inside d (i0 = its first
+// element), and part(g) (the functor) for the last, partial one: the codecs without buckets.
+template <class Full, class Part>
+GOSSIP_AVX512_INLINE inline void for_full_groups(std::uint64_t d, std::uint64_t g0,
+                                                 std::uint64_t g1, Full full, Part part) {
+  for (std::uint64_t g = g0; g < g1; ++g) {
+    if (g * kGroup + kGroup <= d)
+      full(g, g * kGroup);
+    else
+      part(g);
+  }
+}
+
 // ---- encoders ----------------------------------------------------------------------------------
 template <int F>
 GOSSIP_AVX512 void qsgd_encode(const QsgdEncode<F>& f, std::uint64_t g0, std::uint64_t g1,
@@ -295,106 +308,100 @@ GOSSIP_AVX512 inline void terngrad_encode(const TerngradEncode& f, std::uint64_t
 
 // Sign bits need no bucket: a full group is two compare masks.
 GOSSIP_AVX512 inline void sign_encode(const SignEncode& f, std::uint64_t g0, std::uint64_t g1) {
-  for (std::uint64_t g = g0; g < g1; ++g) {
-    const std::uint64_t i0 = g * kGroup;
-    if (i0 + kGroup > f.d) {
-      f(g);
-      continue;
-    }
-    const __m512 z = _mm512_setzero_ps();
-    const std::uint32_t lo = _mm512_cmp_ps_mask(_mm512_loadu_ps(f.x + i0), z, _CMP_LT_OQ);
-    const std::uint32_t hi = _mm512_cmp_ps_mask(_mm512_loadu_ps(f.x + i0 + 16), z, _CMP_LT_OQ);
-    store_le<std::uint32_t>(f.stream + 4 * g, lo | (hi << 16));
-  }
+  for_full_groups(
+      f.d, g0, g1,
+      [&](std::uint64_t g, std::uint64_t i0) GOSSIP_AVX512_INLINE {
+        const __m512 z = _mm512_setzero_ps();
+        const std::uint32_t lo = _mm512_cmp_ps_mask(_mm512_loadu_ps(f.x + i0), z, _CMP_LT_OQ);
+        const std::uint32_t hi = _mm512_cmp_ps_mask(_mm512_loadu_ps(f.x + i0 + 16), z, _CMP_LT_OQ);
+        store_le<std::uint32_t>(f.stream + 4 * g, lo | (hi << 16));
+      },
+      [&](std::uint64_t g) { f(g); });
 }
 
 // fp16: vcvtps2ph rounds to nearest even like float_to_fp16_bits; NaNs become the canonical
 // sign | 0x7e00 as there (the instruction would keep payload bits).
 template <bool kBf16>
 GOSSIP_AVX512 void half_encode(const HalfEncode<kBf16>& f, std::uint64_t g0, std::uint64_t g1) {
-  for (std::uint64_t g = g0; g < g1; ++g) {
-    const std::uint64_t i0 = g * kGroup;
-    if (i0 + kGroup > f.d) {
-      f(g);
-      continue;
-    }
-    for (int h = 0; h < 2; ++h) {
-      const __m512 x = _mm512_loadu_ps(f.x + i0 + 16 * h);
-      const __m512i xb = _mm512_castps_si512(x);
-      const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-      __m256i hv;
-      if constexpr (kBf16) {
-        // (x + 0x7fff + ((x >> 16) & 1)) >> 16; NaN: (x >> 16) | 0x40.
-        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(xb, 16), _mm512_set1_epi32(1));
-        __m512i r = _mm512_srli_epi32(
-            _mm512_add_epi32(_mm512_add_epi32(xb, _mm512_set1_epi32(0x7fff)), lsb), 16);
-        r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(xb, 16), _mm512_set1_epi32(0x40));
-        hv = _mm512_cvtepi32_epi16(r);
-      } else {
-        hv = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        if (nan) {
-          const __m512i canon = _mm512_or_si512(
-              _mm512_and_si512(_mm512_srli_epi32(xb, 16), _mm512_set1_epi32(0x8000)),
-              _mm512_set1_epi32(0x7e00));
-          hv = _mm256_mask_blend_epi16(nan, hv, _mm512_cvtepi32_epi16(canon));
+  for_full_groups(
+      f.d, g0, g1,
+      [&](std::uint64_t, std::uint64_t i0) GOSSIP_AVX512_INLINE {
+        for (int h = 0; h < 2; ++h) {
+          const __m512 x = _mm512_loadu_ps(f.x + i0 + 16 * h);
+          const __m512i xb = _mm512_castps_si512(x);
+          const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+          __m256i hv;
+          if constexpr (kBf16) {
+            // (x + 0x7fff + ((x >> 16) & 1)) >> 16; NaN: (x >> 16) | 0x40.
+            const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(xb, 16), _mm512_set1_epi32(1));
+            __m512i r = _mm512_srli_epi32(
+                _mm512_add_epi32(_mm512_add_epi32(xb, _mm512_set1_epi32(0x7fff)), lsb), 16);
+            r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(xb, 16), _mm512_set1_epi32(0x40));
+            hv = _mm512_cvtepi32_epi16(r);
+          } else {
+            hv = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            if (nan) {
+              const __m512i canon = _mm512_or_si512(
+                  _mm512_and_si512(_mm512_srli_epi32(xb, 16), _mm512_set1_epi32(0x8000)),
+                  _mm512_set1_epi32(0x7e00));
+              hv = _mm256_mask_blend_epi16(nan, hv, _mm512_cvtepi32_epi16(canon));
+            }
+          }
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(f.out + 2 * (i0 + 16 * h)), hv);
         }
-      }
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(f.out + 2 * (i0 + 16 * h)), hv);
-    }
-  }
+      },
+      [&](std::uint64_t g) { f(g); });
 }
 
 // ---- decoders ----------------------------------------------------------------------------------
 template <bool kBf16, DecodeMode kMode>
 GOSSIP_AVX512 void half_decode(const HalfDecode<kBf16, kMode>& f, std::uint64_t g0,
                                std::uint64_t g1) {
-  for (std::uint64_t g = g0; g < g1; ++g) {
-    const std::uint64_t i0 = g * kGroup;
-    if (i0 + kGroup > f.d) {
-      f(g);
-      continue;
-    }
-    for (int h = 0; h < 2; ++h) {
-      const __m256i hv =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f.in + 2 * (i0 + 16 * h)));
-      const __m512i e = _mm512_cvtepu16_epi32(hv);
-      __m512 v;
-      if constexpr (kBf16) {
-        v = _mm512_castsi512_ps(_mm512_slli_epi32(e, 16));
-      } else {
-        v = _mm512_cvtph_ps(hv);
-        // Exponent 31 (inf / NaN): rebuilt from the bits like fp16_bits_to_float, which keeps a
-        // signalling NaN's payload where the instruction would quiet it.
-        const __mmask16 special = _mm512_cmpeq_epi32_mask(
-            _mm512_and_si512(e, _mm512_set1_epi32(0x7c00)), _mm512_set1_epi32(0x7c00));
-        if (special) {
-          const __m512i sign =
-              _mm512_slli_epi32(_mm512_and_si512(e, _mm512_set1_epi32(0x8000)), 16);
-          const __m512i em = _mm512_slli_epi32(_mm512_and_si512(e, _mm512_set1_epi32(0x7fff)), 13);
-          const __m512i bits =
-              _mm512_or_si512(sign, _mm512_add_epi32(em, _mm512_set1_epi32(0x70000000)));
-          v = _mm512_mask_mov_ps(v, special, _mm512_castsi512_ps(bits));
+  for_full_groups(
+      f.d, g0, g1,
+      [&](std::uint64_t, std::uint64_t i0) GOSSIP_AVX512_INLINE {
+        for (int h = 0; h < 2; ++h) {
+          const __m256i hv =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(f.in + 2 * (i0 + 16 * h)));
+          const __m512i e = _mm512_cvtepu16_epi32(hv);
+          __m512 v;
+          if constexpr (kBf16) {
+            v = _mm512_castsi512_ps(_mm512_slli_epi32(e, 16));
+          } else {
+            v = _mm512_cvtph_ps(hv);
+            // Exponent 31 (inf / NaN): rebuilt from the bits like fp16_bits_to_float, which keeps a
+            // signalling NaN's payload where the instruction would quiet it.
+            const __mmask16 special = _mm512_cmpeq_epi32_mask(
+                _mm512_and_si512(e, _mm512_set1_epi32(0x7c00)), _mm512_set1_epi32(0x7c00));
+            if (special) {
+              const __m512i sign =
+                  _mm512_slli_epi32(_mm512_and_si512(e, _mm512_set1_epi32(0x8000)), 16);
+              const __m512i em =
+                  _mm512_slli_epi32(_mm512_and_si512(e, _mm512_set1_epi32(0x7fff)), 13);
+              const __m512i bits =
+                  _mm512_or_si512(sign, _mm512_add_epi32(em, _mm512_set1_epi32(0x70000000)));
+              v = _mm512_mask_mov_ps(v, special, _mm512_castsi512_ps(bits));
+            }
+          }
+          emit16<kMode>(f.y + i0 + 16 * h, f.w, v);
         }
-      }
-      emit16<kMode>(f.y + i0 + 16 * h, f.w, v);
-    }
-  }
+      },
+      [&](std::uint64_t g) { f(g); });
 }
 
 template <DecodeMode kMode>
 GOSSIP_AVX512 void identity_decode(const IdentityDecode<kMode>& f, std::uint64_t g0,
                                    std::uint64_t g1) {
-  for (std::uint64_t g = g0; g < g1; ++g) {
-    const std::uint64_t i0 = g * kGroup;
-    if (i0 + kGroup > f.d) {
-      f(g);
-      continue;
-    }
-    for (int h = 0; h < 2; ++h) {
-      const __m512 v = _mm512_loadu_ps(reinterpret_cast<const float*>(f.in + 4 * (i0 + 16 * h)));
-      emit16<kMode>(f.y + i0 + 16 * h, f.w, v);
-    }
-  }
+  for_full_groups(
+      f.d, g0, g1,
+      [&](std::uint64_t, std::uint64_t i0) GOSSIP_AVX512_INLINE {
+        for (int h = 0; h < 2; ++h) {
+          const __m512 v =
+              _mm512_loadu_ps(reinterpret_cast<const float*>(f.in + 4 * (i0 + 16 * h)));
+          emit16<kMode>(f.y + i0 + 16 * h, f.w, v);
+        }
+      },
+      [&](std::uint64_t g) { f(g); });
 }
 
 // Bucketed decoders: per-bucket constant c, then value(c, codes) for 16 codes at a time.
