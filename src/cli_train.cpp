@@ -158,15 +158,13 @@ void write_summary(const RunConfig& c, const nlohmann::json& j) {
 
 // A diverged run: no checkpoint, no summary, a hint, exit status 3.
 int report_divergence(const RunConfig& c, const runtime::PeerSummary& s) {
-  const std::string name = algorithms::canonical_algorithm_name(c.algorithm);
-  const bool has_consensus_step = name == "deepsqueeze" || name == "choco-sgd";
   fmt::print(stderr,
              "diverged: peer {}'s training loss stopped being finite in round {} (epoch {:.2f}); "
              "every peer stopped, no checkpoint written. Try a smaller algorithm.lr{}, or a "
              "contractive codec (e.g. scaled=true for qsgd).\n",
              s.rank, *s.diverged_at,
              static_cast<double>(*s.diverged_at) / static_cast<double>(s.rounds_per_epoch),
-             has_consensus_step ? " or algorithm.consensus_step" : "");
+             algorithms::uses_consensus_step(c.algorithm) ? " or algorithm.consensus_step" : "");
   return 3;
 }
 

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <utility>
 #include <variant>
 
 #include <fmt/format.h>
@@ -37,7 +38,8 @@ const Key kKeys[] = {
      "rounds between checkpoints (0: on stop)"},
     {"run.device", &RunConfig::device, "cpu or cuda (the model's forward and backward pass)"},
     {"topology.file", &RunConfig::topology, "topology file or generator spec such as ring:8"},
-    {"algorithm.name", &RunConfig::algorithm, "dpsgd, dcd-psgd, deepsqueeze, choco-sgd, allreduce"},
+    {"algorithm.name", &RunConfig::algorithm,
+     "dpsgd, dcd-psgd, deepsqueeze, choco-sgd, d2, allreduce"},
     {"algorithm.lr", &RunConfig::lr, "learning rate"},
     {"algorithm.consensus_step", &RunConfig::consensus_step, "DeepSqueeze eta / CHOCO gamma_c"},
     {"algorithm.momentum", &RunConfig::momentum, "heavy-ball momentum on the local gradient"},
@@ -47,6 +49,8 @@ const Key kKeys[] = {
     {"algorithm.weight_decay", &RunConfig::weight_decay, "L2 weight decay"},
     {"algorithm.lr_decay_epochs", &RunConfig::lr_decay_epochs, "epochs at which lr is multiplied"},
     {"algorithm.lr_decay_factor", &RunConfig::lr_decay_factor, "the factor"},
+    {"algorithm.consensus_decay_factor", &RunConfig::consensus_decay_factor,
+     "consensus step multiplier at the same epochs (1: constant)"},
     {"compression.codec", &RunConfig::codec, "codec spec, e.g. qsgd:s=3,scaled=true"},
     {"compression.granularity", &RunConfig::granularity, "model or layer"},
     {"model.kind", &RunConfig::model, "mlp or softmax"},
@@ -177,6 +181,8 @@ void check_values(const RunConfig& c, Where where) {
   if (!(c.lr > 0)) fail("algorithm.lr", "must be positive");
   if (!(c.consensus_step > 0 && c.consensus_step <= 1))
     fail("algorithm.consensus_step", "must lie in (0, 1]");
+  if (!(c.consensus_decay_factor > 0 && c.consensus_decay_factor <= 1))
+    fail("algorithm.consensus_decay_factor", "must lie in (0, 1]");
   if (!(c.momentum >= 0 && c.momentum < 1)) fail("algorithm.momentum", "must lie in [0, 1)");
   if (!(c.weight_decay >= 0)) fail("algorithm.weight_decay", "must be non-negative");
   if (!(c.eval_every >= 0)) fail("run.eval_every", "must be non-negative");
@@ -286,9 +292,12 @@ void apply_override(RunConfig& c, const std::string& assignment) {
   } catch (const toml::parse_error&) {
     t = toml::table{{"v", value}};
   }
-  if (auto err = assign(c, *k, *t.get("v")); !err.empty())
+  // Applied to a copy: a refused override leaves `c` as it was.
+  RunConfig changed = c;
+  if (auto err = assign(changed, *k, *t.get("v")); !err.empty())
     throw ConfigError(fmt::format("--set {}: {} {}", assignment, path, err));
-  check_values(c, [&](std::string_view) { return fmt::format("--set {}", assignment); });
+  check_values(changed, [&](std::string_view) { return fmt::format("--set {}", assignment); });
+  c = std::move(changed);
 }
 
 }  // namespace gossip::runtime

@@ -42,6 +42,8 @@ struct RunConfig {
   double weight_decay = 0.0;
   std::vector<double> lr_decay_epochs;  // multiply lr by lr_decay_factor at these epochs
   double lr_decay_factor = 0.1;
+  // At the same epochs the consensus step (η, γ_c) is multiplied by this; 1 keeps it constant.
+  double consensus_decay_factor = 1.0;
 
   // [compression]
   std::string codec = "identity";
@@ -78,7 +80,8 @@ struct RunConfig {
 // Parses TOML text; `name` is used in messages (usually the path).
 RunConfig parse_run_config(const std::string& text, const std::string& name);
 RunConfig load_run_config(const std::string& path);
-// Applies one "section.key=value" override; value is TOML (strings may omit quotes).
+// Applies one "section.key=value" override; value is TOML (strings may omit quotes). Throws
+// ConfigError and leaves `config` unchanged when the key or the value is refused.
 void apply_override(RunConfig& config, const std::string& assignment);
 
 }  // namespace gossip::runtime

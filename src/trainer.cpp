@@ -170,11 +170,15 @@ std::span<const float> PeerTrainer::params() const {
   return algo_->params();
 }
 
-double PeerTrainer::lr_at(double epoch) const {
-  double lr = config_.lr;
-  for (double e : config_.lr_decay_epochs)
-    if (epoch >= e) lr *= config_.lr_decay_factor;
-  return lr;
+std::pair<double, double> PeerTrainer::schedule_at(double epoch) const {
+  double lr = config_.lr, eta = config_.consensus_step;
+  for (double e : config_.lr_decay_epochs) {
+    if (epoch >= e) {
+      lr *= config_.lr_decay_factor;
+      eta *= config_.consensus_decay_factor;
+    }
+  }
+  return {lr, eta};
 }
 
 std::string PeerTrainer::checkpoint_path(const RunConfig& config, int rank, std::uint64_t round) {
@@ -303,6 +307,7 @@ void PeerTrainer::log_line(std::ofstream& out, double train_loss,
       {"wait_seconds", tot.wait_s},
       {"decode_seconds", tot.decode_s},
       {"update_seconds", tot.update_s}};
+  if (algorithms::uses_consensus_step(algo_->name())) j["consensus_step"] = algo_->consensus_step();
   if (eval) {
     j["test_accuracy"] = eval->own.accuracy;
     j["test_loss"] = eval->own.loss;
@@ -355,8 +360,10 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
       std::shuffle(order.begin(), order.end(), rng);
       order_epoch = epoch;
     }
-    algo_->set_lr(
-        static_cast<float>(lr_at(static_cast<double>(t) / static_cast<double>(rounds_per_epoch_))));
+    const auto [lr, eta] =
+        schedule_at(static_cast<double>(t) / static_cast<double>(rounds_per_epoch_));
+    algo_->set_lr(static_cast<float>(lr));
+    algo_->set_consensus_step(static_cast<float>(eta));
     const std::span<const std::size_t> rows(order.data() + pos * batch, batch);
     double loss = 0.0;
     algo_->step([&](std::span<const float> x, std::span<float> g) {

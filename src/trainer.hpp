@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gossip/algorithms/algorithm.hpp"
@@ -108,7 +109,8 @@ class PeerTrainer {
   static std::optional<std::uint64_t> latest_common_checkpoint(const RunConfig& config, int peers);
 
  private:
-  double lr_at(double epoch) const;
+  // Learning rate and consensus step at `epoch` of the step schedule.
+  std::pair<double, double> schedule_at(double epoch) const;
   EvalPoint evaluate(std::uint64_t round);
   void log_line(std::ofstream& out, double train_loss, const std::optional<EvalPoint>& eval,
                 double wall) const;

@@ -17,7 +17,7 @@ namespace gossip::algorithms {
 namespace {
 
 constexpr std::array<char, 8> kMagic = {'G', 'S', 'P', 'A', 'L', 'G', 'O', '1'};
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;  // 2: the consensus step follows the learning rate
 
 // FNV-1a, 64 bit: the config hash and the checksum of a saved state.
 class Fnv1a {
@@ -116,7 +116,7 @@ struct NameEntry {
   std::string_view alias;
   std::string_view canonical;
 };
-constexpr std::array<NameEntry, 9> kNames = {{
+constexpr std::array<NameEntry, 11> kNames = {{
     {"dpsgd", "dpsgd"},
     {"d-psgd", "dpsgd"},
     {"dcd-psgd", "dcd-psgd"},
@@ -126,6 +126,8 @@ constexpr std::array<NameEntry, 9> kNames = {{
     {"choco", "choco-sgd"},
     {"allreduce", "allreduce"},
     {"c-psgd", "allreduce"},
+    {"d2", "d2"},
+    {"exact-diffusion", "d2"},
 }};
 
 }  // namespace
@@ -135,9 +137,14 @@ std::string canonical_algorithm_name(std::string_view name) {
     if (e.alias == name) return std::string(e.canonical);
   }
   throw std::invalid_argument(fmt::format(
-      "unknown algorithm '{}': expected one of dpsgd, dcd-psgd, deepsqueeze, choco-sgd, "
-      "allreduce (aliases d-psgd, dcd, choco, c-psgd)",
+      "unknown algorithm '{}': expected one of dpsgd, dcd-psgd, deepsqueeze, choco-sgd, d2, "
+      "allreduce (aliases d-psgd, dcd, choco, exact-diffusion, c-psgd)",
       name));
+}
+
+bool uses_consensus_step(std::string_view name) {
+  const std::string canonical = canonical_algorithm_name(name);
+  return canonical == "deepsqueeze" || canonical == "choco-sgd";
 }
 
 std::uint64_t settings_hash(const AlgorithmConfig& config, std::size_t d) {
@@ -230,6 +237,12 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
 std::vector<float> Algorithm::model_buffer(float fill) {
   ++model_sized_buffers_;
   return std::vector<float>(x_.size(), fill);
+}
+
+void Algorithm::set_consensus_step(float step) {
+  if (!(step > 0.0f && step <= 1.0f))
+    throw std::invalid_argument(fmt::format("consensus step must be in (0, 1], got {}", step));
+  config_.consensus_step = step;
 }
 
 void Algorithm::step(GradientFn grad) {
@@ -334,6 +347,7 @@ void Algorithm::save(std::ostream& out) const {
   w.value(config_hash_);
   w.value(round_);
   w.value(config_.lr);
+  w.value(config_.consensus_step);
   w.value(static_cast<std::uint32_t>(buffers.size()));
   for (const StateBuffer& b : buffers) {
     w.string(b.name);
@@ -375,6 +389,7 @@ void Algorithm::load(std::istream& in) {
   }
   const auto round = r.value<std::uint64_t>("the round");
   const auto lr = r.value<float>("the learning rate");
+  const auto consensus_step = r.value<float>("the consensus step");
   auto buffers = state_buffers();
   const auto count = r.value<std::uint32_t>("the buffer count");
   if (count != buffers.size()) {
@@ -403,6 +418,7 @@ void Algorithm::load(std::istream& in) {
   }
   round_ = round;
   config_.lr = lr;
+  config_.consensus_step = consensus_step;
 }
 
 std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,
@@ -414,6 +430,7 @@ std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Tr
   if (name == "dpsgd") return detail::make_dpsgd(config, transport, topology, x0);
   if (name == "dcd-psgd") return detail::make_dcd_psgd(config, transport, topology, x0);
   if (name == "deepsqueeze") return detail::make_deep_squeeze(config, transport, topology, x0);
+  if (name == "d2") return detail::make_d2(config, transport, topology, x0);
   return detail::make_choco_sgd(config, transport, topology, x0);
 }
 
@@ -513,6 +530,30 @@ void GossipAlgorithm::exchange_accumulate(float scale, std::span<float> y) {
   const double total = seconds_since(mark);
   last_.decode_s += decode_s;
   last_.wait_s += total - decode_s;
+}
+
+void GossipAlgorithm::exchange_decode_each(std::span<float> scratch, NeighborFn use) {
+  if (weights_.empty()) return;
+  Clock::time_point mark = Clock::now();
+  double decode_s = 0.0, use_s = 0.0;
+  transport_.exchange_each(round_, wire_, [&](std::size_t k, std::span<const std::byte> message) {
+    const auto start = Clock::now();
+    codec_->decode(message, scratch);
+    const auto decoded = Clock::now();
+    use(weights_[k], scratch);
+    decode_s += std::chrono::duration<double>(decoded - start).count();
+    use_s += std::chrono::duration<double>(Clock::now() - decoded).count();
+  });
+  const double total = seconds_since(mark);
+  last_.decode_s += decode_s;
+  last_.update_s += use_s;
+  last_.wait_s += total - decode_s - use_s;
+}
+
+void GossipAlgorithm::decode_own(std::span<float> y) {
+  Clock::time_point mark = Clock::now();
+  codec_->decode(wire_, y);
+  last_.decode_s += seconds_since(mark);
 }
 
 void GossipAlgorithm::accumulate_own(float w, std::span<float> y) {

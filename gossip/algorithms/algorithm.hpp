@@ -40,8 +40,8 @@
 namespace gossip::algorithms {
 
 struct AlgorithmConfig {
-  // "dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd" or "allreduce" (C-PSGD). Aliases: "d-psgd",
-  // "dcd", "choco", "c-psgd".
+  // "dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "d2" or "allreduce" (C-PSGD). Aliases:
+  // "d-psgd", "dcd", "choco", "exact-diffusion", "c-psgd".
   std::string name = "dpsgd";
   float lr = 0.1f;              // γ
   float consensus_step = 1.0f;  // η (DeepSqueeze) or γ_c (CHOCO-SGD); ignored by the others
@@ -69,6 +69,8 @@ struct AlgorithmConfig {
 
 // Canonical algorithm name for a name or alias; throws std::invalid_argument listing the names.
 std::string canonical_algorithm_name(std::string_view name);
+// Whether the algorithm `name` (or alias) has a consensus step (η, γ_c): DeepSqueeze, CHOCO-SGD.
+bool uses_consensus_step(std::string_view name);
 
 // Hash of the settings every peer of one run must share (algorithm, lr, consensus step,
 // momentum, Nesterov, weight decay, codec, tensor sizes, seed) and the model size d; the same on
@@ -124,9 +126,13 @@ class Algorithm {
   const std::string& name() const { return config_.name; }
   const AlgorithmConfig& config() const { return config_; }
 
-  // The learning rate may follow a schedule; the current value is part of the saved state.
+  // The learning rate and the consensus step (η, γ_c) may follow a schedule; their current values
+  // are part of the saved state, the values the object was made with part of config_hash().
   void set_lr(float lr) { config_.lr = lr; }
   float lr() const { return config_.lr; }
+  // Throws std::invalid_argument unless step is in (0, 1].
+  void set_consensus_step(float step);
+  float consensus_step() const { return config_.consensus_step; }
 
   const RoundStats& last_round() const { return last_; }
   const RoundStats& totals() const { return totals_; }
@@ -148,8 +154,9 @@ class Algorithm {
   void load(std::istream& in);
 
   // Hash of everything that must agree for a saved state to be loadable: algorithm, d, codec,
-  // consensus step, momentum, weight decay, tensor sizes, seed, rank, n and the topology hash.
-  // The learning rate is left out on purpose (schedules change it; it is saved as state).
+  // consensus step as made, momentum, weight decay, tensor sizes, seed, rank, n and the topology
+  // hash. The learning rate is left out and the scheduled consensus step too (both are saved as
+  // state).
   std::uint64_t config_hash() const { return config_hash_; }
 
  protected:

@@ -1,5 +1,5 @@
 #pragma once
-// Internal: what the four gossip algorithms share (codec, send buffer, neighbour weights in
+// Internal: what the gossip algorithms share (codec, send buffer, neighbour weights in
 // transport order) and the factories of the concrete algorithms. Not part of the public API;
 // include gossip/algorithms/algorithm.hpp.
 
@@ -34,6 +34,15 @@ class GossipAlgorithm : public Algorithm {
   // Timed as wait and decode.
   void exchange_accumulate(float scale, std::span<float> y);
 
+  // Sends the encoded message; for every neighbour j, as its message comes in (neighbour order),
+  // decodes C(q_j) into `scratch` and calls use(W_ij, scratch). For rules that need the
+  // neighbour's values themselves rather than a weighted sum. Timed as wait and decode, use() as
+  // update.
+  using NeighborFn = FunctionRef<void(float w_ij, std::span<const float> q_j)>;
+  void exchange_decode_each(std::span<float> scratch, NeighborFn use);
+  // y = C(own message). Timed as decode.
+  void decode_own(std::span<float> y);
+
   float self_weight() const { return self_weight_; }
 
   // Throws std::invalid_argument unless config.consensus_step is in (0, 1]; `what` names it in
@@ -61,6 +70,8 @@ std::unique_ptr<Algorithm> make_deep_squeeze(const AlgorithmConfig&, net::Transp
                                              const topology::Topology&, std::span<const float>);
 std::unique_ptr<Algorithm> make_choco_sgd(const AlgorithmConfig&, net::Transport&,
                                           const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_d2(const AlgorithmConfig&, net::Transport&,
+                                   const topology::Topology&, std::span<const float>);
 std::unique_ptr<Algorithm> make_allreduce_sgd(const AlgorithmConfig&, net::Transport&,
                                               const topology::Topology&, std::span<const float>);
 

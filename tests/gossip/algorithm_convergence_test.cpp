@@ -79,7 +79,7 @@ TEST_CASE("fp32: every algorithm approaches the least-squares optimum, closer as
   const Heterogeneous8 ls(41);
   const auto& [x0, grad, opt] = ls.parts();
   const double start = worst_error({x0}, opt);
-  for (std::string name : {"dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "allreduce"}) {
+  for (std::string name : {"dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "d2", "allreduce"}) {
     CAPTURE(name);
     std::vector<double> err;
     for (float lr : {0.08f, 0.04f, 0.02f}) {
@@ -89,8 +89,10 @@ TEST_CASE("fp32: every algorithm approaches the least-squares optimum, closer as
     }
     MESSAGE(name << ": relative error at lr 0.08 / 0.04 / 0.02: " << err[0] << " / " << err[1]
                  << " / " << err[2] << " (start " << start << ")");
-    if (name == "allreduce") {
-      // Exact gradients and exact averaging: no floor from heterogeneity.
+    if (name == "allreduce" || name == "d2") {
+      // Exact gradients and exact averaging (all-reduce) or D²'s correction of the peers'
+      // differing gradients: no floor from heterogeneity, at any of these steps. (D² written
+      // naively in float stalls near 1e-3 here: gossip/algorithms/d2.cpp says why.)
       for (double e : err) CHECK(e < 1e-4);
     } else {
       // Gossip with heterogeneous data stops O(γ) away from x*: halving γ must shrink it.
@@ -129,7 +131,7 @@ TEST_CASE("fp32 gossip on torus and random graphs reaches consensus near the opt
   const auto& [x0, grad, opt] = ls.parts();
   for (std::string spec : {"torus:2x4", "erdos-renyi:8,p=0.5,seed=3"}) {
     const auto topo = gt::make_topo(spec);
-    for (std::string name : {"dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd"}) {
+    for (std::string name : {"dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "d2"}) {
       CAPTURE(spec);
       CAPTURE(name);
       const auto x = gt::run_algorithm(config(name, 0.02f, 0.5f, "identity"), topo, x0, 1500, grad);

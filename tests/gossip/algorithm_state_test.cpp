@@ -41,7 +41,8 @@ namespace gt = gossip::algorithms::testing;
 
 namespace {
 
-const char* const kAlgorithms[] = {"dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "allreduce"};
+const char* const kAlgorithms[] = {"dpsgd",     "dcd-psgd", "deepsqueeze",
+                                   "choco-sgd", "d2",       "allreduce"};
 
 ga::AlgorithmConfig full_config(std::string name) {
   ga::AlgorithmConfig c;
@@ -120,6 +121,9 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
         auto algo = ga::make_algorithm(cfg, *net.transports[i], topo, x0);
         auto g = [&](std::span<const float> x, std::span<float> gr) { problem.gradient(r, x, gr); };
         for (std::uint64_t t = 0; t < first; ++t) algo->step(g);
+        // A schedule moved both: the saved state must carry their current values.
+        algo->set_lr(cfg.lr * 0.5f);
+        algo->set_consensus_step(cfg.consensus_step * 0.5f);
         std::ostringstream out;
         algo->save(out);
         saved[i] = out.str();
@@ -139,6 +143,8 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
         std::istringstream in(saved[i]);
         algo->load(in);
         rounds[i] = algo->round();
+        CHECK(algo->lr() == cfg.lr * 0.5f);
+        CHECK(algo->consensus_step() == cfg.consensus_step * 0.5f);
         auto g = [&](std::span<const float> x, std::span<float> gr) { problem.gradient(r, x, gr); };
         for (std::uint64_t t = 0; t < second; ++t) algo->step(g);
         resumed[i].assign(algo->params().begin(), algo->params().end());
@@ -306,9 +312,10 @@ TEST_CASE("model-sized buffers per peer do not grow with the degree") {
     }
     CAPTURE(name);
     CHECK(counts[0] == counts[1]);
-    // x and g, plus s (DCD), δ (DeepSqueeze), x̂ and s (CHOCO).
+    // x and g, plus s (DCD), δ (DeepSqueeze), x̂ and s (CHOCO), the correction and a decode
+    // buffer (D²).
     const std::string nm = name;
-    const std::size_t expected = nm == "choco-sgd"                           ? 4
+    const std::size_t expected = (nm == "choco-sgd" || nm == "d2")           ? 4
                                  : (nm == "dcd-psgd" || nm == "deepsqueeze") ? 3
                                                                              : 2;
     CHECK(counts[0] == expected);
@@ -416,6 +423,15 @@ TEST_CASE("configuration errors name the bad setting") {
   CHECK(error_of(cfg, *net.transports[0]).find("quasi_global momentum needs momentum > 0") !=
         std::string::npos);
   cfg.quasi_global = false;
+  {  // a schedule may not move the consensus step out of (0, 1]
+    auto algo = ga::make_algorithm(cfg, *net.transports[0], topo, x0);
+    CHECK_THROWS_WITH_AS(algo->set_consensus_step(0.0f), doctest::Contains("(0, 1], got 0"),
+                         std::invalid_argument);
+    CHECK(algo->consensus_step() == cfg.consensus_step);
+  }
+  CHECK(ga::uses_consensus_step("choco"));
+  CHECK(ga::uses_consensus_step("deepsqueeze"));
+  CHECK_FALSE(ga::uses_consensus_step("d-psgd"));
   // A transport of another topology: its neighbours are not this W's.
   cfg.momentum = 0.0f;
   const auto other = gt::make_topo("complete:4");

@@ -59,8 +59,13 @@ TEST_CASE("overrides: typed values, bare strings, and errors naming the argument
                        doctest::Contains("must be an integer"), ConfigError);
   CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.lr"), doctest::Contains("section.key=value"),
                        ConfigError);
+  const double step = c.consensus_step;
   CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.consensus_step=1.5"),
                        doctest::Contains("(0, 1]"), ConfigError);
+  CHECK(c.consensus_step == step);  // a refused override changes nothing
+  CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.consensus_decay_factor=0"),
+                       doctest::Contains("algorithm.consensus_decay_factor must lie in (0, 1]"),
+                       ConfigError);
 }
 
 TEST_CASE("output folder is not part of the run hash") {

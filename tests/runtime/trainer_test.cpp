@@ -89,7 +89,20 @@ TEST_CASE("resume from a checkpoint continues to the same result as an uninterru
     const std::string name = algorithm;
     CAPTURE(name);
     auto c = small_config(dir.string(), algorithm, codec);
+    // The step schedule changes lr and the consensus step at round 31, before the stop.
+    apply_override(c, "algorithm.lr_decay_epochs=[1]");
+    apply_override(c, "algorithm.consensus_decay_factor=0.5");
     const auto straight = run_all(c, std::nullopt, std::nullopt, false);
+    {
+      std::ifstream in(std::filesystem::path(c.output_dir()) / "metrics-0.jsonl");
+      std::string line, last;
+      while (std::getline(in, line)) last = line;
+      const auto j = nlohmann::json::parse(last);
+      CHECK(j.at("lr").get<double>() == doctest::Approx(c.lr * 0.1));
+      const bool has_step = name == "deepsqueeze" || name == "choco-sgd";
+      CHECK(j.contains("consensus_step") == has_step);
+      if (has_step) CHECK(j.at("consensus_step").get<double>() == doctest::Approx(0.5));
+    }
     run_all(c, std::nullopt, 40, true);  // stops before round 40 and checkpoints there
     CHECK(PeerTrainer::latest_common_checkpoint(c, 4) == 40u);
     const auto resumed = run_all(c, 40, std::nullopt, false);
