@@ -49,6 +49,8 @@ const Key kKeys[] = {
     {"algorithm.weight_decay", &RunConfig::weight_decay, "L2 weight decay"},
     {"algorithm.lr_decay_epochs", &RunConfig::lr_decay_epochs, "epochs at which lr is multiplied"},
     {"algorithm.lr_decay_factor", &RunConfig::lr_decay_factor, "the factor"},
+    {"algorithm.lr_warmup_epochs", &RunConfig::lr_warmup_epochs,
+     "epochs over which lr grows linearly to its value (0: none)"},
     {"algorithm.consensus_decay_factor", &RunConfig::consensus_decay_factor,
      "consensus step multiplier at the same epochs (1: constant)"},
     {"compression.codec", &RunConfig::codec, "codec spec, e.g. qsgd:s=3,scaled=true"},
@@ -184,6 +186,7 @@ void check_values(const RunConfig& c, Where where) {
   if (!(c.consensus_decay_factor > 0 && c.consensus_decay_factor <= 1))
     fail("algorithm.consensus_decay_factor", "must lie in (0, 1]");
   if (!(c.momentum >= 0 && c.momentum < 1)) fail("algorithm.momentum", "must lie in [0, 1)");
+  if (!(c.lr_warmup_epochs >= 0)) fail("algorithm.lr_warmup_epochs", "must be non-negative");
   if (!(c.weight_decay >= 0)) fail("algorithm.weight_decay", "must be non-negative");
   if (!(c.eval_every >= 0)) fail("run.eval_every", "must be non-negative");
   if (!(c.timeout_s > 0)) fail("transport.timeout_s", "must be positive");

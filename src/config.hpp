@@ -42,6 +42,7 @@ struct RunConfig {
   double weight_decay = 0.0;
   std::vector<double> lr_decay_epochs;  // multiply lr by lr_decay_factor at these epochs
   double lr_decay_factor = 0.1;
+  double lr_warmup_epochs = 0.0;  // lr grows linearly from lr/rounds to lr over these epochs
   // At the same epochs the consensus step (η, γ_c) is multiplied by this; 1 keeps it constant.
   double consensus_decay_factor = 1.0;
 

@@ -170,8 +170,14 @@ std::span<const float> PeerTrainer::params() const {
   return algo_->params();
 }
 
-std::pair<double, double> PeerTrainer::schedule_at(double epoch) const {
+std::pair<double, double> PeerTrainer::schedule_at(std::uint64_t round) const {
+  const double per_epoch = static_cast<double>(rounds_per_epoch_);
+  const double epoch = static_cast<double>(round) / per_epoch;
+  const double warmup_rounds = config_.lr_warmup_epochs * per_epoch;
   double lr = config_.lr, eta = config_.consensus_step;
+  // Round t of a warm-up of T rounds steps with lr·(t+1)/T: never a zero step.
+  if (static_cast<double>(round) + 1.0 < warmup_rounds)
+    lr *= (static_cast<double>(round) + 1.0) / warmup_rounds;
   for (double e : config_.lr_decay_epochs) {
     if (epoch >= e) {
       lr *= config_.lr_decay_factor;
@@ -360,8 +366,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
       std::shuffle(order.begin(), order.end(), rng);
       order_epoch = epoch;
     }
-    const auto [lr, eta] =
-        schedule_at(static_cast<double>(t) / static_cast<double>(rounds_per_epoch_));
+    const auto [lr, eta] = schedule_at(t);
     algo_->set_lr(static_cast<float>(lr));
     algo_->set_consensus_step(static_cast<float>(eta));
     const std::span<const std::size_t> rows(order.data() + pos * batch, batch);

@@ -109,8 +109,8 @@ class PeerTrainer {
   static std::optional<std::uint64_t> latest_common_checkpoint(const RunConfig& config, int peers);
 
  private:
-  // Learning rate and consensus step at `epoch` of the step schedule.
-  std::pair<double, double> schedule_at(double epoch) const;
+  // Learning rate and consensus step in `round`: linear warm-up, then the step schedule.
+  std::pair<double, double> schedule_at(std::uint64_t round) const;
   EvalPoint evaluate(std::uint64_t round);
   void log_line(std::ofstream& out, double train_loss, const std::optional<EvalPoint>& eval,
                 double wall) const;

@@ -63,6 +63,9 @@ TEST_CASE("overrides: typed values, bare strings, and errors naming the argument
   CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.consensus_step=1.5"),
                        doctest::Contains("(0, 1]"), ConfigError);
   CHECK(c.consensus_step == step);  // a refused override changes nothing
+  CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.lr_warmup_epochs=-1"),
+                       doctest::Contains("algorithm.lr_warmup_epochs must be non-negative"),
+                       ConfigError);
   CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.consensus_decay_factor=0"),
                        doctest::Contains("algorithm.consensus_decay_factor must lie in (0, 1]"),
                        ConfigError);

@@ -89,14 +89,23 @@ TEST_CASE("resume from a checkpoint continues to the same result as an uninterru
     const std::string name = algorithm;
     CAPTURE(name);
     auto c = small_config(dir.string(), algorithm, codec);
-    // The step schedule changes lr and the consensus step at round 31, before the stop.
+    // The schedule warms lr up over 15.5 rounds and changes lr and the consensus step at round
+    // 31, both before the stop.
+    apply_override(c, "algorithm.lr_warmup_epochs=0.5");
     apply_override(c, "algorithm.lr_decay_epochs=[1]");
     apply_override(c, "algorithm.consensus_decay_factor=0.5");
     const auto straight = run_all(c, std::nullopt, std::nullopt, false);
     {
       std::ifstream in(std::filesystem::path(c.output_dir()) / "metrics-0.jsonl");
-      std::string line, last;
-      while (std::getline(in, line)) last = line;
+      std::string line, first, last;
+      while (std::getline(in, line)) {
+        if (first.empty()) first = line;
+        last = line;
+      }
+      const auto j0 = nlohmann::json::parse(first);
+      const auto round = j0.at("round").get<double>();  // rounds done; the last one was round - 1
+      REQUIRE(round < 15.5);
+      CHECK(j0.at("lr").get<double>() == doctest::Approx(c.lr * round / 15.5));
       const auto j = nlohmann::json::parse(last);
       CHECK(j.at("lr").get<double>() == doctest::Approx(c.lr * 0.1));
       const bool has_step = name == "deepsqueeze" || name == "choco-sgd";
