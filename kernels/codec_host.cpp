@@ -4,16 +4,7 @@
 
 #include <omp.h>
 
-#if defined(__x86_64__)
-// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_epi32()
-// (GCC bug 105593). The warning is reported at the header's lines, so it is silenced where the
-// header is included rather than where the intrinsics are used.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
+#include "kernels/x86_intrinsics.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -735,10 +726,7 @@ class HostCodec final : public Codec, private CodecPlan {
         std::uint64_t e = 0;
         for (std::uint64_t t = 0; t < lay.tensors(); ++t) {
           const std::uint64_t k = p_.k_for(lay.size(t));
-          const float scale =
-              p_.unbiased && k
-                  ? static_cast<float>(static_cast<double>(lay.size(t)) / static_cast<double>(k))
-                  : 1.0f;
+          const float scale = p_.randomk_scale(lay.size(t));
           for (std::uint64_t q = 0; q < k; ++q, ++e)
             emit<kMode>(y, idx[e], w, load_le<float>(val + 4 * e) * scale);
         }

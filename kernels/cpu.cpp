@@ -4,8 +4,20 @@
 #include <cstdlib>
 #include <string>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 namespace gossip::kernels {
 namespace {
+
+#if defined(__x86_64__)
+// F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
+bool has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+#endif
 
 HostIsa detected() {
   static const HostIsa isa = [] {
@@ -15,7 +27,7 @@ HostIsa detected() {
     if (c == "scalar") return HostIsa::kScalar;
     if (c != "avx2" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c"))
+        __builtin_cpu_supports("bmi2") && has_f16c())
       return HostIsa::kAvx512;
     if (__builtin_cpu_supports("avx2")) return HostIsa::kAvx2;
 #endif

@@ -1,13 +1,6 @@
 #include "kernels/crc32c.hpp"
 
-#if defined(__x86_64__)
-// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized (GCC bug 105593); see codec_host.cpp.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
+#include "kernels/x86_intrinsics.hpp"
 
 #include <array>
 #include <cstring>
@@ -20,11 +13,7 @@ namespace {
 
 constexpr std::array<std::array<std::uint32_t, 256>, 8> make_tables() {
   std::array<std::array<std::uint32_t, 256>, 8> t{};
-  for (std::uint32_t i = 0; i < 256; ++i) {
-    std::uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ ((c & 1u) ? kCrcPoly : 0u);
-    t[0][i] = c;
-  }
+  t[0] = crc_byte_table();
   for (std::size_t j = 1; j < 8; ++j)
     for (std::uint32_t i = 0; i < 256; ++i)
       t[j][i] = (t[j - 1][i] >> 8) ^ t[0][t[j - 1][i] & 0xffu];

@@ -11,12 +11,7 @@
 
 #if defined(__x86_64__)
 
-// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized (GCC bug 105593); see codec_host.cpp.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "kernels/x86_intrinsics.hpp"
 
 #include <cmath>
 #include <cstdint>

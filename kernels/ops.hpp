@@ -1,8 +1,9 @@
 #pragma once
 // Element-wise work of every dense codec as host-and-device functors, one call per group of 32
 // elements (a group's packed codes fill whole 32-bit words, so groups write disjoint bytes and run
-// in any order on any number of threads). Run through Thrust by kernels/codec.cpp (host, OpenMP)
-// and kernels/cuda/ (device). Every float formula here is the definition the tests check.
+// in any order on any number of threads). Run by kernels/codec_host.cpp (host, OpenMP threads, or
+// their AVX-512 twins in host_avx512.hpp) and kernels/cuda/device_codec.cu (device). Every float
+// formula here is the definition the tests check.
 
 #include <cmath>
 #include <cstddef>

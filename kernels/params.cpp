@@ -79,6 +79,12 @@ std::uint32_t CodecParams::qsgd_width() const {
   return 1 + w;
 }
 
+float CodecParams::randomk_scale(std::uint64_t n) const {
+  const std::uint64_t kn = k_for(n);
+  return unbiased && kn ? static_cast<float>(static_cast<double>(n) / static_cast<double>(kn))
+                        : 1.0f;
+}
+
 std::uint64_t CodecParams::k_for(std::uint64_t n) const {
   if (n == 0) return 0;
   if (ratio > 0.0) {

@@ -25,6 +25,9 @@ struct CodecParams {
   std::uint32_t qsgd_width() const;
   // k for a tensor of n elements.
   std::uint64_t k_for(std::uint64_t n) const;
+  // randomk: the factor its values are decoded with for a tensor of n elements, n/k when
+  // unbiased (1 when k = 0 or biased).
+  float randomk_scale(std::uint64_t n) const;
 };
 
 // Throws std::invalid_argument naming the codec / parameter and the allowed values.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/hd.hpp"
+#include "kernels/layout.hpp"
 #include "kernels/philox.hpp"
 
 namespace gossip::kernels {
@@ -57,15 +58,7 @@ GOSSIP_HD inline std::uint64_t randomk_resolve(const std::uint32_t* draw, const 
 GOSSIP_HD inline void randomk_locate(const std::uint64_t* offsets, const std::uint64_t* kbase,
                                      std::uint32_t tensors, std::uint64_t e, std::uint32_t& t,
                                      std::uint64_t& n, std::uint64_t& k, std::uint64_t& q) {
-  std::uint32_t lo = 0, hi = tensors;  // largest t with kbase[t] <= e
-  while (hi - lo > 1) {
-    const std::uint32_t mid = lo + (hi - lo) / 2;
-    if (kbase[mid] <= e)
-      lo = mid;
-    else
-      hi = mid;
-  }
-  t = lo;
+  t = LayoutView::search(kbase, tensors, e);  // largest t with kbase[t] <= e
   n = offsets[t + 1] - offsets[t];
   k = kbase[t + 1] - kbase[t];
   q = e - kbase[t];

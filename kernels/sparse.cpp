@@ -8,16 +8,13 @@
 #include <cstring>
 
 #include "kernels/hd.hpp"
-#include "kernels/philox.hpp"
+#include "kernels/radix_select.hpp"
+#include "kernels/randomk_parallel.hpp"
 
 namespace gossip::kernels {
 namespace {
 
 constexpr std::uint64_t kChunk = 64 * 1024;  // fixed work unit: results never depend on threads
-
-inline std::uint32_t abs_key(float v) {
-  return bits_as<std::uint32_t>(v) & 0x7fffffffu;
-}
 
 // The k-th largest of the candidates (k <= cand.size()): with (key << 32 | ~index) packing, a
 // descending integer order is the rank order and every value is distinct, so the top k are
@@ -42,7 +39,7 @@ void select_topk(std::span<const float> x, std::uint64_t k, std::uint64_t base,
     return;
   }
   auto pack = [&](std::uint64_t i) {
-    return (static_cast<std::uint64_t>(abs_key(x[i])) << 32) |
+    return (static_cast<std::uint64_t>(topk_key(x[i])) << 32) |
            (0xffffffffu - static_cast<std::uint32_t>(i));
   };
   // Scratch lives per thread and keeps its capacity: steady-state calls allocate nothing. Names
@@ -73,12 +70,12 @@ void select_topk(std::span<const float> x, std::uint64_t k, std::uint64_t base,
         const std::uint64_t b = static_cast<std::uint64_t>(c) * kChunk, e = std::min(n, b + kChunk);
         std::uint64_t i = b;
         for (; i + 4 <= e; i += 4) {
-          ++h[abs_key(x[i]) >> kShift];
-          ++h[kBins + (abs_key(x[i + 1]) >> kShift)];
-          ++h[2 * kBins + (abs_key(x[i + 2]) >> kShift)];
-          ++h[3 * kBins + (abs_key(x[i + 3]) >> kShift)];
+          ++h[topk_key(x[i]) >> kShift];
+          ++h[kBins + (topk_key(x[i + 1]) >> kShift)];
+          ++h[2 * kBins + (topk_key(x[i + 2]) >> kShift)];
+          ++h[3 * kBins + (topk_key(x[i + 3]) >> kShift)];
         }
-        for (; i < e; ++i) ++h[abs_key(x[i]) >> kShift];
+        for (; i < e; ++i) ++h[topk_key(x[i]) >> kShift];
       }
 #pragma omp critical
       for (int i = 0; i < kBins; ++i)
@@ -102,12 +99,13 @@ void select_topk(std::span<const float> x, std::uint64_t k, std::uint64_t base,
       for (; i + 64 <= e; i += 64) {
         std::uint64_t m = 0;
         for (std::uint32_t j = 0; j < 64; ++j)
-          m |= static_cast<std::uint64_t>(static_cast<std::int32_t>(abs_key(x[i + j])) >= lim) << j;
+          m |= static_cast<std::uint64_t>(static_cast<std::int32_t>(topk_key(x[i + j])) >= lim)
+               << j;
         for (; m; m &= m - 1)
           part.push_back(pack(i + static_cast<std::uint64_t>(__builtin_ctzll(m))));
       }
       for (; i < e; ++i)
-        if ((abs_key(x[i]) >> kShift) >= bin) part.push_back(pack(i));
+        if ((topk_key(x[i]) >> kShift) >= bin) part.push_back(pack(i));
     }
     std::size_t total = 0;
     for (const auto& p : parts) total += p.size();
@@ -129,12 +127,8 @@ void randomk_indices(std::uint64_t seed, std::uint32_t tensor, std::uint64_t n, 
   if (k == 0) return;
   thread_local std::vector<std::uint64_t> taken;  // keeps its capacity: no steady-state allocation
   taken.assign((n + 63) / 64, 0);
-  const auto k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
   for (std::uint64_t j = n - k; j < n; ++j) {
-    const Philox4 r =
-        philox4x32_10(Philox4{{static_cast<std::uint32_t>(j), tensor, 0u, 3u << 24}}, k0, k1);
-    const std::uint64_t word = (static_cast<std::uint64_t>(r.v[1]) << 32) | r.v[0];
-    std::uint64_t t = mul_hi64(word, j + 1);
+    std::uint64_t t = randomk_draw(seed, tensor, j);
     if (taken[t >> 6] & (1ull << (t & 63))) t = j;
     taken[t >> 6] |= 1ull << (t & 63);
     out.push_back(static_cast<std::uint32_t>(base + t));

@@ -885,13 +885,7 @@ struct DeviceCodec::Impl {
         const auto ri = randomk_indices_dev(seed, lay, s);
         if (ri->total == 0) break;
         std::vector<float> scale(lay.tensors());
-        for (std::uint64_t t = 0; t < lay.tensors(); ++t) {
-          const std::uint64_t k = p.k_for(lay.size(t));
-          scale[t] =
-              p.unbiased && k
-                  ? static_cast<float>(static_cast<double>(lay.size(t)) / static_cast<double>(k))
-                  : 1.0f;
-        }
+        for (std::uint64_t t = 0; t < lay.tensors(); ++t) scale[t] = p.randomk_scale(lay.size(t));
         DevBuf<float> dscale(scale.size(), s);
         upload_into(dscale.get(), scale, s);
         randomk_apply_kernel<kMode><<<blocks_for(ri->total, kThreads), kThreads, 0, s>>>(

@@ -17,6 +17,25 @@
 
 namespace gossip::kernels::ref {
 
+// The bit-packed codecs with the parameter corners that matter to the tile kernels (every qsgd
+// and quantize width, buckets that do and do not divide the tile, whole-tensor buckets); the
+// CPU/GPU tests run each of them.
+inline const char* const kPackedSpecs[] = {"qsgd:s=3,bucket=512",
+                                           "qsgd:s=15,scaled=true",
+                                           "qsgd:s=255,bucket=4096",
+                                           "qsgd:s=7,bucket=100",
+                                           "qsgd:s=1,bucket=5000",
+                                           "quantize:bits=2",
+                                           "quantize:bits=8,rounding=nearest,bucket=33",
+                                           "quantize:bits=1,bucket=9000",
+                                           "quantize:bits=4,bucket=77",
+                                           "quantize:bits=4,bucket=9000",
+                                           "terngrad:bucket=64",
+                                           "terngrad",
+                                           "sign:bucket=512",
+                                           "sign",
+                                           "sign:bucket=3"};
+
 inline std::uint32_t fbits(float f) {
   std::uint32_t u;
   std::memcpy(&u, &f, 4);

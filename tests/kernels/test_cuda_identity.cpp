@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -104,26 +105,11 @@ TEST_CASE("CUDA encodings equal the host's byte for byte") {
     MESSAGE("no CUDA device on this machine: CPU/GPU byte identity not checked");
     std::exit(77);  // meson's exit code for a skipped test: reported as SKIP, never as a pass
   }
-  const char* specs[] = {"identity",
-                         "fp16",
-                         "bf16",
-                         "qsgd:s=3,bucket=512",
-                         "qsgd:s=15,scaled=true",
-                         "qsgd:s=255,bucket=4096",
-                         "qsgd:s=7,bucket=100",
-                         "qsgd:s=1,bucket=5000",
-                         "quantize:bits=2",
-                         "quantize:bits=8,rounding=nearest,bucket=33",
-                         "quantize:bits=4,bucket=9000",
-                         "terngrad:bucket=64",
-                         "terngrad",
-                         "sign:bucket=512",
-                         "sign",
-                         "topk:ratio=0.01",
-                         "topk:k=7",
-                         "randomk:ratio=0.01,unbiased=true",
-                         "randomk:k=7,unbiased=false",
-                         "threshold:tau=1.5"};
+  std::vector<const char*> specs = {"identity", "fp16", "bf16"};
+  specs.insert(specs.end(), std::begin(r::kPackedSpecs), std::end(r::kPackedSpecs));
+  for (const char* sparse : {"topk:ratio=0.01", "topk:k=7", "randomk:ratio=0.01,unbiased=true",
+                             "randomk:k=7,unbiased=false", "threshold:tau=1.5"})
+    specs.push_back(sparse);
   std::size_t total = 0;
   for (std::size_t n : kLayout) total += n;
   for (const char* spec : specs) {

@@ -114,25 +114,10 @@ void check_packed(const char* spec, const std::vector<std::size_t>& layout, std:
                      hy));
 }
 
-const char* kPacked[] = {"qsgd:s=3,bucket=512",
-                         "qsgd:s=15,scaled=true",
-                         "qsgd:s=255,bucket=4096",
-                         "qsgd:s=7,bucket=100",
-                         "qsgd:s=1,bucket=5000",
-                         "quantize:bits=2",
-                         "quantize:bits=8,rounding=nearest,bucket=33",
-                         "quantize:bits=1,bucket=9000",
-                         "quantize:bits=4,bucket=77",
-                         "terngrad:bucket=64",
-                         "terngrad",
-                         "sign:bucket=512",
-                         "sign",
-                         "sign:bucket=3"};
-
 }  // namespace
 
 TEST_CASE("tile kernels' twin: packed payloads and decodes equal the host codec's") {
-  for (const char* spec : kPacked) {
+  for (const char* spec : r::kPackedSpecs) {
     for (std::size_t d : kSizes) check_packed(spec, {}, d);
     check_packed(spec, kLayout, total(kLayout));
   }
