@@ -4,7 +4,7 @@
 #      the OpenBLAS one (a skip, exit 77, counts as a failure here: there must be a GPU);
 #   2. compute-sanitizer memcheck, racecheck and synccheck on the device-codec test, when the
 #      machine has compute-sanitizer;
-#   3. `gossip bench codecs --device cuda` at 16M elements (table and JSON), beside
+#   3. `gossip bench codecs --device cuda` at 16M elements (JSON rows), beside
 #      device-to-device copy bandwidth;
 #   4. two epochs of the MLP with run.device=cuda on synthetic data, against run.device=cpu.
 # Every step's output goes to OUT_DIR (default gpu-check-out); a summary line per step ends it.
@@ -72,9 +72,10 @@ if command -v compute-sanitizer >/dev/null; then
 else
   summary+=("SKIP compute-sanitizer (not installed)")
 fi
-step bench-codecs-cuda "$bin/gossip" bench codecs --device cuda --size 16777216
-"$bin/gossip" bench codecs --device cuda --size 16777216 --json >"$out/bench-codecs-cuda.json" 2>&1 ||
-  true
+bench() {  # once, JSON rows to a file of their own; progress and errors go to the step's log
+  "$bin/gossip" bench codecs --device cuda --size 16777216 --json >"$out/bench-codecs-cuda.json"
+}
+step bench-codecs-cuda bench
 train() {  # train DEVICE: two epochs of the MLP on synthetic blobs, 4 peers on a ring
   "$bin/gossip" simulate --config configs/ring8_deepsqueeze.toml --set topology.file=ring:4 \
     --set data.dataset=blobs --set run.epochs=2 --set run.device="$1" \

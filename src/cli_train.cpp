@@ -156,15 +156,16 @@ void write_summary(const RunConfig& c, const nlohmann::json& j) {
   fmt::print("summary: {}\n", path.string());
 }
 
-// A diverged run: no checkpoint, no summary, a hint, exit status 3.
+// A diverged run: no checkpoint after the round that diverged, no summary, a hint, exit status 3.
 int report_divergence(const RunConfig& c, const runtime::PeerSummary& s) {
-  fmt::print(stderr,
-             "diverged: peer {}'s training loss stopped being finite in round {} (epoch {:.2f}); "
-             "every peer stopped, no checkpoint written. Try a smaller algorithm.lr{}, or a "
-             "contractive codec (e.g. scaled=true for qsgd).\n",
-             s.rank, *s.diverged_at,
-             static_cast<double>(*s.diverged_at) / static_cast<double>(s.rounds_per_epoch),
-             algorithms::uses_consensus_step(c.algorithm) ? " or algorithm.consensus_step" : "");
+  fmt::print(
+      stderr,
+      "diverged: peer {}'s training loss stopped being finite in round {} (epoch {:.2f}); "
+      "every peer stopped, no checkpoint written after it. Try a smaller algorithm.lr{}, or a "
+      "contractive codec (e.g. scaled=true for qsgd).\n",
+      s.rank, *s.diverged_at,
+      static_cast<double>(*s.diverged_at) / static_cast<double>(s.rounds_per_epoch),
+      algorithms::uses_consensus_step(c.algorithm) ? " or algorithm.consensus_step" : "");
   return 3;
 }
 

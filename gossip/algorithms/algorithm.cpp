@@ -147,20 +147,32 @@ bool uses_consensus_step(std::string_view name) {
   return canonical == "deepsqueeze" || canonical == "choco-sgd";
 }
 
-std::uint64_t settings_hash(const AlgorithmConfig& config, std::size_t d) {
-  Fnv1a h;
+namespace {
+// The settings both hashes cover: algorithm, d, codec, consensus step, momentum, Nesterov,
+// quasi-global, weight decay, tensor sizes, seed.
+void add_settings(Fnv1a& h, const AlgorithmConfig& config, std::size_t d) {
   h.add(std::string_view(canonical_algorithm_name(config.name)));
   h.add(static_cast<std::uint64_t>(d));
-  h.add(std::bit_cast<std::uint32_t>(config.lr));
+  h.add(std::string_view(config.codec));
   h.add(std::bit_cast<std::uint32_t>(config.consensus_step));
   h.add(std::bit_cast<std::uint32_t>(config.momentum));
   h.add(static_cast<std::uint8_t>(config.nesterov));
   h.add(static_cast<std::uint8_t>(config.quasi_global));
   h.add(std::bit_cast<std::uint32_t>(config.weight_decay));
-  h.add(std::string_view(config.codec));
   h.add(static_cast<std::uint64_t>(config.tensor_sizes.size()));
   for (std::size_t s : config.tensor_sizes) h.add(static_cast<std::uint64_t>(s));
   h.add(config.seed);
+}
+
+bool valid_consensus_step(float step) {
+  return step > 0.0f && step <= 1.0f;
+}
+}  // namespace
+
+std::uint64_t settings_hash(const AlgorithmConfig& config, std::size_t d) {
+  Fnv1a h;
+  add_settings(h, config, d);
+  h.add(std::bit_cast<std::uint32_t>(config.lr));
   return h.value();
 }
 
@@ -214,20 +226,13 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
   ++model_sized_buffers_;
   g_ = model_buffer();
   if (config_.momentum > 0.0f) momentum_ = model_buffer();
-  if (config_.quasi_global) x_prev_ = model_buffer();
+  if (config_.quasi_global) {
+    x_prev_ = model_buffer();
+    std::copy(x_.begin(), x_.end(), x_prev_.begin());
+  }
 
   Fnv1a h;
-  h.add(std::string_view(config_.name));
-  h.add(static_cast<std::uint64_t>(x_.size()));
-  h.add(std::string_view(config_.codec));
-  h.add(std::bit_cast<std::uint32_t>(config_.consensus_step));
-  h.add(std::bit_cast<std::uint32_t>(config_.momentum));
-  h.add(static_cast<std::uint8_t>(config_.nesterov));
-  h.add(static_cast<std::uint8_t>(config_.quasi_global));
-  h.add(std::bit_cast<std::uint32_t>(config_.weight_decay));
-  h.add(static_cast<std::uint64_t>(config_.tensor_sizes.size()));
-  for (std::size_t s : config_.tensor_sizes) h.add(static_cast<std::uint64_t>(s));
-  h.add(config_.seed);
+  add_settings(h, config_, x_.size());
   h.add(static_cast<std::int64_t>(rank_));
   h.add(static_cast<std::int64_t>(size_));
   h.add(topology.hash());
@@ -240,7 +245,7 @@ std::vector<float> Algorithm::model_buffer(float fill) {
 }
 
 void Algorithm::set_consensus_step(float step) {
-  if (!(step > 0.0f && step <= 1.0f))
+  if (!valid_consensus_step(step))
     throw std::invalid_argument(fmt::format("consensus step must be in (0, 1], got {}", step));
   config_.consensus_step = step;
 }
@@ -299,17 +304,24 @@ void Algorithm::apply_direction() {
 
 void Algorithm::begin_round() {
   last_ = RoundStats{};
-  if (config_.quasi_global) std::copy(x_.begin(), x_.end(), x_prev_.begin());
 }
 
 void Algorithm::end_round(const net::TrafficCounters& before) {
-  if (config_.quasi_global && config_.lr > 0.0f) {
+  if (config_.quasi_global) {
     // buf ← μ buf + (1 − μ)(x_t − x_{t+1})/γ: the round's whole movement, the neighbours' pull
-    // included, per unit of step. (With γ = 0 nothing moved by a step: the buffer stays.)
+    // included, per unit of step (with γ = 0 nothing moved by a step: the buffer stays); x_prev
+    // becomes x_{t+1} in the same pass.
     Clock::time_point mark = Clock::now();
-    const float mu = config_.momentum, c = (1.0f - mu) / config_.lr;
-    for (std::size_t k = 0; k < x_.size(); ++k)
-      momentum_[k] = mu * momentum_[k] + c * (x_prev_[k] - x_[k]);
+    if (config_.lr > 0.0f) {
+      const float mu = config_.momentum, c = (1.0f - mu) / config_.lr;
+      for (std::size_t k = 0; k < x_.size(); ++k) {
+        const float xk = x_[k];
+        momentum_[k] = mu * momentum_[k] + c * (x_prev_[k] - xk);
+        x_prev_[k] = xk;
+      }
+    } else {
+      std::copy(x_.begin(), x_.end(), x_prev_.begin());
+    }
     last_.update_s += seconds_since(mark);
   }
   ++round_;
@@ -419,6 +431,7 @@ void Algorithm::load(std::istream& in) {
   round_ = round;
   config_.lr = lr;
   config_.consensus_step = consensus_step;
+  if (config_.quasi_global) std::copy(x_.begin(), x_.end(), x_prev_.begin());  // x_t of round t
 }
 
 std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,
@@ -491,7 +504,7 @@ GossipAlgorithm::GossipAlgorithm(const AlgorithmConfig& config, net::Transport& 
 }
 
 void GossipAlgorithm::require_consensus_step(const AlgorithmConfig& config, std::string_view what) {
-  if (!(config.consensus_step > 0.0f && config.consensus_step <= 1.0f)) {
+  if (!valid_consensus_step(config.consensus_step)) {
     throw std::invalid_argument(
         fmt::format("{} must be in (0, 1], got {}", what, config.consensus_step));
   }

@@ -200,7 +200,8 @@ class Algorithm {
   void end_round(const net::TrafficCounters& before);
 
   std::vector<float> momentum_;  // empty when momentum == 0
-  std::vector<float> x_prev_;    // x at the start of the round; quasi-global momentum only
+  std::vector<float> x_prev_;    // x at the start of the round (kept equal to x between rounds);
+                                 // quasi-global momentum only
   RoundStats totals_{};
   std::uint64_t config_hash_ = 0;
   std::size_t model_sized_buffers_ = 0;

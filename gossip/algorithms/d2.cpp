@@ -16,8 +16,6 @@
 // W_ij(φ̃_j − φ̃_i) are computed from the decoded messages on both sides, so they cancel exactly
 // between peers i and j: the drift is the rounding of small numbers only.
 
-#include <algorithm>
-
 #include "gossip/algorithms/gossip_base.hpp"
 
 namespace gossip::algorithms::detail {

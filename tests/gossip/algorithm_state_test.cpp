@@ -106,7 +106,7 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
   for (std::string name : kAlgorithms) configs.push_back(full_config(name));
   for (std::string name : {"dpsgd", "deepsqueeze"}) {
     configs.push_back(full_config(name));
-    configs.back().quasi_global = true;  // its buffer and x_prev must survive a restart
+    configs.back().quasi_global = true;  // its buffer survives, x_prev is rebuilt by load()
   }
   for (const auto& cfg : configs) {
     const std::string name = cfg.name + (cfg.quasi_global ? " quasi-global" : "");

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 
@@ -83,6 +85,22 @@ TEST_CASE("a diverging run: exit status 3, the peer and round named, no summary"
                 r.err);
   CHECK_MESSAGE(r.err.find("Try a smaller algorithm.lr") != std::string::npos, r.err);
   CHECK_FALSE(std::filesystem::exists(dir / "summary.json"));
+  // checkpoint_every = 1, yet no peer checkpoints a round after the one in which it diverged
+  // (each says which; the latest bounds them all).
+  std::uint64_t diverged = 0;
+  bool named = false;
+  for (auto at = r.err.find("in round "); at != std::string::npos;
+       at = r.err.find("in round ", at + 1)) {
+    diverged = std::max<std::uint64_t>(diverged, std::stoull(r.err.substr(at + 9)));
+    named = true;
+  }
+  REQUIRE(named);
+  if (std::filesystem::exists(dir / "checkpoints"))
+    for (const auto& e : std::filesystem::directory_iterator(dir / "checkpoints")) {
+      const std::string f = e.path().filename().string();  // peer-R-round-N.ckpt
+      CAPTURE(f);
+      CHECK(std::stoull(f.substr(f.rfind('-') + 1)) <= diverged);
+    }
   std::filesystem::remove(cfg);
   std::filesystem::remove_all(dir);
 }
