@@ -295,6 +295,15 @@ struct NoiseTiles {
   }
 };
 
+// The tile runner of f: NoiseTiles when f's groups take random words (f.run(g, r)), else Tiles.
+template <class Fn, class Pre>
+auto tiles_of(const Fn& f, std::uint64_t ngroups, const RngStreamKey* noise, const Pre& pre) {
+  if constexpr (requires(const std::uint32_t* r) { f.run(std::uint64_t{0}, r); })
+    return NoiseTiles<Fn, Pre>{f, ngroups, noise ? *noise : RngStreamKey{}, noise != nullptr, pre};
+  else
+    return Tiles<Fn, Pre>{f, ngroups, pre};
+}
+
 template <class Fn>
 void par_groups(std::uint64_t d, const Fn& f) {
   const std::uint64_t ng = groups(d);
@@ -543,21 +552,12 @@ class HostCodec final : public Codec, private CodecPlan {
     const std::uint64_t ng = groups(d), nt = (ng + kTileGroups - 1) / kTileGroups;
     if (lay.bucket == 0 || lay.bucket > kTileElems) {
       bucket_stats<kStat>(x, lay, table);
-      if constexpr (std::is_same_v<Fn, SignEncode>)
-        par_for(nt, Tiles<Fn>{f, ng}, 2);
-      else
-        par_for(nt, NoiseTiles<Fn>{f, ng, noise ? *noise : RngStreamKey{}, noise != nullptr}, 2);
+      par_for(nt, tiles_of(f, ng, noise, NoPre{}), 2);
       return;
     }
     const InTileStats<kStat> pre{{{x, lay.view(), table}}, d};
     straddling_stats(pre);
-    if constexpr (std::is_same_v<Fn, SignEncode>)
-      par_for(nt, Tiles<Fn, InTileStats<kStat>>{f, ng, pre}, 2);
-    else
-      par_for(nt,
-              NoiseTiles<Fn, InTileStats<kStat>>{f, ng, noise ? *noise : RngStreamKey{},
-                                                 noise != nullptr, pre},
-              2);
+    par_for(nt, tiles_of(f, ng, noise, pre), 2);
   }
 
   // Writes the payload; returns its size. `sum` receives the message checksum when the encoder
