@@ -116,7 +116,7 @@ struct NameEntry {
   std::string_view alias;
   std::string_view canonical;
 };
-constexpr std::array<NameEntry, 11> kNames = {{
+constexpr std::array<NameEntry, 13> kNames = {{
     {"dpsgd", "dpsgd"},
     {"d-psgd", "dpsgd"},
     {"dcd-psgd", "dcd-psgd"},
@@ -128,6 +128,8 @@ constexpr std::array<NameEntry, 11> kNames = {{
     {"c-psgd", "allreduce"},
     {"d2", "d2"},
     {"exact-diffusion", "d2"},
+    {"relaysum", "relaysum"},
+    {"relaysgd", "relaysum"},
 }};
 
 }  // namespace
@@ -138,7 +140,7 @@ std::string canonical_algorithm_name(std::string_view name) {
   }
   throw std::invalid_argument(fmt::format(
       "unknown algorithm '{}': expected one of dpsgd, dcd-psgd, deepsqueeze, choco-sgd, d2, "
-      "allreduce (aliases d-psgd, dcd, choco, exact-diffusion, c-psgd)",
+      "relaysum, allreduce (aliases d-psgd, dcd, choco, exact-diffusion, relaysgd, c-psgd)",
       name));
 }
 
@@ -444,6 +446,7 @@ std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Tr
   if (name == "dcd-psgd") return detail::make_dcd_psgd(config, transport, topology, x0);
   if (name == "deepsqueeze") return detail::make_deep_squeeze(config, transport, topology, x0);
   if (name == "d2") return detail::make_d2(config, transport, topology, x0);
+  if (name == "relaysum") return detail::make_relaysum(config, transport, topology, x0);
   return detail::make_choco_sgd(config, transport, topology, x0);
 }
 
@@ -553,7 +556,7 @@ void GossipAlgorithm::exchange_decode_each(std::span<float> scratch, NeighborFn 
     const auto start = Clock::now();
     codec_->decode(message, scratch);
     const auto decoded = Clock::now();
-    use(weights_[k], scratch);
+    use(k, weights_[k], scratch);
     decode_s += std::chrono::duration<double>(decoded - start).count();
     use_s += std::chrono::duration<double>(Clock::now() - decoded).count();
   });

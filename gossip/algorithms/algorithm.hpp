@@ -17,7 +17,8 @@
 // step() is bulk synchronous: every peer must call it the same number of times. It allocates
 // nothing (the transport may, for its own framing); an algorithm owns a fixed set of model-sized
 // buffers that does not grow with the number of neighbours, because neighbours' messages are
-// decoded and accumulated straight into the state (Codec::decode_accumulate).
+// decoded and accumulated straight into the state (Codec::decode_accumulate). The exception is
+// RelaySum, which must remember two sums per tree neighbour.
 
 #include <chrono>
 #include <concepts>
@@ -40,8 +41,8 @@
 namespace gossip::algorithms {
 
 struct AlgorithmConfig {
-  // "dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "d2" or "allreduce" (C-PSGD). Aliases:
-  // "d-psgd", "dcd", "choco", "exact-diffusion", "c-psgd".
+  // "dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "d2", "relaysum" or "allreduce" (C-PSGD).
+  // Aliases: "d-psgd", "dcd", "choco", "exact-diffusion", "relaysgd", "c-psgd".
   std::string name = "dpsgd";
   float lr = 0.1f;              // γ
   float consensus_step = 1.0f;  // η (DeepSqueeze) or γ_c (CHOCO-SGD); ignored by the others
@@ -142,7 +143,7 @@ class Algorithm {
   // The buffer called `name`; throws std::invalid_argument when there is none.
   std::span<const float> state(std::string_view name);
   // How many model-sized float buffers this object owns (state, gradient and scratch); constant
-  // in the degree of the peer.
+  // in the degree of the peer except for RelaySum (two more per neighbour).
   std::size_t model_sized_buffers() const { return model_sized_buffers_; }
 
   // The whole state: header (magic, version, algorithm, d, config hash), round, learning rate,

@@ -42,7 +42,7 @@ class D2 final : public GossipAlgorithm {
     encode(x_);
     // The own message as the neighbours decode it: the pairwise terms must be antisymmetric.
     decode_own(g_);
-    exchange_decode_each(scratch_, [&](float w_ij, std::span<const float> q_j) {
+    exchange_decode_each(scratch_, [&](std::size_t, float w_ij, std::span<const float> q_j) {
       const float w = 0.5f * w_ij;  // W̄_ij for j ≠ i
       for (std::size_t k = 0; k < d; ++k) {
         const float t = w * (q_j[k] - g_[k]);

@@ -34,11 +34,11 @@ class GossipAlgorithm : public Algorithm {
   // Timed as wait and decode.
   void exchange_accumulate(float scale, std::span<float> y);
 
-  // Sends the encoded message; for every neighbour j, as its message comes in (neighbour order),
-  // decodes C(q_j) into `scratch` and calls use(W_ij, scratch). For rules that need the
-  // neighbour's values themselves rather than a weighted sum. Timed as wait and decode, use() as
-  // update.
-  using NeighborFn = FunctionRef<void(float w_ij, std::span<const float> q_j)>;
+  // Sends the encoded message; for every neighbour j = neighbors()[k], as its message comes in
+  // (neighbour order), decodes C(q_j) into `scratch` and calls use(k, W_ij, scratch). For rules
+  // that need the neighbour's values themselves rather than a weighted sum. Timed as wait and
+  // decode, use() as update.
+  using NeighborFn = FunctionRef<void(std::size_t k, float w_ij, std::span<const float> q_j)>;
   void exchange_decode_each(std::span<float> scratch, NeighborFn use);
   // y = C(own message). Timed as decode.
   void decode_own(std::span<float> y);
@@ -72,6 +72,8 @@ std::unique_ptr<Algorithm> make_choco_sgd(const AlgorithmConfig&, net::Transport
                                           const topology::Topology&, std::span<const float>);
 std::unique_ptr<Algorithm> make_d2(const AlgorithmConfig&, net::Transport&,
                                    const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_relaysum(const AlgorithmConfig&, net::Transport&,
+                                         const topology::Topology&, std::span<const float>);
 std::unique_ptr<Algorithm> make_allreduce_sgd(const AlgorithmConfig&, net::Transport&,
                                               const topology::Topology&, std::span<const float>);
 

@@ -111,6 +111,37 @@ TEST_CASE("identity DeepSqueeze (eta = 1) and CHOCO-SGD (gamma_c = 1) are adapt-
   }
 }
 
+TEST_CASE("RelaySum on trees matches the delayed plain average of all peers' models") {
+  // Paths (the diameter sets the delays), a star (one relay for all), two peers and one.
+  for (std::string spec : {"grid:8", "grid:5", "star:6", "grid:2", "grid:1"}) {
+    CAPTURE(spec);
+    const auto topo = gt::make_topo(spec);
+    const gt::DiagonalQuadratic problem(topo.size(), 64, 9);
+    const auto x0 = start_point(problem.d);
+    const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+      problem.gradient(r, x, g);
+    };
+    const std::uint64_t rounds = 30;
+    std::vector<std::uint64_t> bytes(static_cast<std::size_t>(topo.size()));
+    const auto x = gt::run_algorithm(config("relaysum", 0.05f, 1.0f, "identity"), topo, x0, rounds,
+                                     grad, [&](int r, std::uint64_t, ga::Algorithm& a) {
+                                       bytes[static_cast<std::size_t>(r)] = a.totals().bytes_sent;
+                                     });
+    const auto ref = gt::reference_relaysum(topo, x0, 0.05f, rounds, grad);
+    // The relayed sums are of up to n models: a few roundings of their size per hop.
+    CHECK(gt::max_scaled_difference(x, ref) < 1e-5);
+    if (topo.size() > 2) {  // the delays matter: adapt-then-combine with W is another rule
+      CHECK(gt::max_scaled_difference(x, gt::reference_atc(topo, x0, 0.05f, rounds, grad)) > 1e-3);
+    }
+    // One fp32 model per neighbour per round, plus the frame headers.
+    for (int r = 0; r < topo.size(); ++r) {
+      const auto deg = static_cast<std::uint64_t>(topo.graph.degree(r));
+      CHECK(bytes[static_cast<std::size_t>(r)] >= rounds * deg * 4 * problem.d);
+      CHECK(bytes[static_cast<std::size_t>(r)] <= rounds * deg * (4 * problem.d + 256));
+    }
+  }
+}
+
 TEST_CASE("fp16 and bf16 D-PSGD stay close to fp32 and send half the bytes") {
   const auto topo = gt::make_topo("ring:4");
   const gt::DiagonalQuadratic problem(topo.size(), 1000, 7);

@@ -183,6 +183,36 @@ Models reference_atc(const topology::Topology& topo, std::span<const float> x0, 
   return reference_run(topo, x0, lr, rounds, grad, true);
 }
 
+Models reference_relaysum(const topology::Topology& topo, std::span<const float> x0, float lr,
+                          std::uint64_t rounds, const PeerGradient& grad) {
+  const auto n = static_cast<std::size_t>(topo.size());
+  const std::size_t d = x0.size();
+  Models x(n, std::vector<double>(x0.begin(), x0.end()));
+  std::vector<Models> history;  // history[t][k]: y_k of round t
+  std::vector<float> xf(d), g(d);
+  for (std::uint64_t t = 0; t < rounds; ++t) {
+    Models& y = history.emplace_back(n, std::vector<double>(d));
+    for (std::size_t k = 0; k < n; ++k) {
+      for (std::size_t e = 0; e < d; ++e) xf[e] = static_cast<float>(x[k][e]);
+      grad(static_cast<int>(k), xf, g);
+      for (std::size_t e = 0; e < d; ++e) y[k][e] = x[k][e] - static_cast<double>(lr) * g[e];
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto hops = topo.graph.distances_from(static_cast<int>(i));
+      std::vector<double> sum(d, 0.0);
+      for (std::size_t k = 0; k < n; ++k) {
+        // Peer k's model reaches i after hops − 1 rounds (its own and a neighbour's at once);
+        // before that, x0 stands in for it.
+        const auto lag = static_cast<std::uint64_t>(std::max(hops[k] - 1, 0));
+        for (std::size_t e = 0; e < d; ++e)
+          sum[e] += lag <= t ? history[t - lag][k][e] : static_cast<double>(x0[e]);
+      }
+      for (std::size_t e = 0; e < d; ++e) x[i][e] = sum[e] / static_cast<double>(n);
+    }
+  }
+  return x;
+}
+
 double max_scaled_difference(const std::vector<std::vector<float>>& x, const Models& ref) {
   double worst = 0.0;
   for (std::size_t i = 0; i < ref.size(); ++i)

@@ -116,6 +116,11 @@ Models reference_dpsgd(const topology::Topology& topo, std::span<const float> x0
 Models reference_atc(const topology::Topology& topo, std::span<const float> x0, float lr,
                      std::uint64_t rounds, const PeerGradient& grad);
 
+// RelaySum on a tree: x_i ← (1/n) Σ_k y_k of round t − max(d(i,k) − 1, 0), y_k = x_k − γ g_k(x_k),
+// x0 for a peer whose model has not reached i yet. Kept as a history of every round's y.
+Models reference_relaysum(const topology::Topology& topo, std::span<const float> x0, float lr,
+                          std::uint64_t rounds, const PeerGradient& grad);
+
 // max over peers and coordinates of |x − ref| / (1 + |ref|).
 double max_scaled_difference(const std::vector<std::vector<float>>& x, const Models& ref);
 

@@ -41,8 +41,13 @@ namespace gt = gossip::algorithms::testing;
 
 namespace {
 
-const char* const kAlgorithms[] = {"dpsgd",     "dcd-psgd", "deepsqueeze",
-                                   "choco-sgd", "d2",       "allreduce"};
+const char* const kAlgorithms[] = {"dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd",
+                                   "d2",    "relaysum", "allreduce"};
+
+// RelaySum runs on trees only: a path instead of the ring.
+gossip::topology::Topology topo_for(std::string_view name, int n) {
+  return gt::make_topo((name == "relaysum" ? "grid:" : "ring:") + std::to_string(n));
+}
 
 ga::AlgorithmConfig full_config(std::string name) {
   ga::AlgorithmConfig c;
@@ -52,7 +57,9 @@ ga::AlgorithmConfig full_config(std::string name) {
   c.momentum = 0.9f;
   c.weight_decay = 1e-3f;
   // A random codec, so the RNG position (the round) is part of what must be restored.
-  c.codec = c.name == "allreduce" ? "identity" : c.name == "dpsgd" ? "fp16" : "qsgd:s=7";
+  c.codec = c.name == "allreduce" || c.name == "relaysum" ? "identity"
+            : c.name == "dpsgd"                           ? "fp16"
+                                                          : "qsgd:s=7";
   c.tensor_sizes = {100, 37, 63};
   c.seed = 99;
   return c;
@@ -97,9 +104,8 @@ class EchoTransport final : public gossip::net::Transport {
 }  // namespace
 
 TEST_CASE("save then load and continue is bit-identical to not stopping") {
-  const auto topo = gt::make_topo("ring:4");
-  const auto n = static_cast<std::size_t>(topo.size());
-  const gt::DiagonalQuadratic problem(topo.size(), 200, 12);
+  const std::size_t n = 4;
+  const gt::DiagonalQuadratic problem(static_cast<int>(n), 200, 12);
   std::vector<float> x0(problem.d, 0.3f);
   const std::uint64_t first = 7, second = 9;
   std::vector<ga::AlgorithmConfig> configs;
@@ -111,6 +117,7 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
   for (const auto& cfg : configs) {
     const std::string name = cfg.name + (cfg.quasi_global ? " quasi-global" : "");
     CAPTURE(name);
+    const auto topo = topo_for(cfg.name, static_cast<int>(n));
     // Uninterrupted run and the saved states at round `first`, in one go.
     std::vector<std::string> saved(n);
     std::vector<std::vector<float>> straight(n);
@@ -301,6 +308,7 @@ TEST_CASE("model-sized buffers per peer do not grow with the degree") {
   const std::size_t d = 64;
   const std::vector<float> x0(d, 0.0f);
   for (std::string name : kAlgorithms) {
+    if (name == "relaysum") continue;  // two per tree neighbour: the next test
     std::vector<std::size_t> counts;
     for (const char* spec : {"ring:8", "complete:8"}) {
       const auto topo = gt::make_topo(spec);
@@ -322,6 +330,23 @@ TEST_CASE("model-sized buffers per peer do not grow with the degree") {
   }
 }
 
+TEST_CASE("RelaySum keeps two model-sized sums per tree neighbour") {
+  const std::size_t d = 64;
+  const std::vector<float> x0(d, 0.0f);
+  for (const char* spec : {"grid:8", "star:6", "ring:1"}) {
+    CAPTURE(spec);
+    const auto topo = gt::make_topo(spec);
+    gt::InprocNetwork net(topo);
+    for (int r = 0; r < topo.size(); ++r) {
+      ga::AlgorithmConfig cfg;
+      cfg.name = "relaysum";
+      auto algo = ga::make_algorithm(cfg, *net.transports[static_cast<std::size_t>(r)], topo, x0);
+      // x, g, x0, one decode buffer, and the sums received from and owed to each neighbour.
+      CHECK(algo->model_sized_buffers() == 4 + 2 * static_cast<std::size_t>(topo.graph.degree(r)));
+    }
+  }
+}
+
 // Heap allocations made by one call of f on this thread.
 template <class F>
 std::uint64_t allocations_in(F&& f) {
@@ -337,10 +362,10 @@ TEST_CASE("step() allocates nothing beyond what the codec calls themselves alloc
   const auto topo = gt::make_topo("complete:2");
   const std::size_t d = 1000;
   const std::vector<float> x0(d, 0.25f);
-  for (std::string name :
-       {"dpsgd", "dpsgd-overlap", "dcd-psgd", "deepsqueeze", "choco-sgd", "allreduce"}) {
+  for (std::string name : {"dpsgd", "dpsgd-overlap", "dcd-psgd", "deepsqueeze", "choco-sgd",
+                           "relaysum", "allreduce"}) {
     for (std::string codec : {"identity", "qsgd:s=3,scaled=true"}) {
-      if (name == "allreduce" && codec != "identity") continue;
+      if ((name == "allreduce" || name == "relaysum") && codec != "identity") continue;
       const bool overlap = name == "dpsgd-overlap";
       const std::string algo_name = overlap ? std::string("dpsgd") : name;
       CAPTURE(name);
@@ -358,7 +383,9 @@ TEST_CASE("step() allocates nothing beyond what the codec calls themselves alloc
       }
       // Codec calls per step: one encode, then decodes of the neighbour's message and, except
       // in D-PSGD, two of the own message.
-      const std::uint64_t decodes = algo_name == "allreduce" ? 0 : algo_name == "dpsgd" ? 1 : 3;
+      const std::uint64_t decodes = algo_name == "allreduce"                          ? 0
+                                    : algo_name == "dpsgd" || algo_name == "relaysum" ? 1
+                                                                                      : 3;
       const std::uint64_t codec_allocations = 10 * (per_encode + decodes * per_decode);
       WARN_MESSAGE(codec_allocations == 0, "codec " << codec << " allocates " << per_encode
                                                     << " times per encode and " << per_decode
@@ -411,8 +438,13 @@ TEST_CASE("configuration errors name the bad setting") {
   cfg.name = "allreduce";
   cfg.codec = "qsgd:s=3";
   CHECK(error_of(cfg, *net.transports[0]).find("codec must be") != std::string::npos);
-  cfg.name = "dpsgd";
+  cfg.name = "relaysum";
+  CHECK(error_of(cfg, *net.transports[0]).find("codec must be \"identity\"") != std::string::npos);
   cfg.codec = "identity";
+  CHECK(error_of(cfg, *net.transports[0])
+            .find("relaysum needs a tree (connected, n - 1 edges): ring:4 (weights ring) has 4 "
+                  "edges for 4 peers; use a path (grid:4)") != std::string::npos);
+  cfg.name = "dpsgd";
   cfg.tensor_sizes = {3, 3};
   CHECK(error_of(cfg, *net.transports[0]).find("tensor_sizes sum to 6") != std::string::npos);
   cfg.tensor_sizes.clear();
