@@ -4,8 +4,11 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "algorithm_harness.hpp"
 
@@ -139,6 +142,52 @@ TEST_CASE("RelaySum on trees matches the delayed plain average of all peers' mod
       CHECK(bytes[static_cast<std::size_t>(r)] >= rounds * deg * 4 * problem.d);
       CHECK(bytes[static_cast<std::size_t>(r)] <= rounds * deg * (4 * problem.d + 256));
     }
+  }
+}
+
+TEST_CASE("RelaySum: both ends of every tree edge hold the same relayed sums, bit for bit") {
+  // What i owes j is what j received from i; compressed, j's copy of i's public sum is i's own.
+  for (std::string codec : {"identity", "qsgd:s=3,scaled=true", "fp16"}) {
+    CAPTURE(codec);
+    const auto topo = gt::make_topo("grid:6");
+    const auto n = static_cast<std::size_t>(topo.size());
+    const gt::DiagonalQuadratic problem(topo.size(), 300, 4);
+    const auto x0 = start_point(problem.d);
+    const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+      problem.gradient(r, x, g);
+    };
+    const bool lossy = codec != "identity";
+    // state[t][i]: peer i's named buffers after round t.
+    const std::uint64_t rounds = 12;
+    std::vector<std::vector<std::map<std::string, std::vector<float>>>> state(
+        rounds + 1, std::vector<std::map<std::string, std::vector<float>>>(n));
+    gt::run_algorithm(config("relaysum", 0.05f, 1.0f, codec), topo, x0, rounds, grad,
+                      [&](int rank, std::uint64_t t, ga::Algorithm& a) {
+                        for (const auto& b : a.state_buffers())
+                          state[t][static_cast<std::size_t>(rank)][std::string(b.name)].assign(
+                              b.data.begin(), b.data.end());
+                      });
+    auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+      return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
+    };
+    bool agree = true, moved = false;
+    for (std::uint64_t t = 1; t <= rounds; ++t)
+      for (const auto& [a, b] : topo.graph.edges()) {
+        const auto& si = state[t][static_cast<std::size_t>(a)];
+        const auto& sj = state[t][static_cast<std::size_t>(b)];
+        agree = agree && same(si.at(fmt::format("owed to {}", b)),
+                              sj.at(fmt::format("received from {}", a)));
+        agree = agree && same(sj.at(fmt::format("owed to {}", a)),
+                              si.at(fmt::format("received from {}", b)));
+        if (lossy) {
+          agree = agree && same(si.at("public copy"), sj.at(fmt::format("public copy of {}", a)));
+          agree = agree && same(sj.at("public copy"), si.at(fmt::format("public copy of {}", b)));
+        }
+        moved = moved ||
+                !same(si.at(fmt::format("owed to {}", b)), std::vector<float>(problem.d, 0.0f));
+      }
+    CHECK(agree);
+    CHECK(moved);
   }
 }
 
