@@ -39,7 +39,7 @@ const Key kKeys[] = {
     {"run.device", &RunConfig::device, "cpu or cuda (the model's forward and backward pass)"},
     {"topology.file", &RunConfig::topology, "topology file or generator spec such as ring:8"},
     {"algorithm.name", &RunConfig::algorithm,
-     "dpsgd, dcd-psgd, deepsqueeze, choco-sgd, d2, allreduce"},
+     "dpsgd, dcd-psgd, deepsqueeze, choco-sgd, d2, relaysum, allreduce"},
     {"algorithm.lr", &RunConfig::lr, "learning rate"},
     {"algorithm.consensus_step", &RunConfig::consensus_step, "DeepSqueeze eta / CHOCO gamma_c"},
     {"algorithm.momentum", &RunConfig::momentum, "heavy-ball momentum on the local gradient"},

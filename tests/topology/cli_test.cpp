@@ -29,6 +29,23 @@ TEST_CASE("inspect --json has the documented keys and values") {
   CHECK(j["W"].size() == 8);
   CHECK(j["W"][0][1].get<double>() == doctest::Approx(1.0 / 3));
   CHECK(j["lambda_2"].get<double>() == doctest::Approx(1.0 / 3 + 2.0 / 3 * std::cos(M_PI / 4)));
+  CHECK(j["tree"] == false);
+}
+
+TEST_CASE("inspect says whether the graph is a tree, as RelaySum needs") {
+  for (const char* spec : {"grid:8", "star:5", "ring:1", "ring:2"}) {
+    const auto r = run(std::string("topo inspect ") + spec + " --json");
+    REQUIRE(r.code == 0);
+    CHECK_MESSAGE(nlohmann::json::parse(r.out)["tree"] == true, spec);
+  }
+  for (const char* spec : {"ring:3", "torus:3x3", "complete:4"}) {
+    const auto r = run(std::string("topo inspect ") + spec + " --json");
+    REQUIRE(r.code == 0);
+    CHECK_MESSAGE(nlohmann::json::parse(r.out)["tree"] == false, spec);
+  }
+  const auto text = run("topo inspect grid:8");
+  CHECK(text.out.find("yes: RelaySum averages every peer, the farthest 6 rounds late") !=
+        std::string::npos);
 }
 
 TEST_CASE("generate writes a file that inspect accepts, and the two agree") {
