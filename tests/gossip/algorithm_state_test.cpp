@@ -114,8 +114,11 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
     configs.push_back(full_config(name));
     configs.back().quasi_global = true;  // its buffer survives, x_prev is rebuilt by load()
   }
+  configs.push_back(full_config("relaysum"));
+  configs.back().codec = "qsgd:s=7";  // the compressed relay: public copies and their replicas
   for (const auto& cfg : configs) {
-    const std::string name = cfg.name + (cfg.quasi_global ? " quasi-global" : "");
+    const std::string name =
+        cfg.name + (cfg.quasi_global ? " quasi-global" : "") + " (" + cfg.codec + ")";
     CAPTURE(name);
     const auto topo = topo_for(cfg.name, static_cast<int>(n));
     // Uninterrupted run and the saved states at round `first`, in one go.
