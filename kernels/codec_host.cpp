@@ -429,14 +429,12 @@ void straddling_stats(const InTileStats<kStat>& s) {
   });
 }
 
-// Calls g(std::integral_constant<int, F>) for the runtime width f in [1, 17].
-template <class G, int... Is>
-void with_width_impl(int f, G& g, std::integer_sequence<int, Is...>) {
-  (void)((f == Is + 1 ? (g(std::integral_constant<int, Is + 1>{}), true) : false) || ...);
-}
+// Code widths the host builds: every width a packed codec can have (qsgd up to 17 bits).
+using HostWidths =
+    std::integer_sequence<int, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17>;
 template <class G>
 void with_width(int f, G&& g) {
-  with_width_impl(f, g, std::make_integer_sequence<int, 17>{});
+  with_width_in(HostWidths{}, f, g);
 }
 
 class HostCodec final : public Codec, private CodecPlan {

@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 
 #include "kernels/float16.hpp"
 #include "kernels/hd.hpp"
@@ -20,6 +22,14 @@ namespace gossip::kernels {
 
 inline constexpr std::uint32_t kGroup = 32;
 inline constexpr std::uint32_t kSegment = 4096;  // fixed-order reduction segment (see sum_segment)
+
+// g(std::integral_constant<int, F>) for the runtime code width f if it is one of Widths, nothing
+// otherwise: the bridge from a codec's parameters to functors instantiated per width. The host
+// builds every width it accepts, the device a subset (pack.hpp, DeviceWidths).
+template <int... Widths, class G>
+void with_width_in(std::integer_sequence<int, Widths...>, int f, G&& g) {
+  (void)((f == Widths ? (g(std::integral_constant<int, Widths>{}), true) : false) || ...);
+}
 
 // ---- fixed-order reductions -------------------------------------------------------------------
 // Sum of f(x_i) over n <= kSegment elements in double: lane j accumulates elements j, j+32, ...

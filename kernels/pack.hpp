@@ -307,12 +307,12 @@ GOSSIP_HD inline void emit_tile(float* y, std::uint64_t d, std::uint64_t tile, s
 // Code widths built for the device: qsgd with s = 2^b - 1 for b in {1, 2, 3, 4, 8} (widths 2, 3,
 // 4, 5, 9; 8 for s = 64..127) and quantize's 1, 2, 4, 8 bits (terngrad 2, sign 1). Each width is a
 // set of kernels.
-inline constexpr int kDeviceWidths[] = {1, 2, 3, 4, 5, 8, 9};
+using DeviceWidths = std::integer_sequence<int, 1, 2, 3, 4, 5, 8, 9>;
 
 inline bool device_width(int f) {
-  for (int w : kDeviceWidths)
-    if (w == f) return true;
-  return false;
+  bool built = false;
+  with_width_in(DeviceWidths{}, f, [&](auto) { built = true; });
+  return built;
 }
 
 // Code width and scale-table bytes per bucket of a packed codec.
@@ -332,16 +332,10 @@ inline std::uint64_t table_entry_bytes(const CodecParams& p) {
   return p.id == CodecId::kQuantize ? 8 : 4;
 }
 
-template <class G, int... Is>
-void with_width_impl(int f, G& g, std::integer_sequence<int, Is...>) {
-  (void)((f == kDeviceWidths[Is] ? (g(std::integral_constant<int, kDeviceWidths[Is]>{}), true)
-                                 : false) ||
-         ...);
-}
-// g(std::integral_constant<int, F>) for a width in kDeviceWidths (nothing otherwise).
+// g(std::integral_constant<int, F>) for a width in DeviceWidths (nothing otherwise).
 template <class G>
 void with_width(int f, G&& g) {
-  with_width_impl(f, g, std::make_integer_sequence<int, std::size(kDeviceWidths)>{});
+  with_width_in(DeviceWidths{}, f, g);
 }
 
 // The BucketedArgs of a packed codec: param/flag as the functors of ops.hpp read them. `table`
