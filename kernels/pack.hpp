@@ -357,23 +357,32 @@ constexpr bool is_quantize_width(int f) {
   return f == 1 || f == 2 || f == 4 || f == 8;
 }
 
-// g(width constant, codes function) for the packed codec p (one instantiation per codec and width
-// the device has: qsgd's widths are >= 2, quantize's 1, 2, 4, 8).
-template <class G>
-void with_codes(const CodecParams& p, const BucketedArgs& a, G&& g) {
+// g(width constant, codes function) for the packed codec p — or, with kValues, its values
+// function — one instantiation per codec and width the device has: qsgd's widths are >= 2,
+// quantize's 1, 2, 4, 8.
+template <bool kValues, class G>
+void with_packed(const CodecParams& p, const BucketedArgs& a, G&& g) {
   with_width(packed_width(p), [&](auto f) {
+    constexpr int kF = decltype(f)::value;
+    const auto pick = [&](const auto& codes, const auto& values) {
+      if constexpr (kValues) {
+        g(f, values);
+      } else {
+        g(f, codes);
+      }
+    };
     switch (p.id) {
       case CodecId::kQsgd:
-        if constexpr (decltype(f)::value >= 2) g(f, QsgdCodes{a});
+        if constexpr (kF >= 2) pick(QsgdCodes{a}, QsgdValues{a});
         break;
       case CodecId::kQuantize:
-        if constexpr (is_quantize_width(decltype(f)::value)) g(f, QuantizeCodes{a});
+        if constexpr (is_quantize_width(kF)) pick(QuantizeCodes{a}, QuantizeValues{a});
         break;
       case CodecId::kTerngrad:
-        if constexpr (decltype(f)::value == 2) g(f, TerngradCodes{a});
+        if constexpr (kF == 2) pick(TerngradCodes{a}, TerngradValues{a});
         break;
       case CodecId::kSign:
-        if constexpr (decltype(f)::value == 1) g(f, SignCodes{a.d});
+        if constexpr (kF == 1) pick(SignCodes{a.d}, SignValues{a});
         break;
       default:
         break;
@@ -381,25 +390,12 @@ void with_codes(const CodecParams& p, const BucketedArgs& a, G&& g) {
   });
 }
 template <class G>
+void with_codes(const CodecParams& p, const BucketedArgs& a, G&& g) {
+  with_packed<false>(p, a, g);
+}
+template <class G>
 void with_values(const CodecParams& p, const BucketedArgs& a, G&& g) {
-  with_width(packed_width(p), [&](auto f) {
-    switch (p.id) {
-      case CodecId::kQsgd:
-        if constexpr (decltype(f)::value >= 2) g(f, QsgdValues{a});
-        break;
-      case CodecId::kQuantize:
-        if constexpr (is_quantize_width(decltype(f)::value)) g(f, QuantizeValues{a});
-        break;
-      case CodecId::kTerngrad:
-        if constexpr (decltype(f)::value == 2) g(f, TerngradValues{a});
-        break;
-      case CodecId::kSign:
-        if constexpr (decltype(f)::value == 1) g(f, SignValues{a});
-        break;
-      default:
-        break;
-    }
-  });
+  with_packed<true>(p, a, g);
 }
 
 // g(std::integral_constant<BucketStat, S>) for the statistic of the packed codec p.
