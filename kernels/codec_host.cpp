@@ -182,73 +182,48 @@ void fill_noise(const RngStreamKey& key, std::uint32_t first, std::uint32_t n, s
   }
 }
 
-// AVX-512 twins of the functors (host_avx512.hpp) for groups [g0, g1): true when one ran. The
-// generic templates say there is none; the overloads below are chosen when there is.
+// The AVX-512 twin of f (host_avx512.hpp, an overload of avx512::groups) for groups [g0, g1):
+// true when f has one and it ran.
 template <class Fn>
-bool fast_groups(const Fn&, std::uint64_t, std::uint64_t) {
-  return false;
-}
-template <class Fn>
-bool fast_groups_noise(const Fn&, std::uint64_t, std::uint64_t, const std::uint32_t*) {
-  return false;
-}
+bool fast_groups(const Fn& f, std::uint64_t g0, std::uint64_t g1) {
 #if defined(__x86_64__)
-template <bool kBf16>
-bool fast_groups(const HalfEncode<kBf16>& f, std::uint64_t g0, std::uint64_t g1) {
-  avx512::half_encode(f, g0, g1);
-  return true;
+  if constexpr (requires { avx512::groups(f, g0, g1); }) {
+    avx512::groups(f, g0, g1);
+    return true;
+  }
+#endif
+  return false;
 }
-bool fast_groups(const SignEncode& f, std::uint64_t g0, std::uint64_t g1) {
-  avx512::sign_encode(f, g0, g1);
-  return true;
+template <class Fn>
+bool fast_groups_noise(const Fn& f, std::uint64_t g0, std::uint64_t g1, const std::uint32_t* r) {
+#if defined(__x86_64__)
+  if constexpr (requires { avx512::groups(f, g0, g1, r); }) {
+    avx512::groups(f, g0, g1, r);
+    return true;
+  }
+#endif
+  return false;
 }
-template <DecodeMode kMode>
-bool fast_groups(const IdentityDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
-  avx512::identity_decode(f, g0, g1);
-  return true;
-}
-template <bool kBf16, DecodeMode kMode>
-bool fast_groups(const HalfDecode<kBf16, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
-  avx512::half_decode(f, g0, g1);
-  return true;
-}
-template <int F, DecodeMode kMode>
-bool fast_groups(const QsgdDecode<F, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
-  avx512::qsgd_decode(f, g0, g1);
-  return true;
-}
-template <int F, DecodeMode kMode>
-bool fast_groups(const QuantizeDecode<F, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
-  avx512::quantize_decode(f, g0, g1);
-  return true;
-}
-template <DecodeMode kMode>
-bool fast_groups(const TerngradDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
-  avx512::terngrad_decode(f, g0, g1);
-  return true;
-}
-template <DecodeMode kMode>
-bool fast_groups(const SignDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
-  avx512::sign_decode(f, g0, g1);
-  return true;
-}
-template <int F>
-bool fast_groups_noise(const QsgdEncode<F>& f, std::uint64_t g0, std::uint64_t g1,
-                       const std::uint32_t* r) {
-  avx512::qsgd_encode(f, g0, g1, r);
-  return true;
-}
-template <int F>
-bool fast_groups_noise(const QuantizeEncode<F>& f, std::uint64_t g0, std::uint64_t g1,
-                       const std::uint32_t* r) {
-  avx512::quantize_encode(f, g0, g1, r);
-  return true;
-}
-bool fast_groups_noise(const TerngradEncode& f, std::uint64_t g0, std::uint64_t g1,
-                       const std::uint32_t* r) {
-  avx512::terngrad_encode(f, g0, g1, r);
-  return true;
-}
+
+#if defined(__x86_64__)
+// Every functor with a twin must find it: a missed overload would only be slower, which no test of
+// the bytes can see.
+template <class Fn>
+constexpr bool kHasTwin = requires(const Fn& f) {
+  avx512::groups(f, 0, 0);
+};
+template <class Fn>
+constexpr bool kHasNoiseTwin = requires(const Fn& f) {
+  avx512::groups(f, 0, 0, nullptr);
+};
+constexpr auto kAcc = DecodeMode::kAccumulate;
+static_assert(kHasTwin<HalfEncode<false>> && kHasTwin<HalfEncode<true>> && kHasTwin<SignEncode>);
+static_assert(kHasTwin<IdentityDecode<kAcc>> && kHasTwin<HalfDecode<true, kAcc>> &&
+              kHasTwin<QsgdDecode<3, kAcc>> && kHasTwin<QuantizeDecode<2, kAcc>> &&
+              kHasTwin<TerngradDecode<kAcc>> && kHasTwin<SignDecode<DecodeMode::kAssign>>);
+static_assert(kHasNoiseTwin<QsgdEncode<3>> && kHasNoiseTwin<QuantizeEncode<4>> &&
+              kHasNoiseTwin<TerngradEncode>);
+static_assert(!kHasTwin<QsgdEncode<3>> && !kHasNoiseTwin<SignEncode>);
 #endif
 
 // Groups [g0, g1) of f, through the AVX-512 twin when the CPU has one.

@@ -2,8 +2,10 @@
 // AVX-512 twins of the ops.hpp functors for the host backend (included by codec_host.cpp only;
 // never seen by nvcc). Each function writes exactly the bytes, and computes exactly the floats, of
 // the functor it stands for: the same IEEE operations in the same order per element, only 16
-// lanes at a time. Groups that are not full or that straddle a bucket boundary go to the functor
-// itself. Used when host_isa() is kAvx512 (kernels/cpu.hpp); the tests run with and without.
+// lanes at a time. Every twin is an overload of groups(f, g0, g1) — groups(f, g0, g1, r) for
+// encoders that take random words — so codec_host.cpp finds the twin of a functor by its type.
+// Groups that are not full or that straddle a bucket boundary go to the functor itself. Used when
+// host_isa() is kAvx512 (kernels/cpu.hpp); the tests run with and without.
 //
 // Bit packing: 16 codes of F bits are narrowed to bytes (F <= 4, two codes per byte pair-merged
 // in a 64-bit lane) or words, then BMI2 pext squeezes out the gaps; unpacking is the reverse
@@ -201,8 +203,8 @@ GOSSIP_AVX512_INLINE inline void for_full_groups(std::uint64_t d, std::uint64_t 
 
 // ---- encoders ----------------------------------------------------------------------------------
 template <int F>
-GOSSIP_AVX512 void qsgd_encode(const QsgdEncode<F>& f, std::uint64_t g0, std::uint64_t g1,
-                               const std::uint32_t* r) {
+GOSSIP_AVX512 void groups(const QsgdEncode<F>& f, std::uint64_t g0, std::uint64_t g1,
+                          const std::uint32_t* r) {
   const BucketedArgs& a = f.a;
   const __m512 s = _mm512_set1_ps(static_cast<float>(a.param));
   std::uint64_t last = ~0ull;
@@ -233,8 +235,8 @@ GOSSIP_AVX512 void qsgd_encode(const QsgdEncode<F>& f, std::uint64_t g0, std::ui
 }
 
 template <int F>
-GOSSIP_AVX512 void quantize_encode(const QuantizeEncode<F>& f, std::uint64_t g0, std::uint64_t g1,
-                                   const std::uint32_t* r) {
+GOSSIP_AVX512 void groups(const QuantizeEncode<F>& f, std::uint64_t g0, std::uint64_t g1,
+                          const std::uint32_t* r) {
   const BucketedArgs& a = f.a;
   const bool nearest = a.flag;
   const __m512 top = _mm512_set1_ps(static_cast<float>(a.param));
@@ -273,8 +275,8 @@ GOSSIP_AVX512 void quantize_encode(const QuantizeEncode<F>& f, std::uint64_t g0,
       [&](std::uint64_t g) { f.run(g, nearest ? nullptr : r + (g - g0) * kGroup); });
 }
 
-GOSSIP_AVX512 inline void terngrad_encode(const TerngradEncode& f, std::uint64_t g0,
-                                          std::uint64_t g1, const std::uint32_t* r) {
+GOSSIP_AVX512 inline void groups(const TerngradEncode& f, std::uint64_t g0, std::uint64_t g1,
+                                 const std::uint32_t* r) {
   const BucketedArgs& a = f.a;
   std::uint64_t last = ~0ull;
   __m512 inv = _mm512_setzero_ps();
@@ -302,7 +304,7 @@ GOSSIP_AVX512 inline void terngrad_encode(const TerngradEncode& f, std::uint64_t
 }
 
 // Sign bits need no bucket: a full group is two compare masks.
-GOSSIP_AVX512 inline void sign_encode(const SignEncode& f, std::uint64_t g0, std::uint64_t g1) {
+GOSSIP_AVX512 inline void groups(const SignEncode& f, std::uint64_t g0, std::uint64_t g1) {
   for_full_groups(
       f.d, g0, g1,
       [&](std::uint64_t g, std::uint64_t i0) GOSSIP_AVX512_INLINE {
@@ -317,7 +319,7 @@ GOSSIP_AVX512 inline void sign_encode(const SignEncode& f, std::uint64_t g0, std
 // fp16: vcvtps2ph rounds to nearest even like float_to_fp16_bits; NaNs become the canonical
 // sign | 0x7e00 as there (the instruction would keep payload bits).
 template <bool kBf16>
-GOSSIP_AVX512 void half_encode(const HalfEncode<kBf16>& f, std::uint64_t g0, std::uint64_t g1) {
+GOSSIP_AVX512 void groups(const HalfEncode<kBf16>& f, std::uint64_t g0, std::uint64_t g1) {
   for_full_groups(
       f.d, g0, g1,
       [&](std::uint64_t, std::uint64_t i0) GOSSIP_AVX512_INLINE {
@@ -350,8 +352,7 @@ GOSSIP_AVX512 void half_encode(const HalfEncode<kBf16>& f, std::uint64_t g0, std
 
 // ---- decoders ----------------------------------------------------------------------------------
 template <bool kBf16, DecodeMode kMode>
-GOSSIP_AVX512 void half_decode(const HalfDecode<kBf16, kMode>& f, std::uint64_t g0,
-                               std::uint64_t g1) {
+GOSSIP_AVX512 void groups(const HalfDecode<kBf16, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
   for_full_groups(
       f.d, g0, g1,
       [&](std::uint64_t, std::uint64_t i0) GOSSIP_AVX512_INLINE {
@@ -385,8 +386,7 @@ GOSSIP_AVX512 void half_decode(const HalfDecode<kBf16, kMode>& f, std::uint64_t 
 }
 
 template <DecodeMode kMode>
-GOSSIP_AVX512 void identity_decode(const IdentityDecode<kMode>& f, std::uint64_t g0,
-                                   std::uint64_t g1) {
+GOSSIP_AVX512 void groups(const IdentityDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
   for_full_groups(
       f.d, g0, g1,
       [&](std::uint64_t, std::uint64_t i0) GOSSIP_AVX512_INLINE {
@@ -422,7 +422,7 @@ GOSSIP_AVX512_INLINE inline void bucketed_decode(const Fn& f, std::uint64_t g0, 
 }
 
 template <int F, DecodeMode kMode>
-GOSSIP_AVX512 void qsgd_decode(const QsgdDecode<F, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
+GOSSIP_AVX512 void groups(const QsgdDecode<F, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
   bucketed_decode<F, kMode>(
       f, g0, g1,
       [&](std::uint64_t b) GOSSIP_AVX512_INLINE {
@@ -441,8 +441,7 @@ GOSSIP_AVX512 void qsgd_decode(const QsgdDecode<F, kMode>& f, std::uint64_t g0, 
 }
 
 template <int F, DecodeMode kMode>
-GOSSIP_AVX512 void quantize_decode(const QuantizeDecode<F, kMode>& f, std::uint64_t g0,
-                                   std::uint64_t g1) {
+GOSSIP_AVX512 void groups(const QuantizeDecode<F, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
   struct C {
     __m512 lo, step;
   };
@@ -458,8 +457,7 @@ GOSSIP_AVX512 void quantize_decode(const QuantizeDecode<F, kMode>& f, std::uint6
 }
 
 template <DecodeMode kMode>
-GOSSIP_AVX512 void terngrad_decode(const TerngradDecode<kMode>& f, std::uint64_t g0,
-                                   std::uint64_t g1) {
+GOSSIP_AVX512 void groups(const TerngradDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
   bucketed_decode<2, kMode>(
       f, g0, g1,
       [&](std::uint64_t b)
@@ -474,7 +472,7 @@ GOSSIP_AVX512 void terngrad_decode(const TerngradDecode<kMode>& f, std::uint64_t
 }
 
 template <DecodeMode kMode>
-GOSSIP_AVX512 void sign_decode(const SignDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
+GOSSIP_AVX512 void groups(const SignDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
   bucketed_decode<1, kMode>(
       f, g0, g1,
       [&](std::uint64_t b)
