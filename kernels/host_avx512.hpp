@@ -213,7 +213,7 @@ GOSSIP_AVX512 void groups(const QsgdEncode<F>& f, std::uint64_t g0, std::uint64_
       a.layout, a.d, g0, g1,
       [&](std::uint64_t g, std::uint64_t b) GOSSIP_AVX512_INLINE {
         if (b != last) {
-          scale = _mm512_set1_ps(qsgd_scale(load_le<float>(a.table + 4 * b), a.param));
+          scale = _mm512_set1_ps(qsgd_encode_scale(a, b));
           last = b;
         }
         GroupStream<F> st;
@@ -247,9 +247,9 @@ GOSSIP_AVX512 void groups(const QuantizeEncode<F>& f, std::uint64_t g0, std::uin
       a.layout, a.d, g0, g1,
       [&](std::uint64_t g, std::uint64_t b) GOSSIP_AVX512_INLINE {
         if (b != last) {
-          const MinMax mm{load_le<float>(a.table + 8 * b), load_le<float>(a.table + 8 * b + 4)};
-          lo = _mm512_set1_ps(mm.lo);
-          inv = _mm512_set1_ps(quantize_inv(mm, a.param));
+          const QuantConsts c = quantize_encode_consts(a, b);
+          lo = _mm512_set1_ps(c.lo);
+          inv = _mm512_set1_ps(c.inv_or_step);
           last = b;
         }
         GroupStream<F> st;
@@ -284,8 +284,7 @@ GOSSIP_AVX512 inline void groups(const TerngradEncode& f, std::uint64_t g0, std:
       a.layout, a.d, g0, g1,
       [&](std::uint64_t g, std::uint64_t b) GOSSIP_AVX512_INLINE {
         if (b != last) {
-          const float s = load_le<float>(a.table + 4 * b);
-          inv = _mm512_set1_ps(s > 0.0f ? 1.0f / s : 0.0f);
+          inv = _mm512_set1_ps(terngrad_encode_inv(a, b));
           last = b;
         }
         GroupStream<2> st;
@@ -425,13 +424,8 @@ template <int F, DecodeMode kMode>
 GOSSIP_AVX512 void groups(const QsgdDecode<F, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
   bucketed_decode<F, kMode>(
       f, g0, g1,
-      [&](std::uint64_t b) GOSSIP_AVX512_INLINE {
-        if (f.a.units) return _mm512_set1_ps(f.a.units[b]);
-        std::uint64_t lo, hi;
-        f.a.layout.bucket_range(b, lo, hi);
-        return _mm512_set1_ps(
-            qsgd_unit(load_le<float>(f.a.table + 4 * b), f.a.param, f.a.flag, hi - lo));
-      },
+      [&](std::uint64_t b)
+          GOSSIP_AVX512_INLINE { return _mm512_set1_ps(qsgd_decode_unit(f.a, b)); },
       [](__m512 unit, __m512i c) GOSSIP_AVX512_INLINE {
         // (float)(int)(c >> 1) * unit, negated (sign bit flipped) when bit 0 is set.
         const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c, 1)), unit);
@@ -448,8 +442,8 @@ GOSSIP_AVX512 void groups(const QuantizeDecode<F, kMode>& f, std::uint64_t g0, s
   bucketed_decode<F, kMode>(
       f, g0, g1,
       [&](std::uint64_t b) GOSSIP_AVX512_INLINE {
-        const MinMax mm{load_le<float>(f.a.table + 8 * b), load_le<float>(f.a.table + 8 * b + 4)};
-        return C{_mm512_set1_ps(mm.lo), _mm512_set1_ps(quantize_step(mm, f.a.param))};
+        const QuantConsts c = quantize_decode_consts(f.a, b);
+        return C{_mm512_set1_ps(c.lo), _mm512_set1_ps(c.inv_or_step)};
       },
       [](C c, __m512i q) GOSSIP_AVX512_INLINE {
         return _mm512_add_ps(c.lo, _mm512_mul_ps(_mm512_cvtepi32_ps(q), c.step));
@@ -460,8 +454,7 @@ template <DecodeMode kMode>
 GOSSIP_AVX512 void groups(const TerngradDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
   bucketed_decode<2, kMode>(
       f, g0, g1,
-      [&](std::uint64_t b)
-          GOSSIP_AVX512_INLINE { return _mm512_set1_ps(load_le<float>(f.a.table + 4 * b)); },
+      [&](std::uint64_t b) GOSSIP_AVX512_INLINE { return _mm512_set1_ps(bucket_float(f.a, b)); },
       [](__m512 s, __m512i c) GOSSIP_AVX512_INLINE {
         // kept: +-s (sign from bit 1), dropped: +0.
         const __m512i sv = _mm512_xor_si512(_mm512_castps_si512(s),
@@ -475,8 +468,7 @@ template <DecodeMode kMode>
 GOSSIP_AVX512 void groups(const SignDecode<kMode>& f, std::uint64_t g0, std::uint64_t g1) {
   bucketed_decode<1, kMode>(
       f, g0, g1,
-      [&](std::uint64_t b)
-          GOSSIP_AVX512_INLINE { return _mm512_set1_ps(load_le<float>(f.a.table + 4 * b)); },
+      [&](std::uint64_t b) GOSSIP_AVX512_INLINE { return _mm512_set1_ps(bucket_float(f.a, b)); },
       [](__m512 s, __m512i c) GOSSIP_AVX512_INLINE {
         return _mm512_castsi512_ps(
             _mm512_xor_si512(_mm512_castps_si512(s), _mm512_slli_epi32(c, 31)));

@@ -342,6 +342,40 @@ struct BucketedArgs {
   const float* units = nullptr;  // qsgd decode: per-bucket qsgd_unit, when precomputed
 };
 
+// ---- per-bucket constants: each read from the scale table in one place, for the host functors
+// below, the device's (pack.hpp) and the AVX-512 twins (host_avx512.hpp).
+struct QuantConsts {
+  float lo, inv_or_step;
+};
+// qsgd's norm, sign's mean magnitude, terngrad's max |x|: bucket b's 4-byte entry.
+GOSSIP_HD inline float bucket_float(const BucketedArgs& a, std::uint64_t b) {
+  return load_le<float>(a.table + 4 * b);
+}
+GOSSIP_HD inline MinMax bucket_minmax(const BucketedArgs& a, std::uint64_t b) {
+  return {load_le<float>(a.table + 8 * b), load_le<float>(a.table + 8 * b + 4)};
+}
+GOSSIP_HD inline float qsgd_encode_scale(const BucketedArgs& a, std::uint64_t b) {
+  return qsgd_scale(bucket_float(a, b), a.param);
+}
+GOSSIP_HD inline float qsgd_decode_unit(const BucketedArgs& a, std::uint64_t b) {
+  if (a.units) return a.units[b];
+  std::uint64_t lo, hi;
+  a.layout.bucket_range(b, lo, hi);
+  return qsgd_unit(bucket_float(a, b), a.param, a.flag, hi - lo);
+}
+GOSSIP_HD inline QuantConsts quantize_encode_consts(const BucketedArgs& a, std::uint64_t b) {
+  const MinMax mm = bucket_minmax(a, b);
+  return {mm.lo, quantize_inv(mm, a.param)};
+}
+GOSSIP_HD inline QuantConsts quantize_decode_consts(const BucketedArgs& a, std::uint64_t b) {
+  const MinMax mm = bucket_minmax(a, b);
+  return {mm.lo, quantize_step(mm, a.param)};
+}
+GOSSIP_HD inline float terngrad_encode_inv(const BucketedArgs& a, std::uint64_t b) {
+  const float s = bucket_float(a, b);
+  return s > 0.0f ? 1.0f / s : 0.0f;
+}
+
 // qsgd decode's per-bucket unit (a double division, and a sqrt when scaled), computed once per
 // bucket instead of once per group.
 struct QsgdUnitFn {
@@ -415,8 +449,7 @@ struct QsgdEncode {
     const float s = static_cast<float>(a.param);
     std::uint32_t codes[kGroup];
     group_codes(
-        a, x, i0, n, r, codes,
-        [&](std::uint64_t b) { return qsgd_scale(load_le<float>(a.table + 4 * b), a.param); },
+        a, x, i0, n, r, codes, [&](std::uint64_t b) { return qsgd_encode_scale(a, b); },
         [s](float scale, float v, std::uint32_t rw) { return qsgd_code(v, scale, s, rw); });
     GroupBits<F> bits;
     bits.pack(codes);
@@ -437,19 +470,9 @@ struct QsgdDecode {
     std::uint32_t codes[kGroup];
     bits.unpack(codes);
     group_values<kMode>(
-        a, i0, n, codes, w, y,
-        [&](std::uint64_t b) {
-          if (a.units) return a.units[b];
-          std::uint64_t lo, hi;
-          a.layout.bucket_range(b, lo, hi);
-          return qsgd_unit(load_le<float>(a.table + 4 * b), a.param, a.flag, hi - lo);
-        },
+        a, i0, n, codes, w, y, [&](std::uint64_t b) { return qsgd_decode_unit(a, b); },
         [](float unit, std::uint32_t c) { return qsgd_value(c, unit); });
   }
-};
-
-struct QuantConsts {
-  float lo, inv_or_step;
 };
 
 template <int F>
@@ -469,11 +492,7 @@ struct QuantizeEncode {
     const bool nearest = a.flag;
     std::uint32_t codes[kGroup];
     group_codes(
-        a, x, i0, n, r, codes,
-        [&](std::uint64_t b) {
-          const MinMax mm{load_le<float>(a.table + 8 * b), load_le<float>(a.table + 8 * b + 4)};
-          return QuantConsts{mm.lo, quantize_inv(mm, a.param)};
-        },
+        a, x, i0, n, r, codes, [&](std::uint64_t b) { return quantize_encode_consts(a, b); },
         [top, nearest](QuantConsts c, float v, std::uint32_t rw) {
           return quantize_code(v, c.lo, c.inv_or_step, top, nearest, rw);
         });
@@ -496,11 +515,7 @@ struct QuantizeDecode {
     std::uint32_t codes[kGroup];
     bits.unpack(codes);
     group_values<kMode>(
-        a, i0, n, codes, w, y,
-        [&](std::uint64_t b) {
-          const MinMax mm{load_le<float>(a.table + 8 * b), load_le<float>(a.table + 8 * b + 4)};
-          return QuantConsts{mm.lo, quantize_step(mm, a.param)};
-        },
+        a, i0, n, codes, w, y, [&](std::uint64_t b) { return quantize_decode_consts(a, b); },
         [](QuantConsts c, std::uint32_t q) {
           return c.lo + static_cast<float>(static_cast<std::int32_t>(q)) * c.inv_or_step;
         });
@@ -521,11 +536,7 @@ struct TerngradEncode {
     const auto n = static_cast<std::uint32_t>(min_u64(kGroup, a.d - i0));
     std::uint32_t codes[kGroup];
     group_codes(
-        a, x, i0, n, r, codes,
-        [&](std::uint64_t b) {
-          const float s = load_le<float>(a.table + 4 * b);
-          return s > 0.0f ? 1.0f / s : 0.0f;
-        },
+        a, x, i0, n, r, codes, [&](std::uint64_t b) { return terngrad_encode_inv(a, b); },
         [](float inv, float v, std::uint32_t rw) { return terngrad_code(v, inv, rw); });
     GroupBits<2> bits;
     bits.pack(codes);
@@ -546,7 +557,7 @@ struct TerngradDecode {
     std::uint32_t codes[kGroup];
     bits.unpack(codes);
     group_values<kMode>(
-        a, i0, n, codes, w, y, [&](std::uint64_t b) { return load_le<float>(a.table + 4 * b); },
+        a, i0, n, codes, w, y, [&](std::uint64_t b) { return bucket_float(a, b); },
         [](float s, std::uint32_t c) { return terngrad_value(c, s); });
   }
 };
@@ -584,7 +595,7 @@ struct SignDecode {
     std::uint32_t codes[kGroup];
     for (std::uint32_t j = 0; j < kGroup; ++j) codes[j] = (bits.w[0] >> j) & 1u;
     group_values<kMode>(
-        a, i0, n, codes, w, y, [&](std::uint64_t b) { return load_le<float>(a.table + 4 * b); },
+        a, i0, n, codes, w, y, [&](std::uint64_t b) { return bucket_float(a, b); },
         [](float s, std::uint32_t c) { return c ? -s : s; });
   }
 };

@@ -137,7 +137,7 @@ struct QsgdCodes {
     const BucketedArgs& aa = a;
     local_codes(
         a, xg, g * kGroup, group_len(a.d, g), r, codes,
-        [&aa](std::uint64_t b) { return qsgd_scale(load_le<float>(aa.table + 4 * b), aa.param); },
+        [&aa](std::uint64_t b) { return qsgd_encode_scale(aa, b); },
         [s](float scale, float v, std::uint32_t rw) { return qsgd_code(v, scale, s, rw); });
   }
 };
@@ -147,11 +147,7 @@ struct QsgdValues {
     const BucketedArgs& aa = a;
     local_values(
         a, g * kGroup, group_len(a.d, g), codes, vg,
-        [&aa](std::uint64_t b) {
-          std::uint64_t lo, hi;
-          aa.layout.bucket_range(b, lo, hi);
-          return qsgd_unit(load_le<float>(aa.table + 4 * b), aa.param, aa.flag, hi - lo);
-        },
+        [&aa](std::uint64_t b) { return qsgd_decode_unit(aa, b); },
         [](float unit, std::uint32_t c) { return qsgd_value(c, unit); });
   }
 };
@@ -166,10 +162,7 @@ struct QuantizeCodes {
     const BucketedArgs& aa = a;
     local_codes(
         a, xg, g * kGroup, group_len(a.d, g), nearest ? nullptr : r, codes,
-        [&aa](std::uint64_t b) {
-          const MinMax mm{load_le<float>(aa.table + 8 * b), load_le<float>(aa.table + 8 * b + 4)};
-          return QuantConsts{mm.lo, quantize_inv(mm, aa.param)};
-        },
+        [&aa](std::uint64_t b) { return quantize_encode_consts(aa, b); },
         [top, nearest](QuantConsts c, float v, std::uint32_t rw) {
           return quantize_code(v, c.lo, c.inv_or_step, top, nearest, rw);
         });
@@ -181,10 +174,7 @@ struct QuantizeValues {
     const BucketedArgs& aa = a;
     local_values(
         a, g * kGroup, group_len(a.d, g), codes, vg,
-        [&aa](std::uint64_t b) {
-          const MinMax mm{load_le<float>(aa.table + 8 * b), load_le<float>(aa.table + 8 * b + 4)};
-          return QuantConsts{mm.lo, quantize_step(mm, aa.param)};
-        },
+        [&aa](std::uint64_t b) { return quantize_decode_consts(aa, b); },
         [](QuantConsts c, std::uint32_t q) {
           return c.lo + static_cast<float>(static_cast<std::int32_t>(q)) * c.inv_or_step;
         });
@@ -199,10 +189,7 @@ struct TerngradCodes {
     const BucketedArgs& aa = a;
     local_codes(
         a, xg, g * kGroup, group_len(a.d, g), r, codes,
-        [&aa](std::uint64_t b) {
-          const float s = load_le<float>(aa.table + 4 * b);
-          return s > 0.0f ? 1.0f / s : 0.0f;
-        },
+        [&aa](std::uint64_t b) { return terngrad_encode_inv(aa, b); },
         [](float inv, float v, std::uint32_t rw) { return terngrad_code(v, inv, rw); });
   }
 };
@@ -212,7 +199,7 @@ struct TerngradValues {
     const BucketedArgs& aa = a;
     local_values(
         a, g * kGroup, group_len(a.d, g), codes, vg,
-        [&aa](std::uint64_t b) { return load_le<float>(aa.table + 4 * b); },
+        [&aa](std::uint64_t b) { return bucket_float(aa, b); },
         [](float s, std::uint32_t c) { return terngrad_value(c, s); });
   }
 };
@@ -230,7 +217,7 @@ struct SignValues {
     const BucketedArgs& aa = a;
     local_values(
         a, g * kGroup, group_len(a.d, g), codes, vg,
-        [&aa](std::uint64_t b) { return load_le<float>(aa.table + 4 * b); },
+        [&aa](std::uint64_t b) { return bucket_float(aa, b); },
         [](float s, std::uint32_t c) { return c ? -s : s; });
   }
 };
