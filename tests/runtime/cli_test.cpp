@@ -92,6 +92,40 @@ TEST_CASE("unreachable neighbour: the peer gives up within the connect timeout, 
   CHECK_MESSAGE(r.err.find("peer 1") != std::string::npos, r.err);
 }
 
+TEST_CASE("launch on a path: the summary's bytes are the mean over peers, as simulate's") {
+  // Peers of a path have unequal degrees, so rank 0's own bytes are not the mean.
+  Scratch s("launch_path");
+  const std::string ipc = "ipc://" + s.dir().string() + "-{rank}.sock";
+  for (int r = 0; r < 3; ++r) s.also_remove(s.dir().string() + "-" + std::to_string(r) + ".sock");
+  const auto cfg =
+      s.config("[topology]\nfile = \"grid:3,endpoint=" + ipc +
+               "\"\n[data]\ndataset = \"blobs\"\ntrain_limit = 1500\ntest_limit = 300\n"
+               "[algorithm]\nname = \"relaysum\"\nlr = 0.05\n[compression]\ncodec = "
+               "\"qsgd:s=15,scaled=true\"\n[run]\nepochs = 1\n");
+  const auto summary = [](const std::filesystem::path& dir) {
+    std::ifstream in(dir / "summary.json");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const auto number = [](const std::string& json, const std::string& key) {
+    const auto at = json.find("\"" + key + "\":");
+    REQUIRE_MESSAGE(at != std::string::npos, key);
+    return std::stod(json.substr(at + key.size() + 3));
+  };
+  const auto sim = run_cli("simulate --config " + cfg + " --set 'run.output=\"" +
+                           (s.dir() / "sim").string() + "\"'");
+  REQUIRE_MESSAGE(sim.code == 0, sim.err);
+  const auto launched = run_cli("launch --config " + cfg + " --set 'run.output=\"" +
+                                (s.dir() / "zmq").string() + "\"'");
+  REQUIRE_MESSAGE(launched.code == 0, launched.err);
+  const auto a = summary(s.dir() / "sim"), b = summary(s.dir() / "zmq");
+  const double bytes = number(a, "bytes_sent_per_peer");
+  CHECK(number(b, "bytes_sent_per_peer") == doctest::Approx(bytes).epsilon(1e-6));
+  CHECK(number(b, "compression_ratio_vs_fp32_dpsgd") ==
+        doctest::Approx(number(a, "compression_ratio_vs_fp32_dpsgd")).epsilon(1e-6));
+  CHECK(number(b, "compression_ratio_vs_fp32_dpsgd") ==
+        doctest::Approx(number(b, "fp32_dpsgd_bytes_per_peer") / bytes).epsilon(1e-6));
+}
+
 TEST_CASE("a diverging run: exit status 3, the peer and round named, no summary") {
   Scratch s("diverge_cli");
   const auto& dir = s.dir();
