@@ -18,7 +18,9 @@ for b in "${bins[@]}"; do
     exit 1
   fi
 done
-if ldd "$build/src/gossip" | grep -q 'libcudart'; then :; else
+# (Not `ldd | grep -q`: grep quits at the first match, ldd dies of SIGPIPE, and pipefail calls the
+# whole test false.)
+if [[ $(ldd "$build/src/gossip") != *libcudart* ]]; then
   echo "gpu-bundle: $build/src/gossip was built without CUDA; configure with -Dcuda=enabled" >&2
   exit 1
 fi

@@ -8,7 +8,7 @@ packages=(
   libzmq3-dev cppzmq-dev libspdlog-dev libfmt-dev doctest-dev
   libeigen3-dev libspectra-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libopenblas-dev libomp-dev zlib1g-dev
-  dataset-fashion-mnist gnuplot-nox
+  dataset-fashion-mnist gnuplot-nox python3
 )
 
 missing=()
