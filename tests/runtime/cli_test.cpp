@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -90,6 +91,32 @@ TEST_CASE("unreachable neighbour: the peer gives up within the connect timeout, 
   const auto r = run_cli("peer --config " + cfg + " --rank 0");
   CHECK(r.code != 0);
   CHECK_MESSAGE(r.err.find("peer 1") != std::string::npos, r.err);
+}
+
+TEST_CASE("every example config in configs/ trains an epoch (on synthetic data)") {
+  // Their topology paths are relative to the repository root, where users run them.
+  const char* root = std::getenv("GOSSIP_SOURCE_ROOT");
+  REQUIRE(root != nullptr);
+  Scratch s("example_configs");
+  struct Cwd {  // back to the test's folder however the test ends
+    std::filesystem::path before = std::filesystem::current_path();
+    ~Cwd() { std::filesystem::current_path(before); }
+  } cwd;
+  std::filesystem::current_path(root);
+  int seen = 0;
+  for (const auto& e : std::filesystem::directory_iterator("configs")) {
+    if (e.path().extension() != ".toml") continue;
+    ++seen;
+    const std::string out = (s.dir() / e.path().stem()).string();
+    const auto r = run_cli("simulate --config " + e.path().string() +
+                           " --set data.dataset=blobs --set data.train_limit=2000"
+                           " --set data.test_limit=400 --set run.epochs=1 --set 'run.output=\"" +
+                           out + "\"'");
+    CHECK_MESSAGE(r.code == 0, e.path().string() << ": " << r.err);
+    CHECK_MESSAGE(std::filesystem::exists(std::filesystem::path(out) / "summary.json"),
+                  e.path().string());
+  }
+  CHECK(seen >= 2);
 }
 
 TEST_CASE("launch on a path: the summary's bytes are the mean over peers, as simulate's") {
