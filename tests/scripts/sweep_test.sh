@@ -51,6 +51,14 @@ bound = s["bytes_sent_per_peer"] / 2 * 8 / 10e6
 assert s["wall_seconds"] >= 0.9 * bound, f"wall {s['wall_seconds']} s below the bound {bound} s"
 print(f"fp32 at 10 Mbit/s: {s['wall_seconds']:.2f} s, bandwidth bound {bound:.2f} s")
 PY
+# --launch: one process per peer over ZeroMQ gives the same accuracy and bytes as simulate.
+bash "$root/scripts/sweep.sh" --gossip "$exe" --config "$tmp/run.toml" --latency 0 --bandwidth 0 \
+  --out "$tmp/zmq" --launch --run 'choco=algorithm.name=choco-sgd' >/dev/null 2>"$tmp/zmq.txt" ||
+  { cat "$tmp/zmq.txt" >&2; fail "sweep --launch failed"; }
+sim=$(awk -F'\t' '$1 == "choco" && $3 == "0" {print $5, $6, $7, $8}' "$tmp/out/sweep.tsv")
+zmq=$(awk -F'\t' '$1 == "choco" {print $5, $6, $7, $8}' "$tmp/zmq/sweep.tsv")
+[[ -n $sim && $sim == "$zmq" ]] || fail "launch row '$zmq' differs from simulate's '$sim'"
+echo "launch and simulate agree: accuracy, bytes and rounds $zmq"
 # Bad arguments: exit 2 and a message that names them.
 set +e
 msg=$(bash "$root/scripts/sweep.sh" --gossip "$exe" --latency 'ten' 2>&1); rc=$?
