@@ -18,7 +18,7 @@
 // nothing (the transport may, for its own framing); an algorithm owns a fixed set of model-sized
 // buffers that does not grow with the number of neighbours, because neighbours' messages are
 // decoded and accumulated straight into the state (Codec::decode_accumulate). The exception is
-// RelaySum, which must remember two sums per tree neighbour.
+// RelaySum, which must remember two sums per tree neighbour (three when compressed).
 
 #include <chrono>
 #include <concepts>
@@ -143,7 +143,7 @@ class Algorithm {
   // The buffer called `name`; throws std::invalid_argument when there is none.
   std::span<const float> state(std::string_view name);
   // How many model-sized float buffers this object owns (state, gradient and scratch); constant
-  // in the degree of the peer except for RelaySum (two more per neighbour).
+  // in the degree of the peer except for RelaySum (two more per neighbour, three compressed).
   std::size_t model_sized_buffers() const { return model_sized_buffers_; }
 
   // The whole state: header (magic, version, algorithm, d, config hash), round, learning rate,

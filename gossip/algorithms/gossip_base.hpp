@@ -44,6 +44,8 @@ class GossipAlgorithm : public Algorithm {
   void decode_own(std::span<float> y);
 
   float self_weight() const { return self_weight_; }
+  // The codec sends fp32 unchanged (spec "identity", however the config spelled it).
+  bool lossless_codec() const { return codec_->spec() == "identity"; }
 
   // Throws std::invalid_argument unless config.consensus_step is in (0, 1]; `what` names it in
   // the message, e.g. "deepsqueeze: consensus_step (η)".

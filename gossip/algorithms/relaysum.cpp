@@ -7,24 +7,24 @@
 // up to the tree's diameter.
 //
 // What is relayed is each model's distance from the common initial model, r = y − x0, so a peer
-// whose model has not arrived yet (the first rounds) counts as x0, as in the paper, without being
-// filled in, and the numbers summed are small. Peer i owes neighbour j the sum
-// m_{i→j} = r_i + Σ_{k ∈ N(i)∖j} m_{k→i} over what it received last round from its other
-// neighbours, and sets x_i = x0 + (r_i + Σ_k m_{k→i}) / n. The sums differ per neighbour, but the
-// transport sends one message to all of them, so peer i sends S_i = r_i + Σ_k m_{k→i} and
-// neighbour j takes its own contribution back out: m_{i→j} = S_i − m_{j→i}, with m_{j→i} the sum
-// j sent i the round before. Both ends subtract the same bytes, so their copies of every m agree
-// exactly, and a rounding enters once per hop without being fed back. Each peer keeps, per
-// neighbour, the last sum received from it and the last sum it owed it: two model-sized buffers
-// per neighbour, unlike the other algorithms, whose state does not grow with the degree.
+// whose model has not arrived yet (the first rounds) counts as x0, as in the authors' code
+// (github.com/epfml/relaysgd), without being filled in, and the numbers summed are small. Peer i
+// owes neighbour j the sum m_{i→j} = r_i + Σ_{k ∈ N(i)∖j} m_{k→i} over what it received last round
+// from its other neighbours, and sets x_i = x0 + (r_i + Σ_k m_{k→i}) / n. The sums differ per
+// neighbour, but the transport sends one message to all of them, so peer i sends S_i = r_i + Σ_k
+// m_{k→i} and neighbour j takes its own contribution back out: m_{i→j} = S_i − m_{j→i}, with
+// m_{j→i} the sum j sent i the round before. Both ends subtract the same bytes, so their copies of
+// every m agree exactly, and a rounding enters once per hop without being fed back. Each peer
+// keeps, per neighbour, the last sum received from it and the last sum it owed it: two model-sized
+// buffers per neighbour, unlike the other algorithms, whose state does not grow with the degree.
 //
 // With a lossy codec (our extension, not in the paper) the sums travel as CHOCO-SGD sends models:
 // each peer keeps a public copy Ŝ_i that its neighbours replicate bit for bit, sends C(S_i − Ŝ_i)
 // and adds the decoded difference to Ŝ_i on both sides; the relay runs on the public copies,
 // m_{i→j} = Ŝ_i − m_{j→i}, so both ends still agree exactly. The copies start at 0, which is
-// where the sums start. The copy lags S_i by the codec's error, which reaches every peer's
-// average once, 1/n-weighted; the own r_i enters exactly. One more buffer per neighbour (its
-// public copy) and one for the own.
+// where the sums start. The copy lags S_i by the codec's error, which reaches every other peer's
+// average once, 1/n-weighted, and stays in the models from there; a peer's own r_i enters its
+// own average exactly. One more buffer per neighbour (its public copy) and one for the own.
 
 #include <algorithm>
 
@@ -40,7 +40,7 @@ class RelaySum final : public GossipAlgorithm {
   RelaySum(const AlgorithmConfig& config, net::Transport& transport,
            const topology::Topology& topology, std::span<const float> x0)
       : GossipAlgorithm(config, transport, topology, x0),
-        compressed_(config.codec != "identity"),
+        compressed_(!lossless_codec()),
         x0_(model_buffer()) {
     const auto& graph = topology.graph;
     if (!graph.connected() || graph.edge_count() + 1 != static_cast<std::size_t>(graph.size())) {
@@ -82,24 +82,29 @@ class RelaySum final : public GossipAlgorithm {
     Clock::time_point mark = Clock::now();
     const std::size_t d = x_.size();
     const float lr = config_.lr;
-    // y = x − γ d in x; S = (y − x0) + Σ_k received_k in g (the direction is no longer needed).
-    for (std::size_t e = 0; e < d; ++e) {
-      x_[e] -= lr * g_[e];
-      float s = x_[e] - x0_[e];
-      for (const auto& r : received_) s += r[e];
-      g_[e] = s;
-    }
-    if (!compressed_) {
+    // y = x − γ d in x.
+    for (std::size_t e = 0; e < d; ++e) x_[e] -= lr * g_[e];
+    if (received_.empty()) {  // one peer: the average is its own model
       last_.update_s += seconds_since(mark);
-      encode(g_);
+      return;
+    }
+    // S = (y − x0) + Σ_k received_k in g (the direction is no longer needed).
+    for (std::size_t e = 0; e < d; ++e) g_[e] = x_[e] - x0_[e];
+    for (const auto& r : received_)
+      for (std::size_t e = 0; e < d; ++e) g_[e] += r[e];
+    if (compressed_) {
+      for (std::size_t e = 0; e < d; ++e) g_[e] -= public_[e];  // the message: S − Ŝ
+    }
+    last_.update_s += seconds_since(mark);
+    encode(g_);
+    if (!compressed_) {
       exchange_decode_each(
           scratch_, [&](std::size_t k, float, std::span<const float> s_j) { relay(k, s_j, g_); });
     } else {
-      for (std::size_t e = 0; e < d; ++e) g_[e] -= public_[e];
-      last_.update_s += seconds_since(mark);
-      encode(g_);
       decode_own(scratch_);
+      mark = Clock::now();
       for (std::size_t e = 0; e < d; ++e) public_[e] += scratch_[e];
+      last_.update_s += seconds_since(mark);
       exchange_decode_each(scratch_, [&](std::size_t k, float, std::span<const float> q_j) {
         auto& copy = replicas_[k];
         for (std::size_t e = 0; e < d; ++e) copy[e] += q_j[e];
@@ -107,12 +112,12 @@ class RelaySum final : public GossipAlgorithm {
       });
     }
     mark = Clock::now();
+    // x = x0 + ((y − x0) + Σ_k received_k) / n, summed in the same order as S.
+    for (std::size_t e = 0; e < d; ++e) g_[e] = x_[e] - x0_[e];
+    for (const auto& r : received_)
+      for (std::size_t e = 0; e < d; ++e) g_[e] += r[e];
     const float inv_n = 1.0f / static_cast<float>(size_);
-    for (std::size_t e = 0; e < d; ++e) {
-      float s = x_[e] - x0_[e];
-      for (const auto& r : received_) s += r[e];
-      x_[e] = x0_[e] + s * inv_n;
-    }
+    for (std::size_t e = 0; e < d; ++e) x_[e] = x0_[e] + g_[e] * inv_n;
     last_.update_s += seconds_since(mark);
   }
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -114,6 +115,17 @@ TEST_CASE("identity DeepSqueeze (eta = 1) and CHOCO-SGD (gamma_c = 1) are adapt-
   }
 }
 
+TEST_CASE("RelaySum with an empty model runs its rounds") {
+  for (const char* codec : {"identity", "qsgd:s=3,scaled=true"}) {
+    const auto topo = gt::make_topo("grid:3");
+    const std::vector<float> none;
+    const auto x = gt::run_algorithm(config("relaysum", 0.05f, 1.0f, codec), topo, none, 3,
+                                     [](int, std::span<const float>, std::span<float>) {});
+    CHECK(x.size() == 3);
+    for (const auto& xi : x) CHECK(xi.empty());
+  }
+}
+
 TEST_CASE("RelaySum on trees matches the delayed plain average of all peers' models") {
   // Paths (the diameter sets the delays), a star (one relay for all), two peers and one.
   for (std::string spec : {"grid:8", "grid:5", "star:6", "grid:2", "grid:1"}) {
@@ -147,9 +159,16 @@ TEST_CASE("RelaySum on trees matches the delayed plain average of all peers' mod
 
 TEST_CASE("RelaySum: both ends of every tree edge hold the same relayed sums, bit for bit") {
   // What i owes j is what j received from i; compressed, j's copy of i's public sum is i's own.
-  for (std::string codec : {"identity", "qsgd:s=3,scaled=true", "fp16"}) {
+  // A path and a star (degree 5 at the centre).
+  for (const auto& [spec, codec] :
+       std::vector<std::pair<std::string, std::string>>{{"grid:6", "identity"},
+                                                        {"grid:6", "qsgd:s=3,scaled=true"},
+                                                        {"grid:6", "fp16"},
+                                                        {"star:6", "identity"},
+                                                        {"star:6", "qsgd:s=3,scaled=true"}}) {
+    CAPTURE(spec);
     CAPTURE(codec);
-    const auto topo = gt::make_topo("grid:6");
+    const auto topo = gt::make_topo(spec);
     const auto n = static_cast<std::size_t>(topo.size());
     const gt::DiagonalQuadratic problem(topo.size(), 300, 4);
     const auto x0 = start_point(problem.d);
