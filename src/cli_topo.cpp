@@ -20,11 +20,6 @@ namespace {
 using nlohmann::json;
 namespace topo = gossip::topology;
 
-// Connected with n − 1 edges: RelaySum can run on it.
-bool is_tree(const topo::Topology& t) {
-  return t.graph.edge_count() + 1 == static_cast<std::size_t>(t.size()) && t.graph.connected();
-}
-
 json report_json(const topo::Topology& t, const topo::SpectralReport& r, bool with_matrix) {
   json j;
   j["topology"] = t.description;
@@ -35,7 +30,7 @@ json report_json(const topo::Topology& t, const topo::SpectralReport& r, bool wi
   j["degree_max"] = r.degree_max;
   j["diameter"] = r.diameter;
   j["diameter_exact"] = r.diameter_exact;
-  j["tree"] = is_tree(t);
+  j["tree"] = t.graph.is_tree();
   j["solver"] = r.solver;
   j["lambda_2"] = r.lambda_2 ? json(*r.lambda_2) : json(nullptr);
   j["lambda_n"] = r.lambda_n;
@@ -77,10 +72,11 @@ void print_report(const topo::Topology& t, const topo::SpectralReport& r, bool a
       fmt::format("min {}, mean {:.2f}, max {}", r.degree_min, r.degree_mean, r.degree_max));
   row("diameter", r.diameter_exact ? std::to_string(r.diameter)
                                    : fmt::format(">= {} (double-sweep bound)", r.diameter));
-  row("tree", is_tree(t) ? fmt::format("yes: RelaySum averages every peer, the farthest {} rounds "
-                                       "late",
-                                       std::max(r.diameter - 1, 0))
-                         : std::string("no: RelaySum needs a tree (connected, n - 1 edges)"));
+  row("tree", t.graph.is_tree()
+                  ? fmt::format("yes: RelaySum averages every peer, the farthest {} rounds "
+                                "late",
+                                std::max(r.diameter - 1, 0))
+                  : std::string("no: RelaySum needs a tree (connected, n - 1 edges)"));
   row("eigensolver", r.solver);
   row("lambda_2", r.lambda_2 ? fmt::format("{:.12f}", *r.lambda_2) : "- (one peer)");
   row("lambda_n", fmt::format("{:.12f}", r.lambda_n));

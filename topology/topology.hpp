@@ -40,6 +40,10 @@ class Graph {
   // Sizes of the connected components, largest first.
   std::vector<int> component_sizes() const;
   bool connected() const { return component_sizes().size() <= 1; }
+  // Connected with n − 1 edges: no cycles (RelaySum's requirement).
+  bool is_tree() const {
+    return edge_count() + 1 == static_cast<std::size_t>(size()) && connected();
+  }
 
  private:
   std::vector<std::vector<int>> adj_;

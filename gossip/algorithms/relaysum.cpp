@@ -27,6 +27,8 @@
 // own average exactly. One more buffer per neighbour (its public copy) and one for the own.
 
 #include <algorithm>
+#include <array>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -43,7 +45,7 @@ class RelaySum final : public GossipAlgorithm {
         compressed_(!lossless_codec()),
         x0_(model_buffer()) {
     const auto& graph = topology.graph;
-    if (!graph.connected() || graph.edge_count() + 1 != static_cast<std::size_t>(graph.size())) {
+    if (!graph.is_tree()) {
       throw std::invalid_argument(fmt::format(
           "relaysum needs a tree (connected, n - 1 edges): {} has {} edges for {} peers{}; use a "
           "path (grid:{}), a star or a tree written in a topology file",
@@ -53,29 +55,43 @@ class RelaySum final : public GossipAlgorithm {
     std::copy(x0.begin(), x0.end(), x0_.begin());
     if (compressed_) public_ = model_buffer();
     for (int j : transport.neighbors()) {
-      received_.push_back(model_buffer());
-      owed_.push_back(model_buffer());
-      names_.push_back(fmt::format("received from {}", j));
-      names_.push_back(fmt::format("owed to {}", j));
-      if (compressed_) {
-        replicas_.push_back(model_buffer());
-        names_.push_back(fmt::format("public copy of {}", j));
-      }
+      Link& l = links_.emplace_back();
+      l.received = model_buffer();
+      l.owed = model_buffer();
+      if (compressed_) l.replica = model_buffer();
+      l.names = {fmt::format("received from {}", j), fmt::format("owed to {}", j),
+                 fmt::format("public copy of {}", j)};
     }
     scratch_ = model_buffer();
   }
 
  private:
+  // What this peer keeps of one tree edge.
+  struct Link {
+    std::vector<float> received;  // m_{j→i} of the last round
+    std::vector<float> owed;      // m_{i→j} of the last round
+    std::vector<float> replica;   // Ŝ_j (lossy codec only)
+    std::array<std::string, 3> names;
+  };
+
   std::vector<StateBuffer> extra_state() override {
     std::vector<StateBuffer> out{{"x0", x0_}};
     if (compressed_) out.push_back({"public copy", public_});
-    const std::size_t per = compressed_ ? 3 : 2;
-    for (std::size_t k = 0; k < received_.size(); ++k) {
-      out.push_back({names_[per * k], received_[k]});
-      out.push_back({names_[per * k + 1], owed_[k]});
-      if (compressed_) out.push_back({names_[per * k + 2], replicas_[k]});
+    for (Link& l : links_) {
+      out.push_back({l.names[0], l.received});
+      out.push_back({l.names[1], l.owed});
+      if (compressed_) out.push_back({l.names[2], l.replica});
     }
     return out;
+  }
+
+  // out = (y − x0) + Σ_k received_k, y being x_ after the local step; buffer by buffer, always in
+  // this order, so the sum sent and the sum averaged round alike.
+  void own_plus_received(std::span<float> out) const {
+    const std::size_t d = x_.size();
+    for (std::size_t e = 0; e < d; ++e) out[e] = x_[e] - x0_[e];
+    for (const Link& l : links_)
+      for (std::size_t e = 0; e < d; ++e) out[e] += l.received[e];
   }
 
   void run_round() override {
@@ -84,16 +100,14 @@ class RelaySum final : public GossipAlgorithm {
     const float lr = config_.lr;
     // y = x − γ d in x.
     for (std::size_t e = 0; e < d; ++e) x_[e] -= lr * g_[e];
-    if (received_.empty()) {  // one peer: the average is its own model
+    if (links_.empty()) {  // one peer: the average is its own model
       last_.update_s += seconds_since(mark);
       return;
     }
-    // S = (y − x0) + Σ_k received_k in g (the direction is no longer needed).
-    for (std::size_t e = 0; e < d; ++e) g_[e] = x_[e] - x0_[e];
-    for (const auto& r : received_)
-      for (std::size_t e = 0; e < d; ++e) g_[e] += r[e];
+    // S in g (the direction is no longer needed); compressed, the message is S − Ŝ.
+    own_plus_received(g_);
     if (compressed_) {
-      for (std::size_t e = 0; e < d; ++e) g_[e] -= public_[e];  // the message: S − Ŝ
+      for (std::size_t e = 0; e < d; ++e) g_[e] -= public_[e];
     }
     last_.update_s += seconds_since(mark);
     encode(g_);
@@ -101,21 +115,16 @@ class RelaySum final : public GossipAlgorithm {
       exchange_decode_each(
           scratch_, [&](std::size_t k, float, std::span<const float> s_j) { relay(k, s_j, g_); });
     } else {
-      decode_own(scratch_);
-      mark = Clock::now();
-      for (std::size_t e = 0; e < d; ++e) public_[e] += scratch_[e];
-      last_.update_s += seconds_since(mark);
+      accumulate_own(1.0f, public_);  // Ŝ_i += C(S − Ŝ_i), as the neighbours' replicas do
       exchange_decode_each(scratch_, [&](std::size_t k, float, std::span<const float> q_j) {
-        auto& copy = replicas_[k];
+        auto& copy = links_[k].replica;
         for (std::size_t e = 0; e < d; ++e) copy[e] += q_j[e];
         relay(k, copy, public_);
       });
     }
     mark = Clock::now();
-    // x = x0 + ((y − x0) + Σ_k received_k) / n, summed in the same order as S.
-    for (std::size_t e = 0; e < d; ++e) g_[e] = x_[e] - x0_[e];
-    for (const auto& r : received_)
-      for (std::size_t e = 0; e < d; ++e) g_[e] += r[e];
+    // x = x0 + ((y − x0) + Σ_k received_k) / n.
+    own_plus_received(g_);
     const float inv_n = 1.0f / static_cast<float>(size_);
     for (std::size_t e = 0; e < d; ++e) x_[e] = x0_[e] + g_[e] * inv_n;
     last_.update_s += seconds_since(mark);
@@ -123,8 +132,8 @@ class RelaySum final : public GossipAlgorithm {
 
   // Neighbour k's sum this round is s_j; this peer's own is s_i (as the neighbours hold it).
   void relay(std::size_t k, std::span<const float> s_j, std::span<const float> s_i) {
-    auto& in = received_[k];
-    auto& out = owed_[k];
+    auto& in = links_[k].received;
+    auto& out = links_[k].owed;
     for (std::size_t e = 0; e < in.size(); ++e) {
       const float from_j = s_j[e] - out[e];  // m_{j→i} of this round
       out[e] = s_i[e] - in[e];               // m_{i→j} of this round, from last round's m_{j→i}
@@ -132,14 +141,11 @@ class RelaySum final : public GossipAlgorithm {
     }
   }
 
-  bool compressed_;                           // a lossy codec: relay the public copies
-  std::vector<float> x0_;                     // the common initial model
-  std::vector<std::vector<float>> received_;  // per neighbour: m_{j→i} of the last round
-  std::vector<std::vector<float>> owed_;      // per neighbour: m_{i→j} of the last round
-  std::vector<float> scratch_;                // one decoded message
-  std::vector<float> public_;                 // Ŝ_i (lossy codec only)
-  std::vector<std::vector<float>> replicas_;  // per neighbour: Ŝ_j (lossy codec only)
-  std::vector<std::string> names_;            // state buffer names, two or three per neighbour
+  bool compressed_;             // a lossy codec: relay the public copies
+  std::vector<float> x0_;       // the common initial model
+  std::vector<Link> links_;     // in neighbors() order
+  std::vector<float> scratch_;  // one decoded message
+  std::vector<float> public_;   // Ŝ_i (lossy codec only)
 };
 
 }  // namespace

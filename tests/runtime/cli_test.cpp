@@ -12,6 +12,8 @@
 #include <system_error>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "src/model.hpp"
 #include "tests/common/run_cli.hpp"
 
@@ -130,13 +132,7 @@ TEST_CASE("launch on a path: the summary's bytes are the mean over peers, as sim
                "[algorithm]\nname = \"relaysum\"\nlr = 0.05\n[compression]\ncodec = "
                "\"qsgd:s=15,scaled=true\"\n[run]\nepochs = 1\n");
   const auto summary = [](const std::filesystem::path& dir) {
-    std::ifstream in(dir / "summary.json");
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  const auto number = [](const std::string& json, const std::string& key) {
-    const auto at = json.find("\"" + key + "\":");
-    REQUIRE_MESSAGE(at != std::string::npos, key);
-    return std::stod(json.substr(at + key.size() + 3));
+    return nlohmann::json::parse(std::ifstream(dir / "summary.json"));
   };
   const auto sim = run_cli("simulate --config " + cfg + " --set 'run.output=\"" +
                            (s.dir() / "sim").string() + "\"'");
@@ -145,12 +141,12 @@ TEST_CASE("launch on a path: the summary's bytes are the mean over peers, as sim
                                 (s.dir() / "zmq").string() + "\"'");
   REQUIRE_MESSAGE(launched.code == 0, launched.err);
   const auto a = summary(s.dir() / "sim"), b = summary(s.dir() / "zmq");
-  const double bytes = number(a, "bytes_sent_per_peer");
-  CHECK(number(b, "bytes_sent_per_peer") == doctest::Approx(bytes).epsilon(1e-6));
-  CHECK(number(b, "compression_ratio_vs_fp32_dpsgd") ==
-        doctest::Approx(number(a, "compression_ratio_vs_fp32_dpsgd")).epsilon(1e-6));
-  CHECK(number(b, "compression_ratio_vs_fp32_dpsgd") ==
-        doctest::Approx(number(b, "fp32_dpsgd_bytes_per_peer") / bytes).epsilon(1e-6));
+  const double bytes = a["bytes_sent_per_peer"];
+  const double ratio = b["compression_ratio_vs_fp32_dpsgd"];
+  CHECK(b["bytes_sent_per_peer"].get<double>() == doctest::Approx(bytes).epsilon(1e-6));
+  CHECK(ratio == doctest::Approx(a["compression_ratio_vs_fp32_dpsgd"].get<double>()).epsilon(1e-6));
+  CHECK(ratio ==
+        doctest::Approx(b["fp32_dpsgd_bytes_per_peer"].get<double>() / bytes).epsilon(1e-6));
 }
 
 TEST_CASE("a diverging run: exit status 3, the peer and round named, no summary") {

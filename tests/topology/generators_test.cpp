@@ -27,6 +27,18 @@ TEST_CASE("structure of each generator") {
   CHECK_FALSE(expo.has_edge(3, 6));
 }
 
+TEST_CASE("trees: connected with n - 1 edges") {
+  for (const char* spec : {"grid:8", "star:6", "ring:1", "ring:2"})
+    CHECK_MESSAGE(generate_graph(parse_spec(spec)).is_tree(), spec);
+  for (const char* spec : {"ring:3", "grid:3x3", "complete:4"})
+    CHECK_MESSAGE(!generate_graph(parse_spec(spec)).is_tree(), spec);
+  Graph forest(4);  // n - 1 edges but two components
+  forest.add_edge(0, 1);
+  forest.add_edge(1, 2);
+  forest.add_edge(2, 0);
+  CHECK_FALSE(forest.is_tree());
+}
+
 TEST_CASE("random generators are seeded, connected and regular where asked") {
   const auto a = generate_graph(parse_spec("random-regular:200,d=4,seed=3"));
   const auto b = generate_graph(parse_spec("random-regular:200,d=4,seed=3"));
