@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 bins=(src/gossip tests/kernels/test_kernels_cuda_identity tests/runtime/runtime_model_cuda_test
-  tests/kernels/test_kernels_gpu_twins)
+  tests/kernels/test_kernels_gpu_twins tests/gossip/test_algorithm_cuda
+  tests/gossip/test_algorithm_bench)
 for b in "${bins[@]}"; do
   if [[ ! -x $build/$b ]]; then
     echo "gpu-bundle: $build/$b is missing: configure $build with CUDA (meson setup $build" \

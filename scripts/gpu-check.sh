@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, from the archive scripts/gpu-bundle.sh made (.gpu/gossip-gpu.tar.xz):
 #   1. the CUDA tests: device codecs byte-identical to the host ones, the cuBLAS model against
-#      the OpenBLAS one (a skip, exit 77, counts as a failure here: there must be a GPU);
-#   2. compute-sanitizer memcheck, racecheck and synccheck on the device-codec test, when the
-#      machine has compute-sanitizer;
+#      the OpenBLAS one, every algorithm's state on the GPU bit-identical to the host's (a skip,
+#      exit 77, counts as a failure here: there must be a GPU);
+#   2. compute-sanitizer memcheck, racecheck and synccheck on the device-codec test (and memcheck
+#      on the algorithm test), when the machine has compute-sanitizer;
 #   3. `gossip bench codecs --device cuda` at 16M elements (JSON rows), beside
 #      device-to-device copy bandwidth;
-#   4. two epochs of the MLP with run.device=cuda on synthetic data, against run.device=cpu.
+#   4. time per round of every algorithm with its state on the GPU and on the host (ring of 8
+#      threads, d = 10^6);
+#   5. two epochs of the MLP with run.device=cuda on synthetic data, against run.device=cpu.
 # Every step's output goes to OUT_DIR (default gpu-check-out); a summary line per step ends it.
 # Exit status: the number of failed steps.
 #
@@ -64,11 +67,14 @@ step() {  # step NAME COMMAND...: runs it, output to $out/NAME.log, records pass
 step cuda-identity "$bin/test_kernels_cuda_identity"
 step gpu-twins "$bin/test_kernels_gpu_twins"
 step model-cuda "$bin/runtime_model_cuda_test"
+step algorithm-cuda "$bin/test_algorithm_cuda"
 if command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck synccheck; do
     step "sanitizer-$tool" compute-sanitizer --tool "$tool" --error-exitcode 1 \
       "$bin/test_kernels_cuda_identity"
   done
+  step sanitizer-memcheck-algorithms compute-sanitizer --tool memcheck --error-exitcode 1 \
+    "$bin/test_algorithm_cuda"
 else
   summary+=("SKIP compute-sanitizer (not installed)")
 fi
@@ -76,6 +82,8 @@ bench() {  # once, JSON rows to a file of their own; progress and errors go to t
   "$bin/gossip" bench codecs --device cuda --size 16777216 --json >"$out/bench-codecs-cuda.json"
 }
 step bench-codecs-cuda bench
+step bench-algorithms-cuda "$bin/test_algorithm_bench" 1000000 20 cuda
+step bench-algorithms-cpu "$bin/test_algorithm_bench" 1000000 20 cpu
 train() {  # train DEVICE: two epochs of the MLP on synthetic blobs, 4 peers on a ring
   "$bin/gossip" simulate --config configs/ring8_deepsqueeze.toml --set topology.file=ring:4 \
     --set data.dataset=blobs --set run.epochs=2 --set run.device="$1" \

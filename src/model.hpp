@@ -3,12 +3,13 @@
 // compression): a multi-layer perceptron with ReLU hidden layers and a softmax cross-entropy
 // output; with no hidden layers it is softmax (multinomial logistic) regression.
 //
-// `Model` is the interface the trainer holds; parameters and gradients are host spans in every
-// backend (the algorithms and codecs run on the host). Two backends compute the same loss on the
-// same layout from the same init:
-// - `Mlp` (here): CBLAS sgemm (OpenBLAS) on the host;
+// `Model` is the interface the trainer holds. Two backends compute the same loss on the same
+// layout from the same init:
+// - `Mlp` (here): CBLAS sgemm (OpenBLAS) on the host; parameters and gradients are host spans;
 // - the CUDA model (src/model_cuda.cpp, made by make_cuda_mlp): cuBLAS sgemm and small kernels on
-//   one GPU; per call it copies the parameters in and the gradient out.
+//   one GPU; parameters and gradients may be host or device spans (the trainer passes device
+//   ones, where the algorithm keeps its state on the same GPU); per call it copies the parameters
+//   in and the gradient out.
 
 #include <cstdint>
 #include <memory>

@@ -1,8 +1,10 @@
 // The CUDA model: the MLP of src/model.hpp on one GPU. Dense products are cuBLAS sgemm calls
 // (fp32, no TF32), the rest the kernels of src/model_cuda_kernels.cu. Parameters and gradients
-// stay host spans: per loss_grad call one copy of the parameters in, one copy of the batch
-// (gathered on the host into pinned memory) in, the gradient and the loss out. Device buffers are
-// allocated once, in the constructor.
+// are host or device spans (copies of kind cudaMemcpyDefault: with unified addressing the driver
+// tells them apart): per loss_grad call one copy of the parameters in, one copy of the batch
+// (gathered on the host into pinned memory) in, the gradient and the loss out. A device gradient
+// is complete when loss_grad returns (the stream is synchronised). Device buffers are allocated
+// once, in the constructor.
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -194,7 +196,7 @@ double CudaMlp::loss_grad(std::span<const float> params, const Dataset& data,
 
   GOSSIP_CUDA(cudaSetDevice(device_));
   GOSSIP_CUDA(cudaMemcpyAsync(params_.get(), params.data(), n_params * sizeof(float),
-                              cudaMemcpyHostToDevice, stream_));
+                              cudaMemcpyDefault, stream_));
   GOSSIP_CUDA(cudaMemcpyAsync(input_.get(), stage, rows * (in0 + 1) * sizeof(float),
                               cudaMemcpyHostToDevice, stream_));
   GOSSIP_CUDA(cudaMemsetAsync(acc_.get(), 0, 2 * sizeof(double), stream_));
@@ -223,8 +225,8 @@ double CudaMlp::loss_grad(std::span<const float> params, const Dataset& data,
     GOSSIP_CUDA(cuda_model::relu_mask(act_[l].get(), delta_next, rows * widths[l], stream_));
     std::swap(delta, delta_next);
   }
-  GOSSIP_CUDA(cudaMemcpyAsync(grad.data(), grad_.get(), n_params * sizeof(float),
-                              cudaMemcpyDeviceToHost, stream_));
+  GOSSIP_CUDA(cudaMemcpyAsync(grad.data(), grad_.get(), n_params * sizeof(float), cudaMemcpyDefault,
+                              stream_));
   GOSSIP_CUDA(cudaMemcpyAsync(acc_host_.get(), acc_.get(), 2 * sizeof(double),
                               cudaMemcpyDeviceToHost, stream_));
   GOSSIP_CUDA(cudaStreamSynchronize(stream_));
@@ -243,7 +245,7 @@ Evaluation CudaMlp::evaluate(std::span<const float> params, const Dataset& data)
         fmt::format("data rows have {} features, the model takes {}", data.dim, in0));
   GOSSIP_CUDA(cudaSetDevice(device_));
   GOSSIP_CUDA(cudaMemcpyAsync(params_.get(), params.data(), layout_.size() * sizeof(float),
-                              cudaMemcpyHostToDevice, stream_));
+                              cudaMemcpyDefault, stream_));
   GOSSIP_CUDA(cudaMemsetAsync(acc_.get(), 0, 2 * sizeof(double), stream_));
   for (std::size_t start = 0; start < data.size(); start += chunk_) {
     const std::size_t rows = std::min(chunk_, data.size() - start);

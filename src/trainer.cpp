@@ -129,12 +129,14 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
       transport_(transport),
       data_(data),
       shard_(shards.at(static_cast<std::size_t>(rank))) {
+  std::optional<int> gpu_device;
   if (config.device == "cuda") {
     check_device(config);
     const auto gpu = gpu_for_peer(topo, rank, placement);
     model_ = make_model(config, data.train, gpu.device);
-    fmt::print(stderr, "peer {}: model on {} (GPU chosen by {})\n", rank, model_->device(),
-               gpu.reason);
+    gpu_device = gpu.device;
+    fmt::print(stderr, "peer {}: model, algorithm state and codec on {} (GPU chosen by {})\n", rank,
+               model_->device(), gpu.reason);
   } else {
     model_ = make_model(config, data.train);
   }
@@ -157,8 +159,10 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
   stop_margin_ = 2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2;
   std::vector<float> x0(model_->size());
   model_->init(x0, config.seed);  // the same x0 on every peer, whatever its backend
-  algo_ =
-      algorithms::make_algorithm(algorithm_config(config, model_->layout()), transport, topo, x0);
+  auto algorithm = algorithm_config(config, model_->layout());
+  // On a GPU the state stays there: the model reads x and writes g in device memory.
+  if (gpu_device) algorithm.cuda_device = *gpu_device;
+  algo_ = algorithms::make_algorithm(algorithm, transport, topo, x0);
 }
 
 PeerTrainer::~PeerTrainer() = default;
@@ -167,7 +171,10 @@ std::uint64_t PeerTrainer::round() const {
   return algo_->round();
 }
 std::span<const float> PeerTrainer::params() const {
-  return algo_->params();
+  if (!algo_->on_device()) return algo_->params();
+  host_params_.resize(algo_->dim());
+  algo_->copy_params(host_params_);
+  return host_params_;
 }
 
 std::pair<double, double> PeerTrainer::schedule_at(std::uint64_t round) const {
@@ -284,8 +291,8 @@ Disagreement disagreement(std::span<const float> x, std::span<const float> avg) 
 
 EvalPoint PeerTrainer::evaluate(std::uint64_t round) {
   EvalPoint e;
-  const auto x = algo_->params();
-  e.own = model_->evaluate(x, data_.test);
+  e.own = model_->evaluate(algo_->params(), data_.test);
+  const auto x = params();
   if (transport_.size() == 1) return e;
   // Ring steps past the C-PSGD baseline's, in the round just done: every peer evaluates at the
   // same rounds, so the all-reduce lines up; its bytes are diagnostics, not the algorithm's.

@@ -123,6 +123,7 @@ class PeerTrainer {
   std::vector<std::size_t> shard_;
   std::unique_ptr<Model> model_;
   std::vector<float> average_;  // the all-reduced mean of the models, at evaluation points
+  mutable std::vector<float> host_params_;  // params() of a GPU peer, copied out
   std::unique_ptr<algorithms::Algorithm> algo_;
   std::uint64_t rounds_per_epoch_ = 1;
   std::uint64_t total_rounds_ = 1;

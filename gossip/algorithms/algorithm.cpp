@@ -224,13 +224,15 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
     }
   }
 
-  x_.assign(x0.begin(), x0.end());
+  space_ = config_.cuda_device < 0 ? make_host_space() : make_cuda_space(config_.cuda_device);
+  x_ = space_->alloc(x0.size(), 0.0f);
+  space_->upload(x0, x_);
   ++model_sized_buffers_;
   g_ = model_buffer();
   if (config_.momentum > 0.0f) momentum_ = model_buffer();
   if (config_.quasi_global) {
     x_prev_ = model_buffer();
-    std::copy(x_.begin(), x_.end(), x_prev_.begin());
+    space_->copy(x_, x_prev_);
   }
 
   Fnv1a h;
@@ -241,9 +243,13 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
   config_hash_ = h.value();
 }
 
-std::vector<float> Algorithm::model_buffer(float fill) {
+Buffer Algorithm::model_buffer(float fill) {
   ++model_sized_buffers_;
-  return std::vector<float>(x_.size(), fill);
+  return space_->alloc(x_.size(), fill);
+}
+
+void Algorithm::copy_params(std::span<float> host) const {
+  space_->download(x_, host);
 }
 
 void Algorithm::set_consensus_step(float step) {
@@ -272,7 +278,7 @@ void Algorithm::step(std::span<const float> g) {
   }
   begin_round();
   const net::TrafficCounters before = transport_.counters();
-  std::copy(g.begin(), g.end(), g_.begin());
+  space_->upload(g, g_);
   apply_direction();
   run_round();
   end_round(before);
@@ -280,26 +286,16 @@ void Algorithm::step(std::span<const float> g) {
 
 void Algorithm::apply_direction() {
   Clock::time_point mark = Clock::now();
-  const std::size_t d = x_.size();
-  if (config_.weight_decay > 0.0f) {
-    const float wd = config_.weight_decay;
-    for (std::size_t k = 0; k < d; ++k) g_[k] += wd * x_[k];
-  }
+  if (config_.weight_decay > 0.0f) run(ew::Axpy{config_.weight_decay, x_.data(), g_.data()});
   const float mu = config_.momentum;
   if (config_.quasi_global) {
     // QG-DSGDm: m = μ buf + g is this round's local momentum; the buffer itself only changes at
     // the end of the round, from the model's movement.
-    for (std::size_t k = 0; k < d; ++k) {
-      const float m = mu * momentum_[k] + g_[k];
-      g_[k] = config_.nesterov ? g_[k] + mu * m : m;
-    }
+    run(ew::QgDirection{mu, config_.nesterov, momentum_.data(), g_.data()});
   } else if (!momentum_.empty()) {
     // torch.optim.SGD's form (what ChocoSGD uses): buf = μ buf + g; direction = buf, or
     // g + μ buf with Nesterov.
-    for (std::size_t k = 0; k < d; ++k) {
-      momentum_[k] = mu * momentum_[k] + g_[k];
-      g_[k] = config_.nesterov ? g_[k] + mu * momentum_[k] : momentum_[k];
-    }
+    run(ew::HeavyBall{mu, config_.nesterov, momentum_.data(), g_.data()});
   }
   last_.update_s += seconds_since(mark);
 }
@@ -316,13 +312,9 @@ void Algorithm::end_round(const net::TrafficCounters& before) {
     Clock::time_point mark = Clock::now();
     if (config_.lr > 0.0f) {
       const float mu = config_.momentum, c = (1.0f - mu) / config_.lr;
-      for (std::size_t k = 0; k < x_.size(); ++k) {
-        const float xk = x_[k];
-        momentum_[k] = mu * momentum_[k] + c * (x_prev_[k] - xk);
-        x_prev_[k] = xk;
-      }
+      run(ew::QgBuffer{mu, c, x_.data(), momentum_.data(), x_prev_.data()});
     } else {
-      std::copy(x_.begin(), x_.end(), x_prev_.begin());
+      space_->copy(x_, x_prev_);
     }
     last_.update_s += seconds_since(mark);
   }
@@ -342,9 +334,13 @@ std::vector<StateBuffer> Algorithm::state_buffers() {
   return out;
 }
 
-std::span<const float> Algorithm::state(std::string_view name) {
+std::vector<float> Algorithm::state(std::string_view name) {
   for (const StateBuffer& b : state_buffers()) {
-    if (b.name == name) return b.data;
+    if (b.name == name) {
+      std::vector<float> host(b.data.size());
+      space_->download(b.data, host);
+      return host;
+    }
   }
   throw std::invalid_argument(
       fmt::format("algorithm {} keeps no state buffer '{}'", config_.name, name));
@@ -363,10 +359,13 @@ void Algorithm::save(std::ostream& out) const {
   w.value(config_.lr);
   w.value(config_.consensus_step);
   w.value(static_cast<std::uint32_t>(buffers.size()));
+  std::vector<float> host(x_.size());
   for (const StateBuffer& b : buffers) {
     w.string(b.name);
     w.value(static_cast<std::uint64_t>(b.data.size()));
-    w.bytes(b.data.data(), b.data.size_bytes());
+    host.resize(b.data.size());
+    space_->download(b.data, host);
+    w.bytes(host.data(), b.data.size_bytes());
   }
   w.checksum();
   if (!out) throw StateError("algorithm state: write failed");
@@ -427,13 +426,11 @@ void Algorithm::load(std::istream& in) {
   }
   r.checksum();
   // Everything checked: only now touch the state.
-  for (std::size_t b = 0; b < buffers.size(); ++b) {
-    std::copy(staged[b].begin(), staged[b].end(), buffers[b].data.begin());
-  }
+  for (std::size_t b = 0; b < buffers.size(); ++b) space_->upload(staged[b], buffers[b].data);
   round_ = round;
   config_.lr = lr;
   config_.consensus_step = consensus_step;
-  if (config_.quasi_global) std::copy(x_.begin(), x_.end(), x_prev_.begin());  // x_t of round t
+  if (config_.quasi_global) space_->copy(x_, x_prev_);  // x_t of round t
 }
 
 std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,
@@ -497,8 +494,7 @@ void validate_mixing(const net::Transport& transport, const topology::Topology& 
 GossipAlgorithm::GossipAlgorithm(const AlgorithmConfig& config, net::Transport& transport,
                                  const topology::Topology& topology, std::span<const float> x0)
     : Algorithm(config, transport, topology, x0),
-      codec_(kernels::make_codec(config.codec, config.tensor_sizes)) {
-  wire_.resize(codec_->wire_size(x_.size()));
+      codec_(space().make_codec(config.codec, config.tensor_sizes, x_.size())) {
   self_weight_ = static_cast<float>(topology.self_weight(rank_));
 
   for (int j : transport.neighbors()) {
@@ -516,14 +512,14 @@ void GossipAlgorithm::require_consensus_step(const AlgorithmConfig& config, std:
 void GossipAlgorithm::encode(std::span<const float> v) {
   Clock::time_point mark = Clock::now();
   const kernels::RngKey key{config_.seed, static_cast<std::uint32_t>(rank_), round_};
-  codec_->encode(v, key, wire_);
+  codec_->encode(v, key);
   last_.encode_s += seconds_since(mark);
 }
 
 const std::vector<std::span<const std::byte>>& GossipAlgorithm::exchange() {
   if (weights_.empty()) return no_messages_;
   Clock::time_point mark = Clock::now();
-  const auto& messages = transport_.exchange(round_, wire_);
+  const auto& messages = transport_.exchange(round_, codec_->message());
   last_.wait_s += seconds_since(mark);
   if (messages.size() != weights_.size()) {
     throw net::TransportError(
@@ -538,11 +534,12 @@ void GossipAlgorithm::exchange_accumulate(float scale, std::span<float> y) {
   if (weights_.empty()) return;
   Clock::time_point mark = Clock::now();
   double decode_s = 0.0;
-  transport_.exchange_each(round_, wire_, [&](std::size_t k, std::span<const std::byte> message) {
-    const auto start = Clock::now();
-    codec_->decode_accumulate(message, scale * weights_[k], y);
-    decode_s += std::chrono::duration<double>(Clock::now() - start).count();
-  });
+  transport_.exchange_each(
+      round_, codec_->message(), [&](std::size_t k, std::span<const std::byte> message) {
+        const auto start = Clock::now();
+        codec_->decode_accumulate(message, scale * weights_[k], y);
+        decode_s += std::chrono::duration<double>(Clock::now() - start).count();
+      });
   const double total = seconds_since(mark);
   last_.decode_s += decode_s;
   last_.wait_s += total - decode_s;
@@ -552,14 +549,15 @@ void GossipAlgorithm::exchange_decode_each(std::span<float> scratch, NeighborFn 
   if (weights_.empty()) return;
   Clock::time_point mark = Clock::now();
   double decode_s = 0.0, use_s = 0.0;
-  transport_.exchange_each(round_, wire_, [&](std::size_t k, std::span<const std::byte> message) {
-    const auto start = Clock::now();
-    codec_->decode(message, scratch);
-    const auto decoded = Clock::now();
-    use(k, weights_[k], scratch);
-    decode_s += std::chrono::duration<double>(decoded - start).count();
-    use_s += std::chrono::duration<double>(Clock::now() - decoded).count();
-  });
+  transport_.exchange_each(round_, codec_->message(),
+                           [&](std::size_t k, std::span<const std::byte> message) {
+                             const auto start = Clock::now();
+                             codec_->decode(message, scratch);
+                             const auto decoded = Clock::now();
+                             use(k, weights_[k], scratch);
+                             decode_s += std::chrono::duration<double>(decoded - start).count();
+                             use_s += std::chrono::duration<double>(Clock::now() - decoded).count();
+                           });
   const double total = seconds_since(mark);
   last_.decode_s += decode_s;
   last_.update_s += use_s;
@@ -568,13 +566,13 @@ void GossipAlgorithm::exchange_decode_each(std::span<float> scratch, NeighborFn 
 
 void GossipAlgorithm::decode_own(std::span<float> y) {
   Clock::time_point mark = Clock::now();
-  codec_->decode(wire_, y);
+  codec_->decode_own(y);
   last_.decode_s += seconds_since(mark);
 }
 
 void GossipAlgorithm::accumulate_own(float w, std::span<float> y) {
   Clock::time_point mark = Clock::now();
-  codec_->decode_accumulate(wire_, w, y);
+  codec_->accumulate_own(w, y);
   last_.decode_s += seconds_since(mark);
 }
 

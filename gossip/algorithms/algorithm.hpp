@@ -19,6 +19,11 @@
 // buffers that does not grow with the number of neighbours, because neighbours' messages are
 // decoded and accumulated straight into the state (Codec::decode_accumulate). The exception is
 // RelaySum, which must remember two sums per tree neighbour (three when compressed).
+//
+// The state lives in a VectorSpace (gossip/algorithms/space.hpp): host memory by default, or one
+// GPU's (AlgorithmConfig::cuda_device), where the element-wise work and the codec run too and only
+// messages cross to the host. params(), state_buffers() and the gradient callback's spans are in
+// that space; copy_params() and state() copy to the host.
 
 #include <chrono>
 #include <concepts>
@@ -33,6 +38,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "gossip/algorithms/space.hpp"
 #include "gossip/function_ref.hpp"
 #include "gossip/transport.hpp"
 #include "kernels/codec.hpp"
@@ -64,8 +70,12 @@ struct AlgorithmConfig {
   // D-PSGD only: step(GradientFn) computes the gradient on a worker thread while this thread
   // encodes and exchanges x_i (both only read x_i). The gradient callback must then be safe to
   // run on another thread. Results are bit-identical either way, so it is not part of the config
-  // hash. Ignored by the other algorithms, whose message depends on the gradient.
+  // hash. Ignored by the other algorithms, whose message depends on the gradient, and on a GPU.
   bool overlap_gradient = false;
+  // -1: state, element-wise work and codec on the host. N >= 0: on CUDA GPU N (made current on
+  // the calling thread), which needs a build with the CUDA backend. Where the state lives changes
+  // no bit of it, so it is in neither hash: a checkpoint written on a GPU loads on the host.
+  int cuda_device = -1;
 };
 
 // Canonical algorithm name for a name or alias; throws std::invalid_argument listing the names.
@@ -117,12 +127,18 @@ class Algorithm {
 
   // One round: g_i = grad(x_i), then the algorithm's update and exchange.
   void step(GradientFn grad);
-  // One round with a gradient the caller computed at params(). g.size() must be dim().
+  // One round with a gradient the caller computed at params(), in host memory. g.size() must be
+  // dim().
   void step(std::span<const float> g);
 
-  // This peer's model x_i.
+  // This peer's model x_i, in the algorithm's space (device memory on a GPU).
   std::span<const float> params() const { return x_; }
+  // x_i copied into host memory of dim() floats.
+  void copy_params(std::span<float> host) const;
   std::size_t dim() const { return x_.size(); }
+  // Where the state lives: "cpu" or "cuda:N (name)".
+  std::string space_name() const { return space_->name(); }
+  bool on_device() const { return space_->on_device(); }
   std::uint64_t round() const { return round_; }
   const std::string& name() const { return config_.name; }
   const AlgorithmConfig& config() const { return config_; }
@@ -138,10 +154,11 @@ class Algorithm {
   const RoundStats& last_round() const { return last_; }
   const RoundStats& totals() const { return totals_; }
 
-  // Every model-sized vector the algorithm keeps (x first), read-only, for tests and diagnostics.
+  // Every model-sized vector the algorithm keeps (x first), in its space, for tests and
+  // diagnostics.
   std::vector<StateBuffer> state_buffers();
-  // The buffer called `name`; throws std::invalid_argument when there is none.
-  std::span<const float> state(std::string_view name);
+  // A host copy of the buffer called `name`; throws std::invalid_argument when there is none.
+  std::vector<float> state(std::string_view name);
   // How many model-sized float buffers this object owns (state, gradient and scratch); constant
   // in the degree of the peer except for RelaySum (two more per neighbour, three compressed).
   std::size_t model_sized_buffers() const { return model_sized_buffers_; }
@@ -176,8 +193,11 @@ class Algorithm {
   // Extra state vectors beyond x and the momentum buffer, in a fixed order.
   virtual std::vector<StateBuffer> extra_state() { return {}; }
 
-  // Allocates one model-sized buffer and counts it.
-  std::vector<float> model_buffer(float fill = 0.0f);
+  // Allocates one model-sized buffer in the space and counts it.
+  Buffer model_buffer(float fill = 0.0f);
+  VectorSpace& space() { return *space_; }
+  // Applies an element-wise functor to every index of the model.
+  void run(const ew::Op& op) { space_->run(op, x_.size()); }
 
   using Clock = std::chrono::steady_clock;
   static double seconds_since(Clock::time_point& t) {
@@ -192,17 +212,18 @@ class Algorithm {
   int rank_ = 0;
   int size_ = 1;
   std::uint64_t round_ = 0;
-  std::vector<float> x_;  // x_i
-  std::vector<float> g_;  // gradient, then update direction; also the algorithms' scratch
+  std::unique_ptr<VectorSpace> space_;  // first: every buffer below is freed before it
+  Buffer x_;                            // x_i
+  Buffer g_;  // gradient, then update direction; also the algorithms' scratch
   RoundStats last_{};
 
  private:
   void begin_round();
   void end_round(const net::TrafficCounters& before);
 
-  std::vector<float> momentum_;  // empty when momentum == 0
-  std::vector<float> x_prev_;    // x at the start of the round (kept equal to x between rounds);
-                                 // quasi-global momentum only
+  Buffer momentum_;  // empty when momentum == 0
+  Buffer x_prev_;    // x at the start of the round (kept equal to x between rounds); quasi-global
+                     // momentum only
   RoundStats totals_{};
   std::uint64_t config_hash_ = 0;
   std::size_t model_sized_buffers_ = 0;

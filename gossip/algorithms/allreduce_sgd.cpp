@@ -22,23 +22,33 @@ class AllreduceSgd final : public Algorithm {
           "allreduce sends fp32 gradients; codec must be \"identity\", got \"{}\"", config.codec));
     }
     recv_.resize(ring_scratch_floats(x_.size(), static_cast<std::size_t>(size_)));
+    if (on_device()) host_g_.resize(x_.size());
   }
 
  private:
   void run_round() override {
     RingTimes times;
-    ring_allreduce_sum(transport_, round_, g_, recv_, &times);
+    // The ring moves fp32 through the host; on a GPU the sum is formed there too.
+    if (on_device()) {
+      Clock::time_point mark = Clock::now();
+      space().download(g_, host_g_);
+      last_.encode_s += seconds_since(mark);
+      ring_allreduce_sum(transport_, round_, host_g_, recv_, &times);
+      mark = Clock::now();
+      space().upload(host_g_, g_);
+      last_.decode_s += seconds_since(mark);
+    } else {
+      ring_allreduce_sum(transport_, round_, g_, recv_, &times);
+    }
     last_.wait_s += times.wait_s;
     last_.decode_s += times.reduce_s;
     Clock::time_point mark = Clock::now();
-    const float inv_n = 1.0f / static_cast<float>(size_);
-    const float lr = config_.lr;
-    const std::size_t d = x_.size();
-    for (std::size_t k = 0; k < d; ++k) x_[k] -= lr * (g_[k] * inv_n);
+    run(ew::MeanGradientStep{config_.lr, 1.0f / static_cast<float>(size_), g_.data(), x_.data()});
     last_.update_s += seconds_since(mark);
   }
 
-  std::vector<float> recv_;  // one chunk, about d/n floats
+  std::vector<float> recv_;    // one chunk, about d/n floats
+  std::vector<float> host_g_;  // the gradient on the host (GPU space only)
 };
 
 }  // namespace

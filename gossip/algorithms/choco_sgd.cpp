@@ -21,26 +21,20 @@ class ChocoSgd final : public GossipAlgorithm {
 
   void run_round() override {
     Clock::time_point mark = Clock::now();
-    const std::size_t d = x_.size();
-    const float lr = config_.lr;
     // x_half in place of x; x_half − x̂_i into the gradient buffer.
-    for (std::size_t k = 0; k < d; ++k) {
-      x_[k] -= lr * g_[k];
-      g_[k] = x_[k] - x_hat_[k];
-    }
+    run(ew::HalfStepDiff{config_.lr, x_hat_.data(), x_.data(), g_.data()});
     last_.update_s += seconds_since(mark);
     encode(g_);
     accumulate_own(1.0f, x_hat_);
     accumulate_own(self_weight(), s_);
     exchange_accumulate(1.0f, s_);
     mark = Clock::now();
-    const float gc = config_.consensus_step;
-    for (std::size_t k = 0; k < d; ++k) x_[k] += gc * (s_[k] - x_hat_[k]);
+    run(ew::ConsensusStep{config_.consensus_step, s_.data(), x_hat_.data(), x_.data()});
     last_.update_s += seconds_since(mark);
   }
 
-  std::vector<float> x_hat_;
-  std::vector<float> s_;
+  Buffer x_hat_;
+  Buffer s_;
 };
 
 }  // namespace

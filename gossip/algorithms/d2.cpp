@@ -34,26 +34,20 @@ class D2 final : public GossipAlgorithm {
 
   void run_round() override {
     Clock::time_point mark = Clock::now();
-    const std::size_t d = x_.size();
-    const float lr = config_.lr;
     // φ = ψ + c = x − γ d + c, in x (the exact value, for the own term) and sent.
-    for (std::size_t k = 0; k < d; ++k) x_[k] += c_[k] - lr * g_[k];
+    run(ew::CorrectedStep{config_.lr, c_.data(), g_.data(), x_.data()});
     last_.update_s += seconds_since(mark);
     encode(x_);
     // The own message as the neighbours decode it: the pairwise terms must be antisymmetric.
     decode_own(g_);
     exchange_decode_each(scratch_, [&](std::size_t, float w_ij, std::span<const float> q_j) {
-      const float w = 0.5f * w_ij;  // W̄_ij for j ≠ i
-      for (std::size_t k = 0; k < d; ++k) {
-        const float t = w * (q_j[k] - g_[k]);
-        c_[k] += t;
-        x_[k] += t;
-      }
+      // W̄_ij = W_ij / 2 for j ≠ i.
+      run(ew::PairwiseTerm{0.5f * w_ij, q_j.data(), g_.data(), c_.data(), x_.data()});
     });
   }
 
-  std::vector<float> c_;        // c_t = x_t − ψ_{t−1}
-  std::vector<float> scratch_;  // one neighbour's decoded message
+  Buffer c_;        // c_t = x_t − ψ_{t−1}
+  Buffer scratch_;  // one neighbour's decoded message
 };
 
 }  // namespace

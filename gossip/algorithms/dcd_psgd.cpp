@@ -15,7 +15,7 @@ class DcdPsgd final : public GossipAlgorithm {
           const topology::Topology& topology, std::span<const float> x0)
       : GossipAlgorithm(config, transport, topology, x0), s_(model_buffer()) {
     // s_i = Σ_j W_ij x_0 = x_0, since every peer starts from the same x_0.
-    std::copy(x_.begin(), x_.end(), s_.begin());
+    space().copy(x_, s_);
   }
 
  private:
@@ -23,10 +23,8 @@ class DcdPsgd final : public GossipAlgorithm {
 
   void run_round() override {
     Clock::time_point mark = Clock::now();
-    const std::size_t d = x_.size();
-    const float lr = config_.lr;
     // z_i = (s_i − γ g_i) − x_i, formed in the gradient buffer.
-    for (std::size_t k = 0; k < d; ++k) g_[k] = (s_[k] - lr * g_[k]) - x_[k];
+    run(ew::DcdDifference{config_.lr, s_.data(), x_.data(), g_.data()});
     last_.update_s += seconds_since(mark);
     encode(g_);
     // x_i += q_i and s_i += W_ii q_i from the very bytes the neighbours decode.
@@ -35,7 +33,7 @@ class DcdPsgd final : public GossipAlgorithm {
     exchange_accumulate(1.0f, s_);
   }
 
-  std::vector<float> s_;
+  Buffer s_;
 };
 
 }  // namespace

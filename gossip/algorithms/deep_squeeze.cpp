@@ -20,13 +20,8 @@ class DeepSqueeze final : public GossipAlgorithm {
 
   void run_round() override {
     Clock::time_point mark = Clock::now();
-    const std::size_t d = x_.size();
-    const float lr = config_.lr;
     // x_half in place of x; v_i = x_half + δ_i in place of δ.
-    for (std::size_t k = 0; k < d; ++k) {
-      x_[k] -= lr * g_[k];
-      delta_[k] += x_[k];
-    }
+    run(ew::HalfStepAccumulate{config_.lr, g_.data(), x_.data(), delta_.data()});
     last_.update_s += seconds_since(mark);
     encode(delta_);
     // δ_i ← v_i − c_i before the exchange: it only needs the own message.
@@ -36,7 +31,7 @@ class DeepSqueeze final : public GossipAlgorithm {
     exchange_accumulate(eta, x_);
   }
 
-  std::vector<float> delta_;
+  Buffer delta_;
 };
 
 }  // namespace

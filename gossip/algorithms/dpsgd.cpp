@@ -92,7 +92,8 @@ class Dpsgd final : public GossipAlgorithm {
   Dpsgd(const AlgorithmConfig& config, net::Transport& transport,
         const topology::Topology& topology, std::span<const float> x0)
       : GossipAlgorithm(config, transport, topology, x0) {
-    if (config.overlap_gradient) worker_.emplace();
+    // On a GPU the model and the codec would share the device from two threads: no overlap.
+    if (config.overlap_gradient && !on_device()) worker_.emplace();
   }
 
  private:
@@ -105,6 +106,7 @@ class Dpsgd final : public GossipAlgorithm {
   }
 
   bool run_round_with(GradientFn grad) override {
+    if (!worker_) return false;
     worker_->start(grad, x_, g_);
     encode(x_);
     const std::vector<std::span<const std::byte>>* messages = nullptr;
@@ -132,15 +134,12 @@ class Dpsgd final : public GossipAlgorithm {
   }
   void scale_own() {
     Clock::time_point mark = Clock::now();
-    const float w_ii = self_weight();
-    for (float& v : x_) v *= w_ii;
+    run(ew::Scale{self_weight(), x_.data()});
     last_.update_s += seconds_since(mark);
   }
   void apply_gradient() {
     Clock::time_point mark = Clock::now();
-    const std::size_t d = x_.size();
-    const float lr = config_.lr;
-    for (std::size_t k = 0; k < d; ++k) x_[k] -= lr * g_[k];
+    run(ew::Axpy{-config_.lr, g_.data(), x_.data()});
     last_.update_s += seconds_since(mark);
   }
 

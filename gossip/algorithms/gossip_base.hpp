@@ -52,10 +52,9 @@ class GossipAlgorithm : public Algorithm {
   static void require_consensus_step(const AlgorithmConfig& config, std::string_view what);
 
  private:
-  std::unique_ptr<kernels::Codec> codec_;
-  std::vector<std::byte> wire_;  // this round's message, kept for the own-decode
-  std::vector<float> weights_;   // W_ij for j in transport.neighbors() order
-  float self_weight_ = 1.0f;     // W_ii
+  std::unique_ptr<SpaceCodec> codec_;  // keeps this round's message for the own-decode
+  std::vector<float> weights_;         // W_ij for j in transport.neighbors() order
+  float self_weight_ = 1.0f;           // W_ii
   std::vector<std::span<const std::byte>> no_messages_;  // returned when there are no neighbours
 };
 

@@ -52,7 +52,7 @@ class RelaySum final : public GossipAlgorithm {
           topology.description, graph.edge_count(), graph.size(),
           graph.connected() ? "" : " and is not connected", graph.size()));
     }
-    std::copy(x0.begin(), x0.end(), x0_.begin());
+    space().copy(x_, x0_);
     if (compressed_) public_ = model_buffer();
     for (int j : transport.neighbors()) {
       Link& l = links_.emplace_back();
@@ -68,9 +68,9 @@ class RelaySum final : public GossipAlgorithm {
  private:
   // What this peer keeps of one tree edge.
   struct Link {
-    std::vector<float> received;  // m_{j→i} of the last round
-    std::vector<float> owed;      // m_{i→j} of the last round
-    std::vector<float> replica;   // Ŝ_j (lossy codec only)
+    Buffer received;  // m_{j→i} of the last round
+    Buffer owed;      // m_{i→j} of the last round
+    Buffer replica;   // Ŝ_j (lossy codec only)
     std::array<std::string, 3> names;
   };
 
@@ -87,65 +87,55 @@ class RelaySum final : public GossipAlgorithm {
 
   // out = (y − x0) + Σ_k received_k, y being x_ after the local step; buffer by buffer, always in
   // this order, so the sum sent and the sum averaged round alike.
-  void own_plus_received(std::span<float> out) const {
-    const std::size_t d = x_.size();
-    for (std::size_t e = 0; e < d; ++e) out[e] = x_[e] - x0_[e];
-    for (const Link& l : links_)
-      for (std::size_t e = 0; e < d; ++e) out[e] += l.received[e];
+  void own_plus_received(float* out) {
+    run(ew::Sub{x_.data(), x0_.data(), out});
+    for (const Link& l : links_) run(ew::Axpy{1.0f, l.received.data(), out});
   }
 
   void run_round() override {
     Clock::time_point mark = Clock::now();
-    const std::size_t d = x_.size();
-    const float lr = config_.lr;
     // y = x − γ d in x.
-    for (std::size_t e = 0; e < d; ++e) x_[e] -= lr * g_[e];
+    run(ew::Axpy{-config_.lr, g_.data(), x_.data()});
     if (links_.empty()) {  // one peer: the average is its own model
       last_.update_s += seconds_since(mark);
       return;
     }
     // S in g (the direction is no longer needed); compressed, the message is S − Ŝ.
-    own_plus_received(g_);
-    if (compressed_) {
-      for (std::size_t e = 0; e < d; ++e) g_[e] -= public_[e];
-    }
+    own_plus_received(g_.data());
+    if (compressed_) run(ew::Axpy{-1.0f, public_.data(), g_.data()});
     last_.update_s += seconds_since(mark);
     encode(g_);
     if (!compressed_) {
-      exchange_decode_each(
-          scratch_, [&](std::size_t k, float, std::span<const float> s_j) { relay(k, s_j, g_); });
+      exchange_decode_each(scratch_, [&](std::size_t k, float, std::span<const float> s_j) {
+        relay(k, s_j.data(), g_.data());
+      });
     } else {
       accumulate_own(1.0f, public_);  // Ŝ_i += C(S − Ŝ_i), as the neighbours' replicas do
       exchange_decode_each(scratch_, [&](std::size_t k, float, std::span<const float> q_j) {
-        auto& copy = links_[k].replica;
-        for (std::size_t e = 0; e < d; ++e) copy[e] += q_j[e];
-        relay(k, copy, public_);
+        Buffer& copy = links_[k].replica;
+        run(ew::Axpy{1.0f, q_j.data(), copy.data()});
+        relay(k, copy.data(), public_.data());
       });
     }
     mark = Clock::now();
     // x = x0 + ((y − x0) + Σ_k received_k) / n.
-    own_plus_received(g_);
-    const float inv_n = 1.0f / static_cast<float>(size_);
-    for (std::size_t e = 0; e < d; ++e) x_[e] = x0_[e] + g_[e] * inv_n;
+    own_plus_received(g_.data());
+    run(ew::OffsetMean{1.0f / static_cast<float>(size_), x0_.data(), g_.data(), x_.data()});
     last_.update_s += seconds_since(mark);
   }
 
   // Neighbour k's sum this round is s_j; this peer's own is s_i (as the neighbours hold it).
-  void relay(std::size_t k, std::span<const float> s_j, std::span<const float> s_i) {
-    auto& in = links_[k].received;
-    auto& out = links_[k].owed;
-    for (std::size_t e = 0; e < in.size(); ++e) {
-      const float from_j = s_j[e] - out[e];  // m_{j→i} of this round
-      out[e] = s_i[e] - in[e];               // m_{i→j} of this round, from last round's m_{j→i}
-      in[e] = from_j;
-    }
+  // received becomes m_{j→i} of this round (s_j − owed), owed m_{i→j} of this round, from last
+  // round's m_{j→i} (s_i − received).
+  void relay(std::size_t k, const float* s_j, const float* s_i) {
+    run(ew::Relay{s_j, s_i, links_[k].received.data(), links_[k].owed.data()});
   }
 
-  bool compressed_;             // a lossy codec: relay the public copies
-  std::vector<float> x0_;       // the common initial model
-  std::vector<Link> links_;     // in neighbors() order
-  std::vector<float> scratch_;  // one decoded message
-  std::vector<float> public_;   // Ŝ_i (lossy codec only)
+  bool compressed_;          // a lossy codec: relay the public copies
+  Buffer x0_;                // the common initial model
+  std::vector<Link> links_;  // in neighbors() order
+  Buffer scratch_;           // one decoded message
+  Buffer public_;            // Ŝ_i (lossy codec only)
 };
 
 }  // namespace

@@ -260,7 +260,9 @@ TEST_CASE("DeepSqueeze, CHOCO-SGD and D²: the mean of the models moves exactly 
   };
   const std::uint64_t rounds = 25;
   const float lr = 0.05f;
-  for (std::string codec : {"identity", "qsgd:s=3,scaled=true", "qsgd:s=3", "topk:k=25", "sign"}) {
+  // threshold: messages of varying length, sent exactly as long as the codec wrote them.
+  for (std::string codec : {"identity", "qsgd:s=3,scaled=true", "qsgd:s=3", "topk:k=25", "sign",
+                            "threshold:tau=0.05"}) {
     for (std::string name : {"deepsqueeze", "choco-sgd", "d2"}) {
       if ((name == "d2") != (codec == "identity")) continue;  // D²'s mean is exact in fp32 only
       CAPTURE(codec);

@@ -36,12 +36,22 @@ std::vector<std::vector<float>> run_algorithm_on(const AlgorithmConfig& config,
   run_peers(n, [&](int rank) {
     auto algo = make_algorithm(config, *transports[static_cast<std::size_t>(rank)], topo, x0);
     auto g = [&](std::span<const float> x, std::span<float> gr) { grad(rank, x, gr); };
+    std::vector<float> host_x, host_g;  // the gradient's host copies when the state is on a GPU
     for (std::uint64_t t = 0; t < rounds; ++t) {
-      algo->step(g);
+      if (algo->on_device()) {
+        host_x.resize(algo->dim());
+        host_g.resize(algo->dim());
+        algo->copy_params(host_x);
+        grad(rank, host_x, host_g);
+        algo->step(host_g);
+      } else {
+        algo->step(g);
+      }
       if (observe) observe(rank, t + 1, *algo);
     }
-    const auto p = algo->params();
-    out[static_cast<std::size_t>(rank)].assign(p.begin(), p.end());
+    auto& x = out[static_cast<std::size_t>(rank)];
+    x.resize(algo->dim());
+    algo->copy_params(x);
   });
   return out;
 }

@@ -60,7 +60,8 @@ using PeerGradient = std::function<void(int rank, std::span<const float> x, std:
 // Called on the peer's thread after each step, with the round just finished (1-based).
 using Observer = std::function<void(int rank, std::uint64_t round, Algorithm& algo)>;
 
-// Runs `rounds` steps of `config` on every peer of `topo` from x0. Returns the final models.
+// Runs `rounds` steps of `config` on every peer of `topo` from x0. Returns the final models. With
+// config.cuda_device set, the gradient is computed on host copies of the model.
 std::vector<std::vector<float>> run_algorithm(const AlgorithmConfig& config,
                                               const topology::Topology& topo,
                                               std::span<const float> x0, std::uint64_t rounds,

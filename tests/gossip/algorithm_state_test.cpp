@@ -484,6 +484,22 @@ TEST_CASE("configuration errors name the bad setting") {
   CHECK(algo->name() == "dpsgd");
 }
 
+TEST_CASE("state on a GPU that is not there is an error naming the reason") {
+  if (ga::cuda_space_devices() > 0) {
+    MESSAGE("a GPU is visible: the GPU path is checked by gossip-algorithm-cuda instead");
+    return;
+  }
+  const auto topo = gt::make_topo("ring:4");
+  gt::InprocNetwork net(topo);
+  const std::vector<float> x0(10, 0.0f);
+  ga::AlgorithmConfig cfg;
+  cfg.cuda_device = 0;
+  const std::string reason = ga::cuda_space_built() ? "GPU 0 is not visible (0 visible)"
+                                                    : "built without the CUDA backend";
+  CHECK_THROWS_WITH_AS(ga::make_algorithm(cfg, *net.transports[0], topo, x0),
+                       doctest::Contains(reason.c_str()), std::runtime_error);
+}
+
 TEST_CASE("settings hash: equal for equal settings, different when any setting differs") {
   ga::AlgorithmConfig a;
   a.name = "choco";
