@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "kernels/cuda/check.hpp"
 #include "src/model.hpp"
 #include "src/model_cuda_kernels.hpp"
 
@@ -23,15 +24,7 @@ namespace gossip::runtime {
 
 namespace {
 
-// Every CUDA runtime call goes through this: an error becomes an exception naming the call.
-#define GOSSIP_CUDA(call)                                                           \
-  do {                                                                              \
-    const cudaError_t gossip_err_ = (call);                                         \
-    if (gossip_err_ != cudaSuccess)                                                 \
-      throw std::runtime_error(fmt::format("CUDA model: {} failed: {} ({})", #call, \
-                                           cudaGetErrorString(gossip_err_),         \
-                                           cudaGetErrorName(gossip_err_)));         \
-  } while (0)
+#define GOSSIP_CUDA(call) GOSSIP_CUDA_CALL("CUDA model", call)
 
 #define GOSSIP_CUBLAS(call)                                                                    \
   do {                                                                                         \

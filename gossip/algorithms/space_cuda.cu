@@ -14,19 +14,13 @@
 #include <variant>
 
 #include "gossip/algorithms/space.hpp"
+#include "kernels/cuda/check.hpp"
 #include "kernels/cuda/device_codec.hpp"
 
 namespace gossip::algorithms {
 namespace {
 
-#define GOSSIP_SPACE_CUDA(call)                                                \
-  do {                                                                         \
-    const cudaError_t gossip_space_err_ = (call);                              \
-    if (gossip_space_err_ != cudaSuccess)                                      \
-      throw std::runtime_error(std::string("CUDA space: " #call " failed: ") + \
-                               cudaGetErrorString(gossip_space_err_) + " (" +  \
-                               cudaGetErrorName(gossip_space_err_) + ")");     \
-  } while (0)
+#define GOSSIP_SPACE_CUDA(call) GOSSIP_CUDA_CALL("CUDA space", call)
 
 template <class F>
 __global__ void for_each_index(F f, std::size_t n) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kernels/crc_combine.hpp"
+#include "kernels/cuda/check.hpp"
 #include "kernels/cuda/device_codec.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/pack.hpp"
@@ -29,15 +30,7 @@
 #include "kernels/radix_select.hpp"
 #include "kernels/randomk_parallel.hpp"
 
-// Every CUDA runtime call goes through this: an error becomes an exception naming the call.
-#define GOSSIP_CUDA_CHECK(call)                                               \
-  do {                                                                        \
-    const cudaError_t gossip_cuda_err_ = (call);                              \
-    if (gossip_cuda_err_ != cudaSuccess)                                      \
-      throw std::runtime_error(std::string("CUDA error at " __FILE__ ":") +   \
-                               std::to_string(__LINE__) + " in " #call ": " + \
-                               cudaGetErrorString(gossip_cuda_err_));         \
-  } while (0)
+#define GOSSIP_CUDA_CHECK(call) GOSSIP_CUDA_CALL("CUDA codec", call)
 // After every kernel launch: a bad configuration shows up here.
 #define GOSSIP_LAUNCH_CHECK() GOSSIP_CUDA_CHECK(cudaGetLastError())
 
