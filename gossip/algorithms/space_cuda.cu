@@ -1,9 +1,10 @@
 // The CUDA space: an algorithm's vectors in device memory, each element-wise functor of
 // elementwise.hpp one grid-stride kernel, the codecs those of kernels/cuda (DeviceCodec). Built
-// with -fmad=false, so every functor rounds as the host loop does. Everything runs on the legacy
-// default stream and each call waits for its work before returning, so the model's stream (which
-// reads the parameters and writes the gradient) never sees a half-done update. Every call first
-// makes the space's GPU current: in `gossip simulate` one thread may make a peer's objects and
+// with -fmad=false, so every functor rounds as the host loop does. Each space has its own
+// non-blocking stream (peers sharing a GPU in `gossip simulate` do not wait for each other's
+// work), and every call waits for its work on that stream before returning, so the model's stream
+// (which reads the parameters and writes the gradient) never sees a half-done update or copy.
+// Every call first makes the space's GPU current: one thread may make a peer's objects and
 // another run its rounds.
 
 #include <cuda_runtime.h>
@@ -36,31 +37,38 @@ struct Fill {
   __device__ void operator()(std::size_t k) const { y[k] = value; }
 };
 
-template <class F>
-void launch(const F& f, std::size_t n) {
-  if (n == 0) return;
-  constexpr unsigned kThreads = 256;
-  const std::size_t blocks = std::min<std::size_t>((n + kThreads - 1) / kThreads, 1u << 16);
-  for_each_index<<<static_cast<unsigned>(blocks), kThreads>>>(f, n);
-  GOSSIP_SPACE_CUDA(cudaGetLastError());
-  GOSSIP_SPACE_CUDA(cudaStreamSynchronize(nullptr));
-}
+// The GPU and stream a space and its codec work on (the space owns the stream).
+struct Gpu {
+  int device = 0;
+  cudaStream_t stream = nullptr;
 
-// Makes `device` current on the calling thread (cheap when it already is).
-void use(int device) {
-  GOSSIP_SPACE_CUDA(cudaSetDevice(device));
-}
+  // Makes the device current on the calling thread (cheap when it already is).
+  void use() const { GOSSIP_SPACE_CUDA(cudaSetDevice(device)); }
+  void sync() const { GOSSIP_SPACE_CUDA(cudaStreamSynchronize(stream)); }
+  void* stream_handle() const { return static_cast<void*>(stream); }
+
+  template <class F>
+  void launch(const F& f, std::size_t n) const {
+    if (n == 0) return;
+    constexpr unsigned kThreads = 256;
+    const std::size_t blocks = std::min<std::size_t>((n + kThreads - 1) / kThreads, 1u << 16);
+    for_each_index<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(f, n);
+    GOSSIP_SPACE_CUDA(cudaGetLastError());
+    sync();
+  }
+  // Any direction (unified addressing tells host and device pointers apart); done on return.
+  void copy(void* dst, const void* src, std::size_t bytes) const {
+    if (bytes == 0) return;
+    GOSSIP_SPACE_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
+    sync();
+  }
+};
 
 void check_sizes(std::size_t src, std::size_t dst, const char* what) {
   if (src != dst)
     throw std::invalid_argument(std::string("CUDA space ") + what + ": source has " +
                                 std::to_string(src) + " floats, destination " +
                                 std::to_string(dst));
-}
-
-void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
-  if (bytes == 0) return;
-  GOSSIP_SPACE_CUDA(cudaMemcpy(dst, src, bytes, kind));
 }
 
 // Device or pinned host bytes, freed on destruction.
@@ -93,9 +101,9 @@ class Bytes {
 
 class CudaCodec final : public SpaceCodec {
  public:
-  CudaCodec(int device, std::string_view spec, std::span<const std::size_t> tensor_sizes,
+  CudaCodec(Gpu gpu, std::string_view spec, std::span<const std::size_t> tensor_sizes,
             std::size_t d)
-      : device_(device),
+      : gpu_(gpu),
         codec_(spec, tensor_sizes),
         d_(d),
         own_(codec_.wire_size(d)),
@@ -104,30 +112,31 @@ class CudaCodec final : public SpaceCodec {
 
   std::string spec() const override { return codec_.spec(); }
   void encode(std::span<const float> x, const kernels::RngKey& key) override {
-    use(device_);
-    bytes_ = codec_.encode(x.data(), x.size(), key, own_.get());
-    copy_bytes(host_.get(), own_.get(), bytes_, cudaMemcpyDeviceToHost);
+    gpu_.use();
+    bytes_ = codec_.encode(x.data(), x.size(), key, own_.get(), gpu_.stream_handle());
+    gpu_.copy(host_.get(), own_.get(), bytes_);
   }
   std::span<const std::byte> message() const override { return {host_.get(), bytes_}; }
   void accumulate_own(float w, std::span<float> y) override {
-    use(device_);
-    codec_.decode_accumulate(own_.get(), bytes_, w, y.data(), y.size());
-    GOSSIP_SPACE_CUDA(cudaStreamSynchronize(nullptr));
+    gpu_.use();
+    codec_.decode_accumulate(own_.get(), bytes_, w, y.data(), y.size(), gpu_.stream_handle());
+    gpu_.sync();
   }
   void decode_own(std::span<float> y) override {
-    use(device_);
-    codec_.decode(own_.get(), bytes_, y.data(), y.size());
-    GOSSIP_SPACE_CUDA(cudaStreamSynchronize(nullptr));
+    gpu_.use();
+    codec_.decode(own_.get(), bytes_, y.data(), y.size(), gpu_.stream_handle());
+    gpu_.sync();
   }
   void decode_accumulate(std::span<const std::byte> message, float w, std::span<float> y) override {
-    use(device_);
-    codec_.decode_accumulate(stage(message), message.size(), w, y.data(), y.size());
-    GOSSIP_SPACE_CUDA(cudaStreamSynchronize(nullptr));
+    gpu_.use();
+    codec_.decode_accumulate(stage(message), message.size(), w, y.data(), y.size(),
+                             gpu_.stream_handle());
+    gpu_.sync();
   }
   void decode(std::span<const std::byte> message, std::span<float> y) override {
-    use(device_);
-    codec_.decode(stage(message), message.size(), y.data(), y.size());
-    GOSSIP_SPACE_CUDA(cudaStreamSynchronize(nullptr));
+    gpu_.use();
+    codec_.decode(stage(message), message.size(), y.data(), y.size(), gpu_.stream_handle());
+    gpu_.sync();
   }
 
  private:
@@ -137,11 +146,11 @@ class CudaCodec final : public SpaceCodec {
       throw kernels::WireError("oversized message: " + std::to_string(message.size()) + " bytes, " +
                                codec_.spec() + " sends at most " + std::to_string(staging_.size()) +
                                " for " + std::to_string(d_) + " elements");
-    copy_bytes(staging_.get(), message.data(), message.size(), cudaMemcpyHostToDevice);
+    gpu_.copy(staging_.get(), message.data(), message.size());
     return staging_.get();
   }
 
-  int device_;
+  Gpu gpu_;
   kernels::cuda::DeviceCodec codec_;
   std::size_t d_;
   Bytes<false> own_;      // this peer's message, device
@@ -152,57 +161,66 @@ class CudaCodec final : public SpaceCodec {
 
 class CudaSpace final : public VectorSpace {
  public:
-  explicit CudaSpace(int device) : device_(device) {
+  explicit CudaSpace(int device) {
     const int visible = kernels::cuda::device_count();
     if (device < 0 || device >= visible)
       throw std::runtime_error("CUDA space: GPU " + std::to_string(device) + " is not visible (" +
                                std::to_string(visible) + " visible)");
-    use(device);
+    gpu_.device = device;
+    gpu_.use();
     cudaDeviceProp prop{};
     GOSSIP_SPACE_CUDA(cudaGetDeviceProperties(&prop, device));
     name_ = "cuda:" + std::to_string(device) + " (" + prop.name + ")";
+    GOSSIP_SPACE_CUDA(cudaStreamCreateWithFlags(&gpu_.stream, cudaStreamNonBlocking));
   }
+  // The algorithm frees its codec and buffers before its space (declaration order).
+  ~CudaSpace() override {
+    (void)cudaSetDevice(gpu_.device);
+    (void)cudaStreamDestroy(gpu_.stream);
+  }
+  CudaSpace(const CudaSpace&) = delete;
+  CudaSpace& operator=(const CudaSpace&) = delete;
 
   std::string name() const override { return name_; }
   bool on_device() const override { return true; }
 
   Buffer alloc(std::size_t n, float fill) override {
     if (n == 0) return {};
-    use(device_);
+    gpu_.use();
     float* p = nullptr;
     GOSSIP_SPACE_CUDA(cudaMalloc(reinterpret_cast<void**>(&p), n * sizeof(float)));
     Buffer b(p, n, [](float* q) noexcept { (void)cudaFree(q); });
-    launch(Fill{fill, p}, n);
+    gpu_.launch(Fill{fill, p}, n);
     return b;
   }
   void copy(std::span<const float> src, std::span<float> dst) override {
     check_sizes(src.size(), dst.size(), "copy");
-    use(device_);
-    copy_bytes(dst.data(), src.data(), src.size_bytes(), cudaMemcpyDeviceToDevice);
+    gpu_.use();
+    gpu_.copy(dst.data(), src.data(), src.size_bytes());
   }
   void upload(std::span<const float> host, std::span<float> dst) override {
     check_sizes(host.size(), dst.size(), "upload");
-    use(device_);
-    copy_bytes(dst.data(), host.data(), host.size_bytes(), cudaMemcpyHostToDevice);
+    gpu_.use();
+    gpu_.copy(dst.data(), host.data(), host.size_bytes());
   }
   void download(std::span<const float> src, std::span<float> host) override {
     check_sizes(src.size(), host.size(), "download");
-    use(device_);
-    copy_bytes(host.data(), src.data(), src.size_bytes(), cudaMemcpyDeviceToHost);
+    gpu_.use();
+    gpu_.copy(host.data(), src.data(), src.size_bytes());
   }
   void run(const ew::Op& op, std::size_t n) override {
-    use(device_);
-    std::visit([n](const auto& f) { launch(f, n); }, op);
+    gpu_.use();
+    std::visit([&](const auto& f) { gpu_.launch(f, n); }, op);
   }
   std::unique_ptr<SpaceCodec> make_codec(std::string_view spec,
                                          std::span<const std::size_t> tensor_sizes,
                                          std::size_t d) override {
-    use(device_);
-    return std::make_unique<CudaCodec>(device_, spec, tensor_sizes, d);
+    gpu_.use();
+    return std::make_unique<CudaCodec>(gpu_, spec, tensor_sizes, d);
   }
 
  private:
-  int device_;
+  Gpu gpu_;
   std::string name_;
 };
 

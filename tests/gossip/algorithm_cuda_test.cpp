@@ -1,9 +1,9 @@
 // Algorithm state on a GPU (AlgorithmConfig::cuda_device) against the same run on the host. The
 // element-wise functors round alike on both (-fmad=false) and the device codecs write the host
 // codecs' bytes, so given the same gradients every state buffer of every peer must be
-// bit-identical after every round, for every algorithm and a spread of codecs; a state saved on
-// the GPU loads into a host object and goes on alike. Needs a GPU: without one it says so and
-// exits 77, which meson reports as SKIP.
+// bit-identical after every round, for every algorithm and a spread of codecs; the gradient
+// callback works on device spans as the trainer's does; states saved on either load on either and
+// go on alike. Needs a GPU: without one it says so and exits 77, which meson reports as SKIP.
 
 #include <doctest/doctest.h>
 
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "algorithm_harness.hpp"
+#include "kernels/cuda/device_codec.hpp"
 
 namespace ga = gossip::algorithms;
 namespace gt = gossip::algorithms::testing;
@@ -121,42 +122,93 @@ TEST_CASE("every algorithm's state on the GPU is bit-identical to the host's, ro
   }
 }
 
-TEST_CASE("a state saved on the GPU loads on the host and continues bit for bit") {
+TEST_CASE("the gradient callback gets device spans on a GPU and the run matches the host's") {
+  require_gpu();
+  // What the trainer does: step(GradientFn) with the model reading x and writing g in device
+  // memory (here through host copies of its own). D-PSGD asks for overlap, which a GPU ignores.
+  const auto topo = gt::make_topo("ring:4");
+  const gt::DiagonalQuadratic problem(topo.size(), 1500, 3);
+  const std::vector<float> x0(problem.d, 0.2f);
+  for (const char* name : {"dpsgd", "choco-sgd", "relaysum"}) {
+    CAPTURE(name);
+    const auto t = gt::make_topo(std::string(name) == "relaysum" ? "grid:4" : "ring:4");
+    auto cfg = config(name, std::string(name) == "choco-sgd" ? "qsgd:s=3,scaled=true" : "fp16");
+    cfg.overlap_gradient = true;
+    std::vector<std::vector<float>> result[2];
+    for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
+      cfg.cuda_device = on_gpu ? 0 : -1;
+      result[on_gpu].resize(static_cast<std::size_t>(t.size()));
+      gt::InprocNetwork network(t);
+      gt::run_peers(t.size(), [&](int r) {
+        auto algo =
+            ga::make_algorithm(cfg, *network.transports[static_cast<std::size_t>(r)], t, x0);
+        CHECK(algo->on_device() == (on_gpu == 1));
+        std::vector<float> hx(problem.d), hg(problem.d);
+        auto grad = [&](std::span<const float> x, std::span<float> g) {
+          if (!on_gpu) return problem.gradient(r, x, g);
+          gossip::kernels::cuda::copy_to_host(hx.data(), x.data(), x.size_bytes());
+          problem.gradient(r, hx, hg);
+          gossip::kernels::cuda::copy_to_device(g.data(), hg.data(), g.size_bytes());
+        };
+        for (int round = 0; round < 10; ++round) algo->step(grad);
+        result[on_gpu][static_cast<std::size_t>(r)] = algo->state("x");
+      });
+    }
+    for (std::size_t r = 0; r < result[0].size(); ++r) CHECK(same_bits(result[0][r], result[1][r]));
+  }
+}
+
+TEST_CASE("states saved on the GPU or the host load on either and continue bit for bit") {
   require_gpu();
   const auto topo = gt::make_topo("ring:4");
   const gt::DiagonalQuadratic problem(topo.size(), 2048, 9);
   const std::vector<float> x0(problem.d, 0.1f);
   auto cfg = config("choco-sgd", "qsgd:s=7,scaled=true");
   cfg.momentum = 0.9f;
-  // Four rounds on the GPU, save; then four more on the GPU (a), or load into the host (b).
-  std::vector<std::string> saved(4);
-  std::vector<std::vector<float>> a(4), b(4);
-  for (int phase = 0; phase < 2; ++phase) {
+  const auto n = static_cast<std::size_t>(topo.size());
+  // Runs `rounds` rounds on every peer (state on the GPU or the host), loading `load` first when
+  // it is not empty; returns each peer's saved state after `save_after` rounds (or nothing) and
+  // its final x.
+  struct Out {
+    std::vector<std::string> saved;
+    std::vector<std::vector<float>> x;
+  };
+  auto go = [&](bool on_gpu, const std::vector<std::string>& load, int rounds, int save_after) {
+    Out out{std::vector<std::string>(n), std::vector<std::vector<float>>(n)};
     gt::InprocNetwork network(topo);
     gt::run_peers(topo.size(), [&](int r) {
+      const auto i = static_cast<std::size_t>(r);
       auto c = cfg;
-      c.cuda_device = phase == 0 ? 0 : -1;
-      auto algo = ga::make_algorithm(c, *network.transports[static_cast<std::size_t>(r)], topo, x0);
+      c.cuda_device = on_gpu ? 0 : -1;
+      auto algo = ga::make_algorithm(c, *network.transports[i], topo, x0);
+      if (!load.empty()) {
+        std::istringstream in(load[i]);
+        algo->load(in);
+      }
       std::vector<float> x(problem.d), g(problem.d);
-      auto step = [&] {
+      for (int t = 0; t < rounds; ++t) {
+        if (t == save_after) {
+          std::ostringstream o;
+          algo->save(o);
+          out.saved[i] = o.str();
+        }
         algo->copy_params(x);
         problem.gradient(r, x, g);
         algo->step(g);
-      };
-      if (phase == 0) {
-        for (int t = 0; t < 4; ++t) step();
-        std::ostringstream out;
-        algo->save(out);
-        saved[static_cast<std::size_t>(r)] = out.str();
-        for (int t = 0; t < 4; ++t) step();
-        a[static_cast<std::size_t>(r)] = algo->state("x");
-      } else {
-        std::istringstream in(saved[static_cast<std::size_t>(r)]);
-        algo->load(in);
-        for (int t = 0; t < 4; ++t) step();
-        b[static_cast<std::size_t>(r)] = algo->state("x");
       }
+      out.x[i] = algo->state("x");
     });
+    return out;
+  };
+  const Out gpu = go(true, {}, 8, 4);    // straight through on the GPU, saved at round 4
+  const Out host = go(false, {}, 8, 4);  // the same on the host
+  const Out gpu_to_host = go(false, gpu.saved, 4, -1);
+  const Out gpu_to_gpu = go(true, gpu.saved, 4, -1);
+  const Out host_to_gpu = go(true, host.saved, 4, -1);
+  for (std::size_t r = 0; r < n; ++r) {
+    CHECK(same_bits(gpu.x[r], host.x[r]));
+    CHECK(same_bits(gpu.x[r], gpu_to_host.x[r]));
+    CHECK(same_bits(gpu.x[r], gpu_to_gpu.x[r]));
+    CHECK(same_bits(gpu.x[r], host_to_gpu.x[r]));
   }
-  for (std::size_t r = 0; r < a.size(); ++r) CHECK(same_bits(a[r], b[r]));
 }
