@@ -34,40 +34,8 @@ namespace {
           fmt::format("CUDA model: {} failed: {}", #call, cublasGetStatusString(gossip_st_))); \
   } while (0)
 
-// Device (or, with Pinned, page-locked host) memory, freed on destruction; errors on freeing are
-// ignored, as destructors do not throw. Page-locked staging makes the batch copy a true DMA.
-template <class T, bool Pinned = false>
-class CudaBuffer {
- public:
-  CudaBuffer() = default;
-  explicit CudaBuffer(std::size_t n) {
-    if (n == 0) return;
-    if constexpr (Pinned)
-      GOSSIP_CUDA(cudaMallocHost(reinterpret_cast<void**>(&p_), n * sizeof(T)));
-    else
-      GOSSIP_CUDA(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)));
-  }
-  ~CudaBuffer() {
-    if (p_ == nullptr) return;
-    if constexpr (Pinned)
-      (void)cudaFreeHost(p_);
-    else
-      (void)cudaFree(p_);
-  }
-  CudaBuffer(CudaBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-  CudaBuffer& operator=(CudaBuffer&& o) noexcept {
-    std::swap(p_, o.p_);
-    return *this;
-  }
-  T* get() const { return p_; }
-
- private:
-  T* p_ = nullptr;
-};
-template <class T>
-using DeviceBuffer = CudaBuffer<T, false>;
-template <class T>
-using PinnedBuffer = CudaBuffer<T, true>;
+using kernels::cuda::DeviceBuffer;
+using kernels::cuda::PinnedBuffer;
 
 // Rows per evaluation chunk, at least the training batch.
 constexpr std::size_t kEvalChunk = 2048;

@@ -71,34 +71,6 @@ void check_sizes(std::size_t src, std::size_t dst, const char* what) {
                                 std::to_string(dst));
 }
 
-// Device or pinned host bytes, freed on destruction.
-template <bool Pinned>
-class Bytes {
- public:
-  explicit Bytes(std::size_t n) : n_(n) {
-    if (n == 0) return;
-    if constexpr (Pinned)
-      GOSSIP_SPACE_CUDA(cudaMallocHost(reinterpret_cast<void**>(&p_), n));
-    else
-      GOSSIP_SPACE_CUDA(cudaMalloc(reinterpret_cast<void**>(&p_), n));
-  }
-  ~Bytes() {
-    if (p_ == nullptr) return;
-    if constexpr (Pinned)
-      (void)cudaFreeHost(p_);
-    else
-      (void)cudaFree(p_);
-  }
-  Bytes(const Bytes&) = delete;
-  Bytes& operator=(const Bytes&) = delete;
-  std::byte* get() const { return p_; }
-  std::size_t size() const { return n_; }
-
- private:
-  std::byte* p_ = nullptr;
-  std::size_t n_ = 0;
-};
-
 class CudaCodec final : public SpaceCodec {
  public:
   CudaCodec(Gpu gpu, std::string_view spec, std::span<const std::size_t> tensor_sizes,
@@ -153,9 +125,9 @@ class CudaCodec final : public SpaceCodec {
   Gpu gpu_;
   kernels::cuda::DeviceCodec codec_;
   std::size_t d_;
-  Bytes<false> own_;      // this peer's message, device
-  Bytes<false> staging_;  // a neighbour's message, device
-  Bytes<true> host_;      // this peer's message, pinned host (what the transport sends)
+  kernels::cuda::DeviceBuffer<std::byte> own_;      // this peer's message
+  kernels::cuda::DeviceBuffer<std::byte> staging_;  // a neighbour's message
+  kernels::cuda::PinnedBuffer<std::byte> host_;  // this peer's message (what the transport sends)
   std::size_t bytes_ = 0;
 };
 

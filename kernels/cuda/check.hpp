@@ -1,12 +1,15 @@
 #pragma once
 // How every CUDA runtime call of the project reports failure: GOSSIP_CUDA_CALL(who, call) throws
 // std::runtime_error "who: call failed: message (cudaErrorName)". `who` names the component
-// ("CUDA codec", "CUDA model", "CUDA space"). Host code only; include with the CUDA runtime.
+// ("CUDA codec", "CUDA model", "CUDA space"). Also the one owning buffer of device or pinned
+// memory the host code uses. Host code only; include with the CUDA runtime.
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace gossip::kernels::cuda {
 
@@ -23,3 +26,46 @@ namespace gossip::kernels::cuda {
     if (gossip_cuda_err_ != cudaSuccess)                                       \
       ::gossip::kernels::cuda::throw_cuda_error(who, #call, gossip_cuda_err_); \
   } while (0)
+
+namespace gossip::kernels::cuda {
+
+// n elements of device (or, with Pinned, page-locked host) memory, freed on destruction; errors on
+// freeing are ignored, as destructors do not throw. Page-locked staging makes copies true DMA.
+template <class T, bool Pinned = false>
+class CudaBuffer {
+ public:
+  CudaBuffer() = default;
+  explicit CudaBuffer(std::size_t n) : n_(n) {
+    if (n == 0) return;
+    if constexpr (Pinned)
+      GOSSIP_CUDA_CALL("CUDA memory", cudaMallocHost(reinterpret_cast<void**>(&p_), n * sizeof(T)));
+    else
+      GOSSIP_CUDA_CALL("CUDA memory", cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)));
+  }
+  ~CudaBuffer() {
+    if (p_ == nullptr) return;
+    if constexpr (Pinned)
+      (void)cudaFreeHost(p_);
+    else
+      (void)cudaFree(p_);
+  }
+  CudaBuffer(CudaBuffer&& o) noexcept
+      : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  CudaBuffer& operator=(CudaBuffer&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  T* get() const { return p_; }
+  std::size_t size() const { return n_; }
+
+ private:
+  T* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+template <class T>
+using DeviceBuffer = CudaBuffer<T, false>;
+template <class T>
+using PinnedBuffer = CudaBuffer<T, true>;
+
+}  // namespace gossip::kernels::cuda
