@@ -16,7 +16,7 @@
 
 #include <fmt/format.h>
 
-#include "kernels/cuda/check.hpp"
+#include "kernels/cuda/runtime.hpp"
 #include "src/model.hpp"
 #include "src/model_cuda_kernels.hpp"
 

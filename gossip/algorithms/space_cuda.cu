@@ -15,8 +15,8 @@
 #include <variant>
 
 #include "gossip/algorithms/space.hpp"
-#include "kernels/cuda/check.hpp"
 #include "kernels/cuda/device_codec.hpp"
+#include "kernels/cuda/runtime.hpp"
 
 namespace gossip::algorithms {
 namespace {

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "kernels/crc_combine.hpp"
-#include "kernels/cuda/check.hpp"
+#include "kernels/cuda/runtime.hpp"
 #include "kernels/cuda/device_codec.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/pack.hpp"

@@ -1,8 +1,9 @@
 #pragma once
-// How every CUDA runtime call of the project reports failure: GOSSIP_CUDA_CALL(who, call) throws
-// std::runtime_error "who: call failed: message (cudaErrorName)". `who` names the component
-// ("CUDA codec", "CUDA model", "CUDA space"). Also the one owning buffer of device or pinned
-// memory the host code uses. Host code only; include with the CUDA runtime.
+// The CUDA runtime helpers of the host code: GOSSIP_CUDA_CALL(who, call), through which every
+// CUDA runtime call reports failure (std::runtime_error "who: call failed: message
+// (cudaErrorName)", `who` naming the component: "CUDA codec", "CUDA model", "CUDA space"), and
+// CudaBuffer, the one owning buffer of device or pinned host memory. Include with the CUDA
+// runtime.
 
 #include <cuda_runtime.h>
 
