@@ -1,7 +1,8 @@
 // The CUDA model agrees with the CPU model: on random batches the loss and every gradient entry
 // within float tolerance, and on a test set the same accuracy (to one sample) and loss, for softmax
 // regression and MLPs. Needs a GPU: without one it says so and exits 77, which meson reports as
-// SKIP, never as a pass.
+// SKIP, never as a pass. With parameters and gradient in device memory (as the trainer passes them
+// when the algorithm's state is on the GPU) the bits equal those of host spans.
 //
 // Tolerances (both backends compute in fp32 with fp64 softmax; only the order of the sgemm sums
 // differs):
@@ -21,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/device_codec.hpp"
 #include "src/config.hpp"
 #include "src/data.hpp"
 #include "src/model.hpp"
@@ -168,4 +170,31 @@ TEST_CASE("make_model with run.device = cuda gives the CUDA backend") {
   const auto m = make_model(c, tt.train, 0);
   CHECK(m->device().starts_with("cuda:0"));
   CHECK(m->describe() == "mlp 6-8-3");
+}
+
+TEST_CASE("CUDA model: parameters and gradient in device memory give the host spans' bits") {
+  // What the trainer passes when the algorithm's state lives on the same GPU.
+  require_gpu();
+  namespace kc = gossip::kernels::cuda;
+  const auto tt = synthetic_blobs(20, 4, 500, 200, 7);
+  auto m = make_cuda_mlp(20, {16, 8}, 4, 64, 0);
+  const std::size_t n = m->size();
+  std::vector<float> x(n), g_host(n), g_back(n);
+  m->init(x, 3);
+  auto dx = kc::device_alloc(n * sizeof(float));
+  auto dg = kc::device_alloc(n * sizeof(float));
+  kc::copy_to_device(dx.get(), x.data(), n * sizeof(float));
+  const std::span<const float> x_dev(static_cast<const float*>(dx.get()), n);
+  const std::span<float> g_dev(static_cast<float*>(dg.get()), n);
+  std::vector<std::size_t> batch(48);
+  std::iota(batch.begin(), batch.end(), std::size_t{100});
+  const double loss_host = m->loss_grad(x, tt.train, batch, g_host);
+  const double loss_dev = m->loss_grad(x_dev, tt.train, batch, g_dev);
+  kc::copy_to_host(g_back.data(), dg.get(), n * sizeof(float));
+  CHECK(loss_dev == loss_host);
+  CHECK(std::equal(g_host.begin(), g_host.end(), g_back.begin()));
+  const auto e_host = m->evaluate(x, tt.test);
+  const auto e_dev = m->evaluate(x_dev, tt.test);
+  CHECK(e_dev.loss == e_host.loss);
+  CHECK(e_dev.accuracy == e_host.accuracy);
 }
