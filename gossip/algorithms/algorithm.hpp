@@ -136,8 +136,7 @@ class Algorithm {
   // x_i copied into host memory of dim() floats.
   void copy_params(std::span<float> host) const;
   std::size_t dim() const { return x_.size(); }
-  // Where the state lives: "cpu" or "cuda:N (name)".
-  std::string space_name() const { return space_->name(); }
+  // The state lives on a GPU.
   bool on_device() const { return space_->on_device(); }
   std::uint64_t round() const { return round_; }
   const std::string& name() const { return config_.name; }

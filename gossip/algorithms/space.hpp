@@ -80,17 +80,17 @@ class SpaceCodec {
 class VectorSpace {
  public:
   virtual ~VectorSpace() = default;
-  // "cpu", or "cuda:N (device name)".
-  virtual std::string name() const = 0;
   virtual bool on_device() const = 0;
 
   // n floats, every one `fill`.
   virtual Buffer alloc(std::size_t n, float fill) = 0;
-  // dst = src within the space; the sizes must match.
-  virtual void copy(std::span<const float> src, std::span<float> dst) = 0;
-  // Host to space and space to host; the sizes must match.
-  virtual void upload(std::span<const float> host, std::span<float> dst) = 0;
-  virtual void download(std::span<const float> src, std::span<float> host) = 0;
+  // dst = src within the space, host to space, space to host; done when they return. The sizes
+  // must match (std::invalid_argument naming the operation otherwise).
+  void copy(std::span<const float> src, std::span<float> dst) { transfer(src, dst, "copy"); }
+  void upload(std::span<const float> host, std::span<float> dst) { transfer(host, dst, "upload"); }
+  void download(std::span<const float> src, std::span<float> host) {
+    transfer(src, host, "download");
+  }
   // Applies the functor to every index below n; done when this returns.
   virtual void run(const ew::Op& op, std::size_t n) = 0;
   // The codec `spec` (kernels::make_codec's syntax) for vectors of d floats with these tensor
@@ -98,6 +98,13 @@ class VectorSpace {
   virtual std::unique_ptr<SpaceCodec> make_codec(std::string_view spec,
                                                  std::span<const std::size_t> tensor_sizes,
                                                  std::size_t d) = 0;
+
+ protected:
+  // n floats from src to dst, each in host memory or this space's; done when it returns.
+  virtual void copy_floats(const float* src, float* dst, std::size_t n) = 0;
+
+ private:
+  void transfer(std::span<const float> src, std::span<float> dst, const char* what);
 };
 
 // The host: std::allocator memory, plain loops, kernels::make_codec.

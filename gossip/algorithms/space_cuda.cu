@@ -64,13 +64,6 @@ struct Gpu {
   }
 };
 
-void check_sizes(std::size_t src, std::size_t dst, const char* what) {
-  if (src != dst)
-    throw std::invalid_argument(std::string("CUDA space ") + what + ": source has " +
-                                std::to_string(src) + " floats, destination " +
-                                std::to_string(dst));
-}
-
 class CudaCodec final : public SpaceCodec {
  public:
   CudaCodec(Gpu gpu, std::string_view spec, std::span<const std::size_t> tensor_sizes,
@@ -140,9 +133,6 @@ class CudaSpace final : public VectorSpace {
                                std::to_string(visible) + " visible)");
     gpu_.device = device;
     gpu_.use();
-    cudaDeviceProp prop{};
-    GOSSIP_SPACE_CUDA(cudaGetDeviceProperties(&prop, device));
-    name_ = "cuda:" + std::to_string(device) + " (" + prop.name + ")";
     GOSSIP_SPACE_CUDA(cudaStreamCreateWithFlags(&gpu_.stream, cudaStreamNonBlocking));
   }
   // The algorithm frees its codec and buffers before its space (declaration order).
@@ -153,7 +143,6 @@ class CudaSpace final : public VectorSpace {
   CudaSpace(const CudaSpace&) = delete;
   CudaSpace& operator=(const CudaSpace&) = delete;
 
-  std::string name() const override { return name_; }
   bool on_device() const override { return true; }
 
   Buffer alloc(std::size_t n, float fill) override {
@@ -164,21 +153,6 @@ class CudaSpace final : public VectorSpace {
     Buffer b(p, n, [](float* q) noexcept { (void)cudaFree(q); });
     gpu_.launch(Fill{fill, p}, n);
     return b;
-  }
-  void copy(std::span<const float> src, std::span<float> dst) override {
-    check_sizes(src.size(), dst.size(), "copy");
-    gpu_.use();
-    gpu_.copy(dst.data(), src.data(), src.size_bytes());
-  }
-  void upload(std::span<const float> host, std::span<float> dst) override {
-    check_sizes(host.size(), dst.size(), "upload");
-    gpu_.use();
-    gpu_.copy(dst.data(), host.data(), host.size_bytes());
-  }
-  void download(std::span<const float> src, std::span<float> host) override {
-    check_sizes(src.size(), host.size(), "download");
-    gpu_.use();
-    gpu_.copy(host.data(), src.data(), src.size_bytes());
   }
   void run(const ew::Op& op, std::size_t n) override {
     gpu_.use();
@@ -191,9 +165,14 @@ class CudaSpace final : public VectorSpace {
     return std::make_unique<CudaCodec>(gpu_, spec, tensor_sizes, d);
   }
 
+ protected:
+  void copy_floats(const float* src, float* dst, std::size_t n) override {
+    gpu_.use();
+    gpu_.copy(dst, src, n * sizeof(float));
+  }
+
  private:
   Gpu gpu_;
-  std::string name_;
 };
 
 }  // namespace

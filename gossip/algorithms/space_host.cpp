@@ -13,12 +13,6 @@
 namespace gossip::algorithms {
 namespace {
 
-void check_sizes(std::size_t src, std::size_t dst, const char* what) {
-  if (src != dst)
-    throw std::invalid_argument(
-        fmt::format("{}: source has {} floats, destination {}", what, src, dst));
-}
-
 class HostCodec final : public SpaceCodec {
  public:
   HostCodec(std::string_view spec, std::span<const std::size_t> tensor_sizes, std::size_t d)
@@ -50,7 +44,6 @@ class HostCodec final : public SpaceCodec {
 
 class HostSpace final : public VectorSpace {
  public:
-  std::string name() const override { return "cpu"; }
   bool on_device() const override { return false; }
 
   Buffer alloc(std::size_t n, float fill) override {
@@ -59,12 +52,6 @@ class HostSpace final : public VectorSpace {
     std::fill_n(p, n, fill);
     return Buffer(p, n, [](float* q) noexcept { delete[] q; });
   }
-  void copy(std::span<const float> src, std::span<float> dst) override {
-    check_sizes(src.size(), dst.size(), "copy");
-    std::copy(src.begin(), src.end(), dst.begin());
-  }
-  void upload(std::span<const float> host, std::span<float> dst) override { copy(host, dst); }
-  void download(std::span<const float> src, std::span<float> host) override { copy(src, host); }
   void run(const ew::Op& op, std::size_t n) override {
     std::visit(
         [n](const auto& f) {
@@ -77,9 +64,21 @@ class HostSpace final : public VectorSpace {
                                          std::size_t d) override {
     return std::make_unique<HostCodec>(spec, tensor_sizes, d);
   }
+
+ protected:
+  void copy_floats(const float* src, float* dst, std::size_t n) override {
+    std::copy_n(src, n, dst);
+  }
 };
 
 }  // namespace
+
+void VectorSpace::transfer(std::span<const float> src, std::span<float> dst, const char* what) {
+  if (src.size() != dst.size())
+    throw std::invalid_argument(fmt::format("vector space {}: source has {} floats, destination {}",
+                                            what, src.size(), dst.size()));
+  copy_floats(src.data(), dst.data(), src.size());
+}
 
 std::unique_ptr<VectorSpace> make_host_space() {
   return std::make_unique<HostSpace>();
