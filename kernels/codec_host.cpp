@@ -429,18 +429,12 @@ class HostCodec final : public Codec, private CodecPlan {
                      std::span<std::byte> wire) const override {
     const std::uint64_t d = x.size();
     const LayoutData& lay = layout_reused(d);
-    const std::uint64_t cap = kHeaderSize + payload_size(lay, d);
-    if (wire.size() < cap)
-      throw std::invalid_argument("encode: wire buffer holds " + std::to_string(wire.size()) +
-                                  " bytes, " + spec() + " needs " + std::to_string(cap) + " for " +
-                                  std::to_string(d) + " elements");
-    if (is_sparse() && d > 0xffffffffull)
-      throw std::invalid_argument("encode: " + spec() + " sends u32 indices; d must be < 2^32");
+    check_encode(lay, d, wire.size());
     std::byte* payload = wire.data() + kHeaderSize;
     // The header first (the checksum covers it, with its checksum field zeroed): encoders that
     // checksum as they go need it. threshold learns its payload length only at the end.
     WireHeader h = header_for(d);
-    h.payload_bytes = fixed_wire_size() ? cap - kHeaderSize : 0;
+    h.payload_bytes = fixed_wire_size() ? payload_size(lay, d) : 0;
     h.peer = key.peer;
     h.round = key.round;
     store_header(h, wire.first<kHeaderSize>());

@@ -291,8 +291,8 @@ GOSSIP_HD inline void emit_tile(float* y, std::uint64_t d, std::uint64_t tile, s
 }
 
 // ---- which functions a codec uses ---------------------------------------------------------------
-// Code widths built for the device: qsgd with s = 2^b - 1 for b in {1, 2, 3, 4, 8} (widths 2, 3,
-// 4, 5, 9; 8 for s = 64..127) and quantize's 1, 2, 4, 8 bits (terngrad 2, sign 1). Each width is a
+// Code widths built for the device: qsgd's width is 1 + ceil(log2(s + 1)), so widths 2, 3, 4, 5, 8,
+// 9 take s = 1..15 and 64..255; quantize's 1, 2, 4, 8 bits (terngrad 2, sign 1). Each width is a
 // set of kernels.
 using DeviceWidths = std::integer_sequence<int, 1, 2, 3, 4, 5, 8, 9>;
 

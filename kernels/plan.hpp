@@ -146,6 +146,26 @@ class CodecPlan {
     return 0;
   }
 
+  // What every encoder checks before it writes: the wire buffer (wire_bytes) holds the message,
+  // the sparse codecs' u32 indices reach every element, and the element noise's 32-bit Philox
+  // block counter (four elements a block) does not wrap. Throws std::invalid_argument.
+  void check_encode(const LayoutData& lay, std::uint64_t d, std::uint64_t wire_bytes) const {
+    const std::uint64_t cap = kHeaderSize + payload_size(lay, d);
+    if (wire_bytes < cap)
+      throw std::invalid_argument("encode: wire buffer holds " + std::to_string(wire_bytes) +
+                                  " bytes, " + canonical() + " needs " + std::to_string(cap) +
+                                  " for " + std::to_string(d) + " elements");
+    if (is_sparse() && d > 0xffffffffull)
+      throw std::invalid_argument("encode: " + canonical() +
+                                  " sends u32 indices; d must be < 2^32");
+    const bool noise = p_.id == CodecId::kQsgd || p_.id == CodecId::kTerngrad ||
+                       (p_.id == CodecId::kQuantize && !p_.nearest);
+    if (noise && d > (std::uint64_t{1} << 34))
+      throw std::invalid_argument(
+          "encode: " + canonical() +
+          " draws its noise from a 32-bit block counter; d must be <= 2^34");
+  }
+
   WireHeader header_for(std::uint64_t d) const {
     WireHeader h;
     h.codec = static_cast<std::uint8_t>(p_.id);

@@ -178,12 +178,12 @@ std::vector<Row> run_cuda(const std::vector<std::string>& specs,
     for (const std::string& spec : specs) {
       fmt::print(stderr, "bench codecs (cuda): {} elements, {} ...\n", d, spec);
       const kc::DeviceCodec codec(spec);
-      const std::size_t n = codec.encode(dx, d, {7, 1, 0}, dw);  // warm-up: pools, modules
+      const std::size_t n = codec.encode(dx, d, {7, 1, 0}, dw, cap);  // warm-up: pools, modules
       codec.decode_accumulate(dw, n, 0.5f, dy, d);
       rows.push_back(measure(
           codec.spec(), d, [&] { kc::copy_device_to_device(scratch.get(), dx, 4 * d); },
           [&](std::uint64_t r) {
-            return codec.encode(dx, d, {7, 1, r}, dw);
+            return codec.encode(dx, d, {7, 1, r}, dw, cap);
           },
           [&](std::size_t bytes) { codec.decode_accumulate(dw, bytes, 0.5f, dy, d); }));
     }

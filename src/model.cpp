@@ -108,11 +108,17 @@ std::pair<double, std::size_t> Mlp::forward(std::span<const float> params, const
 }
 
 void Model::check_loss_grad(std::span<const float> params, std::span<const float> grad,
-                            const Dataset& data, std::size_t rows, std::size_t max_batch) const {
+                            const Dataset& data, std::span<const std::size_t> batch,
+                            std::size_t max_batch) const {
   if (params.size() != layout_.size() || grad.size() != layout_.size())
     throw std::invalid_argument("parameter or gradient vector has the wrong size");
-  if (rows == 0 || rows > max_batch)
-    throw std::invalid_argument(fmt::format("batch of {} rows (1..{} allowed)", rows, max_batch));
+  if (batch.empty() || batch.size() > max_batch)
+    throw std::invalid_argument(
+        fmt::format("batch of {} rows (1..{} allowed)", batch.size(), max_batch));
+  for (std::size_t r : batch)
+    if (r >= data.size())
+      throw std::invalid_argument(
+          fmt::format("batch names row {} of a data set of {} rows", r, data.size()));
   if (data.dim != layout_.widths()[0])
     throw std::invalid_argument(fmt::format("data rows have {} features, the model takes {}",
                                             data.dim, layout_.widths()[0]));
@@ -123,7 +129,7 @@ double Mlp::loss_grad(std::span<const float> params, const Dataset& data,
   const auto& widths = layout_.widths();
   const auto& offsets = layout_.offsets();
   const std::size_t rows = batch.size();
-  check_loss_grad(params, grad, data, rows, max_batch_);
+  check_loss_grad(params, grad, data, batch, max_batch_);
   const std::size_t in0 = widths[0];
   for (std::size_t r = 0; r < rows; ++r) {
     std::copy_n(data.features.data() + batch[r] * in0, in0, xbatch_.data() + r * in0);

@@ -81,9 +81,10 @@ class Model {
 
  protected:
   // The argument checks every backend's loss_grad makes: sizes of params and grad, 1..max_batch
-  // rows, data of the model's input width. Throws std::invalid_argument.
+  // rows, each a row of `data`, data of the model's input width. Throws std::invalid_argument.
   void check_loss_grad(std::span<const float> params, std::span<const float> grad,
-                       const Dataset& data, std::size_t rows, std::size_t max_batch) const;
+                       const Dataset& data, std::span<const std::size_t> batch,
+                       std::size_t max_batch) const;
 
   MlpLayout layout_;
 };

@@ -1,10 +1,11 @@
 // The CUDA model: the MLP of src/model.hpp on one GPU. Dense products are cuBLAS sgemm calls
 // (fp32, no TF32), the rest the kernels of src/model_cuda_kernels.cu. Parameters and gradients
-// are host or device spans (copies of kind cudaMemcpyDefault: with unified addressing the driver
-// tells them apart): per loss_grad call one copy of the parameters in, one copy of the batch
-// (gathered on the host into pinned memory) in, the gradient and the loss out. A device gradient
-// is complete when loss_grad returns (the stream is synchronised). Device buffers are allocated
-// once, in the constructor.
+// are host or device spans. Spans in this GPU's memory (the trainer's with run.device = cuda) are
+// read and written in place; others are copied through the model's own buffers (cudaMemcpyDefault:
+// with unified addressing the driver tells host and device apart). Per loss_grad call the batch
+// (gathered on the host into pinned memory) goes in and the loss comes out. A device gradient is
+// complete when loss_grad returns (the stream is synchronised). Device buffers are allocated once,
+// in the constructor.
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -51,10 +52,15 @@ class CudaMlp final : public Model {
   Evaluation evaluate(std::span<const float> params, const Dataset& data) override;
 
  private:
-  // Forward pass of `rows` rows at d_x_ (labels at `labels`), parameters at d_params_; leaves the
-  // softmax in the last activation, per-row losses and hits, adds their sums to d_acc_. With
-  // `delta` it also writes dL/dlogits there.
-  void forward(const float* x, const std::int32_t* labels, std::size_t rows, float* delta);
+  // Forward pass of `rows` rows at x (labels at `labels`) with the parameters at w; leaves the
+  // softmax in the last activation, per-row losses and hits, adds their sums to acc_. With `delta`
+  // it also writes dL/dlogits there.
+  void forward(const float* w, const float* x, const std::int32_t* labels, std::size_t rows,
+               float* delta);
+  // Is p memory of this model's GPU (then kernels use it in place)?
+  bool on_this_gpu(const void* p) const;
+  // The parameters as kernels read them: in place, or copied into params_ on the stream.
+  const float* device_params(std::span<const float> params);
 
   int device_;
   std::string name_;
@@ -115,7 +121,21 @@ CudaMlp::~CudaMlp() {
   (void)cudaStreamDestroy(stream_);
 }
 
-void CudaMlp::forward(const float* x, const std::int32_t* labels, std::size_t rows, float* delta) {
+bool CudaMlp::on_this_gpu(const void* p) const {
+  cudaPointerAttributes a{};
+  GOSSIP_CUDA(cudaPointerGetAttributes(&a, p));
+  return a.type == cudaMemoryTypeDevice && a.device == device_;
+}
+
+const float* CudaMlp::device_params(std::span<const float> params) {
+  if (on_this_gpu(params.data())) return params.data();
+  GOSSIP_CUDA(cudaMemcpyAsync(params_.get(), params.data(), params.size() * sizeof(float),
+                              cudaMemcpyDefault, stream_));
+  return params_.get();
+}
+
+void CudaMlp::forward(const float* params, const float* x, const std::int32_t* labels,
+                      std::size_t rows, float* delta) {
   const auto& widths = layout_.widths();
   const auto& offsets = layout_.offsets();
   const std::size_t layers = layout_.layers();
@@ -123,8 +143,8 @@ void CudaMlp::forward(const float* x, const std::int32_t* labels, std::size_t ro
   const float* in = x;
   for (std::size_t l = 0; l < layers; ++l) {
     const int n_in = static_cast<int>(widths[l]), n_out = static_cast<int>(widths[l + 1]);
-    const float* w = params_.get() + offsets[2 * l];
-    const float* b = params_.get() + offsets[2 * l + 1];
+    const float* w = params + offsets[2 * l];
+    const float* b = params + offsets[2 * l + 1];
     float* out = act_[l + 1].get();
     // Row-major out (rows x n_out) = in (rows x n_in) * W^T, W row-major n_out x n_in. In cuBLAS's
     // column-major terms: out^T (n_out x rows) = W (op T of the buffer W^T) * in^T.
@@ -143,21 +163,23 @@ double CudaMlp::loss_grad(std::span<const float> params, const Dataset& data,
                           std::span<const std::size_t> batch, std::span<float> grad) {
   const std::size_t n_params = layout_.size();
   const std::size_t rows = batch.size();
-  check_loss_grad(params, grad, data, rows, max_batch_);
+  check_loss_grad(params, grad, data, batch, max_batch_);
   const auto& widths = layout_.widths();
   const auto& offsets = layout_.offsets();
   const std::size_t in0 = widths[0];
-  // Gather the batch into pinned memory: rows x features, then the labels' bits. The previous
-  // call synchronised its stream, so the staging buffer is free.
+  GOSSIP_CUDA(cudaSetDevice(device_));
+  // The staging buffer is free once the stream is idle: a previous call that threw may have left
+  // a copy from it in flight.
+  GOSSIP_CUDA(cudaStreamSynchronize(stream_));
+  // Gather the batch into pinned memory: rows x features, then the labels' bits.
   float* stage = staging_.get();
   for (std::size_t r = 0; r < rows; ++r)
     std::memcpy(stage + r * in0, data.features.data() + batch[r] * in0, in0 * sizeof(float));
   auto* stage_labels = reinterpret_cast<std::int32_t*>(stage + rows * in0);
   for (std::size_t r = 0; r < rows; ++r) stage_labels[r] = data.labels[batch[r]];
 
-  GOSSIP_CUDA(cudaSetDevice(device_));
-  GOSSIP_CUDA(cudaMemcpyAsync(params_.get(), params.data(), n_params * sizeof(float),
-                              cudaMemcpyDefault, stream_));
+  const float* w_all = device_params(params);
+  float* g_all = on_this_gpu(grad.data()) ? grad.data() : grad_.get();
   GOSSIP_CUDA(cudaMemcpyAsync(input_.get(), stage, rows * (in0 + 1) * sizeof(float),
                               cudaMemcpyHostToDevice, stream_));
   GOSSIP_CUDA(cudaMemsetAsync(acc_.get(), 0, 2 * sizeof(double), stream_));
@@ -165,29 +187,30 @@ double CudaMlp::loss_grad(std::span<const float> params, const Dataset& data,
   const auto* labels = reinterpret_cast<const std::int32_t*>(input_.get() + rows * in0);
   float* delta = delta_.get();
   float* delta_next = delta_next_.get();
-  forward(x, labels, rows, delta);
+  forward(w_all, x, labels, rows, delta);
 
   const float one = 1.0f, zero = 0.0f;
   const int m = static_cast<int>(rows);
   for (std::size_t l = layout_.layers(); l-- > 0;) {
     const int n_in = static_cast<int>(widths[l]), n_out = static_cast<int>(widths[l + 1]);
     const float* in = l == 0 ? x : act_[l].get();
-    float* gw = grad_.get() + offsets[2 * l];
-    float* gb = grad_.get() + offsets[2 * l + 1];
+    float* gw = g_all + offsets[2 * l];
+    float* gb = g_all + offsets[2 * l + 1];
     // gW (n_out x n_in, row-major) = delta^T * in; column-major: gW^T = in^T * delta.
     GOSSIP_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_N, CUBLAS_OP_T, n_in, n_out, m, &one, in, n_in,
                               delta, n_out, &zero, gw, n_in));
     GOSSIP_CUDA(cuda_model::bias_grad(delta, rows, widths[l + 1], gb, stream_));
     if (l == 0) break;
     // delta_prev (rows x n_in) = delta (rows x n_out) * W; column-major: W^T * delta^T.
-    const float* w = params_.get() + offsets[2 * l];
+    const float* w = w_all + offsets[2 * l];
     GOSSIP_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_N, CUBLAS_OP_N, n_in, m, n_out, &one, w, n_in, delta,
                               n_out, &zero, delta_next, n_in));
     GOSSIP_CUDA(cuda_model::relu_mask(act_[l].get(), delta_next, rows * widths[l], stream_));
     std::swap(delta, delta_next);
   }
-  GOSSIP_CUDA(cudaMemcpyAsync(grad.data(), grad_.get(), n_params * sizeof(float), cudaMemcpyDefault,
-                              stream_));
+  if (g_all != grad.data())
+    GOSSIP_CUDA(
+        cudaMemcpyAsync(grad.data(), g_all, n_params * sizeof(float), cudaMemcpyDefault, stream_));
   GOSSIP_CUDA(cudaMemcpyAsync(acc_host_.get(), acc_.get(), 2 * sizeof(double),
                               cudaMemcpyDeviceToHost, stream_));
   GOSSIP_CUDA(cudaStreamSynchronize(stream_));
@@ -205,8 +228,8 @@ Evaluation CudaMlp::evaluate(std::span<const float> params, const Dataset& data)
     throw std::invalid_argument(
         fmt::format("data rows have {} features, the model takes {}", data.dim, in0));
   GOSSIP_CUDA(cudaSetDevice(device_));
-  GOSSIP_CUDA(cudaMemcpyAsync(params_.get(), params.data(), layout_.size() * sizeof(float),
-                              cudaMemcpyDefault, stream_));
+  GOSSIP_CUDA(cudaStreamSynchronize(stream_));  // as in loss_grad
+  const float* w_all = device_params(params);
   GOSSIP_CUDA(cudaMemsetAsync(acc_.get(), 0, 2 * sizeof(double), stream_));
   for (std::size_t start = 0; start < data.size(); start += chunk_) {
     const std::size_t rows = std::min(chunk_, data.size() - start);
@@ -218,7 +241,7 @@ Evaluation CudaMlp::evaluate(std::span<const float> params, const Dataset& data)
                                 cudaMemcpyHostToDevice, stream_));
     GOSSIP_CUDA(cudaMemcpyAsync(labels, data.labels.data() + start, rows * sizeof(std::int32_t),
                                 cudaMemcpyHostToDevice, stream_));
-    forward(x, labels, rows, nullptr);
+    forward(w_all, x, labels, rows, nullptr);
   }
   GOSSIP_CUDA(cudaMemcpyAsync(acc_host_.get(), acc_.get(), 2 * sizeof(double),
                               cudaMemcpyDeviceToHost, stream_));

@@ -78,7 +78,7 @@ class CudaCodec final : public SpaceCodec {
   std::string spec() const override { return codec_.spec(); }
   void encode(std::span<const float> x, const kernels::RngKey& key) override {
     gpu_.use();
-    bytes_ = codec_.encode(x.data(), x.size(), key, own_.get(), gpu_.stream_handle());
+    bytes_ = codec_.encode(x.data(), x.size(), key, own_.get(), own_.size(), gpu_.stream_handle());
     gpu_.copy(host_.get(), own_.get(), bytes_);
   }
   std::span<const std::byte> message() const override { return {host_.get(), bytes_}; }

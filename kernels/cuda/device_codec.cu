@@ -2,7 +2,9 @@
 // radix_select.hpp (topk), randomk_parallel.hpp (randomk) and crc_combine.hpp (checksums), plus CUB
 // for sorting, scans and stream compaction. Built with -fmad=false so every float operation rounds
 // exactly as on the host. Every kernel launches on the caller's stream; temporaries are
-// stream-ordered allocations (cudaMallocAsync) freed on the same stream.
+// stream-ordered allocations (cudaMallocAsync) freed on the same stream. The layout's small arrays
+// (offsets, bucket and segment bases, topk chunks, randomk bases and scales) are uploaded once per
+// device and vector size and kept (Impl::tables).
 
 #include <cuda_runtime.h>
 #include <thrust/iterator/counting_iterator.h>
@@ -10,11 +12,14 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
 #include <cub/device/device_select.cuh>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -22,8 +27,8 @@
 #include <vector>
 
 #include "kernels/crc_combine.hpp"
-#include "kernels/cuda/runtime.hpp"
 #include "kernels/cuda/device_codec.hpp"
+#include "kernels/cuda/runtime.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/pack.hpp"
 #include "kernels/plan.hpp"
@@ -61,13 +66,6 @@ class DevBuf {
   T* p_ = nullptr;
   cudaStream_t s_;
 };
-
-template <class T>
-void upload_into(T* dst, const std::vector<T>& v, cudaStream_t s) {
-  if (!v.empty())
-    GOSSIP_CUDA_CHECK(
-        cudaMemcpyAsync(dst, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice, s));
-}
 
 constexpr unsigned kThreads = 256;
 
@@ -472,13 +470,14 @@ void cub_run(cudaStream_t s, F&& f) {
 
 // Temporaries come from the device's default memory pool (cudaMallocAsync). By default the pool
 // hands its memory back to the driver at every synchronisation, and encode/decode synchronise, so
-// each call would map its scratch again: keep it instead (process-wide, harmless to other users).
+// each call would map its scratch again: keep up to 1 GiB instead (process-wide; more than that
+// goes back, so plain cudaMalloc elsewhere, the model's and the space's, still finds it).
 void keep_pool_memory() {
   int dev = 0;
   GOSSIP_CUDA_CHECK(cudaGetDevice(&dev));
   cudaMemPool_t pool;
   GOSSIP_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, dev));
-  std::uint64_t keep = ~std::uint64_t{0};
+  std::uint64_t keep = std::uint64_t{1} << 30;
   GOSSIP_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
 }
 
@@ -512,7 +511,7 @@ struct DeviceCodec::Impl {
     if (p.id == CodecId::kQsgd && !tiles::device_width(static_cast<int>(p.qsgd_width())))
       throw std::invalid_argument("codec " + plan.canonical() +
                                   ": the CUDA build has qsgd for code widths 2, 3, 4, 5, 8, 9 "
-                                  "only (s = 1, 3, 7, 15, 64..127, 255)");
+                                  "only (s = 1..15 or 64..255)");
     keep_pool_memory();
     constexpr auto table = crc_byte_table();
     constexpr auto pow2 = crc_x8_pow2_table();
@@ -525,18 +524,111 @@ struct DeviceCodec::Impl {
     crc_pow2 = crc_table + 256;
   }
 
-  // Device copy of the layout arrays; the view points into it.
-  struct DeviceLayout {
-    DevBuf<std::uint64_t> offsets, base;
-    LayoutView view;
-    DeviceLayout(const LayoutData& lay, cudaStream_t s)
-        : offsets(lay.offsets.size(), s), base(lay.bucket_base.size(), s), view(lay.view()) {
-      upload_into(offsets.get(), lay.offsets, s);
-      upload_into(base.get(), lay.bucket_base, s);
-      view.offsets = offsets.get();
-      view.bucket_base = base.get();
+  // The layout's arrays on the device, uploaded once per (device, d) and only read afterwards:
+  // the packed codecs' offsets, bucket bases and segment bases; topk's chunks and starting radix
+  // states; randomk's offsets, per-tensor draw bases and scales. One allocation per entry.
+  struct Tables {
+    DeviceBuffer<std::byte> mem;
+    LayoutView view;                          // packed: offsets and bucket_base point into mem
+    const std::uint64_t* seg_base = nullptr;  // packed: tensors + 1 entries
+    std::uint64_t segments = 0;
+    const Chunk* chunks = nullptr;  // topk
+    std::uint64_t nchunks = 0;
+    const RadixState* topk_start = nullptr;  // topk: copied per call, the passes change it
+    RandomkLayout randomk{};                 // randomk
+    const float* randomk_scale = nullptr;    // randomk: per tensor
+  };
+  mutable std::mutex tables_mu;
+  mutable std::map<std::pair<int, std::uint64_t>, std::shared_ptr<const Tables>> tables_cache;
+
+  // Host arrays packed into one blob, each at a 16-byte boundary.
+  struct Blob {
+    std::vector<std::byte> bytes;
+    template <class T>
+    std::size_t add(const std::vector<T>& v) {
+      const std::size_t at = (bytes.size() + 15) / 16 * 16;
+      bytes.resize(at + v.size() * sizeof(T));
+      if (!v.empty()) std::memcpy(bytes.data() + at, v.data(), v.size() * sizeof(T));
+      return at;
     }
   };
+
+  std::shared_ptr<const Tables> tables(const LayoutData& lay, std::uint64_t d,
+                                       cudaStream_t s) const {
+    int dev = 0;
+    GOSSIP_CUDA_CHECK(cudaGetDevice(&dev));
+    const std::lock_guard<std::mutex> lock(tables_mu);
+    if (const auto it = tables_cache.find({dev, d}); it != tables_cache.end()) return it->second;
+    const CodecParams& p = plan.params();
+    const std::uint64_t tensors = lay.tensors();
+    Blob blob;
+    std::size_t at_offsets = 0, at_base = 0, at_seg = 0, at_chunks = 0, at_start = 0, at_kbase = 0,
+                at_scale = 0;
+    std::vector<std::uint64_t> seg;
+    std::vector<Chunk> chunks;
+    switch (p.id) {
+      case CodecId::kQsgd:
+      case CodecId::kQuantize:
+      case CodecId::kTerngrad:
+      case CodecId::kSign:
+        seg = tiles::segment_base(lay);
+        at_offsets = blob.add(lay.offsets);
+        at_base = blob.add(lay.bucket_base);
+        at_seg = blob.add(seg);
+        break;
+      case CodecId::kTopk: {
+        chunks = topk_chunks(lay.offsets);
+        std::vector<RadixState> start(tensors);
+        for (std::uint64_t t = 0; t < tensors; ++t)
+          start[t] = RadixState{0, static_cast<std::uint32_t>(p.k_for(lay.size(t)))};
+        at_chunks = blob.add(chunks);
+        at_start = blob.add(start);
+        break;
+      }
+      case CodecId::kRandomk: {
+        std::vector<std::uint64_t> kbase(1, 0);
+        std::vector<float> scale(tensors);
+        for (std::uint64_t t = 0; t < tensors; ++t) {
+          kbase.push_back(kbase.back() + p.k_for(lay.size(t)));
+          scale[t] = p.randomk_scale(lay.size(t));
+        }
+        at_offsets = blob.add(lay.offsets);
+        at_kbase = blob.add(kbase);
+        at_scale = blob.add(scale);
+        break;
+      }
+      default:
+        break;
+    }
+    auto tb = std::make_shared<Tables>();
+    tb->mem = DeviceBuffer<std::byte>(blob.bytes.size());
+    if (!blob.bytes.empty()) {
+      // Waited for: the tables are then complete for every stream that reads them.
+      GOSSIP_CUDA_CHECK(cudaMemcpyAsync(tb->mem.get(), blob.bytes.data(), blob.bytes.size(),
+                                        cudaMemcpyHostToDevice, s));
+      GOSSIP_CUDA_CHECK(cudaStreamSynchronize(s));
+    }
+    std::byte* base = tb->mem.get();
+    const auto u64 = [base](std::size_t at) {
+      return reinterpret_cast<const std::uint64_t*>(base + at);
+    };
+    tb->view = lay.view();
+    tb->view.offsets = u64(at_offsets);
+    tb->view.bucket_base = u64(at_base);
+    tb->seg_base = u64(at_seg);
+    tb->segments = seg.empty() ? 0 : seg.back();
+    tb->chunks = reinterpret_cast<const Chunk*>(base + at_chunks);
+    tb->nchunks = chunks.size();
+    tb->topk_start = reinterpret_cast<const RadixState*>(base + at_start);
+    tb->randomk =
+        RandomkLayout{u64(at_offsets), u64(at_kbase), static_cast<std::uint32_t>(tensors)};
+    tb->randomk_scale = reinterpret_cast<const float*>(base + at_scale);
+    // Bounded: a codec sees one or two vector sizes in a run; tests and benches see a few more.
+    // Entries in use elsewhere live on in their callers' shared_ptr.
+    if (tables_cache.size() >= 16) tables_cache.clear();
+    tables_cache.emplace(std::make_pair(dev, d), tb);
+    return tb;
+  }
 
   // Block CRCs of a device payload, brought back to the host (synchronises s).
   std::vector<std::uint32_t> block_crcs(const std::byte* payload, std::uint64_t bytes,
@@ -555,70 +647,65 @@ struct DeviceCodec::Impl {
   }
 
   // The scale table of a packed codec at `table`.
-  void bucket_stats(const float* x, const LayoutData& lay, const DeviceLayout& dl, std::byte* table,
+  void bucket_stats(const float* x, const LayoutData& lay, const Tables& tb, std::byte* table,
                     cudaStream_t s) const {
-    const std::vector<std::uint64_t> sb = tiles::segment_base(lay);
-    const std::uint64_t nseg = sb.back(), nb = lay.bucket_base.back();
+    const std::uint64_t nseg = tb.segments, nb = lay.bucket_base.back();
     if (nseg == 0) return;
-    DevBuf<std::uint64_t> seg_base(sb.size(), s);
-    upload_into(seg_base.get(), sb, s);
+    const std::uint64_t* seg_base = tb.seg_base;
     const unsigned seg_blocks = blocks_for(nseg, kWarpsPerBlock);
     tiles::with_stat(plan.params(), [&](auto st) {
       constexpr BucketStat kStat = decltype(st)::value;
       if constexpr (kStat == BucketStat::kL2 || kStat == BucketStat::kL1Mean) {
         DevBuf<double> part(nseg, s);
         segment_sum_kernel<kStat == BucketStat::kL2>
-            <<<seg_blocks, kThreads, 0, s>>>(x, dl.view, seg_base.get(), nseg, part.get());
+            <<<seg_blocks, kThreads, 0, s>>>(x, tb.view, seg_base, nseg, part.get());
         GOSSIP_LAUNCH_CHECK();
         bucket_finish_kernel<kStat><<<blocks_for(nb, kThreads), kThreads, 0, s>>>(
-            x, dl.view, seg_base.get(), part.get(), nullptr, nullptr, table);
+            x, tb.view, seg_base, part.get(), nullptr, nullptr, table);
         GOSSIP_LAUNCH_CHECK();
       } else {
         DevBuf<tiles::Extreme> lo(nseg, s), hi(nseg, s);
         segment_extreme_kernel<kStat == BucketStat::kMaxAbs>
-            <<<seg_blocks, kThreads, 0, s>>>(x, dl.view, seg_base.get(), nseg, lo.get(), hi.get());
+            <<<seg_blocks, kThreads, 0, s>>>(x, tb.view, seg_base, nseg, lo.get(), hi.get());
         GOSSIP_LAUNCH_CHECK();
         bucket_finish_kernel<kStat><<<blocks_for(nb, kThreads), kThreads, 0, s>>>(
-            x, dl.view, seg_base.get(), nullptr, lo.get(), hi.get(), table);
+            x, tb.view, seg_base, nullptr, lo.get(), hi.get(), table);
         GOSSIP_LAUNCH_CHECK();
       }
     });
   }
 
   // topk payload: per tensor radix select, then the chosen indices and values in index order.
-  void encode_topk(const float* x, const LayoutData& lay, std::byte* out, cudaStream_t s) const {
+  void encode_topk(const float* x, const LayoutData& lay, const Tables& tb, std::byte* out,
+                   cudaStream_t s) const {
     const std::uint64_t total = plan.total_k(lay), tensors = lay.tensors();
     if (total == 0) return;
-    const std::vector<Chunk> hc = topk_chunks(lay.offsets);
-    const std::uint64_t nchunks = hc.size();
-    std::vector<RadixState> hs(tensors);
-    for (std::uint64_t t = 0; t < tensors; ++t)
-      hs[t] = RadixState{0, static_cast<std::uint32_t>(plan.params().k_for(lay.size(t)))};
-    DevBuf<Chunk> chunks(nchunks, s);
+    const std::uint64_t nchunks = tb.nchunks;
+    const Chunk* chunks = tb.chunks;
     DevBuf<RadixState> state(tensors, s);
     DevBuf<std::uint32_t> hist(tensors * kRadixMaxBins, s);
-    upload_into(chunks.get(), hc, s);
-    upload_into(state.get(), hs, s);
+    GOSSIP_CUDA_CHECK(cudaMemcpyAsync(state.get(), tb.topk_start, tensors * sizeof(RadixState),
+                                      cudaMemcpyDeviceToDevice, s));
     GOSSIP_CUDA_CHECK(
         cudaMemsetAsync(hist.get(), 0, tensors * kRadixMaxBins * sizeof(std::uint32_t), s));
     for (int pass = 0; pass < kRadixPasses; ++pass) {
-      topk_hist_kernel<<<static_cast<unsigned>(nchunks), kThreads, 0, s>>>(
-          x, chunks.get(), state.get(), hist.get(), pass);
+      topk_hist_kernel<<<static_cast<unsigned>(nchunks), kThreads, 0, s>>>(x, chunks, state.get(),
+                                                                           hist.get(), pass);
       GOSSIP_LAUNCH_CHECK();
       topk_pick_kernel<<<static_cast<unsigned>(tensors), 64, 0, s>>>(state.get(), hist.get(), pass);
       GOSSIP_LAUNCH_CHECK();
     }
     DevBuf<std::uint32_t> eq(nchunks, s), gt(nchunks, s), eq_scan(nchunks, s),
         eq_before(nchunks, s), kept(nchunks, s), offset(nchunks, s);
-    topk_count_kernel<<<static_cast<unsigned>(nchunks), kThreads, 0, s>>>(
-        x, chunks.get(), state.get(), eq.get(), gt.get());
+    topk_count_kernel<<<static_cast<unsigned>(nchunks), kThreads, 0, s>>>(x, chunks, state.get(),
+                                                                          eq.get(), gt.get());
     GOSSIP_LAUNCH_CHECK();
     const auto n = static_cast<std::int64_t>(nchunks);
     cub_run(s, [&](void* tmp, std::size_t& bytes) {
       return cub::DeviceScan::ExclusiveSum(tmp, bytes, eq.get(), eq_scan.get(), n, s);
     });
     topk_kept_kernel<<<blocks_for(nchunks, kThreads), kThreads, 0, s>>>(
-        chunks.get(), nchunks, state.get(), eq.get(), gt.get(), eq_scan.get(), eq_before.get(),
+        chunks, nchunks, state.get(), eq.get(), gt.get(), eq_scan.get(), eq_before.get(),
         kept.get());
     GOSSIP_LAUNCH_CHECK();
     cub_run(s, [&](void* tmp, std::size_t& bytes) {
@@ -635,7 +722,7 @@ struct DeviceCodec::Impl {
       throw std::logic_error("CUDA topk selected " + std::to_string(last[0] + last[1]) +
                              " entries, expected " + std::to_string(total));
     topk_write_kernel<<<static_cast<unsigned>(nchunks), kThreads, 0, s>>>(
-        x, chunks.get(), state.get(), eq_before.get(), offset.get(), total, out);
+        x, chunks, state.get(), eq_before.get(), offset.get(), total, out);
     GOSSIP_LAUNCH_CHECK();
   }
 
@@ -665,31 +752,14 @@ struct DeviceCodec::Impl {
     return 8 * c;
   }
 
-  // randomk's indices (global, in draw order) for the layout under the sent seed.
-  struct RandomkIndices {
-    DevBuf<std::uint64_t> offsets, kbase;
-    DevBuf<std::uint32_t> idx;
-    RandomkLayout layout;
-    std::uint64_t total;
-  };
-  std::unique_ptr<RandomkIndices> randomk_indices_dev(std::uint64_t seed, const LayoutData& lay,
-                                                      cudaStream_t s) const {
-    const std::uint64_t tensors = lay.tensors(), total = plan.total_k(lay);
-    std::vector<std::uint64_t> kb(1, 0);
-    for (std::uint64_t t = 0; t < tensors; ++t)
-      kb.push_back(kb.back() + plan.params().k_for(lay.size(t)));
-    auto r = std::unique_ptr<RandomkIndices>(new RandomkIndices{
-        DevBuf<std::uint64_t>(lay.offsets.size(), s), DevBuf<std::uint64_t>(kb.size(), s),
-        DevBuf<std::uint32_t>(total, s), RandomkLayout{}, total});
-    upload_into(r->offsets.get(), lay.offsets, s);
-    upload_into(r->kbase.get(), kb, s);
-    r->layout =
-        RandomkLayout{r->offsets.get(), r->kbase.get(), static_cast<std::uint32_t>(tensors)};
-    if (total == 0) return r;
+  // randomk's indices (global, in draw order) for the layout under the sent seed, into idx
+  // (total = plan.total_k(lay) entries, > 0).
+  void randomk_indices_dev(std::uint64_t seed, const LayoutData& lay, const Tables& tb,
+                           std::uint64_t total, std::uint32_t* idx, cudaStream_t s) const {
     DevBuf<std::uint32_t> draw(total, s), pos(total, s), sdraw(total, s), spos(total, s);
     DevBuf<std::uint8_t> first(total, s);
     const unsigned blocks = blocks_for(total, kThreads);
-    randomk_draw_kernel<<<blocks, kThreads, 0, s>>>(r->layout, total, seed, draw.get(), pos.get());
+    randomk_draw_kernel<<<blocks, kThreads, 0, s>>>(tb.randomk, total, seed, draw.get(), pos.get());
     GOSSIP_LAUNCH_CHECK();
     int end_bit = 1;
     while (end_bit < 32 && (std::uint64_t{1} << end_bit) < lay.offsets.back()) ++end_bit;
@@ -700,20 +770,19 @@ struct DeviceCodec::Impl {
     });
     randomk_first_kernel<<<blocks, kThreads, 0, s>>>(sdraw.get(), spos.get(), total, first.get());
     GOSSIP_LAUNCH_CHECK();
-    randomk_resolve_kernel<<<blocks, kThreads, 0, s>>>(r->layout, total, draw.get(), first.get(),
-                                                       r->idx.get());
+    randomk_resolve_kernel<<<blocks, kThreads, 0, s>>>(tb.randomk, total, draw.get(), first.get(),
+                                                       idx);
     GOSSIP_LAUNCH_CHECK();
-    return r;
   }
 
   std::size_t encode(const float* x, std::uint64_t d, const RngKey& key, std::byte* wire,
-                     cudaStream_t s) const {
+                     std::uint64_t wire_bytes, cudaStream_t s) const {
     const CodecParams& p = plan.params();
-    if (plan.is_sparse() && d > 0xffffffffull)
-      throw std::invalid_argument("encode: " + plan.canonical() +
-                                  " sends u32 indices; d must be < 2^32");
     std::optional<LayoutData> flat;
     const LayoutData& lay = plan.layout_for(d, flat);
+    plan.check_encode(lay, d, wire_bytes);
+    // Held to the end: kernels launched below read the tables until the final synchronisation.
+    const std::shared_ptr<const Tables> tb = tables(lay, d, s);
     std::uint64_t bytes = plan.payload_size(lay, d);
     std::byte* out = wire + kHeaderSize;
     const bool aligned = aligned4(out);
@@ -737,11 +806,10 @@ struct DeviceCodec::Impl {
       case CodecId::kTerngrad:
       case CodecId::kSign: {
         if (d == 0) break;
-        const DeviceLayout dl(lay, s);
-        bucket_stats(x, lay, dl, out, s);
+        bucket_stats(x, lay, *tb, out, s);
         const std::uint64_t table = lay.bucket_base.back() * tiles::table_entry_bytes(p);
         const BucketedArgs a = tiles::packed_args(
-            p, dl.view, d, out,
+            p, tb->view, d, out,
             make_stream(key.seed, key.peer, key.round, RngStream::kElementNoise));
         std::byte* stream = out + table;
         const std::uint64_t sbytes = tiles::stream_bytes(d, tiles::packed_width(p));
@@ -752,21 +820,22 @@ struct DeviceCodec::Impl {
                   codes, x, d, stream, sbytes, saligned);
           GOSSIP_LAUNCH_CHECK();
         });
-        // The layout arrays are freed (stream-ordered) when dl goes out of scope.
         break;
       }
       case CodecId::kTopk:
-        encode_topk(x, lay, out, s);
+        encode_topk(x, lay, *tb, out, s);
         break;
       case CodecId::kRandomk: {
         const Philox4 r =
             make_stream(key.seed, key.peer, key.round, RngStream::kRandomkSeed).block(0);
         const std::uint64_t seed = (static_cast<std::uint64_t>(r.v[1]) << 32) | r.v[0];
         GOSSIP_CUDA_CHECK(cudaMemcpyAsync(out, &seed, 8, cudaMemcpyHostToDevice, s));
-        const auto ri = randomk_indices_dev(seed, lay, s);
-        if (ri->total) {
-          randomk_gather_kernel<<<blocks_for(ri->total, kThreads), kThreads, 0, s>>>(
-              ri->idx.get(), ri->total, x, out + 8);
+        const std::uint64_t total = plan.total_k(lay);
+        if (total) {
+          DevBuf<std::uint32_t> idx(total, s);
+          randomk_indices_dev(seed, lay, *tb, total, idx.get(), s);
+          randomk_gather_kernel<<<blocks_for(total, kThreads), kThreads, 0, s>>>(idx.get(), total,
+                                                                                 x, out + 8);
           GOSSIP_LAUNCH_CHECK();
         }
         // The seed's host copy must outlive the copy: block_crcs below synchronises first.
@@ -797,6 +866,7 @@ struct DeviceCodec::Impl {
     const CodecParams& p = plan.params();
     std::optional<LayoutData> flat;
     const LayoutData& lay = plan.layout_for(d, flat);
+    const std::shared_ptr<const Tables> tb = tables(lay, d, s);  // read until the end
     std::array<std::byte, kHeaderSize> head{};
     if (bytes >= kHeaderSize) {
       GOSSIP_CUDA_CHECK(cudaMemcpyAsync(head.data(), wire, kHeaderSize, cudaMemcpyDeviceToHost, s));
@@ -849,9 +919,8 @@ struct DeviceCodec::Impl {
       case CodecId::kTerngrad:
       case CodecId::kSign: {
         if (d == 0) break;
-        const DeviceLayout dl(lay, s);
         const std::uint64_t table = lay.bucket_base.back() * tiles::table_entry_bytes(p);
-        const BucketedArgs a = tiles::packed_args(p, dl.view, d, in, {});
+        const BucketedArgs a = tiles::packed_args(p, tb->view, d, in, {});
         const std::byte* stream = in + table;
         const std::uint64_t sbytes = tiles::stream_bytes(d, tiles::packed_width(p));
         const bool saligned = aligned4(stream);
@@ -875,14 +944,12 @@ struct DeviceCodec::Impl {
         std::uint64_t seed = 0;
         GOSSIP_CUDA_CHECK(cudaMemcpyAsync(&seed, in, 8, cudaMemcpyDeviceToHost, s));
         GOSSIP_CUDA_CHECK(cudaStreamSynchronize(s));
-        const auto ri = randomk_indices_dev(seed, lay, s);
-        if (ri->total == 0) break;
-        std::vector<float> scale(lay.tensors());
-        for (std::uint64_t t = 0; t < lay.tensors(); ++t) scale[t] = p.randomk_scale(lay.size(t));
-        DevBuf<float> dscale(scale.size(), s);
-        upload_into(dscale.get(), scale, s);
-        randomk_apply_kernel<kMode><<<blocks_for(ri->total, kThreads), kThreads, 0, s>>>(
-            ri->layout, ri->total, ri->idx.get(), dscale.get(), in + 8, w, y);
+        const std::uint64_t total = plan.total_k(lay);
+        if (total == 0) break;
+        DevBuf<std::uint32_t> idx(total, s);
+        randomk_indices_dev(seed, lay, *tb, total, idx.get(), s);
+        randomk_apply_kernel<kMode><<<blocks_for(total, kThreads), kThreads, 0, s>>>(
+            tb->randomk, total, idx.get(), tb->randomk_scale, in + 8, w, y);
         GOSSIP_LAUNCH_CHECK();
         break;
       }
@@ -906,8 +973,8 @@ std::size_t DeviceCodec::wire_size(std::size_t d) const {
 }
 
 std::size_t DeviceCodec::encode(const float* x, std::size_t d, const RngKey& key, std::byte* wire,
-                                void* stream) const {
-  return impl_->encode(x, d, key, wire, as_stream(stream));
+                                std::size_t wire_bytes, void* stream) const {
+  return impl_->encode(x, d, key, wire, wire_bytes, as_stream(stream));
 }
 
 void DeviceCodec::decode_accumulate(const std::byte* wire, std::size_t bytes, float w, float* y,

@@ -18,9 +18,10 @@
 //  * checksum (kernels/crc_combine.hpp): one 256-thread block per 64 KiB block, 256-byte pieces
 //    merged with the CRC32C shift in a fixed tree.
 //
-// Every codec runs on the device; qsgd needs a code width the build has (s = 1, 3, 7, 15, 64..127,
-// 255: widths 2, 3, 4, 5, 8, 9). Plain C++ header: callers need no CUDA headers (streams travel as
-// void*).
+// Every codec runs on the device; qsgd needs a code width the build has (widths 2, 3, 4, 5, 8, 9:
+// s = 1..15 or 64..255). A codec belongs to the device current when it is made (its CRC tables
+// live there): call it with that device current. Plain C++ header: callers need no CUDA headers
+// (streams travel as void*).
 
 #include <cstddef>
 #include <memory>
@@ -48,12 +49,13 @@ class DeviceCodec {
   // As Codec::wire_size: exact, or for threshold the largest message.
   std::size_t wire_size(std::size_t d) const;
 
-  // x (d floats) and wire (wire_size(d) bytes) are device memory. Synchronises `stream` (a
-  // cudaStream_t, null for the default stream) before returning, because the header needs the
-  // payload's checksum. Returns the bytes written. Any alignment works; a 4-byte aligned wire
-  // (every cudaMalloc pointer) gets 32-bit stores.
+  // x (d floats) and wire (wire_bytes >= wire_size(d) bytes, else std::invalid_argument before
+  // anything is written) are device memory. Synchronises `stream` (a cudaStream_t, null for the
+  // default stream) before returning, because the header needs the payload's checksum. Returns
+  // the bytes written. Any alignment works; a 4-byte aligned wire (every cudaMalloc pointer) gets
+  // 32-bit stores.
   std::size_t encode(const float* x, std::size_t d, const RngKey& key, std::byte* wire,
-                     void* stream = nullptr) const;
+                     std::size_t wire_bytes, void* stream = nullptr) const;
 
   // y (d floats, device) += w * C(x) from a device message of `bytes` bytes; validates the
   // header, the checksum and (topk, threshold) the indices first and throws WireError without

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -38,6 +39,8 @@ class CudaBuffer {
   CudaBuffer() = default;
   explicit CudaBuffer(std::size_t n) : n_(n) {
     if (n == 0) return;
+    if (n > SIZE_MAX / sizeof(T))
+      throw std::length_error("CUDA memory: " + std::to_string(n) + " elements do not fit in size_t");
     if constexpr (Pinned)
       GOSSIP_CUDA_CALL("CUDA memory", cudaMallocHost(reinterpret_cast<void**>(&p_), n * sizeof(T)));
     else

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -38,21 +39,28 @@ void require_cuda(cudaError_t e) {
 
 const std::vector<std::size_t> kLayout = {5, 0, 1000, 33, 4096, 1, 9000, 70001};
 
-// One spec at one size (layout empty: whole vector), wire at `shift` bytes into its buffer.
+// One spec at one size (layout empty: whole vector), wire at `shift` bytes into its buffer. With
+// `ties`, x is rounded to quarters: long runs of equal magnitudes across topk's 16384-element
+// chunks.
 void check_spec(const char* spec, std::size_t d, const std::vector<std::size_t>& layout,
-                std::size_t shift) {
+                std::size_t shift, bool ties = false) {
   CAPTURE(spec);
   CAPTURE(d);
   CAPTURE(layout.size());
   CAPTURE(shift);
+  CAPTURE(ties);
   auto x = r::gaussian(d, static_cast<std::uint32_t>(d + 1));
-  if (d > 100) {  // ties for topk, a zero and signed zero for sign/quantize
+  if (ties)
+    for (float& v : x) v = std::nearbyint(v * 4.0f) / 4.0f;
+  if (d > 100) {  // ties for topk, a zero and signed zero for sign/quantize, subnormals
     x[10] = x[20];
     x[30] = -x[20];
     x[40] = 0.0f;
     x[41] = -0.0f;
+    x[50] = 1e-40f;
+    x[51] = -3e-42f;
   }
-  const RngKey key{77, 3, 12345};
+  const RngKey key{77, 3, (std::uint64_t{1} << 33) + 5};  // the round's high counter bits too
   const auto host = make_codec(spec, layout);
   const cuda::DeviceCodec dev(spec, layout);
   REQUIRE(dev.wire_size(d) == host->wire_size(d));
@@ -62,8 +70,11 @@ void check_spec(const char* spec, std::size_t d, const std::vector<std::size_t>&
   DeviceVec<float> dx(d), dy(d);
   DeviceVec<std::byte> buf(dev.wire_size(d) + shift);
   std::byte* dw = buf.p + shift;
+  // Not zeros: a byte the device fails to write must not pass for the host's zero.
+  require_cuda(cudaMemset(buf.p, 0xA5, dev.wire_size(d) + shift));
   require_cuda(cudaMemcpy(dx.p, x.data(), 4 * d, cudaMemcpyHostToDevice));
-  const std::size_t n = dev.encode(dx.p, d, key, dw);
+  CHECK_THROWS_AS(dev.encode(dx.p, d, key, dw, dev.wire_size(d) - 1), std::invalid_argument);
+  const std::size_t n = dev.encode(dx.p, d, key, dw, dev.wire_size(d));
   REQUIRE(n == hw.size());
   std::vector<std::byte> gw(n);
   require_cuda(cudaMemcpy(gw.data(), dw, n, cudaMemcpyDeviceToHost));
@@ -107,8 +118,11 @@ TEST_CASE("CUDA encodings equal the host's byte for byte") {
   }
   std::vector<const char*> specs = {"identity", "fp16", "bf16"};
   specs.insert(specs.end(), std::begin(r::kPackedSpecs), std::end(r::kPackedSpecs));
-  for (const char* sparse : {"topk:ratio=0.01", "topk:k=7", "randomk:ratio=0.01,unbiased=true",
-                             "randomk:k=7,unbiased=false", "threshold:tau=1.5"})
+  // randomk at ratios 0.5 and 1: Floyd's draws collide, so the sort and the chains are exercised.
+  for (const char* sparse :
+       {"topk:ratio=0.01", "topk:k=7", "topk:ratio=0.5", "randomk:ratio=0.01,unbiased=true",
+        "randomk:k=7,unbiased=false", "randomk:ratio=0.5", "randomk:ratio=1,unbiased=true",
+        "threshold:tau=1.5"})
     specs.push_back(sparse);
   std::size_t total = 0;
   for (std::size_t n : kLayout) total += n;
@@ -116,5 +130,43 @@ TEST_CASE("CUDA encodings equal the host's byte for byte") {
     for (std::size_t d : {0u, 1u, 31u, 33u, 1000u, 70001u, 1u << 20}) check_spec(spec, d, {}, 0);
     check_spec(spec, total, kLayout, 0);  // layer-wise: each tensor on its own
     check_spec(spec, 70001, {}, 1);       // a wire buffer that is not 4-byte aligned
+    check_spec(spec, 70001, {}, 0, true);
+    check_spec(spec, total, kLayout, 0, true);
   }
+}
+
+TEST_CASE("the device rejects forged sparse indices under a valid checksum, leaving y alone") {
+  if (cuda::device_count() == 0) {
+    MESSAGE("no CUDA device on this machine: the device's index check not run");
+    std::exit(77);
+  }
+  const std::size_t d = 100;
+  const auto host = make_codec("topk:k=4");
+  const cuda::DeviceCodec dev("topk:k=4");
+  std::vector<std::byte> wire(host->wire_size(d));
+  host->encode(r::gaussian(d, 4), {}, wire);
+  DeviceVec<std::byte> dw(wire.size());
+  DeviceVec<float> dy(d);
+  const auto y0 = r::gaussian(d, 5);
+  auto forged = [&](std::uint32_t first, std::uint32_t second) {
+    auto w = wire;
+    std::memcpy(w.data() + kHeaderSize, &first, 4);
+    std::memcpy(w.data() + kHeaderSize + 4, &second, 4);
+    seal_message(w);  // a valid checksum over the forged indices
+    require_cuda(cudaMemcpy(dw.p, w.data(), w.size(), cudaMemcpyHostToDevice));
+    require_cuda(cudaMemcpy(dy.p, y0.data(), 4 * d, cudaMemcpyHostToDevice));
+    std::string why = "(accepted)";
+    try {
+      dev.decode_accumulate(dw.p, w.size(), 1.0f, dy.p, d);
+    } catch (const WireError& e) {
+      why = e.what();
+      std::vector<float> y(d);
+      require_cuda(cudaMemcpy(y.data(), dy.p, 4 * d, cudaMemcpyDeviceToHost));
+      CHECK(r::same_bits(y, y0));
+    }
+    return why;
+  };
+  CHECK(forged(1000, 1001).find("out of range") != std::string::npos);
+  CHECK(forged(5, 5).find("strictly increasing") != std::string::npos);
+  CHECK(forged(0, 1) == "(accepted)");
 }

@@ -5,9 +5,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels/plan.hpp"
 #include "kernels/wire.hpp"
 #include "tests/kernels/reference.hpp"
 
@@ -199,4 +202,31 @@ TEST_CASE("a message with a valid checksum but forged sparse indices is rejected
   CHECK(forge(1000, 1001).find("out of range") != std::string::npos);
   CHECK(forge(5, 5).find("strictly increasing") != std::string::npos);
   CHECK(forge(0, 1) == "(accepted)");
+}
+
+TEST_CASE("encoders refuse what the wire format cannot carry, before writing") {
+  // The checks every encoder (host and CUDA) makes through CodecPlan::check_encode.
+  const auto check = [](const char* spec, std::uint64_t d, std::uint64_t wire_bytes) {
+    const CodecPlan plan(parse_spec(spec), {});
+    std::optional<LayoutData> flat;
+    const LayoutData& lay = plan.layout_for(d, flat);
+    std::string why = "(accepted)";
+    try {
+      plan.check_encode(lay, d, wire_bytes);
+    } catch (const std::invalid_argument& e) {
+      why = e.what();
+    }
+    return why;
+  };
+  const std::uint64_t any = ~std::uint64_t{0};
+  const std::uint64_t noise_limit = std::uint64_t{1} << 34;  // 2^32 Philox blocks of 4 words
+  CHECK(check("qsgd:s=3", noise_limit, any) == "(accepted)");
+  CHECK(check("qsgd:s=3", noise_limit + 1, any).find("d must be <= 2^34") != std::string::npos);
+  CHECK(check("terngrad", noise_limit + 1, any).find("2^34") != std::string::npos);
+  CHECK(check("quantize:bits=4", noise_limit + 1, any).find("2^34") != std::string::npos);
+  CHECK(check("quantize:bits=4,rounding=nearest", noise_limit + 1, any) == "(accepted)");
+  CHECK(check("topk:k=1", std::uint64_t{1} << 32, any).find("u32 indices") != std::string::npos);
+  CHECK(check("sign", 1000, 64 + 4 + 125 - 1) ==
+        "encode: wire buffer holds 192 bytes, sign:bucket=0 needs 193 for 1000 elements");
+  CHECK(check("sign", 1000, 64 + 4 + 125) == "(accepted)");
 }

@@ -155,6 +155,21 @@ TEST_CASE("the CPU backend through the Model interface: layout, init and device"
   CHECK(make_model(c, tt.train)->describe() == "softmax regression 6-3");
 }
 
+TEST_CASE("loss_grad rejects a bad batch before it reads a row") {
+  auto c = parse_run_config("[topology]\nfile = \"ring:2\"\n[model]\nhidden = [8]\n", "t.toml");
+  const auto tt = synthetic_blobs(6, 3, 40, 10, 5);
+  const auto model = make_model(c, tt.train);
+  std::vector<float> params(model->size()), grad(model->size());
+  model->init(params, 1);
+  const std::vector<std::size_t> past_end = {0, 40}, none;
+  CHECK_THROWS_WITH_AS(model->loss_grad(params, tt.train, past_end, grad),
+                       doctest::Contains("row 40 of a data set of 40 rows"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(model->loss_grad(params, tt.train, none, grad),
+                       doctest::Contains("batch of 0 rows"), std::invalid_argument);
+  const std::vector<std::size_t> ok = {0, 39};
+  CHECK(std::isfinite(model->loss_grad(params, tt.train, ok, grad)));
+}
+
 TEST_CASE("run.device = cuda without the CUDA backend or a GPU: an error naming the key") {
   auto c =
       parse_run_config("[topology]\nfile = \"ring:2\"\n[run]\ndevice = \"cuda\"\n", "gpu.toml");
