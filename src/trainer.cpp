@@ -9,6 +9,7 @@
 #include <map>
 #include <random>
 #include <regex>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -21,7 +22,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr char kCheckpointMagic[8] = {'G', 'S', 'C', 'K', 'P', 'T', '0', '1'};
+// The last two characters are the format's version: 02 added the transport and time counters.
+constexpr char kCheckpointMagic[8] = {'G', 'S', 'C', 'K', 'P', 'T', '0', '2'};
 constexpr int kCheckpointsKept = 3;
 
 template <class T>
@@ -228,7 +230,12 @@ std::string PeerTrainer::checkpoint() const {
     put(out, topo_.hash());
     put(out, static_cast<std::int32_t>(rank_));
     put(out, algo_->round());
-    put(out, wall_before_);
+    put(out, wall_seconds());
+    const algorithms::RoundStats& t = algo_->totals();
+    put(out, t.rounds);
+    put(out, t.bytes_sent);
+    put(out, t.bytes_received);
+    for (double v : {t.compute_s, t.encode_s, t.wait_s, t.decode_s, t.update_s}) put(out, v);
     algo_->save(out);
     if (!out.flush()) throw CheckpointError(fmt::format("{}: write failed", tmp));
   }
@@ -253,8 +260,12 @@ void PeerTrainer::resume(std::uint64_t round) {
     throw CheckpointError(
         fmt::format("{}: no checkpoint of rank {} at round {}", path, rank_, round));
   char magic[sizeof kCheckpointMagic];
-  if (!in.read(magic, sizeof magic) || std::memcmp(magic, kCheckpointMagic, sizeof magic) != 0)
+  if (!in.read(magic, sizeof magic) || std::memcmp(magic, kCheckpointMagic, 6) != 0)
     throw CheckpointError(fmt::format("{}: not a gossip checkpoint", path));
+  if (std::memcmp(magic, kCheckpointMagic, sizeof magic) != 0)
+    throw CheckpointError(fmt::format(
+        "{}: checkpoint format {} (this build reads {}); start afresh without --resume", path,
+        std::string_view(magic + 6, 2), std::string_view(kCheckpointMagic + 6, 2)));
   const auto config_hash = get<std::uint64_t>(in, path);
   if (config_hash != config_.hash())
     throw CheckpointError(fmt::format(
@@ -271,12 +282,21 @@ void PeerTrainer::resume(std::uint64_t round) {
   if (rank != rank_ || saved_round != round)
     throw CheckpointError(fmt::format("{}: holds rank {} round {}, expected rank {} round {}", path,
                                       rank, saved_round, rank_, round));
-  wall_before_ = get<double>(in, path);
+  const auto wall = get<double>(in, path);
+  algorithms::RoundStats t;
+  t.rounds = get<std::uint64_t>(in, path);
+  t.bytes_sent = get<std::uint64_t>(in, path);
+  t.bytes_received = get<std::uint64_t>(in, path);
+  for (double* v : {&t.compute_s, &t.encode_s, &t.wait_s, &t.decode_s, &t.update_s})
+    *v = get<double>(in, path);
   try {
     algo_->load(in);
   } catch (const algorithms::StateError& e) {
     throw CheckpointError(fmt::format("{}: {}", path, e.what()));
   }
+  // Only once everything has loaded: a refused checkpoint leaves the trainer as it was.
+  wall_before_ = wall;
+  algo_->restore_totals(t);
 }
 
 Disagreement disagreement(std::span<const float> x, std::span<const float> avg) {
@@ -337,12 +357,15 @@ void PeerTrainer::log_line(std::ofstream& out, double train_loss,
   out.flush();
 }
 
+double PeerTrainer::wall_seconds() const {
+  if (!segment_start_) return wall_before_;
+  return wall_before_ +
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - *segment_start_).count();
+}
+
 PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
-  using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
-  auto wall = [&] {
-    return wall_before_ + std::chrono::duration<double>(Clock::now() - start).count();
-  };
+  segment_start_ = std::chrono::steady_clock::now();
+  auto wall = [this] { return wall_seconds(); };
   fs::create_directories(config_.output_dir());
   const auto metrics_path = fs::path(config_.output_dir()) / fmt::format("metrics-{}.jsonl", rank_);
   std::ofstream metrics(metrics_path, algo_->round() > 0 ? std::ios::app : std::ios::trunc);
@@ -419,6 +442,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
   s.rounds = algo_->round();
   s.wall_seconds = wall();
   wall_before_ = s.wall_seconds;
+  segment_start_.reset();
   s.test = model_->evaluate(algo_->params(), data_.test);
   s.totals = algo_->totals();
   return s;

@@ -5,6 +5,7 @@
 // and the collective `average` hook differ.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -127,7 +128,12 @@ class PeerTrainer {
   std::unique_ptr<algorithms::Algorithm> algo_;
   std::uint64_t rounds_per_epoch_ = 1;
   std::uint64_t total_rounds_ = 1;
-  double wall_before_ = 0.0;       // wall seconds of earlier runs, when resumed
+  // Wall seconds of the run so far: earlier segments (a resumed run's), plus this run() if one is
+  // under way.
+  double wall_seconds() const;
+
+  double wall_before_ = 0.0;  // wall seconds of earlier segments: resumed runs, finished run()s
+  std::optional<std::chrono::steady_clock::time_point> segment_start_;  // while run() runs
   std::uint64_t stop_margin_ = 2;  // rounds a stop request needs to reach every peer
 };
 

@@ -152,6 +152,8 @@ class Algorithm {
 
   const RoundStats& last_round() const { return last_; }
   const RoundStats& totals() const { return totals_; }
+  // Sets the running totals, as a checkpoint recorded them (they are not part of save()).
+  void restore_totals(const RoundStats& totals) { totals_ = totals; }
 
   // Every model-sized vector the algorithm keeps (x first), in its space, for tests and
   // diagnostics.

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -118,6 +119,62 @@ TEST_CASE("resume from a checkpoint continues to the same result as an uninterru
     for (std::size_t r = 0; r < 4; ++r) CHECK(resumed[r] == straight[r]);
     std::filesystem::remove_all(dir);
   }
+}
+
+TEST_CASE("a resumed run carries on the byte counters and the wall clock of the checkpoint") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gossip_counters_" + std::to_string(::getpid()));
+  auto c = small_config(dir.string(), "dpsgd", "identity");
+  apply_override(c, "run.checkpoint_every=10");  // 62 rounds: checkpoints 40, 50, 60 are kept
+  run_all(c, std::nullopt, std::nullopt, false);
+  const auto metrics = std::filesystem::path(c.output_dir()) / "metrics-0.jsonl";
+  std::map<std::uint64_t, nlohmann::json> straight;
+  {
+    std::ifstream in(metrics);
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      straight[j.at("round").get<std::uint64_t>()] = j;
+    }
+  }
+  REQUIRE(straight.count(30));
+  REQUIRE(straight.count(40));
+  REQUIRE(straight.count(62));
+  // The periodic checkpoint of round 40 was written between the log lines of rounds 30 and 40;
+  // its wall clock (after magic, two hashes, rank and round) lies between theirs.
+  {
+    std::ifstream in(PeerTrainer::checkpoint_path(c, 0, 40), std::ios::binary);
+    in.seekg(8 + 8 + 8 + 4 + 8);
+    double wall = -1.0;
+    in.read(reinterpret_cast<char*>(&wall), sizeof wall);
+    CHECK(wall >= straight[30].at("wall_seconds").get<double>());
+    CHECK(wall <= straight[40].at("wall_seconds").get<double>());
+  }
+  run_all(c, 40, std::nullopt, false);
+  std::string line, last;
+  std::ifstream in(metrics);
+  while (std::getline(in, line)) last = line;
+  const auto end = nlohmann::json::parse(last);
+  CHECK(end.at("round").get<std::uint64_t>() == 62);
+  // Every byte of rounds 1..62 counted once, as in the uninterrupted run.
+  CHECK(end.at("bytes_sent") == straight[62].at("bytes_sent"));
+  CHECK(end.at("wall_seconds").get<double>() >= straight[30].at("wall_seconds").get<double>());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a checkpoint of another format version is refused, naming both") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gossip_format_" + std::to_string(::getpid()));
+  auto c = small_config(dir.string(), "dpsgd", "identity");
+  run_all(c, std::nullopt, 20, true);
+  for (int r = 0; r < 4; ++r) {
+    std::fstream f(PeerTrainer::checkpoint_path(c, r, 20),
+                   std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(6);
+    f.write("01", 2);
+  }
+  CHECK_THROWS_WITH(run_all(c, 20, std::nullopt, false),
+                    doctest::Contains("checkpoint format 01 (this build reads 02)"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("a checkpoint of a different run is refused with a message") {
