@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Draws loss and test accuracy (each peer's model: solid; the averaged model: dashed) against wall
-# time and against bytes sent, and the peers' distance to the average model, for one or more runs
-# (folders written by gossip simulate/launch), as one PNG with five panels.
+# Draws loss and test accuracy (mean of the peers' models: solid; the averaged model: dashed)
+# against wall time and against bytes sent, and the peers' distance to the average model, for one
+# or more runs (folders written by gossip simulate/launch), as one PNG with five panels. Accuracy
+# points are the run.eval_every evaluations plus the final one of summary.json.
 # Usage: scripts/plot-run.sh RUN_DIR [RUN_DIR ...] [-o out.png]   (default: first RUN_DIR/plot.png)
 set -euo pipefail
 out=""
@@ -46,11 +47,23 @@ with open(out, "w") as f, open(out + ".acc", "w") as fa:
             na = lambda v: f"{v[0]}" if v else "NaN"
             rel = [sum(dist) / len(dist)] if dist else []
             fa.write(f"{line}\t{sum(accs) / len(accs)}\t{na(avg)}\t{na(rel)}\n")
+    try:  # the final evaluation (not in the metrics lines)
+        with open(f"{run}/summary.json") as fs:
+            s = json.load(fs)
+        last = rows[max(rows)] if rows else []
+        loss = sum(x["train_loss"] for x in last) / len(last) if last else float("nan")
+        num = lambda v: "NaN" if v is None else f"{v}"
+        fa.write(f"{s['rounds']}\t{s['wall_seconds']}\t{s['bytes_sent_per_peer'] / 1e6}\t{loss}"
+                 f"\t{s['test_accuracy_mean']}\t{num(s.get('test_accuracy_avg_model'))}"
+                 f"\t{num(s.get('distance_to_average_relative_mean'))}\n")
+    except (OSError, KeyError, ValueError):
+        pass
 PY
   name=$(basename "$run")
   plots_loss_t+=("'$tmp/$k.tsv' using 2:4 with linespoints lw 2 title '$name'")
   plots_loss_b+=("'$tmp/$k.tsv' using 3:4 with linespoints lw 2 title '$name'")
   c=$((k + 1))
+  [[ -s $tmp/$k.tsv.acc ]] || { echo "plot-run: $run has no evaluation points (run.eval_every) and no summary.json: loss only" >&2; continue; }
   plots_acc_t+=("'$tmp/$k.tsv.acc' using 2:5 with linespoints lw 2 lc $c title '$name'"
     "'$tmp/$k.tsv.acc' using 2:6 with linespoints lw 2 lc $c dt 2 title '$name (avg model)'")
   plots_acc_b+=("'$tmp/$k.tsv.acc' using 3:5 with linespoints lw 2 lc $c title '$name'"
@@ -58,6 +71,15 @@ PY
   plots_dist+=("'$tmp/$k.tsv.acc' using 2:7 with linespoints lw 2 lc $c title '$name'")
 done
 join() { local IFS=","; echo "$*"; }
+# Accuracy panels: the curves, or (no run evaluated) a note instead of a gnuplot error.
+if ((${#plots_acc_t[@]})); then
+  acc_t="plot $(join "${plots_acc_t[@]}")" acc_b="plot $(join "${plots_acc_b[@]}")"
+  dist="set logscale y; plot $(join "${plots_dist[@]}")"
+else
+  empty="set label 1 'no evaluation points: set run.eval_every' at graph 0.5,0.5 center
+set xrange [0:1]; set yrange [0:1]; plot -1 notitle; unset label 1; set autoscale"
+  acc_t=$empty acc_b=$empty dist=$empty
+fi
 gnuplot <<GP
 set terminal pngcairo size 1400,1400 font ",11"
 set output '$out'
@@ -72,13 +94,12 @@ set xlabel "MB sent per peer"; set ylabel "train loss"
 plot $(join "${plots_loss_b[@]}")
 set key bottom right
 set xlabel "wall time (s)"; set ylabel "test accuracy"
-plot $(join "${plots_acc_t[@]}")
+$acc_t
 set xlabel "MB sent per peer"; set ylabel "test accuracy"
-plot $(join "${plots_acc_b[@]}")
+$acc_b
 set key top right
-set logscale y
 set xlabel "wall time (s)"; set ylabel "|x_i - x_avg| / |x_avg|"
-plot $(join "${plots_dist[@]}")
+$dist
 unset multiplot
 GP
 echo "plot: $out"

@@ -11,6 +11,9 @@
 #include <fmt/ranges.h>
 #include <toml++/toml.h>
 
+#include "gossip/algorithms/algorithm.hpp"
+#include "kernels/params.hpp"
+
 namespace gossip::runtime {
 
 namespace {
@@ -198,6 +201,19 @@ void check_values(const RunConfig& c, Where where) {
   one_of("data.partition", c.partition, {"iid", "label", "dirichlet"});
   one_of("run.device", c.device, {"cpu", "cuda"});
   if (!(c.dirichlet_alpha > 0)) fail("data.alpha", "must be positive");
+  if (c.quasi_global && c.momentum == 0)
+    fail("algorithm.quasi_global", "needs algorithm.momentum > 0");
+  // Names the library knows, checked here so that the message names the key and the file.
+  try {
+    (void)algorithms::canonical_algorithm_name(c.algorithm);
+  } catch (const std::invalid_argument& e) {
+    fail("algorithm.name", fmt::format("is invalid: {}", e.what()));
+  }
+  try {
+    (void)kernels::parse_spec(c.codec);
+  } catch (const std::invalid_argument& e) {
+    fail("compression.codec", fmt::format("is invalid: {}", e.what()));
+  }
 }
 
 }  // namespace

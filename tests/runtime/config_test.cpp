@@ -84,6 +84,15 @@ TEST_CASE("mistakes in the file name the file and the line") {
   expect_error(kBase + "[optimizer]\nlr = 0.1\n", "run.toml:3: unknown section [optimizer]");
   expect_error(kBase + "[run]\nepochs = \"three\"\n", "run.toml:4: run.epochs must be a number");
   expect_error(kBase + "[run]\nbatch_size = 0\n", "run.toml:4: run.batch_size must be at least 1");
+  // Names the library checks are checked when the config is read, naming file, line and key.
+  expect_error(kBase + "[algorithm]\nname = \"sgd\"\n",
+               "run.toml:4: algorithm.name is invalid: unknown algorithm 'sgd'");
+  expect_error(kBase + "[compression]\ncodec = \"qsgd:s=0\"\n",
+               "run.toml:4: compression.codec is invalid: codec 'qsgd': parameter 's'");
+  expect_error(kBase + "[compression]\ncodec = \"zip\"\n",
+               "run.toml:4: compression.codec is invalid: unknown codec 'zip'");
+  expect_error(kBase + "[algorithm]\nmomentum = 0.0\nquasi_global = true\n",
+               "algorithm.quasi_global needs algorithm.momentum > 0");
   expect_error(kBase + "[data]\npartition = \"random\"\n",
                "run.toml:4: data.partition is 'random'");
   expect_error(kBase + "[model]\nhidden = [64, -1]\n",
