@@ -204,7 +204,10 @@ void add_bench_codecs(CLI::App& bench) {
     std::string device = "cpu";
   };
   auto opts = std::make_shared<Opts>();
-  cmd->add_option("--size", opts->sizes, "Element counts (default: 1M 16M 64M)")->expected(1, 8);
+  // At least one element (0 gives no time to divide by); at most 2^30 (4 GiB of floats per buffer).
+  cmd->add_option("--size", opts->sizes, "Element counts (default: 1M 16M 64M)")
+      ->expected(1, 8)
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
   cmd->add_option("--codec", opts->codecs, "Codec specs to run (default: the standard set)");
   cmd->add_flag("--json", opts->json, "One JSON object per row on stdout");
   cmd->add_option("--device", opts->device,

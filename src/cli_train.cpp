@@ -3,11 +3,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <latch>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -55,13 +59,12 @@ void add_common_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--set", a.sets, "Override a config key: --set algorithm.lr=0.05 (repeatable)");
   cmd->add_flag("--resume", a.resume,
                 "Continue from the latest round every peer has a checkpoint of (run folder)");
-  cmd->add_option("--resume-round", a.resume_round, "Continue from this round's checkpoints");
+  cmd->add_option("--resume-round", a.resume_round, "Continue from this round's checkpoints")
+      ->check(CLI::Range(0, std::numeric_limits<int>::max()));
 }
 
 RunConfig load_config(const TrainArgs& a) {
-  auto c = runtime::load_run_config(a.config);
-  for (const auto& s : a.sets) runtime::apply_override(c, s);
-  return c;
+  return runtime::load_run_config(a.config, a.sets);
 }
 
 std::optional<std::uint64_t> resume_round(const TrainArgs& a, const RunConfig& c, int peers) {
@@ -186,19 +189,31 @@ int run_simulate(const TrainArgs& a) {
   install_stop_handlers();
 
   std::vector<runtime::PeerSummary> summaries(static_cast<std::size_t>(n));
+  // Each peer's error and when it came (0 first): a peer that fails makes its neighbours time
+  // out later, and the first error is the one to report.
   std::vector<std::string> errors(static_cast<std::size_t>(n));
+  std::vector<int> error_order(static_cast<std::size_t>(n), std::numeric_limits<int>::max());
+  std::atomic<int> errors_seen{0};
+  // Every peer builds its trainer (and loads its checkpoint) before any trains: one that fails
+  // there stops them all at once instead of leaving its neighbours to time out.
+  std::latch built(n);
+  std::atomic<bool> build_failed{false};
   std::vector<double> spread(static_cast<std::size_t>(n));
   runtime::Evaluation avg_eval;
   std::uint64_t total_rounds = 0;
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r) {
     threads.emplace_back([&, r] {
+      bool arrived = false;
       try {
         net::InprocTransport transport(hub, r, opts);
         // Peers are threads: with run.device = "cuda" they share the GPUs round-robin.
         runtime::PeerTrainer trainer(c, topo, r, transport, data, shards,
                                      runtime::GpuPlacement::thread);
         if (resume) trainer.resume(*resume);
+        arrived = true;
+        built.arrive_and_wait();
+        if (build_failed) return;
         runtime::TrainHooks hooks;
         hooks.stop_requested = [] { return g_stop.load(); };
         hooks.progress = r == 0;
@@ -223,13 +238,21 @@ int run_simulate(const TrainArgs& a) {
         summaries[static_cast<std::size_t>(r)] = s;
       } catch (const std::exception& e) {
         errors[static_cast<std::size_t>(r)] = e.what();
+        error_order[static_cast<std::size_t>(r)] = errors_seen++;
+        if (!arrived) {
+          build_failed = true;
+          built.arrive_and_wait();
+        }
       }
     });
   }
   for (auto& t : threads) t.join();
-  for (int r = 0; r < n; ++r)
-    if (!errors[static_cast<std::size_t>(r)].empty())
-      throw std::runtime_error(fmt::format("peer {}: {}", r, errors[static_cast<std::size_t>(r)]));
+  if (errors_seen > 0) {
+    const auto first = static_cast<int>(std::min_element(error_order.begin(), error_order.end()) -
+                                        error_order.begin());
+    throw std::runtime_error(
+        fmt::format("peer {}: {}", first, errors[static_cast<std::size_t>(first)]));
+  }
   for (const auto& s : summaries)
     if (s.diverged_at) return report_divergence(c, s);
   if (summaries[0].stopped_early) return 130;
@@ -253,11 +276,13 @@ int rank_from_environment(int given) {
   if (given >= 0) return given;
   for (const char* var : {"SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"})
     if (const char* v = std::getenv(var)) {
-      try {
-        return std::stoi(v);
-      } catch (const std::exception&) {
+      // The whole value, digits only: "3abc" or "1e3" is not rank 3 or 1.
+      const std::string_view text(v);
+      int rank = -1;
+      const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), rank);
+      if (err != std::errc() || end != text.data() + text.size() || rank < 0)
         throw std::invalid_argument(fmt::format("{}='{}' is not a rank", var, v));
-      }
+      return rank;
     }
   throw std::invalid_argument(
       "no rank: pass --rank R, or run under srun/mpirun (SLURM_PROCID, "
@@ -423,7 +448,8 @@ void add_train_commands(CLI::App& app) {
   auto* p = app.add_subcommand("peer", "Run one peer of a training run (ZeroMQ to its neighbours)");
   add_common_options(p, *peer);
   p->add_option("--rank,-r", peer->rank,
-                "This peer's rank (else SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)");
+                "This peer's rank (else SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)")
+      ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   p->add_flag("--progress", peer->progress, "Print progress lines (rank 0 always does)");
   p->callback([peer] {
     if (int code = run_peer(*peer); code != 0) throw CLI::RuntimeError(code);

@@ -1,6 +1,8 @@
 #include "src/config.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -180,27 +182,48 @@ void check_values(const RunConfig& c, Where where) {
   };
   if (c.topology.empty())
     fail("topology.file", "is missing: name a topology file or a spec such as ring:8");
-  if (!(c.epochs > 0)) fail("run.epochs", "must be positive");
+  // Finite, positive numbers: inf and nan fail every comparison but the one that says so.
+  auto positive = [&](std::string_view key, double v) {
+    if (!(v > 0 && std::isfinite(v))) fail(key, "must be a positive, finite number");
+  };
+  auto non_negative = [&](std::string_view key, double v) {
+    if (!(v >= 0 && std::isfinite(v))) fail(key, "must be a non-negative, finite number");
+  };
+  positive("run.epochs", c.epochs);
   if (c.batch_size < 1) fail("run.batch_size", "must be at least 1");
   if (c.log_every < 1) fail("run.log_every", "must be at least 1");
-  if (!(c.lr > 0)) fail("algorithm.lr", "must be positive");
+  positive("algorithm.lr", c.lr);
   if (!(c.consensus_step > 0 && c.consensus_step <= 1))
     fail("algorithm.consensus_step", "must lie in (0, 1]");
   if (!(c.consensus_decay_factor > 0 && c.consensus_decay_factor <= 1))
     fail("algorithm.consensus_decay_factor", "must lie in (0, 1]");
-  if (!(c.momentum >= 0 && c.momentum < 1)) fail("algorithm.momentum", "must lie in [0, 1)");
-  if (!(c.lr_warmup_epochs >= 0)) fail("algorithm.lr_warmup_epochs", "must be non-negative");
-  if (!(c.weight_decay >= 0)) fail("algorithm.weight_decay", "must be non-negative");
-  if (!(c.eval_every >= 0)) fail("run.eval_every", "must be non-negative");
-  if (!(c.timeout_s > 0)) fail("transport.timeout_s", "must be positive");
-  if (!(c.latency_ms >= 0)) fail("transport.latency_ms", "must be non-negative");
-  if (!(c.bandwidth_mbit >= 0)) fail("transport.bandwidth_mbit", "must be non-negative");
+  // The algorithms keep momentum as a float: 0.99999999999 would round to 1.
+  if (!(c.momentum >= 0 && static_cast<float>(c.momentum) < 1.0f))
+    fail("algorithm.momentum", "must lie in [0, 1) (as a float)");
+  non_negative("algorithm.lr_warmup_epochs", c.lr_warmup_epochs);
+  positive("algorithm.lr_decay_factor", c.lr_decay_factor);
+  for (double e : c.lr_decay_epochs)
+    if (!(e >= 0 && std::isfinite(e)))
+      fail("algorithm.lr_decay_epochs",
+           fmt::format("holds {}; epochs must be non-negative, finite", e));
+  non_negative("algorithm.weight_decay", c.weight_decay);
+  non_negative("run.eval_every", c.eval_every);
+  // Limits that keep the transport's nanosecond and millisecond arithmetic in range.
+  constexpr double kMaxSeconds = 1e6;  // about 11.6 days
+  for (auto [key, v] : {std::pair{"transport.timeout_s", c.timeout_s},
+                        std::pair{"transport.connect_timeout_s", c.connect_timeout_s}})
+    if (!(v > 0 && v <= kMaxSeconds))
+      fail(key, fmt::format("must lie in (0, {:g}] seconds", kMaxSeconds));
+  if (!(c.latency_ms >= 0 && c.latency_ms <= kMaxSeconds))
+    fail("transport.latency_ms", fmt::format("must lie in [0, {:g}] milliseconds", kMaxSeconds));
+  if (!(c.bandwidth_mbit == 0 || (c.bandwidth_mbit >= 1e-3 && c.bandwidth_mbit <= 1e9)))
+    fail("transport.bandwidth_mbit", "must be 0 (unlimited) or lie in [0.001, 1e9] Mbit/s");
   one_of("compression.granularity", c.granularity, {"model", "layer"});
   one_of("model.kind", c.model, {"mlp", "softmax"});
   one_of("data.dataset", c.dataset, {"fashion-mnist", "blobs"});
   one_of("data.partition", c.partition, {"iid", "label", "dirichlet"});
   one_of("run.device", c.device, {"cpu", "cuda"});
-  if (!(c.dirichlet_alpha > 0)) fail("data.alpha", "must be positive");
+  positive("data.alpha", c.dirichlet_alpha);
   if (c.quasi_global && c.momentum == 0)
     fail("algorithm.quasi_global", "needs algorithm.momentum > 0");
   // Names the library knows, checked here so that the message names the key and the file.
@@ -242,54 +265,10 @@ std::uint64_t RunConfig::hash() const {
   return h;
 }
 
-RunConfig parse_run_config(const std::string& text, const std::string& name) {
-  toml::table root;
-  try {
-    root = toml::parse(text, name);
-  } catch (const toml::parse_error& e) {
-    throw ConfigError(fmt::format("{}:{}: {}", name, e.source().begin.line, e.description()));
-  }
-  RunConfig c;
-  c.source = name;
-  std::map<std::string, long, std::less<>> lines;
-  for (const auto& [section, node] : root) {
-    const auto line = static_cast<long>(node.source().begin.line);
-    if (!node.is_table())
-      throw ConfigError(fmt::format("{}:{}: '{}' must be a section, e.g. [{}]", name, line,
-                                    section.str(), section.str()));
-    if (known_keys_in(section.str()).empty())
-      throw ConfigError(
-          fmt::format("{}:{}: unknown section [{}] (known: run, topology, algorithm, "
-                      "compression, model, data, transport)",
-                      name, line, section.str()));
-    for (const auto& [key, value] : *node.as_table()) {
-      const std::string path = fmt::format("{}.{}", section.str(), key.str());
-      const long vline = static_cast<long>(value.source().begin.line);
-      const Key* k = find_key(path);
-      if (!k)
-        throw ConfigError(fmt::format("{}:{}: unknown key '{}' in [{}] (known: {})", name, vline,
-                                      key.str(), section.str(), known_keys_in(section.str())));
-      if (auto err = assign(c, *k, value); !err.empty())
-        throw ConfigError(fmt::format("{}:{}: {} {}", name, vline, path, err));
-      lines[path] = vline;
-    }
-  }
-  check_values(c, [&](std::string_view key) {
-    auto it = lines.find(key);
-    return it == lines.end() ? fmt::format("{}", name) : fmt::format("{}:{}", name, it->second);
-  });
-  return c;
-}
+namespace {
 
-RunConfig load_run_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(fmt::format("{}: cannot open the run config", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_run_config(ss.str(), path);
-}
-
-void apply_override(RunConfig& c, const std::string& assignment) {
+// One "section.key=value" assigned to c without the cross-key checks; returns the key's path.
+std::string assign_override(RunConfig& c, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos)
     throw ConfigError(fmt::format("--set {}: write section.key=value", assignment));
@@ -311,10 +290,79 @@ void apply_override(RunConfig& c, const std::string& assignment) {
   } catch (const toml::parse_error&) {
     t = toml::table{{"v", value}};
   }
+  if (auto err = assign(c, *k, *t.get("v")); !err.empty())
+    throw ConfigError(fmt::format("--set {}: {} {}", assignment, path, err));
+  return path;
+}
+
+}  // namespace
+
+RunConfig parse_run_config(const std::string& text, const std::string& name,
+                           const std::vector<std::string>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(fmt::format("{}:{}: {}", name, e.source().begin.line, e.description()));
+  }
+  RunConfig c;
+  c.source = name;
+  // Where each key was set, for messages: FILE:LINE, or the --set argument that set it last.
+  std::map<std::string, std::string, std::less<>> origin;
+  for (const auto& [section, node] : root) {
+    const auto line = static_cast<long>(node.source().begin.line);
+    if (!node.is_table())
+      throw ConfigError(fmt::format("{}:{}: '{}' must be a section, e.g. [{}]", name, line,
+                                    section.str(), section.str()));
+    if (known_keys_in(section.str()).empty())
+      throw ConfigError(
+          fmt::format("{}:{}: unknown section [{}] (known: run, topology, algorithm, "
+                      "compression, model, data, transport)",
+                      name, line, section.str()));
+    for (const auto& [key, value] : *node.as_table()) {
+      const std::string path = fmt::format("{}.{}", section.str(), key.str());
+      const long vline = static_cast<long>(value.source().begin.line);
+      const Key* k = find_key(path);
+      if (!k)
+        throw ConfigError(fmt::format("{}:{}: unknown key '{}' in [{}] (known: {})", name, vline,
+                                      key.str(), section.str(), known_keys_in(section.str())));
+      if (auto err = assign(c, *k, value); !err.empty())
+        throw ConfigError(fmt::format("{}:{}: {} {}", name, vline, path, err));
+      origin[path] = fmt::format("{}:{}", name, vline);
+    }
+  }
+  // Overrides before the checks: --set can mend a value the file gets wrong.
+  for (const std::string& o : overrides) origin[assign_override(c, o)] = "--set " + o;
+  check_values(c, [&](std::string_view key) {
+    auto it = origin.find(key);
+    return it == origin.end() ? name : it->second;
+  });
+  return c;
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (std::filesystem::is_directory(status))
+    throw ConfigError(fmt::format("{}: is a directory, not a run config", path));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(fmt::format("{}: cannot open the run config", path));
+  if (!std::filesystem::is_regular_file(status))
+    throw ConfigError(fmt::format("{}: not a regular file", path));
+  // Run configs are a few hundred bytes; a huge file is a mistake, not a config.
+  constexpr std::uintmax_t kMaxBytes = 1 << 20;
+  if (const auto size = std::filesystem::file_size(path, ec); !ec && size > kMaxBytes)
+    throw ConfigError(
+        fmt::format("{}: {} bytes; a run config may have at most {}", path, size, kMaxBytes));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_run_config(ss.str(), path, overrides);
+}
+
+void apply_override(RunConfig& c, const std::string& assignment) {
   // Applied to a copy: a refused override leaves `c` as it was.
   RunConfig changed = c;
-  if (auto err = assign(changed, *k, *t.get("v")); !err.empty())
-    throw ConfigError(fmt::format("--set {}: {} {}", assignment, path, err));
+  assign_override(changed, assignment);
   check_values(changed, [&](std::string_view) { return fmt::format("--set {}", assignment); });
   c = std::move(changed);
 }

@@ -78,9 +78,14 @@ struct RunConfig {
   std::string to_toml() const;
 };
 
-// Parses TOML text; `name` is used in messages (usually the path).
-RunConfig parse_run_config(const std::string& text, const std::string& name);
-RunConfig load_run_config(const std::string& path);
+// Parses TOML text; `name` is used in messages (usually the path). The overrides
+// ("section.key=value", as apply_override) are applied before the values are checked together,
+// so an override can mend a value the text gets wrong; messages name the file and line of a key,
+// or the override that set it.
+RunConfig parse_run_config(const std::string& text, const std::string& name,
+                           const std::vector<std::string>& overrides = {});
+// The same from a file: a directory, a file that is not regular or one over 1 MiB is refused.
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
 // Applies one "section.key=value" override; value is TOML (strings may omit quotes). Throws
 // ConfigError and leaves `config` unchanged when the key or the value is refused.
 void apply_override(RunConfig& config, const std::string& assignment);

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <new>
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
@@ -25,6 +26,12 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr,
+               "gossip: error: out of memory: the model (model.hidden), the batch "
+               "(run.batch_size), the data or the peers of this process need more than this "
+               "machine has\n");
+    return 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "gossip: error: {}\n", e.what());
     return 1;

@@ -22,6 +22,15 @@ MlpLayout::MlpLayout(std::size_t inputs, std::vector<std::size_t> hidden, std::s
     widths_.push_back(h);
   }
   widths_.push_back(classes);
+  // Counted in floating point first: the products of absurd widths must not wrap around. The
+  // sparse codecs index with u32, which bounds every model this runtime can train.
+  double count = 0.0;
+  for (std::size_t l = 0; l + 1 < widths_.size(); ++l)
+    count += static_cast<double>(widths_[l + 1]) * (static_cast<double>(widths_[l]) + 1.0);
+  if (count >= 4294967296.0)
+    throw std::invalid_argument(fmt::format(
+        "a model of widths {} has {:.4g} parameters; at most 2^32 - 1 (lower model.hidden)",
+        fmt::join(widths_, "-"), count));
   for (std::size_t l = 0; l + 1 < widths_.size(); ++l) {
     offsets_.push_back(size_);
     tensor_sizes_.push_back(widths_[l + 1] * widths_[l]);

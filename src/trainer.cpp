@@ -1,6 +1,7 @@
 #include "src/trainer.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -25,6 +26,14 @@ namespace {
 // The last two characters are the format's version: 02 added the transport and time counters.
 constexpr char kCheckpointMagic[8] = {'G', 'S', 'C', 'K', 'P', 'T', '0', '2'};
 constexpr int kCheckpointsKept = 3;
+
+// Digits as a u64; nullopt when they overflow (a stray file name must not stop a run).
+std::optional<std::uint64_t> parse_u64(const std::string& digits) {
+  std::uint64_t v = 0;
+  const auto [end, err] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (err != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  return v;
+}
 
 template <class T>
 void put(std::ostream& out, const T& v) {
@@ -131,6 +140,22 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
       transport_(transport),
       data_(data),
       shard_(shards.at(static_cast<std::size_t>(rank))) {
+  // Bulk synchronous: every peer runs the same number of rounds, set by the smallest shard.
+  // Checked first: a batch larger than any shard must not size the model's batch buffers.
+  std::size_t smallest = shards.front().size();
+  for (const auto& s : shards) smallest = std::min(smallest, s.size());
+  const auto batch = static_cast<std::size_t>(config.batch_size);
+  if (smallest < batch)
+    throw std::invalid_argument(fmt::format(
+        "the smallest shard holds {} rows, fewer than run.batch_size = {}: lower the batch size "
+        "or use fewer peers",
+        smallest, batch));
+  rounds_per_epoch_ = smallest / batch;
+  const double rounds = std::ceil(config.epochs * static_cast<double>(rounds_per_epoch_));
+  if (rounds > 1e15)
+    throw std::invalid_argument(
+        fmt::format("run.epochs = {} makes {:.3g} rounds: too many", config.epochs, rounds));
+  total_rounds_ = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(rounds));
   std::optional<int> gpu_device;
   if (config.device == "cuda") {
     check_device(config);
@@ -142,19 +167,6 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
   } else {
     model_ = make_model(config, data.train);
   }
-  // Bulk synchronous: every peer runs the same number of rounds, set by the smallest shard.
-  std::size_t smallest = shards.front().size();
-  for (const auto& s : shards) smallest = std::min(smallest, s.size());
-  const auto batch = static_cast<std::size_t>(config.batch_size);
-  if (smallest < batch)
-    throw std::invalid_argument(fmt::format(
-        "the smallest shard holds {} rows, fewer than run.batch_size = {}: lower the batch size "
-        "or use fewer peers",
-        smallest, batch));
-  rounds_per_epoch_ = smallest / batch;
-  total_rounds_ = std::max<std::uint64_t>(
-      1, static_cast<std::uint64_t>(
-             std::ceil(config.epochs * static_cast<double>(rounds_per_epoch_))));
   // A stop request travels one hop per round: it must outrun the diameter (at most twice the
   // eccentricity of any peer) before its round comes.
   const auto dist = topo.graph.distances_from(0);
@@ -211,7 +223,9 @@ std::optional<std::uint64_t> PeerTrainer::latest_common_checkpoint(const RunConf
   for (const auto& e : fs::directory_iterator(dir)) {
     std::smatch m;
     const std::string file = e.path().filename().string();
-    if (std::regex_match(file, m, name) && std::stoi(m[1]) < peers) ++count[std::stoull(m[2])];
+    if (!std::regex_match(file, m, name)) continue;
+    const auto rank = parse_u64(m[1].str()), round = parse_u64(m[2].str());
+    if (rank && round && *rank < static_cast<std::uint64_t>(peers)) ++count[*round];
   }
   for (auto it = count.rbegin(); it != count.rend(); ++it)
     if (it->second == peers) return it->first;
@@ -246,7 +260,8 @@ std::string PeerTrainer::checkpoint() const {
   for (const auto& e : fs::directory_iterator(fs::path(path).parent_path())) {
     std::smatch m;
     const std::string file = e.path().filename().string();
-    if (std::regex_match(file, m, name)) mine.emplace_back(std::stoull(m[1]), e.path());
+    if (!std::regex_match(file, m, name)) continue;
+    if (const auto round = parse_u64(m[1].str())) mine.emplace_back(*round, e.path());
   }
   std::sort(mine.rbegin(), mine.rend());
   for (std::size_t k = kCheckpointsKept; k < mine.size(); ++k) fs::remove(mine[k].second);

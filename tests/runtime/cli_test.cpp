@@ -80,6 +80,60 @@ TEST_CASE("rank out of range") {
   CHECK(r.err.find("rank 7 is out of range") != std::string::npos);
 }
 
+TEST_CASE("a rank or resume round below zero, or a rank variable that is not all digits") {
+  Scratch s("rankvar");
+  const auto cfg = s.config("[topology]\nfile = \"ring:3\"\n[data]\ndataset = \"blobs\"\n");
+  auto r = run_cli("peer --config " + cfg + " --rank -5");
+  CHECK(r.code != 0);
+  CHECK(r.err.find("--rank: Value -5 not in range 0 to") != std::string::npos);
+  r = run_cli("simulate --config " + cfg + " --resume-round -5");
+  CHECK(r.code != 0);
+  CHECK(r.err.find("--resume-round: Value -5 not in range 0 to") != std::string::npos);
+  for (const char* bad : {"3abc", "1e3", "-1", ""}) {
+    CAPTURE(bad);
+    REQUIRE(::setenv("SLURM_PROCID", bad, 1) == 0);
+    r = run_cli("peer --config " + cfg);
+    ::unsetenv("SLURM_PROCID");
+    CHECK(r.code != 0);
+    CHECK(r.err.find(std::string("SLURM_PROCID='") + bad + "' is not a rank") != std::string::npos);
+  }
+}
+
+TEST_CASE("--set mends a bad value of the config file; a directory is not a config") {
+  Scratch s("mend");
+  const auto cfg = s.config("[topology]\nfile = \"ring:2\"\n[algorithm]\nlr = 0.0\n");
+  auto r = run_cli("simulate --config " + cfg + " --set data.dataset=blobs --set run.epochs=0.05");
+  CHECK(r.code != 0);
+  CHECK(r.err.find(cfg + ":4: algorithm.lr must be a positive") != std::string::npos);
+  r = run_cli("simulate --config " + cfg + " --set algorithm.lr=0.1 --set data.dataset=blobs " +
+              "--set run.epochs=0.05 --set run.output=" + s.dir().string());
+  CHECK(r.code == 0);
+  r = run_cli("simulate --config " + s.dir().parent_path().string());
+  CHECK(r.code != 0);
+  CHECK(r.err.find("is a directory, not a run config") != std::string::npos);
+}
+
+TEST_CASE("simulate: a damaged checkpoint of one peer is the error reported, stray files ignored") {
+  Scratch s("damaged");
+  const auto cfg = s.config(
+      "[topology]\nfile = \"ring:4\"\n[data]\ndataset = \"blobs\"\n"
+      "[run]\nepochs = 0.1\ncheckpoint_every = 4\noutput = \"" +
+      s.dir().string() + "\"\n[transport]\ntimeout_s = 5\n");
+  REQUIRE(run_cli("simulate --config " + cfg).code == 0);
+  const auto ckpts = s.dir() / "checkpoints";
+  // Names that look like checkpoints but overflow any integer: skipped, not an exception.
+  std::ofstream(ckpts / "peer-99999999999-round-8.ckpt") << "x";
+  std::ofstream(ckpts / "peer-0-round-99999999999999999999999.ckpt") << "x";
+  const auto victim = ckpts / "peer-2-round-16.ckpt";
+  REQUIRE(std::filesystem::exists(victim));
+  std::filesystem::resize_file(victim, 100);
+  const auto r = run_cli("simulate --config " + cfg + " --resume");
+  CHECK(r.code != 0);
+  // The damaged file itself, not a neighbour's time-out waiting for peer 2.
+  CHECK(r.err.find("peer 2: " + victim.string() + ": truncated checkpoint header") !=
+        std::string::npos);
+}
+
 TEST_CASE("unreachable neighbour: the peer gives up within the connect timeout, naming it") {
   // Rank 0 of a ring of 3 on ipc endpoints nobody serves.
   Scratch s("unreach");

@@ -1,8 +1,14 @@
 // Run configs: every key parses, overrides apply, and mistakes are errors naming file and line.
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <utility>
+
+#include <fmt/format.h>
 
 #include "src/config.hpp"
 
@@ -63,12 +69,67 @@ TEST_CASE("overrides: typed values, bare strings, and errors naming the argument
   CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.consensus_step=1.5"),
                        doctest::Contains("(0, 1]"), ConfigError);
   CHECK(c.consensus_step == step);  // a refused override changes nothing
-  CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.lr_warmup_epochs=-1"),
-                       doctest::Contains("algorithm.lr_warmup_epochs must be non-negative"),
-                       ConfigError);
+  CHECK_THROWS_WITH_AS(
+      apply_override(c, "algorithm.lr_warmup_epochs=-1"),
+      doctest::Contains("algorithm.lr_warmup_epochs must be a non-negative, finite number"),
+      ConfigError);
   CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.consensus_decay_factor=0"),
                        doctest::Contains("algorithm.consensus_decay_factor must lie in (0, 1]"),
                        ConfigError);
+}
+
+TEST_CASE("numbers must be finite and in range; the message names the --set or the line") {
+  auto c = parse_run_config(kBase, "run.toml");
+  const std::pair<const char*, const char*> refused[] = {
+      {"run.epochs=inf", "run.epochs must be a positive, finite number"},
+      {"algorithm.lr=inf", "algorithm.lr must be a positive, finite number"},
+      {"algorithm.lr=nan", "algorithm.lr must be a positive, finite number"},
+      {"algorithm.momentum=0.99999999999", "algorithm.momentum must lie in [0, 1) (as a float)"},
+      {"algorithm.weight_decay=inf", "algorithm.weight_decay must be a non-negative, finite"},
+      {"algorithm.lr_decay_factor=-5", "algorithm.lr_decay_factor must be a positive, finite"},
+      {"algorithm.lr_decay_epochs=[1, nan]", "algorithm.lr_decay_epochs holds nan"},
+      {"algorithm.lr_decay_epochs=[-1]", "algorithm.lr_decay_epochs holds -1"},
+      {"algorithm.lr_warmup_epochs=inf", "algorithm.lr_warmup_epochs must be a non-negative"},
+      {"transport.timeout_s=inf", "transport.timeout_s must lie in (0, 1e+06] seconds"},
+      {"transport.connect_timeout_s=-1", "transport.connect_timeout_s must lie in (0, 1e+06]"},
+      {"transport.connect_timeout_s=nan", "transport.connect_timeout_s must lie in (0, 1e+06]"},
+      {"transport.latency_ms=1e13", "transport.latency_ms must lie in [0, 1e+06] milliseconds"},
+      {"transport.bandwidth_mbit=1e-300", "transport.bandwidth_mbit must be 0 (unlimited) or"},
+      {"data.alpha=inf", "data.alpha must be a positive, finite number"},
+  };
+  for (const auto& [set, why] : refused) {
+    CAPTURE(set);
+    CHECK_THROWS_WITH_AS(apply_override(c, set),
+                         doctest::Contains(fmt::format("--set {}: {}", set, why).c_str()),
+                         ConfigError);
+  }
+  expect_error(kBase + "[run]\nepochs = inf\n", "run.toml:4: run.epochs must be a positive");
+}
+
+TEST_CASE("overrides are applied before the checks: --set mends a bad value of the file") {
+  const std::string bad = kBase + "[algorithm]\nlr = 0.0\n";
+  expect_error(bad, "run.toml:4: algorithm.lr must be a positive");
+  const auto c = parse_run_config(bad, "run.toml", {"algorithm.lr=0.1"});
+  CHECK(c.lr == doctest::Approx(0.1));
+  // A file without a topology, given one by --set.
+  CHECK(parse_run_config("", "empty.toml", {"topology.file=ring:4"}).topology == "ring:4");
+  // A value an override makes bad is blamed on the override.
+  CHECK_THROWS_WITH_AS(parse_run_config(kBase, "run.toml", {"algorithm.momentum=2"}),
+                       doctest::Contains("--set algorithm.momentum=2: algorithm.momentum must"),
+                       ConfigError);
+}
+
+TEST_CASE("a directory, a device file or a huge file is not read as a run config") {
+  CHECK_THROWS_WITH_AS(load_run_config("/tmp"), doctest::Contains("/tmp: is a directory"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(load_run_config("/dev/zero"),
+                       doctest::Contains("/dev/zero: not a regular file"), ConfigError);
+  const auto big = std::filesystem::temp_directory_path() /
+                   ("gossip_big_" + std::to_string(::getpid()) + ".toml");
+  std::ofstream(big) << std::string((1 << 20) + 1, '#');
+  CHECK_THROWS_WITH_AS(load_run_config(big.string()),
+                       doctest::Contains("a run config may have at most 1048576"), ConfigError);
+  std::filesystem::remove(big);
 }
 
 TEST_CASE("output folder is not part of the run hash") {

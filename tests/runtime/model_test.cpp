@@ -155,6 +155,13 @@ TEST_CASE("the CPU backend through the Model interface: layout, init and device"
   CHECK(make_model(c, tt.train)->describe() == "softmax regression 6-3");
 }
 
+TEST_CASE("a model too large to index is refused before anything is allocated") {
+  CHECK_THROWS_WITH_AS(MlpLayout(32, {100000, 100000}, 10),
+                       doctest::Contains("has 1e+10 parameters; at most 2^32 - 1"),
+                       std::invalid_argument);
+  CHECK(MlpLayout(32, {1000, 1000}, 10).size() == 32u * 1000 + 1000 + 1000u * 1000 + 1000 + 10010);
+}
+
 TEST_CASE("loss_grad rejects a bad batch before it reads a row") {
   auto c = parse_run_config("[topology]\nfile = \"ring:2\"\n[model]\nhidden = [8]\n", "t.toml");
   const auto tt = synthetic_blobs(6, 3, 40, 10, 5);
