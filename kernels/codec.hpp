@@ -2,7 +2,7 @@
 // The compression-operator interface the gossip layer codes against. One Codec instance is made
 // from a spec string ("qsgd:s=3,bucket=512,scaled=true") and a tensor layout; it encodes a flat
 // float vector into a self-describing wire message (header + bit-packed payload) and decodes it.
-// Definitions of every operator: shared/ALGORITHMS.md; wire header: docs/ARCHITECTURE.md.
+// Definitions of every operator and the wire header: docs/kernels.md.
 
 #include <cstddef>
 #include <cstdint>
