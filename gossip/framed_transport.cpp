@@ -1,6 +1,7 @@
 #include "gossip/framed_transport.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <stdexcept>
 #include <utility>
@@ -94,6 +95,43 @@ std::string FramedTransport::where(FrameKind kind, std::uint64_t round, std::uin
   if (kind == FrameKind::ring) return fmt::format("round {} ring step {}", round, step);
   if (kind == FrameKind::hello) return "handshake";
   return fmt::format("round {}", round);
+}
+
+std::uint64_t FramedTransport::rounds_ahead(FrameKind kind) const {
+  // A neighbour finishes round t only with our round-t message, which we send in our call of
+  // round t: its exchange frames and credits are at most one round past ours. A ring frame of
+  // rank-1 may come from a peer whose exchanges ran up to its graph distance to us (< n) ahead,
+  // plus the round numbers the runtime skips around its all-reduces.
+  return kind == FrameKind::ring ? static_cast<std::uint64_t>(size_) + 2 : 1;
+}
+
+void FramedTransport::check_ahead(FrameKind kind, std::uint64_t round, std::uint32_t step,
+                                  int from) {
+  if (!latest_round_ || round <= *latest_round_) return;
+  const std::uint64_t limit = rounds_ahead(kind);
+  if (round - *latest_round_ <= limit) return;
+  fail(fmt::format(
+      "rank {}: {} frame from {} is {} rounds ahead of our round {} (at most {} for {} frames)",
+      rank_, where(kind, round, step), peer_name(from), round - *latest_round_, *latest_round_,
+      limit, kind_name(kind)));
+}
+
+void FramedTransport::enter_round(std::uint64_t round) {
+  if (latest_round_ && round <= *latest_round_) return;
+  latest_round_ = round;
+  // Keys sort by kind, then round: the first key past the limit of its kind is the one to name.
+  for (FrameKind kind : {FrameKind::exchange, FrameKind::ring}) {
+    const std::uint64_t limit = rounds_ahead(kind);
+    if (round > UINT64_MAX - limit - 1) continue;
+    auto it = pending_.lower_bound(Key{kind, round + limit + 1, 0u, INT_MIN});
+    if (it != pending_.end() && std::get<0>(it->first) == kind) {
+      const auto& [k, r, step, from] = it->first;
+      check_ahead(k, r, step, from);
+    }
+  }
+  if (!credits_.empty()) {
+    check_ahead(FrameKind::credit, credits_.rbegin()->first, 0, credits_.rbegin()->second);
+  }
 }
 
 void FramedTransport::start() {
@@ -216,6 +254,7 @@ void FramedTransport::accept(Inbound&& in) {
       fail(fmt::format("rank {}: stale credit of round {} from {}: round {} is done", rank_,
                        h.round, conn(), *last_exchange_));
     }
+    check_ahead(h.kind, h.round, h.step, from);
     if (!credits_.emplace(h.round, from).second) {
       fail(fmt::format("rank {}: duplicate credit ({}) from {}", rank_, at(), conn()));
     }
@@ -241,6 +280,11 @@ void FramedTransport::accept(Inbound&& in) {
                        at(), conn(), last_ring_->first, last_ring_->second));
     }
   }
+  if (h.stop_in > UINT64_MAX - h.round) {
+    fail(fmt::format("rank {}: {} frame from {}: stop_in {} overflows the round", rank_, at(),
+                     conn(), h.stop_in));
+  }
+  check_ahead(h.kind, h.round, h.step, from);
   if (h.stop_in > 0) request_stop(h.round + h.stop_in);
   const Key key{h.kind, h.round, h.step, from};
   const std::uint64_t now = monotonic_ns();
@@ -386,6 +430,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
         fmt::format("rank {}: exchange of round {} after round {}: rounds must grow", rank_, round,
                     *last_exchange_));
   }
+  enter_round(round);
   held_.clear();
   views_.assign(neighbors_.size(), {});
   const std::size_t deg = neighbors_.size();
@@ -531,6 +576,7 @@ void FramedTransport::ring_step(std::uint64_t round, std::uint32_t step,
     throw TransportError(
         fmt::format("rank {}: ring_step needs TransportOptions::ring_links", rank_));
   }
+  enter_round(round);
   held_.clear();
   views_.clear();
   if (size_ == 1) {

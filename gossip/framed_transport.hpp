@@ -122,6 +122,14 @@ class FramedTransport : public Transport {
   bool is_link(int r) const;
   bool is_neighbor(int r) const;
   std::string where(FrameKind kind, std::uint64_t round, std::uint32_t step) const;
+  // How many rounds past our latest call a frame of this kind may be (transport.md, "Rounds"):
+  // 1 for exchange and credit frames, n + 2 for ring frames.
+  std::uint64_t rounds_ahead(FrameKind kind) const;
+  // Fails unless `round` is within rounds_ahead(kind) of latest_round_ (when known).
+  void check_ahead(FrameKind kind, std::uint64_t round, std::uint32_t step, int from);
+  // Start of an exchange or ring call of `round`: raises latest_round_ and checks the frames and
+  // credits kept so far (those of the handshake arrived before any round was known).
+  void enter_round(std::uint64_t round);
 
   int rank_;
   int size_;
@@ -141,6 +149,7 @@ class FramedTransport : public Transport {
 
   std::optional<std::uint64_t> last_exchange_;
   std::optional<std::pair<std::uint64_t, std::uint32_t>> last_ring_;
+  std::optional<std::uint64_t> latest_round_;  // largest round of any call so far
   std::map<Key, Stored> pending_;  // arrived, not yet consumed by a call (early or current)
   std::set<std::pair<std::uint64_t, int>> credits_;  // (round, neighbour) asking for our payload
 

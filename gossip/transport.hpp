@@ -39,8 +39,8 @@ class Transport {
   // Bulk-synchronous neighbour exchange of round `round`: sends `payload` to every neighbour and
   // returns each neighbour's payload of the same round, in neighbors() order. The returned views
   // stay valid until the next call to exchange() or ring_step(). A message of a later round that
-  // arrives early is kept for that round; a duplicate or a stale round is rejected
-  // (TransportError).
+  // arrives early is kept for that round; a duplicate, a stale round or a round further ahead
+  // than a neighbour can be (transport.md) is rejected (TransportError).
   virtual const std::vector<std::span<const std::byte>>& exchange(
       std::uint64_t round, std::span<const std::byte> payload) = 0;
 

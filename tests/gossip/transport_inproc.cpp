@@ -36,8 +36,10 @@ struct Forger {
     post(FrameKind::exchange, round, 0, body, session);
   }
   void post(FrameKind kind, std::uint64_t round, std::uint32_t step,
-            const std::vector<std::byte>& body, std::uint64_t sess) const {
+            const std::vector<std::byte>& body, std::uint64_t sess,
+            std::uint32_t stop_in = 0) const {
     FrameHeader h;
+    h.stop_in = stop_in;
     h.kind = kind;
     h.sender = static_cast<std::uint32_t>(from);
     h.receiver = static_cast<std::uint32_t>(to);
@@ -153,14 +155,105 @@ TEST_CASE("inproc: early messages are kept for their round") {
   const auto r0 = pattern(1, 0, 16);
   const auto r1 = pattern(1, 1, 16);
   const auto r2 = pattern(1, 2, 16);
+  const auto r3 = pattern(1, 3, 16);
   l.peer.hello();
-  l.peer.data(2, r2);  // two rounds early
-  l.peer.data(1, r1);
+  l.peer.data(1, r1);  // one round early: the most a neighbour can be ahead
   l.peer.data(0, r0);
   const auto mine = pattern(0, 0, 8);
   CHECK(same(l.t->exchange(0, mine).at(0), r0));
+  l.peer.data(2, r2);  // one round past our latest call, before we enter round 1
   CHECK(same(l.t->exchange(1, mine).at(0), r1));
+  l.peer.data(3, r3);
   CHECK(same(l.t->exchange(2, mine).at(0), r2));
+  CHECK(same(l.t->exchange(3, mine).at(0), r3));
+}
+
+TEST_CASE("inproc: frames too far ahead are refused, naming the peer") {
+  const auto mine = pattern(0, 0, 8);
+  const auto body = pattern(1, 0, 16);
+  SUBCASE("an exchange frame of round 2^60") {
+    auto l = lone();
+    l.peer.hello();
+    l.peer.data(1ull << 60, body);
+    l.peer.data(3, body);
+    const auto e = error_of([&] { l.t->exchange(3, mine); });
+    CAPTURE(e);
+    CHECK(e.find("rank 0: round 1152921504606846976 frame from peer 1 (tcp://127.0.0.1:29501) "
+                 "is 1152921504606846973 rounds ahead of our round 3 (at most 1 for exchange "
+                 "frames)") != std::string::npos);
+    CHECK(error_of([&] { l.t->exchange(4, mine); }).find("unusable") != std::string::npos);
+  }
+  SUBCASE("an exchange frame two rounds ahead") {
+    auto l = lone();
+    l.peer.hello();
+    l.peer.data(2, body);
+    l.peer.data(0, body);
+    CHECK(error_of([&] { l.t->exchange(0, mine); })
+              .find("round 2 frame from peer 1 (tcp://127.0.0.1:29501) is 2 rounds ahead of our "
+                    "round 0") != std::string::npos);
+  }
+  SUBCASE("kept during the handshake, before any round was known") {
+    auto topo = make_topo("ring:3", "tcp://127.0.0.1:29500");
+    auto hub = std::make_shared<InprocHub>(topo);
+    InprocTransport t(hub, 0, quick_options());
+    const auto session = session_hash(topo.hash(), 0);
+    Forger f1{hub, 1, 0, session}, f2{hub, 2, 0, session};
+    f1.hello();
+    f1.data(1ull << 60, body);  // arrives while rank 0 still waits for rank 2's hello
+    f2.hello();
+    const auto e = error_of([&] { t.exchange(5, mine); });
+    CAPTURE(e);
+    CHECK(e.find("round 1152921504606846976 frame from peer 1 (tcp://127.0.0.1:29501) is") !=
+          std::string::npos);
+  }
+  SUBCASE("a ring frame far ahead") {
+    auto l = lone();
+    l.peer.hello();
+    l.peer.post(FrameKind::ring, 1000, 0, body, l.peer.session);
+    std::vector<std::byte> recv(16);
+    const auto e = error_of([&] { l.t->ring_step(0, 0, mine, recv); });
+    CAPTURE(e);
+    CHECK(e.find("round 1000 ring step 0 frame from peer 1 (tcp://127.0.0.1:29501) is 1000 "
+                 "rounds ahead of our round 0 (at most 4 for ring frames)") != std::string::npos);
+  }
+  SUBCASE("a credit far ahead") {
+    auto o = quick_options();
+    o.receive_window = 1;
+    auto l = lone(o);
+    const auto& topo = l.hub->topology();
+    l.peer.post(FrameKind::hello, 0, 0,
+                encode_hello({topo.hash(), 0, 2, 1, 1, topo.peers[1].endpoint}), 0);
+    l.peer.post(FrameKind::credit, 1ull << 40, 0, {}, l.peer.session);
+    const auto e = error_of([&] { l.t->exchange(0, mine); });
+    CAPTURE(e);
+    CHECK(e.find("round 1099511627776 frame from peer 1 (tcp://127.0.0.1:29501) is "
+                 "1099511627776 rounds ahead of our round 0 (at most 1 for credit frames)") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("inproc: stop agreement: a stop round is adopted, a wrapped one is refused") {
+  const auto mine = pattern(0, 0, 8);
+  const auto body = pattern(1, 0, 16);
+  SUBCASE("a stop request is adopted") {
+    auto l = lone();
+    l.peer.hello();
+    l.peer.post(FrameKind::exchange, 3, 0, body, l.peer.session, 4);
+    l.t->exchange(3, mine);
+    REQUIRE(l.t->stop_round());
+    CHECK(*l.t->stop_round() == 7);
+  }
+  SUBCASE("round + stop_in past 2^64 does not wrap to an early stop") {
+    auto l = lone();
+    l.peer.hello();
+    const std::uint64_t round = UINT64_MAX - 1;  // 2^64 - 2: + 4 would wrap to 2
+    l.peer.post(FrameKind::exchange, round, 0, body, l.peer.session, 4);
+    const auto e = error_of([&] { l.t->exchange(round, mine); });
+    CAPTURE(e);
+    CHECK(e.find("rank 0: round 18446744073709551614 frame from peer 1 (tcp://127.0.0.1:29501): "
+                 "stop_in 4 overflows the round") != std::string::npos);
+    CHECK(!l.t->stop_round());
+  }
 }
 
 TEST_CASE("inproc: duplicate and stale frames are rejected") {
