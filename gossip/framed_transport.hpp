@@ -66,7 +66,7 @@ class FramedTransport : public Transport {
   std::span<const int> links() const { return links_; }
   const std::string& endpoint_of(int rank) const;
   // "peer 3 (tcp://127.0.0.1:29503)"
-  std::string peer_name(int rank) const;
+  std::string peer_name(int rank) const override;
   const TransportOptions& options() const { return options_; }
   bool failed() const { return failed_; }
 

@@ -35,6 +35,9 @@ class Transport {
   virtual int size() const = 0;
   // The ranks this peer exchanges with each round (topology neighbours, self excluded), ascending.
   virtual std::span<const int> neighbors() const = 0;
+  // How errors name a peer: "peer 3", or with its endpoint where the transport knows it
+  // ("peer 3 (tcp://127.0.0.1:29503)").
+  virtual std::string peer_name(int rank) const { return "peer " + std::to_string(rank); }
 
   // Bulk-synchronous neighbour exchange of round `round`: sends `payload` to every neighbour and
   // returns each neighbour's payload of the same round, in neighbors() order. The returned views

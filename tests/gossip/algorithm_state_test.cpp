@@ -519,3 +519,71 @@ TEST_CASE("settings hash: equal for equal settings, different when any setting d
   changed[6].seed = 1;
   for (const auto& c : changed) CHECK(ga::settings_hash(c, 100) != ga::settings_hash(a, 100));
 }
+
+TEST_CASE("a corrupted message from a neighbour names the rank, the round and the peer") {
+  // Rank 0 of ring:2 runs the algorithm over the in-process transport; rank 1 is played by hand:
+  // its hello, a good round-0 message from the same codec, then round 1 with one byte flipped.
+  // Each decode path of the algorithms: exchange_accumulate (dpsgd, choco-sgd), exchange() then
+  // accumulate_neighbors (dpsgd with overlap_gradient), exchange_decode_each (d2).
+  struct Case {
+    const char* name;
+    const char* codec;
+    bool overlap;
+  };
+  for (const Case c : {Case{"dpsgd", "identity", false}, Case{"dpsgd", "fp16", true},
+                       Case{"choco-sgd", "qsgd:s=7", false}, Case{"d2", "identity", false}}) {
+    CAPTURE(c.name);
+    CAPTURE(c.codec);
+    CAPTURE(c.overlap);
+    ga::AlgorithmConfig cfg;
+    cfg.name = c.name;
+    cfg.codec = c.codec;
+    cfg.lr = 0.05f;
+    cfg.consensus_step = 0.4f;
+    cfg.overlap_gradient = c.overlap;
+    const auto topo = gt::make_topo("ring:2");
+    auto hub = std::make_shared<gossip::net::InprocHub>(topo);
+    gossip::net::TransportOptions o;
+    o.timeout = std::chrono::milliseconds(20000);
+    gossip::net::InprocTransport transport(hub, 0, o);
+    const std::size_t d = 64;
+    std::vector<float> x0(d, 0.25f);
+    auto algo = ga::make_algorithm(cfg, transport, topo, x0);
+
+    auto post = [&](gossip::net::FrameKind kind, std::uint64_t round, std::vector<std::byte> body) {
+      gossip::net::FrameHeader h;
+      h.kind = kind;
+      h.sender = 1;
+      h.receiver = 0;
+      h.round = round;
+      h.payload_length = body.size();
+      if (kind != gossip::net::FrameKind::hello)
+        h.session = gossip::net::session_hash(topo.hash(), 0);
+      const auto hb = gossip::net::encode_header(h);
+      hub->post_raw(0, 1, {hb.begin(), hb.end()}, std::move(body));
+    };
+    post(gossip::net::FrameKind::hello, 0,
+         gossip::net::encode_hello({topo.hash(), 0, 2, 1, 0, topo.peers[1].endpoint}));
+    const auto codec = gossip::kernels::make_codec(c.codec);
+    std::vector<std::byte> wire(codec->wire_size(d));
+    wire.resize(codec->encode(x0, {1, 1, 0}, wire));
+    post(gossip::net::FrameKind::exchange, 0, wire);
+    wire[wire.size() / 2] ^= std::byte{0x10};
+    post(gossip::net::FrameKind::exchange, 1, wire);
+
+    auto grad = [](std::span<const float> x, std::span<float> g) {
+      std::copy(x.begin(), x.end(), g.begin());
+    };
+    algo->step(grad);
+    std::string error;
+    try {
+      algo->step(grad);
+    } catch (const gossip::kernels::WireError& e) {  // still the codec's exception type
+      error = e.what();
+    }
+    CAPTURE(error);
+    CHECK(error.find("rank 0: round 1: message from peer 1 (" + topo.peers[1].endpoint +
+                     "): codec ") != std::string::npos);
+    CHECK(error.find("checksum mismatch") != std::string::npos);
+  }
+}
