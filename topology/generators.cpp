@@ -1,11 +1,13 @@
 #include "topology/generators.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <numeric>
 #include <random>
 #include <stdexcept>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -26,6 +28,16 @@ constexpr std::pair<Kind, std::string_view> kKinds[] = {
 
 [[noreturn]] void fail(const std::string& msg) {
   throw std::invalid_argument(msg);
+}
+
+// 20000000 -> "20,000,000".
+std::string grouped(std::uint64_t v) {
+  std::string digits = std::to_string(v), out;
+  for (std::size_t k = 0; k < digits.size(); ++k) {
+    if (k > 0 && (digits.size() - k) % 3 == 0) out += ',';
+    out += digits[k];
+  }
+  return out;
 }
 
 // Uniform double in [0, 1) from 53 random bits: the same on every platform, unlike
@@ -171,9 +183,24 @@ Kind parse_kind(std::string_view name) {
   fail(fmt::format("unknown topology kind '{}' (known: {})", name, known));
 }
 
+std::uint64_t GeneratorSpec::peer_count() const {
+  std::uint64_t n = 1;
+  for (int s : sizes) {
+    if (s < 1) return 0;
+    const auto u = static_cast<std::uint64_t>(s);
+    if (n > UINT64_MAX / u) return UINT64_MAX;
+    n *= u;
+  }
+  return n;
+}
+
 int GeneratorSpec::peers() const {
-  long long n = 1;
-  for (int s : sizes) n *= s;
+  const std::uint64_t n = peer_count();
+  if (n == UINT64_MAX)
+    fail(fmt::format("{}: the product of the sizes overflows 64 bits, more than {} peers",
+                     to_string(), grouped(kMaxPeers)));
+  if (n > kMaxPeers)
+    fail(fmt::format("{}: {} peers, more than {}", to_string(), grouped(n), grouped(kMaxPeers)));
   return static_cast<int>(n);
 }
 
@@ -207,26 +234,37 @@ GeneratorSpec parse_spec(std::string_view text) {
     if (x == std::string_view::npos) break;
     pos = x + 1;
   }
-  bool have_p = false, have_d = false;
+  bool have_p = false, have_d = false, have_seed = false;
   for (std::size_t k = 1; k < parts.size(); ++k) {
     const auto eq = parts[k].find('=');
     if (eq == std::string_view::npos)
       fail(fmt::format("'{}' in spec '{}' is not key=value", parts[k], text));
     const auto key = parts[k].substr(0, eq), value = parts[k].substr(eq + 1);
     if (key == "p") {
+      // stod throws out_of_range on underflow (1e-320) as on overflow; nan fails the range check.
       try {
         std::size_t used = 0;
         spec.p = std::stod(std::string(value), &used);
         if (used != value.size()) throw std::invalid_argument("");
+      } catch (const std::out_of_range&) {
+        fail(
+            fmt::format("p = {} is out of range (beyond a double's exponent): p must be a number "
+                        "in [0, 1], e.g. p=0.1",
+                        value));
       } catch (const std::exception&) {
-        fail(fmt::format("p must be a number, got '{}'", value));
+        fail(fmt::format("p must be a number in [0, 1], got '{}'", value));
       }
+      if (!(spec.p >= 0.0 && spec.p <= 1.0))
+        fail(fmt::format("p must be a number in [0, 1], got '{}'", value));
       have_p = true;
     } else if (key == "d" || key == "degree") {
       spec.degree = parse_int(value, "d");
       have_d = true;
     } else if (key == "seed") {
-      spec.seed = static_cast<std::uint64_t>(parse_int(value, "seed"));
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), spec.seed);
+      if (ec != std::errc() || end != value.data() + value.size())
+        fail(fmt::format("seed must be an integer in [0, 2^64 - 1], got '{}'", value));
+      have_seed = true;
     } else if (key == "weights") {
       spec.weights = parse_scheme(value);
     } else if (key == "endpoint") {
@@ -236,6 +274,15 @@ GeneratorSpec parse_spec(std::string_view text) {
                        text));
     }
   }
+  // A key the kind ignores is a mistake (ring:8,p=0.1 is not a random graph): say so.
+  const bool random_kind = spec.kind == Kind::erdos_renyi || spec.kind == Kind::random_regular;
+  for (auto [given, key, used, users] :
+       {std::tuple{have_p, "p", spec.kind == Kind::erdos_renyi, "erdos-renyi"},
+        std::tuple{have_d, "d", spec.kind == Kind::random_regular, "random-regular"},
+        std::tuple{have_seed, "seed", random_kind, "erdos-renyi and random-regular"}})
+    if (given && !used)
+      fail(fmt::format("{} does not use the key '{}' (a key of {}) in spec '{}'",
+                       kind_name(spec.kind), key, users, text));
   if (spec.kind == Kind::erdos_renyi && !have_p)
     fail("erdos-renyi needs p, e.g. erdos-renyi:64,p=0.1");
   if (spec.kind == Kind::random_regular && !have_d)
@@ -247,7 +294,7 @@ Scheme default_scheme(Kind kind) {
   return kind == Kind::ring ? Scheme::ring : Scheme::metropolis;
 }
 
-Graph generate_graph(const GeneratorSpec& spec) {
+std::uint64_t edge_count(const GeneratorSpec& spec) {
   const auto& s = spec.sizes;
   const bool lattice_kind = spec.kind == Kind::torus || spec.kind == Kind::grid;
   if (s.empty()) fail(fmt::format("{} needs a size", kind_name(spec.kind)));
@@ -256,7 +303,61 @@ Graph generate_graph(const GeneratorSpec& spec) {
                      fmt::join(s, "x")));
   for (int v : s)
     if (v < 1) fail(fmt::format("sizes must be at least 1, got {}", fmt::join(s, "x")));
-  if (static_cast<double>(spec.peers()) > 10'000'000.0) fail("more than 10,000,000 peers");
+  const auto n = static_cast<std::uint64_t>(spec.peers());
+  switch (spec.kind) {
+    case Kind::ring:
+      return n <= 2 ? n - 1 : n;
+    case Kind::torus:
+    case Kind::grid: {
+      // Per dimension of size d: n/d lines of d peers, each with d - 1 edges, plus the wrap-around
+      // edge of a torus when d > 2 (for d = 2 it repeats the one edge).
+      std::uint64_t m = 0;
+      for (int v : s) {
+        const auto d = static_cast<std::uint64_t>(v);
+        m += spec.kind == Kind::torus && d > 2 ? n : n / d * (d - 1);
+      }
+      return m;
+    }
+    case Kind::complete:
+      return n * (n - 1) / 2;
+    case Kind::star:
+      return n - 1;
+    case Kind::hypercube:
+      if ((n & (n - 1)) != 0) fail(fmt::format("hypercube needs a power of two peers, got {}", n));
+      return n * static_cast<std::uint64_t>(std::bit_width(n) - 1) / 2;
+    case Kind::exponential: {
+      // Hops h and n - h give the same n edges {a, a + h}; h = n/2 gives n/2 of them.
+      std::vector<std::uint64_t> hops;
+      for (std::uint64_t hop = 1; hop < n; hop <<= 1) hops.push_back(std::min(hop, n - hop));
+      std::sort(hops.begin(), hops.end());
+      hops.erase(std::unique(hops.begin(), hops.end()), hops.end());
+      std::uint64_t m = 0;
+      for (std::uint64_t h : hops) m += 2 * h == n ? n / 2 : n;
+      return m;
+    }
+    case Kind::erdos_renyi:
+      if (!(spec.p >= 0.0 && spec.p <= 1.0))
+        fail(fmt::format("p must be a number in [0, 1], got {}", spec.p));
+      return static_cast<std::uint64_t>(
+          std::llround(spec.p * static_cast<double>(n) * static_cast<double>(n - 1) / 2.0));
+    case Kind::random_regular:
+      if (spec.degree < 0 || static_cast<std::uint64_t>(spec.degree) >= n)
+        fail(fmt::format("random-regular degree must lie in [0, n-1] = [0, {}], got {}", n - 1,
+                         spec.degree));
+      if ((n * static_cast<std::uint64_t>(spec.degree)) % 2 != 0)
+        fail(fmt::format("random-regular needs n*d even, got n={} d={}", n, spec.degree));
+      return n * static_cast<std::uint64_t>(spec.degree) / 2;
+  }
+  fail("unhandled topology kind");
+}
+
+Graph generate_graph(const GeneratorSpec& spec) {
+  const auto& s = spec.sizes;
+  const std::uint64_t edges = edge_count(spec);
+  if (edges > kMaxEdges)
+    fail(fmt::format("{}: {}{} edges, more than the limit of {}", spec.to_string(),
+                     spec.kind == Kind::erdos_renyi ? "about " : "", grouped(edges),
+                     grouped(kMaxEdges)));
   const int n = spec.peers();
   switch (spec.kind) {
     case Kind::ring:
@@ -277,7 +378,6 @@ Graph generate_graph(const GeneratorSpec& spec) {
       return g;
     }
     case Kind::hypercube: {
-      if ((n & (n - 1)) != 0) fail(fmt::format("hypercube needs a power of two peers, got {}", n));
       Graph g(n);
       for (int a = 0; a < n; ++a)
         for (int bit = 1; bit < n; bit <<= 1) g.add_edge(a, a ^ bit);
@@ -293,17 +393,10 @@ Graph generate_graph(const GeneratorSpec& spec) {
       return g;
     }
     case Kind::erdos_renyi:
-      if (!(spec.p >= 0.0 && spec.p <= 1.0))
-        fail(fmt::format("p must lie in [0, 1], got {}", spec.p));
       return connected_draw(spec, [&](std::mt19937_64& rng) {
         return std::optional<Graph>(erdos_renyi_draw(n, spec.p, rng));
       });
     case Kind::random_regular:
-      if (spec.degree < 0 || spec.degree >= n)
-        fail(fmt::format("random-regular degree must lie in [0, n-1] = [0, {}], got {}", n - 1,
-                         spec.degree));
-      if ((static_cast<long long>(n) * spec.degree) % 2 != 0)
-        fail(fmt::format("random-regular needs n*d even, got n={} d={}", n, spec.degree));
       if (n == 1) return Graph(1);
       return connected_draw(
           spec, [&](std::mt19937_64& rng) { return random_regular_draw(n, spec.degree, rng); });

@@ -38,13 +38,25 @@ struct GeneratorSpec {
   // Base endpoint: rank r binds port + r, or "{rank}" is replaced. Empty: default_endpoint(n).
   std::string endpoint;
 
-  int peers() const;              // product of sizes
+  // Product of the sizes in 64 bits, saturating at UINT64_MAX (0 when a size is below 1).
+  std::uint64_t peer_count() const;
+  int peers() const;              // peer_count(); throws std::invalid_argument above kMaxPeers
   std::string to_string() const;  // canonical spec string, parse_spec(to_string()) round-trips
 };
 
-// "KIND:SIZES[,key=value...]"; SIZES is "n" or "AxBxC". Keys: p, d (degree), seed, weights,
-// endpoint. Throws std::invalid_argument naming the bad part.
+// "KIND:SIZES[,key=value...]"; SIZES is "n" or "AxBxC". Keys: p (erdos-renyi), d (degree,
+// random-regular), seed (the random kinds), weights, endpoint. Throws std::invalid_argument naming
+// the bad part, also for a key the kind does not use.
 GeneratorSpec parse_spec(std::string_view text);
+
+// Largest generated topology: peers, and undirected edges (the graph, W and the spectral report
+// take about 120 bytes per edge: `topo inspect` of 2·10^7 edges needs about 2.5 GB).
+inline constexpr std::uint64_t kMaxPeers = 10'000'000;
+inline constexpr std::uint64_t kMaxEdges = 20'000'000;
+
+// Edges the generator would make (for erdos-renyi the expected count p·n(n-1)/2), computed without
+// building the graph. Throws std::invalid_argument as generate_graph does on bad sizes or degree.
+std::uint64_t edge_count(const GeneratorSpec& spec);
 
 // How many times a random generator redraws a disconnected graph before giving up.
 inline constexpr int kMaxRedraws = 100;

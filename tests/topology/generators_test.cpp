@@ -2,7 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <stdexcept>
+#include <string>
 
 #include "topology/generators.hpp"
 
@@ -93,4 +95,95 @@ TEST_CASE("spec strings round-trip and endpoints follow the rank") {
   CHECK_THROWS_AS(endpoint_for("tcp://127.0.0.1:65535", 1), std::invalid_argument);
   CHECK(make_topology(parse_spec("ring:70000")).peers[69999].endpoint ==
         "ipc:///tmp/gossip-69999.sock");
+}
+
+TEST_CASE("peers are counted in 64 bits: a product past int is refused, not wrapped") {
+  // 65536 x 65537 wrapped to a small int (and crashed); 65536^2 wrapped to 0, 10^15 to negative.
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("torus:65536x65537")),
+                       doctest::Contains("4,295,032,832 peers, more than 10,000,000"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("torus:65536x65536")),
+                       doctest::Contains("4,294,967,296 peers, more than 10,000,000"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_topology(parse_spec("torus:100000x100000x100000")),
+                       doctest::Contains("1,000,000,000,000,000 peers"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("grid:100000x100000x100000x100000x100000").peers(),
+                       doctest::Contains("overflows 64 bits"), std::invalid_argument);
+  CHECK(parse_spec("torus:65536x65537").peer_count() == 65536ULL * 65537ULL);
+  CHECK(parse_spec("torus:2500x4000").peers() == 10'000'000);
+}
+
+TEST_CASE("edge_count matches the generated graph, and the edge limit is checked up front") {
+  for (const char* text : {"ring:1",
+                           "ring:2",
+                           "ring:3",
+                           "ring:9",
+                           "torus:2x3",
+                           "torus:3x4",
+                           "torus:2x2x2",
+                           "torus:3x3x3",
+                           "torus:1x5",
+                           "grid:3x4",
+                           "grid:1x5",
+                           "grid:2x2x3",
+                           "complete:1",
+                           "complete:7",
+                           "star:1",
+                           "star:6",
+                           "hypercube:1",
+                           "hypercube:2",
+                           "hypercube:32",
+                           "random-regular:10,d=3",
+                           "random-regular:1,d=0"}) {
+    CAPTURE(text);
+    const auto spec = parse_spec(text);
+    CHECK(edge_count(spec) == generate_graph(spec).edge_count());
+  }
+  for (int n = 1; n <= 40; ++n) {  // exponential: hops h and n - h coincide (n = 3, 5, 6, 9, ...)
+    const auto spec = parse_spec("exponential:" + std::to_string(n));
+    CAPTURE(n);
+    CHECK(edge_count(spec) == generate_graph(spec).edge_count());
+  }
+  CHECK(edge_count(parse_spec("erdos-renyi:100,p=0.5")) == 2475);
+  // These ran for minutes and took gigabytes; now they fail at once.
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("complete:100000")),
+                       doctest::Contains("4,999,950,000 edges, more than the limit of 20,000,000"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("complete:20000")),
+                       doctest::Contains("199,990,000 edges"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("random-regular:20000,d=19999")),
+                       doctest::Contains("199,990,000 edges"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("hypercube:8388608")),
+                       doctest::Contains("96,468,992 edges"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(generate_graph(parse_spec("erdos-renyi:10000,p=0.5")),
+                       doctest::Contains("about 24,997,500 edges"), std::invalid_argument);
+  CHECK(edge_count(parse_spec("complete:6325")) <= kMaxEdges);  // the largest complete graph
+  CHECK(edge_count(parse_spec("complete:6326")) > kMaxEdges);
+}
+
+TEST_CASE("spec values: p in [0, 1], 64-bit seeds, and no keys the kind ignores") {
+  for (const char* p : {"nan", "-nan", "inf", "-0.5", "1.5", "abc", "0.5x"})
+    CHECK_THROWS_WITH_AS(parse_spec(std::string("erdos-renyi:16,p=") + p),
+                         doctest::Contains("p must be a number in [0, 1]"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("erdos-renyi:16,p=1e-320"), doctest::Contains("out of range"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("erdos-renyi:16,p=1e-320"),
+                       doctest::Contains("p must be a number in [0, 1]"), std::invalid_argument);
+  CHECK(parse_spec("random-regular:8,d=3,seed=99999999999").seed == 99999999999ULL);
+  CHECK(parse_spec("erdos-renyi:8,p=0.5,seed=18446744073709551615").seed == UINT64_MAX);
+  for (const char* seed : {"18446744073709551616", "-1", "7x"})
+    CHECK_THROWS_WITH_AS(parse_spec(std::string("erdos-renyi:8,p=0.5,seed=") + seed),
+                         doctest::Contains("seed must be an integer in [0, 2^64 - 1]"),
+                         std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("ring:8,p=0.1"),
+                       doctest::Contains("ring does not use the key 'p' (a key of erdos-renyi)"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("torus:4x4,d=3"),
+                       doctest::Contains("torus does not use the key 'd'"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("ring:8,seed=99999999999"),
+                       doctest::Contains("ring does not use the key 'seed'"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_spec("random-regular:8,d=3,p=0.5"),
+                       doctest::Contains("random-regular does not use the key 'p'"),
+                       std::invalid_argument);
 }
