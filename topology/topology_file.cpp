@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <ostream>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -53,10 +55,27 @@ class Parser {
     return n->as_integer()->get();
   }
 
+  // An integer in [lo, hi], checked before it is narrowed.
+  long long get_int_in(const toml::node& n, std::string_view what, long long lo,
+                       long long hi) const {
+    if (!n.is_integer()) fail(n, fmt::format("{} must be an integer", what));
+    const long long v = n.as_integer()->get();
+    if (v < lo || v > hi)
+      fail(n, fmt::format("{} must be an integer in [{}, {}], got {}", what, lo, hi, v));
+    return v;
+  }
+
+  // A finite number: TOML's nan and inf slip past every comparison that validates a weight.
   double get_number(const toml::node& n, std::string_view what) const {
-    if (n.is_integer()) return static_cast<double>(n.as_integer()->get());
-    if (n.is_floating_point()) return n.as_floating_point()->get();
-    fail(n, fmt::format("{} must be a number", what));
+    double v = 0.0;
+    if (n.is_integer())
+      v = static_cast<double>(n.as_integer()->get());
+    else if (n.is_floating_point())
+      v = n.as_floating_point()->get();
+    else
+      fail(n, fmt::format("{} must be a number", what));
+    if (!std::isfinite(v)) fail(n, fmt::format("{} must be a finite number, got {}", what, v));
+    return v;
   }
 
   std::string get_string(const toml::node& n, std::string_view what) const {
@@ -104,12 +123,13 @@ class Parser {
     }
     const auto* sizes = g.get("sizes");
     if (!sizes) fail(g, "[generator] needs 'sizes', e.g. sizes = [8] or sizes = [4, 4]");
+    constexpr auto kMaxSize = static_cast<long long>(kMaxPeers);
     if (sizes->is_integer()) {
-      spec.sizes.push_back(static_cast<int>(sizes->as_integer()->get()));
+      spec.sizes.push_back(static_cast<int>(get_int_in(*sizes, "'sizes'", 1, kMaxSize)));
     } else {
       for (const auto& s : get_array(*sizes, "'sizes'")) {
         if (!s.is_integer()) fail(s, "'sizes' must hold integers");
-        spec.sizes.push_back(static_cast<int>(s.as_integer()->get()));
+        spec.sizes.push_back(static_cast<int>(get_int_in(s, "a size", 1, kMaxSize)));
       }
     }
     if (const auto* w = g.get("weights")) {
@@ -121,9 +141,26 @@ class Parser {
       if (*spec.weights == Scheme::explicit_weights)
         fail(*w, "a generator cannot have explicit weights; list the edges instead");
     }
-    if (g.get("seed")) spec.seed = static_cast<std::uint64_t>(get_int(g, "seed", "[generator]"));
-    if (const auto* p = g.get("p")) spec.p = get_number(*p, "'p'");
-    if (g.get("degree")) spec.degree = static_cast<int>(get_int(g, "degree", "[generator]"));
+    // Keys the kind ignores are mistakes (a torus with p = 0.1 is not a random graph).
+    const bool random_kind = spec.kind == Kind::erdos_renyi || spec.kind == Kind::random_regular;
+    for (auto [key, used, users] :
+         {std::tuple{"p", spec.kind == Kind::erdos_renyi, "erdos-renyi"},
+          std::tuple{"degree", spec.kind == Kind::random_regular, "random-regular"},
+          std::tuple{"seed", random_kind, "erdos-renyi and random-regular"}})
+      if (const auto* n = g.get(key); n && !used)
+        fail(*n, fmt::format("kind \"{}\" does not use '{}' (a key of {})", kind_name(spec.kind),
+                             key, users));
+    if (const auto* n = g.get("seed"))
+      spec.seed = static_cast<std::uint64_t>(
+          get_int_in(*n, "'seed'", 0, std::numeric_limits<std::int64_t>::max()));
+    if (const auto* p = g.get("p")) {
+      spec.p = get_number(*p, "'p'");
+      if (!(spec.p >= 0.0 && spec.p <= 1.0))
+        fail(*p, fmt::format("'p' must be a number in [0, 1], got {}", spec.p));
+    }
+    if (const auto* n = g.get("degree"))
+      spec.degree =
+          static_cast<int>(get_int_in(*n, "'degree'", 0, std::numeric_limits<int>::max()));
     if (spec.kind == Kind::erdos_renyi && !g.get("p")) fail(g, "erdos-renyi needs 'p'");
     if (spec.kind == Kind::random_regular && !g.get("degree"))
       fail(g, "random-regular needs 'degree'");
@@ -141,7 +178,8 @@ class Parser {
              fmt::format("'devices' lists {} entries for {} peers", arr.size(), t.peers.size()));
       for (std::size_t r = 0; r < arr.size(); ++r) {
         if (!arr[r].is_integer()) fail(arr[r], "'devices' must hold integers");
-        t.peers[r].device = static_cast<int>(arr[r].as_integer()->get());
+        t.peers[r].device =
+            static_cast<int>(get_int_in(arr[r], "a device", 0, std::numeric_limits<int>::max()));
       }
     }
     t.description = fmt::format("{} ({})", name_, t.description);
@@ -184,7 +222,9 @@ class Parser {
       if (auto [it, fresh] = endpoint_line.emplace(t.peers[r].endpoint, line_of(p)); !fresh)
         fail(*ep,
              fmt::format("endpoint '{}' is used twice (first at line {})", it->first, it->second));
-      if (p.get("device")) t.peers[r].device = static_cast<int>(get_int(p, "device", "[[peer]]"));
+      if (const auto* d = p.get("device"))
+        t.peers[r].device =
+            static_cast<int>(get_int_in(*d, "'device'", 0, std::numeric_limits<int>::max()));
       if (const auto* sw = p.get("self_weight")) self_weight[r] = get_number(*sw, "'self_weight'");
     }
 
@@ -251,7 +291,10 @@ class Parser {
                                   std::any_of(self_weight.begin(), self_weight.end(),
                                               [](const auto& w) { return w.has_value(); });
     const bool explicit_w = matrix_node || weighted > 0 || lone_self_weight;
-    if (scheme && explicit_w && *scheme != Scheme::explicit_weights)
+    // Explicit weights may say they are the best-constant ones (as `topo generate` writes them
+    // when a diagonal entry is negative): then they are checked against the scheme.
+    const bool best_constant = scheme && *scheme == Scheme::best_constant;
+    if (scheme && explicit_w && *scheme != Scheme::explicit_weights && !best_constant)
       fail(*scheme_node,
            fmt::format("weights = \"{}\" conflicts with the explicit weights in the file",
                        scheme_name(*scheme)));
@@ -284,7 +327,8 @@ class Parser {
         fail(scheme_node ? line_of(*scheme_node) : 1, e.what());
       }
     }
-    validate(t, row_line, peer_line);
+    validate(t, row_line, peer_line, best_constant);
+    if (explicit_w && best_constant) check_best_constant(t, row_line, line_of(*scheme_node));
     t.description = fmt::format("{} (explicit, {} peers)", name_, n);
     return t;
   }
@@ -327,8 +371,30 @@ class Parser {
                      sizes.size(), fmt::join(sizes, ", "), far));
   }
 
+  // Explicit weights under weights = "best-constant" must be that scheme's weights.
+  void check_best_constant(const Topology& t, const std::vector<long>& row_line,
+                           long scheme_line) const {
+    std::vector<std::vector<Neighbor>> expected;
+    try {
+      expected = mixing_weights(t.graph, Scheme::best_constant);
+    } catch (const std::exception& e) {
+      fail(scheme_line, e.what());
+    }
+    for (int i = 0; i < t.size(); ++i)
+      for (const auto& nb : expected[static_cast<std::size_t>(i)]) {
+        const double given = t.weight(i, nb.rank);
+        if (std::abs(given - nb.weight) > kWeightTolerance)
+          fail(row_line[static_cast<std::size_t>(i)],
+               fmt::format("W[{}][{}] = {} but best-constant weights (weights = \"best-constant\" "
+                           "at line {}) give {:.17g}",
+                           i, nb.rank, given, scheme_line, nb.weight));
+      }
+  }
+
+  // A negative diagonal is allowed only for best-constant weights: in a hand-written W it is
+  // almost surely a mistake (edge weights summing past 1) and may leave rho >= 1.
   void validate(const Topology& t, const std::vector<long>& row_line,
-                const std::vector<long>& peer_line) const {
+                const std::vector<long>& peer_line, bool negative_diagonal_ok) const {
     const int n = t.size();
     for (int i = 0; i < n; ++i) {
       double sum = 0.0;
@@ -347,6 +413,12 @@ class Parser {
         fail(row_line[static_cast<std::size_t>(i)],
              fmt::format("row {} of W sums to {:.12g}, not 1 (tolerance {:g})", i, sum,
                          kWeightTolerance));
+      if (const double self = t.self_weight(i); self < 0.0 && !negative_diagonal_ok)
+        fail(row_line[static_cast<std::size_t>(i)],
+             fmt::format("peer {} has a negative self weight W[{}][{}] = {:.12g} (its edge weights "
+                         "sum to more than 1): W would not be non-negative and may not converge; "
+                         "only best-constant weights may do this (weights = \"best-constant\")",
+                         i, i, i, self));
     }
     if (!t.graph.connected()) fail_disconnected(t.graph, peer_line);
   }
@@ -361,11 +433,33 @@ Topology parse_topology(std::string_view toml_text, const std::string& name) {
 }
 
 Topology load_topology(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  // A directory, a device (/dev/zero) or a FIFO would read as nothing or never end.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::is_directory(status))
+    throw TopologyFileError(name, 0, "is a directory, not a topology file");
+  if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    throw TopologyFileError(name, 0, "is not a regular file; a topology file is a TOML file");
+  const auto too_large = [&](const std::string& size) {
+    return TopologyFileError(name, 0,
+                             fmt::format("the topology file is larger than {} MiB{}; write a "
+                                         "[generator] table instead of listing every edge",
+                                         kMaxTopologyFileBytes >> 20, size));
+  };
+  if (const auto size = std::filesystem::file_size(path, ec); !ec && size > kMaxTopologyFileBytes)
+    throw too_large(fmt::format(" ({} bytes)", size));
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw TopologyFileError(path.string(), 0, "cannot open the topology file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_topology(ss.str(), path.string());
+  if (!in) throw TopologyFileError(name, 0, "cannot open the topology file");
+  // Read in chunks up to the limit, so that a file growing meanwhile is refused too.
+  std::string text;
+  std::vector<char> chunk(std::size_t{1} << 16);
+  while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
+    text.append(chunk.data(), static_cast<std::size_t>(in.gcount()));
+    if (text.size() > kMaxTopologyFileBytes) throw too_large("");
+  }
+  if (in.bad()) throw TopologyFileError(name, 0, "cannot read the topology file");
+  return parse_topology(text, name);
 }
 
 Topology load_topology_or_spec(const std::string& file_or_spec) {
@@ -381,6 +475,10 @@ void write_topology(const Topology& t, std::ostream& out) {
       "# {}\n# Written by `gossip topo generate`: explicit form, weights at full "
       "precision.\n\n",
       t.description);
+  // Only best-constant weights have a negative diagonal; a file must say so to be read back.
+  bool negative_diagonal = false;
+  for (int i = 0; i < t.size(); ++i) negative_diagonal |= t.self_weight(i) < 0.0;
+  if (negative_diagonal) out << "weights = \"best-constant\"\n\n";
   for (const auto& p : t.peers) {
     out << fmt::format("[[peer]]\nrank = {}\nendpoint = \"{}\"\n", p.rank, p.endpoint);
     if (p.device) out << fmt::format("device = {}\n", *p.device);

@@ -6,6 +6,7 @@
 //                    optionally a top-level `weights` scheme or a full `matrix` of W.
 // docs/ARCHITECTURE.md describes every key. Every error names the file and the line.
 
+#include <cstddef>
 #include <filesystem>
 #include <iosfwd>
 #include <stdexcept>
@@ -29,6 +30,11 @@ class TopologyFileError : public std::runtime_error {
 
 // Tolerance on row sums and on symmetry of W read from a file.
 inline constexpr double kWeightTolerance = 1e-9;
+
+// Largest topology file load_topology reads (64 MiB: a few million explicit edges at most, well
+// below the 2·10^7 edges a generator may make); larger files, directories and other non-regular
+// files are refused.
+inline constexpr std::size_t kMaxTopologyFileBytes = std::size_t{64} << 20;
 
 // Parses and validates TOML text; `name` is used in error messages (usually the path).
 Topology parse_topology(std::string_view toml_text, const std::string& name);

@@ -3,8 +3,11 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include <stdexcept>
@@ -177,4 +180,100 @@ TEST_CASE("unreadable file and file-or-spec") {
   CHECK(load_topology_or_spec("ring:5").size() == 5);
   CHECK_THROWS_WITH_AS(load_topology_or_spec("missing.toml"),
                        doctest::Contains("neither a topology file"), std::invalid_argument);
+}
+
+TEST_CASE("weights must be finite numbers, wherever they are read") {
+  // NaN fails every comparison, so it passed the sign, symmetry and row-sum checks.
+  for (const char* v : {"nan", "-nan", "inf", "+inf", "-inf"}) {
+    CAPTURE(v);
+    const std::string bad = v;
+    expect_error(kPeers + edge(0, 1) + "weight = " + bad + "\n" + edge(1, 2, 0.5) + edge(2, 3, 0.5),
+                 15, "'weight' must be a finite number");
+    expect_error("[[peer]]\nrank = 0\nendpoint = \"ipc:///a\"\nself_weight = " + bad +
+                     "\n[[peer]]\nrank = 1\nendpoint = \"ipc:///b\"\n" + edge(0, 1, 0.5),
+                 4, "'self_weight' must be a finite number");
+    expect_error("matrix = [[0.5, 0.5, 0, 0],\n[0.5, 0.5, 0, 0],\n[0, 0, 0.5, " + bad +
+                     "],\n[0, 0, 0.5, 0.5]]\n" + kPeers,
+                 3, "a matrix entry must be a finite number");
+  }
+  expect_error("[generator]\nkind = \"erdos-renyi\"\nsizes = [8]\np = nan\n", 4,
+               "'p' must be a finite number");
+  expect_error("[generator]\nkind = \"erdos-renyi\"\nsizes = [8]\np = 1.5\n", 4,
+               "'p' must be a number in [0, 1]");
+}
+
+TEST_CASE("integers are range-checked before they are narrowed, at their line") {
+  // 4294967300 became a ring of 4 and 4294967299 a degree of 3.
+  expect_error("[generator]\nkind = \"ring\"\nsizes = [4294967300]\n", 3,
+               "a size must be an integer in [1, 10000000], got 4294967300");
+  expect_error("[generator]\nkind = \"ring\"\nsizes = 4294967300\n", 3, "got 4294967300");
+  expect_error("[generator]\nkind = \"torus\"\nsizes = [4,\n0]\n", 4, "got 0");
+  expect_error("[generator]\nkind = \"random-regular\"\nsizes = [8]\ndegree = 4294967299\n", 4,
+               "'degree' must be an integer in [0, 2147483647], got 4294967299");
+  expect_error("[generator]\nkind = \"random-regular\"\nsizes = [8]\ndegree = 3\nseed = -1\n", 5,
+               "'seed' must be an integer in [0, 9223372036854775807], got -1");
+  expect_error("[generator]\nkind = \"ring\"\nsizes = [2]\ndevices = [0, 4294967296]\n", 4,
+               "a device must be an integer in [0, 2147483647]");
+  expect_error("[[peer]]\nrank = 0\nendpoint = \"ipc:///a\"\ndevice = -1\n", 4,
+               "'device' must be an integer in [0, 2147483647], got -1");
+  // The product of sizes is checked in 64 bits by the generator (65536 x 65537 crashed).
+  expect_error("[generator]\nkind = \"torus\"\nsizes = [65536, 65537]\n", 1,
+               "4,295,032,832 peers, more than 10,000,000");
+}
+
+TEST_CASE("[generator] refuses keys its kind does not use") {
+  expect_error("[generator]\nkind = \"torus\"\nsizes = [4, 4]\np = 0.1\n", 4,
+               "kind \"torus\" does not use 'p' (a key of erdos-renyi)");
+  expect_error("[generator]\nkind = \"ring\"\nsizes = [8]\nseed = 3\n", 4, "does not use 'seed'");
+  expect_error("[generator]\nkind = \"erdos-renyi\"\nsizes = [8]\np = 0.5\ndegree = 3\n", 5,
+               "does not use 'degree'");
+}
+
+TEST_CASE("a negative diagonal needs best-constant weights") {
+  // Three peers, every edge 0.75: W_ii = -0.5 and rho = 1.25, which passed and never converges.
+  const std::string peers3 =
+      "[[peer]]\nrank = 0\nendpoint = \"ipc:///a\"\n[[peer]]\nrank = 1\nendpoint = "
+      "\"ipc:///b\"\n[[peer]]\nrank = 2\nendpoint = \"ipc:///c\"\n";  // 9 lines
+  expect_error(peers3 + edge(0, 1, 0.75) + edge(1, 2, 0.75) + edge(0, 2, 0.75), 1,
+               "peer 0 has a negative self weight W[0][0] = -0.5");
+  expect_error(peers3 + edge(0, 1, 0.75) + edge(1, 2, 0.5) + edge(0, 2, 0.25), 4,
+               "peer 1 has a negative self weight W[1][1] = -0.25");
+  expect_error("matrix = [[-0.5, 0.75, 0.75],\n[0.75, -0.5, 0.75],\n[0.75, 0.75, -0.5]]\n" + peers3,
+               1, "W[0][0] = -0.5");
+  expect_error(
+      "[[peer]]\nrank = 0\nendpoint = \"ipc:///a\"\nself_weight = -0.5\n"
+      "[[peer]]\nrank = 1\nendpoint = \"ipc:///b\"\nself_weight = -0.5\n" +
+          edge(0, 1, 1.5),
+      1, "negative self weight");
+  // A best-constant star has a negative centre; written out, it says so and reads back.
+  const auto star = make_topology(parse_spec("star:6,weights=best-constant"));
+  REQUIRE(star.self_weight(0) < 0.0);
+  std::ostringstream out;
+  write_topology(star, out);
+  CHECK(out.str().find("weights = \"best-constant\"") != std::string::npos);
+  CHECK(parse_topology(out.str(), "star.toml").hash() == star.hash());
+  // Claiming best-constant for other weights is an error at the row that differs.
+  expect_error("weights = \"best-constant\"\n" + peers3 + edge(0, 1, 0.75) + edge(1, 2, 0.75) +
+                   edge(0, 2, 0.75),
+               2, "but best-constant weights (weights = \"best-constant\" at line 1) give");
+  // Without a negative diagonal the file stays plain explicit.
+  std::ostringstream ring;
+  write_topology(make_topology(parse_spec("ring:5,weights=best-constant")), ring);
+  CHECK(ring.str().find("weights =") == std::string::npos);
+}
+
+TEST_CASE("directories, devices and huge files are refused by name") {
+  const auto dir = std::filesystem::temp_directory_path();
+  CHECK_THROWS_WITH_AS(load_topology(dir), doctest::Contains("is a directory"), TopologyFileError);
+  CHECK_THROWS_WITH_AS(load_topology_or_spec(dir.string()), doctest::Contains("is a directory"),
+                       TopologyFileError);
+  if (std::filesystem::exists("/dev/zero"))  // endless: it hung and grew memory
+    CHECK_THROWS_WITH_AS(load_topology("/dev/zero"), doctest::Contains("not a regular file"),
+                         TopologyFileError);
+  const auto big = dir / ("gossip_big_" + std::to_string(::getpid()) + ".toml");
+  { std::ofstream(big) << "name = \"big\"\n"; }
+  std::filesystem::resize_file(big, kMaxTopologyFileBytes + 1);  // sparse: no disk used
+  CHECK_THROWS_WITH_AS(load_topology(big), doctest::Contains("larger than 64 MiB"),
+                       TopologyFileError);
+  std::filesystem::remove(big);
 }
