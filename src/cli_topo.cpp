@@ -149,22 +149,24 @@ void add_topo_commands(CLI::App& app) {
       ->required();
   g->add_option("--weights", gen->weights,
                 "Weight scheme: ring, metropolis, max-degree, best-constant");
-  g->add_option("--seed", gen->seed, "Seed of random generators")->capture_default_str();
-  g->add_option("--p", gen->p, "Edge probability (erdos-renyi)");
-  g->add_option("--degree,-d", gen->degree, "Degree (random-regular)");
+  auto* seed_opt =
+      g->add_option("--seed", gen->seed, "Seed of random generators")->capture_default_str();
+  auto* p_opt = g->add_option("--p", gen->p, "Edge probability (erdos-renyi)");
+  auto* degree_opt = g->add_option("--degree,-d", gen->degree, "Degree (random-regular)");
   g->add_option(
       "--endpoint", gen->endpoint,
       "Base endpoint: tcp://host:port gives rank r port+r; or a pattern with {rank} "
       "(default tcp://127.0.0.1:29500, or ipc:///tmp/gossip-{rank}.sock when ports run out)");
   g->add_option("-o,--output", gen->output, "Output file (default: standard output)");
-  g->callback([gen] {
+  g->callback([gen, seed_opt, p_opt, degree_opt] {
     std::string spec_text = gen->kind + ":";
     for (std::size_t k = 0; k < gen->sizes.size(); ++k) spec_text += (k ? "x" : "") + gen->sizes[k];
-    auto spec = topo::parse_spec(
-        spec_text +
-        (gen->kind == "erdos-renyi" && gen->p >= 0 ? fmt::format(",p={}", gen->p) : "") +
-        (gen->kind == "random-regular" && gen->degree >= 0 ? fmt::format(",d={}", gen->degree)
-                                                           : ""));
+    // Every option given goes into the spec, which checks its value (p = nan, d = -1) and refuses
+    // one the kind does not use.
+    if (p_opt->count() > 0) spec_text += fmt::format(",p={}", gen->p);
+    if (degree_opt->count() > 0) spec_text += fmt::format(",d={}", gen->degree);
+    if (seed_opt->count() > 0) spec_text += fmt::format(",seed={}", gen->seed);
+    auto spec = topo::parse_spec(spec_text);
     spec.seed = gen->seed;
     spec.endpoint = gen->endpoint;
     if (!gen->weights.empty()) spec.weights = topo::parse_scheme(gen->weights);
@@ -200,6 +202,9 @@ void add_topo_commands(CLI::App& app) {
                 "Largest n for the dense eigensolver; above it Lanczos gives lambda_2 and lambda_n")
       ->capture_default_str();
   i->callback([ins] {
+    if (ins->dense_limit < 0)
+      throw std::invalid_argument(
+          fmt::format("--dense-limit must be 0 or more (peers), got {}", ins->dense_limit));
     const auto t = topo::load_topology_or_spec(ins->target);
     if (ins->matrix) check_matrix_size(t);
     topo::InspectOptions opt;
@@ -229,11 +234,15 @@ void add_topo_commands(CLI::App& app) {
       targets = {"ring:16",  "torus:4x4",   "exponential:16",  "random-regular:16,d=4",
                  "ring:64",  "torus:8x8",   "exponential:64",  "random-regular:64,d=4",
                  "ring:256", "torus:16x16", "exponential:256", "random-regular:256,d=4"};
+    // Load every topology before printing anything: a bad one fails without half a table.
+    std::vector<topo::Topology> loaded;
+    for (const auto& target : targets) loaded.push_back(topo::load_topology_or_spec(target));
     if (!cmp->json)
       fmt::print("{:<34}{:>7}{:>7}{:>7}{:>6}{:>11}{:>11}{:>10}{:>10}{:>12}\n", "topology", "peers",
                  "edges", "deg", "diam", "lambda_2", "rho", "gap", "beta", "rounds 1e-6");
-    for (const auto& target : targets) {
-      const auto t = topo::load_topology_or_spec(target);
+    for (std::size_t k = 0; k < targets.size(); ++k) {
+      const auto& target = targets[k];
+      const auto& t = loaded[k];
       const auto r = topo::inspect(t);
       if (cmp->json) {
         auto j = report_json(t, r, false);

@@ -31,7 +31,11 @@ class LinearOperator {
   Matvec mv_;
 };
 
-// Largest algebraic eigenvalue of a symmetric operator, by implicitly restarted Lanczos.
+// Below this many peers the dense solver is used whatever the limit: Spectra needs
+// 1 <= nev < ncv <= n, and for n = 1, 2 the Krylov space is the whole space anyway.
+constexpr int kMinSparse = 3;
+
+// Largest algebraic eigenvalue of a symmetric operator, by implicitly restarted Lanczos (n >= 3).
 double largest_eigenvalue(Eigen::Index n, Matvec mv) {
   LinearOperator op(n, std::move(mv));
   const Eigen::Index ncv = std::min<Eigen::Index>(n, 30);
@@ -140,7 +144,7 @@ LaplacianExtremes laplacian_extremes(const Graph& g, int dense_limit) {
   LaplacianExtremes e;
   if (n == 1) return e;
   const auto lap = laplacian(g);
-  if (n <= dense_limit) {
+  if (n <= dense_limit || n < kMinSparse) {
     Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(Eigen::MatrixXd(lap), Eigen::EigenvaluesOnly);
     const auto& ev = es.eigenvalues();  // ascending
     e.lambda_max = ev(n - 1);
@@ -185,7 +189,7 @@ SpectralReport inspect(const Topology& t, const InspectOptions& opt) {
   if (r.min_offdiagonal == std::numeric_limits<double>::infinity()) r.min_offdiagonal = 0.0;
   diameter(g, opt, r);
 
-  if (n <= opt.dense_limit) {
+  if (n <= opt.dense_limit || n < kMinSparse) {
     r.solver = "dense (Eigen)";
     Eigen::MatrixXd w = Eigen::MatrixXd(sparse_w(t));
     Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(w, Eigen::EigenvaluesOnly);

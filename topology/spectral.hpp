@@ -11,7 +11,7 @@
 namespace gossip::topology {
 
 struct InspectOptions {
-  int dense_limit = 2000;        // up to this many peers: dense eigensolver (all eigenvalues)
+  int dense_limit = 2000;        // up to this many peers (and always below 3): dense eigensolver
   int contraction_rounds = 300;  // rounds of x <- Wx for the measured contraction
   std::uint64_t seed = 1;        // start vector of the measured check
   std::uint64_t diameter_work_limit = 400'000'000;  // n * edges above which diameter is a bound

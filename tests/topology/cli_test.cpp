@@ -103,3 +103,43 @@ TEST_CASE("help explains the options") {
   for (const char* opt : {"--json", "--matrix"})
     CHECK_MESSAGE(r.out.find(opt) != std::string::npos, opt);
 }
+
+TEST_CASE("bad arguments and inputs: a clear error, never a crash, a hang or a wrong message") {
+  auto r = run("topo inspect torus:65536x65537");  // crashed with SIGSEGV
+  CHECK(r.code == 1);
+  CHECK(r.err.find("4,295,032,832 peers, more than 10,000,000") != std::string::npos);
+  r = run("topo inspect complete:100000");  // ran for minutes, eating gigabytes
+  CHECK(r.code == 1);
+  CHECK(r.err.find("more than the limit of 20,000,000") != std::string::npos);
+  r = run("topo inspect ring:1 --dense-limit 0");  // leaked Spectra's "nev must satisfy ..."
+  CHECK(r.code == 0);
+  r = run("topo inspect ring:2 --dense-limit 0 --json");
+  REQUIRE(r.code == 0);
+  CHECK(nlohmann::json::parse(r.out)["solver"] == "dense (Eigen)");
+  r = run("topo inspect ring:4 --dense-limit -1");  // was accepted
+  CHECK(r.code != 0);
+  CHECK(r.err.find("--dense-limit must be 0 or more") != std::string::npos);
+  r = run("topo generate erdos-renyi 16 --p nan");  // said "erdos-renyi needs p"
+  CHECK(r.code != 0);
+  CHECK(r.err.find("p must be a number in [0, 1], got 'nan'") != std::string::npos);
+  r = run("topo generate random-regular 16 --degree -3");  // said "random-regular needs d"
+  CHECK(r.err.find("degree must lie in [0, n-1] = [0, 15], got -3") != std::string::npos);
+  r = run("topo generate ring 16 --p 0.3");  // p was ignored
+  CHECK(r.code != 0);
+  CHECK(r.err.find("ring does not use the key 'p'") != std::string::npos);
+  r = run("topo generate random-regular 8 --degree 3 --seed 99999999999");
+  CHECK(r.code == 0);
+  r = run("topo compare ring:0 torus:4x4");  // printed the table header, then the error
+  CHECK(r.code != 0);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("sizes must be at least 1") != std::string::npos);
+  const auto dir = std::filesystem::temp_directory_path().string();
+  r = run("topo inspect " + dir);  // said "no peers: write a [generator] table"
+  CHECK(r.code != 0);
+  CHECK(r.err.find(dir + ":0: is a directory, not a topology file") != std::string::npos);
+  if (std::filesystem::exists("/dev/zero")) {
+    r = run("topo inspect /dev/zero");  // hung, growing memory
+    CHECK(r.code != 0);
+    CHECK(r.err.find("not a regular file") != std::string::npos);
+  }
+}

@@ -159,3 +159,26 @@ TEST_CASE("diameter and degrees") {
   CHECK_FALSE(r.diameter_exact);
   CHECK(r.diameter == 10);
 }
+
+TEST_CASE("one or two peers never reach the sparse solver, whatever the dense limit") {
+  // Spectra needs 1 <= nev < ncv <= n: with dense_limit 0, ring:1 leaked its error message.
+  InspectOptions sparse;
+  sparse.dense_limit = 0;
+  auto r = inspect(make_topology(parse_spec("ring:1")), sparse);
+  CHECK(r.solver == "dense (Eigen)");
+  CHECK_FALSE(r.lambda_2.has_value());
+  CHECK(r.rho == 0.0);
+  // ring:2 with ring weights: W = [[1/3, 2/3], [2/3, 1/3]], eigenvalues 1 and -1/3.
+  r = inspect(make_topology(parse_spec("ring:2")), sparse);
+  CHECK(r.solver == "dense (Eigen)");
+  CHECK(*r.lambda_2 == doctest::Approx(-1.0 / 3));
+  r = inspect(make_topology(parse_spec("ring:5")), sparse);  // from 3 peers on: Lanczos
+  CHECK(r.solver == "sparse Lanczos (Spectra)");
+  CHECK(*r.lambda_2 == doctest::Approx(1.0 / 3 + 2.0 / 3 * std::cos(2 * std::numbers::pi / 5)));
+  // Two peers: L has eigenvalues 0 and 2.
+  const auto e = laplacian_extremes(generate_graph(parse_spec("ring:2")), 0);
+  CHECK(e.lambda_max == doctest::Approx(2.0));
+  CHECK(e.lambda_fiedler == doctest::Approx(2.0));
+  CHECK(make_topology(parse_spec("ring:2,weights=best-constant")).weight(0, 1) ==
+        doctest::Approx(0.5));
+}
