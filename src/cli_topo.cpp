@@ -71,7 +71,7 @@ void print_report(const topo::Topology& t, const topo::SpectralReport& r, bool a
   row("degree",
       fmt::format("min {}, mean {:.2f}, max {}", r.degree_min, r.degree_mean, r.degree_max));
   row("diameter", r.diameter_exact ? std::to_string(r.diameter)
-                                   : fmt::format(">= {} (double-sweep bound)", r.diameter));
+                                   : fmt::format(">= {} (four-sweep BFS bound)", r.diameter));
   row("tree", t.graph.is_tree()
                   ? fmt::format("yes: RelaySum averages every peer, the farthest {} rounds "
                                 "late",

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 #include <utility>
 
@@ -37,6 +38,22 @@ namespace {
 
 using kernels::cuda::DeviceBuffer;
 using kernels::cuda::PinnedBuffer;
+
+// Waits for the stream when the scope is left by an exception: work already queued may read the
+// caller's parameters or write its gradient, which must not outlive the call.
+class SyncOnThrow {
+ public:
+  explicit SyncOnThrow(cudaStream_t s) : s_(s), exceptions_(std::uncaught_exceptions()) {}
+  ~SyncOnThrow() {
+    if (std::uncaught_exceptions() > exceptions_) (void)cudaStreamSynchronize(s_);
+  }
+  SyncOnThrow(const SyncOnThrow&) = delete;
+  SyncOnThrow& operator=(const SyncOnThrow&) = delete;
+
+ private:
+  cudaStream_t s_;
+  int exceptions_;
+};
 
 // Rows per evaluation chunk, at least the training batch.
 constexpr std::size_t kEvalChunk = 2048;
@@ -171,6 +188,7 @@ double CudaMlp::loss_grad(std::span<const float> params, const Dataset& data,
   // The staging buffer is free once the stream is idle: a previous call that threw may have left
   // a copy from it in flight.
   GOSSIP_CUDA(cudaStreamSynchronize(stream_));
+  const SyncOnThrow guard(stream_);
   // Gather the batch into pinned memory: rows x features, then the labels' bits.
   float* stage = staging_.get();
   for (std::size_t r = 0; r < rows; ++r)
@@ -229,6 +247,7 @@ Evaluation CudaMlp::evaluate(std::span<const float> params, const Dataset& data)
         fmt::format("data rows have {} features, the model takes {}", data.dim, in0));
   GOSSIP_CUDA(cudaSetDevice(device_));
   GOSSIP_CUDA(cudaStreamSynchronize(stream_));  // as in loss_grad
+  const SyncOnThrow guard(stream_);
   const float* w_all = device_params(params);
   GOSSIP_CUDA(cudaMemsetAsync(acc_.get(), 0, 2 * sizeof(double), stream_));
   for (std::size_t start = 0; start < data.size(); start += chunk_) {

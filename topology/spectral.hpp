@@ -24,7 +24,7 @@ struct SpectralReport {
   double degree_mean = 0.0;
   int degree_max = 0;
   int diameter = 0;
-  bool diameter_exact = true;       // false: a double-sweep BFS lower bound
+  bool diameter_exact = true;       // false: a four-sweep BFS lower bound
   std::vector<double> eigenvalues;  // all of W, descending; empty for the sparse solver
   std::string solver;               // "dense (Eigen)" or "sparse Lanczos (Spectra)"
   std::optional<double> lambda_2;   // unset for a single peer

@@ -557,6 +557,8 @@ struct DeviceCodec::Impl {
                                        cudaStream_t s) const {
     int dev = 0;
     GOSSIP_CUDA_CHECK(cudaGetDevice(&dev));
+    // Declared before the lock, so evicted entries are freed (cudaFree) after it is released.
+    std::map<std::pair<int, std::uint64_t>, std::shared_ptr<const Tables>> evicted;
     const std::lock_guard<std::mutex> lock(tables_mu);
     if (const auto it = tables_cache.find({dev, d}); it != tables_cache.end()) return it->second;
     const CodecParams& p = plan.params();
@@ -613,8 +615,8 @@ struct DeviceCodec::Impl {
       return reinterpret_cast<const std::uint64_t*>(base + at);
     };
     tb->view = lay.view();
-    tb->view.offsets = u64(at_offsets);
-    tb->view.bucket_base = u64(at_base);
+    tb->view.offsets = plan.is_bucketed() ? u64(at_offsets) : nullptr;
+    tb->view.bucket_base = plan.is_bucketed() ? u64(at_base) : nullptr;
     tb->seg_base = u64(at_seg);
     tb->segments = seg.empty() ? 0 : seg.back();
     tb->chunks = reinterpret_cast<const Chunk*>(base + at_chunks);
@@ -625,7 +627,7 @@ struct DeviceCodec::Impl {
     tb->randomk_scale = reinterpret_cast<const float*>(base + at_scale);
     // Bounded: a codec sees one or two vector sizes in a run; tests and benches see a few more.
     // Entries in use elsewhere live on in their callers' shared_ptr.
-    if (tables_cache.size() >= 16) tables_cache.clear();
+    if (tables_cache.size() >= 16) evicted.swap(tables_cache);
     tables_cache.emplace(std::make_pair(dev, d), tb);
     return tb;
   }

@@ -226,6 +226,8 @@ TEST_CASE("encoders refuse what the wire format cannot carry, before writing") {
   CHECK(check("quantize:bits=4", noise_limit + 1, any).find("2^34") != std::string::npos);
   CHECK(check("quantize:bits=4,rounding=nearest", noise_limit + 1, any) == "(accepted)");
   CHECK(check("topk:k=1", std::uint64_t{1} << 32, any).find("u32 indices") != std::string::npos);
+  // d so large that the capacity arithmetic would wrap: refused before it is computed.
+  CHECK(check("identity", std::uint64_t{1} << 62, 1000).find("at most 2^40") != std::string::npos);
   CHECK(check("sign", 1000, 64 + 4 + 125 - 1) ==
         "encode: wire buffer holds 192 bytes, sign:bucket=0 needs 193 for 1000 elements");
   CHECK(check("sign", 1000, 64 + 4 + 125) == "(accepted)");

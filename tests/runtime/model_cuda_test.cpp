@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -184,6 +185,9 @@ TEST_CASE("CUDA model: parameters and gradient in device memory give the host sp
   auto dx = kc::device_alloc(n * sizeof(float));
   auto dg = kc::device_alloc(n * sizeof(float));
   kc::copy_to_device(dx.get(), x.data(), n * sizeof(float));
+  // NaN where the gradient goes: an element the in-place write misses cannot compare equal.
+  const std::vector<float> nans(n, std::numeric_limits<float>::quiet_NaN());
+  kc::copy_to_device(dg.get(), nans.data(), n * sizeof(float));
   const std::span<const float> x_dev(static_cast<const float*>(dx.get()), n);
   const std::span<float> g_dev(static_cast<float*>(dg.get()), n);
   std::vector<std::size_t> batch(48);
