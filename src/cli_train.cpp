@@ -165,7 +165,8 @@ int report_divergence(const RunConfig& c, const runtime::PeerSummary& s) {
       stderr,
       "diverged: peer {}'s training loss stopped being finite in round {} (epoch {:.2f}); "
       "every peer stopped, no checkpoint written after it. Try a smaller algorithm.lr{}, or a "
-      "contractive codec (e.g. scaled=true for qsgd).\n",
+      "contractive codec (e.g. scaled=true for qsgd); a neighbour that sends non-finite values "
+      "looks the same.\n",
       s.rank, *s.diverged_at,
       static_cast<double>(*s.diverged_at) / static_cast<double>(s.rounds_per_epoch),
       algorithms::uses_consensus_step(c.algorithm) ? " or algorithm.consensus_step" : "");

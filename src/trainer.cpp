@@ -270,6 +270,7 @@ std::string PeerTrainer::checkpoint() const {
 
 void PeerTrainer::resume(std::uint64_t round) {
   const std::string path = checkpoint_path(config_, rank_, round);
+  if (fs::is_directory(path)) throw CheckpointError(fmt::format("{}: is a directory", path));
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw CheckpointError(

@@ -188,6 +188,9 @@ TEST_CASE("a checkpoint of a different run is refused with a message") {
                     doctest::Contains("written by a run with other settings"));
   CHECK_THROWS_WITH(run_all(c, 30, std::nullopt, false),
                     doctest::Contains("no checkpoint of rank"));
+  for (int r = 0; r < 4; ++r)
+    std::filesystem::create_directories(PeerTrainer::checkpoint_path(c, r, 30));
+  CHECK_THROWS_WITH(run_all(c, 30, std::nullopt, false), doctest::Contains(": is a directory"));
   std::filesystem::remove_all(dir);
 }
 
