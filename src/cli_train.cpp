@@ -24,6 +24,7 @@
 #include "gossip/zmq_transport.hpp"
 #include "kernels/codec.hpp"
 #include "src/cli.hpp"
+#include "src/threads.hpp"
 #include "src/trainer.hpp"
 #include "topology/topology_file.hpp"
 
@@ -179,6 +180,10 @@ int run_simulate(const TrainArgs& a) {
   const int n = topo.size();
   runtime::check_device(c);  // before loading data: a missing GPU is an early, clear error
   fmt::print(stderr, "simulate: {} peers in one process ({}), loading data\n", n, topo.description);
+  // The peers share this process's cores: one BLAS pool for all, an OpenMP count per thread.
+  const auto threads = runtime::threads_per_peer(n);
+  fmt::print(stderr, "simulate: {}\n", runtime::describe_threads(n, threads));
+  if (threads) runtime::use_threads(*threads);
   const auto data = runtime::load_data(c);
   const auto shards = runtime::partition_all(data.train, runtime::parse_partition(c.partition), n,
                                              c.seed, c.dirichlet_alpha);
@@ -202,10 +207,11 @@ int run_simulate(const TrainArgs& a) {
   std::vector<double> spread(static_cast<std::size_t>(n));
   runtime::Evaluation avg_eval;
   std::uint64_t total_rounds = 0;
-  std::vector<std::thread> threads;
+  std::vector<std::thread> peer_threads;
   for (int r = 0; r < n; ++r) {
-    threads.emplace_back([&, r] {
+    peer_threads.emplace_back([&, r] {
       bool arrived = false;
+      if (threads) runtime::use_openmp_threads(*threads);
       try {
         net::InprocTransport transport(hub, r, opts);
         // Peers are threads: with run.device = "cuda" they share the GPUs round-robin.
@@ -247,7 +253,7 @@ int run_simulate(const TrainArgs& a) {
       }
     });
   }
-  for (auto& t : threads) t.join();
+  for (auto& t : peer_threads) t.join();
   if (errors_seen > 0) {
     const auto first = static_cast<int>(std::min_element(error_order.begin(), error_order.end()) -
                                         error_order.begin());
@@ -290,6 +296,25 @@ int rank_from_environment(int given) {
       "OMPI_COMM_WORLD_RANK, PMI_RANK)");
 }
 
+bool is_local(const std::string& endpoint) {
+  return endpoint.starts_with("ipc://") || endpoint.starts_with("tcp://127.") ||
+         endpoint.starts_with("tcp://localhost:") || endpoint.starts_with("tcp://[::1]");
+}
+
+// How many peers of the topology run on the host of `rank`: those with a local endpoint when
+// its is local, else those whose endpoint names the same host.
+int peers_on_host_of(const topology::Topology& topo, int rank) {
+  const auto host = [](const std::string& endpoint) -> std::string {
+    if (is_local(endpoint)) return "(this host)";
+    const auto start = endpoint.find("://");
+    const std::string rest = start == std::string::npos ? endpoint : endpoint.substr(start + 3);
+    return rest.substr(0, rest.rfind(':'));
+  };
+  const std::string mine = host(topo.peers[static_cast<std::size_t>(rank)].endpoint);
+  return static_cast<int>(std::count_if(topo.peers.begin(), topo.peers.end(),
+                                        [&](const auto& p) { return host(p.endpoint) == mine; }));
+}
+
 int run_peer(const TrainArgs& a) {
   const RunConfig c = load_config(a);
   const auto topo = topology::load_topology_or_spec(c.topology);
@@ -299,6 +324,12 @@ int run_peer(const TrainArgs& a) {
     throw std::invalid_argument(
         fmt::format("rank {} is out of range: {} has ranks 0..{}", rank, c.topology, n - 1));
   runtime::check_device(c);  // before loading data: a missing GPU is an early, clear error
+  // Under launch the threads are chosen already (OMP_NUM_THREADS in the environment).
+  const int here = peers_on_host_of(topo, rank);
+  if (const auto threads = runtime::threads_per_peer(here)) {
+    runtime::use_threads(*threads);
+    fmt::print(stderr, "peer {}: {}\n", rank, runtime::describe_threads(here, threads));
+  }
   const auto data = runtime::load_data(c);
   const auto shards = runtime::partition_all(data.train, runtime::parse_partition(c.partition), n,
                                              c.seed, c.dirichlet_alpha);
@@ -342,11 +373,6 @@ int run_peer(const TrainArgs& a) {
   return 0;
 }
 
-bool is_local(const std::string& endpoint) {
-  return endpoint.starts_with("ipc://") || endpoint.starts_with("tcp://127.") ||
-         endpoint.starts_with("tcp://localhost:") || endpoint.starts_with("tcp://[::1]");
-}
-
 int run_launch(const TrainArgs& a) {
   const RunConfig c = load_config(a);
   const auto topo = topology::load_topology_or_spec(c.topology);
@@ -360,6 +386,14 @@ int run_launch(const TrainArgs& a) {
   const fs::path logs = fs::path(c.output_dir()) / "logs";
   fs::create_directories(logs);
   const std::string self = fs::read_symlink("/proc/self/exe").string();
+  // Every child inherits the thread count (unless the user set one): the peers share the cores.
+  const int local = static_cast<int>(ranks.size());
+  const auto threads = runtime::threads_per_peer(local);
+  if (threads) {
+    ::setenv("OMP_NUM_THREADS", std::to_string(*threads).c_str(), 1);
+    ::setenv("OPENBLAS_NUM_THREADS", std::to_string(*threads).c_str(), 1);
+  }
+  fmt::print(stderr, "launch: {}\n", runtime::describe_threads(local, threads));
   std::vector<pid_t> pids;
   for (int r : ranks) {
     std::vector<std::string> argv{self, "peer", "--config", a.config, "--rank", std::to_string(r)};

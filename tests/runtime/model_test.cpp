@@ -17,6 +17,7 @@
 #include "src/config.hpp"
 #include "src/data.hpp"
 #include "src/model.hpp"
+#include "src/threads.hpp"
 #include "src/trainer.hpp"
 
 using namespace gossip::runtime;
@@ -241,4 +242,28 @@ TEST_CASE("GPU choice: topology device, else local rank, else rank, modulo the v
   for (const char* var :
        {"GOSSIP_LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"})
     ::unsetenv(var);
+}
+
+TEST_CASE("threads per peer: the usable cores shared out, unless the user chose") {
+  // Saved and restored: the test must not change what later tests in this process see.
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  const char* blas = std::getenv("OPENBLAS_NUM_THREADS");
+  const std::string omp_saved = omp ? omp : "", blas_saved = blas ? blas : "";
+  ::unsetenv("OMP_NUM_THREADS");
+  ::unsetenv("OPENBLAS_NUM_THREADS");
+  const int cores = usable_cores();
+  CHECK(cores >= 1);
+  CHECK(threads_per_peer(1) == cores);
+  CHECK(threads_per_peer(cores) == 1);
+  CHECK(threads_per_peer(8 * cores) == 1);  // never 0
+  CHECK(describe_threads(8 * cores, threads_per_peer(8 * cores)).find("1 thread each") !=
+        std::string::npos);
+  ::setenv("OPENBLAS_NUM_THREADS", "3", 1);
+  CHECK_FALSE(threads_per_peer(8).has_value());
+  ::unsetenv("OPENBLAS_NUM_THREADS");
+  ::setenv("OMP_NUM_THREADS", "3", 1);
+  CHECK_FALSE(threads_per_peer(8).has_value());
+  ::unsetenv("OMP_NUM_THREADS");
+  if (omp) ::setenv("OMP_NUM_THREADS", omp_saved.c_str(), 1);
+  if (blas) ::setenv("OPENBLAS_NUM_THREADS", blas_saved.c_str(), 1);
 }
