@@ -4,7 +4,8 @@
 // the functor it stands for: the same IEEE operations in the same order per element, only 16
 // lanes at a time. Every twin is an overload of groups(f, g0, g1) — groups(f, g0, g1, r) for
 // encoders that take random words — so codec_host.cpp finds the twin of a functor by its type.
-// Groups that are not full or that straddle a bucket boundary go to the functor itself. Used when
+// A last group that is not full goes to the functor itself; groups that straddle bucket
+// boundaries take per-lane constants (for_groups). Used when
 // host_isa() is kAvx512 (kernels/cpu.hpp); the tests run with and without.
 //
 // Bit packing: 16 codes of F bits are narrowed to bytes (F <= 4, two codes per byte pair-merged
@@ -171,20 +172,57 @@ GOSSIP_AVX512_INLINE inline void emit16(float* y, float w, __m512 v) {
   }
 }
 
-// Calls full(g, bucket) for every group of [g0, g1) whose 32 elements lie in one bucket, and
-// part(g) (the functor) for the others.
-template <class Full, class Part>
+// Per-bucket constants of 16 lanes: one vector (qsgd's scale or unit, terngrad's and sign's
+// magnitude) or two (quantize's lo and step). blend_lanes(m, a, b): b where m is set.
+struct LanePair {
+  __m512 lo, scale;
+};
+GOSSIP_AVX512_INLINE inline __m512 blend_lanes(__mmask16 m, __m512 a, __m512 b) {
+  return _mm512_mask_blend_ps(m, a, b);
+}
+GOSSIP_AVX512_INLINE inline LanePair blend_lanes(__mmask16 m, LanePair a, LanePair b) {
+  return {_mm512_mask_blend_ps(m, a.lo, b.lo), _mm512_mask_blend_ps(m, a.scale, b.scale)};
+}
+
+// Calls full(g, c0, c1) for every group g of [g0, g1) with all 32 elements inside d, where c0 and
+// c1 hold, lane by lane, make(bucket) of the bucket of each of the group's two halves' 16
+// elements: a broadcast inside one bucket, blended where a boundary falls inside the half (small
+// buckets, tensor ends). make runs once per bucket. part(g) (the functor) takes the last, partial
+// group.
+template <class Make, class Full, class Part>
 GOSSIP_AVX512_INLINE inline void for_groups(const LayoutView& layout, std::uint64_t d,
-                                            std::uint64_t g0, std::uint64_t g1, Full full,
-                                            Part part) {
-  BucketCursor cur;  // end = 0: the first group seeks
+                                            std::uint64_t g0, std::uint64_t g1, Make make,
+                                            Full full, Part part) {
+  using Consts = decltype(make(std::uint64_t{0}));
+  BucketCursor cur;  // end = 0: the first half seeks
+  std::uint64_t last = ~0ull;
+  Consts cached{};
+  auto of = [&](std::uint64_t b) GOSSIP_AVX512_INLINE {
+    if (b != last) {
+      cached = make(b);
+      last = b;
+    }
+    return cached;
+  };
+  auto half = [&](std::uint64_t i) GOSSIP_AVX512_INLINE {
+    if (i >= cur.end) cur.seek(layout, i);
+    Consts c = of(cur.bucket);
+    while (cur.end < i + 16) {  // lanes from cur.end - i on are in the next bucket
+      const auto mask = static_cast<__mmask16>(0xffffu << (cur.end - i));
+      cur.seek(layout, cur.end);
+      c = blend_lanes(mask, c, of(cur.bucket));
+    }
+    return c;
+  };
   for (std::uint64_t g = g0; g < g1; ++g) {
     const std::uint64_t i0 = g * kGroup;
-    if (i0 >= cur.end) cur.seek(layout, i0);
-    if (i0 + kGroup <= d && i0 + kGroup <= cur.end)
-      full(g, cur.bucket);
-    else
+    if (i0 + kGroup > d) {
       part(g);
+      continue;
+    }
+    const Consts c0 = half(i0);
+    const Consts c1 = half(i0 + 16);
+    full(g, c0, c1);
   }
 }
 
@@ -207,17 +245,13 @@ GOSSIP_AVX512 void groups(const QsgdEncode<F>& f, std::uint64_t g0, std::uint64_
                           const std::uint32_t* r) {
   const BucketedArgs& a = f.a;
   const __m512 s = _mm512_set1_ps(static_cast<float>(a.param));
-  std::uint64_t last = ~0ull;
-  __m512 scale = _mm512_setzero_ps();
   for_groups(
       a.layout, a.d, g0, g1,
-      [&](std::uint64_t g, std::uint64_t b) GOSSIP_AVX512_INLINE {
-        if (b != last) {
-          scale = _mm512_set1_ps(qsgd_encode_scale(a, b));
-          last = b;
-        }
+      [&](std::uint64_t b) GOSSIP_AVX512_INLINE { return _mm512_set1_ps(qsgd_encode_scale(a, b)); },
+      [&](std::uint64_t g, __m512 scale0, __m512 scale1) GOSSIP_AVX512_INLINE {
         GroupStream<F> st;
         for (int h = 0; h < 2; ++h) {
+          const __m512 scale = h == 0 ? scale0 : scale1;
           const __m512 x = _mm512_loadu_ps(f.x + g * kGroup + 16 * h);
           const __m512 av = _mm512_min_ps(_mm512_mul_ps(fabs16(x), scale), s);
           const __m512 l = trunc16(av);
@@ -241,21 +275,18 @@ GOSSIP_AVX512 void groups(const QuantizeEncode<F>& f, std::uint64_t g0, std::uin
   const bool nearest = a.flag;
   const __m512 top = _mm512_set1_ps(static_cast<float>(a.param));
   const __m512 big = _mm512_set1_ps(8388608.0f);
-  std::uint64_t last = ~0ull;
-  __m512 lo = _mm512_setzero_ps(), inv = _mm512_setzero_ps();
   for_groups(
       a.layout, a.d, g0, g1,
-      [&](std::uint64_t g, std::uint64_t b) GOSSIP_AVX512_INLINE {
-        if (b != last) {
-          const QuantConsts c = quantize_encode_consts(a, b);
-          lo = _mm512_set1_ps(c.lo);
-          inv = _mm512_set1_ps(c.inv_or_step);
-          last = b;
-        }
+      [&](std::uint64_t b) GOSSIP_AVX512_INLINE {
+        const QuantConsts c = quantize_encode_consts(a, b);
+        return LanePair{_mm512_set1_ps(c.lo), _mm512_set1_ps(c.inv_or_step)};
+      },
+      [&](std::uint64_t g, LanePair c0, LanePair c1) GOSSIP_AVX512_INLINE {
         GroupStream<F> st;
         for (int h = 0; h < 2; ++h) {
+          const LanePair c = h == 0 ? c0 : c1;
           const __m512 x = _mm512_loadu_ps(f.x + g * kGroup + 16 * h);
-          __m512 t = _mm512_mul_ps(_mm512_sub_ps(x, lo), inv);
+          __m512 t = _mm512_mul_ps(_mm512_sub_ps(x, c.lo), c.scale);
           t = _mm512_max_ps(t, _mm512_setzero_ps());  // t > 0 ? t : 0 (NaN -> 0)
           t = _mm512_min_ps(t, top);                  // t < top ? t : top
           __m512i q;
@@ -278,20 +309,17 @@ GOSSIP_AVX512 void groups(const QuantizeEncode<F>& f, std::uint64_t g0, std::uin
 GOSSIP_AVX512 inline void groups(const TerngradEncode& f, std::uint64_t g0, std::uint64_t g1,
                                  const std::uint32_t* r) {
   const BucketedArgs& a = f.a;
-  std::uint64_t last = ~0ull;
-  __m512 inv = _mm512_setzero_ps();
   for_groups(
       a.layout, a.d, g0, g1,
-      [&](std::uint64_t g, std::uint64_t b) GOSSIP_AVX512_INLINE {
-        if (b != last) {
-          inv = _mm512_set1_ps(terngrad_encode_inv(a, b));
-          last = b;
-        }
+      [&](std::uint64_t b)
+          GOSSIP_AVX512_INLINE { return _mm512_set1_ps(terngrad_encode_inv(a, b)); },
+      [&](std::uint64_t g, __m512 inv0, __m512 inv1) GOSSIP_AVX512_INLINE {
         GroupStream<2> st;
         for (int h = 0; h < 2; ++h) {
           const __m512 x = _mm512_loadu_ps(f.x + g * kGroup + 16 * h);
           const __m512 u = uniform16(r + (g - g0) * kGroup + 16 * h);
-          const __mmask16 keep = _mm512_cmp_ps_mask(u, _mm512_mul_ps(fabs16(x), inv), _CMP_LT_OQ);
+          const __mmask16 keep =
+              _mm512_cmp_ps_mask(u, _mm512_mul_ps(fabs16(x), h == 0 ? inv0 : inv1), _CMP_LT_OQ);
           const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
           const __m512i c = _mm512_or_si512(_mm512_maskz_mov_epi32(keep, _mm512_set1_epi32(1)),
                                             _mm512_maskz_mov_epi32(neg, _mm512_set1_epi32(2)));
@@ -398,24 +426,19 @@ GOSSIP_AVX512 void groups(const IdentityDecode<kMode>& f, std::uint64_t g0, std:
       [&](std::uint64_t g) { f(g); });
 }
 
-// Bucketed decoders: per-bucket constant c, then value(c, codes) for 16 codes at a time.
+// Bucketed decoders: per-lane constants c, then value(c, codes) for 16 codes at a time.
 template <int F, DecodeMode kMode, class Fn, class Consts, class Value>
 GOSSIP_AVX512_INLINE inline void bucketed_decode(const Fn& f, std::uint64_t g0, std::uint64_t g1,
                                                  Consts consts, Value value) {
   const BucketedArgs& a = f.a;
-  std::uint64_t last = ~0ull;
-  decltype(consts(0)) c{};
+  using C = decltype(consts(std::uint64_t{0}));
   for_groups(
-      a.layout, a.d, g0, g1,
-      [&](std::uint64_t g, std::uint64_t b) GOSSIP_AVX512_INLINE {
-        if (b != last) {
-          c = consts(b);
-          last = b;
-        }
+      a.layout, a.d, g0, g1, consts,
+      [&](std::uint64_t g, C c0, C c1) GOSSIP_AVX512_INLINE {
         GroupStream<F> st;
         load_group(st, f.stream, g);
-        for (int h = 0; h < 2; ++h)
-          emit16<kMode>(f.y + g * kGroup + 16 * h, f.w, value(c, unpack16<F>(st)));
+        emit16<kMode>(f.y + g * kGroup, f.w, value(c0, unpack16<F>(st)));
+        emit16<kMode>(f.y + g * kGroup + 16, f.w, value(c1, unpack16<F>(st)));
       },
       [&](std::uint64_t g) { f(g); });
 }
@@ -436,17 +459,14 @@ GOSSIP_AVX512 void groups(const QsgdDecode<F, kMode>& f, std::uint64_t g0, std::
 
 template <int F, DecodeMode kMode>
 GOSSIP_AVX512 void groups(const QuantizeDecode<F, kMode>& f, std::uint64_t g0, std::uint64_t g1) {
-  struct C {
-    __m512 lo, step;
-  };
   bucketed_decode<F, kMode>(
       f, g0, g1,
       [&](std::uint64_t b) GOSSIP_AVX512_INLINE {
         const QuantConsts c = quantize_decode_consts(f.a, b);
-        return C{_mm512_set1_ps(c.lo), _mm512_set1_ps(c.inv_or_step)};
+        return LanePair{_mm512_set1_ps(c.lo), _mm512_set1_ps(c.inv_or_step)};
       },
-      [](C c, __m512i q) GOSSIP_AVX512_INLINE {
-        return _mm512_add_ps(c.lo, _mm512_mul_ps(_mm512_cvtepi32_ps(q), c.step));
+      [](LanePair c, __m512i q) GOSSIP_AVX512_INLINE {
+        return _mm512_add_ps(c.lo, _mm512_mul_ps(_mm512_cvtepi32_ps(q), c.scale));
       });
 }
 
