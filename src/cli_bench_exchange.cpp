@@ -80,6 +80,13 @@ void reset_peak() {
   f << "5";
 }
 
+// Bytes of `key` (VmHWM, VmRSS) above `base`, 0 when below it (the process may have shrunk
+// since `base` was read: an unsigned difference would wrap to 2^64).
+double growth_over(const std::string& key, std::uint64_t base) {
+  const std::uint64_t now = proc_status_bytes(key);
+  return now > base ? static_cast<double>(now - base) : 0.0;
+}
+
 // Gives freed model buffers back to the kernel so the next baseline RSS is honest.
 std::uint64_t settled_rss() {
   malloc_trim(0);
@@ -216,8 +223,8 @@ int run_peer(const PeerArgs& a) {
       fill(x, a.rank);
       if (std::getenv("GOSSIP_BENCH_DEBUG")) {
         fmt::print(stderr, "rank {} allocated: rss {:.2f} hwm {:.2f} model sizes\n", a.rank,
-                   static_cast<double>(proc_status_bytes("VmRSS") - base) / model_bytes,
-                   static_cast<double>(proc_status_bytes("VmHWM") - base) / model_bytes);
+                   growth_over("VmRSS", base) / model_bytes,
+                   growth_over("VmHWM", base) / model_bytes);
       }
 
       // 1. Full gossip rounds, memory-lean path: encode, exchange_each paced one message at a
@@ -243,14 +250,14 @@ int run_peer(const PeerArgs& a) {
         const auto t1 = Clock::now();
         if (std::getenv("GOSSIP_BENCH_DEBUG")) {
           fmt::print(stderr, "rank {} round {}: rss {:.2f} hwm {:.2f} model sizes\n", a.rank, i,
-                     static_cast<double>(proc_status_bytes("VmRSS") - base) / model_bytes,
-                     static_cast<double>(proc_status_bytes("VmHWM") - base) / model_bytes);
+                     growth_over("VmRSS", base) / model_bytes,
+                     growth_over("VmHWM", base) / model_bytes);
         }
         if (i == 0) continue;  // warm-up: connections, page faults
         gossip_t.push_back(seconds(t0, t1));
         codec_t.push_back(decode_s);
       }
-      const double peak_gossip = static_cast<double>(proc_status_bytes("VmHWM") - base);
+      const double peak_gossip = growth_over("VmHWM", base);
       barrier();
 
       // 2. The transport alone, exchange() of the encoded message (eager, every view at once),
@@ -297,7 +304,7 @@ int run_peer(const PeerArgs& a) {
       reset_peak();
       exchange_round();
       exchange_round();  // the second warm-up round sees neighbours already one round ahead
-      const double peak_all = static_cast<double>(proc_status_bytes("VmHWM") - base);
+      const double peak_all = growth_over("VmHWM", base);
       barrier();
       raw_round();
       std::vector<double> ex_t, raw_t;

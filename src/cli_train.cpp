@@ -13,6 +13,7 @@
 #include <latch>
 #include <limits>
 #include <mutex>
+#include <new>
 #include <thread>
 
 #include <fmt/format.h>
@@ -199,6 +200,7 @@ int run_simulate(const TrainArgs& a) {
   // out later, and the first error is the one to report.
   std::vector<std::string> errors(static_cast<std::size_t>(n));
   std::vector<int> error_order(static_cast<std::size_t>(n), std::numeric_limits<int>::max());
+  std::vector<char> out_of_memory(static_cast<std::size_t>(n), 0);
   std::atomic<int> errors_seen{0};
   // Every peer builds its trainer (and loads its checkpoint) before any trains: one that fails
   // there stops them all at once instead of leaving its neighbours to time out.
@@ -245,6 +247,8 @@ int run_simulate(const TrainArgs& a) {
         summaries[static_cast<std::size_t>(r)] = s;
       } catch (const std::exception& e) {
         errors[static_cast<std::size_t>(r)] = e.what();
+        out_of_memory[static_cast<std::size_t>(r)] =
+            dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
         error_order[static_cast<std::size_t>(r)] = errors_seen++;
         if (!arrived) {
           build_failed = true;
@@ -257,6 +261,7 @@ int run_simulate(const TrainArgs& a) {
   if (errors_seen > 0) {
     const auto first = static_cast<int>(std::min_element(error_order.begin(), error_order.end()) -
                                         error_order.begin());
+    if (out_of_memory[static_cast<std::size_t>(first)]) throw std::bad_alloc();  // main says it
     throw std::runtime_error(
         fmt::format("peer {}: {}", first, errors[static_cast<std::size_t>(first)]));
   }
@@ -324,8 +329,10 @@ int run_peer(const TrainArgs& a) {
     throw std::invalid_argument(
         fmt::format("rank {} is out of range: {} has ranks 0..{}", rank, c.topology, n - 1));
   runtime::check_device(c);  // before loading data: a missing GPU is an early, clear error
-  // Under launch the threads are chosen already (OMP_NUM_THREADS in the environment).
-  const int here = peers_on_host_of(topo, rank);
+  // Under launch the threads are chosen already (OMP_NUM_THREADS in the environment). A process
+  // confined to some of the cores (srun --cpu-bind, taskset) has its share already.
+  const int here =
+      runtime::usable_cores() < runtime::online_cores() ? 1 : peers_on_host_of(topo, rank);
   if (const auto threads = runtime::threads_per_peer(here)) {
     runtime::use_threads(*threads);
     fmt::print(stderr, "peer {}: {}\n", rank, runtime::describe_threads(here, threads));

@@ -84,7 +84,7 @@ struct RunConfig {
 // or the override that set it.
 RunConfig parse_run_config(const std::string& text, const std::string& name,
                            const std::vector<std::string>& overrides = {});
-// The same from a file: a directory, a file that is not regular or one over 1 MiB is refused.
+// The same from a file (or a pipe): a directory, or more than 1 MiB, is refused.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
 // Applies one "section.key=value" override; value is TOML (strings may omit quotes). Throws
 // ConfigError and leaves `config` unchanged when the key or the value is refused.

@@ -11,6 +11,8 @@ namespace gossip::runtime {
 
 // The cores this process may run on (its CPU affinity mask), at least 1.
 int usable_cores();
+// The cores of the machine that are online, at least 1.
+int online_cores();
 
 // Threads for each of `peers` peers sharing this machine's cores: cores / peers, at least 1;
 // nullopt when the user chose (OMP_NUM_THREADS or OPENBLAS_NUM_THREADS is set), so that nothing

@@ -141,12 +141,11 @@ class Parser {
       if (*spec.weights == Scheme::explicit_weights)
         fail(*w, "a generator cannot have explicit weights; list the edges instead");
     }
-    // Keys the kind ignores are mistakes (a torus with p = 0.1 is not a random graph).
-    const bool random_kind = spec.kind == Kind::erdos_renyi || spec.kind == Kind::random_regular;
+    // Keys the kind ignores are mistakes (a torus with p = 0.1 is not a random graph); a seed is
+    // harmless anywhere.
     for (auto [key, used, users] :
          {std::tuple{"p", spec.kind == Kind::erdos_renyi, "erdos-renyi"},
-          std::tuple{"degree", spec.kind == Kind::random_regular, "random-regular"},
-          std::tuple{"seed", random_kind, "erdos-renyi and random-regular"}})
+          std::tuple{"degree", spec.kind == Kind::random_regular, "random-regular"}})
       if (const auto* n = g.get(key); n && !used)
         fail(*n, fmt::format("kind \"{}\" does not use '{}' (a key of {})", kind_name(spec.kind),
                              key, users));

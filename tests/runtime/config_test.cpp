@@ -1,11 +1,13 @@
 // Run configs: every key parses, overrides apply, and mistakes are errors naming file and line.
 
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include <fmt/format.h>
@@ -123,12 +125,21 @@ TEST_CASE("a directory, a device file or a huge file is not read as a run config
   CHECK_THROWS_WITH_AS(load_run_config("/tmp"), doctest::Contains("/tmp: is a directory"),
                        ConfigError);
   CHECK_THROWS_WITH_AS(load_run_config("/dev/zero"),
-                       doctest::Contains("/dev/zero: not a regular file"), ConfigError);
+                       doctest::Contains("/dev/zero: more than 1048576 bytes"), ConfigError);
   const auto big = std::filesystem::temp_directory_path() /
                    ("gossip_big_" + std::to_string(::getpid()) + ".toml");
   std::ofstream(big) << std::string((1 << 20) + 1, '#');
   CHECK_THROWS_WITH_AS(load_run_config(big.string()),
                        doctest::Contains("a run config may have at most 1048576"), ConfigError);
+  // A pipe (--config <(...)) is read like a file.
+  const auto fifo =
+      std::filesystem::temp_directory_path() / ("gossip_fifo_" + std::to_string(::getpid()));
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  std::thread writer([&] { std::ofstream(fifo) << kBase; });
+  const auto piped = load_run_config(fifo.string());
+  writer.join();
+  std::filesystem::remove(fifo);
+  CHECK(piped.topology == "ring:4");
   std::filesystem::remove(big);
 }
 

@@ -224,7 +224,6 @@ TEST_CASE("integers are range-checked before they are narrowed, at their line") 
 TEST_CASE("[generator] refuses keys its kind does not use") {
   expect_error("[generator]\nkind = \"torus\"\nsizes = [4, 4]\np = 0.1\n", 4,
                "kind \"torus\" does not use 'p' (a key of erdos-renyi)");
-  expect_error("[generator]\nkind = \"ring\"\nsizes = [8]\nseed = 3\n", 4, "does not use 'seed'");
   expect_error("[generator]\nkind = \"erdos-renyi\"\nsizes = [8]\np = 0.5\ndegree = 3\n", 5,
                "does not use 'degree'");
 }
