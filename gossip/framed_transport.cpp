@@ -1,7 +1,6 @@
 #include "gossip/framed_transport.hpp"
 
 #include <algorithm>
-#include <climits>
 #include <cstring>
 #include <stdexcept>
 #include <utility>
@@ -117,21 +116,17 @@ void FramedTransport::check_ahead(FrameKind kind, std::uint64_t round, std::uint
 }
 
 void FramedTransport::enter_round(std::uint64_t round) {
-  if (latest_round_ && round <= *latest_round_) return;
+  const bool first = !latest_round_;
+  if (!first && round <= *latest_round_) return;
   latest_round_ = round;
-  // Keys sort by kind, then round: the first key past the limit of its kind is the one to name.
-  for (FrameKind kind : {FrameKind::exchange, FrameKind::ring}) {
-    const std::uint64_t limit = rounds_ahead(kind);
-    if (round > UINT64_MAX - limit - 1) continue;
-    auto it = pending_.lower_bound(Key{kind, round + limit + 1, 0u, INT_MIN});
-    if (it != pending_.end() && std::get<0>(it->first) == kind) {
-      const auto& [k, r, step, from] = it->first;
-      check_ahead(k, r, step, from);
-    }
+  // Later frames are checked as they arrive (accept), and latest_round_ only grows, so what
+  // passed then still passes: only the frames kept before the first call need a look.
+  if (!first) return;
+  for (const auto& entry : pending_) {
+    const auto& [kind, r, step, from] = entry.first;
+    check_ahead(kind, r, step, from);
   }
-  if (!credits_.empty()) {
-    check_ahead(FrameKind::credit, credits_.rbegin()->first, 0, credits_.rbegin()->second);
-  }
+  for (const auto& [r, from] : credits_) check_ahead(FrameKind::credit, r, 0, from);
 }
 
 void FramedTransport::start() {

@@ -127,8 +127,8 @@ class FramedTransport : public Transport {
   std::uint64_t rounds_ahead(FrameKind kind) const;
   // Fails unless `round` is within rounds_ahead(kind) of latest_round_ (when known).
   void check_ahead(FrameKind kind, std::uint64_t round, std::uint32_t step, int from);
-  // Start of an exchange or ring call of `round`: raises latest_round_ and checks the frames and
-  // credits kept so far (those of the handshake arrived before any round was known).
+  // Start of an exchange or ring call of `round`: raises latest_round_; the first call checks
+  // the frames and credits kept during the handshake, before any round was known.
   void enter_round(std::uint64_t round);
 
   int rank_;

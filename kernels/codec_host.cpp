@@ -429,12 +429,12 @@ class HostCodec final : public Codec, private CodecPlan {
                      std::span<std::byte> wire) const override {
     const std::uint64_t d = x.size();
     const LayoutData& lay = layout_reused(d);
-    check_encode(lay, d, wire.size());
+    const std::uint64_t payload_max = check_encode(lay, d, wire.size());
     std::byte* payload = wire.data() + kHeaderSize;
     // The header first (the checksum covers it, with its checksum field zeroed): encoders that
     // checksum as they go need it. threshold learns its payload length only at the end.
     WireHeader h = header_for(d);
-    h.payload_bytes = fixed_wire_size() ? payload_size(lay, d) : 0;
+    h.payload_bytes = fixed_wire_size() ? payload_max : 0;
     h.peer = key.peer;
     h.round = key.round;
     store_header(h, wire.first<kHeaderSize>());

@@ -148,8 +148,10 @@ class CodecPlan {
 
   // What every encoder checks before it writes: the wire buffer (wire_bytes) holds the message,
   // the sparse codecs' u32 indices reach every element, and the element noise's 32-bit Philox
-  // block counter (four elements a block) does not wrap. Throws std::invalid_argument.
-  void check_encode(const LayoutData& lay, std::uint64_t d, std::uint64_t wire_bytes) const {
+  // block counter (four elements a block) does not wrap. Throws std::invalid_argument; returns
+  // payload_size(lay, d).
+  std::uint64_t check_encode(const LayoutData& lay, std::uint64_t d,
+                             std::uint64_t wire_bytes) const {
     // The limits on d first: the capacity below is computed from d and must not wrap.
     if (d > (std::uint64_t{1} << 40))
       throw std::invalid_argument("encode: " + std::to_string(d) + " elements; at most 2^40");
@@ -162,11 +164,13 @@ class CodecPlan {
       throw std::invalid_argument(
           "encode: " + canonical() +
           " draws its noise from a 32-bit block counter; d must be <= 2^34");
-    const std::uint64_t cap = kHeaderSize + payload_size(lay, d);
-    if (wire_bytes < cap)
+    const std::uint64_t payload = payload_size(lay, d);
+    if (wire_bytes < kHeaderSize + payload)
       throw std::invalid_argument("encode: wire buffer holds " + std::to_string(wire_bytes) +
-                                  " bytes, " + canonical() + " needs " + std::to_string(cap) +
-                                  " for " + std::to_string(d) + " elements");
+                                  " bytes, " + canonical() + " needs " +
+                                  std::to_string(kHeaderSize + payload) + " for " +
+                                  std::to_string(d) + " elements");
+    return payload;
   }
 
   WireHeader header_for(std::uint64_t d) const {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <fstream>
 #include <iostream>
+#include <limits>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -133,8 +134,8 @@ void add_topo_commands(CLI::App& app) {
     std::vector<std::string> sizes;
     std::string weights, endpoint, output;
     std::uint64_t seed = 1;
-    double p = -1.0;
-    int degree = -1;
+    double p = 0.0;  // p, degree and seed go into the spec only when given
+    int degree = 0;
   };
   auto gen = std::make_shared<GenerateArgs>();
   auto* g = topo_cmd->add_subcommand(
@@ -167,7 +168,6 @@ void add_topo_commands(CLI::App& app) {
     if (degree_opt->count() > 0) spec_text += fmt::format(",d={}", gen->degree);
     if (seed_opt->count() > 0) spec_text += fmt::format(",seed={}", gen->seed);
     auto spec = topo::parse_spec(spec_text);
-    spec.seed = gen->seed;
     spec.endpoint = gen->endpoint;
     if (!gen->weights.empty()) spec.weights = topo::parse_scheme(gen->weights);
     const auto t = topo::make_topology(spec);
@@ -200,11 +200,9 @@ void add_topo_commands(CLI::App& app) {
   i->add_flag("--eigenvalues", ins->eigenvalues, "Print every eigenvalue in the table");
   i->add_option("--dense-limit", ins->dense_limit,
                 "Largest n for the dense eigensolver; above it Lanczos gives lambda_2 and lambda_n")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   i->callback([ins] {
-    if (ins->dense_limit < 0)
-      throw std::invalid_argument(
-          fmt::format("--dense-limit must be 0 or more (peers), got {}", ins->dense_limit));
     const auto t = topo::load_topology_or_spec(ins->target);
     if (ins->matrix) check_matrix_size(t);
     topo::InspectOptions opt;

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <csignal>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <latch>
@@ -196,12 +197,11 @@ int run_simulate(const TrainArgs& a) {
   install_stop_handlers();
 
   std::vector<runtime::PeerSummary> summaries(static_cast<std::size_t>(n));
-  // Each peer's error and when it came (0 first): a peer that fails makes its neighbours time
-  // out later, and the first error is the one to report.
-  std::vector<std::string> errors(static_cast<std::size_t>(n));
-  std::vector<int> error_order(static_cast<std::size_t>(n), std::numeric_limits<int>::max());
-  std::vector<char> out_of_memory(static_cast<std::size_t>(n), 0);
-  std::atomic<int> errors_seen{0};
+  // The first peer to fail and its exception: a peer that fails makes its neighbours time out
+  // later, so the first error is the one to report.
+  std::mutex error_mu;
+  int failed_rank = -1;
+  std::exception_ptr first_error;
   // Every peer builds its trainer (and loads its checkpoint) before any trains: one that fails
   // there stops them all at once instead of leaving its neighbours to time out.
   std::latch built(n);
@@ -245,11 +245,14 @@ int run_simulate(const TrainArgs& a) {
           }
         }
         summaries[static_cast<std::size_t>(r)] = s;
-      } catch (const std::exception& e) {
-        errors[static_cast<std::size_t>(r)] = e.what();
-        out_of_memory[static_cast<std::size_t>(r)] =
-            dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
-        error_order[static_cast<std::size_t>(r)] = errors_seen++;
+      } catch (const std::exception&) {
+        {
+          const std::lock_guard<std::mutex> lock(error_mu);
+          if (!first_error) {
+            failed_rank = r;
+            first_error = std::current_exception();
+          }
+        }
         if (!arrived) {
           build_failed = true;
           built.arrive_and_wait();
@@ -258,12 +261,14 @@ int run_simulate(const TrainArgs& a) {
     });
   }
   for (auto& t : peer_threads) t.join();
-  if (errors_seen > 0) {
-    const auto first = static_cast<int>(std::min_element(error_order.begin(), error_order.end()) -
-                                        error_order.begin());
-    if (out_of_memory[static_cast<std::size_t>(first)]) throw std::bad_alloc();  // main says it
-    throw std::runtime_error(
-        fmt::format("peer {}: {}", first, errors[static_cast<std::size_t>(first)]));
+  if (first_error) {
+    try {
+      std::rethrow_exception(first_error);
+    } catch (const std::bad_alloc&) {
+      throw;  // main says it in words
+    } catch (const std::exception& e) {
+      throw std::runtime_error(fmt::format("peer {}: {}", failed_rank, e.what()));
+    }
   }
   for (const auto& s : summaries)
     if (s.diverged_at) return report_divergence(c, s);

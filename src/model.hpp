@@ -7,9 +7,9 @@
 // layout from the same init:
 // - `Mlp` (here): CBLAS sgemm (OpenBLAS) on the host; parameters and gradients are host spans;
 // - the CUDA model (src/model_cuda.cpp, made by make_cuda_mlp): cuBLAS sgemm and small kernels on
-//   one GPU; parameters and gradients may be host or device spans (the trainer passes device
-//   ones, where the algorithm keeps its state on the same GPU); per call it copies the parameters
-//   in and the gradient out.
+//   one GPU; parameters and gradients may be host or device spans. Spans in its GPU's memory (the
+//   trainer's, where the algorithm keeps its state on the same GPU) are used in place; others are
+//   copied in and out.
 
 #include <cstdint>
 #include <memory>

@@ -381,7 +381,6 @@ double PeerTrainer::wall_seconds() const {
 
 PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
   segment_start_ = std::chrono::steady_clock::now();
-  auto wall = [this] { return wall_seconds(); };
   fs::create_directories(config_.output_dir());
   const auto metrics_path = fs::path(config_.output_dir()) / fmt::format("metrics-{}.jsonl", rank_);
   std::ofstream metrics(metrics_path, algo_->round() > 0 ? std::ios::app : std::ios::trunc);
@@ -439,9 +438,9 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
     if (done % static_cast<std::uint64_t>(config_.log_every) == 0 || done == total_rounds_ ||
         eval) {
       s.train_loss = window_loss / static_cast<double>(window);
-      log_line(metrics, s.train_loss, eval, wall());
+      log_line(metrics, s.train_loss, eval, wall_seconds());
       if (hooks.progress) {
-        const double w = wall();
+        const double w = wall_seconds();
         fmt::print(stderr,
                    "epoch {:6.2f}/{:g}  round {:>6}/{}  loss {:.4f}{}  sent {:8.2f} MB  {:6.1f} "
                    "rounds/s\n",
@@ -456,7 +455,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
     }
   }
   s.rounds = algo_->round();
-  s.wall_seconds = wall();
+  s.wall_seconds = wall_seconds();
   wall_before_ = s.wall_seconds;
   segment_start_.reset();
   s.test = model_->evaluate(algo_->params(), data_.test);

@@ -7,7 +7,6 @@
 #include <numeric>
 #include <random>
 #include <stdexcept>
-#include <tuple>
 
 #include <fmt/format.h>
 
@@ -168,6 +167,12 @@ Graph connected_draw(const GeneratorSpec& spec, Draw draw) {
 }
 }  // namespace
 
+std::optional<Kind> kind_of_key(std::string_view key) {
+  if (key == "p") return Kind::erdos_renyi;
+  if (key == "d" || key == "degree") return Kind::random_regular;
+  return std::nullopt;
+}
+
 std::string_view kind_name(Kind k) {
   for (auto [v, name] : kKinds)
     if (v == k) return name;
@@ -273,14 +278,11 @@ GeneratorSpec parse_spec(std::string_view text) {
                        text));
     }
   }
-  // A key the kind ignores is a mistake (ring:8,p=0.1 is not a random graph): say so. A seed
-  // is harmless anywhere (a script may pass one to every kind it sweeps).
-  for (auto [given, key, used, users] :
-       {std::tuple{have_p, "p", spec.kind == Kind::erdos_renyi, "erdos-renyi"},
-        std::tuple{have_d, "d", spec.kind == Kind::random_regular, "random-regular"}})
-    if (given && !used)
+  // A seed is harmless anywhere (a script may pass one to every kind it sweeps); p and d not.
+  for (auto [given, key] : {std::pair{have_p, "p"}, std::pair{have_d, "d"}})
+    if (const auto owner = kind_of_key(key); given && *owner != spec.kind)
       fail(fmt::format("{} does not use the key '{}' (a key of {}) in spec '{}'",
-                       kind_name(spec.kind), key, users, text));
+                       kind_name(spec.kind), key, kind_name(*owner), text));
   if (spec.kind == Kind::erdos_renyi && !have_p)
     fail("erdos-renyi needs p, e.g. erdos-renyi:64,p=0.1");
   if (spec.kind == Kind::random_regular && !have_d)

@@ -3,6 +3,7 @@
 // "random-regular:256,d=4,seed=7").
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,10 @@ enum class Kind {
 
 std::string_view kind_name(Kind k);
 Kind parse_kind(std::string_view name);  // throws std::invalid_argument listing the known kinds
+// The one kind a kind-specific key belongs to ("p": erdos-renyi; "d" or "degree":
+// random-regular), nullopt for keys every kind takes. A key on another kind is a mistake
+// (ring:8,p=0.1 is not a random graph); specs and [generator] tables both refuse it.
+std::optional<Kind> kind_of_key(std::string_view key);
 
 // Everything needed to build a topology from a generator.
 struct GeneratorSpec {

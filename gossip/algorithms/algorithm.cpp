@@ -537,11 +537,7 @@ void GossipAlgorithm::exchange_accumulate(float scale, std::span<float> y) {
   transport_.exchange_each(
       round_, codec_->message(), [&](std::size_t k, std::span<const std::byte> message) {
         const auto start = Clock::now();
-        try {
-          codec_->decode_accumulate(message, scale * weights_[k], y);
-        } catch (const kernels::WireError& e) {
-          neighbor_message_error(k, e);
-        }
+        decode_from(k, [&] { codec_->decode_accumulate(message, scale * weights_[k], y); });
         decode_s += std::chrono::duration<double>(Clock::now() - start).count();
       });
   const double total = seconds_since(mark);
@@ -556,11 +552,7 @@ void GossipAlgorithm::exchange_decode_each(std::span<float> scratch, NeighborFn 
   transport_.exchange_each(round_, codec_->message(),
                            [&](std::size_t k, std::span<const std::byte> message) {
                              const auto start = Clock::now();
-                             try {
-                               codec_->decode(message, scratch);
-                             } catch (const kernels::WireError& e) {
-                               neighbor_message_error(k, e);
-                             }
+                             decode_from(k, [&] { codec_->decode(message, scratch); });
                              const auto decoded = Clock::now();
                              use(k, weights_[k], scratch);
                              decode_s += std::chrono::duration<double>(decoded - start).count();
@@ -588,16 +580,12 @@ void GossipAlgorithm::accumulate_neighbors(const std::vector<std::span<const std
                                            float scale, std::span<float> y) {
   Clock::time_point mark = Clock::now();
   for (std::size_t k = 0; k < messages.size(); ++k) {
-    try {
-      codec_->decode_accumulate(messages[k], scale * weights_[k], y);
-    } catch (const kernels::WireError& e) {
-      neighbor_message_error(k, e);
-    }
+    decode_from(k, [&] { codec_->decode_accumulate(messages[k], scale * weights_[k], y); });
   }
   last_.decode_s += seconds_since(mark);
 }
 
-void GossipAlgorithm::neighbor_message_error(std::size_t k, const std::exception& e) const {
+void GossipAlgorithm::neighbor_message_error(std::size_t k, const kernels::WireError& e) const {
   const int peer = transport_.neighbors()[k];
   throw kernels::WireError(fmt::format("rank {}: round {}: message from {}: {}", rank_, round_,
                                        transport_.peer_name(peer), e.what()));

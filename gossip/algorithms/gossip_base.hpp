@@ -4,13 +4,13 @@
 // include gossip/algorithms/algorithm.hpp.
 
 #include <cstddef>
-#include <exception>
 #include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
 
 #include "gossip/algorithms/algorithm.hpp"
+#include "kernels/codec.hpp"
 
 namespace gossip::algorithms::detail {
 
@@ -43,10 +43,18 @@ class GossipAlgorithm : public Algorithm {
   void exchange_decode_each(std::span<float> scratch, NeighborFn use);
   // y = C(own message). Timed as decode.
   void decode_own(std::span<float> y);
-  // A codec error in neighbour k's message (kernels::WireError from decode or decode_accumulate)
-  // rethrown as a WireError that names this rank, the round and the peer (with its endpoint
-  // where the transport knows it): "rank 0: round 3: message from peer 1 (…): <reason>".
-  [[noreturn]] void neighbor_message_error(std::size_t k, const std::exception& e) const;
+  // Runs decode() on neighbour k's message; a codec error (kernels::WireError) is rethrown as a
+  // WireError that names this rank, the round and the peer (with its endpoint where the
+  // transport knows it): "rank 0: round 3: message from peer 1 (…): <reason>".
+  template <class Decode>
+  void decode_from(std::size_t k, Decode&& decode) const {
+    try {
+      decode();
+    } catch (const kernels::WireError& e) {
+      neighbor_message_error(k, e);
+    }
+  }
+  [[noreturn]] void neighbor_message_error(std::size_t k, const kernels::WireError& e) const;
 
   float self_weight() const { return self_weight_; }
   // The codec sends fp32 unchanged (spec "identity", however the config spelled it).

@@ -782,10 +782,9 @@ struct DeviceCodec::Impl {
     const CodecParams& p = plan.params();
     std::optional<LayoutData> flat;
     const LayoutData& lay = plan.layout_for(d, flat);
-    plan.check_encode(lay, d, wire_bytes);
+    std::uint64_t bytes = plan.check_encode(lay, d, wire_bytes);
     // Held to the end: kernels launched below read the tables until the final synchronisation.
     const std::shared_ptr<const Tables> tb = tables(lay, d, s);
-    std::uint64_t bytes = plan.payload_size(lay, d);
     std::byte* out = wire + kHeaderSize;
     const bool aligned = aligned4(out);
     switch (p.id) {
