@@ -2,7 +2,7 @@
 // CPU threads per peer. Each peer's BLAS calls (OpenBLAS) and codec loops (OpenMP) start as many
 // threads as the machine has cores; with several peers on one machine (launch, simulate, srun
 // with several tasks per node) those pools oversubscribe the cores and their spinning threads
-// starve each other: 8 peers on 2 cores ran 6 rounds/s instead of 114 (docs/BENCHMARKS.md).
+// starve each other: 8 peers on 2 cores ran 6.0 rounds/s instead of 97.8 (docs/BENCHMARKS.md).
 
 #include <optional>
 #include <string>

@@ -1016,4 +1016,10 @@ void device_synchronize() {
   GOSSIP_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+bool is_device_memory(const void* p) {
+  cudaPointerAttributes a{};
+  GOSSIP_CUDA_CHECK(cudaPointerGetAttributes(&a, p));
+  return a.type == cudaMemoryTypeDevice;
+}
+
 }  // namespace gossip::kernels::cuda

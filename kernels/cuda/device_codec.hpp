@@ -82,5 +82,7 @@ void copy_to_host(void* dst, const void* src, std::size_t bytes);
 // cudaMemcpyAsync device to device on `stream`, then waits for it.
 void copy_device_to_device(void* dst, const void* src, std::size_t bytes, void* stream = nullptr);
 void device_synchronize();
+// True when p is device memory (of any GPU), not host, pinned or managed memory.
+bool is_device_memory(const void* p);
 
 }  // namespace gossip::kernels::cuda

@@ -111,13 +111,17 @@ TEST_CASE("every algorithm's state on the GPU is bit-identical to the host's, ro
     const Snapshots gpu = run(cfg, 0, problem, topo, x0, rounds);
     int mismatches = 0;
     for (std::uint64_t t = 1; t <= rounds; ++t)
-      for (std::size_t i = 0; i < host[t].size(); ++i)
+      for (std::size_t i = 0; i < host[t].size(); ++i) {
+        // The same buffers on both sides, x always among them: an empty snapshot proves nothing.
+        REQUIRE(host[t][i].count("x") == 1);
+        CHECK(gpu[t][i].size() == host[t][i].size());
         for (const auto& [name, values] : host[t][i]) {
           const auto it = gpu[t][i].find(name);
           if (it == gpu[t][i].end() || !same_bits(values, it->second)) {
             if (++mismatches <= 5) MESSAGE("round " << t << " peer " << i << " buffer " << name);
           }
         }
+      }
     CHECK(mismatches == 0);
   }
 }
@@ -146,6 +150,8 @@ TEST_CASE("the gradient callback gets device spans on a GPU and the run matches 
         std::vector<float> hx(problem.d), hg(problem.d);
         auto grad = [&](std::span<const float> x, std::span<float> g) {
           if (!on_gpu) return problem.gradient(r, x, g);
+          CHECK(gossip::kernels::cuda::is_device_memory(x.data()));
+          CHECK(gossip::kernels::cuda::is_device_memory(g.data()));
           gossip::kernels::cuda::copy_to_host(hx.data(), x.data(), x.size_bytes());
           problem.gradient(r, hx, hg);
           gossip::kernels::cuda::copy_to_device(g.data(), hg.data(), g.size_bytes());

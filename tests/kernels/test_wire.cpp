@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -231,4 +232,12 @@ TEST_CASE("encoders refuse what the wire format cannot carry, before writing") {
   CHECK(check("sign", 1000, 64 + 4 + 125 - 1) ==
         "encode: wire buffer holds 192 bytes, sign:bucket=0 needs 193 for 1000 elements");
   CHECK(check("sign", 1000, 64 + 4 + 125) == "(accepted)");
+  // The host encoder makes the check before it writes a byte.
+  const auto x = r::gaussian(1000, 3);
+  std::vector<std::byte> small(64 + 4 + 125 - 1, std::byte{0xa5});
+  CHECK_THROWS_WITH_AS(make_codec("sign")->encode(x, {}, small),
+                       "encode: wire buffer holds 192 bytes, sign:bucket=0 needs 193 for 1000 "
+                       "elements",
+                       std::invalid_argument);
+  CHECK(std::all_of(small.begin(), small.end(), [](std::byte b) { return b == std::byte{0xa5}; }));
 }

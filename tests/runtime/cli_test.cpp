@@ -121,8 +121,9 @@ TEST_CASE("simulate: a damaged checkpoint of one peer is the error reported, str
       s.dir().string() + "\"\n[transport]\ntimeout_s = 5\n");
   REQUIRE(run_cli("simulate --config " + cfg).code == 0);
   const auto ckpts = s.dir() / "checkpoints";
-  // Names that look like checkpoints but overflow any integer: skipped, not an exception.
-  std::ofstream(ckpts / "peer-99999999999-round-8.ckpt") << "x";
+  // Names that look like checkpoints but whose numbers do not fit 64 bits (or name no peer of
+  // this run): skipped, not an exception.
+  std::ofstream(ckpts / "peer-18446744073709551616-round-8.ckpt") << "x";  // 2^64
   std::ofstream(ckpts / "peer-0-round-99999999999999999999999.ckpt") << "x";
   const auto victim = ckpts / "peer-2-round-16.ckpt";
   REQUIRE(std::filesystem::exists(victim));

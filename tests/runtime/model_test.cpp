@@ -252,7 +252,6 @@ TEST_CASE("threads per peer: the usable cores shared out, unless the user chose"
   ::unsetenv("OMP_NUM_THREADS");
   ::unsetenv("OPENBLAS_NUM_THREADS");
   const int cores = usable_cores();
-  CHECK(cores >= 1);
   CHECK(threads_per_peer(1) == cores);
   CHECK(threads_per_peer(cores) == 1);
   CHECK(threads_per_peer(8 * cores) == 1);  // never 0
