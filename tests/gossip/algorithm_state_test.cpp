@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "algorithm_harness.hpp"
+#include "tests/gossip/transport_test_util.hpp"
 
 // Counts heap allocations made on a thread while it is "watching" (the step() under test).
 namespace {
@@ -550,26 +551,15 @@ TEST_CASE("a corrupted message from a neighbour names the rank, the round and th
     std::vector<float> x0(d, 0.25f);
     auto algo = ga::make_algorithm(cfg, transport, topo, x0);
 
-    auto post = [&](gossip::net::FrameKind kind, std::uint64_t round, std::vector<std::byte> body) {
-      gossip::net::FrameHeader h;
-      h.kind = kind;
-      h.sender = 1;
-      h.receiver = 0;
-      h.round = round;
-      h.payload_length = body.size();
-      if (kind != gossip::net::FrameKind::hello)
-        h.session = gossip::net::session_hash(topo.hash(), 0);
-      const auto hb = gossip::net::encode_header(h);
-      hub->post_raw(0, 1, {hb.begin(), hb.end()}, std::move(body));
-    };
-    post(gossip::net::FrameKind::hello, 0,
-         gossip::net::encode_hello({topo.hash(), 0, 2, 1, 0, topo.peers[1].endpoint}));
+    // Rank 1 played by hand: its hello, then two exchange frames.
+    const gossip::net::test::Forger peer{hub, 1, 0, gossip::net::session_hash(topo.hash(), 0)};
+    peer.hello();
     const auto codec = gossip::kernels::make_codec(c.codec);
     std::vector<std::byte> wire(codec->wire_size(d));
     wire.resize(codec->encode(x0, {1, 1, 0}, wire));
-    post(gossip::net::FrameKind::exchange, 0, wire);
+    peer.data(0, wire);
     wire[wire.size() / 2] ^= std::byte{0x10};
-    post(gossip::net::FrameKind::exchange, 1, wire);
+    peer.data(1, wire);
 
     auto grad = [](std::span<const float> x, std::span<float> g) {
       std::copy(x.begin(), x.end(), g.begin());

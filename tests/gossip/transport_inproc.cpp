@@ -18,40 +18,6 @@ Group inproc_group(const std::string& spec) {
   return g;
 }
 
-// Plays rank `from` by hand against a real transport of rank `to`.
-struct Forger {
-  std::shared_ptr<InprocHub> hub;
-  int from;
-  int to;
-  std::uint64_t session;
-
-  void hello(std::uint64_t run_hash = 0) const {
-    const auto& t = hub->topology();
-    auto body = encode_hello({t.hash(), run_hash, static_cast<std::uint32_t>(t.size()),
-                              static_cast<std::uint32_t>(from), 0,
-                              t.peers[static_cast<std::size_t>(from)].endpoint});
-    post(FrameKind::hello, 0, 0, body, 0);
-  }
-  void data(std::uint64_t round, const std::vector<std::byte>& body) const {
-    post(FrameKind::exchange, round, 0, body, session);
-  }
-  void post(FrameKind kind, std::uint64_t round, std::uint32_t step,
-            const std::vector<std::byte>& body, std::uint64_t sess,
-            std::uint32_t stop_in = 0) const {
-    FrameHeader h;
-    h.stop_in = stop_in;
-    h.kind = kind;
-    h.sender = static_cast<std::uint32_t>(from);
-    h.receiver = static_cast<std::uint32_t>(to);
-    h.round = round;
-    h.step = step;
-    h.payload_length = body.size();
-    h.session = sess;
-    const auto hb = encode_header(h);
-    hub->post_raw(to, from, {hb.begin(), hb.end()}, body);
-  }
-};
-
 struct Lone {
   std::shared_ptr<InprocHub> hub;
   std::unique_ptr<InprocTransport> t;
