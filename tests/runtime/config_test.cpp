@@ -13,8 +13,10 @@
 #include <fmt/format.h>
 
 #include "src/config.hpp"
+#include "tests/common/scratch.hpp"
 
 using namespace gossip::runtime;
+using gossip::testing::Scratch;
 
 namespace {
 const std::string kBase = "[topology]\nfile = \"ring:4\"\n";  // lines 1-2
@@ -126,21 +128,18 @@ TEST_CASE("a directory, a device file or a huge file is not read as a run config
                        ConfigError);
   CHECK_THROWS_WITH_AS(load_run_config("/dev/zero"),
                        doctest::Contains("/dev/zero: more than 1048576 bytes"), ConfigError);
-  const auto big = std::filesystem::temp_directory_path() /
-                   ("gossip_big_" + std::to_string(::getpid()) + ".toml");
-  std::ofstream(big) << std::string((1 << 20) + 1, '#');
-  CHECK_THROWS_WITH_AS(load_run_config(big.string()),
+  Scratch scratch("bigconfig");
+  const auto big = scratch.config(std::string((1 << 20) + 1, '#'));
+  CHECK_THROWS_WITH_AS(load_run_config(big),
                        doctest::Contains("a run config may have at most 1048576"), ConfigError);
   // A pipe (--config <(...)) is read like a file.
-  const auto fifo =
-      std::filesystem::temp_directory_path() / ("gossip_fifo_" + std::to_string(::getpid()));
+  const auto fifo = scratch.dir().string() + ".fifo";
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  scratch.also_remove(fifo);
   std::thread writer([&] { std::ofstream(fifo) << kBase; });
-  const auto piped = load_run_config(fifo.string());
+  const auto piped = load_run_config(fifo);
   writer.join();
-  std::filesystem::remove(fifo);
   CHECK(piped.topology == "ring:4");
-  std::filesystem::remove(big);
 }
 
 TEST_CASE("output folder is not part of the run hash") {

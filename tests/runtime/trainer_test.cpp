@@ -18,10 +18,12 @@
 #include "kernels/codec.hpp"
 #include "src/config.hpp"
 #include "src/trainer.hpp"
+#include "tests/common/scratch.hpp"
 #include "topology/generators.hpp"
 
 using namespace gossip;
 using namespace gossip::runtime;
+using gossip::testing::Scratch;
 
 namespace {
 
@@ -81,15 +83,14 @@ std::vector<std::vector<float>> run_all(const RunConfig& c, std::optional<std::u
 }  // namespace
 
 TEST_CASE("resume from a checkpoint continues to the same result as an uninterrupted run") {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("gossip_resume_" + std::to_string(::getpid()));
   for (auto [algorithm, codec] : {std::pair{"deepsqueeze", "qsgd:s=3,scaled=true"},
                                   {"choco-sgd", "topk:ratio=0.1"},
                                   {"dcd-psgd", "identity"},
                                   {"dpsgd", "identity"}}) {
     const std::string name = algorithm;
     CAPTURE(name);
-    auto c = small_config(dir.string(), algorithm, codec);
+    const Scratch scratch("resume_" + name);  // a run folder for each algorithm
+    auto c = small_config(scratch.dir().string(), algorithm, codec);
     // The schedule warms lr up over 15.5 rounds and changes lr and the consensus step at round
     // 31, both before the stop.
     apply_override(c, "algorithm.lr_warmup_epochs=0.5");
@@ -117,14 +118,12 @@ TEST_CASE("resume from a checkpoint continues to the same result as an uninterru
     CHECK(PeerTrainer::latest_common_checkpoint(c, 4) == 40u);
     const auto resumed = run_all(c, 40, std::nullopt, false);
     for (std::size_t r = 0; r < 4; ++r) CHECK(resumed[r] == straight[r]);
-    std::filesystem::remove_all(dir);
   }
 }
 
 TEST_CASE("a resumed run carries on the byte counters and the wall clock of the checkpoint") {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("gossip_counters_" + std::to_string(::getpid()));
-  auto c = small_config(dir.string(), "dpsgd", "identity");
+  const Scratch scratch("counters");
+  auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
   apply_override(c, "run.checkpoint_every=10");  // 62 rounds: checkpoints 40, 50, 60 are kept
   run_all(c, std::nullopt, std::nullopt, false);
   const auto metrics = std::filesystem::path(c.output_dir()) / "metrics-0.jsonl";
@@ -158,13 +157,11 @@ TEST_CASE("a resumed run carries on the byte counters and the wall clock of the 
   // Every byte of rounds 1..62 counted once, as in the uninterrupted run.
   CHECK(end.at("bytes_sent") == straight[62].at("bytes_sent"));
   CHECK(end.at("wall_seconds").get<double>() > wall);  // the clock runs on from the checkpoint
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("a checkpoint of another format version is refused, naming both") {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("gossip_format_" + std::to_string(::getpid()));
-  auto c = small_config(dir.string(), "dpsgd", "identity");
+  const Scratch scratch("format");
+  auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
   run_all(c, std::nullopt, 20, true);
   for (int r = 0; r < 4; ++r) {
     std::fstream f(PeerTrainer::checkpoint_path(c, r, 20),
@@ -174,13 +171,11 @@ TEST_CASE("a checkpoint of another format version is refused, naming both") {
   }
   CHECK_THROWS_WITH(run_all(c, 20, std::nullopt, false),
                     doctest::Contains("checkpoint format 01 (this build reads 02)"));
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("a checkpoint of a different run is refused with a message") {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("gossip_refuse_" + std::to_string(::getpid()));
-  auto c = small_config(dir.string(), "deepsqueeze", "qsgd:s=3,scaled=true");
+  const Scratch scratch("refuse");
+  auto c = small_config(scratch.dir().string(), "deepsqueeze", "qsgd:s=3,scaled=true");
   run_all(c, std::nullopt, 20, true);
   auto other = c;
   apply_override(other, "algorithm.lr=0.2");
@@ -191,7 +186,6 @@ TEST_CASE("a checkpoint of a different run is refused with a message") {
   for (int r = 0; r < 4; ++r)
     std::filesystem::create_directories(PeerTrainer::checkpoint_path(c, r, 30));
   CHECK_THROWS_WITH(run_all(c, 30, std::nullopt, false), doctest::Contains(": is a directory"));
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("allreduce_mean gives every peer the same mean") {
@@ -215,12 +209,12 @@ TEST_CASE("allreduce_mean gives every peer the same mean") {
 
 TEST_CASE(
     "bytes sent per peer per round are the codec's wire size plus the frame header, exactly") {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("gossip_bytes_" + std::to_string(::getpid()));
+  int run = 0;
   for (const char* codec :
        {"identity", "qsgd:s=3,scaled=true,bucket=64", "topk:ratio=0.05", "sign"}) {
     CAPTURE(std::string(codec));
-    auto c = small_config(dir.string(), "choco-sgd", codec);
+    const Scratch scratch("bytes_" + std::to_string(run++));
+    auto c = small_config(scratch.dir().string(), "choco-sgd", codec);
     apply_override(c, "compression.granularity=layer");
     apply_override(c, "topology.file=\"torus:2x3\"");  // degree 3 everywhere
     const auto topo = topology::make_topology(topology::parse_spec(c.topology));
@@ -243,18 +237,16 @@ TEST_CASE(
       CHECK(s.rounds > 0);
       CHECK(s.totals.bytes_sent == s.rounds * 3 * (wire + net::kFrameHeaderSize));
     }
-    std::filesystem::remove_all(dir);
   }
 }
 
 TEST_CASE("evaluation points log each peer's distance to the average and the averaged model") {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("gossip_evalavg_" + std::to_string(::getpid()));
   // C-PSGD shares the evaluation's round with its own ring all-reduce: both must run.
   for (const char* algorithm : {"dpsgd", "allreduce"}) {
     const std::string name = algorithm;
     CAPTURE(name);
-    auto c = small_config(dir.string(), algorithm, "identity");
+    const Scratch scratch("evalavg_" + name);
+    auto c = small_config(scratch.dir().string(), algorithm, "identity");
     apply_override(c, "run.eval_every=1");
     const auto params = run_all(c, std::nullopt, std::nullopt, false);
     const std::size_t d = params[0].size();
@@ -291,14 +283,12 @@ TEST_CASE("evaluation points log each peer's distance to the average and the ave
       CHECK(j.contains("test_accuracy_avg_model") == (r == 0));
       if (r == 0) CHECK(j.at("test_accuracy_avg_model").get<double>() > 0.5);
     }
-    std::filesystem::remove_all(dir);
   }
 }
 
 TEST_CASE("a diverging run stops every peer within a few rounds and says so") {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("gossip_diverge_" + std::to_string(::getpid()));
-  auto c = small_config(dir.string(), "dpsgd", "identity");
+  const Scratch scratch("diverge");
+  auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
   apply_override(c, "algorithm.lr=1e30");  // the first step overflows
   const auto topo = topology::make_topology(topology::parse_spec(c.topology));
   const auto data = load_data(c);
@@ -323,5 +313,4 @@ TEST_CASE("a diverging run stops every peer within a few rounds and says so") {
   }
   CHECK(stop < 10);
   CHECK(stop < total);
-  std::filesystem::remove_all(dir);
 }
