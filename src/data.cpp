@@ -220,4 +220,28 @@ std::vector<std::size_t> partition(const Dataset& d, PartitionKind kind, int pee
   return std::move(partition_all(d, kind, peers, seed, alpha)[static_cast<std::size_t>(rank)]);
 }
 
+ShardOrder::ShardOrder(std::vector<std::size_t> shard, std::size_t batch, std::uint64_t seed,
+                       int rank)
+    : shard_(std::move(shard)),
+      batch_(batch),
+      per_pass_(batch == 0 ? 0 : shard_.size() / batch),
+      seed_(seed),
+      rank_(rank) {
+  if (per_pass_ == 0)
+    throw std::invalid_argument(fmt::format(
+        "peer {}: its shard holds {} rows, fewer than a batch of {}", rank, shard_.size(), batch));
+}
+
+std::span<const std::size_t> ShardOrder::batch(std::uint64_t t) {
+  const std::uint64_t pass = t / per_pass_, pos = t % per_pass_;
+  if (pass != pass_) {
+    order_ = shard_;
+    std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ULL +
+                        static_cast<std::uint64_t>(rank_) * 1000003ULL + pass);
+    std::shuffle(order_.begin(), order_.end(), rng);
+    pass_ = pass;
+  }
+  return {order_.data() + pos * batch_, batch_};
+}
+
 }  // namespace gossip::runtime

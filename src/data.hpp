@@ -60,4 +60,23 @@ std::vector<std::vector<std::size_t>> partition_all(const Dataset& d, PartitionK
 std::vector<std::size_t> partition(const Dataset& d, PartitionKind kind, int peers, int rank,
                                    std::uint64_t seed, double alpha = 0.5);
 
+// The batches one peer takes from its shard: passes over the shard of ⌊shard / batch⌋ batches
+// each (the rows left over in a pass wait for a later pass's shuffle), every pass a seeded
+// shuffle that is a function of (seed, rank, pass), so batch(t) does not depend on which rounds
+// came before (a resumed run sees the same batches).
+class ShardOrder {
+ public:
+  // Throws std::invalid_argument when the shard holds fewer rows than one batch.
+  ShardOrder(std::vector<std::size_t> shard, std::size_t batch, std::uint64_t seed, int rank);
+  std::size_t batches_per_pass() const { return per_pass_; }
+  // The rows of round t's batch; valid until the next call.
+  std::span<const std::size_t> batch(std::uint64_t t);
+
+ private:
+  std::vector<std::size_t> shard_, order_;
+  std::size_t batch_, per_pass_;
+  std::uint64_t seed_, pass_ = UINT64_MAX;
+  int rank_;
+};
+
 }  // namespace gossip::runtime

@@ -140,17 +140,23 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
       transport_(transport),
       data_(data),
       shard_(shards.at(static_cast<std::size_t>(rank))) {
-  // Bulk synchronous: every peer runs the same number of rounds, set by the smallest shard.
+  // Bulk synchronous: every peer runs the same number of rounds. An epoch is one pass over the
+  // training set on average: ⌊mean shard / batch⌋ rounds. Each peer cycles through its own shard
+  // in passes of ⌊shard / batch⌋ batches, so a peer with a small shard (Dirichlet partitions) sees
+  // its rows more often and a large shard is not cut short.
   // Checked first: a batch larger than any shard must not size the model's batch buffers.
-  std::size_t smallest = shards.front().size();
-  for (const auto& s : shards) smallest = std::min(smallest, s.size());
+  std::size_t smallest = shards.front().size(), total = 0;
+  for (const auto& s : shards) {
+    smallest = std::min(smallest, s.size());
+    total += s.size();
+  }
   const auto batch = static_cast<std::size_t>(config.batch_size);
   if (smallest < batch)
     throw std::invalid_argument(fmt::format(
         "the smallest shard holds {} rows, fewer than run.batch_size = {}: lower the batch size "
         "or use fewer peers",
         smallest, batch));
-  rounds_per_epoch_ = smallest / batch;
+  rounds_per_epoch_ = total / shards.size() / batch;
   const double rounds = std::ceil(config.epochs * static_cast<double>(rounds_per_epoch_));
   if (rounds > 1e15)
     throw std::invalid_argument(
@@ -389,9 +395,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
   PeerSummary s;
   s.rank = rank_;
   s.rounds_per_epoch = rounds_per_epoch_;
-  const auto batch = static_cast<std::size_t>(config_.batch_size);
-  std::vector<std::size_t> order = shard_;
-  std::uint64_t order_epoch = UINT64_MAX;
+  ShardOrder order(shard_, static_cast<std::size_t>(config_.batch_size), config_.seed, rank_);
   double window_loss = 0.0;
   std::uint64_t window = 0;
   const double eval_rounds = config_.eval_every * static_cast<double>(rounds_per_epoch_);
@@ -402,19 +406,10 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
       s.stopped_early = true;
       break;
     }
-    const std::uint64_t epoch = t / rounds_per_epoch_, pos = t % rounds_per_epoch_;
-    if (epoch != order_epoch) {
-      // The data order is a function of (seed, rank, epoch): a resumed run sees the same batches.
-      order = shard_;
-      std::mt19937_64 rng(config_.seed * 0x9E3779B97F4A7C15ULL +
-                          static_cast<std::uint64_t>(rank_) * 1000003ULL + epoch);
-      std::shuffle(order.begin(), order.end(), rng);
-      order_epoch = epoch;
-    }
     const auto [lr, eta] = schedule_at(t);
     algo_->set_lr(static_cast<float>(lr));
     algo_->set_consensus_step(static_cast<float>(eta));
-    const std::span<const std::size_t> rows(order.data() + pos * batch, batch);
+    const auto rows = order.batch(t);
     double loss = 0.0;
     algo_->step([&](std::span<const float> x, std::span<float> g) {
       loss = model_->loss_grad(x, data_.train, rows, g);

@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -14,13 +15,17 @@
 #include <set>
 #include <stdexcept>
 
+#include "gossip/inproc_transport.hpp"
 #include "src/config.hpp"
 #include "src/data.hpp"
 #include "src/model.hpp"
 #include "src/threads.hpp"
 #include "src/trainer.hpp"
+#include "tests/common/scratch.hpp"
+#include "topology/generators.hpp"
 
 using namespace gossip::runtime;
+using gossip::testing::Scratch;
 
 TEST_CASE("MLP gradient matches central finite differences") {
   const auto tt = synthetic_blobs(6, 3, 40, 10, 5);
@@ -102,9 +107,71 @@ TEST_CASE("partitions: every row exactly once; by-label gives few classes per pe
   CHECK_THROWS_WITH(parse_partition("random"), doctest::Contains("known: iid, label, dirichlet"));
 }
 
+TEST_CASE("a peer's batches: passes over its whole shard, reshuffled, the same after a resume") {
+  std::vector<std::size_t> shard(103);
+  std::iota(shard.begin(), shard.end(), std::size_t{1000});
+  ShardOrder order(shard, 10, 7, 3);
+  REQUIRE(order.batches_per_pass() == 10);  // 3 rows of each pass wait for a later one
+  std::vector<std::vector<std::size_t>> passes(3);
+  for (std::uint64_t t = 0; t < 30; ++t) {
+    const auto rows = order.batch(t);
+    REQUIRE(rows.size() == 10);
+    auto& p = passes[t / 10];
+    p.insert(p.end(), rows.begin(), rows.end());
+  }
+  for (auto& p : passes) {
+    std::set<std::size_t> distinct(p.begin(), p.end());
+    CHECK(distinct.size() == 100);  // no row twice within a pass
+    CHECK(*distinct.begin() >= 1000);
+    CHECK(*distinct.rbegin() < 1103);  // only the shard's rows
+  }
+  CHECK(passes[0] != passes[1]);  // each pass its own shuffle
+  // A fresh order (a resumed run) that starts in the middle of pass 2 gives the same batches.
+  ShardOrder resumed(shard, 10, 7, 3);
+  for (std::uint64_t t = 25; t < 30; ++t) {
+    const auto rows = resumed.batch(t);
+    CHECK(std::vector<std::size_t>(rows.begin(), rows.end()) ==
+          std::vector<std::size_t>(passes[2].begin() + static_cast<std::ptrdiff_t>((t - 20) * 10),
+                                   passes[2].begin() + static_cast<std::ptrdiff_t>((t - 19) * 10)));
+  }
+  ShardOrder other_rank(shard, 10, 7, 4);
+  const auto b = other_rank.batch(0);
+  CHECK(std::vector<std::size_t>(b.begin(), b.end()) !=
+        std::vector<std::size_t>(passes[0].begin(), passes[0].begin() + 10));
+  CHECK_THROWS_WITH_AS(
+      ShardOrder(std::vector<std::size_t>(9), 10, 7, 5),
+      doctest::Contains("peer 5: its shard holds 9 rows, fewer than a batch of 10"),
+      std::invalid_argument);
+}
+
+TEST_CASE("unequal shards: an epoch is a pass over the data set on average") {
+  auto c = parse_run_config("[topology]\nfile = \"ring:4\"\n", "test.toml");
+  apply_override(c, "data.dataset=blobs");
+  apply_override(c, "data.train_limit=4000");
+  apply_override(c, "data.test_limit=100");
+  apply_override(c, "model.hidden=[4]");
+  apply_override(c, "run.batch_size=10");
+  const auto topo = gossip::topology::make_topology(gossip::topology::parse_spec(c.topology));
+  const auto data = load_data(c);
+  // Shards of 100, 500, 1400 and 2000 rows: 1000 on average, 100 rounds an epoch (not the
+  // smallest shard's 10, which would leave most of the large shards unseen).
+  std::vector<std::vector<std::size_t>> shards(4);
+  std::size_t next = 0;
+  for (std::size_t r = 0; r < 4; ++r)
+    for (std::size_t k = 0; k < std::array<std::size_t, 4>{100, 500, 1400, 2000}[r]; ++k)
+      shards[r].push_back(next++);
+  gossip::net::InprocTransport t(std::make_shared<gossip::net::InprocHub>(topo), 0);
+  const PeerTrainer trainer(c, topo, 0, t, data, shards);
+  CHECK(trainer.rounds_per_epoch() == 100);
+  shards[0].resize(9);
+  CHECK_THROWS_WITH(
+      PeerTrainer(c, topo, 0, t, data, shards),
+      doctest::Contains("the smallest shard holds 9 rows, fewer than run.batch_size = 10"));
+}
+
 TEST_CASE("IDX reader: a file the test writes, and the missing-package error") {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("gossip_idx_" + std::to_string(::getpid()));
+  const Scratch scratch("idx");
+  const auto& dir = scratch.dir();
   std::filesystem::create_directories(dir);
   auto write = [&](const char* name, std::vector<unsigned char> bytes) {
     gzFile f = gzopen((dir / name).c_str(), "wb");
