@@ -2,7 +2,9 @@
 # Draws loss and test accuracy (mean of the peers' models: solid; the averaged model: dashed)
 # against wall time and against bytes sent, and the peers' distance to the average model, for one
 # or more runs (folders written by gossip simulate/launch), as one PNG with five panels. Accuracy
-# points are the run.eval_every evaluations plus the final one of summary.json.
+# points are the run.eval_every evaluations plus the final one of summary.json. On a problem with
+# a known optimum (data.dataset = least-squares, logistic) the optimality gap F(x) - F(x*), on a
+# log scale, takes the place of the accuracy.
 # Usage: scripts/plot-run.sh RUN_DIR [RUN_DIR ...] [-o out.png]   (default: first RUN_DIR/plot.png)
 set -euo pipefail
 out=""
@@ -33,15 +35,19 @@ for path in glob.glob(f"{run}/metrics-*.jsonl"):
         for line in f:
             j = json.loads(line)
             rows[j["round"]].append(j)
+# The quality measure: the optimality gap where the problem has a known optimum, else accuracy.
+key = "optimality_gap" if any("optimality_gap" in x for r in rows.values() for x in r) else "test_accuracy"
+with open(out + ".kind", "w") as fk:
+    fk.write(key)
 with open(out, "w") as f, open(out + ".acc", "w") as fa:
     for rnd in sorted(rows):
         r = rows[rnd]
         mean = lambda k: sum(x[k] for x in r) / len(r)
         line = f"{rnd}\t{mean('wall_seconds')}\t{mean('bytes_sent') / 1e6}\t{mean('train_loss')}"
         f.write(line + "\n")
-        accs = [x["test_accuracy"] for x in r if "test_accuracy" in x]
+        accs = [x[key] for x in r if key in x]
         if accs:
-            avg = [x["test_accuracy_avg_model"] for x in r if "test_accuracy_avg_model" in x]
+            avg = [x[key + "_avg_model"] for x in r if key + "_avg_model" in x]
             dist = [x["distance_to_average"] / max(x["average_norm"], 1e-30)
                     for x in r if "distance_to_average" in x]
             na = lambda v: f"{v[0]}" if v else "NaN"
@@ -54,7 +60,7 @@ with open(out, "w") as f, open(out + ".acc", "w") as fa:
         loss = sum(x["train_loss"] for x in last) / len(last) if last else float("nan")
         num = lambda v: "NaN" if v is None else f"{v}"
         fa.write(f"{s['rounds']}\t{s['wall_seconds']}\t{s['bytes_sent_per_peer'] / 1e6}\t{loss}"
-                 f"\t{s['test_accuracy_mean']}\t{num(s.get('test_accuracy_avg_model'))}"
+                 f"\t{num(s[key + '_mean'])}\t{num(s.get(key + '_avg_model'))}"
                  f"\t{num(s.get('distance_to_average_relative_mean'))}\n")
     except (OSError, KeyError, ValueError):
         pass
@@ -71,6 +77,11 @@ PY
   plots_dist+=("'$tmp/$k.tsv.acc' using 2:7 with linespoints lw 2 lc $c title '$name'")
 done
 join() { local IFS=","; echo "$*"; }
+# The first run's measure names the panels: accuracy, or the optimality gap (log scale).
+quality="test accuracy" qscale="unset logscale y"
+if [[ $(cat "$tmp/0.tsv.kind") == optimality_gap ]]; then
+  quality="F(x) - F(x*)" qscale="set logscale y"
+fi
 # Accuracy panels: the curves, or (no run evaluated) a note instead of a gnuplot error.
 if ((${#plots_acc_t[@]})); then
   acc_t="plot $(join "${plots_acc_t[@]}")" acc_b="plot $(join "${plots_acc_b[@]}")"
@@ -87,16 +98,18 @@ set termoption noenhanced
 set datafile separator "\t"
 set grid
 set key top right
-set multiplot layout 3,2 title "gossip: training loss, test accuracy and disagreement (mean over peers)"
+set multiplot layout 3,2 title "gossip: training loss, $quality and disagreement (mean over peers)"
 set xlabel "wall time (s)"; set ylabel "train loss"
 plot $(join "${plots_loss_t[@]}")
 set xlabel "MB sent per peer"; set ylabel "train loss"
 plot $(join "${plots_loss_b[@]}")
 set key bottom right
-set xlabel "wall time (s)"; set ylabel "test accuracy"
+$qscale
+set xlabel "wall time (s)"; set ylabel "$quality"
 $acc_t
-set xlabel "MB sent per peer"; set ylabel "test accuracy"
+set xlabel "MB sent per peer"; set ylabel "$quality"
 $acc_b
+unset logscale y
 set key top right
 set xlabel "wall time (s)"; set ylabel "|x_i - x_avg| / |x_avg|"
 $dist

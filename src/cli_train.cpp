@@ -104,55 +104,130 @@ std::pair<std::size_t, std::size_t> message_bytes(const RunConfig& c,
           kernels::make_codec("identity")->wire_size(d)};
 }
 
+// What each peer reports at the end, gathered in rank order (simulate: from its threads; peer:
+// by an all-reduce).
+struct PeerEnd {
+  runtime::Evaluation test;                                                // its own model
+  double bytes_sent = 0.0, wall_seconds = 0.0, distance_to_average = 0.0;  // relative
+};
+
+// PeerEnd as floats, for the all-reduce that gathers them under `gossip peer`. The byte count
+// travels in 8-bit pieces: each piece times the number of peers (< 2^16) stays exact in a float,
+// and rounding recovers it after the mean's division.
+constexpr std::size_t kBytePieces = 8;
+constexpr std::size_t kPeerEndFields = 6 + kBytePieces;
+std::vector<double> pack(const PeerEnd& e) {
+  std::vector<double> v{
+      e.test.accuracy,
+      e.test.loss,
+      e.test.optimality_gap.value_or(std::numeric_limits<double>::quiet_NaN()),
+      e.test.distance_to_optimum.value_or(std::numeric_limits<double>::quiet_NaN()),
+      e.wall_seconds,
+      e.distance_to_average};
+  auto bytes = static_cast<std::uint64_t>(e.bytes_sent);
+  for (std::size_t k = 0; k < kBytePieces; ++k, bytes >>= 8)
+    v.push_back(static_cast<double>(bytes & 0xFF));
+  return v;
+}
+PeerEnd unpack(std::span<const double> v) {
+  PeerEnd e;
+  e.test.accuracy = v[0];
+  e.test.loss = v[1];
+  if (!std::isnan(v[2])) e.test.optimality_gap = v[2];
+  if (!std::isnan(v[3])) e.test.distance_to_optimum = v[3];
+  e.wall_seconds = v[4];
+  e.distance_to_average = v[5];
+  std::uint64_t bytes = 0;
+  for (std::size_t k = kBytePieces; k-- > 0;)
+    bytes = (bytes << 8) | static_cast<std::uint64_t>(std::llround(v[6 + k]));
+  e.bytes_sent = static_cast<double>(bytes);
+  return e;
+}
+
+// A number, or null where there is none (the accuracy of a regression model is NaN).
+nlohmann::json number(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+}
+
 nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
                             const runtime::MlpLayout& model, std::uint64_t rounds,
-                            const std::vector<double>& acc, double acc_avg_model,
-                            double bytes_sent_mean, double wall, std::size_t samples,
-                            double disagreement_mean) {
+                            const std::vector<PeerEnd>& peers, const runtime::Evaluation& avg) {
   const auto [wire, fp32_wire] = message_bytes(c, model);
   double degree = 0.0;
   for (int i = 0; i < topo.size(); ++i) degree += topo.graph.degree(i);
   degree /= topo.size();
-  double mean = 0.0, lo = 1.0, hi = 0.0;
-  for (double a : acc) {
-    mean += a / static_cast<double>(acc.size());
-    lo = std::min(lo, a);
-    hi = std::max(hi, a);
+  const double n = static_cast<double>(peers.size());
+  double acc = 0.0, bytes = 0.0, wall = 0.0, spread = 0.0;
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  nlohmann::json per_peer = nlohmann::json::array();
+  for (const auto& p : peers) {
+    acc += p.test.accuracy / n;
+    lo = std::min(lo, p.test.accuracy);
+    hi = std::max(hi, p.test.accuracy);
+    bytes += p.bytes_sent / n;
+    wall = std::max(wall, p.wall_seconds);  // the run ends with its slowest peer
+    spread += p.distance_to_average / n;
+    per_peer.push_back(number(p.test.accuracy));
   }
   // What fp32 D-PSGD sends in as many rounds: one identity message (and frame header) per
   // neighbour.
   const double fp32_bytes =
       static_cast<double>(rounds) * degree * static_cast<double>(fp32_wire + net::kFrameHeaderSize);
-  return {
-      {"name", c.name},
-      {"algorithm", c.algorithm},
-      {"codec", c.codec},
-      {"granularity", c.granularity},
-      {"topology", topo.description},
-      {"peers", topo.size()},
-      {"model", model.describe()},
-      {"parameters", model.size()},
-      {"epochs", c.epochs},
-      {"rounds", rounds},
-      {"test_accuracy_mean", mean},
-      {"test_accuracy_min", lo},
-      {"test_accuracy_max", hi},
-      {"test_accuracy_avg_model", acc_avg_model},
-      {"distance_to_average_relative_mean", disagreement_mean},
-      {"bytes_sent_per_peer", bytes_sent_mean},
-      {"message_wire_bytes", wire},
-      {"fp32_dpsgd_bytes_per_peer", fp32_bytes},
-      {"compression_ratio_vs_fp32_dpsgd", bytes_sent_mean > 0 ? fp32_bytes / bytes_sent_mean : 0.0},
-      {"wall_seconds", wall},
-      {"samples_per_second", wall > 0 ? static_cast<double>(samples) / wall : 0.0}};
+  const std::size_t samples =
+      rounds * static_cast<std::size_t>(c.batch_size) * static_cast<std::size_t>(peers.size());
+  nlohmann::json j{{"name", c.name},
+                   {"algorithm", c.algorithm},
+                   {"codec", c.codec},
+                   {"granularity", c.granularity},
+                   {"topology", topo.description},
+                   {"peers", topo.size()},
+                   {"dataset", c.dataset},
+                   {"partition", c.partition},
+                   {"model", model.describe()},
+                   {"parameters", model.size()},
+                   {"epochs", c.epochs},
+                   {"rounds", rounds},
+                   {"test_accuracy_mean", number(acc)},
+                   {"test_accuracy_min", number(lo)},
+                   {"test_accuracy_max", number(hi)},
+                   {"test_accuracy_per_peer", per_peer},
+                   {"test_accuracy_avg_model", number(avg.accuracy)},
+                   {"test_loss_avg_model", avg.loss},
+                   {"distance_to_average_relative_mean", spread},
+                   {"bytes_sent_per_peer", bytes},
+                   {"message_wire_bytes", wire},
+                   {"fp32_dpsgd_bytes_per_peer", fp32_bytes},
+                   {"compression_ratio_vs_fp32_dpsgd", bytes > 0 ? fp32_bytes / bytes : 0.0},
+                   {"wall_seconds", wall},
+                   {"samples_per_second", wall > 0 ? static_cast<double>(samples) / wall : 0.0}};
+  if (avg.optimality_gap) {
+    double gap = 0.0, dist = 0.0;
+    for (const auto& p : peers) {
+      gap += p.test.optimality_gap.value_or(0.0) / n;
+      dist += p.test.distance_to_optimum.value_or(0.0) / n;
+    }
+    j["optimality_gap_mean"] = gap;
+    j["optimality_gap_avg_model"] = *avg.optimality_gap;
+    j["distance_to_optimum_mean"] = dist;
+    j["distance_to_optimum_avg_model"] = *avg.distance_to_optimum;
+  }
+  return j;
 }
 
 void write_summary(const RunConfig& c, const nlohmann::json& j) {
   fs::create_directories(c.output_dir());
   const auto path = fs::path(c.output_dir()) / "summary.json";
   std::ofstream(path) << j.dump(2) << '\n';
-  fmt::print("test accuracy: {:.4f} mean over peers, {:.4f} averaged model\n",
-             j["test_accuracy_mean"].get<double>(), j["test_accuracy_avg_model"].get<double>());
+  if (j.contains("optimality_gap_avg_model"))
+    fmt::print(
+        "optimality gap F(x) - F(x*): {:.4g} mean over peers, {:.4g} averaged model; distance to "
+        "x*: {:.4g} / {:.4g} of |x*|\n",
+        j["optimality_gap_mean"].get<double>(), j["optimality_gap_avg_model"].get<double>(),
+        j["distance_to_optimum_mean"].get<double>(),
+        j["distance_to_optimum_avg_model"].get<double>());
+  if (!j["test_accuracy_mean"].is_null())
+    fmt::print("test accuracy: {:.4f} mean over peers, {:.4f} averaged model\n",
+               j["test_accuracy_mean"].get<double>(), j["test_accuracy_avg_model"].get<double>());
   fmt::print("peers' distance to the averaged model: {:.3g} of its norm (mean over peers)\n",
              j["distance_to_average_relative_mean"].get<double>());
   fmt::print("bytes sent per peer: {:.2f} MB ({:.2f} MB for fp32 D-PSGD, {:.1f}x less)\n",
@@ -206,7 +281,7 @@ int run_simulate(const TrainArgs& a) {
   // there stops them all at once instead of leaving its neighbours to time out.
   std::latch built(n);
   std::atomic<bool> build_failed{false};
-  std::vector<double> spread(static_cast<std::size_t>(n));
+  std::vector<PeerEnd> ends(static_cast<std::size_t>(n));
   runtime::Evaluation avg_eval;
   std::uint64_t total_rounds = 0;
   std::vector<std::thread> peer_threads;
@@ -237,10 +312,11 @@ int run_simulate(const TrainArgs& a) {
         } else {
           std::vector<float> avg(trainer.params().begin(), trainer.params().end());
           algorithms::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
-          spread[static_cast<std::size_t>(r)] =
-              runtime::disagreement(trainer.params(), avg).relative();
+          ends[static_cast<std::size_t>(r)] = {
+              s.test, static_cast<double>(s.totals.bytes_sent), s.wall_seconds,
+              runtime::disagreement(trainer.params(), avg).relative()};
           if (r == 0) {
-            avg_eval = trainer.model().evaluate(avg, data.test);
+            avg_eval = trainer.assess(avg);
             total_rounds = s.rounds;
           }
         }
@@ -273,19 +349,7 @@ int run_simulate(const TrainArgs& a) {
   for (const auto& s : summaries)
     if (s.diverged_at) return report_divergence(c, s);
   if (summaries[0].stopped_early) return 130;
-  std::vector<double> acc;
-  double bytes = 0.0, wall = 0.0, spread_mean = 0.0;
-  for (int r = 0; r < n; ++r) {
-    const auto& s = summaries[static_cast<std::size_t>(r)];
-    acc.push_back(s.test.accuracy);
-    bytes += static_cast<double>(s.totals.bytes_sent) / n;
-    wall = std::max(wall, s.wall_seconds);
-    spread_mean += spread[static_cast<std::size_t>(r)] / n;
-  }
-  const std::size_t samples =
-      total_rounds * static_cast<std::size_t>(c.batch_size) * static_cast<std::size_t>(n);
-  write_summary(c, summary_json(c, topo, model, total_rounds, acc, avg_eval.accuracy, bytes, wall,
-                                samples, spread_mean));
+  write_summary(c, summary_json(c, topo, model, total_rounds, ends, avg_eval));
   return 0;
 }
 
@@ -365,22 +429,23 @@ int run_peer(const TrainArgs& a) {
   // Averaged model and the means over peers, by all-reduce.
   std::vector<float> avg(trainer.params().begin(), trainer.params().end());
   algorithms::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
-  std::vector<float> stats{
-      static_cast<float>(s.test.accuracy), static_cast<float>(s.totals.bytes_sent),
-      static_cast<float>(s.wall_seconds),
-      static_cast<float>(runtime::disagreement(trainer.params(), avg).relative())};
-  algorithms::allreduce_mean(transport, trainer.total_rounds() + 2, stats);
+  // Every peer's end figures, gathered by an all-reduce of the mean: each peer puts n times its
+  // own figures in its slot and zeros elsewhere.
+  std::vector<float> gathered(static_cast<std::size_t>(n) * kPeerEndFields, 0.0f);
+  const auto own = pack({s.test, static_cast<double>(s.totals.bytes_sent), s.wall_seconds,
+                         runtime::disagreement(trainer.params(), avg).relative()});
+  for (std::size_t k = 0; k < kPeerEndFields; ++k)
+    gathered[static_cast<std::size_t>(rank) * kPeerEndFields + k] = static_cast<float>(own[k] * n);
+  algorithms::allreduce_mean(transport, trainer.total_rounds() + 2, gathered);
   if (rank == 0) {
-    const auto avg_eval = trainer.model().evaluate(avg, data.test);
-    const std::size_t samples =
-        s.rounds * static_cast<std::size_t>(c.batch_size) * static_cast<std::size_t>(n);
-    // The mean over peers, as simulate reports it: peers of unequal degree send unequal bytes.
-    auto j = summary_json(c, topo, model, s.rounds, {static_cast<double>(stats[0])},
-                          avg_eval.accuracy, static_cast<double>(stats[1]), s.wall_seconds, samples,
-                          static_cast<double>(stats[3]));
-    j["test_accuracy_min"] = nullptr;  // only the mean travels in the all-reduce
-    j["test_accuracy_max"] = nullptr;
-    write_summary(c, j);
+    std::vector<PeerEnd> ends;
+    for (int r = 0; r < n; ++r) {
+      std::vector<double> v(kPeerEndFields);
+      for (std::size_t k = 0; k < kPeerEndFields; ++k)
+        v[k] = gathered[static_cast<std::size_t>(r) * kPeerEndFields + k];
+      ends.push_back(unpack(v));
+    }
+    write_summary(c, summary_json(c, topo, model, s.rounds, ends, trainer.assess(avg)));
   }
   return 0;
 }

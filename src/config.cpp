@@ -35,7 +35,8 @@ const Key kKeys[] = {
     {"run.name", &RunConfig::name, "name of the run"},
     {"run.output", &RunConfig::output, "output folder (default runs/<name>)"},
     {"run.seed", &RunConfig::seed, "seed of the model init, data order, partition and codecs"},
-    {"run.epochs", &RunConfig::epochs, "passes over each peer's shard"},
+    {"run.epochs", &RunConfig::epochs,
+     "passes over the training set (⌊mean shard / batch⌋ rounds each)"},
     {"run.batch_size", &RunConfig::batch_size, "mini-batch per peer"},
     {"run.eval_every", &RunConfig::eval_every, "epochs between test evaluations (0: at the end)"},
     {"run.log_every", &RunConfig::log_every, "rounds between metric lines"},
@@ -62,7 +63,8 @@ const Key kKeys[] = {
     {"compression.granularity", &RunConfig::granularity, "model or layer"},
     {"model.kind", &RunConfig::model, "mlp or softmax"},
     {"model.hidden", &RunConfig::hidden, "hidden layer widths of the mlp"},
-    {"data.dataset", &RunConfig::dataset, "fashion-mnist or blobs"},
+    {"data.dataset", &RunConfig::dataset,
+     "fashion-mnist, blobs, or a convex problem with a known optimum: least-squares, logistic"},
     {"data.path", &RunConfig::data_path, "folder of the Fashion-MNIST IDX files"},
     {"data.partition", &RunConfig::partition, "iid, label or dirichlet"},
     {"data.alpha", &RunConfig::dirichlet_alpha, "Dirichlet concentration"},
@@ -220,7 +222,21 @@ void check_values(const RunConfig& c, Where where) {
     fail("transport.bandwidth_mbit", "must be 0 (unlimited) or lie in [0.001, 1e9] Mbit/s");
   one_of("compression.granularity", c.granularity, {"model", "layer"});
   one_of("model.kind", c.model, {"mlp", "softmax"});
-  one_of("data.dataset", c.dataset, {"fashion-mnist", "blobs"});
+  one_of("data.dataset", c.dataset, {"fashion-mnist", "blobs", "least-squares", "logistic"});
+  if (c.dataset == "least-squares" || c.dataset == "logistic") {
+    // Convex problems with a known optimum (src/optimum.hpp).
+    if (c.model == "mlp" && !c.hidden.empty())
+      fail("model.kind",
+           fmt::format("is \"mlp\" with hidden layers, but data.dataset = \"{}\" has a known "
+                       "optimum only without them: set model.kind = \"softmax\"",
+                       c.dataset));
+    if (c.dataset == "logistic" && !(c.weight_decay > 0))
+      fail("algorithm.weight_decay",
+           "must be > 0 with data.dataset = \"logistic\" (softmax regression has a unique "
+           "optimum only with it)");
+    if (c.dataset == "least-squares" && c.device == "cuda")
+      fail("run.device", "least squares runs on the CPU only (data.dataset = \"least-squares\")");
+  }
   one_of("data.partition", c.partition, {"iid", "label", "dirichlet"});
   one_of("run.device", c.device, {"cpu", "cuda"});
   positive("data.alpha", c.dirichlet_alpha);
@@ -232,11 +248,28 @@ void check_values(const RunConfig& c, Where where) {
   } catch (const std::invalid_argument& e) {
     fail("algorithm.name", fmt::format("is invalid: {}", e.what()));
   }
+  kernels::CodecParams codec;
   try {
-    (void)kernels::parse_spec(c.codec);
+    codec = kernels::parse_spec(c.codec);
   } catch (const std::invalid_argument& e) {
     fail("compression.codec", fmt::format("is invalid: {}", e.what()));
   }
+  // Algorithms whose messages are models (D-PSGD, D²) or gradients summed exactly (all-reduce):
+  // a lossy codec there is no compression scheme of theirs, only noise on the model.
+  const auto algorithm = algorithms::canonical_algorithm_name(c.algorithm);
+  const bool float_codec = codec.id == kernels::CodecId::kIdentity ||
+                           codec.id == kernels::CodecId::kFp16 ||
+                           codec.id == kernels::CodecId::kBf16;
+  if (algorithm == "allreduce" && codec.id != kernels::CodecId::kIdentity)
+    fail("compression.codec",
+         fmt::format("is \"{}\", but allreduce sums fp32 gradients: set it to \"identity\"",
+                     c.codec));
+  if ((algorithm == "dpsgd" || algorithm == "d2") && !float_codec)
+    fail("compression.codec",
+         fmt::format("is \"{}\", but {} sends its models themselves: use \"identity\", \"fp16\" "
+                     "or \"bf16\", or an algorithm that compresses differences (choco-sgd, "
+                     "deepsqueeze, dcd-psgd, relaysum)",
+                     c.codec, algorithm));
 }
 
 }  // namespace

@@ -22,6 +22,10 @@ Dataset Dataset::subset(std::span<const std::size_t> index) const {
                 out.features.begin() + static_cast<std::ptrdiff_t>(k * dim));
     out.labels[k] = labels[index[k]];
   }
+  if (regression()) {
+    out.targets.resize(index.size());
+    for (std::size_t k = 0; k < index.size(); ++k) out.targets[k] = targets[index[k]];
+  }
   return out;
 }
 
@@ -147,6 +151,70 @@ TrainTest synthetic_blobs(std::size_t dim, int classes, std::size_t train, std::
   tt.train = draw(train);
   tt.test = draw(test);
   return tt;
+}
+
+namespace {
+
+// Rows from 10 groups, each with its own feature mean (2·N(0, I/dim): norm about 2, so the
+// problems are well conditioned) and its own weights w_g = w + 0.5·N(0, I/dim), w ~ N(0, I/dim);
+// `finish` turns a row's features and ⟨a, w_g⟩ into its label and target.
+template <class Finish>
+TrainTest synthetic_convex(std::size_t dim, std::size_t train, std::size_t test, std::uint64_t seed,
+                           int classes, Finish finish) {
+  constexpr int kGroups = 10;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> means(kGroups * dim), weights(kGroups * dim), shared(dim);
+  for (float& w : shared) w = normal(rng) / std::sqrt(static_cast<float>(dim));
+  for (std::size_t g = 0; g < kGroups; ++g)
+    for (std::size_t k = 0; k < dim; ++k) {
+      means[g * dim + k] = 2.0f * normal(rng) / std::sqrt(static_cast<float>(dim));
+      weights[g * dim + k] = shared[k] + 0.5f * normal(rng) / std::sqrt(static_cast<float>(dim));
+    }
+  auto draw = [&](std::size_t count) {
+    Dataset d;
+    d.dim = dim;
+    d.classes = classes;
+    d.features.resize(count * dim);
+    d.labels.resize(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto g = static_cast<std::size_t>(rng() % kGroups);
+      double dot = 0.0;
+      for (std::size_t k = 0; k < dim; ++k) {
+        const float a = means[g * dim + k] + normal(rng);
+        d.features[i * dim + k] = a;
+        dot += double{a} * weights[g * dim + k];
+      }
+      finish(d, i, static_cast<std::int32_t>(g), dot, rng);
+    }
+    return d;
+  };
+  TrainTest tt;
+  tt.train = draw(train);
+  tt.test = draw(test);
+  return tt;
+}
+
+}  // namespace
+
+TrainTest synthetic_least_squares(std::size_t dim, std::size_t train, std::size_t test,
+                                  std::uint64_t seed) {
+  return synthetic_convex(
+      dim, train, test, seed, 10,
+      [](Dataset& d, std::size_t i, std::int32_t g, double dot, auto& rng) {
+        if (d.targets.size() != d.labels.size()) d.targets.resize(d.labels.size());
+        d.labels[i] = g;
+        d.targets[i] = static_cast<float>(dot + 0.1 * std::normal_distribution<double>()(rng));
+      });
+}
+
+TrainTest synthetic_logistic(std::size_t dim, std::size_t train, std::size_t test,
+                             std::uint64_t seed) {
+  return synthetic_convex(dim, train, test, seed, 2,
+                          [](Dataset& d, std::size_t i, std::int32_t, double dot, auto& rng) {
+                            const double p = 1.0 / (1.0 + std::exp(-dot));
+                            d.labels[i] = std::uniform_real_distribution<double>()(rng) < p ? 1 : 0;
+                          });
 }
 
 PartitionKind parse_partition(std::string_view name) {

@@ -12,12 +12,17 @@
 
 namespace gossip::runtime {
 
-// Rows of features (row-major, `dim` floats each) with a class label per row.
+// Rows of features (row-major, `dim` floats each) with a class label per row, and for a
+// regression problem a real target per row (the label then names the row's group, which the
+// by-label and Dirichlet partitions go by).
 struct Dataset {
   std::size_t dim = 0;
   int classes = 0;
   std::vector<float> features;  // size() * dim
   std::vector<std::int32_t> labels;
+  std::vector<float> targets;  // size() values for regression; empty for classification
+
+  bool regression() const { return !targets.empty(); }
 
   std::size_t size() const { return labels.size(); }
   std::span<const float> row(std::size_t i) const { return {features.data() + i * dim, dim}; }
@@ -45,6 +50,17 @@ std::vector<std::uint8_t> read_idx(const std::filesystem::path& path,
 // dimensions; seeded.
 TrainTest synthetic_blobs(std::size_t dim, int classes, std::size_t train, std::size_t test,
                           std::uint64_t seed);
+
+// Convex problems whose optimum the runtime computes (src/optimum.hpp), for quick checks of an
+// algorithm against the exact answer. Rows come from 10 groups (labels 0..9) with their own
+// feature means, so by-label partitions give each peer a different local optimum.
+//   least squares: targets y = a·w_g + 0.1·noise, with weights w_g per group g;
+//   logistic:      two classes, P(y = 1 | a) = σ(a·w_g), the same group structure (labels are
+//                  the classes; the groups shape the features only).
+TrainTest synthetic_least_squares(std::size_t dim, std::size_t train, std::size_t test,
+                                  std::uint64_t seed);
+TrainTest synthetic_logistic(std::size_t dim, std::size_t train, std::size_t test,
+                             std::uint64_t seed);
 
 enum class PartitionKind { iid, by_label, dirichlet };
 PartitionKind parse_partition(std::string_view name);  // "iid", "label", "dirichlet"

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <random>
 #include <stdexcept>
 
@@ -14,8 +15,8 @@
 namespace gossip::runtime {
 
 MlpLayout::MlpLayout(std::size_t inputs, std::vector<std::size_t> hidden, std::size_t classes) {
-  if (inputs == 0 || classes < 2)
-    throw std::invalid_argument("a model needs inputs and >= 2 classes");
+  if (inputs == 0 || classes < 1)
+    throw std::invalid_argument("a model needs inputs and at least one output");
   widths_.push_back(inputs);
   for (auto h : hidden) {
     if (h == 0) throw std::invalid_argument("hidden layer widths must be positive");
@@ -42,8 +43,9 @@ MlpLayout::MlpLayout(std::size_t inputs, std::vector<std::size_t> hidden, std::s
 }
 
 std::string MlpLayout::describe() const {
-  return widths_.size() == 2 ? fmt::format("softmax regression {}", fmt::join(widths_, "-"))
-                             : fmt::format("mlp {}", fmt::join(widths_, "-"));
+  if (widths_.size() > 2) return fmt::format("mlp {}", fmt::join(widths_, "-"));
+  return fmt::format("{} regression {}", widths_.back() == 1 ? "least-squares" : "softmax",
+                     fmt::join(widths_, "-"));
 }
 
 void MlpLayout::init(std::span<float> params, std::uint64_t seed) const {
@@ -200,6 +202,48 @@ Evaluation Mlp::evaluate(std::span<const float> params, const Dataset& data) {
     e.loss = loss / static_cast<double>(e.samples);
     e.accuracy = static_cast<double>(correct) / static_cast<double>(e.samples);
   }
+  return e;
+}
+
+LeastSquares::LeastSquares(std::size_t inputs) : Model(MlpLayout(inputs, {}, 1)) {}
+
+double LeastSquares::loss_grad(std::span<const float> params, const Dataset& data,
+                               std::span<const std::size_t> batch, std::span<float> grad) {
+  check_loss_grad(params, grad, data, batch, SIZE_MAX);
+  if (!data.regression())
+    throw std::invalid_argument("least squares needs a data set with targets");
+  const std::size_t d = data.dim;
+  std::fill(grad.begin(), grad.end(), 0.0f);
+  double loss = 0.0;
+  const double scale = 1.0 / static_cast<double>(batch.size());
+  for (std::size_t k : batch) {
+    const float* a = data.features.data() + k * d;
+    double r = double{params[d]} - data.targets[k];
+    for (std::size_t j = 0; j < d; ++j) r += double{params[j]} * a[j];
+    loss += 0.5 * r * r;
+    const auto rs = static_cast<float>(r * scale);
+    for (std::size_t j = 0; j < d; ++j) grad[j] += rs * a[j];
+    grad[d] += rs;
+  }
+  return loss * scale;
+}
+
+Evaluation LeastSquares::evaluate(std::span<const float> params, const Dataset& data) {
+  if (params.size() != layout_.size())
+    throw std::invalid_argument("parameter vector has the wrong size");
+  if (!data.regression())
+    throw std::invalid_argument("least squares needs a data set with targets");
+  const std::size_t d = data.dim;
+  Evaluation e;
+  e.samples = data.size();
+  e.accuracy = std::numeric_limits<double>::quiet_NaN();  // not a classifier
+  for (std::size_t k = 0; k < data.size(); ++k) {
+    const float* a = data.features.data() + k * d;
+    double r = double{params[d]} - data.targets[k];
+    for (std::size_t j = 0; j < d; ++j) r += double{params[j]} * a[j];
+    e.loss += 0.5 * r * r;
+  }
+  if (e.samples > 0) e.loss /= static_cast<double>(e.samples);
   return e;
 }
 

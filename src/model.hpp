@@ -25,8 +25,11 @@ namespace gossip::runtime {
 
 struct Evaluation {
   double loss = 0.0;
-  double accuracy = 0.0;
+  double accuracy = 0.0;  // NaN for a regression model
   std::size_t samples = 0;
+  // On a problem with a known optimum (src/optimum.hpp): F(x) − F(x*) on the training objective,
+  // and ‖x − x*‖ / ‖x*‖. Filled by the trainer, not the model.
+  std::optional<double> optimality_gap, distance_to_optimum;
 };
 
 // The shape of an MLP laid out in a flat vector: widths, tensors W1, b1, W2, b2, ... and their
@@ -110,6 +113,19 @@ class Mlp final : public Model {
   std::vector<std::vector<float>> act_;  // per layer: rows x width (post-activation)
   std::vector<float> delta_, delta_next_, xbatch_;
   std::vector<std::int32_t> ybatch_;
+};
+
+// Linear least squares on a regression data set (CPU): the layout of softmax regression with one
+// output (w, then the bias b); loss ½(⟨a, w⟩ + b − y)² averaged over the rows. Its evaluation has
+// no accuracy (NaN): the trainer reports the distance to the known optimum instead.
+class LeastSquares final : public Model {
+ public:
+  explicit LeastSquares(std::size_t inputs);
+
+  std::string device() const override { return "cpu"; }
+  double loss_grad(std::span<const float> params, const Dataset& data,
+                   std::span<const std::size_t> batch, std::span<float> grad) override;
+  Evaluation evaluate(std::span<const float> params, const Dataset& data) override;
 };
 
 // --- The CUDA backend (src/model_cuda.cpp; src/model_nocuda.cpp in a build without CUDA). ---

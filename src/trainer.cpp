@@ -48,8 +48,14 @@ T get(std::istream& in, const std::string& path) {
 }
 
 std::string eval_text(const EvalPoint& e) {
-  std::string s = fmt::format("  test acc {:.4f}", e.own.accuracy);
-  if (e.average) s += fmt::format(" (avg model {:.4f})", e.average->accuracy);
+  std::string s;
+  if (e.own.optimality_gap) {
+    s = fmt::format("  F-F* {:.3g}", *e.own.optimality_gap);
+    if (e.average) s += fmt::format(" (avg model {:.3g})", *e.average->optimality_gap);
+  } else {
+    s = fmt::format("  test acc {:.4f}", e.own.accuracy);
+    if (e.average) s += fmt::format(" (avg model {:.4f})", e.average->accuracy);
+  }
   if (e.disagreement) s += fmt::format("  |x-avg|/|avg| {:.3g}", e.disagreement->relative());
   return s;
 }
@@ -64,6 +70,7 @@ std::vector<std::size_t> hidden_widths(const RunConfig& config) {
 }  // namespace
 
 MlpLayout model_layout(const RunConfig& config, const Dataset& train) {
+  if (train.regression()) return MlpLayout(train.dim, {}, 1);
   return MlpLayout(train.dim, hidden_widths(config), static_cast<std::size_t>(train.classes));
 }
 
@@ -87,6 +94,11 @@ std::unique_ptr<Model> make_model(const RunConfig& config, const Dataset& train,
   const auto hidden = hidden_widths(config);
   const auto max_batch = static_cast<std::size_t>(std::max(config.batch_size, 256));
   const auto classes = static_cast<std::size_t>(train.classes);
+  if (train.regression()) {
+    if (config.device == "cuda")
+      throw std::invalid_argument("least squares runs on the CPU only (run.device = \"cpu\")");
+    return std::make_unique<LeastSquares>(train.dim);
+  }
   if (config.device == "cuda") {
     check_device(config);
     return make_cuda_mlp(train.dim, hidden, classes, max_batch, gpu);
@@ -119,7 +131,10 @@ algorithms::AlgorithmConfig algorithm_config(const RunConfig& config, const MlpL
 
 TrainTest load_data(const RunConfig& config) {
   TrainTest tt = config.dataset == "blobs" ? synthetic_blobs(32, 10, 20000, 4000, config.seed)
-                                           : load_fashion_mnist(config.data_path);
+                 : config.dataset == "least-squares"
+                     ? synthetic_least_squares(32, 16000, 4000, config.seed)
+                 : config.dataset == "logistic" ? synthetic_logistic(32, 16000, 4000, config.seed)
+                                                : load_fashion_mnist(config.data_path);
   auto trim = [](Dataset& d, std::size_t limit) {
     if (limit == 0 || limit >= d.size()) return;
     d.labels.resize(limit);
@@ -183,6 +198,18 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
   // On a GPU the state stays there: the model reads x and writes g in device memory.
   if (gpu_device) algorithm.cuda_device = *gpu_device;
   algo_ = algorithms::make_algorithm(algorithm, transport, topo, x0);
+  if (config.dataset == "least-squares" || config.dataset == "logistic")
+    optimum_ = std::make_unique<KnownOptimum>(model_->layout(), data.train, shards,
+                                              static_cast<double>(algorithm.weight_decay));
+}
+
+Evaluation PeerTrainer::assess(std::span<const float> x) {
+  auto e = model_->evaluate(x, data_.test);
+  if (optimum_) {
+    e.optimality_gap = optimum_->objective(x) - optimum_->value();
+    e.distance_to_optimum = optimum_->distance(x);
+  }
+  return e;
 }
 
 PeerTrainer::~PeerTrainer() = default;
@@ -333,15 +360,15 @@ Disagreement disagreement(std::span<const float> x, std::span<const float> avg) 
 
 EvalPoint PeerTrainer::evaluate(std::uint64_t round) {
   EvalPoint e;
-  e.own = model_->evaluate(algo_->params(), data_.test);
   const auto x = params();
+  e.own = assess(x);
   if (transport_.size() == 1) return e;
   // Ring steps past the C-PSGD baseline's, in the round just done: every peer evaluates at the
   // same rounds, so the all-reduce lines up; its bytes are diagnostics, not the algorithm's.
   average_.assign(x.begin(), x.end());
   algorithms::allreduce_mean(transport_, round, average_, algorithms::kDiagnosticFirstStep);
   e.disagreement = disagreement(x, average_);
-  if (rank_ == 0) e.average = model_->evaluate(average_, data_.test);
+  if (rank_ == 0) e.average = assess(average_);
   return e;
 }
 
@@ -363,17 +390,19 @@ void PeerTrainer::log_line(std::ofstream& out, double train_loss,
       {"decode_seconds", tot.decode_s},
       {"update_seconds", tot.update_s}};
   if (algorithms::uses_consensus_step(algo_->name())) j["consensus_step"] = algo_->consensus_step();
+  auto add = [&j](const Evaluation& e, const std::string& suffix) {
+    if (!std::isnan(e.accuracy)) j["test_accuracy" + suffix] = e.accuracy;
+    j["test_loss" + suffix] = e.loss;
+    if (e.optimality_gap) j["optimality_gap" + suffix] = *e.optimality_gap;
+    if (e.distance_to_optimum) j["distance_to_optimum" + suffix] = *e.distance_to_optimum;
+  };
   if (eval) {
-    j["test_accuracy"] = eval->own.accuracy;
-    j["test_loss"] = eval->own.loss;
+    add(eval->own, "");
     if (eval->disagreement) {
       j["distance_to_average"] = eval->disagreement->distance;
       j["average_norm"] = eval->disagreement->average_norm;
     }
-    if (eval->average) {
-      j["test_accuracy_avg_model"] = eval->average->accuracy;
-      j["test_loss_avg_model"] = eval->average->loss;
-    }
+    if (eval->average) add(*eval->average, "_avg_model");
   }
   out << j.dump() << '\n';
   out.flush();
@@ -453,7 +482,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
   s.wall_seconds = wall_seconds();
   wall_before_ = s.wall_seconds;
   segment_start_.reset();
-  s.test = model_->evaluate(algo_->params(), data_.test);
+  s.test = assess(params());
   s.totals = algo_->totals();
   return s;
 }

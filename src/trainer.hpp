@@ -20,6 +20,7 @@
 #include "src/config.hpp"
 #include "src/data.hpp"
 #include "src/model.hpp"
+#include "src/optimum.hpp"
 #include "topology/topology.hpp"
 
 namespace gossip::runtime {
@@ -96,6 +97,11 @@ class PeerTrainer {
   std::uint64_t total_rounds() const { return total_rounds_; }
   std::uint64_t round() const;
   std::span<const float> params() const;
+  // The model `x` (host memory, this layout) on the test set, and against the known optimum when
+  // the problem has one.
+  Evaluation assess(std::span<const float> x);
+  // The problem's known optimum (data.dataset = "least-squares" or "logistic"); null otherwise.
+  const KnownOptimum* optimum() const { return optimum_.get(); }
 
   // Loads this peer's checkpoint of round `round` from the run folder.
   void resume(std::uint64_t round);
@@ -126,6 +132,7 @@ class PeerTrainer {
   std::vector<float> average_;  // the all-reduced mean of the models, at evaluation points
   mutable std::vector<float> host_params_;  // params() of a GPU peer, copied out
   std::unique_ptr<algorithms::Algorithm> algo_;
+  std::unique_ptr<KnownOptimum> optimum_;
   std::uint64_t rounds_per_epoch_ = 1;
   std::uint64_t total_rounds_ = 1;
   // Wall seconds of the run so far: earlier segments (a resumed run's), plus this run() if one is

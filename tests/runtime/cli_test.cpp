@@ -145,7 +145,7 @@ TEST_CASE("every example config in configs/ trains an epoch (on synthetic data)"
   CHECK(seen >= 2);
 }
 
-TEST_CASE("launch on a path: the summary's bytes are the mean over peers, as simulate's") {
+TEST_CASE("launch on a path: the summary's per-peer figures and bytes are simulate's") {
   // Peers of a path have unequal degrees, so rank 0's own bytes are not the mean.
   Scratch s("launch_path");
   const std::string ipc = "ipc://" + s.dir().string() + "-{rank}.sock";
@@ -167,7 +167,15 @@ TEST_CASE("launch on a path: the summary's bytes are the mean over peers, as sim
   const auto a = summary(s.dir() / "sim"), b = summary(s.dir() / "zmq");
   const double bytes = a["bytes_sent_per_peer"];
   const double ratio = b["compression_ratio_vs_fp32_dpsgd"];
-  CHECK(b["bytes_sent_per_peer"].get<double>() == doctest::Approx(bytes).epsilon(1e-6));
+  CHECK(b["bytes_sent_per_peer"].get<double>() == bytes);  // gathered exactly
+  // Every peer's accuracy travels to rank 0 (the models are bit-identical to simulate's).
+  REQUIRE(a["test_accuracy_per_peer"].size() == 3);
+  REQUIRE(b["test_accuracy_per_peer"].size() == 3);
+  for (std::size_t r = 0; r < 3; ++r)
+    CHECK(b["test_accuracy_per_peer"][r].get<double>() ==
+          doctest::Approx(a["test_accuracy_per_peer"][r].get<double>()).epsilon(1e-6));
+  for (const char* key : {"test_accuracy_min", "test_accuracy_max", "test_accuracy_avg_model"})
+    CHECK(b[key].get<double>() == doctest::Approx(a[key].get<double>()).epsilon(1e-6));
   CHECK(ratio == doctest::Approx(a["compression_ratio_vs_fp32_dpsgd"].get<double>()).epsilon(1e-6));
   CHECK(ratio ==
         doctest::Approx(b["fp32_dpsgd_bytes_per_peer"].get<double>() / bytes).epsilon(1e-6));

@@ -186,3 +186,35 @@ TEST_CASE("run.device: cpu and cuda parse, anything else is an error naming the 
   CHECK_THROWS_WITH_AS(apply_override(d, "run.device=gpu"),
                        doctest::Contains("--set run.device=gpu: run.device is 'gpu'"), ConfigError);
 }
+
+TEST_CASE("algorithms that send models or sum gradients refuse lossy codecs, naming the key") {
+  expect_error(kBase + "[algorithm]\nname = \"dpsgd\"\n[compression]\ncodec = \"qsgd:s=3\"\n",
+               "compression.codec is \"qsgd:s=3\", but dpsgd sends its models themselves");
+  expect_error(kBase + "[algorithm]\nname = \"d2\"\n[compression]\ncodec = \"sign\"\n",
+               "but d2 sends its models themselves");
+  expect_error(kBase + "[algorithm]\nname = \"c-psgd\"\n[compression]\ncodec = \"fp16\"\n",
+               "but allreduce sums fp32 gradients");
+  for (const char* codec : {"identity", "fp16", "bf16"})
+    CHECK_NOTHROW(parse_run_config(
+        kBase + "[algorithm]\nname = \"dpsgd\"\n[compression]\ncodec = \"" + codec + "\"\n",
+        "run.toml"));
+  CHECK_NOTHROW(parse_run_config(
+      kBase + "[algorithm]\nname = \"choco-sgd\"\n[compression]\ncodec = \"topk:ratio=0.01\"\n",
+      "run.toml"));
+}
+
+TEST_CASE("the convex synthetic problems: no hidden layers, and logistic needs weight decay") {
+  expect_error(kBase + "[data]\ndataset = \"least-squares\"\n",
+               "model.kind is \"mlp\" with hidden layers, but data.dataset = \"least-squares\"");
+  expect_error(kBase +
+                   "[model]\nkind = \"softmax\"\n[data]\ndataset = \"logistic\"\n"
+                   "[algorithm]\nweight_decay = 0\n",
+               "algorithm.weight_decay must be > 0 with data.dataset = \"logistic\"");
+  expect_error(kBase +
+                   "[model]\nkind = \"softmax\"\n[data]\ndataset = \"least-squares\"\n"
+                   "[run]\ndevice = \"cuda\"\n",
+               "least squares runs on the CPU only");
+  const auto c = parse_run_config(
+      kBase + "[model]\nhidden = []\n[data]\ndataset = \"least-squares\"\n", "run.toml");
+  CHECK(c.dataset == "least-squares");
+}

@@ -131,7 +131,8 @@ TEST_CASE("CUDA and CPU models agree on loss, gradient and evaluation") {
     const auto small = tt.test.subset(few);
     const auto s_cpu = cpu.evaluate(x, small), s_gpu = gpu->evaluate(x, small);
     CHECK(std::abs(s_gpu.accuracy - s_cpu.accuracy) * 3.0 <= 1.0 + 1e-9);
-    CHECK(gpu->evaluate(x, Dataset{cs.inputs, static_cast<int>(cs.classes), {}, {}}).samples == 0);
+    CHECK(gpu->evaluate(x, Dataset{cs.inputs, static_cast<int>(cs.classes), {}, {}, {}}).samples ==
+          0);
   }
 }
 
