@@ -134,7 +134,8 @@ void measured_contraction(const Topology& t, const InspectOptions& opt, Spectral
 
 std::optional<long long> rounds_to_shrink(double rho, double factor, int peers) {
   if (peers <= 1) return 0;
-  if (rho >= 1.0) return std::nullopt;
+  // Within rounding of 1 (a disconnected or period-2 W computes as 1 - 1e-16): never.
+  if (rho >= 1.0 - 1e-9) return std::nullopt;
   if (rho <= 0.0) return 1;
   return static_cast<long long>(std::ceil(std::log(factor) / std::log(1.0 / rho) - 1e-12));
 }

@@ -477,6 +477,43 @@ void validate_mixing(const net::Transport& transport, const topology::Topology& 
           fmt::format("W is not doubly stochastic: row {} sums to {}", i, sum));
     }
   }
+  // rho < 1, or the peers never agree: the positive entries of W must connect every peer, and
+  // must not form a bipartite graph with a zero diagonal (then -1 is an eigenvalue of W: flipping
+  // the sign of one side maps W to -W, and the models oscillate between the two sides).
+  std::vector<int> side(static_cast<std::size_t>(n), -1);
+  side[0] = 0;
+  std::vector<int> queue{0};
+  bool bipartite = true, diagonal = false;
+  for (std::size_t head = 0; head < queue.size(); ++head) {
+    const int i = queue[head];
+    for (const topology::Neighbor& nb : topology.W[static_cast<std::size_t>(i)]) {
+      if (nb.rank == i) {
+        diagonal = diagonal || nb.weight != 0.0;
+        continue;
+      }
+      if (!(nb.weight > 0.0)) continue;
+      auto& s = side[static_cast<std::size_t>(nb.rank)];
+      if (s < 0) {
+        s = 1 - side[static_cast<std::size_t>(i)];
+        queue.push_back(nb.rank);
+      } else if (s == side[static_cast<std::size_t>(i)]) {
+        bipartite = false;
+      }
+    }
+  }
+  if (queue.size() < static_cast<std::size_t>(n)) {
+    const auto lost = std::find(side.begin(), side.end(), -1) - side.begin();
+    throw std::invalid_argument(fmt::format(
+        "{}: peer {} cannot be reached from peer 0 through positive weights of W, so the peers "
+        "never agree (rho = 1); connect the graph",
+        topology.description, lost));
+  }
+  if (bipartite && !diagonal)
+    throw std::invalid_argument(fmt::format(
+        "{}: W has period 2 (a bipartite graph and every self-weight W_ii zero), so -1 is an "
+        "eigenvalue and the models swing between the two sides (rho = 1); give the peers a "
+        "positive self-weight (e.g. weights = \"metropolis\")",
+        topology.description));
   const int rank = transport.rank();
   std::vector<int> expected;
   // Every off-diagonal entry listed in the row, zero weights included: the transport links the

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "algorithm_harness.hpp"
+#include "topology/topology_file.hpp"
 
 namespace ga = gossip::algorithms;
 namespace gt = gossip::algorithms::testing;
@@ -435,4 +436,44 @@ TEST_CASE("quasi-global momentum: the buffer averages the model's movement per u
     });
     for (double w : worst) CHECK(w < 1e-4);
   }
+}
+
+TEST_CASE("a W whose peers never agree (rho = 1) is refused, saying why") {
+  const auto peers = [](int n) {
+    std::string t;
+    for (int r = 0; r < n; ++r)
+      t += fmt::format("[[peer]]\nrank = {}\nendpoint = \"ipc:///tmp/gossip-rho-{}\"\n", r, r);
+    return t;
+  };
+  const auto refused = [&](const std::string& matrix, int n) {
+    const auto topo = gossip::topology::parse_topology(
+        "name = \"t\"\nmatrix = " + matrix + "\n" + peers(n), "t.toml");
+    auto hub = std::make_shared<gossip::net::InprocHub>(topo);
+    gossip::net::InprocTransport t(hub, 0);
+    const std::vector<float> x0(4, 0.0f);
+    std::string what;
+    try {
+      (void)ga::make_algorithm(config("dpsgd", 0.1f, 1.0f, "identity"), t, topo, x0);
+    } catch (const std::invalid_argument& e) {
+      what = e.what();
+    }
+    return what;
+  };
+  // Two peers that swap models: W = [[0, 1], [1, 0]] has eigenvalue -1.
+  CHECK(refused("[[0.0, 1.0], [1.0, 0.0]]", 2).find("W has period 2") != std::string::npos);
+  // A 4-cycle with zero self-weights: bipartite, period 2 as well.
+  CHECK(refused("[[0.0, 0.5, 0.0, 0.5], [0.5, 0.0, 0.5, 0.0], [0.0, 0.5, 0.0, 0.5], "
+                "[0.5, 0.0, 0.5, 0.0]]",
+                4)
+            .find("W has period 2") != std::string::npos);
+  // A bipartite graph with positive self-weights contracts: accepted.
+  CHECK(refused("[[0.5, 0.5], [0.5, 0.5]]", 2).empty());
+  // A triangle with zero self-weights is not bipartite: accepted.
+  CHECK(refused("[[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]]", 3).empty());
+  // Best-constant weights may make the diagonal negative; a ring of 4 still contracts.
+  const auto ring = gt::make_topo("ring:4,weights=best-constant");
+  auto hub = std::make_shared<gossip::net::InprocHub>(ring);
+  gossip::net::InprocTransport t(hub, 0);
+  const std::vector<float> x0(4, 0.0f);
+  CHECK_NOTHROW((void)ga::make_algorithm(config("dpsgd", 0.1f, 1.0f, "identity"), t, ring, x0));
 }

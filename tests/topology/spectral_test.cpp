@@ -109,6 +109,9 @@ TEST_CASE("rounds to shrink disagreement a million-fold") {
   CHECK(rounds_to_shrink(0.0, 1e6, 4).value() == 1);
   CHECK(rounds_to_shrink(0.3, 1e6, 1).value() == 0);
   CHECK_FALSE(rounds_to_shrink(1.0, 1e6, 4).has_value());
+  // A period-2 or disconnected W computes as 1 - 1e-16, not 1: still never.
+  CHECK_FALSE(rounds_to_shrink(1.0 - 1e-16, 1e6, 2).has_value());
+  CHECK(rounds_to_shrink(1.0 - 1e-6, 1e6, 2).value() > 1e7);
   const auto r = inspect(make_topology(parse_spec("ring:16")));
   const double rho = r.rho;
   const auto t = *r.rounds_to_1e6;
