@@ -26,6 +26,7 @@
 #include "gossip/zmq_transport.hpp"
 #include "kernels/codec.hpp"
 #include "src/cli.hpp"
+#include "src/hosts.hpp"
 #include "src/threads.hpp"
 #include "src/trainer.hpp"
 #include "topology/topology_file.hpp"
@@ -370,25 +371,6 @@ int rank_from_environment(int given) {
       "OMPI_COMM_WORLD_RANK, PMI_RANK)");
 }
 
-bool is_local(const std::string& endpoint) {
-  return endpoint.starts_with("ipc://") || endpoint.starts_with("tcp://127.") ||
-         endpoint.starts_with("tcp://localhost:") || endpoint.starts_with("tcp://[::1]");
-}
-
-// How many peers of the topology run on the host of `rank`: those with a local endpoint when
-// its is local, else those whose endpoint names the same host.
-int peers_on_host_of(const topology::Topology& topo, int rank) {
-  const auto host = [](const std::string& endpoint) -> std::string {
-    if (is_local(endpoint)) return "(this host)";
-    const auto start = endpoint.find("://");
-    const std::string rest = start == std::string::npos ? endpoint : endpoint.substr(start + 3);
-    return rest.substr(0, rest.rfind(':'));
-  };
-  const std::string mine = host(topo.peers[static_cast<std::size_t>(rank)].endpoint);
-  return static_cast<int>(std::count_if(topo.peers.begin(), topo.peers.end(),
-                                        [&](const auto& p) { return host(p.endpoint) == mine; }));
-}
-
 int run_peer(const TrainArgs& a) {
   const RunConfig c = load_config(a);
   const auto topo = topology::load_topology_or_spec(c.topology);
@@ -400,8 +382,9 @@ int run_peer(const TrainArgs& a) {
   runtime::check_device(c);  // before loading data: a missing GPU is an early, clear error
   // Under launch the threads are chosen already (OMP_NUM_THREADS in the environment). A process
   // confined to some of the cores (srun --cpu-bind, taskset) has its share already.
-  const int here =
-      runtime::usable_cores() < runtime::online_cores() ? 1 : peers_on_host_of(topo, rank);
+  const int here = runtime::usable_cores() < runtime::online_cores()
+                       ? 1
+                       : runtime::peers_on_host_of(topo, rank, runtime::this_host_names());
   if (const auto threads = runtime::threads_per_peer(here)) {
     runtime::use_threads(*threads);
     fmt::print(stderr, "peer {}: {}\n", rank, runtime::describe_threads(here, threads));
@@ -455,11 +438,14 @@ int run_launch(const TrainArgs& a) {
   const auto topo = topology::load_topology_or_spec(c.topology);
   runtime::check_device(c);  // one clear error here rather than one per peer
   std::vector<int> ranks;
+  const auto names = runtime::this_host_names();
   for (const auto& p : topo.peers)
-    if (is_local(p.endpoint)) ranks.push_back(p.rank);
+    if (runtime::on_this_host(p.endpoint, names)) ranks.push_back(p.rank);
   if (ranks.empty())
-    throw std::invalid_argument(
-        fmt::format("no peer of {} has a local endpoint (ipc:// or tcp://127.x)", c.topology));
+    throw std::invalid_argument(fmt::format(
+        "no peer of {} lives on this host: no ipc:// or loopback endpoint, and none names one of "
+        "its {} host names and addresses",
+        c.topology, names.size()));
   const fs::path logs = fs::path(c.output_dir()) / "logs";
   fs::create_directories(logs);
   const std::string self = fs::read_symlink("/proc/self/exe").string();

@@ -15,14 +15,18 @@
 #include <set>
 #include <stdexcept>
 
+#include <fmt/format.h>
+
 #include "gossip/inproc_transport.hpp"
 #include "src/config.hpp"
 #include "src/data.hpp"
+#include "src/hosts.hpp"
 #include "src/model.hpp"
 #include "src/threads.hpp"
 #include "src/trainer.hpp"
 #include "tests/common/scratch.hpp"
 #include "topology/generators.hpp"
+#include "topology/topology_file.hpp"
 
 using namespace gossip::runtime;
 using gossip::testing::Scratch;
@@ -332,4 +336,32 @@ TEST_CASE("threads per peer: the usable cores shared out, unless the user chose"
   ::unsetenv("OMP_NUM_THREADS");
   if (omp) ::setenv("OMP_NUM_THREADS", omp_saved.c_str(), 1);
   if (blas) ::setenv("OPENBLAS_NUM_THREADS", blas_saved.c_str(), 1);
+}
+
+TEST_CASE("which peers live on this host: ipc, loopback, and this machine's names") {
+  CHECK(endpoint_host("tcp://10.1.2.3:29500") == "10.1.2.3");
+  CHECK(endpoint_host("tcp://[fe80::1]:29500") == "fe80::1");
+  CHECK(endpoint_host("tcp://node7.cluster:1") == "node7.cluster");
+  CHECK(endpoint_host("ipc:///tmp/x.sock").empty());
+  const std::set<std::string> names{"10.1.2.3", "node7"};
+  CHECK(on_this_host("tcp://10.1.2.3:1", names));
+  CHECK(on_this_host("tcp://node7:1", names));
+  CHECK_FALSE(on_this_host("tcp://10.1.2.4:1", names));
+  CHECK_FALSE(on_this_host("tcp://10.1.2.30:1", names));  // a prefix is not the host
+  CHECK(on_this_host("ipc:///tmp/a", names));
+  CHECK(on_this_host("tcp://127.0.0.5:1", {}));
+  CHECK(on_this_host("tcp://localhost:1", {}));
+  CHECK(on_this_host("tcp://[::1]:1", {}));
+  std::string text = "name = \"two hosts\"\n";
+  for (int r = 0; r < 4; ++r)
+    text += fmt::format("[[peer]]\nrank = {}\nendpoint = \"tcp://10.1.2.{}:{}\"\n", r,
+                        r < 3 ? 3 : 4, 29500 + r);
+  for (int r = 0; r < 4; ++r) text += fmt::format("[[edge]]\npeers = [{}, {}]\n", r, (r + 1) % 4);
+  const auto topo = gossip::topology::parse_topology(text, "two_hosts.toml");
+  CHECK(peers_on_host_of(topo, 0, names) == 3);
+  CHECK(peers_on_host_of(topo, 3, names) == 1);
+  CHECK(peers_on_host_of(topo, 3, {}) == 1);
+  CHECK(peers_on_host_of(topo, 0, {}) == 3);  // grouped by the host they name
+  // The loopback interface is one of this machine's addresses.
+  CHECK(this_host_names().contains("127.0.0.1"));
 }
