@@ -86,7 +86,7 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t wire_byt
   net::TransportOptions o;
   o.timeout = std::chrono::milliseconds(static_cast<long long>(c.timeout_s * 1000));
   o.connect_timeout = std::chrono::milliseconds(static_cast<long long>(c.connect_timeout_s * 1000));
-  o.run_hash = c.hash();
+  o.run_hash = c.hash(RunConfig::Scope::peers);
   // Gossip messages carry the codec's wire bytes; ring steps (all-reduce, averaging) carry fp32
   // chunks of at most the model: the larger bounds what a neighbour may send.
   o.max_payload_bytes = wire_bytes;

@@ -157,10 +157,10 @@ std::string render(const RunConfig& c, const Key& key) {
         } else if constexpr (std::is_same_v<T, bool>) {
           return v ? "true" : "false";
         } else if constexpr (std::is_same_v<T, double>) {
-          return fmt::format("{:.17g}", v);
+          return fmt::format("{}", v);
         } else if constexpr (std::is_same_v<T, std::vector<double>>) {
           std::vector<std::string> parts;
-          for (double d : v) parts.push_back(fmt::format("{:.17g}", d));
+          for (double d : v) parts.push_back(fmt::format("{}", d));
           return fmt::format("[{}]", fmt::join(parts, ", "));
         } else if constexpr (std::is_same_v<T, std::vector<int>>) {
           return fmt::format("[{}]", fmt::join(v, ", "));
@@ -289,13 +289,42 @@ std::string RunConfig::to_toml() const {
   return out;
 }
 
-std::uint64_t RunConfig::hash() const {
-  RunConfig shared = *this;
-  shared.output.clear();
-  shared.source.clear();
+namespace {
+
+// Keys no hash covers: they concern one process only.
+bool local_key(std::string_view path) {
+  return path.starts_with("transport.") || path == "run.name" || path == "run.output" ||
+         path == "run.log_every" || path == "run.checkpoint_every" || path == "run.device" ||
+         path == "data.path" || path == "data.test_limit" || path == "topology.file";
+}
+
+bool in_scope(std::string_view path, RunConfig::Scope scope) {
+  if (local_key(path)) return false;
+  // More epochs or other evaluation points change what the peers do together (rounds, the
+  // evaluation all-reduce), not the state a checkpoint holds.
+  return scope == RunConfig::Scope::peers || (path != "run.epochs" && path != "run.eval_every");
+}
+
+}  // namespace
+
+std::uint64_t RunConfig::hash(Scope scope) const {
   std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char ch : shared.to_toml()) h = (h ^ ch) * 0x100000001b3ULL;
+  for (const auto& k : kKeys) {
+    if (!in_scope(k.path, scope)) continue;
+    for (unsigned char ch : fmt::format("{}={}\n", k.path, render(*this, k)))
+      h = (h ^ ch) * 0x100000001b3ULL;
+  }
   return h;
+}
+
+std::vector<std::string> RunConfig::differences(const RunConfig& other, Scope scope) const {
+  std::vector<std::string> out;
+  for (const auto& k : kKeys) {
+    if (!in_scope(k.path, scope)) continue;
+    const auto ours = render(*this, k), theirs = render(other, k);
+    if (ours != theirs) out.push_back(fmt::format("{} = {} (there: {})", k.path, ours, theirs));
+  }
+  return out;
 }
 
 namespace {

@@ -72,8 +72,16 @@ struct RunConfig {
   std::string source;  // file the config came from, for messages
 
   std::string output_dir() const { return output.empty() ? "runs/" + name : output; }
-  // Hash of every setting that peers must share (all keys but output); compared at start-up.
-  std::uint64_t hash() const;
+  // Which settings a hash covers. Neither covers the keys that only concern one process (run
+  // name and output, logging and checkpoint intervals, device, data path, test_limit, topology
+  // file name: the topology's own hash is checked beside it, transport settings).
+  enum class Scope {
+    peers,   // what peers must agree on to run together (start-up handshake)
+    resume,  // what a checkpoint's state depends on: peers' keys but run.epochs, run.eval_every
+  };
+  std::uint64_t hash(Scope scope) const;
+  // The keys of `scope` whose values differ, as "key = ours (theirs: other)", for messages.
+  std::vector<std::string> differences(const RunConfig& other, Scope scope) const;
   // The canonical TOML text of this config (all keys, overrides applied).
   std::string to_toml() const;
 };

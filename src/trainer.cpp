@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "gossip/algorithms/ring_allreduce.hpp"
@@ -23,8 +24,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The last two characters are the format's version: 02 added the transport and time counters.
-constexpr char kCheckpointMagic[8] = {'G', 'S', 'C', 'K', 'P', 'T', '0', '2'};
+// The last two characters are the format's version: 02 added the transport and time counters,
+// 03 hashes only the settings the state depends on (RunConfig::Scope::resume).
+constexpr char kCheckpointMagic[8] = {'G', 'S', 'C', 'K', 'P', 'T', '0', '3'};
 constexpr int kCheckpointsKept = 3;
 
 // Digits as a u64; nullopt when they overflow (a stray file name must not stop a run).
@@ -273,7 +275,7 @@ std::string PeerTrainer::checkpoint() const {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw CheckpointError(fmt::format("{}: cannot write", tmp));
     out.write(kCheckpointMagic, sizeof kCheckpointMagic);
-    put(out, config_.hash());
+    put(out, config_.hash(RunConfig::Scope::resume));
     put(out, topo_.hash());
     put(out, static_cast<std::int32_t>(rank_));
     put(out, algo_->round());
@@ -316,11 +318,23 @@ void PeerTrainer::resume(std::uint64_t round) {
         "{}: checkpoint format {} (this build reads {}); start afresh without --resume", path,
         std::string_view(magic + 6, 2), std::string_view(kCheckpointMagic + 6, 2)));
   const auto config_hash = get<std::uint64_t>(in, path);
-  if (config_hash != config_.hash())
+  if (const auto ours = config_.hash(RunConfig::Scope::resume); config_hash != ours) {
+    // The run folder's config.toml (written by rank 0 when the run started) names the keys.
+    std::string which;
+    try {
+      const auto before = load_run_config((fs::path(config_.output_dir()) / kConfigFile).string());
+      if (before.hash(RunConfig::Scope::resume) == config_hash)
+        which = fmt::format("; changed: {}",
+                            fmt::join(config_.differences(before, RunConfig::Scope::resume), "; "));
+    } catch (const std::exception&) {
+      // No readable config.toml: the hashes alone.
+    }
     throw CheckpointError(fmt::format(
-        "{}: written by a run with other settings (config hash {:016x}, this run {:016x}); "
-        "resume with the same config, or start afresh without --resume",
-        path, config_hash, config_.hash()));
+        "{}: written by a run with other settings (config hash {:016x}, this run {:016x}){}; "
+        "resume with the same settings (run.epochs, run.eval_every, logging, checkpoint and "
+        "transport settings may change), or start afresh without --resume",
+        path, config_hash, ours, which));
+  }
   const auto topo_hash = get<std::uint64_t>(in, path);
   if (topo_hash != topo_.hash())
     throw CheckpointError(
@@ -417,6 +431,14 @@ double PeerTrainer::wall_seconds() const {
 PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
   segment_start_ = std::chrono::steady_clock::now();
   fs::create_directories(config_.output_dir());
+  if (rank_ == 0) {
+    // The settings of this run, for people and for naming what a later --resume changed.
+    const auto path = fs::path(config_.output_dir()) / kConfigFile;
+    const auto tmp = fs::path(path.string() + ".tmp");
+    std::ofstream(tmp) << "# written by gossip when this run (or its last resume) started\n"
+                       << config_.to_toml();
+    fs::rename(tmp, path);
+  }
   const auto metrics_path = fs::path(config_.output_dir()) / fmt::format("metrics-{}.jsonl", rank_);
   std::ofstream metrics(metrics_path, algo_->round() > 0 ? std::ios::app : std::ios::trunc);
   if (!metrics) throw std::runtime_error(fmt::format("{}: cannot write", metrics_path.string()));

@@ -40,6 +40,9 @@ struct PeerSummary {
   std::optional<std::uint64_t> diverged_at;
 };
 
+// The run config as rank 0 started the run with, in the run folder.
+inline constexpr const char* kConfigFile = "config.toml";
+
 struct TrainHooks {
   // Asked before each round: true once the user asked to stop (Ctrl-C). The peer then asks the
   // transport for a stop a few rounds ahead (Transport::request_stop), and every peer of the run

@@ -47,19 +47,19 @@ TEST_CASE("every key parses and the canonical text round-trips") {
   CHECK(c.latency_ms == 5.0);
   const auto again = parse_run_config(c.to_toml(), "canonical.toml");
   CHECK(again.to_toml() == c.to_toml());
-  CHECK(again.hash() == c.hash());
+  CHECK(again.hash(RunConfig::Scope::peers) == c.hash(RunConfig::Scope::peers));
 }
 
 TEST_CASE("overrides: typed values, bare strings, and errors naming the argument") {
   auto c = parse_run_config(kBase, "run.toml");
-  const auto h = c.hash();
+  const auto h = c.hash(RunConfig::Scope::peers);
   apply_override(c, "algorithm.lr=0.01");
   CHECK(c.lr == doctest::Approx(0.01));
   apply_override(c, "algorithm.name=deepsqueeze");
   CHECK(c.algorithm == "deepsqueeze");
   apply_override(c, "model.hidden=[10]");
   CHECK(c.hidden == std::vector<int>{10});
-  CHECK(c.hash() != h);
+  CHECK(c.hash(RunConfig::Scope::peers) != h);
   apply_override(c, "run.output=/tmp/elsewhere");
   CHECK(c.output_dir() == "/tmp/elsewhere");
   CHECK_THROWS_WITH_AS(apply_override(c, "algorithm.lrr=1"),
@@ -142,11 +142,43 @@ TEST_CASE("a directory, a device file or a huge file is not read as a run config
   CHECK(piped.topology == "ring:4");
 }
 
-TEST_CASE("output folder is not part of the run hash") {
-  auto a = parse_run_config(kBase, "a.toml");
+TEST_CASE("the hashes: what peers share, what a checkpoint depends on, what neither covers") {
+  using Scope = RunConfig::Scope;
+  const auto a = parse_run_config(kBase, "a.toml");
+  const auto changed = [&](const std::string& set) {
+    auto b = a;
+    apply_override(b, set);
+    return std::pair{b.hash(Scope::peers) != a.hash(Scope::peers),
+                     b.hash(Scope::resume) != a.hash(Scope::resume)};
+  };
+  // One process's own settings: neither.
+  for (const char* set :
+       {"run.output=/tmp/other", "run.name=x", "run.log_every=7", "run.checkpoint_every=9",
+        "data.path=/elsewhere", "data.test_limit=5", "transport.timeout_s=5",
+        "transport.latency_ms=3", "topology.file=\"other.toml\"", "run.device=cuda"}) {
+    CAPTURE(set);
+    CHECK(changed(set) == std::pair{false, false});
+  }
+  // What the peers do together, not the state: peers only (a run may be extended).
+  for (const char* set : {"run.epochs=9", "run.eval_every=2"}) {
+    CAPTURE(set);
+    CHECK(changed(set) == std::pair{true, false});
+  }
+  // The trajectory: both.
+  for (const char* set : {"algorithm.lr=0.3", "run.seed=5", "data.partition=label",
+                          "run.batch_size=8", "compression.codec=\"fp16\""}) {
+    CAPTURE(set);
+    CHECK(changed(set) == std::pair{true, true});
+  }
   auto b = a;
-  apply_override(b, "run.output=/tmp/other");
-  CHECK(a.hash() == b.hash());
+  apply_override(b, "algorithm.lr=0.3");
+  apply_override(b, "run.epochs=9");
+  const auto diff = b.differences(a, Scope::resume);
+  REQUIRE(diff.size() == 1);
+  CAPTURE(diff[0]);
+  CHECK(diff[0].starts_with("algorithm.lr = 0.3"));
+  CHECK(diff[0].find(" (there: ") != std::string::npos);
+  CHECK(b.differences(a, Scope::peers).size() == 2);
 }
 
 TEST_CASE("mistakes in the file name the file and the line") {
@@ -179,7 +211,6 @@ TEST_CASE("run.device: cpu and cuda parse, anything else is an error naming the 
   CHECK(parse_run_config(kBase, "run.toml").device == "cpu");
   const auto c = parse_run_config(kBase + "[run]\ndevice = \"cuda\"\n", "run.toml");
   CHECK(c.device == "cuda");
-  CHECK(c.hash() != parse_run_config(kBase, "run.toml").hash());
   expect_error(kBase + "[run]\ndevice = \"tpu\"\n",
                "run.toml:4: run.device is 'tpu'; allowed: cpu, cuda");
   auto d = parse_run_config(kBase, "run.toml");

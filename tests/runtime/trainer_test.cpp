@@ -170,7 +170,7 @@ TEST_CASE("a checkpoint of another format version is refused, naming both") {
     f.write("01", 2);
   }
   CHECK_THROWS_WITH(run_all(c, 20, std::nullopt, false),
-                    doctest::Contains("checkpoint format 01 (this build reads 02)"));
+                    doctest::Contains("checkpoint format 01 (this build reads 03)"));
 }
 
 TEST_CASE("a checkpoint of a different run is refused with a message") {
@@ -181,11 +181,24 @@ TEST_CASE("a checkpoint of a different run is refused with a message") {
   apply_override(other, "algorithm.lr=0.2");
   CHECK_THROWS_WITH(run_all(other, 20, std::nullopt, false),
                     doctest::Contains("written by a run with other settings"));
+  // The run folder's config.toml names what changed.
+  CHECK_THROWS_WITH(run_all(other, 20, std::nullopt, false),
+                    doctest::Contains("changed: algorithm.lr = 0.2 (there: 0.1)"));
   CHECK_THROWS_WITH(run_all(c, 30, std::nullopt, false),
                     doctest::Contains("no checkpoint of rank"));
   for (int r = 0; r < 4; ++r)
     std::filesystem::create_directories(PeerTrainer::checkpoint_path(c, r, 30));
   CHECK_THROWS_WITH(run_all(c, 30, std::nullopt, false), doctest::Contains(": is a directory"));
+  // More epochs, other logging: the checkpoint still belongs to this run, which goes on longer.
+  auto longer = c;
+  apply_override(longer, "run.epochs=3");
+  apply_override(longer, "run.log_every=5");
+  const auto params = run_all(longer, 20, std::nullopt, false);
+  CHECK(params[0].size() > 0);
+  std::ifstream in(std::filesystem::path(c.output_dir()) / "metrics-0.jsonl");
+  std::string line, last;
+  while (std::getline(in, line)) last = line;
+  CHECK(nlohmann::json::parse(last).at("round").get<std::uint64_t>() == 3 * 31);
 }
 
 TEST_CASE("allreduce_mean gives every peer the same mean") {
