@@ -296,11 +296,15 @@ void FramedTransport::handshake() {
   {
     const auto deadline = Clock::now() + options_.connect_timeout;
     while (!handshake_done()) {
-      auto in = wait_inbound(deadline, {});
+      // Short waits, so that a cancellation (Ctrl-C) is seen within a fraction of a second.
+      auto in = wait_inbound(std::min(deadline, Clock::now() + std::chrono::milliseconds(200)), {});
       if (in) {
         accept(std::move(*in));
         continue;
       }
+      if (options_.cancelled && options_.cancelled())
+        throw TransportCancelled(
+            fmt::format("rank {}: stopped during the start-up handshake", rank_));
       if (Clock::now() < deadline) continue;
       std::string missing;
       for (int r : links_) {

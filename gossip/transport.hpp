@@ -20,6 +20,12 @@ class TransportError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The start-up handshake was cancelled (TransportOptions::cancelled): nothing was trained.
+class TransportCancelled : public TransportError {
+ public:
+  using TransportError::TransportError;
+};
+
 struct TrafficCounters {
   std::uint64_t bytes_sent = 0;  // everything put on the wire, framing headers included
   std::uint64_t bytes_received = 0;

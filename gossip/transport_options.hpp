@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "gossip/link_emulation.hpp"
 
@@ -15,6 +16,9 @@ struct TransportOptions {
   std::chrono::milliseconds timeout{30000};
   // How long the start-up handshake waits for every linked peer (they start at different times).
   std::chrono::milliseconds connect_timeout{60000};
+  // Asked a few times a second while the start-up handshake waits; true (the user pressed Ctrl-C)
+  // ends the wait with TransportCancelled instead of waiting out connect_timeout.
+  std::function<bool()> cancelled;
   // Hash of the run settings (algorithm, codec, model, ...): peers that disagree refuse to start.
   std::uint64_t run_hash = 0;
   // Largest payload a peer expects to receive (the codec's wire size). 0: no limit. Frames with a

@@ -1,5 +1,6 @@
 // `gossip simulate`, `gossip peer` and `gossip launch`: training runs.
 
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <charconv>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -87,6 +89,7 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t wire_byt
   o.timeout = std::chrono::milliseconds(static_cast<long long>(c.timeout_s * 1000));
   o.connect_timeout = std::chrono::milliseconds(static_cast<long long>(c.connect_timeout_s * 1000));
   o.run_hash = c.hash(RunConfig::Scope::peers);
+  o.cancelled = [] { return g_stop.load(); };
   // Gossip messages carry the codec's wire bytes; ring steps (all-reduce, averaging) carry fp32
   // chunks of at most the model: the larger bounds what a neighbour may send.
   o.max_payload_bytes = wire_bytes;
@@ -468,9 +471,14 @@ int run_launch(const TrainArgs& a) {
     // The peer's index on this host picks its GPU (run.device = "cuda"), whatever SLURM_LOCALID
     // the launcher itself inherited. Set before fork: the child only execs.
     ::setenv("GOSSIP_LOCAL_RANK", std::to_string(pids.size()).c_str(), 1);
+    const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
+      // A peer does not outlive its launcher (kill -9, a closed terminal): it gets SIGTERM, as
+      // if the user had stopped the run. The check covers a launcher gone before prctl.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) std::_Exit(130);
       // Child: rank 0 keeps the terminal's stderr (progress); everyone's output also goes to a log.
       FILE* f = std::fopen(log.c_str(), "w");
       if (f) {
@@ -489,37 +497,84 @@ int run_launch(const TrainArgs& a) {
   fmt::print(stderr, "launch: {} peers started on this host; logs in {}/\n", pids.size(),
              logs.string());
   install_stop_handlers();
+  std::signal(SIGHUP, on_signal);  // a closed terminal stops the run like Ctrl-C
+  // How a peer ended, in words.
+  const auto ended = [](int code) {
+    return code > 128
+               ? fmt::format("was killed by signal {} ({})", code - 128, ::strsignal(code - 128))
+               : fmt::format("exited with code {}", code);
+  };
   bool forwarded = false;
+  std::optional<std::size_t> failed;  // the first peer that failed on its own
+  auto kill_at = std::chrono::steady_clock::time_point::max();  // none due
   std::vector<int> codes(pids.size(), -1);
   std::size_t running = pids.size();
   while (running > 0) {
     int status = 0;
     const pid_t done = ::waitpid(-1, &status, WNOHANG);
     if (done > 0) {
-      for (std::size_t k = 0; k < pids.size(); ++k)
-        if (pids[k] == done)
-          codes[k] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      for (std::size_t k = 0; k < pids.size(); ++k) {
+        if (pids[k] != done) continue;
+        codes[k] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        // 0, 3 (diverged: every peer stops by itself) and 130 (stopped) are orderly ends; any
+        // other leaves its neighbours waiting for it until their timeout: stop them now.
+        const bool orderly = codes[k] == 0 || codes[k] == 3 || codes[k] == 130;
+        if (!orderly && !failed && running > 1) {
+          failed = k;
+          fmt::print(stderr, "launch: peer {} {}; stopping the other peers. Its log ends:\n",
+                     ranks[k], ended(codes[k]));
+          std::ifstream log(logs / fmt::format("peer-{}.log", ranks[k]));
+          std::vector<std::string> tail;
+          for (std::string line; std::getline(log, line);) {
+            tail.push_back(line);
+            if (tail.size() > 8) tail.erase(tail.begin());
+          }
+          for (const auto& line : tail) fmt::print(stderr, "  | {}\n", line);
+          for (std::size_t j = 0; j < pids.size(); ++j)
+            if (codes[j] < 0) ::kill(pids[j], SIGTERM);
+          // Its neighbours cannot agree on a stop round without it: what has not stopped
+          // within a few seconds is killed (their periodic checkpoints stay for --resume).
+          kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        }
+      }
       --running;
       continue;
     }
     if (g_stop.load() && !forwarded) {
-      for (pid_t p : pids) ::kill(p, SIGINT);
+      for (std::size_t j = 0; j < pids.size(); ++j)
+        if (codes[j] < 0) ::kill(pids[j], SIGINT);
       forwarded = true;
+    }
+    if (std::chrono::steady_clock::now() >= kill_at) {
+      for (std::size_t j = 0; j < pids.size(); ++j)
+        if (codes[j] < 0) ::kill(pids[j], SIGKILL);
+      kill_at = std::chrono::steady_clock::time_point::max();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (std::all_of(codes.begin(), codes.end(), [](int c) { return c == 130; })) {
-    fmt::print(stderr,
-               "launch: every peer stopped before the same round and wrote a checkpoint; "
-               "continue with --resume\n");
+    const bool all_here = ranks.size() == static_cast<std::size_t>(topo.size());
+    const auto common =
+        all_here ? runtime::PeerTrainer::latest_common_checkpoint(c, topo.size()) : std::nullopt;
+    if (!all_here)
+      fmt::print(stderr, "launch: the peers on this host stopped; continue with --resume\n");
+    else if (common)
+      fmt::print(stderr,
+                 "launch: every peer stopped; checkpoints of round {} in {}/checkpoints: "
+                 "continue with --resume\n",
+                 *common, c.output_dir());
+    else
+      fmt::print(stderr,
+                 "launch: every peer stopped before training began; no checkpoint to resume "
+                 "from\n");
     return 130;
   }
   int worst = 0;
   for (std::size_t k = 0; k < pids.size(); ++k) {
     if (codes[k] != 0) {
-      fmt::print(stderr, "launch: peer {} exited with code {} (log {}/peer-{}.log)\n", ranks[k],
-                 codes[k], logs.string(), ranks[k]);
-      if (worst == 0) worst = codes[k];
+      fmt::print(stderr, "launch: peer {} {}{} (log {}/peer-{}.log)\n", ranks[k], ended(codes[k]),
+                 failed && k != *failed ? " after launch stopped it" : "", logs.string(), ranks[k]);
+      if (worst == 0 || (failed && k == *failed)) worst = codes[k];
     }
   }
   if (worst == 0) {
@@ -550,7 +605,15 @@ void add_train_commands(CLI::App& app) {
       ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   p->add_flag("--progress", peer->progress, "Print progress lines (rank 0 always does)");
   p->callback([peer] {
-    if (int code = run_peer(*peer); code != 0) throw CLI::RuntimeError(code);
+    int code = 0;
+    try {
+      code = run_peer(*peer);
+    } catch (const net::TransportCancelled& e) {
+      // Ctrl-C before the peers had all met: nothing trained, nothing to resume.
+      fmt::print(stderr, "{}: nothing was trained, no checkpoint written\n", e.what());
+      code = 130;
+    }
+    if (code != 0) throw CLI::RuntimeError(code);
   });
 
   auto launch = std::make_shared<TrainArgs>();

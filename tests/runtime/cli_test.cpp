@@ -119,6 +119,33 @@ TEST_CASE("unreachable neighbour: the peer gives up within the connect timeout, 
   CHECK_MESSAGE(r.err.find("peer 1") != std::string::npos, r.err);
 }
 
+TEST_CASE("launch: a peer that fails stops the others at once, and its log is shown") {
+  // Peer 1 cannot bind its ipc endpoint (no such folder); the others would wait for it until
+  // their 100 s connect timeout, past this test's time limit, if launch did not stop them.
+  Scratch s("launch_fail");
+  std::string topo = "name = \"ring of 3, one endpoint unusable\"\n";
+  for (int r = 0; r < 3; ++r) {
+    const std::string ep = r == 1 ? "ipc:///nonexistent-gossip-folder/p1"
+                                  : "ipc://" + s.dir().string() + "-p" + std::to_string(r);
+    topo += "[[peer]]\nrank = " + std::to_string(r) + "\nendpoint = \"" + ep + "\"\n";
+    if (r != 1) s.also_remove(s.dir().string() + "-p" + std::to_string(r));
+  }
+  for (int r = 0; r < 3; ++r)
+    topo += "[[edge]]\npeers = [" + std::to_string(r) + ", " + std::to_string((r + 1) % 3) + "]\n";
+  const auto topo_file = s.config(topo);
+  const auto cfg = s.config("[topology]\nfile = \"" + topo_file +
+                            "\"\n[data]\ndataset = \"blobs\"\n[transport]\nconnect_timeout_s = "
+                            "100\ntimeout_s = 100\n[run]\noutput = \"" +
+                            s.dir().string() + "\"\n");
+  const auto r = run_cli("launch --config " + cfg);
+  CHECK(r.code == 1);  // the failed peer's status
+  CHECK_MESSAGE(r.err.find("launch: peer 1 exited with code 1; stopping the other peers") !=
+                    std::string::npos,
+                r.err);
+  CHECK_MESSAGE(r.err.find("nonexistent-gossip-folder") != std::string::npos, r.err);  // its log
+  CHECK_MESSAGE(r.err.find("after launch stopped it") != std::string::npos, r.err);
+}
+
 TEST_CASE("every example config in configs/ trains an epoch (on synthetic data)") {
   // Their topology paths are relative to the repository root, where users run them.
   const char* root = std::getenv("GOSSIP_SOURCE_ROOT");
