@@ -7,34 +7,59 @@
 # log scale, takes the place of the accuracy.
 # Usage: scripts/plot-run.sh RUN_DIR [RUN_DIR ...] [-o out.png]   (default: first RUN_DIR/plot.png)
 set -euo pipefail
+usage() { echo "usage: $0 RUN_DIR [RUN_DIR ...] [-o out.png]" >&2; exit 2; }
 out=""
 runs=()
 while (($#)); do
   case $1 in
-    -o) out=$2; shift 2 ;;
+    -o) [[ -n ${2-} ]] || { echo "plot-run: -o needs a file name" >&2; usage; }; out=$2; shift 2 ;;
+    -h | --help) usage ;;
+    -?*) echo "plot-run: unknown option '$1'" >&2; usage ;;
     *) runs+=("$1"); shift ;;
   esac
 done
-((${#runs[@]})) || { echo "usage: $0 RUN_DIR [RUN_DIR ...] [-o out.png]" >&2; exit 2; }
+((${#runs[@]})) || usage
 out=${out:-${runs[0]}/plot.png}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# A title between gnuplot's single quotes: quotes doubled, newlines as spaces.
+gp_title() { local t=${1//$'\n'/ }; echo "${t//\'/\'\'}"; }
 
 # Mean over peers of each logged round: wall, MB sent, loss; accuracy where evaluated.
 plots_loss_t=() plots_loss_b=() plots_acc_t=() plots_acc_b=() plots_dist=()
 for k in "${!runs[@]}"; do
   run=${runs[$k]}
+  [[ -d $run ]] || { echo "plot-run: no run folder $run" >&2; exit 1; }
   ls "$run"/metrics-*.jsonl >/dev/null 2>&1 || { echo "plot-run: no metrics-*.jsonl in $run" >&2; exit 1; }
   python3 - "$run" "$tmp/$k.tsv" <<'PY'
 import glob, json, sys
 from collections import defaultdict
 run, out = sys.argv[1], sys.argv[2]
 rows = defaultdict(list)
-for path in glob.glob(f"{run}/metrics-*.jsonl"):
-    with open(path) as f:
-        for line in f:
+need = ("round", "wall_seconds", "bytes_sent", "train_loss")
+for path in sorted(glob.glob(f"{glob.escape(run)}/metrics-*.jsonl")):
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError as e:
+        sys.exit(f"plot-run: cannot read {path}: {e.strerror}")
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
             j = json.loads(line)
-            rows[j["round"]].append(j)
+        except ValueError:
+            # A killed run can leave a partial last line; anything else is corruption.
+            if n == len(lines):
+                print(f"plot-run: warning: {path}:{n}: truncated last line, skipped", file=sys.stderr)
+                continue
+            sys.exit(f"plot-run: {path}:{n}: not JSON")
+        missing = [k for k in need if not isinstance(j, dict) or not isinstance(j.get(k), (int, float))]
+        if missing:
+            sys.exit(f"plot-run: {path}:{n}: not a metrics line (no number '{missing[0]}')")
+        rows[j["round"]].append(j)
+if not rows:
+    sys.exit(f"plot-run: no metrics lines in {run}")
 # The quality measure: the optimality gap where the problem has a known optimum, else accuracy.
 key = "optimality_gap" if any("optimality_gap" in x for r in rows.values() for x in r) else "test_accuracy"
 with open(out + ".kind", "w") as fk:
@@ -53,28 +78,43 @@ with open(out, "w") as f, open(out + ".acc", "w") as fa:
             na = lambda v: f"{v[0]}" if v else "NaN"
             rel = [sum(dist) / len(dist)] if dist else []
             fa.write(f"{line}\t{sum(accs) / len(accs)}\t{na(avg)}\t{na(rel)}\n")
-    try:  # the final evaluation (not in the metrics lines)
-        with open(f"{run}/summary.json") as fs:
-            s = json.load(fs)
-        last = rows[max(rows)] if rows else []
-        loss = sum(x["train_loss"] for x in last) / len(last) if last else float("nan")
-        num = lambda v: "NaN" if v is None else f"{v}"
+    # The final evaluation (not in the metrics lines); a run still going or killed has none.
+    spath = f"{run}/summary.json"
+    try:
+        with open(spath, "rb") as fs:
+            s = json.loads(fs.read().decode("utf-8", "replace"))
+        last = rows[max(rows)]
+        loss = sum(x["train_loss"] for x in last) / len(last)
+        num = lambda v: "NaN" if v is None else f"{float(v)}"
         fa.write(f"{s['rounds']}\t{s['wall_seconds']}\t{s['bytes_sent_per_peer'] / 1e6}\t{loss}"
                  f"\t{num(s[key + '_mean'])}\t{num(s.get(key + '_avg_model'))}"
                  f"\t{num(s.get('distance_to_average_relative_mean'))}\n")
-    except (OSError, KeyError, ValueError):
+    except FileNotFoundError:
         pass
+    except OSError as e:
+        print(f"plot-run: warning: {spath} is unreadable ({e.strerror}): no final evaluation", file=sys.stderr)
+    except ValueError:
+        print(f"plot-run: warning: {spath} is unreadable (not JSON): no final evaluation", file=sys.stderr)
+    except (KeyError, TypeError, AttributeError) as e:
+        print(f"plot-run: warning: {spath} is unreadable (no number {e}): no final evaluation",
+              file=sys.stderr)
 PY
-  name=$(basename "$run")
-  plots_loss_t+=("'$tmp/$k.tsv' using 2:4 with linespoints lw 2 title '$name'")
-  plots_loss_b+=("'$tmp/$k.tsv' using 3:4 with linespoints lw 2 title '$name'")
+  # gnuplot runs in $tmp and reads the data under plain names; only the titles carry the run's name.
+  name=$(gp_title "$(basename -- "$run")")
+  plots_loss_t+=("'$k.tsv' using 2:4 with linespoints lw 2 title '$name'")
+  plots_loss_b+=("'$k.tsv' using 3:4 with linespoints lw 2 title '$name'")
   c=$((k + 1))
-  [[ -s $tmp/$k.tsv.acc ]] || { echo "plot-run: $run has no evaluation points (run.eval_every) and no summary.json: loss only" >&2; continue; }
-  plots_acc_t+=("'$tmp/$k.tsv.acc' using 2:5 with linespoints lw 2 lc $c title '$name'"
-    "'$tmp/$k.tsv.acc' using 2:6 with linespoints lw 2 lc $c dt 2 title '$name (avg model)'")
-  plots_acc_b+=("'$tmp/$k.tsv.acc' using 3:5 with linespoints lw 2 lc $c title '$name'"
-    "'$tmp/$k.tsv.acc' using 3:6 with linespoints lw 2 lc $c dt 2 title '$name (avg model)'")
-  plots_dist+=("'$tmp/$k.tsv.acc' using 2:7 with linespoints lw 2 lc $c title '$name'")
+  if [[ ! -s $tmp/$k.tsv.acc ]]; then
+    why="no summary.json"
+    [[ -e $run/summary.json ]] && why="an unreadable summary.json"
+    echo "plot-run: $run has no evaluation points (run.eval_every) and $why: loss only" >&2
+    continue
+  fi
+  plots_acc_t+=("'$k.tsv.acc' using 2:5 with linespoints lw 2 lc $c title '$name'"
+    "'$k.tsv.acc' using 2:6 with linespoints lw 2 lc $c dt 2 title '$name (avg model)'")
+  plots_acc_b+=("'$k.tsv.acc' using 3:5 with linespoints lw 2 lc $c title '$name'"
+    "'$k.tsv.acc' using 3:6 with linespoints lw 2 lc $c dt 2 title '$name (avg model)'")
+  plots_dist+=("'$k.tsv.acc' using 2:7 with linespoints lw 2 lc $c title '$name'")
 done
 join() { local IFS=","; echo "$*"; }
 # The first run's measure names the panels: accuracy, or the optimality gap (log scale).
@@ -91,9 +131,14 @@ else
 set xrange [0:1]; set yrange [0:1]; plot -1 notitle; unset label 1; set autoscale"
   acc_t=$empty acc_b=$empty dist=$empty
 fi
-gnuplot <<GP
+# The PNG's folder must exist; gnuplot draws in $tmp (plain names) and the PNG is copied there.
+outdir=$(dirname -- "$out")
+[[ ! -d $out ]] || { echo "plot-run: the output $out is a folder" >&2; exit 1; }
+mkdir -p -- "$outdir" 2>/dev/null || { echo "plot-run: cannot create the output folder $outdir" >&2; exit 1; }
+[[ -w $outdir ]] || { echo "plot-run: cannot write to the output folder $outdir" >&2; exit 1; }
+(cd "$tmp" && gnuplot >&2) <<GP || { echo "plot-run: gnuplot failed" >&2; exit 1; }
 set terminal pngcairo size 1400,1400 font ",11"
-set output '$out'
+set output 'plot.png'
 set termoption noenhanced
 set datafile separator "\t"
 set grid
@@ -115,4 +160,6 @@ set xlabel "wall time (s)"; set ylabel "|x_i - x_avg| / |x_avg|"
 $dist
 unset multiplot
 GP
+[[ -s $tmp/plot.png ]] || { echo "plot-run: gnuplot wrote no plot" >&2; exit 1; }
+cp -- "$tmp/plot.png" "$out" || { echo "plot-run: cannot write $out" >&2; exit 1; }
 echo "plot: $out"

@@ -60,19 +60,37 @@ done
 )
 [[ -x $gossip ]] || { echo "sweep: no gossip binary at $gossip (build first: scripts/build.sh)" >&2; exit 1; }
 [[ -f $config ]] || { echo "sweep: no config file $config" >&2; exit 1; }
+# Run names become folders OUT/L*-B*/NAME and logs NAME.log: plain, distinct names only.
+declare -A seen=()
 for r in "${runs[@]}"; do
-  [[ $r == *=* && ${r%%=*} =~ ^[A-Za-z0-9._-]+$ ]] ||
-    { echo "sweep: --run '$r' must be NAME=KEY=VALUE[;KEY=VALUE...] with a plain NAME" >&2; exit 2; }
+  [[ $r == *=* ]] || { echo "sweep: --run '$r' must be NAME=KEY=VALUE[;KEY=VALUE...]" >&2; exit 2; }
+  name=${r%%=*}
+  [[ $name =~ ^[A-Za-z0-9._-]+$ && $name != . && $name != .. ]] || {
+    echo "sweep: --run '$r': the name '$name' is not plain (letters, digits, '.', '_', '-'; not '.' or '..')" >&2
+    exit 2
+  }
+  [[ -z ${seen[$name]+x} ]] || { echo "sweep: two runs are named '$name'" >&2; exit 2; }
+  seen[$name]=1
 done
-for v in $latencies $bandwidths; do
+for name in "${!seen[@]}"; do
+  [[ -z ${seen[$name.log]+x} ]] || { echo "sweep: the run '$name.log' would collide with the log of '$name'" >&2; exit 2; }
+done
+read -ra lat_list <<<"$latencies"
+read -ra bw_list <<<"$bandwidths"
+((${#lat_list[@]})) || { echo "sweep: --latency needs at least one value" >&2; usage; }
+((${#bw_list[@]})) || { echo "sweep: --bandwidth needs at least one value" >&2; usage; }
+for v in "${lat_list[@]}" "${bw_list[@]}"; do
   [[ $v =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "sweep: '$v' is not a non-negative number" >&2; exit 2; }
 done
+# A value listed twice would run into the same folders.
+dup=$(printf '%s\n' "${lat_list[@]}" | sort | uniq -d | head -n 1)
+[[ -z $dup ]] || { echo "sweep: --latency lists $dup twice" >&2; exit 2; }
+dup=$(printf '%s\n' "${bw_list[@]}" | sort | uniq -d | head -n 1)
+[[ -z $dup ]] || { echo "sweep: --bandwidth lists $dup twice" >&2; exit 2; }
 
 mkdir -p "$out"
 table=$out/sweep.tsv
 printf 'run\tlatency_ms\tbandwidth_mbit\twall_s\ttest_acc_mean\ttest_acc_avg_model\tmb_sent_per_peer\trounds\n' >"$table"
-read -ra lat_list <<<"$latencies"
-read -ra bw_list <<<"$bandwidths"
 total=$((${#lat_list[@]} * ${#bw_list[@]} * ${#runs[@]}))
 k=0
 for lat in "${lat_list[@]}"; do
@@ -85,6 +103,8 @@ for lat in "${lat_list[@]}"; do
       sets=()
       for s in "${kv[@]}"; do [[ -n $s ]] && sets+=(--set "$s"); done
       dir=$out/$link/$name
+      toml_dir=${dir//\\/\\\\}  # run.output is a TOML string: backslashes and quotes escaped
+      toml_dir=${toml_dir//\"/\\\"}
       k=$((k + 1))
       bw_text=$([[ $bw == 0 ]] && echo unlimited || echo "$bw Mbit/s")
       echo "sweep [$k/$total] $name, latency $lat ms, bandwidth $bw_text" >&2
@@ -95,7 +115,7 @@ for lat in "${lat_list[@]}"; do
         "${common[@]+"${common[@]}"}" \
         --set "run.epochs=$epochs" --set "transport.latency_ms=$lat" \
         --set "transport.bandwidth_mbit=$bw" --set "run.name=$name" \
-        --set "run.output=\"$dir\"" >"$log" 2>&1; then
+        --set "run.output=\"$toml_dir\"" >"$log" 2>&1; then
         echo "sweep: $name failed under $link; its output: $log" >&2
         tail -n 5 "$log" >&2
         exit 1
@@ -150,13 +170,14 @@ with open(f"{sys.argv[2]}/series", "w") as index:
 PY
 wall_plots=() acc_plots=()
 while IFS=$'\t' read -r i title; do
-  wall_plots+=("'$tmp/$i.tsv' using 1:3:xtic(2) with linespoints lw 2 title '$title'")
-  acc_plots+=("'$tmp/$i.tsv' using 3:4 with points pt 7 ps 1.5 title '$title'")
+  wall_plots+=("'$i.tsv' using 1:3:xtic(2) with linespoints lw 2 title '$title'")
+  acc_plots+=("'$i.tsv' using 3:4 with points pt 7 ps 1.5 title '$title'")
 done <"$tmp/series"
 join() { local IFS=","; echo "$*"; }
-gnuplot <<GP
+# gnuplot draws in $tmp, under plain names, whatever OUT is called; the PNG is copied to OUT.
+(cd "$tmp" && gnuplot >&2) <<GP || { echo "sweep: gnuplot failed on sweep.png" >&2; exit 1; }
 set terminal pngcairo size 1400,600 font ",11"
-set output '$out/sweep.png'
+set output 'sweep.png'
 set termoption noenhanced
 set datafile separator "\t"
 set grid
@@ -168,4 +189,5 @@ set xtics auto
 plot $(join "${acc_plots[@]}")
 unset multiplot
 GP
+cp -- "$tmp/sweep.png" "$out/sweep.png"
 echo "sweep: table $table, plots $out/sweep.png and $out/L*-B*.png" >&2

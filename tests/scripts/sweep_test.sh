@@ -67,4 +67,20 @@ msg=$(bash "$root/scripts/sweep.sh" --gossip "$exe" --run 'noname' 2>&1); rc=$?
 [[ $rc == 2 && $msg == *"must be NAME=KEY=VALUE"* ]] || fail "bad --run: rc $rc, '$msg'"
 msg=$(bash "$root/scripts/sweep.sh" --gossip "$exe" --frobnicate 2>&1); rc=$?
 [[ $rc == 2 && $msg == *"unknown argument '--frobnicate'"* ]] || fail "unknown flag: rc $rc, '$msg'"
+# Empty lists, duplicate and non-plain run names: refused before anything is written to --out.
+refused() {  # expected message, sweep arguments...
+  local want=$1
+  shift
+  msg=$(bash "$root/scripts/sweep.sh" --gossip "$exe" --config "$tmp/run.toml" --out "$tmp/refused" \
+    "$@" 2>&1); rc=$?
+  [[ $rc == 2 && $msg == *"$want"* ]] || fail "$*: rc $rc, '$msg'"
+  [[ ! -e $tmp/refused ]] || fail "$*: wrote $tmp/refused"
+}
+refused "--latency needs at least one value" --latency ''
+refused "--bandwidth needs at least one value" --bandwidth ' '
+refused "--bandwidth lists 10 twice" --bandwidth '10 0 10'
+refused "two runs are named 'a'" --run 'a=algorithm.name=dpsgd' --run 'a=algorithm.name=choco-sgd'
+refused "the name '..' is not plain" --run '..='
+refused "the name 'x/y' is not plain" --run 'x/y=algorithm.name=dpsgd'
+refused "the name '' is not plain" --run '=algorithm.name=dpsgd'
 echo "sweep: ok"
