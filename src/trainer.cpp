@@ -428,6 +428,30 @@ double PeerTrainer::wall_seconds() const {
          std::chrono::duration<double>(std::chrono::steady_clock::now() - *segment_start_).count();
 }
 
+namespace {
+// A resumed run goes on from its checkpoint's round: the metrics lines logged after that round
+// (the run went on past its last checkpoint) and a line cut short by a kill would repeat or
+// break the file, so only whole lines up to `round` are kept.
+void keep_metrics_until(const fs::path& path, std::uint64_t round) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // no newline: cut short
+    try {
+      if (nlohmann::json::parse(line).at("round").get<std::uint64_t>() <= round)
+        kept += line + '\n';
+    } catch (const std::exception&) {
+      // Not a whole metrics line: dropped.
+    }
+  }
+  in.close();
+  const auto tmp = fs::path(path.string() + ".tmp");
+  std::ofstream(tmp) << kept;
+  fs::rename(tmp, path);
+}
+}  // namespace
+
 PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
   segment_start_ = std::chrono::steady_clock::now();
   fs::create_directories(config_.output_dir());
@@ -440,6 +464,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
     fs::rename(tmp, path);
   }
   const auto metrics_path = fs::path(config_.output_dir()) / fmt::format("metrics-{}.jsonl", rank_);
+  if (algo_->round() > 0) keep_metrics_until(metrics_path, algo_->round());
   std::ofstream metrics(metrics_path, algo_->round() > 0 ? std::ios::app : std::ios::trunc);
   if (!metrics) throw std::runtime_error(fmt::format("{}: cannot write", metrics_path.string()));
 
