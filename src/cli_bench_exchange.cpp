@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -473,10 +474,20 @@ void add_bench_exchange(CLI::App& bench) {
   cmd->add_option("--topology", opts->topologies, "Topologies to run (default: ring:4 complete:4)");
   cmd->add_option("--codec", opts->codecs,
                   "Codec specs (default: identity qsgd:s=3,bucket=512 topk:ratio=0.01)");
-  cmd->add_option("--size", opts->sizes, "Model sizes in floats (default: 1M 16M 64M)");
+  // At least one float (an empty message has no rate); at most 2^30 (4 GiB per message).
+  cmd->add_option("--size", opts->sizes, "Model sizes in floats (default: 1M 16M 64M)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
   cmd->add_option("--rounds", opts->rounds, "Timed rounds per row (median; plus one warm-up)")
       ->check(CLI::Range(1, 1000));
-  cmd->add_option("--timeout", opts->timeout, "Transport timeout in seconds");
+  // The run config's range for transport.timeout_s: whole milliseconds that fit the transport.
+  cmd->add_option("--timeout", opts->timeout, "Transport timeout in seconds")
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            const double t = std::strtod(v.c_str(), nullptr);
+            return t >= 0.001 && t <= 1e6 ? std::string()
+                                          : "Value " + v + " not in range 0.001 to 1e6 seconds";
+          },
+          "SECONDS in [0.001, 1e6]"));
   cmd->add_flag("--json", opts->json, "One JSON object per row on stdout");
   cmd->callback([opts] {
     auto topologies = opts->topologies;

@@ -162,17 +162,24 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
   // in passes of ⌊shard / batch⌋ batches, so a peer with a small shard (Dirichlet partitions) sees
   // its rows more often and a large shard is not cut short.
   // Checked first: a batch larger than any shard must not size the model's batch buffers.
-  std::size_t smallest = shards.front().size(), total = 0;
-  for (const auto& s : shards) {
-    smallest = std::min(smallest, s.size());
-    total += s.size();
+  std::size_t smallest = shards.front().size(), total = 0, smallest_rank = 0;
+  for (std::size_t r = 0; r < shards.size(); ++r) {
+    if (shards[r].size() < smallest) {
+      smallest = shards[r].size();
+      smallest_rank = r;
+    }
+    total += shards[r].size();
   }
   const auto batch = static_cast<std::size_t>(config.batch_size);
   if (smallest < batch)
     throw std::invalid_argument(fmt::format(
-        "the smallest shard holds {} rows, fewer than run.batch_size = {}: lower the batch size "
-        "or use fewer peers",
-        smallest, batch));
+        "the smallest shard (peer {}'s) holds {} rows, fewer than run.batch_size = {}: {}",
+        smallest_rank, smallest, batch,
+        config.partition == "dirichlet"
+            ? "raise data.alpha (more even shares) or data.train_limit, lower the batch size, or "
+              "use fewer peers"
+        : config.train_limit > 0 ? "raise data.train_limit, lower the batch size or use fewer peers"
+                                 : "lower the batch size or use fewer peers"));
   rounds_per_epoch_ = total / shards.size() / batch;
   const double rounds = std::ceil(config.epochs * static_cast<double>(rounds_per_epoch_));
   if (rounds > 1e15)

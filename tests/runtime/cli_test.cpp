@@ -49,6 +49,21 @@ TEST_CASE("rank out of range") {
   CHECK(r.err.find("rank 7 is out of range") != std::string::npos);
 }
 
+TEST_CASE("bench exchange: sizes and timeouts out of range are refused before anything runs") {
+  const std::string base = "bench exchange --topology ring:2 --codec identity --rounds 1 ";
+  for (const auto& [arg, message] :
+       {std::pair{"--size 0", "--size: Value 0 not in range 1 to"},
+        std::pair{"--size -1", "--size: Value -1 not in range 1 to"},
+        std::pair{"--timeout nan", "--timeout: Value nan not in range 0.001 to 1e6 seconds"},
+        std::pair{"--timeout 1e300", "--timeout: Value 1e300 not in range"},
+        std::pair{"--timeout 0", "--timeout: Value 0 not in range"}}) {
+    CAPTURE(arg);
+    const auto r = run_cli(base + arg);
+    CHECK(r.code != 0);
+    CHECK_MESSAGE(r.err.find(message) != std::string::npos, r.err);
+  }
+}
+
 TEST_CASE("a rank or resume round below zero, or a rank variable that is not all digits") {
   Scratch s("rankvar");
   const auto cfg = s.config("[topology]\nfile = \"ring:3\"\n[data]\ndataset = \"blobs\"\n");

@@ -168,9 +168,12 @@ TEST_CASE("unequal shards: an epoch is a pass over the data set on average") {
   const PeerTrainer trainer(c, topo, 0, t, data, shards);
   CHECK(trainer.rounds_per_epoch() == 100);
   shards[0].resize(9);
-  CHECK_THROWS_WITH(
-      PeerTrainer(c, topo, 0, t, data, shards),
-      doctest::Contains("the smallest shard holds 9 rows, fewer than run.batch_size = 10"));
+  CHECK_THROWS_WITH(PeerTrainer(c, topo, 0, t, data, shards),
+                    doctest::Contains("the smallest shard (peer 0's) holds 9 rows, fewer than "
+                                      "run.batch_size = 10: raise data.train_limit"));
+  apply_override(c, "data.partition=dirichlet");
+  CHECK_THROWS_WITH(PeerTrainer(c, topo, 0, t, data, shards),
+                    doctest::Contains("10: raise data.alpha (more even shares)"));
 }
 
 TEST_CASE("IDX reader: a file the test writes, and the missing-package error") {
