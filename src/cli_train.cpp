@@ -234,10 +234,14 @@ void write_summary(const RunConfig& c, const nlohmann::json& j) {
                j["test_accuracy_mean"].get<double>(), j["test_accuracy_avg_model"].get<double>());
   fmt::print("peers' distance to the averaged model: {:.3g} of its norm (mean over peers)\n",
              j["distance_to_average_relative_mean"].get<double>());
-  fmt::print("bytes sent per peer: {:.2f} MB ({:.2f} MB for fp32 D-PSGD, {:.1f}x less)\n",
-             j["bytes_sent_per_peer"].get<double>() / 1e6,
-             j["fp32_dpsgd_bytes_per_peer"].get<double>() / 1e6,
-             j["compression_ratio_vs_fp32_dpsgd"].get<double>());
+  if (j["fp32_dpsgd_bytes_per_peer"].get<double>() > 0)
+    fmt::print("bytes sent per peer: {:.2f} MB ({:.2f} MB for fp32 D-PSGD, {:.1f}x less)\n",
+               j["bytes_sent_per_peer"].get<double>() / 1e6,
+               j["fp32_dpsgd_bytes_per_peer"].get<double>() / 1e6,
+               j["compression_ratio_vs_fp32_dpsgd"].get<double>());
+  else
+    fmt::print("bytes sent per peer: {:.2f} MB (one peer: no neighbours to send to)\n",
+               j["bytes_sent_per_peer"].get<double>() / 1e6);
   fmt::print("summary: {}\n", path.string());
 }
 
