@@ -127,6 +127,18 @@ TrainTest load_fashion_mnist(const std::filesystem::path& dir) {
   return tt;
 }
 
+namespace {
+// A data set of `count` zeroed rows, to be filled.
+Dataset rows_of(std::size_t dim, int classes, std::size_t count) {
+  Dataset d;
+  d.dim = dim;
+  d.classes = classes;
+  d.features.resize(count * dim);
+  d.labels.resize(count);
+  return d;
+}
+}  // namespace
+
 TrainTest synthetic_blobs(std::size_t dim, int classes, std::size_t train, std::size_t test,
                           std::uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -134,11 +146,7 @@ TrainTest synthetic_blobs(std::size_t dim, int classes, std::size_t train, std::
   std::vector<float> centres(static_cast<std::size_t>(classes) * dim);
   for (float& c : centres) c = 1.5f * normal(rng);
   auto draw = [&](std::size_t count) {
-    Dataset d;
-    d.dim = dim;
-    d.classes = classes;
-    d.features.resize(count * dim);
-    d.labels.resize(count);
+    Dataset d = rows_of(dim, classes, count);
     for (std::size_t i = 0; i < count; ++i) {
       const auto c = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(classes));
       d.labels[i] = c;
@@ -172,11 +180,7 @@ TrainTest synthetic_convex(std::size_t dim, std::size_t train, std::size_t test,
       weights[g * dim + k] = shared[k] + 0.5f * normal(rng) / std::sqrt(static_cast<float>(dim));
     }
   auto draw = [&](std::size_t count) {
-    Dataset d;
-    d.dim = dim;
-    d.classes = classes;
-    d.features.resize(count * dim);
-    d.labels.resize(count);
+    Dataset d = rows_of(dim, classes, count);
     for (std::size_t i = 0; i < count; ++i) {
       const auto g = static_cast<std::size_t>(rng() % kGroups);
       double dot = 0.0;
