@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential meson ninja-build pkg-config
   libzmq3-dev cppzmq-dev libspdlog-dev libfmt-dev doctest-dev
-  libeigen3-dev libspectra-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+  libeigen3-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libopenblas-dev libomp-dev zlib1g-dev
   dataset-fashion-mnist gnuplot-nox python3
 )

@@ -6,8 +6,9 @@
 #include <limits>
 #include <random>
 #include <stdexcept>
+#include <string_view>
 
-#include <Spectra/SymEigsSolver.h>
+#include <fmt/format.h>
 #include <Eigen/Dense>
 #include <Eigen/Sparse>
 
@@ -17,49 +18,176 @@ namespace {
 
 using Matvec = std::function<void(const double*, double*)>;
 
-// A symmetric operator for Spectra given by its matrix-vector product.
-class LinearOperator {
- public:
-  using Scalar = double;
-  LinearOperator(Eigen::Index n, Matvec mv) : n_(n), mv_(std::move(mv)) {}
-  Eigen::Index rows() const { return n_; }
-  Eigen::Index cols() const { return n_; }
-  void perform_op(const double* x, double* y) const { mv_(x, y); }
-
- private:
-  Eigen::Index n_;
-  Matvec mv_;
-};
-
-// Below this many peers the dense solver is used whatever the limit: Spectra needs
-// 1 <= nev < ncv <= n, and for n = 1, 2 the Krylov space is the whole space anyway.
+// Below this many peers the dense solver is used whatever the limit: the Krylov space of one or
+// two peers is the whole space, and the dense answer is exact.
 constexpr int kMinSparse = 3;
 
-// Largest algebraic eigenvalue of a symmetric operator, by implicitly restarted Lanczos (n >= 3).
-double largest_eigenvalue(Eigen::Index n, Matvec mv) {
-  LinearOperator op(n, std::move(mv));
-  const Eigen::Index ncv = std::min<Eigen::Index>(n, 30);
-  Spectra::SymEigsSolver<LinearOperator> eigs(op, 1, ncv);
-  eigs.init();
-  eigs.compute(Spectra::SortRule::LargestAlge, 5000, 1e-12);
-  if (eigs.info() != Spectra::CompInfo::Successful)
-    throw std::runtime_error("sparse eigensolver did not converge");
-  return eigs.eigenvalues()(0);
+// Dense fallback: when the sparse solver cannot certify an answer for at most this many peers,
+// the dense solver (every eigenvalue, a second or two at this size) answers instead.
+constexpr int kDenseFallback = 2000;
+
+// Uniform double in [-1/2, 1/2) from 53 random bits: the same start vectors on every platform.
+double uniform_centred(std::mt19937_64& rng) {
+  return static_cast<double>(rng() >> 11) * 0x1.0p-53 - 0.5;
 }
 
-// Subtracts the component along the all-ones vector (the known eigenvector of W and L).
-void remove_mean(double* y, Eigen::Index n) {
-  double s = 0.0;
-  for (Eigen::Index k = 0; k < n; ++k) s += y[k];
-  const double mean = s / static_cast<double>(n);
-  for (Eigen::Index k = 0; k < n; ++k) y[k] -= mean;
+struct SparseFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Largest algebraic eigenvalue of the symmetric operator `mv` (n >= 3) whose spectrum lies in
+// [-scale, scale]: Lanczos with full reorthogonalisation and thick restarts (Wu & Simon 2000).
+//
+// Every column of the projected matrix H = V^T A V is computed against the whole basis, so H
+// stays exact whatever the basis holds. When the Krylov space becomes invariant (a spectrum with
+// few distinct values: a star's W has three, a complete graph's two) the next basis vector is a
+// fresh random one orthogonal to the basis instead of amplified rounding noise. The answer is
+// accepted only when the top Ritz pair's residual ||A y - theta y||, recomputed with one more
+// product, is at most kAccept * scale: then an eigenvalue of A lies within that distance of theta
+// (a Rayleigh quotient, so at most the largest eigenvalue). Otherwise SparseFailure.
+double largest_eigenvalue(Eigen::Index n, const Matvec& mv, double scale, std::string_view what) {
+  constexpr double kConverged = 1e-12, kAccept = 1e-10;
+  constexpr Eigen::Index kBasis = 40, kMaxBasis = 160;
+  constexpr double kMaxBasisBytes = 256.0 * (1 << 20);  // what a grown basis may hold
+  constexpr double kMaxWork = 6e10;  // products x basis columns x n: a few minutes at most
+  const Eigen::Index grow_cap = std::min<Eigen::Index>(
+      n, std::max<Eigen::Index>(
+             kBasis, std::min<Eigen::Index>(
+                         kMaxBasis, static_cast<Eigen::Index>(kMaxBasisBytes / (8.0 * n)))));
+  Eigen::Index m = std::min(n, kBasis);
+  Eigen::MatrixXd V(n, m), H = Eigen::MatrixXd::Zero(m, m), block;
+  Eigen::VectorXd w(n), h(m), g(m), y(n), ay(n);
+  std::mt19937_64 rng(0x5eed);
+  long products = 0;
+  double work = 0.0;
+
+  // V.col(j) = a random unit vector orthogonal to the first j columns (j < n).
+  auto random_column = [&](Eigen::Index j) {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      auto v = V.col(j);
+      for (Eigen::Index k = 0; k < n; ++k) v(k) = uniform_centred(rng);
+      const double before = v.norm();
+      for (int pass = 0; pass < 3 && j > 0; ++pass)
+        v -= V.leftCols(j) * (V.leftCols(j).transpose() * v);
+      const double after = v.norm();
+      if (after > 1e-6 * before) {
+        v /= after;
+        return;
+      }
+    }
+    throw SparseFailure(fmt::format("{}: no vector orthogonal to the Lanczos basis", what));
+  };
+
+  random_column(0);
+  Eigen::Index start = 0;  // columns 0..start-1 come with their part of H
+  double best = std::numeric_limits<double>::infinity();
+  while (work * static_cast<double>(n) <= kMaxWork) {
+    Eigen::Index used = m;
+    double beta = 0.0;
+    for (Eigen::Index j = start; j < m; ++j) {
+      mv(V.col(j).data(), w.data());
+      ++products;
+      work += static_cast<double>(j + 1);
+      // Column j of H: the three-term part first (v_j, v_{j-1}), then classical Gram-Schmidt
+      // against the whole basis, repeated while it removes much (DGKS: right after a restart the
+      // kept Ritz vectors, or cancellation).
+      auto basis = V.leftCols(j + 1);
+      auto hj = h.head(j + 1);
+      hj.setZero();
+      for (Eigen::Index i = j; i >= std::max<Eigen::Index>(0, j - 1); --i) {
+        const double c = V.col(i).dot(w);
+        w.noalias() -= c * V.col(i);
+        hj(i) += c;
+      }
+      for (int pass = 0; pass < 3; ++pass) {
+        const double before = w.norm();
+        g.head(j + 1).noalias() = basis.transpose() * w;
+        w.noalias() -= basis * g.head(j + 1);
+        hj += g.head(j + 1);
+        if (w.norm() > 0.717 * before) break;
+      }
+      H.col(j).head(j + 1) = hj;
+      H.row(j).head(j + 1) = hj.transpose();
+      beta = w.norm();
+      if (j + 1 == m) break;
+      if (beta > 1e-13 * scale) {
+        V.col(j + 1) = w / beta;
+      } else if (j + 1 < n) {
+        random_column(j + 1);  // invariant subspace: go on in a fresh direction
+      } else {
+        used = j + 1;  // the basis spans the whole space: H holds every eigenvalue
+        beta = 0.0;
+        break;
+      }
+    }
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(H.topLeftCorner(used, used));
+    if (es.info() != Eigen::Success)
+      throw SparseFailure(fmt::format("{}: the projected eigenproblem failed", what));
+    const auto& theta = es.eigenvalues();  // ascending
+    const auto& s = es.eigenvectors();
+    const double estimate = beta * std::abs(s(used - 1, used - 1));
+    best = std::min(best, estimate);
+    if (estimate <= kConverged * scale) {
+      // Certify the top Ritz pair with a fresh product.
+      y.noalias() = V.leftCols(used) * s.col(used - 1);
+      y /= y.norm();
+      mv(y.data(), ay.data());
+      ++products;
+      const double value = y.dot(ay);
+      const double residual = (ay - value * y).norm();
+      if (residual <= kAccept * scale && std::abs(value) <= scale * (1 + 1e-9)) return value;
+      best = residual;
+    }
+    // Thick restart: keep the top half of the Ritz vectors (V S, in place by blocks of rows), the
+    // residual direction next. A slow problem (lambda_2 of a long ring) gets a larger basis.
+    if (products >= 25 * m && m < grow_cap) {
+      m = std::min(2 * m, grow_cap);
+      V.conservativeResize(n, m);
+      H.resize(m, m);
+      h.resize(m);
+      g.resize(m);
+    }
+    const Eigen::Index kept = std::min(m / 2, used - 1);
+    const auto top = s.rightCols(kept);
+    for (Eigen::Index r0 = 0; r0 < n; r0 += 4096) {
+      const Eigen::Index rows = std::min<Eigen::Index>(4096, n - r0);
+      block.noalias() = V.block(r0, 0, rows, used) * top;
+      V.block(r0, 0, rows, kept) = block;
+    }
+    H.setZero();
+    H.diagonal().head(kept) = theta.tail(kept);
+    if (beta > 1e-13 * scale)
+      V.col(kept) = w / beta;
+    else
+      random_column(kept);
+    // Rounding erodes orthogonality over many restarts: restore it for the new column.
+    for (int pass = 0; pass < 2; ++pass) {
+      auto v = V.col(kept);
+      v -= V.leftCols(kept) * (V.leftCols(kept).transpose() * v);
+      v /= v.norm();
+    }
+    start = kept;
+  }
+  throw SparseFailure(
+      fmt::format("{}: the sparse eigensolver did not converge in {} matrix-vector products "
+                  "(residual {:.3g}, needed {:.3g})",
+                  what, products, best, kAccept * scale));
 }
 
-Eigen::SparseMatrix<double, Eigen::RowMajor> sparse_w(const Topology& t) {
+// W as a sparse matrix; `symmetric`: (W + W^T) / 2, which is W bit for bit when W is symmetric
+// (halving is exact) and the symmetric matrix the eigensolvers assume when a file's W is only
+// symmetric to kWeightTolerance.
+Eigen::SparseMatrix<double, Eigen::RowMajor> sparse_w(const Topology& t, bool symmetric = false) {
   std::vector<Eigen::Triplet<double>> trip;
   for (int i = 0; i < t.size(); ++i)
-    for (const auto& nb : t.W[static_cast<std::size_t>(i)])
-      trip.emplace_back(i, nb.rank, nb.weight);
+    for (const auto& nb : t.W[static_cast<std::size_t>(i)]) {
+      if (!symmetric) {
+        trip.emplace_back(i, nb.rank, nb.weight);
+      } else {
+        trip.emplace_back(i, nb.rank, nb.weight / 2);
+        trip.emplace_back(nb.rank, i, nb.weight / 2);
+      }
+    }
   Eigen::SparseMatrix<double, Eigen::RowMajor> m(t.size(), t.size());
   m.setFromTriplets(trip.begin(), trip.end());
   return m;
@@ -145,25 +273,54 @@ LaplacianExtremes laplacian_extremes(const Graph& g, int dense_limit) {
   LaplacianExtremes e;
   if (n == 1) return e;
   const auto lap = laplacian(g);
-  if (n <= dense_limit || n < kMinSparse) {
+  int dmax = 0;
+  for (int i = 0; i < n; ++i) dmax = std::max(dmax, g.degree(i));
+  // Gershgorin: L's spectrum lies in [0, 2 d_max].
+  const double scale = 2.0 * dmax + 1.0;
+  auto dense = [&] {
     Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(Eigen::MatrixXd(lap), Eigen::EigenvaluesOnly);
     const auto& ev = es.eigenvalues();  // ascending
     e.lambda_max = ev(n - 1);
     e.lambda_fiedler = ev(1);
-    return e;
+  };
+  if (n <= dense_limit || n < kMinSparse) {
+    dense();
+  } else {
+    try {
+      e.lambda_max = largest_eigenvalue(
+          n,
+          [&](const double* x, double* y) {
+            Eigen::Map<Eigen::VectorXd>(y, n) = lap * Eigen::Map<const Eigen::VectorXd>(x, n);
+          },
+          scale, "largest Laplacian eigenvalue");
+      // -L - scale 11^T/n: the ones vector moves from 0 to -scale, below every -lambda_i, so the
+      // top eigenvalue is -lambda_fiedler (whatever the multiplicities).
+      e.lambda_fiedler = -largest_eigenvalue(
+          n,
+          [&](const double* x, double* y) {
+            Eigen::Map<const Eigen::VectorXd> in(x, n);
+            Eigen::Map<Eigen::VectorXd> out(y, n);
+            out.noalias() = -(lap * in);
+            out.array() -= scale * in.mean();
+          },
+          scale, "smallest non-zero Laplacian eigenvalue");
+    } catch (const SparseFailure& f) {
+      if (n > kDenseFallback)
+        throw std::runtime_error(fmt::format(
+            "best-constant weights for {} peers: {}; choose another weight scheme", n, f.what()));
+      dense();
+    }
   }
-  e.lambda_max = largest_eigenvalue(n, [&](const double* x, double* y) {
-    Eigen::Map<Eigen::VectorXd>(y, n) = lap * Eigen::Map<const Eigen::VectorXd>(x, n);
-  });
-  const double c = e.lambda_max;
-  // c I - L has eigenvalue c on the ones vector; with it removed its top is c - lambda_fiedler.
-  const double top = largest_eigenvalue(n, [&](const double* x, double* y) {
-    Eigen::Map<Eigen::VectorXd> out(y, n);
-    Eigen::Map<const Eigen::VectorXd> in(x, n);
-    out = c * in - lap * in;
-    remove_mean(y, n);
-  });
-  e.lambda_fiedler = c - top;
+  // A connected graph with an edge has d_max + 1 <= lambda_max <= 2 d_max and
+  // 0 < lambda_fiedler <= lambda_max: anything else is a solver failure, never a weight.
+  const double slack = 1e-9 * scale;
+  if (!(e.lambda_max >= dmax + 1.0 - slack && e.lambda_max <= 2.0 * dmax + slack &&
+        e.lambda_fiedler > -slack && e.lambda_fiedler <= e.lambda_max + slack))
+    throw std::runtime_error(fmt::format(
+        "Laplacian eigenvalues lambda_max = {:.17g}, lambda_fiedler = {:.17g} are impossible for "
+        "a connected graph of maximum degree {} (the eigensolver failed)",
+        e.lambda_max, e.lambda_fiedler, dmax));
+  e.lambda_fiedler = std::max(e.lambda_fiedler, 0.0);
   return e;
 }
 
@@ -190,27 +347,72 @@ SpectralReport inspect(const Topology& t, const InspectOptions& opt) {
   if (r.min_offdiagonal == std::numeric_limits<double>::infinity()) r.min_offdiagonal = 0.0;
   diameter(g, opt, r);
 
-  if (n <= opt.dense_limit || n < kMinSparse) {
-    r.solver = "dense (Eigen)";
-    Eigen::MatrixXd w = Eigen::MatrixXd(sparse_w(t));
+  // Gershgorin: every eigenvalue of W lies in [lo, hi] ([-1, 1] when W >= 0).
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (int i = 0; i < n; ++i) {
+    double self = 0.0, off = 0.0;
+    for (const auto& nb : t.W[static_cast<std::size_t>(i)]) {
+      if (nb.rank == i)
+        self += nb.weight;
+      else
+        off += std::abs(nb.weight);
+    }
+    lo = std::min(lo, self - off);
+    hi = std::max(hi, self + off);
+  }
+  bool dense = n <= opt.dense_limit || n < kMinSparse;
+  std::string fallback;
+  if (!dense) {
+    const auto w = sparse_w(t, true);
+    r.solver = "sparse Lanczos";
+    try {
+      // W - c 11^T/n with c = 2 - lo: the ones vector (eigenvalue 1) moves to lo - 1, below every
+      // other eigenvalue, so the top eigenvalue is lambda_2 even when it is negative.
+      const double c = 2.0 - lo;
+      r.lambda_2 = largest_eigenvalue(
+          n,
+          [&](const double* x, double* y) {
+            Eigen::Map<const Eigen::VectorXd> in(x, n);
+            Eigen::Map<Eigen::VectorXd> out(y, n);
+            out.noalias() = w * in;
+            out.array() -= c * in.mean();
+          },
+          std::max(std::abs(lo - 1.0), std::abs(hi)), "lambda_2 of W");
+      r.lambda_n = -largest_eigenvalue(
+          n,
+          [&](const double* x, double* y) {
+            Eigen::Map<Eigen::VectorXd>(y, n) = -(w * Eigen::Map<const Eigen::VectorXd>(x, n));
+          },
+          std::max(std::abs(lo), std::abs(hi)), "lambda_n of W");
+    } catch (const SparseFailure& f) {
+      if (n > kDenseFallback)
+        throw std::runtime_error(fmt::format(
+            "{} ({} peers); --dense-limit {} gives every eigenvalue with the dense solver, which "
+            "needs {:.2g} GB of memory and time growing as n^3",
+            f.what(), n, n, 8e-9 * static_cast<double>(n) * static_cast<double>(n)));
+      dense = true;
+      fallback = ", the sparse solver failed";
+    }
+  }
+  if (dense) {
+    r.solver = "dense (Eigen" + fallback + ")";
+    Eigen::MatrixXd w = Eigen::MatrixXd(sparse_w(t, true));
     Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(w, Eigen::EigenvaluesOnly);
+    if (es.info() != Eigen::Success) throw std::runtime_error("the dense eigensolver failed on W");
     const auto& ev = es.eigenvalues();  // ascending
     r.eigenvalues.assign(ev.data(), ev.data() + n);
     std::reverse(r.eigenvalues.begin(), r.eigenvalues.end());
     if (n > 1) r.lambda_2 = r.eigenvalues[1];
     r.lambda_n = r.eigenvalues.back();
-  } else {
-    r.solver = "sparse Lanczos (Spectra)";
-    const auto w = sparse_w(t);
-    // W has eigenvalue 1 on the ones vector; with it removed, the top eigenvalue is lambda_2.
-    r.lambda_2 = largest_eigenvalue(n, [&](const double* x, double* y) {
-      Eigen::Map<Eigen::VectorXd>(y, n) = w * Eigen::Map<const Eigen::VectorXd>(x, n);
-      remove_mean(y, n);
-    });
-    r.lambda_n = -largest_eigenvalue(n, [&](const double* x, double* y) {
-      Eigen::Map<Eigen::VectorXd>(y, n) = -(w * Eigen::Map<const Eigen::VectorXd>(x, n));
-    });
   }
+  // Never report an impossible spectrum: both values inside W's Gershgorin interval, in order.
+  const double slack = 1e-9 * std::max(1.0, hi - lo);
+  const double l2 = r.lambda_2.value_or(r.lambda_n);
+  if (!(r.lambda_n >= lo - slack && l2 <= hi + slack && r.lambda_n <= l2 + slack))
+    throw std::runtime_error(fmt::format(
+        "the eigensolver ({}) gave lambda_2 = {:.17g}, lambda_n = {:.17g}, impossible for this W "
+        "(its eigenvalues lie in [{:.17g}, {:.17g}]); --dense-limit {} uses the dense solver",
+        r.solver, l2, r.lambda_n, lo, hi, n));
   if (n > 1) {
     r.rho = std::max(std::abs(*r.lambda_2), std::abs(r.lambda_n));
     r.spectral_gap = 1.0 - r.rho;

@@ -26,8 +26,10 @@ struct SpectralReport {
   int diameter = 0;
   bool diameter_exact = true;       // false: a four-sweep BFS lower bound
   std::vector<double> eigenvalues;  // all of W, descending; empty for the sparse solver
-  std::string solver;               // "dense (Eigen)" or "sparse Lanczos (Spectra)"
-  std::optional<double> lambda_2;   // unset for a single peer
+  // "dense (Eigen)", "sparse Lanczos", or "dense (Eigen, the sparse solver failed)": the
+  // fallback when Lanczos cannot certify its answer for at most 2000 peers.
+  std::string solver;
+  std::optional<double> lambda_2;  // unset for a single peer
   double lambda_n = 1.0;
   double rho = 0.0;                        // max(|lambda_2|, |lambda_n|)
   double spectral_gap = 1.0;               // 1 - rho
@@ -39,13 +41,18 @@ struct SpectralReport {
   double min_offdiagonal = 0.0;  // smallest non-zero W_ij, i != j
 };
 
+// Throws std::runtime_error when the sparse solver cannot certify lambda_2 or lambda_n above 2000
+// peers (below, the dense solver answers instead), and rather than report an eigenvalue outside
+// W's Gershgorin interval.
 SpectralReport inspect(const Topology& topo, const InspectOptions& opt = {});
 
 // Rounds to shrink disagreement by `factor` at contraction rho: ceil(ln factor / ln(1/rho)).
 std::optional<long long> rounds_to_shrink(double rho, double factor, int peers);
 
 // Largest and smallest non-zero eigenvalue of the graph Laplacian L = D - A (connected graph),
-// as best-constant weights need them.
+// as best-constant weights need them: dense up to `dense_limit` peers, else Lanczos. Throws
+// std::runtime_error rather than return values outside d_max + 1 <= lambda_max <= 2 d_max,
+// 0 <= lambda_fiedler <= lambda_max.
 struct LaplacianExtremes {
   double lambda_max = 0.0;
   double lambda_fiedler = 0.0;

@@ -62,6 +62,24 @@ TEST_CASE("generate writes a file that inspect accepts, and the two agree") {
   std::filesystem::remove(path);
 }
 
+TEST_CASE("best-constant star above the dense limit: generate writes a file inspect accepts") {
+  // The sparse solver's nonsense Laplacian extremes gave weights inspect then refused.
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("gossip_star_" + std::to_string(::getpid()) + ".toml");
+  auto r = run("topo generate star 2001 --weights best-constant -o " + path.string());
+  REQUIRE(r.code == 0);
+  r = run("topo inspect " + path.string() + " --json");
+  REQUIRE(r.code == 0);
+  CHECK(nlohmann::json::parse(r.out)["rho"].get<double>() == doctest::Approx(2000.0 / 2002));
+  std::filesystem::remove(path);
+  r = run("topo inspect star:3000 --json");  // said lambda_2 = 4.02e26
+  REQUIRE(r.code == 0);
+  CHECK(nlohmann::json::parse(r.out)["lambda_2"].get<double>() == doctest::Approx(1 - 1 / 3000.0));
+  r = run("topo inspect complete:4 --dense-limit 1 --json");  // TridiagEigen failed
+  REQUIRE(r.code == 0);
+  CHECK(std::abs(nlohmann::json::parse(r.out)["rho"].get<double>()) < 1e-9);
+}
+
 TEST_CASE("best-constant on a star: inspect says the diagonal is negative") {
   const auto r = run("topo inspect star:6,weights=best-constant");
   REQUIRE(r.code == 0);

@@ -84,3 +84,17 @@ TEST_CASE("default weights: ring 1/3, others Metropolis-Hastings") {
   CHECK_THROWS_WITH_AS(mixing_weights(star.graph, Scheme::ring), doctest::Contains("ring graph"),
                        std::invalid_argument);
 }
+
+TEST_CASE(
+    "best-constant above the dense limit: alpha from the sparse solver's Laplacian extremes") {
+  // Above 2000 peers the Laplacian's extremes come from Lanczos, which (as Spectra) met the
+  // star's eigenvalues 0, 1 (n - 2 times), n and the complete graph's 0, n (n - 1 times) with
+  // nonsense: off-diagonal weights of -7.3e-58 and 1.2e-75, W almost I.
+  const auto star = mixing_weights(generate_graph(parse_spec("star:2001")), Scheme::best_constant);
+  CHECK(std::abs(star[1][0].weight - 2.0 / 2002) < 1e-12);  // alpha = 2 / (n + 1)
+  CHECK(std::abs(star[0][0].weight - (3.0 - 2001) / 2002) < 1e-9);
+  const auto complete =
+      mixing_weights(generate_graph(parse_spec("complete:2001")), Scheme::best_constant);
+  CHECK(std::abs(complete[0][1].weight - 1.0 / 2001) < 1e-12);  // alpha = 2 / (n + n)
+  CHECK(std::abs(complete[0][0].weight - 1.0 / 2001) < 1e-9);
+}
