@@ -133,8 +133,8 @@ void add_topo_commands(CLI::App& app) {
     std::string kind;
     std::vector<std::string> sizes;
     std::string weights, endpoint, output;
-    std::uint64_t seed = 1;
-    double p = 0.0;  // p, degree and seed go into the spec only when given
+    std::string seed = "1";  // parse_seed checks it: CLI11 wraps -1 to 2^64 - 1, saturates 2^64
+    double p = 0.0;          // p, degree and seed go into the spec only when given
     int degree = 0;
   };
   auto gen = std::make_shared<GenerateArgs>();
@@ -151,7 +151,8 @@ void add_topo_commands(CLI::App& app) {
   g->add_option("--weights", gen->weights,
                 "Weight scheme: ring, metropolis, max-degree, best-constant");
   auto* seed_opt =
-      g->add_option("--seed", gen->seed, "Seed of random generators")->capture_default_str();
+      g->add_option("--seed", gen->seed, "Seed of random generators, an integer in [0, 2^64 - 1]")
+          ->capture_default_str();
   auto* p_opt = g->add_option("--p", gen->p, "Edge probability (erdos-renyi)");
   auto* degree_opt = g->add_option("--degree,-d", gen->degree, "Degree (random-regular)");
   g->add_option(
@@ -163,11 +164,11 @@ void add_topo_commands(CLI::App& app) {
     std::string spec_text = gen->kind + ":";
     for (std::size_t k = 0; k < gen->sizes.size(); ++k) spec_text += (k ? "x" : "") + gen->sizes[k];
     // Every option given goes into the spec, which checks its value (p = nan, d = -1) and refuses
-    // one the kind does not use.
+    // one the kind does not use; the seed, which every kind takes, is checked as seed= is.
     if (p_opt->count() > 0) spec_text += fmt::format(",p={}", gen->p);
     if (degree_opt->count() > 0) spec_text += fmt::format(",d={}", gen->degree);
-    if (seed_opt->count() > 0) spec_text += fmt::format(",seed={}", gen->seed);
     auto spec = topo::parse_spec(spec_text);
+    if (seed_opt->count() > 0) spec.seed = topo::parse_seed(gen->seed);
     spec.endpoint = gen->endpoint;
     if (!gen->weights.empty()) spec.weights = topo::parse_scheme(gen->weights);
     const auto t = topo::make_topology(spec);

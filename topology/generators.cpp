@@ -218,6 +218,15 @@ std::string GeneratorSpec::to_string() const {
   return s;
 }
 
+std::uint64_t parse_seed(std::string_view text) {
+  std::uint64_t seed = 0;
+  // from_chars takes no sign, no spaces and no value past 2^64 - 1 (result_out_of_range).
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seed);
+  if (ec != std::errc() || end != text.data() + text.size())
+    fail(fmt::format("seed must be an integer in [0, 2^64 - 1], got '{}'", text));
+  return seed;
+}
+
 GeneratorSpec parse_spec(std::string_view text) {
   GeneratorSpec spec;
   const auto colon = text.find(':');
@@ -266,9 +275,7 @@ GeneratorSpec parse_spec(std::string_view text) {
       spec.degree = parse_int(value, "d");
       have_d = true;
     } else if (key == "seed") {
-      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), spec.seed);
-      if (ec != std::errc() || end != value.data() + value.size())
-        fail(fmt::format("seed must be an integer in [0, 2^64 - 1], got '{}'", value));
+      spec.seed = parse_seed(value);
     } else if (key == "weights") {
       spec.weights = parse_scheme(value);
     } else if (key == "endpoint") {

@@ -54,6 +54,11 @@ struct GeneratorSpec {
 // the bad part, also for a key the kind does not use.
 GeneratorSpec parse_spec(std::string_view text);
 
+// A seed as specs and `topo generate --seed` take it: decimal digits for [0, 2^64 - 1], nothing
+// else (no sign: -1 is refused, not wrapped to 2^64 - 1; 2^64 is refused, not saturated). Throws
+// std::invalid_argument.
+std::uint64_t parse_seed(std::string_view text);
+
 // Largest generated topology: peers, and undirected edges (the graph, W and the spectral report
 // take about 120 bytes per edge: `topo inspect` of 2·10^7 edges needs about 2.5 GB).
 inline constexpr std::uint64_t kMaxPeers = 10'000'000;

@@ -147,6 +147,18 @@ TEST_CASE("bad arguments and inputs: a clear error, never a crash, a hang or a w
   CHECK(r.err.find("ring does not use the key 'p'") != std::string::npos);
   r = run("topo generate random-regular 8 --degree 3 --seed 99999999999");
   CHECK(r.code == 0);
+  r = run("topo generate random-regular 10 -d 3 --seed 18446744073709551615");
+  CHECK(r.code == 0);
+  CHECK(r.out.find("seed=18446744073709551615") != std::string::npos);
+  // CLI11 wrapped -1 to 2^64 - 1 and saturated 2^64; seed=-1 in a spec was already refused.
+  for (const char* seed : {"-1", "18446744073709551616", "1,weights=ring"}) {
+    CAPTURE(seed);
+    r = run(std::string("topo generate random-regular 10 -d 3 --seed ") + seed);
+    CHECK(r.code != 0);
+    CHECK(r.out.empty());
+    CHECK(r.err.find(std::string("seed must be an integer in [0, 2^64 - 1], got '") + seed + "'") !=
+          std::string::npos);
+  }
   r = run("topo compare ring:0 torus:4x4");  // printed the table header, then the error
   CHECK(r.code != 0);
   CHECK(r.out.empty());

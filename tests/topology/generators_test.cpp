@@ -181,6 +181,14 @@ TEST_CASE("spec values: p in [0, 1], 64-bit seeds, and no keys the kind ignores"
   CHECK_THROWS_WITH_AS(parse_spec("torus:4x4,d=3"),
                        doctest::Contains("torus does not use the key 'd'"), std::invalid_argument);
   CHECK(parse_spec("ring:8,seed=99999999999").seed == 99999999999u);  // a seed is harmless
+  // parse_seed, which `topo generate --seed` shares: no sign, no spaces, no saturation.
+  CHECK(parse_seed("0") == 0u);
+  CHECK(parse_seed("18446744073709551615") == UINT64_MAX);
+  for (const char* seed : {"-1", "+1", " 1", "1 ", "", "18446744073709551616", "1,weights=ring"}) {
+    const std::string expected =
+        std::string("seed must be an integer in [0, 2^64 - 1], got '") + seed + "'";
+    CHECK_THROWS_WITH_AS(parse_seed(seed), expected.c_str(), std::invalid_argument);
+  }
   CHECK_THROWS_WITH_AS(parse_spec("random-regular:8,d=3,p=0.5"),
                        doctest::Contains("random-regular does not use the key 'p'"),
                        std::invalid_argument);
