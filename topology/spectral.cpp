@@ -49,7 +49,10 @@ double largest_eigenvalue(Eigen::Index n, const Matvec& mv, double scale, std::s
   constexpr double kConverged = 1e-12, kAccept = 1e-10;
   constexpr Eigen::Index kBasis = 40, kMaxBasis = 160;
   constexpr double kMaxBasisBytes = 256.0 * (1 << 20);  // what a grown basis may hold
-  constexpr double kMaxWork = 6e10;  // products x basis columns x n: a few minutes at most
+  // Work (products x basis columns touched x n) before giving up: about a minute, or for the
+  // largest graphs at least 2000 products of the first basis.
+  const double max_work =
+      std::max(6e10, 2000.0 * static_cast<double>(kBasis) * static_cast<double>(n));
   const Eigen::Index grow_cap = std::min<Eigen::Index>(
       n, std::max<Eigen::Index>(
              kBasis, std::min<Eigen::Index>(
@@ -81,7 +84,7 @@ double largest_eigenvalue(Eigen::Index n, const Matvec& mv, double scale, std::s
   random_column(0);
   Eigen::Index start = 0;  // columns 0..start-1 come with their part of H
   double best = std::numeric_limits<double>::infinity();
-  while (work * static_cast<double>(n) <= kMaxWork) {
+  while (work * static_cast<double>(n) <= max_work) {
     Eigen::Index used = m;
     double beta = 0.0;
     for (Eigen::Index j = start; j < m; ++j) {
