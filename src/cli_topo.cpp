@@ -236,9 +236,13 @@ void add_topo_commands(CLI::App& app) {
     // Load every topology before printing anything: a bad one fails without half a table.
     std::vector<topo::Topology> loaded;
     for (const auto& target : targets) loaded.push_back(topo::load_topology_or_spec(target));
+    // One space between columns whatever their values (a long name, 10^7 edges, "never (rho >=
+    // 1)" are wider than their columns and push the rest of the row right).
+    constexpr std::string_view kRow =
+        "{:<34} {:>8} {:>8} {:>6.2f} {:>5} {:>10.6f} {:>10.6f} {:>9.6f} {:>9.6f} {:>16}\n";
     if (!cmp->json)
-      fmt::print("{:<34}{:>7}{:>7}{:>7}{:>6}{:>11}{:>11}{:>10}{:>10}{:>12}\n", "topology", "peers",
-                 "edges", "deg", "diam", "lambda_2", "rho", "gap", "beta", "rounds 1e-6");
+      fmt::print("{:<34} {:>8} {:>8} {:>6} {:>5} {:>10} {:>10} {:>9} {:>9} {:>16}\n", "topology",
+                 "peers", "edges", "deg", "diam", "lambda_2", "rho", "gap", "beta", "rounds 1e-6");
     for (std::size_t k = 0; k < targets.size(); ++k) {
       const auto& target = targets[k];
       const auto& t = loaded[k];
@@ -250,9 +254,9 @@ void add_topo_commands(CLI::App& app) {
         fmt::print("{}\n", j.dump());
         continue;
       }
-      fmt::print("{:<34}{:>7}{:>7}{:>7.2f}{:>6}{:>11.6f}{:>11.6f}{:>10.6f}{:>10.6f}{:>12}\n",
-                 target, r.peers, r.edges, r.degree_mean, r.diameter, r.lambda_2.value_or(0.0),
-                 r.rho, r.spectral_gap, r.beta, rounds_text(r.rounds_to_1e6));
+      fmt::print(fmt::runtime(kRow), target, r.peers, r.edges, r.degree_mean, r.diameter,
+                 r.lambda_2.value_or(0.0), r.rho, r.spectral_gap, r.beta,
+                 rounds_text(r.rounds_to_1e6));
     }
   });
 }

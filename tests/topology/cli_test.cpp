@@ -6,7 +6,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -90,6 +93,39 @@ TEST_CASE("compare prints one row per topology") {
   const auto r = run("topo compare ring:8 torus:3x3 exponential:8");
   REQUIRE(r.code == 0);
   CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 4);
+}
+
+TEST_CASE("compare: columns stay apart whatever the values") {
+  // "never (rho >= 1)" was glued to beta ("2.000000never"), and complete:1500's 1124250 edges to
+  // its 1500 peers ("   15001124250").
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("gossip_swap_" + std::to_string(::getpid()) + ".toml");
+  std::ofstream(path) << "[[peer]]\nrank = 0\nendpoint = \"ipc:///tmp/gossip-swap-0\"\n"
+                         "[[peer]]\nrank = 1\nendpoint = \"ipc:///tmp/gossip-swap-1\"\n"
+                         "[[edge]]\npeers = [0, 1]\nweight = 1.0\n";
+  const auto r = run("topo compare ring:8 " + path.string() +
+                     " complete:1500 random-regular:3000,d=4,seed=123456789012345678");
+  std::filesystem::remove(path);
+  REQUIRE(r.code == 0);
+  std::istringstream lines(r.out);
+  std::vector<std::vector<std::string>> rows;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    rows.emplace_back(std::istream_iterator<std::string>(fields),
+                      std::istream_iterator<std::string>());
+  }
+  REQUIRE(rows.size() == 5);
+  CHECK(rows[0].size() == 11);  // "rounds 1e-6" is two words
+  CHECK(rows[1].size() == 10);
+  REQUIRE(rows[2].size() == 13);  // "never (rho >= 1)" is four
+  CHECK(rows[2][8] == "2.000000");
+  CHECK(rows[2][9] == "never");
+  REQUIRE(rows[3].size() == 10);
+  CHECK(rows[3][1] == "1500");
+  CHECK(rows[3][2] == "1124250");
+  CHECK(rows[3][3] == "1499.00");
+  REQUIRE(rows[4].size() == 10);  // the name is longer than its column
+  CHECK(rows[4][1] == "3000");
 }
 
 TEST_CASE("errors: non-zero exit and one clear line on stderr") {
