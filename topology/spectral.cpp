@@ -53,11 +53,15 @@ double largest_eigenvalue(Eigen::Index n, const Matvec& mv, double scale, std::s
   // largest graphs at least 2000 products of the first basis.
   const double max_work =
       std::max(6e10, 2000.0 * static_cast<double>(kBasis) * static_cast<double>(n));
+  // The first basis: kBasis vectors, fewer (down to 24) where they would pass 1 GiB; a slow
+  // problem may grow it to kMaxBasis vectors within kMaxBasisBytes.
+  const Eigen::Index m0 = std::clamp<Eigen::Index>(
+      static_cast<Eigen::Index>(1024.0 * (1 << 20) / (8.0 * n)), 24, kBasis);
   const Eigen::Index grow_cap = std::min<Eigen::Index>(
       n, std::max<Eigen::Index>(
-             kBasis, std::min<Eigen::Index>(
-                         kMaxBasis, static_cast<Eigen::Index>(kMaxBasisBytes / (8.0 * n)))));
-  Eigen::Index m = std::min(n, kBasis);
+             m0, std::min<Eigen::Index>(kMaxBasis,
+                                        static_cast<Eigen::Index>(kMaxBasisBytes / (8.0 * n)))));
+  Eigen::Index m = std::min(n, m0);
   Eigen::MatrixXd V(n, m), H = Eigen::MatrixXd::Zero(m, m), block;
   Eigen::VectorXd w(n), h(m), g(m), y(n), ay(n);
   std::mt19937_64 rng(0x5eed);
