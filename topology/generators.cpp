@@ -435,7 +435,21 @@ Topology make_topology(const GeneratorSpec& spec) {
   const Scheme scheme = spec.weights.value_or(default_scheme(spec.kind));
   t.W = mixing_weights(t.graph, scheme);
   const std::string base = spec.endpoint.empty() ? default_endpoint(t.graph.size()) : spec.endpoint;
-  for (int r = 0; r < t.graph.size(); ++r) t.peers.push_back({r, endpoint_for(base, r), {}});
+  // Every rank's endpoint is checked: a template can go wrong for some ranks only
+  // (tcp://127.0.0.1:{rank} gives rank 0 port 0).
+  const auto where = [&] { return fmt::format("{},endpoint={}", spec.to_string(), base); };
+  for (int r = 0; r < t.graph.size(); ++r) {
+    std::string endpoint;
+    try {
+      endpoint = endpoint_for(base, r);
+    } catch (const std::invalid_argument& e) {
+      throw EndpointError(fmt::format("{}: {}", where(), e.what()));
+    }
+    if (const auto why = endpoint_problem(endpoint); !why.empty())
+      throw EndpointError(
+          fmt::format("{}: endpoint '{}' of rank {} {}", where(), endpoint, r, why));
+    t.peers.push_back({r, std::move(endpoint), {}});
+  }
   t.description = fmt::format("{} (weights {})", spec.to_string(), scheme_name(scheme));
   return t;
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,7 +74,14 @@ inline constexpr int kMaxRedraws = 100;
 
 Graph generate_graph(const GeneratorSpec& spec);
 Scheme default_scheme(Kind kind);
-// Graph + weights + endpoints. Throws std::invalid_argument on impossible parameters.
+// What make_topology throws when the endpoint template gives a rank an endpoint that is not one
+// (endpoint_problem): a [generator] table reports it at its 'endpoint' line.
+struct EndpointError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+// Graph + weights + endpoints. Throws std::invalid_argument on impossible parameters (EndpointError
+// for endpoints, naming the spec and the rank).
 Topology make_topology(const GeneratorSpec& spec);
 
 // Endpoint of `rank` given a base endpoint: "{rank}" is replaced by the rank; otherwise a

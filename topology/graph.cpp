@@ -1,6 +1,9 @@
 #include <algorithm>
 #include <bit>
+#include <cctype>
+#include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <numeric>
 #include <queue>
 #include <stdexcept>
@@ -133,6 +136,69 @@ std::uint64_t Topology::hash() const {
     }
   }
   return f.h;
+}
+
+namespace {
+// "tcp://HOST:PORT" split at the last colon; the host keeps its IPv6 brackets.
+struct TcpParts {
+  std::string_view host, port;
+};
+std::optional<TcpParts> split_tcp(std::string_view endpoint) {
+  const std::string_view rest = endpoint.substr(6);
+  const auto colon = rest.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  return TcpParts{rest.substr(0, colon), rest.substr(colon + 1)};
+}
+
+std::string_view unbracketed(std::string_view host) {
+  return host.size() >= 2 && host.front() == '[' && host.back() == ']'
+             ? host.substr(1, host.size() - 2)
+             : host;
+}
+}  // namespace
+
+std::string endpoint_problem(std::string_view endpoint) {
+  for (char c : endpoint)
+    if (std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c)))
+      return "contains a space or control character";
+  if (endpoint.starts_with("ipc://")) {
+    const std::string_view path = endpoint.substr(6);
+    if (path.empty()) return "has an empty path: write ipc:///absolute/path";
+    if (path.front() != '/')
+      return "needs an absolute path (ipc:///tmp/name.sock): a relative one depends on the "
+             "directory each peer starts in";
+    return "";
+  }
+  if (!endpoint.starts_with("tcp://")) return "must start with tcp:// or ipc://";
+  const auto parts = split_tcp(endpoint);
+  if (!parts) return "has no port: write tcp://host:port";
+  const std::string_view host = parts->host, port = parts->port;
+  if (host.empty()) return "has no host: write tcp://host:port, e.g. tcp://127.0.0.1:29500";
+  if (host == "*" || host == "[*]")
+    return "has host *: the other peers connect to this endpoint, so it must name a host";
+  if (host.front() == '[' && (host.back() != ']' || unbracketed(host).empty()))
+    return "has a malformed [IPv6] host";
+  if (port.empty() || port.find_first_not_of("0123456789") != std::string_view::npos)
+    return "needs a port of decimal digits in 1..65535";
+  unsigned long value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc() || end != port.data() + port.size() || value < 1 || value > 65535)
+    return "has a port outside 1..65535";
+  return "";
+}
+
+std::string endpoint_key(std::string_view endpoint) {
+  if (endpoint.starts_with("ipc://"))
+    return "ipc://" + std::filesystem::path(endpoint.substr(6)).lexically_normal().string();
+  const auto parts = split_tcp(endpoint);
+  if (!endpoint.starts_with("tcp://") || !parts) return std::string(endpoint);
+  std::string host(unbracketed(parts->host));
+  std::transform(host.begin(), host.end(), host.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (host == "localhost") host = "127.0.0.1";
+  unsigned long port = 0;
+  std::from_chars(parts->port.data(), parts->port.data() + parts->port.size(), port);
+  return "tcp://" + host + ":" + std::to_string(port);
 }
 
 }  // namespace gossip::topology

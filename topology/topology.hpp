@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gossip::topology {
@@ -20,6 +21,16 @@ struct Peer {
   std::string endpoint;       // ZeroMQ endpoint the peer binds: tcp://host:port or ipc://path
   std::optional<int> device;  // GPU index, when the file names one
 };
+
+// Why `endpoint` cannot be a peer's endpoint, "" when it can. A peer binds its endpoint and the
+// others connect to it, so: tcp://HOST:PORT with a HOST other than empty or * (IPv6 as [::1] or
+// ::1) and PORT decimal digits in 1..65535 (not *, not 0: ZeroMQ would bind a random port), or
+// ipc:///absolute/path; no spaces or control characters anywhere.
+std::string endpoint_problem(std::string_view endpoint);
+
+// What two valid endpoints share when they name the same socket: host lowercased, localhost as
+// 127.0.0.1, IPv6 without brackets, the port as a number, an ipc path lexically normalised.
+std::string endpoint_key(std::string_view endpoint);
 
 // An undirected simple graph on ranks 0..n-1, adjacency lists sorted and free of self loops.
 class Graph {

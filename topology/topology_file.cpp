@@ -158,10 +158,13 @@ class Parser {
     if (spec.kind == Kind::erdos_renyi && !g.get("p")) fail(g, "erdos-renyi needs 'p'");
     if (spec.kind == Kind::random_regular && !g.get("degree"))
       fail(g, "random-regular needs 'degree'");
-    if (const auto* e = g.get("endpoint")) spec.endpoint = get_string(*e, "'endpoint'");
+    const auto* endpoint = g.get("endpoint");
+    if (endpoint) spec.endpoint = get_string(*endpoint, "'endpoint'");
     Topology t;
     try {
       t = make_topology(spec);
+    } catch (const EndpointError& e) {
+      fail(endpoint ? line_of(*endpoint) : line_of(g), e.what());
     } catch (const std::invalid_argument& e) {
       fail(g, e.what());
     }
@@ -193,7 +196,7 @@ class Parser {
     t.peers.resize(static_cast<std::size_t>(n));
     std::vector<long> peer_line(static_cast<std::size_t>(n), 0);
     std::vector<std::optional<double>> self_weight(static_cast<std::size_t>(n));
-    std::map<std::string, long> endpoint_line;
+    std::map<std::string, std::pair<std::string, long>> endpoint_line;  // key -> (as written, line)
     for (const auto& node : peer_arr) {
       const auto& p = *node.as_table();
       only_keys(p, {"rank", "endpoint", "device", "self_weight"}, "[[peer]]");
@@ -209,13 +212,20 @@ class Parser {
       const auto* ep = p.get("endpoint");
       if (!ep)
         fail(p, fmt::format("peer {} needs 'endpoint', e.g. \"tcp://127.0.0.1:29500\"", rank));
-      t.peers[r].endpoint = get_string(*ep, "'endpoint'");
-      if (!t.peers[r].endpoint.starts_with("tcp://") && !t.peers[r].endpoint.starts_with("ipc://"))
-        fail(*ep,
-             fmt::format("endpoint '{}' must start with tcp:// or ipc://", t.peers[r].endpoint));
-      if (auto [it, fresh] = endpoint_line.emplace(t.peers[r].endpoint, line_of(p)); !fresh)
-        fail(*ep,
-             fmt::format("endpoint '{}' is used twice (first at line {})", it->first, it->second));
+      const std::string& endpoint = t.peers[r].endpoint = get_string(*ep, "'endpoint'");
+      if (const auto why = endpoint_problem(endpoint); !why.empty())
+        fail(*ep, fmt::format("endpoint '{}' {}", endpoint, why));
+      // Compared by the socket they name: tcp://localhost:29500 is tcp://127.0.0.1:29500.
+      if (auto [it, fresh] =
+              endpoint_line.try_emplace(endpoint_key(endpoint), endpoint, line_of(p));
+          !fresh) {
+        const auto& [first, first_line] = it->second;
+        fail(*ep, first == endpoint
+                      ? fmt::format("endpoint '{}' is used twice (first at line {})", endpoint,
+                                    first_line)
+                      : fmt::format("endpoint '{}' is the same socket as '{}' (line {})", endpoint,
+                                    first, first_line));
+      }
       if (const auto* d = p.get("device"))
         t.peers[r].device =
             static_cast<int>(get_int_in(*d, "'device'", 0, std::numeric_limits<int>::max()));

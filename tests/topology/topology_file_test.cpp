@@ -276,3 +276,105 @@ TEST_CASE("directories, devices and huge files are refused by name") {
                        TopologyFileError);
   std::filesystem::remove(big);
 }
+
+namespace {
+// Peers 0 and 1 with the given endpoints (the second on line 6) and an edge.
+std::string two_peers(const std::string& a, const std::string& b) {
+  return "[[peer]]\nrank = 0\nendpoint = \"" + a + "\"\n[[peer]]\nrank = 1\nendpoint = \"" + b +
+         "\"\n" + edge(0, 1);
+}
+}  // namespace
+
+TEST_CASE("endpoints: tcp with a host and a port in 1..65535, ipc with an absolute path") {
+  // All of these were accepted: ZeroMQ binds a random port for 0, * and 99999 (which it reads
+  // modulo 2^16 or refuses at bind time), and the others fail only when the peers start.
+  const std::pair<const char*, const char*> bad[] = {
+      {"tcp://127.0.0.1:99999", "has a port outside 1..65535"},
+      {"tcp://127.0.0.1:65536", "has a port outside 1..65535"},
+      {"tcp://127.0.0.1:0", "has a port outside 1..65535"},
+      {"tcp://127.0.0.1:*", "needs a port of decimal digits"},
+      {"tcp://127.0.0.1:-5", "needs a port of decimal digits"},
+      {"tcp://127.0.0.1:+5", "needs a port of decimal digits"},
+      {"tcp://127.0.0.1:", "needs a port of decimal digits"},
+      {"tcp://127.0.0.1", "has no port"},
+      {"tcp://:29500", "has no host"},
+      {"tcp://*:29500", "has host *"},
+      {"tcp://[::1:29500", "has a malformed [IPv6] host"},
+      {"tcp://[]:29500", "has a malformed [IPv6] host"},
+      {"tcp://127.0.0.1:29500 ", "contains a space"},
+      {" tcp://127.0.0.1:29500", "contains a space"},
+      {"tcp://127.0.0.1 :29500", "contains a space"},
+      {"ipc://", "has an empty path"},
+      {"ipc://relative/path", "needs an absolute path"},
+      {"ipc://./p.sock", "needs an absolute path"},
+      {"udp://127.0.0.1:29500", "must start with tcp:// or ipc://"},
+  };
+  for (const auto& [endpoint, message] : bad) {
+    CAPTURE(std::string(endpoint));
+    expect_error(two_peers("ipc:///tmp/ok", endpoint), 6,
+                 "endpoint '" + std::string(endpoint) + "' " + message);
+  }
+  // A tab, written as TOML's \t escape.
+  expect_error(two_peers("ipc:///tmp/ok", "tcp://127.0.0.1:29500\\t"), 6,
+               "contains a space or control character");
+  for (const char* good :
+       {"tcp://127.0.0.1:1", "tcp://127.0.0.1:65535", "tcp://[::1]:29500", "tcp://::1:29500",
+        "tcp://node-7.cluster:29500", "tcp://10.0.0.2:080", "ipc:///tmp/gossip-0.sock"}) {
+    CAPTURE(std::string(good));
+    CHECK(parse_topology(two_peers("ipc:///tmp/ok", good), "t.toml").peers[1].endpoint == good);
+  }
+}
+
+TEST_CASE("a repeated endpoint is found however it is spelled") {
+  // Compared as strings, tcp://127.0.0.1:29500 and tcp://localhost:29500 passed on two ranks.
+  const std::pair<const char*, const char*> same[] = {
+      {"tcp://127.0.0.1:29500", "tcp://localhost:29500"},
+      {"tcp://localhost:29500", "tcp://127.0.0.1:29500"},
+      {"tcp://LocalHost:29500", "tcp://localhost:29500"},
+      {"tcp://[::1]:29500", "tcp://::1:29500"},
+      {"tcp://::1:29500", "tcp://[::1]:29500"},
+      {"tcp://127.0.0.1:29500", "tcp://127.0.0.1:029500"},
+      {"ipc:///tmp/p.sock", "ipc:///tmp//p.sock"},
+      {"ipc:///tmp/p.sock", "ipc:///tmp/./x/../p.sock"},
+  };
+  for (const auto& [a, b] : same) {
+    CAPTURE(std::string(b));
+    expect_error(two_peers(a, b), 6,
+                 "endpoint '" + std::string(b) + "' is the same socket as '" + a + "' (line 1)");
+  }
+  // Different sockets: other ports, other addresses (IPv4 and IPv6 loopback are two).
+  for (const auto& [a, b] : {std::pair{"tcp://127.0.0.1:29500", "tcp://127.0.0.1:29501"},
+                             std::pair{"tcp://127.0.0.1:29500", "tcp://[::1]:29500"},
+                             std::pair{"tcp://127.0.0.2:29500", "tcp://localhost:29500"},
+                             std::pair{"ipc:///tmp/p.sock", "ipc:///tmp/q.sock"}}) {
+    CAPTURE(std::string(b));
+    CHECK(parse_topology(two_peers(a, b), "t.toml").size() == 2);
+  }
+}
+
+TEST_CASE("generator endpoints: every rank's endpoint is checked, at the 'endpoint' line") {
+  const std::string head = "name = \"g\"\n[generator]\nkind = \"ring\"\nsizes = [4]\n";
+  expect_error(head + "endpoint = \"tcp://127.0.0.1:{rank}\"\n", 5,
+               "ring:4,endpoint=tcp://127.0.0.1:{rank}: endpoint 'tcp://127.0.0.1:0' of rank 0 "
+               "has a port outside 1..65535");
+  expect_error(head + "endpoint = \"tcp://:29500\"\n", 5, "of rank 0 has no host");
+  expect_error(head + "endpoint = \"ipc://peer-{rank}.sock\"\n", 5,
+               "endpoint 'ipc://peer-0.sock' of rank 0 needs an absolute path");
+  expect_error(
+      "name = \"g\"\n[generator]\nkind = \"ring\"\nsizes = [12]\nendpoint = "
+      "\"tcp://127.0.0.1:6553{rank}\"\n",
+      5, "endpoint 'tcp://127.0.0.1:65536' of rank 6 has a port outside 1..65535");
+  expect_error(head + "endpoint = \"tcp://127.0.0.1:65534\"\n", 5, "leaves the port range");
+  // Specs name themselves instead of a file.
+  CHECK_THROWS_WITH_AS(make_topology(parse_spec("ring:4,endpoint=tcp://127.0.0.1:2950{rank} ")),
+                       "ring:4,endpoint=tcp://127.0.0.1:2950{rank} : endpoint "
+                       "'tcp://127.0.0.1:29500 ' of rank 0 contains a space or control character",
+                       EndpointError);
+  CHECK_THROWS_WITH_AS(
+      make_topology(parse_spec("ring:12,endpoint=tcp://127.0.0.1:6553{rank}")),
+      "ring:12,endpoint=tcp://127.0.0.1:6553{rank}: endpoint 'tcp://127.0.0.1:65536' of rank 6 "
+      "has a port outside 1..65535",
+      EndpointError);
+  CHECK(make_topology(parse_spec("ring:6,endpoint=tcp://127.0.0.1:6553{rank}")).peers[5].endpoint ==
+        "tcp://127.0.0.1:65535");
+}
