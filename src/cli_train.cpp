@@ -273,6 +273,7 @@ int run_simulate(const TrainArgs& a) {
   const auto shards = runtime::partition_all(data.train, runtime::parse_partition(c.partition), n,
                                              c.seed, c.dirichlet_alpha);
   const auto model = runtime::model_layout(c, data.train);
+  const auto optimum = runtime::known_optimum(c, data.train, shards);  // once for all peers
   const auto [wire, fp32_wire] = message_bytes(c, model);
   const auto opts = transport_options(c, std::max(wire, fp32_wire));
   auto hub = std::make_shared<net::InprocHub>(topo);
@@ -301,7 +302,7 @@ int run_simulate(const TrainArgs& a) {
         net::InprocTransport transport(hub, r, opts);
         // Peers are threads: with run.device = "cuda" they share the GPUs round-robin.
         runtime::PeerTrainer trainer(c, topo, r, transport, data, shards,
-                                     runtime::GpuPlacement::thread);
+                                     runtime::GpuPlacement::thread, optimum);
         if (resume) trainer.resume(*resume);
         arrived = true;
         built.arrive_and_wait();

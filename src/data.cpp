@@ -165,10 +165,11 @@ namespace {
 
 // Rows from 10 groups, each with its own feature mean (2·N(0, I/dim): norm about 2, so the
 // problems are well conditioned) and its own weights w_g = w + 0.5·N(0, I/dim), w ~ N(0, I/dim);
-// `finish` turns a row's features and ⟨a, w_g⟩ into its label and target.
+// `finish` turns a row's group and ⟨a, w_g⟩ into its label (and its target, for regression:
+// then the labels are the groups, otherwise two classes).
 template <class Finish>
 TrainTest synthetic_convex(std::size_t dim, std::size_t train, std::size_t test, std::uint64_t seed,
-                           int classes, Finish finish) {
+                           bool regression, Finish finish) {
   constexpr int kGroups = 10;
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal;
@@ -180,7 +181,8 @@ TrainTest synthetic_convex(std::size_t dim, std::size_t train, std::size_t test,
       weights[g * dim + k] = shared[k] + 0.5f * normal(rng) / std::sqrt(static_cast<float>(dim));
     }
   auto draw = [&](std::size_t count) {
-    Dataset d = rows_of(dim, classes, count);
+    Dataset d = rows_of(dim, regression ? kGroups : 2, count);
+    if (regression) d.targets.resize(count);
     for (std::size_t i = 0; i < count; ++i) {
       const auto g = static_cast<std::size_t>(rng() % kGroups);
       double dot = 0.0;
@@ -204,9 +206,8 @@ TrainTest synthetic_convex(std::size_t dim, std::size_t train, std::size_t test,
 TrainTest synthetic_least_squares(std::size_t dim, std::size_t train, std::size_t test,
                                   std::uint64_t seed) {
   return synthetic_convex(
-      dim, train, test, seed, 10,
+      dim, train, test, seed, true,
       [](Dataset& d, std::size_t i, std::int32_t g, double dot, auto& rng) {
-        if (d.targets.size() != d.labels.size()) d.targets.resize(d.labels.size());
         d.labels[i] = g;
         d.targets[i] = static_cast<float>(dot + 0.1 * std::normal_distribution<double>()(rng));
       });
@@ -214,7 +215,7 @@ TrainTest synthetic_least_squares(std::size_t dim, std::size_t train, std::size_
 
 TrainTest synthetic_logistic(std::size_t dim, std::size_t train, std::size_t test,
                              std::uint64_t seed) {
-  return synthetic_convex(dim, train, test, seed, 2,
+  return synthetic_convex(dim, train, test, seed, false,
                           [](Dataset& d, std::size_t i, std::int32_t, double dot, auto& rng) {
                             const double p = 1.0 / (1.0 + std::exp(-dot));
                             d.labels[i] = std::uniform_real_distribution<double>()(rng) < p ? 1 : 0;

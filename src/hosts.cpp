@@ -36,26 +36,17 @@ std::set<std::string> this_host_names() {
   return names;
 }
 
-std::string endpoint_host(const std::string& endpoint) {
-  if (!endpoint.starts_with("tcp://")) return "";
-  std::string rest = endpoint.substr(6);
-  if (rest.starts_with("[")) {
-    const auto close = rest.find(']');
-    return close == std::string::npos ? rest.substr(1) : rest.substr(1, close - 1);
-  }
-  return rest.substr(0, rest.rfind(':'));
-}
-
 bool on_this_host(const std::string& endpoint, const std::set<std::string>& names) {
   if (endpoint.starts_with("ipc://")) return true;
-  const std::string host = endpoint_host(endpoint);
+  const std::string host = topology::endpoint_host(endpoint);
   return host.starts_with("127.") || host == "localhost" || host == "::1" ||
          (!host.empty() && names.contains(host));
 }
 
 int peers_on_host_of(const topology::Topology& topo, int rank, const std::set<std::string>& names) {
   const auto host = [&](const std::string& endpoint) {
-    return on_this_host(endpoint, names) ? std::string("(this host)") : endpoint_host(endpoint);
+    return on_this_host(endpoint, names) ? std::string("(this host)")
+                                         : topology::endpoint_host(endpoint);
   };
   const std::string mine = host(topo.peers.at(static_cast<std::size_t>(rank)).endpoint);
   return static_cast<int>(std::count_if(topo.peers.begin(), topo.peers.end(),

@@ -13,10 +13,8 @@ namespace gossip::runtime {
 // addresses of its interfaces (IPv4 dotted, IPv6 without brackets).
 std::set<std::string> this_host_names();
 
-// The host part of "tcp://HOST:PORT" (IPv6 brackets removed); "" for ipc:// and other transports.
-std::string endpoint_host(const std::string& endpoint);
-
-// True for ipc://, loopback (127.x, localhost, ::1) and endpoints whose host is one of `names`.
+// True for ipc://, loopback (127.x, localhost, ::1) and endpoints whose host
+// (topology::endpoint_host) is one of `names`.
 bool on_this_host(const std::string& endpoint, const std::set<std::string>& names);
 
 // How many peers of `topo` share the host of `rank`: those on this host when its endpoint is

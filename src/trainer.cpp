@@ -150,7 +150,7 @@ TrainTest load_data(const RunConfig& config) {
 PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo, int rank,
                          net::Transport& transport, const TrainTest& data,
                          const std::vector<std::vector<std::size_t>>& shards,
-                         GpuPlacement placement)
+                         GpuPlacement placement, std::shared_ptr<const KnownOptimum> optimum)
     : config_(config),
       topo_(topo),
       rank_(rank),
@@ -207,9 +207,17 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
   // On a GPU the state stays there: the model reads x and writes g in device memory.
   if (gpu_device) algorithm.cuda_device = *gpu_device;
   algo_ = algorithms::make_algorithm(algorithm, transport, topo, x0);
-  if (config.dataset == "least-squares" || config.dataset == "logistic")
-    optimum_ = std::make_unique<KnownOptimum>(model_->layout(), data.train, shards,
-                                              static_cast<double>(algorithm.weight_decay));
+  optimum_ = optimum ? std::move(optimum) : known_optimum(config, data.train, shards);
+}
+
+std::shared_ptr<const KnownOptimum> known_optimum(
+    const RunConfig& config, const Dataset& train,
+    const std::vector<std::vector<std::size_t>>& shards) {
+  if (config.dataset != "least-squares" && config.dataset != "logistic") return nullptr;
+  // λ as the algorithms apply it: a float.
+  return std::make_shared<KnownOptimum>(
+      model_layout(config, train), train, shards,
+      static_cast<double>(static_cast<float>(config.weight_decay)));
 }
 
 Evaluation PeerTrainer::assess(std::span<const float> x) {

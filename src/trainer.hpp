@@ -90,7 +90,8 @@ class PeerTrainer {
   PeerTrainer(const RunConfig& config, const topology::Topology& topo, int rank,
               net::Transport& transport, const TrainTest& data,
               const std::vector<std::vector<std::size_t>>& shards,
-              GpuPlacement placement = GpuPlacement::process);
+              GpuPlacement placement = GpuPlacement::process,
+              std::shared_ptr<const KnownOptimum> optimum = nullptr);
   ~PeerTrainer();
 
   // This peer's model (its backend: run.device); evaluates any parameter vector of its layout.
@@ -103,8 +104,6 @@ class PeerTrainer {
   // The model `x` (host memory, this layout) on the test set, and against the known optimum when
   // the problem has one.
   Evaluation assess(std::span<const float> x);
-  // The problem's known optimum (data.dataset = "least-squares" or "logistic"); null otherwise.
-  const KnownOptimum* optimum() const { return optimum_.get(); }
 
   // Loads this peer's checkpoint of round `round` from the run folder.
   void resume(std::uint64_t round);
@@ -135,7 +134,7 @@ class PeerTrainer {
   std::vector<float> average_;  // the all-reduced mean of the models, at evaluation points
   mutable std::vector<float> host_params_;  // params() of a GPU peer, copied out
   std::unique_ptr<algorithms::Algorithm> algo_;
-  std::unique_ptr<KnownOptimum> optimum_;
+  std::shared_ptr<const KnownOptimum> optimum_;  // null: the problem has none
   std::uint64_t rounds_per_epoch_ = 1;
   std::uint64_t total_rounds_ = 1;
   // Wall seconds of the run so far: earlier segments (a resumed run's), plus this run() if one is
@@ -149,6 +148,12 @@ class PeerTrainer {
 
 algorithms::AlgorithmConfig algorithm_config(const RunConfig& config, const MlpLayout& layout);
 // The model's shape for this config and data (no backend, no buffers).
+// The known optimum of the run's problem (data.dataset = "least-squares" or "logistic") over
+// these shards; null for other data sets. A solve (Newton's method for logistic): peers in one
+// process share one (`gossip simulate` passes it to every PeerTrainer).
+std::shared_ptr<const KnownOptimum> known_optimum(
+    const RunConfig& config, const Dataset& train,
+    const std::vector<std::vector<std::size_t>>& shards);
 MlpLayout model_layout(const RunConfig& config, const Dataset& train);
 // Checks that run.device can be used here: "cuda" needs a binary built with the CUDA backend and a
 // visible GPU. Otherwise a ConfigError naming run.device, the config and the reason.

@@ -187,6 +187,12 @@ std::string endpoint_problem(std::string_view endpoint) {
   return "";
 }
 
+std::string endpoint_host(std::string_view endpoint) {
+  if (!endpoint.starts_with("tcp://")) return "";
+  const auto parts = split_tcp(endpoint);
+  return std::string(parts ? unbracketed(parts->host) : endpoint.substr(6));
+}
+
 std::string endpoint_key(std::string_view endpoint) {
   if (endpoint.starts_with("ipc://"))
     return "ipc://" + std::filesystem::path(endpoint.substr(6)).lexically_normal().string();

@@ -32,6 +32,10 @@ std::string endpoint_problem(std::string_view endpoint);
 // 127.0.0.1, IPv6 without brackets, the port as a number, an ipc path lexically normalised.
 std::string endpoint_key(std::string_view endpoint);
 
+// The host of "tcp://HOST:PORT" as written (IPv6 brackets removed); "" for ipc:// and anything
+// that is not tcp://.
+std::string endpoint_host(std::string_view endpoint);
+
 // An undirected simple graph on ranks 0..n-1, adjacency lists sorted and free of self loops.
 class Graph {
  public:

@@ -342,10 +342,10 @@ TEST_CASE("threads per peer: the usable cores shared out, unless the user chose"
 }
 
 TEST_CASE("which peers live on this host: ipc, loopback, and this machine's names") {
-  CHECK(endpoint_host("tcp://10.1.2.3:29500") == "10.1.2.3");
-  CHECK(endpoint_host("tcp://[fe80::1]:29500") == "fe80::1");
-  CHECK(endpoint_host("tcp://node7.cluster:1") == "node7.cluster");
-  CHECK(endpoint_host("ipc:///tmp/x.sock").empty());
+  CHECK(gossip::topology::endpoint_host("tcp://10.1.2.3:29500") == "10.1.2.3");
+  CHECK(gossip::topology::endpoint_host("tcp://[fe80::1]:29500") == "fe80::1");
+  CHECK(gossip::topology::endpoint_host("tcp://node7.cluster:1") == "node7.cluster");
+  CHECK(gossip::topology::endpoint_host("ipc:///tmp/x.sock").empty());
   const std::set<std::string> names{"10.1.2.3", "node7"};
   CHECK(on_this_host("tcp://10.1.2.3:1", names));
   CHECK(on_this_host("tcp://node7:1", names));
