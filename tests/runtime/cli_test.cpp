@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "src/model.hpp"
+#include "src/runtime/model.hpp"
 #include "tests/common/run_cli.hpp"
 #include "tests/common/scratch.hpp"
 

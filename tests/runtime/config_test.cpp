@@ -12,7 +12,7 @@
 
 #include <fmt/format.h>
 
-#include "src/config.hpp"
+#include "src/runtime/config.hpp"
 #include "tests/common/scratch.hpp"
 
 using namespace gossip::runtime;

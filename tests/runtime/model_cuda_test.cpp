@@ -24,10 +24,10 @@
 #include <vector>
 
 #include "kernels/cuda/device_codec.hpp"
-#include "src/config.hpp"
-#include "src/data.hpp"
-#include "src/model.hpp"
-#include "src/trainer.hpp"
+#include "src/runtime/config.hpp"
+#include "src/runtime/data.hpp"
+#include "src/runtime/model.hpp"
+#include "src/runtime/trainer.hpp"
 
 using namespace gossip::runtime;
 

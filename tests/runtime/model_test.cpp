@@ -18,12 +18,12 @@
 #include <fmt/format.h>
 
 #include "gossip/inproc_transport.hpp"
-#include "src/config.hpp"
-#include "src/data.hpp"
-#include "src/hosts.hpp"
-#include "src/model.hpp"
-#include "src/threads.hpp"
-#include "src/trainer.hpp"
+#include "src/runtime/config.hpp"
+#include "src/runtime/data.hpp"
+#include "src/runtime/hosts.hpp"
+#include "src/runtime/model.hpp"
+#include "src/runtime/threads.hpp"
+#include "src/runtime/trainer.hpp"
 #include "tests/common/scratch.hpp"
 #include "topology/generators.hpp"
 #include "topology/topology_file.hpp"

@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "gossip/inproc_transport.hpp"
-#include "src/config.hpp"
-#include "src/data.hpp"
-#include "src/model.hpp"
-#include "src/optimum.hpp"
-#include "src/trainer.hpp"
+#include "src/runtime/config.hpp"
+#include "src/runtime/data.hpp"
+#include "src/runtime/model.hpp"
+#include "src/runtime/optimum.hpp"
+#include "src/runtime/trainer.hpp"
 #include "tests/common/scratch.hpp"
 #include "topology/generators.hpp"
 

@@ -16,8 +16,8 @@
 #include "gossip/frame.hpp"
 #include "gossip/inproc_transport.hpp"
 #include "kernels/codec.hpp"
-#include "src/config.hpp"
-#include "src/trainer.hpp"
+#include "src/runtime/config.hpp"
+#include "src/runtime/trainer.hpp"
 #include "tests/common/scratch.hpp"
 #include "topology/generators.hpp"
 

@@ -9,7 +9,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
-#include "src/cli.hpp"
+#include "src/cli/cli.hpp"
 #include "topology/generators.hpp"
 #include "topology/spectral.hpp"
 #include "topology/topology_file.hpp"

@@ -1,4 +1,4 @@
-#include "src/threads.hpp"
+#include "src/runtime/threads.hpp"
 
 #include <cblas.h>
 #include <omp.h>

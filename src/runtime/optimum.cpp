@@ -1,4 +1,4 @@
-#include "src/optimum.hpp"
+#include "src/runtime/optimum.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "src/config.hpp"
+#include "src/runtime/config.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -38,7 +38,7 @@
 
 #include "gossip/zmq_transport.hpp"
 #include "kernels/codec.hpp"
-#include "src/cli.hpp"
+#include "src/cli/cli.hpp"
 #include "topology/generators.hpp"
 
 extern char** environ;

@@ -20,7 +20,7 @@
 
 #include "kernels/codec.hpp"
 #include "kernels/wire.hpp"
-#include "src/cli.hpp"
+#include "src/cli/cli.hpp"
 
 #if defined(GOSSIP_HAVE_CUDA_KERNELS)
 #include "kernels/cuda/device_codec.hpp"

@@ -1,4 +1,4 @@
-#include "src/model.hpp"
+#include "src/runtime/model.hpp"
 
 #include <cblas.h>
 

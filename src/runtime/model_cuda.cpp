@@ -19,8 +19,8 @@
 #include <fmt/format.h>
 
 #include "kernels/cuda/runtime.hpp"
-#include "src/model.hpp"
-#include "src/model_cuda_kernels.hpp"
+#include "src/runtime/model.hpp"
+#include "src/runtime/model_cuda_kernels.hpp"
 
 namespace gossip::runtime {
 

@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "src/data.hpp"
+#include "src/runtime/data.hpp"
 
 namespace gossip::runtime {
 

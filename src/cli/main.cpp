@@ -7,7 +7,7 @@
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
 
-#include "src/cli.hpp"
+#include "src/cli/cli.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{

@@ -17,10 +17,10 @@
 
 #include "gossip/algorithms/algorithm.hpp"
 #include "gossip/transport.hpp"
-#include "src/config.hpp"
-#include "src/data.hpp"
-#include "src/model.hpp"
-#include "src/optimum.hpp"
+#include "src/runtime/config.hpp"
+#include "src/runtime/data.hpp"
+#include "src/runtime/model.hpp"
+#include "src/runtime/optimum.hpp"
 #include "topology/topology.hpp"
 
 namespace gossip::runtime {

@@ -1,4 +1,4 @@
-#include "src/data.hpp"
+#include "src/runtime/data.hpp"
 
 #include <zlib.h>
 

@@ -2,7 +2,7 @@
 // gradient, the ReLU mask and a fixed-order sum of per-row losses. Built with -fmad=false so each
 // float operation rounds as the CPU model's does; the softmax works in double as the CPU's does.
 
-#include "src/model_cuda_kernels.hpp"
+#include "src/runtime/model_cuda_kernels.hpp"
 
 #include <cmath>
 

@@ -1,4 +1,4 @@
-#include "src/trainer.hpp"
+#include "src/runtime/trainer.hpp"
 
 #include <algorithm>
 #include <charconv>

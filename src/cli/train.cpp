@@ -27,10 +27,10 @@
 #include "gossip/inproc_transport.hpp"
 #include "gossip/zmq_transport.hpp"
 #include "kernels/codec.hpp"
-#include "src/cli.hpp"
-#include "src/hosts.hpp"
-#include "src/threads.hpp"
-#include "src/trainer.hpp"
+#include "src/cli/cli.hpp"
+#include "src/runtime/hosts.hpp"
+#include "src/runtime/threads.hpp"
+#include "src/runtime/trainer.hpp"
 #include "topology/topology_file.hpp"
 
 namespace gossip::cli {

@@ -3,7 +3,7 @@
 
 #include <stdexcept>
 
-#include "src/model.hpp"
+#include "src/runtime/model.hpp"
 
 namespace gossip::runtime {
 

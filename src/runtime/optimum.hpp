@@ -11,8 +11,8 @@
 #include <span>
 #include <vector>
 
-#include "src/data.hpp"
-#include "src/model.hpp"
+#include "src/runtime/data.hpp"
+#include "src/runtime/model.hpp"
 
 namespace gossip::runtime {
 

@@ -1,4 +1,4 @@
-#include "src/hosts.hpp"
+#include "src/runtime/hosts.hpp"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
