@@ -152,6 +152,24 @@ void FramedTransport::start() {
   throw TransportError(message);
 }
 
+Clock::time_point FramedTransport::polled(Clock::time_point until) const {
+  return options_.poll ? std::min(until, Clock::now() + options_.poll_interval) : until;
+}
+
+void FramedTransport::poll() {
+  if (!options_.poll) return;
+  try {
+    options_.poll();
+  } catch (...) {
+    if (!failed_) {
+      failed_ = true;
+      first_error_ = fmt::format("rank {}: a round was abandoned by the caller", rank_);
+      abort();
+    }
+    throw;
+  }
+}
+
 void FramedTransport::throw_if_failed() const {
   if (failed_) {
     throw TransportError(
@@ -401,7 +419,8 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
     if (all_here && monotonic_ns() < ready_ns) {
       until = blocked.empty() ? from_ns(ready_ns) : std::min(deadline, from_ns(ready_ns));
     }
-    if (auto in = wait_inbound(until, blocked)) accept(std::move(*in));
+    if (auto in = wait_inbound(polled(until), blocked)) accept(std::move(*in));
+    poll();
   }
   // The payload is the caller's memory: it must be free again when we return.
   if (auto held = wait_released(deadline); !held.empty()) {
@@ -549,7 +568,8 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     if (next_ready != UINT64_MAX) {
       until = Clock::now() >= deadline ? from_ns(next_ready) : std::min(until, from_ns(next_ready));
     }
-    if (auto in = wait_inbound(until, blocked)) accept(std::move(*in));
+    if (auto in = wait_inbound(polled(until), blocked)) accept(std::move(*in));
+    poll();
   }
   // The payload is the caller's memory: it must be free again when we return.
   if (auto held = wait_released(deadline); !held.empty()) {

@@ -105,6 +105,10 @@ class FramedTransport : public Transport {
     std::uint64_t ready_ns = 0;
   };
 
+  // `until`, or sooner when TransportOptions::poll is set (its interval from now).
+  Clock::time_point polled(Clock::time_point until) const;
+  // Calls TransportOptions::poll, if set; what it throws fails the transport and propagates.
+  void poll();
   // Sends one frame to each of `to` and waits for the frames named by `want`, every one of them
   // (kind, round, step, from) held in pending_ on return. `what` names the call in errors.
   void transfer(FrameKind kind, std::uint64_t round, std::uint32_t step,

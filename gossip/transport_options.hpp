@@ -19,6 +19,12 @@ struct TransportOptions {
   // Asked a few times a second while the start-up handshake waits; true (the user pressed Ctrl-C)
   // ends the wait with TransportCancelled instead of waiting out connect_timeout.
   std::function<bool()> cancelled;
+  // Called at least every `poll_interval` while an exchange or ring step waits. It may throw to
+  // abandon the round (the Python package turns a second Ctrl-C into KeyboardInterrupt this way):
+  // the transport then stops all I/O that could still read the caller's memory and is unusable
+  // afterwards, as after any error. It may call request_stop().
+  std::function<void()> poll;
+  std::chrono::milliseconds poll_interval{100};
   // Hash of the run settings (algorithm, codec, model, ...): peers that disagree refuse to start.
   std::uint64_t run_hash = 0;
   // Largest payload a peer expects to receive (the codec's wire size). 0: no limit. Frames with a

@@ -135,6 +135,13 @@ class Algorithm {
   std::span<const float> params() const { return x_; }
   // x_i copied into host memory of dim() floats.
   void copy_params(std::span<float> host) const;
+  // x_i and the gradient buffer, writable, in the algorithm's space: the Python package makes a
+  // framework's parameters and gradients views of them, so a round copies neither. Writing x_i
+  // between rounds changes the state. step(GradientFn) hands the gradient buffer to its callback
+  // (a callback that leaves it as it is steps with what is there); after a round it holds
+  // scratch.
+  std::span<float> mutable_params() { return x_; }
+  std::span<float> gradient_buffer() { return g_; }
   std::size_t dim() const { return x_.size(); }
   // The state lives on a GPU.
   bool on_device() const { return space_->on_device(); }

@@ -84,28 +84,17 @@ std::optional<std::uint64_t> resume_round(const TrainArgs& a, const RunConfig& c
   return r;
 }
 
-net::TransportOptions transport_options(const RunConfig& c, std::size_t wire_bytes) {
-  net::TransportOptions o;
-  o.timeout = std::chrono::milliseconds(static_cast<long long>(c.timeout_s * 1000));
-  o.connect_timeout = std::chrono::milliseconds(static_cast<long long>(c.connect_timeout_s * 1000));
-  o.run_hash = c.hash(RunConfig::Scope::peers);
+net::TransportOptions stoppable_transport_options(const RunConfig& c, std::size_t wire_bytes) {
+  auto o = runtime::transport_options(c, wire_bytes);
   o.cancelled = [] { return g_stop.load(); };
-  // Gossip messages carry the codec's wire bytes; ring steps (all-reduce, averaging) carry fp32
-  // chunks of at most the model: the larger bounds what a neighbour may send.
-  o.max_payload_bytes = wire_bytes;
-  o.link.all.latency = std::chrono::nanoseconds(static_cast<long long>(c.latency_ms * 1e6));
-  o.link.all.bandwidth_bytes_per_s = c.bandwidth_mbit * 1e6 / 8.0;
-  o.receive_window = c.receive_window;
   return o;
 }
 
 // Bytes of one gossip message for this run (codec wire size), and of fp32 D-PSGD's.
 std::pair<std::size_t, std::size_t> message_bytes(const RunConfig& c,
                                                   const runtime::MlpLayout& model) {
-  const auto sizes = c.granularity == "layer" ? model.tensor_sizes() : std::vector<std::size_t>{};
-  const std::size_t d = model.size();
-  return {kernels::make_codec(c.codec, sizes)->wire_size(d),
-          kernels::make_codec("identity")->wire_size(d)};
+  const auto m = runtime::message_bytes(c, model.size(), model.tensor_sizes());
+  return {m.wire, m.fp32_wire};
 }
 
 // What each peer reports at the end, gathered in rank order (simulate: from its threads; peer:
@@ -275,7 +264,7 @@ int run_simulate(const TrainArgs& a) {
   const auto model = runtime::model_layout(c, data.train);
   const auto optimum = runtime::known_optimum(c, data.train, shards);  // once for all peers
   const auto [wire, fp32_wire] = message_bytes(c, model);
-  const auto opts = transport_options(c, std::max(wire, fp32_wire));
+  const auto opts = stoppable_transport_options(c, std::max(wire, fp32_wire));
   auto hub = std::make_shared<net::InprocHub>(topo);
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
@@ -362,28 +351,11 @@ int run_simulate(const TrainArgs& a) {
   return 0;
 }
 
-int rank_from_environment(int given) {
-  if (given >= 0) return given;
-  for (const char* var : {"SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"})
-    if (const char* v = std::getenv(var)) {
-      // The whole value, digits only: "3abc" or "1e3" is not rank 3 or 1.
-      const std::string_view text(v);
-      int rank = -1;
-      const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), rank);
-      if (err != std::errc() || end != text.data() + text.size() || rank < 0)
-        throw std::invalid_argument(fmt::format("{}='{}' is not a rank", var, v));
-      return rank;
-    }
-  throw std::invalid_argument(
-      "no rank: pass --rank R, or run under srun/mpirun (SLURM_PROCID, "
-      "OMPI_COMM_WORLD_RANK, PMI_RANK)");
-}
-
 int run_peer(const TrainArgs& a) {
   const RunConfig c = load_config(a);
   const auto topo = topology::load_topology_or_spec(c.topology);
   const int n = topo.size();
-  const int rank = rank_from_environment(a.rank);
+  const int rank = runtime::rank_from_environment(a.rank);
   if (rank < 0 || rank >= n)
     throw std::invalid_argument(
         fmt::format("rank {} is out of range: {} has ranks 0..{}", rank, c.topology, n - 1));
@@ -404,7 +376,7 @@ int run_peer(const TrainArgs& a) {
   const auto [wire, fp32_wire] = message_bytes(c, model);
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
-  net::ZmqTransport transport(topo, rank, transport_options(c, std::max(wire, fp32_wire)));
+  net::ZmqTransport transport(topo, rank, stoppable_transport_options(c, std::max(wire, fp32_wire)));
   runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);
   if (resume) trainer.resume(*resume);
   runtime::TrainHooks hooks;
@@ -606,7 +578,7 @@ void add_train_commands(CLI::App& app) {
   auto* p = app.add_subcommand("peer", "Run one peer of a training run (ZeroMQ to its neighbours)");
   add_common_options(p, *peer);
   p->add_option("--rank,-r", peer->rank,
-                "This peer's rank (else SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)")
+                "This peer's rank (else GOSSIP_RANK, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)")
       ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   p->add_flag("--progress", peer->progress, "Print progress lines (rank 0 always does)");
   p->callback([peer] {

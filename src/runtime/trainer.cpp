@@ -116,21 +116,6 @@ GpuChoice gpu_for_peer(const topology::Topology& topo, int rank, GpuPlacement pl
       cuda_device_count());
 }
 
-algorithms::AlgorithmConfig algorithm_config(const RunConfig& config, const MlpLayout& layout) {
-  algorithms::AlgorithmConfig a;
-  a.name = config.algorithm;
-  a.lr = static_cast<float>(config.lr);
-  a.consensus_step = static_cast<float>(config.consensus_step);
-  a.momentum = static_cast<float>(config.momentum);
-  a.nesterov = config.nesterov;
-  a.quasi_global = config.quasi_global;
-  a.weight_decay = static_cast<float>(config.weight_decay);
-  a.codec = config.codec;
-  if (config.granularity == "layer") a.tensor_sizes = layout.tensor_sizes();
-  a.seed = config.seed;
-  return a;
-}
-
 TrainTest load_data(const RunConfig& config) {
   TrainTest tt = config.dataset == "blobs" ? synthetic_blobs(32, 10, 20000, 4000, config.seed)
                  : config.dataset == "least-squares"
@@ -199,11 +184,10 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
   }
   // A stop request travels one hop per round: it must outrun the diameter (at most twice the
   // eccentricity of any peer) before its round comes.
-  const auto dist = topo.graph.distances_from(0);
-  stop_margin_ = 2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2;
+  stop_margin_ = stop_margin(topo);
   std::vector<float> x0(model_->size());
   model_->init(x0, config.seed);  // the same x0 on every peer, whatever its backend
-  auto algorithm = algorithm_config(config, model_->layout());
+  auto algorithm = algorithm_config(config, model_->layout().tensor_sizes());
   // On a GPU the state stays there: the model reads x and writes g in device memory.
   if (gpu_device) algorithm.cuda_device = *gpu_device;
   algo_ = algorithms::make_algorithm(algorithm, transport, topo, x0);
@@ -401,24 +385,11 @@ EvalPoint PeerTrainer::evaluate(std::uint64_t round) {
   return e;
 }
 
-void PeerTrainer::log_line(std::ofstream& out, double train_loss,
+void PeerTrainer::log_line(MetricsFile& out, double train_loss,
                            const std::optional<EvalPoint>& eval, double wall) const {
-  const auto& tot = algo_->totals();
-  nlohmann::json j{
-      {"rank", rank_},
-      {"round", algo_->round()},
-      {"epoch", static_cast<double>(algo_->round()) / static_cast<double>(rounds_per_epoch_)},
-      {"wall_seconds", wall},
-      {"train_loss", train_loss},
-      {"lr", algo_->lr()},
-      {"bytes_sent", tot.bytes_sent},
-      {"bytes_received", tot.bytes_received},
-      {"compute_seconds", tot.compute_s},
-      {"encode_seconds", tot.encode_s},
-      {"wait_seconds", tot.wait_s},
-      {"decode_seconds", tot.decode_s},
-      {"update_seconds", tot.update_s}};
-  if (algorithms::uses_consensus_step(algo_->name())) j["consensus_step"] = algo_->consensus_step();
+  auto j = metrics_line(*algo_, rank_, wall);
+  j["epoch"] = static_cast<double>(algo_->round()) / static_cast<double>(rounds_per_epoch_);
+  j["train_loss"] = train_loss;
   auto add = [&j](const Evaluation& e, const std::string& suffix) {
     if (!std::isnan(e.accuracy)) j["test_accuracy" + suffix] = e.accuracy;
     j["test_loss" + suffix] = e.loss;
@@ -433,8 +404,7 @@ void PeerTrainer::log_line(std::ofstream& out, double train_loss,
     }
     if (eval->average) add(*eval->average, "_avg_model");
   }
-  out << j.dump() << '\n';
-  out.flush();
+  out.write(j);
 }
 
 double PeerTrainer::wall_seconds() const {
@@ -442,30 +412,6 @@ double PeerTrainer::wall_seconds() const {
   return wall_before_ +
          std::chrono::duration<double>(std::chrono::steady_clock::now() - *segment_start_).count();
 }
-
-namespace {
-// A resumed run goes on from its checkpoint's round: the metrics lines logged after that round
-// (the run went on past its last checkpoint) and a line cut short by a kill would repeat or
-// break the file, so only whole lines up to `round` are kept.
-void keep_metrics_until(const fs::path& path, std::uint64_t round) {
-  std::ifstream in(path);
-  if (!in) return;
-  std::string kept, line;
-  while (std::getline(in, line)) {
-    if (in.eof()) break;  // no newline: cut short
-    try {
-      if (nlohmann::json::parse(line).at("round").get<std::uint64_t>() <= round)
-        kept += line + '\n';
-    } catch (const std::exception&) {
-      // Not a whole metrics line: dropped.
-    }
-  }
-  in.close();
-  const auto tmp = fs::path(path.string() + ".tmp");
-  std::ofstream(tmp) << kept;
-  fs::rename(tmp, path);
-}
-}  // namespace
 
 PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
   segment_start_ = std::chrono::steady_clock::now();
@@ -478,10 +424,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
                        << config_.to_toml();
     fs::rename(tmp, path);
   }
-  const auto metrics_path = fs::path(config_.output_dir()) / fmt::format("metrics-{}.jsonl", rank_);
-  if (algo_->round() > 0) keep_metrics_until(metrics_path, algo_->round());
-  std::ofstream metrics(metrics_path, algo_->round() > 0 ? std::ios::app : std::ios::trunc);
-  if (!metrics) throw std::runtime_error(fmt::format("{}: cannot write", metrics_path.string()));
+  MetricsFile metrics(config_, rank_, algo_->round());
 
   PeerSummary s;
   s.rank = rank_;

@@ -21,6 +21,7 @@
 #include "src/runtime/data.hpp"
 #include "src/runtime/model.hpp"
 #include "src/runtime/optimum.hpp"
+#include "src/runtime/session.hpp"
 #include "topology/topology.hpp"
 
 namespace gossip::runtime {
@@ -121,7 +122,7 @@ class PeerTrainer {
   // Learning rate and consensus step in `round`: linear warm-up, then the step schedule.
   std::pair<double, double> schedule_at(std::uint64_t round) const;
   EvalPoint evaluate(std::uint64_t round);
-  void log_line(std::ofstream& out, double train_loss, const std::optional<EvalPoint>& eval,
+  void log_line(MetricsFile& out, double train_loss, const std::optional<EvalPoint>& eval,
                 double wall) const;
 
   RunConfig config_;
@@ -146,7 +147,6 @@ class PeerTrainer {
   std::uint64_t stop_margin_ = 2;  // rounds a stop request needs to reach every peer
 };
 
-algorithms::AlgorithmConfig algorithm_config(const RunConfig& config, const MlpLayout& layout);
 // The model's shape for this config and data (no backend, no buffers).
 // The known optimum of the run's problem (data.dataset = "least-squares" or "logistic") over
 // these shards; null for other data sets. A solve (Newton's method for logistic): peers in one

@@ -1,0 +1,126 @@
+#include "src/runtime/session.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <stdexcept>
+#include <string_view>
+#include <system_error>
+
+#include <fmt/format.h>
+
+#include "kernels/codec.hpp"
+
+namespace gossip::runtime {
+
+namespace fs = std::filesystem;
+
+int rank_from_environment(int given) {
+  if (given >= 0) return given;
+  for (const char* var : {"GOSSIP_RANK", "RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"})
+    if (const char* v = std::getenv(var)) {
+      // The whole value, digits only: "3abc" or "1e3" is not rank 3 or 1.
+      const std::string_view text(v);
+      int rank = -1;
+      const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), rank);
+      if (err != std::errc() || end != text.data() + text.size() || rank < 0)
+        throw std::invalid_argument(fmt::format("{}='{}' is not a rank", var, v));
+      return rank;
+    }
+  throw std::invalid_argument(
+      "no rank: pass one (--rank R), start under `gossip launch`, torchrun, srun or mpirun "
+      "(GOSSIP_RANK, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)");
+}
+
+net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payload_bytes) {
+  net::TransportOptions o;
+  o.timeout = std::chrono::milliseconds(static_cast<long long>(c.timeout_s * 1000));
+  o.connect_timeout = std::chrono::milliseconds(static_cast<long long>(c.connect_timeout_s * 1000));
+  o.run_hash = c.hash(RunConfig::Scope::peers);
+  o.max_payload_bytes = max_payload_bytes;
+  o.link.all.latency = std::chrono::nanoseconds(static_cast<long long>(c.latency_ms * 1e6));
+  o.link.all.bandwidth_bytes_per_s = c.bandwidth_mbit * 1e6 / 8.0;
+  o.receive_window = c.receive_window;
+  return o;
+}
+
+MessageBytes message_bytes(const RunConfig& c, std::size_t d,
+                           const std::vector<std::size_t>& tensor_sizes) {
+  const auto sizes = c.granularity == "layer" ? tensor_sizes : std::vector<std::size_t>{};
+  return {kernels::make_codec(c.codec, sizes)->wire_size(d),
+          kernels::make_codec("identity")->wire_size(d)};
+}
+
+std::uint64_t stop_margin(const topology::Topology& topo) {
+  const auto dist = topo.graph.distances_from(0);
+  return 2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2;
+}
+
+algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,
+                                             const std::vector<std::size_t>& tensor_sizes) {
+  algorithms::AlgorithmConfig a;
+  a.name = config.algorithm;
+  a.lr = static_cast<float>(config.lr);
+  a.consensus_step = static_cast<float>(config.consensus_step);
+  a.momentum = static_cast<float>(config.momentum);
+  a.nesterov = config.nesterov;
+  a.quasi_global = config.quasi_global;
+  a.weight_decay = static_cast<float>(config.weight_decay);
+  a.codec = config.codec;
+  if (config.granularity == "layer") a.tensor_sizes = tensor_sizes;
+  a.seed = config.seed;
+  return a;
+}
+
+namespace {
+void keep_metrics_until(const fs::path& path, std::uint64_t round) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // no newline: cut short
+    try {
+      if (nlohmann::json::parse(line).at("round").get<std::uint64_t>() <= round)
+        kept += line + '\n';
+    } catch (const std::exception&) {
+      // Not a whole metrics line: dropped.
+    }
+  }
+  in.close();
+  const auto tmp = fs::path(path.string() + ".tmp");
+  std::ofstream(tmp) << kept;
+  fs::rename(tmp, path);
+}
+}  // namespace
+
+MetricsFile::MetricsFile(const RunConfig& config, int rank, std::uint64_t round)
+    : path_(fs::path(config.output_dir()) / fmt::format("metrics-{}.jsonl", rank)) {
+  fs::create_directories(path_.parent_path());
+  if (round > 0) keep_metrics_until(path_, round);
+  out_.open(path_, round > 0 ? std::ios::app : std::ios::trunc);
+  if (!out_) throw std::runtime_error(fmt::format("{}: cannot write", path_.string()));
+}
+
+void MetricsFile::write(const nlohmann::json& line) {
+  out_ << line.dump() << '\n';
+  out_.flush();
+}
+
+nlohmann::json metrics_line(const algorithms::Algorithm& algo, int rank, double wall_seconds) {
+  const auto& tot = algo.totals();
+  nlohmann::json j{{"rank", rank},
+                   {"round", algo.round()},
+                   {"wall_seconds", wall_seconds},
+                   {"lr", algo.lr()},
+                   {"bytes_sent", tot.bytes_sent},
+                   {"bytes_received", tot.bytes_received},
+                   {"compute_seconds", tot.compute_s},
+                   {"encode_seconds", tot.encode_s},
+                   {"wait_seconds", tot.wait_s},
+                   {"decode_seconds", tot.decode_s},
+                   {"update_seconds", tot.update_s}};
+  if (algorithms::uses_consensus_step(algo.name())) j["consensus_step"] = algo.consensus_step();
+  return j;
+}
+
+}  // namespace gossip::runtime

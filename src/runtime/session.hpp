@@ -1,0 +1,73 @@
+#pragma once
+// What every way of starting a peer shares — `gossip peer`, `gossip simulate` and the Python
+// package: which rank this process is, the transport settings of a run config, how far ahead a
+// stop must be asked for, and the per-peer metrics file.
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "gossip/algorithms/algorithm.hpp"
+#include "gossip/transport_options.hpp"
+#include "src/runtime/config.hpp"
+#include "topology/topology.hpp"
+
+namespace gossip::runtime {
+
+// The rank of this process: `given` when it is >= 0, else the first of GOSSIP_RANK (set by
+// `gossip launch`), RANK (torchrun), SLURM_PROCID, OMPI_COMM_WORLD_RANK and PMI_RANK that is set.
+// A value that is not a whole non-negative integer is an error naming the variable; none set is
+// an error saying how to give one.
+int rank_from_environment(int given = -1);
+
+// The transport settings of a run: timeouts, the handshake hash (the config's peers scope), link
+// emulation, the receive window, and the largest payload a neighbour may send
+// (`max_payload_bytes`: the larger of the codec's wire size and fp32 ring chunks of the model).
+// `cancelled` is left to the caller.
+net::TransportOptions transport_options(const RunConfig& config, std::size_t max_payload_bytes);
+
+// Bytes of one gossip message of a d-element model under the run's codec (tensor_sizes: the
+// layer-wise tensors when compression.granularity = "layer", else ignored), and of fp32's.
+struct MessageBytes {
+  std::size_t wire = 0;
+  std::size_t fp32_wire = 0;
+};
+MessageBytes message_bytes(const RunConfig& config, std::size_t d,
+                           const std::vector<std::size_t>& tensor_sizes);
+
+// Rounds between asking for a stop and the round before which every peer stops: a request
+// travels one hop per round, so it must outrun the diameter (at most twice any peer's
+// eccentricity), plus two.
+std::uint64_t stop_margin(const topology::Topology& topo);
+
+// The algorithm settings of a run config; `tensor_sizes` are used when
+// compression.granularity = "layer".
+algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,
+                                             const std::vector<std::size_t>& tensor_sizes);
+
+// metrics-R.jsonl in the run folder: one JSON object per line. Opened at `round`: 0 starts the
+// file afresh; a resumed run keeps the whole lines up to its round (lines a run logged past its
+// last checkpoint would repeat, and a line cut short by a kill would break the file).
+class MetricsFile {
+ public:
+  MetricsFile(const RunConfig& config, int rank, std::uint64_t round);
+  // Writes `line` and flushes, so a killed run keeps every line written.
+  void write(const nlohmann::json& line);
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  std::ofstream out_;
+};
+
+// The fields every metrics line has, from the algorithm's running totals: rank, round,
+// wall_seconds, lr, consensus_step (where the algorithm has one), bytes_sent, bytes_received and
+// the seconds per phase (compute, encode, wait, decode, update).
+nlohmann::json metrics_line(const algorithms::Algorithm& algo, int rank, double wall_seconds);
+
+}  // namespace gossip::runtime
