@@ -22,7 +22,8 @@ def scratch():
     return tempfile.TemporaryDirectory(prefix="gossip-py-")
 
 
-def write_config(folder, topology, name="t", algorithm=None, codec="identity", extra=""):
+def write_config(folder, topology, name="t", algorithm=None, codec="identity", timeout_s=20,
+                 extra=""):
     """A run config for Python peers: no [model] or [data]. `topology` may hold {ipc}, replaced
     by an ipc:// endpoint pattern inside `folder`, so that parallel tests never share a port."""
     topology = topology.replace("{ipc}", f"endpoint=ipc://{folder}/peer-{{rank}}.sock")
@@ -39,7 +40,7 @@ lr = 0.1
 [compression]
 codec = "{codec}"
 [transport]
-timeout_s = 20
+timeout_s = {timeout_s}
 connect_timeout_s = 30
 {extra}"""
     path = os.path.join(folder, f"{name}.toml")

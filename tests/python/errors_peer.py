@@ -1,0 +1,52 @@
+"""A peer of the error tests, started as a process with GOSSIP_RANK and GOSSIP_CONFIG.
+
+    errors_peer.py SCENARIO FOLDER
+
+killed:  rank 1 dies by SIGKILL after 3 rounds; rank 0 must raise PeerError naming it.
+stop:    rank 1 is slow (50 ms a round); the test sends rank 0 one SIGINT: both must raise
+         gossip.Stopped before the same round.
+hang:    rank 1 stops stepping after 3 rounds (it sleeps); rank 0 gets SIGINT while blocked and
+         must raise KeyboardInterrupt within about a second.
+Each writes FOLDER/SCENARIO-RANK.txt with what happened."""
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import gossip
+
+scenario, folder = sys.argv[1], sys.argv[2]
+peer = gossip.init()
+algo = peer.algorithm(np.zeros(1000, np.float32))
+out = f"{folder}/{scenario}-{peer.rank}.txt"
+
+
+def report(text):
+    with open(out, "w") as f:
+        f.write(text)
+
+
+open(f"{folder}/{scenario}-{peer.rank}.ready", "w").close()
+g = np.ones(1000, np.float32)
+t0 = time.monotonic()
+try:
+    for t in range(100000):
+        if peer.rank == 1 and scenario == "killed" and t == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if peer.rank == 1 and scenario == "hang" and t == 3:
+            time.sleep(60)
+        if peer.rank == 1:
+            time.sleep(0.05)
+        algo.step(g)
+        if time.monotonic() - t0 > 60:
+            break
+    report(f"no error after {algo.round} rounds")
+except gossip.PeerError as e:
+    report(f"PeerError at round {algo.round}: {e}")
+except gossip.Stopped as e:
+    report(f"Stopped at round {algo.round}: {e}")
+except KeyboardInterrupt:
+    report(f"KeyboardInterrupt at round {algo.round} at {time.monotonic():.3f}")
+peer.close()
