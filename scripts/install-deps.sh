@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages gossip needs, skipping those already present.
 # Idempotent: safe to run on every build. Needs root (or sudo) only when something is missing.
+#   --torch   also python3-torch (1.13, CPU; ~750 MB, a few minutes): the Python package's torch
+#             tests and examples need it, the build does not (scripts/test.sh passes it).
 set -euo pipefail
 
 packages=(
@@ -8,8 +10,9 @@ packages=(
   libzmq3-dev cppzmq-dev libspdlog-dev libfmt-dev doctest-dev
   libeigen3-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libopenblas-dev libomp-dev zlib1g-dev
-  dataset-fashion-mnist gnuplot-nox python3
+  dataset-fashion-mnist gnuplot-nox python3 python3-numpy pybind11-dev
 )
+if [[ ${1:-} == --torch ]]; then packages+=(python3-torch); fi
 
 missing=()
 for p in "${packages[@]}"; do
