@@ -108,6 +108,8 @@ class Algorithm:
     last_round = property(lambda self: self._core.last_round, doc="bytes and seconds per phase")
     totals = property(lambda self: self._core.totals, doc="running totals of last_round")
     wall_seconds = property(lambda self: self._core.wall_seconds)
+    last_step_seconds = property(lambda self: self._core.last_step_seconds,
+                                 doc="wall seconds of the last round inside the C++ algorithm")
     stop_round = property(lambda self: self._core.stop_round)
     momentum = property(lambda self: self._core.momentum)
     weight_decay = property(lambda self: self._core.weight_decay)

@@ -128,6 +128,7 @@ class PyAlgorithm {
   std::size_t dim() const { return algo_->dim(); }
   std::uint64_t round() const { return algo_->round(); }
   std::size_t wire_bytes() const { return wire_bytes_; }
+  double last_step_seconds() const { return last_step_seconds_; }
   const algorithms::Algorithm& algorithm() const { return *algo_; }
 
   // A numpy view of x_i or of the gradient buffer; the array keeps this object alive.
@@ -159,6 +160,7 @@ class PyAlgorithm {
       if (g == algo_->gradient_buffer().data()) g = nullptr;  // the buffer itself: in place
     }
     in_round_ = true;
+    const auto round_start = Clock::now();
     try {
       py::gil_scoped_release release;
       if (g != nullptr)
@@ -175,6 +177,7 @@ class PyAlgorithm {
       throw;
     }
     in_round_ = false;
+    last_step_seconds_ = std::chrono::duration<double>(Clock::now() - round_start).count();
     // The caller's time between rounds (forward, backward, data) is this round's compute.
     auto totals = algo_->totals();
     totals.compute_s += outside;
@@ -381,6 +384,7 @@ class PyAlgorithm {
   Clock::time_point last_return_;
   std::optional<Clock::time_point> start_;  // end of the first round's wait for the caller
   double wall_before_ = 0.0;                // wall seconds of a loaded state
+  double last_step_seconds_ = 0.0;          // the last Algorithm::step, GIL released
   std::optional<runtime::MetricsFile> metrics_;
   double window_loss_ = 0.0;
   std::uint64_t window_ = 0;
@@ -482,5 +486,6 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("totals", [](const PyAlgorithm& a) { return a.stats(true); })
       .def("log", &PyAlgorithm::log, py::arg("extra") = "{}")
       .def_property_readonly("wall_seconds", &PyAlgorithm::wall_seconds)
+      .def_property_readonly("last_step_seconds", &PyAlgorithm::last_step_seconds)
       .def_property_readonly("stop_round", &PyAlgorithm::stop_round);
 }

@@ -7,6 +7,7 @@ stop:    rank 1 is slow (50 ms a round); the test sends rank 0 one SIGINT: both 
          gossip.Stopped before the same round.
 hang:    rank 1 stops stepping after 3 rounds (it sleeps); rank 0 gets SIGINT while blocked and
          must raise KeyboardInterrupt within about a second.
+mismatch: rank 1 runs another learning rate: both must raise PeerError at the handshake.
 Each writes FOLDER/SCENARIO-RANK.txt with what happened."""
 import os
 import signal
@@ -19,7 +20,6 @@ import gossip
 
 scenario, folder = sys.argv[1], sys.argv[2]
 peer = gossip.init()
-algo = peer.algorithm(np.zeros(1000, np.float32))
 out = f"{folder}/{scenario}-{peer.rank}.txt"
 
 
@@ -27,6 +27,13 @@ def report(text):
     with open(out, "w") as f:
         f.write(text)
 
+
+try:
+    lr = 0.5 if scenario == "mismatch" and peer.rank == 1 else 0.1
+    algo = peer.algorithm(np.zeros(1000, np.float32), overrides={"algorithm.lr": lr})
+except gossip.PeerError as e:
+    report(f"PeerError at the handshake: {e}")
+    sys.exit(0)
 
 open(f"{folder}/{scenario}-{peer.rank}.ready", "w").close()
 g = np.ones(1000, np.float32)

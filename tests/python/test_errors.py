@@ -90,6 +90,14 @@ with scratch() as tmp:
     require(time.monotonic() - t0 < 30, "PeerError took too long")
     print(f"killed neighbour: {text.splitlines()[0][:160]}")
 
+    # A neighbour with other settings: refused at the handshake, by both.
+    procs = start(two, "mismatch", tmp)
+    wait_all(procs)
+    texts = [result(tmp, "mismatch", r) for r in range(2)]
+    require(all(t.startswith("PeerError at the handshake") for t in texts),
+            f"peers with different learning rates: {texts}")
+    print(f"mismatched neighbour: {texts[0][:160]}")
+
     # First Ctrl-C: both peers stop before the same round.
     procs = start(two, "stop", tmp)
     wait_ready(tmp, "stop")
