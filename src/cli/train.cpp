@@ -1,15 +1,10 @@
 // `gossip simulate`, `gossip peer` and `gossip launch`: training runs.
 
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <csignal>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -29,6 +24,7 @@
 #include "kernels/codec.hpp"
 #include "src/cli/cli.hpp"
 #include "src/runtime/hosts.hpp"
+#include "src/runtime/launcher.hpp"
 #include "src/runtime/threads.hpp"
 #include "src/runtime/trainer.hpp"
 #include "topology/topology_file.hpp"
@@ -413,10 +409,15 @@ int run_peer(const TrainArgs& a) {
   return 0;
 }
 
-int run_launch(const TrainArgs& a) {
+// `gossip launch`: `gossip peer`, or the user's command (after --), once per peer on this host.
+int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
   const RunConfig c = load_config(a);
   const auto topo = topology::load_topology_or_spec(c.topology);
-  runtime::check_device(c);  // one clear error here rather than one per peer
+  const bool peers = command.empty();
+  if (!peers && (a.resume || a.resume_round >= 0))
+    throw std::invalid_argument(
+        "--resume and --resume-round are for gossip's own peers; a command resumes by itself");
+  if (peers) runtime::check_device(c);  // one clear error here rather than one per peer
   std::vector<int> ranks;
   const auto names = runtime::this_host_names();
   for (const auto& p : topo.peers)
@@ -428,112 +429,47 @@ int run_launch(const TrainArgs& a) {
         c.topology, names.size()));
   const fs::path logs = fs::path(c.output_dir()) / "logs";
   fs::create_directories(logs);
-  const std::string self = fs::read_symlink("/proc/self/exe").string();
-  // Every child inherits the thread count (unless the user set one): the peers share the cores.
+
+  runtime::LaunchRequest q;
+  q.ranks = ranks;
+  q.world_size = topo.size();
+  q.logs = logs.string();
+  // Every process gets its share of the cores (unless the user set the thread counts).
   const int local = static_cast<int>(ranks.size());
-  const auto threads = runtime::threads_per_peer(local);
-  if (threads) {
-    ::setenv("OMP_NUM_THREADS", std::to_string(*threads).c_str(), 1);
-    ::setenv("OPENBLAS_NUM_THREADS", std::to_string(*threads).c_str(), 1);
+  q.threads = runtime::threads_per_peer(local);
+  q.thread_share = q.threads.value_or(std::max(1, runtime::usable_cores() / local));
+  if (peers) {
+    q.gossip = fs::read_symlink("/proc/self/exe").string();
+    q.config = a.config;
+    q.sets = a.sets;
+    q.resume = a.resume;
+    q.resume_round = a.resume_round;
+  } else {
+    // The command's processes read the run config from here, overrides applied.
+    q.command = command;
+    // An absolute path: a process that changes its folder still finds it.
+    q.config_copy = fs::absolute(fs::path(c.output_dir()) / "launch-config.toml").string();
+    std::ofstream out(q.config_copy);
+    out << c.to_toml();
+    if (!out.flush()) throw std::runtime_error(fmt::format("cannot write {}", q.config_copy));
   }
-  fmt::print(stderr, "launch: {}\n", runtime::describe_threads(local, threads));
-  std::vector<pid_t> pids;
-  for (int r : ranks) {
-    std::vector<std::string> argv{self, "peer", "--config", a.config, "--rank", std::to_string(r)};
-    for (const auto& s : a.sets) argv.insert(argv.end(), {"--set", s});
-    if (a.resume) argv.push_back("--resume");
-    if (a.resume_round >= 0)
-      argv.insert(argv.end(), {"--resume-round", std::to_string(a.resume_round)});
-    const auto log = (logs / fmt::format("peer-{}.log", r)).string();
-    // The peer's index on this host picks its GPU (run.device = "cuda"), whatever SLURM_LOCALID
-    // the launcher itself inherited. Set before fork: the child only execs.
-    ::setenv("GOSSIP_LOCAL_RANK", std::to_string(pids.size()).c_str(), 1);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      // A peer does not outlive its launcher (kill -9, a closed terminal): it gets SIGTERM, as
-      // if the user had stopped the run. The check covers a launcher gone before prctl.
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (::getppid() != parent) std::_Exit(130);
-      // Child: rank 0 keeps the terminal's stderr (progress); everyone's output also goes to a log.
-      FILE* f = std::fopen(log.c_str(), "w");
-      if (f) {
-        ::dup2(fileno(f), STDOUT_FILENO);
-        if (r != ranks.front()) ::dup2(fileno(f), STDERR_FILENO);
-      }
-      std::vector<char*> cargv;
-      for (auto& s : argv) cargv.push_back(s.data());
-      cargv.push_back(nullptr);
-      ::execv(self.c_str(), cargv.data());
-      std::_Exit(127);
-    }
-    pids.push_back(pid);
-  }
-  ::unsetenv("GOSSIP_LOCAL_RANK");
-  fmt::print(stderr, "launch: {} peers started on this host; logs in {}/\n", pids.size(),
-             logs.string());
-  install_stop_handlers();
-  std::signal(SIGHUP, on_signal);  // a closed terminal stops the run like Ctrl-C
-  // How a peer ended, in words.
-  const auto ended = [](int code) {
-    return code > 128
-               ? fmt::format("was killed by signal {} ({})", code - 128, ::strsignal(code - 128))
-               : fmt::format("exited with code {}", code);
-  };
-  bool forwarded = false;
-  std::optional<std::size_t> failed;  // the first peer that failed on its own
-  auto kill_at = std::chrono::steady_clock::time_point::max();  // none due
-  std::vector<int> codes(pids.size(), -1);
-  std::size_t running = pids.size();
-  while (running > 0) {
-    int status = 0;
-    const pid_t done = ::waitpid(-1, &status, WNOHANG);
-    if (done > 0) {
-      for (std::size_t k = 0; k < pids.size(); ++k) {
-        if (pids[k] != done) continue;
-        codes[k] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        // 0, 3 (diverged: every peer stops by itself) and 130 (stopped) are orderly ends; any
-        // other leaves its neighbours waiting for it until their timeout: stop them now.
-        const bool orderly = codes[k] == 0 || codes[k] == 3 || codes[k] == 130;
-        if (!orderly && !failed && running > 1) {
-          failed = k;
-          fmt::print(stderr, "launch: peer {} {}; stopping the other peers. Its log ends:\n",
-                     ranks[k], ended(codes[k]));
-          std::ifstream log(logs / fmt::format("peer-{}.log", ranks[k]));
-          std::vector<std::string> tail;
-          for (std::string line; std::getline(log, line);) {
-            tail.push_back(line);
-            if (tail.size() > 8) tail.erase(tail.begin());
-          }
-          for (const auto& line : tail) fmt::print(stderr, "  | {}\n", line);
-          for (std::size_t j = 0; j < pids.size(); ++j)
-            if (codes[j] < 0) ::kill(pids[j], SIGTERM);
-          // Its neighbours cannot agree on a stop round without it: what has not stopped
-          // within a few seconds is killed (their periodic checkpoints stay for --resume).
-          kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-        }
-      }
-      --running;
-      continue;
-    }
-    if (g_stop.load() && !forwarded) {
-      for (std::size_t j = 0; j < pids.size(); ++j)
-        if (codes[j] < 0) ::kill(pids[j], SIGINT);
-      forwarded = true;
-    }
-    if (std::chrono::steady_clock::now() >= kill_at) {
-      for (std::size_t j = 0; j < pids.size(); ++j)
-        if (codes[j] < 0) ::kill(pids[j], SIGKILL);
-      kill_at = std::chrono::steady_clock::time_point::max();
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  if (std::all_of(codes.begin(), codes.end(), [](int c) { return c == 130; })) {
-    const bool all_here = ranks.size() == static_cast<std::size_t>(topo.size());
-    const auto common =
-        all_here ? runtime::PeerTrainer::latest_common_checkpoint(c, topo.size()) : std::nullopt;
-    if (!all_here)
+  const auto spec = runtime::launch_spec(q);
+  fmt::print(stderr, "launch: {}\n", runtime::describe_threads(local, q.threads));
+  fmt::print(stderr, "launch: starting {} {} on this host; logs in {}/\n", ranks.size(),
+             peers ? "peers" : "processes of " + command.front(), logs.string());
+  const auto out = runtime::supervise(spec);
+  const bool all_here = ranks.size() == static_cast<std::size_t>(topo.size());
+  if (out.exit_code == 130) {
+    const bool all_stopped =
+        std::all_of(out.wait_statuses.begin(), out.wait_statuses.end(), [](int s) {
+          return runtime::classify(s, runtime::LaunchMode::peers) == runtime::ExitKind::stopped;
+        });
+    const auto common = peers && all_here && all_stopped
+                            ? runtime::PeerTrainer::latest_common_checkpoint(c, topo.size())
+                            : std::nullopt;
+    if (!peers)
+      fmt::print(stderr, "launch: stopped\n");
+    else if (!all_here || !all_stopped)
       fmt::print(stderr, "launch: the peers on this host stopped; continue with --resume\n");
     else if (common)
       fmt::print(stderr,
@@ -544,23 +480,17 @@ int run_launch(const TrainArgs& a) {
       fmt::print(stderr,
                  "launch: every peer stopped before training began; no checkpoint to resume "
                  "from\n");
-    return 130;
-  }
-  int worst = 0;
-  for (std::size_t k = 0; k < pids.size(); ++k) {
-    if (codes[k] != 0) {
-      fmt::print(stderr, "launch: peer {} {}{} (log {}/peer-{}.log)\n", ranks[k], ended(codes[k]),
-                 failed && k != *failed ? " after launch stopped it" : "", logs.string(), ranks[k]);
-      if (worst == 0 || (failed && k == *failed)) worst = codes[k];
-    }
-  }
-  if (worst == 0) {
+  } else if (out.exit_code == 0 && peers) {
     // Rank 0 printed its summary into its log: show it here too.
-    std::ifstream log(logs / fmt::format("peer-{}.log", ranks.front()));
-    std::string line;
-    while (std::getline(log, line)) fmt::print("{}\n", line);
+    std::ifstream log(spec.processes.front().log);
+    for (std::string line; std::getline(log, line);) fmt::print("{}\n", line);
+  } else if (out.exit_code == 0) {
+    // The first process's stderr was the terminal's already; everyone's stdout is in its log,
+    // which may be a whole run of prints: not repeated here.
+    fmt::print(stderr, "launch: every process ended with 0; their output is in {}/\n",
+               logs.string());
   }
-  return worst;
+  return out.exit_code;
 }
 
 }  // namespace
@@ -594,11 +524,30 @@ void add_train_commands(CLI::App& app) {
   });
 
   auto launch = std::make_shared<TrainArgs>();
+  auto command = std::make_shared<std::vector<std::string>>();
   auto* l = app.add_subcommand(
-      "launch", "Start every peer of the topology that lives on this host, one process each");
+      "launch",
+      "Start every peer of the topology that lives on this host, one process each: `gossip peer`, "
+      "or the command after --");
   add_common_options(l, *launch);
-  l->callback([launch] {
-    if (int code = run_launch(*launch); code != 0) throw CLI::RuntimeError(code);
+  // One value per --set here: CLI11 lets a list option swallow the `--` that ends it, and the
+  // command after it would be read as launch's own options (its -c as --config).
+  l->get_option("--set")->expected(1)->allow_extra_args(false)->multi_option_policy(
+      CLI::MultiOptionPolicy::TakeAll);
+  l->add_option("command", *command,
+                "After --: a command to start once per peer instead of `gossip peer`, with "
+                "GOSSIP_RANK, GOSSIP_WORLD_SIZE, GOSSIP_LOCAL_RANK, GOSSIP_CONFIG, RANK, "
+                "WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE in its environment");
+  l->callback([launch, command, l] {
+    // Only what follows `--` is a command (CLI11 keeps the `--` among the remaining arguments):
+    // a stray word after the options is an error, not a program to run.
+    const auto rest = l->remaining();
+    const bool dashes = std::find(rest.begin(), rest.end(), "--") != rest.end();
+    if (!command->empty() && !dashes)
+      throw std::invalid_argument(fmt::format(
+          "launch: unexpected argument '{}': a command to launch goes after --", command->front()));
+    if (command->empty() && dashes) throw std::invalid_argument("launch: no command after --");
+    if (int code = run_launch(*launch, *command); code != 0) throw CLI::RuntimeError(code);
   });
 }
 

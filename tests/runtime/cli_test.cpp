@@ -154,9 +154,9 @@ TEST_CASE("launch: a peer that fails stops the others at once, and its log is sh
                             s.dir().string() + "\"\n");
   const auto r = run_cli("launch --config " + cfg);
   CHECK(r.code == 1);  // the failed peer's status
-  CHECK_MESSAGE(r.err.find("launch: peer 1 exited with code 1; stopping the other peers") !=
-                    std::string::npos,
-                r.err);
+  CHECK_MESSAGE(
+      r.err.find("launch: peer 1 exited with code 1; stopping the others") != std::string::npos,
+      r.err);
   CHECK_MESSAGE(r.err.find("nonexistent-gossip-folder") != std::string::npos, r.err);  // its log
   CHECK_MESSAGE(r.err.find("after launch stopped it") != std::string::npos, r.err);
 }
