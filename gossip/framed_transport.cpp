@@ -269,15 +269,18 @@ void FramedTransport::log_drop_summary(bool force) {
   std::string sources;
   for (int r = 0; r < size_; ++r) {
     const auto& t = drops_.by_peer[static_cast<std::size_t>(r)];
-    if (t.total > 0) sources += fmt::format("{}{}: {}", sources.empty() ? "" : ", ", r, t.total);
+    if (t.total > 0)
+      sources += fmt::format("{}peer {}: {}", sources.empty() ? "" : ", ", r, t.total);
   }
   std::uint64_t strangers = 0;
   for (const auto& [label, t] : drops_.by_stranger) strangers += t.total;
-  log().warn(
-      "{} more frames dropped in the last {:.0f} s; {} in all ({}); from peers [{}], from "
-      "{} other connections: {}",
-      drops_unlogged_, std::chrono::duration<double>(now - last_drop_summary_).count(),
-      drops_.all.total, drops_.all.summary(), sources, drops_.by_stranger.size(), strangers);
+  if (strangers > 0) {
+    sources += fmt::format("{}{} connections that are not peers: {}", sources.empty() ? "" : ", ",
+                           drops_.by_stranger.size(), strangers);
+  }
+  log().warn("{} more frames dropped in the last {:.1f} s; {} in all: {}; by connection: {}",
+             drops_unlogged_, std::chrono::duration<double>(now - last_drop_summary_).count(),
+             drops_.all.total, drops_.all.summary(), sources);
   drops_unlogged_ = 0;
   last_drop_summary_ = now;
 }
