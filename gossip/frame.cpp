@@ -65,21 +65,25 @@ HeaderBytes encode_header(const FrameHeader& h) {
 HeaderParse decode_header(std::span<const std::byte> bytes) {
   if (bytes.size() != kFrameHeaderSize) {
     return {std::nullopt,
-            fmt::format("frame header is {} bytes, expected {}", bytes.size(), kFrameHeaderSize)};
+            fmt::format("frame header is {} bytes, expected {}", bytes.size(), kFrameHeaderSize),
+            HeaderFault::size};
   }
   const std::byte* p = bytes.data();
   if (auto magic = load_le<std::uint32_t>(p); magic != kFrameMagic) {
-    return {std::nullopt, fmt::format("bad magic 0x{:08x}", magic)};
+    return {std::nullopt, fmt::format("bad magic 0x{:08x}", magic), HeaderFault::magic};
   }
   if (auto version = load_le<std::uint16_t>(p + 4); version != kFrameVersion) {
-    return {std::nullopt, fmt::format("frame version {}, ours is {}", version, kFrameVersion)};
+    return {std::nullopt, fmt::format("frame version {}, ours is {}", version, kFrameVersion),
+            HeaderFault::version};
   }
   const auto sum = load_le<std::uint32_t>(p + kChecksumOffset);
   if (sum != fnv1a32({p, kChecksumOffset})) {
-    return {std::nullopt, "header checksum mismatch"};
+    return {std::nullopt, "header checksum mismatch", HeaderFault::checksum};
   }
   const auto kind = load_le<std::uint16_t>(p + 6);
-  if (kind < 1 || kind > 4) return {std::nullopt, fmt::format("unknown frame kind {}", kind)};
+  if (kind < 1 || kind > 4) {
+    return {std::nullopt, fmt::format("unknown frame kind {}", kind), HeaderFault::kind};
+  }
   FrameHeader h;
   h.kind = static_cast<FrameKind>(kind);
   h.sender = load_le<std::uint32_t>(p + 8);
@@ -90,7 +94,7 @@ HeaderParse decode_header(std::span<const std::byte> bytes) {
   h.session = load_le<std::uint64_t>(p + 40);
   h.sent_at_ns = load_le<std::uint64_t>(p + 48);
   h.stop_in = load_le<std::uint32_t>(p + 56);
-  return {h, {}};
+  return {h, {}, HeaderFault::none};
 }
 
 std::uint64_t session_hash(std::uint64_t topology_hash, std::uint64_t run_hash) {

@@ -56,10 +56,13 @@ using HeaderBytes = std::array<std::byte, kFrameHeaderSize>;
 HeaderBytes encode_header(const FrameHeader& h);
 
 // Parses and checks the fixed fields (size, magic, version, checksum, kind). Returns the reason
-// on failure instead of throwing, so the caller can name the peer and endpoint in its error.
+// on failure instead of throwing, so the caller can name the peer and endpoint in its error, and
+// count the failure by its fault.
+enum class HeaderFault : std::uint8_t { none, size, magic, version, checksum, kind };
 struct HeaderParse {
   std::optional<FrameHeader> header;
   std::string error;  // empty when header is set
+  HeaderFault fault = HeaderFault::none;
 };
 HeaderParse decode_header(std::span<const std::byte> bytes);
 

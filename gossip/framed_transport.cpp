@@ -62,6 +62,14 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
   std::sort(links_.begin(), links_.end());
   links_.erase(std::unique(links_.begin(), links_.end()), links_.end());
   hello_seen_.assign(static_cast<std::size_t>(size_), false);
+  const auto n = static_cast<std::size_t>(size_);
+  kept_exchange_.assign(n, 0);
+  kept_ring_.assign(n, 0);
+  kept_credit_.assign(n, 0);
+  delivered_.assign(n, std::nullopt);
+  drops_.by_peer.assign(n, {});
+  first_drop_.assign(n, {});
+  last_drop_summary_ = Clock::now();
   hellos_missing_ = static_cast<int>(links_.size());
   if (options_.receive_window < 0) {
     throw std::invalid_argument("transport: receive_window must be >= 0");
@@ -72,7 +80,13 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
        endpoints_[static_cast<std::size_t>(rank_)]});
 }
 
-FramedTransport::~FramedTransport() = default;
+FramedTransport::~FramedTransport() {
+  try {
+    log_drop_summary(true);
+  } catch (...) {
+    // Logging the last drop counts is not worth a throwing destructor.
+  }
+}
 
 const std::string& FramedTransport::endpoint_of(int rank) const {
   return endpoints_.at(static_cast<std::size_t>(rank));
@@ -104,15 +118,23 @@ std::uint64_t FramedTransport::rounds_ahead(FrameKind kind) const {
   return kind == FrameKind::ring ? static_cast<std::uint64_t>(size_) + 2 : 1;
 }
 
-void FramedTransport::check_ahead(FrameKind kind, std::uint64_t round, std::uint32_t step,
-                                  int from) {
-  if (!latest_round_ || round <= *latest_round_) return;
-  const std::uint64_t limit = rounds_ahead(kind);
-  if (round - *latest_round_ <= limit) return;
-  fail(fmt::format(
-      "rank {}: {} frame from {} is {} rounds ahead of our round {} (at most {} for {} frames)",
-      rank_, where(kind, round, step), peer_name(from), round - *latest_round_, *latest_round_,
-      limit, kind_name(kind)));
+bool FramedTransport::too_far_ahead(FrameKind kind, std::uint64_t round) const {
+  return latest_round_ && round > *latest_round_ && round - *latest_round_ > rounds_ahead(kind);
+}
+
+std::string FramedTransport::ahead_detail(FrameKind kind, std::uint64_t round, std::uint32_t step,
+                                          int from) const {
+  return fmt::format(
+      "{} frame from {} is {} rounds ahead of our round {} (at most {} for {} frames)",
+      where(kind, round, step), peer_name(from), round - *latest_round_, *latest_round_,
+      rounds_ahead(kind), kind_name(kind));
+}
+
+FramedTransport::Stored FramedTransport::take_pending(std::map<Key, Stored>::iterator it) {
+  const auto& [kind, round, step, from] = it->first;
+  auto& kept = kind == FrameKind::ring ? kept_ring_ : kept_exchange_;
+  --kept[static_cast<std::size_t>(from)];
+  return std::move(pending_.extract(it).mapped());
 }
 
 void FramedTransport::enter_round(std::uint64_t round) {
@@ -122,11 +144,29 @@ void FramedTransport::enter_round(std::uint64_t round) {
   // Later frames are checked as they arrive (accept), and latest_round_ only grows, so what
   // passed then still passes: only the frames kept before the first call need a look.
   if (!first) return;
-  for (const auto& entry : pending_) {
-    const auto& [kind, r, step, from] = entry.first;
-    check_ahead(kind, r, step, from);
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    const auto [kind, r, step, from] = it->first;
+    if (!too_far_ahead(kind, r)) {
+      ++it;
+      continue;
+    }
+    take_pending(it++);
+    note_drop(from, {}, DropReason::too_far_ahead,
+              [&, kind = kind, r = r, step = step, from = from] {
+                return ahead_detail(kind, r, step, from);
+              });
   }
-  for (const auto& [r, from] : credits_) check_ahead(FrameKind::credit, r, 0, from);
+  for (auto it = credits_.begin(); it != credits_.end();) {
+    const auto [r, from] = *it;
+    if (!too_far_ahead(FrameKind::credit, r)) {
+      ++it;
+      continue;
+    }
+    it = credits_.erase(it);
+    --kept_credit_[static_cast<std::size_t>(from)];
+    note_drop(from, {}, DropReason::too_far_ahead,
+              [&, r = r, from = from] { return ahead_detail(FrameKind::credit, r, 0, from); });
+  }
 }
 
 void FramedTransport::start() {
@@ -146,6 +186,7 @@ void FramedTransport::start() {
   if (!failed_) {
     failed_ = true;
     first_error_ = message;
+    log_drop_summary(true);
     log().error("{}", message);
     abort();
   }
@@ -177,17 +218,115 @@ void FramedTransport::throw_if_failed() const {
   }
 }
 
-void FramedTransport::check_hello(int from, std::span<const std::byte> payload) {
+namespace {
+
+// How long repeated drops stay quiet in the log: one summary line at most this often.
+constexpr auto kDropSummaryEvery = std::chrono::seconds(10);
+
+DropReason reason_of(HeaderFault f) {
+  switch (f) {
+    case HeaderFault::size:
+      return DropReason::header_size;
+    case HeaderFault::magic:
+      return DropReason::bad_magic;
+    case HeaderFault::version:
+      return DropReason::bad_version;
+    case HeaderFault::checksum:
+      return DropReason::bad_checksum;
+    case HeaderFault::kind:
+    case HeaderFault::none:
+      break;
+  }
+  return DropReason::bad_kind;
+}
+
+}  // namespace
+
+void FramedTransport::note_drop(int link, std::string_view label, DropReason why,
+                                FunctionRef<std::string()> detail) {
+  drops_.all.add(why);
+  DropTally* tally = nullptr;
+  if (link >= 0) {
+    tally = &drops_.by_peer[static_cast<std::size_t>(link)];
+  } else {
+    auto it = drops_.by_stranger.find(label);
+    if (it == drops_.by_stranger.end()) {
+      // Named entries stop at kMaxStrangers; the overflow entry does not count towards them.
+      const bool room =
+          drops_.by_stranger.size() - drops_.by_stranger.count(DropCounters::kOtherStrangers) <
+          DropCounters::kMaxStrangers;
+      it = drops_.by_stranger.try_emplace(std::string(room ? label : DropCounters::kOtherStrangers))
+               .first;
+    }
+    tally = &it->second;
+  }
+  tally->add(why);
+  if ((*tally)[why] != 1) {
+    // Only the first drop of each reason from each connection gets a line of its own: a flood
+    // must not turn into a flood of log lines.
+    ++drops_unlogged_;
+    log_drop_summary(false);
+    return;
+  }
+  std::string text = detail();
+  if (link >= 0 && first_drop_[static_cast<std::size_t>(link)].empty()) {
+    first_drop_[static_cast<std::size_t>(link)] = text;
+  }
+  log().warn("dropped: {} ({}; more of this kind from this connection are counted, not logged)",
+             text, drop_reason_name(why));
+}
+
+void FramedTransport::drop(const Inbound& in, DropReason why, FunctionRef<std::string()> detail) {
+  note_drop(in.link, in.link_label, why, detail);
+}
+
+void FramedTransport::log_drop_summary(bool force) {
+  if (drops_unlogged_ == 0) return;
+  const auto now = Clock::now();
+  if (!force && now - last_drop_summary_ < kDropSummaryEvery) return;
+  std::string sources;
+  for (int r = 0; r < size_; ++r) {
+    const auto& t = drops_.by_peer[static_cast<std::size_t>(r)];
+    if (t.total > 0)
+      sources += fmt::format("{}peer {}: {}", sources.empty() ? "" : ", ", r, t.total);
+  }
+  std::uint64_t strangers = 0;
+  for (const auto& [label, t] : drops_.by_stranger) strangers += t.total;
+  if (strangers > 0) {
+    sources += fmt::format("{}{} connections that are not peers: {}", sources.empty() ? "" : ", ",
+                           drops_.by_stranger.size(), strangers);
+  }
+  log().warn("{} more frames dropped in the last {:.1f} s; {} in all: {}; by connection: {}",
+             drops_unlogged_, std::chrono::duration<double>(now - last_drop_summary_).count(),
+             drops_.all.total, drops_.all.summary(), sources);
+  drops_unlogged_ = 0;
+  last_drop_summary_ = now;
+}
+
+std::string FramedTransport::dropped_note(int rank) const {
+  const auto& t = drops_.by_peer.at(static_cast<std::size_t>(rank));
+  if (t.total == 0) return {};
+  return fmt::format("; {} of its frames were dropped: {} (the first: {})", t.total, t.summary(),
+                     first_drop_[static_cast<std::size_t>(rank)]);
+}
+
+bool FramedTransport::check_hello(const Inbound& in, int from) {
   Hello h;
   try {
-    h = decode_hello(payload);
+    h = decode_hello(in.payload);
   } catch (const std::invalid_argument& e) {
-    fail(fmt::format("rank {}: malformed hello from {}: {}", rank_, peer_name(from), e.what()));
+    drop(in, DropReason::bad_hello,
+         [&] { return fmt::format("malformed hello from {}: {}", peer_name(from), e.what()); });
+    return false;
   }
   const std::string who = peer_name(from);
   if (h.rank != static_cast<std::uint32_t>(from)) {
-    fail(fmt::format("rank {}: {} says it is rank {}", rank_, who, h.rank));
+    // The peer's own transport always sends its own rank: this one is not from that peer.
+    drop(in, DropReason::bad_hello,
+         [&] { return fmt::format("hello on the link of {} says it is rank {}", who, h.rank); });
+    return false;
   }
+  // The rest is a real peer configured differently: that ends the run, on both sides.
   if (h.size != static_cast<std::uint32_t>(size_)) {
     fail(fmt::format("rank {}: {} runs {} peers, ours is {}", rank_, who, h.size, size_));
   }
@@ -203,108 +342,204 @@ void FramedTransport::check_hello(int from, std::span<const std::byte> payload) 
     fail(fmt::format("rank {}: {} has run-settings hash {:016x}, ours is {:016x}", rank_, who,
                      h.run_hash, options_.run_hash));
   }
+  return true;
 }
 
 void FramedTransport::accept(Inbound&& in) {
   counters_.bytes_received += in.header.size() + in.payload.size();
   counters_.messages_received += 1;
-  // Names for error messages, built only when a check fails: this runs for every frame.
-  const auto conn = [&] { return in.link >= 0 ? peer_name(in.link) : in.link_label; };
+  // Every check below drops the frame and counts it instead of ending the run: a stranger that
+  // reaches our port must not be able to stop us. Names for the log are built only for the first
+  // drop of a kind from a connection (drop()): this runs for every frame.
+  const auto conn = [&] {
+    return in.link >= 0 ? peer_name(in.link)
+                        : fmt::format("a connection that is not a peer ({})", in.link_label);
+  };
   if (!in.malformed.empty()) {
-    fail(fmt::format("rank {}: bad frame from {}: {}", rank_, conn(), in.malformed));
+    return drop(in, DropReason::bad_parts,
+                [&] { return fmt::format("bad frame from {}: {}", conn(), in.malformed); });
   }
   const HeaderParse parsed = decode_header(in.header);
-  if (!parsed.header)
-    fail(fmt::format("rank {}: bad frame from {}: {}", rank_, conn(), parsed.error));
+  if (!parsed.header) {
+    return drop(in, reason_of(parsed.fault),
+                [&] { return fmt::format("bad frame from {}: {}", conn(), parsed.error); });
+  }
   const FrameHeader& h = *parsed.header;
   const auto at = [&] { return where(h.kind, h.round, h.step); };
-  const int from = static_cast<int>(std::min<std::uint32_t>(h.sender, 0x7fffffff));
-  if (in.link < 0) {
-    fail(fmt::format("rank {}: {} frame from {}, which is not a peer of ours (claims rank {})",
-                     rank_, at(), conn(), h.sender));
+  // The checks that need nothing but the frame come first: is it a frame of this run at all.
+  if (h.payload_length != in.payload.size()) {
+    return drop(in, DropReason::bad_length, [&] {
+      return fmt::format("{} frame from {}: header says {} payload bytes, {} arrived", at(), conn(),
+                         h.payload_length, in.payload.size());
+    });
   }
-  if (from != in.link) {
-    fail(fmt::format("rank {}: {} frame on the link of {} claims sender {}", rank_, at(), conn(),
-                     h.sender));
+  if (options_.max_payload_bytes > 0 && h.payload_length > options_.max_payload_bytes) {
+    return drop(in, DropReason::too_long, [&] {
+      return fmt::format("{} frame from {} carries {} bytes, the limit is {}", at(), conn(),
+                         h.payload_length, options_.max_payload_bytes);
+    });
+  }
+  // Hello frames are not checked here: a peer of another run must get to its hello check, which
+  // names the difference.
+  if (h.kind != FrameKind::hello && h.session != session_) {
+    return drop(in, DropReason::wrong_session, [&] {
+      return fmt::format("{} frame from {} belongs to session {:016x}, ours is {:016x}", at(),
+                         conn(), h.session, session_);
+    });
+  }
+  // Then who sent it.
+  if (in.link < 0) {
+    return drop(in, DropReason::not_a_peer, [&] {
+      return fmt::format("{} frame from {}, claims rank {}", at(), conn(), h.sender);
+    });
+  }
+  const int from = in.link;
+  if (h.sender != static_cast<std::uint32_t>(from)) {
+    return drop(in, DropReason::wrong_sender, [&] {
+      return fmt::format("{} frame on the link of {} claims sender {}", at(), conn(), h.sender);
+    });
   }
   if (!is_link(from)) {
-    fail(fmt::format("rank {}: {} frame from {}, which is not linked to us", rank_, at(), conn()));
+    return drop(in, DropReason::not_linked, [&] {
+      return fmt::format("{} frame from {}, which is not linked to us", at(), conn());
+    });
   }
   if (h.receiver != static_cast<std::uint32_t>(rank_)) {
-    fail(fmt::format("rank {}: {} frame from {} is addressed to rank {}", rank_, at(), conn(),
-                     h.receiver));
+    return drop(in, DropReason::wrong_receiver, [&] {
+      return fmt::format("{} frame from {} is addressed to rank {}", at(), conn(), h.receiver);
+    });
   }
-  if (h.payload_length != in.payload.size()) {
-    fail(fmt::format("rank {}: {} frame from {}: header says {} payload bytes, {} arrived", rank_,
-                     at(), conn(), h.payload_length, in.payload.size()));
-  }
+  const auto f = static_cast<std::size_t>(from);
   if (h.kind == FrameKind::hello) {
-    if (hello_seen_[static_cast<std::size_t>(from)]) {
-      fail(fmt::format("rank {}: duplicate hello from {}", rank_, conn()));
+    if (hello_seen_[f]) {
+      return drop(in, DropReason::duplicate,
+                  [&] { return fmt::format("duplicate hello from {}", conn()); });
     }
-    check_hello(from, in.payload);
-    hello_seen_[static_cast<std::size_t>(from)] = true;
+    if (!check_hello(in, from)) return;
+    hello_seen_[f] = true;
     --hellos_missing_;
     log().debug("hello from {} checked", conn());
     return;
   }
-  if (!hello_seen_[static_cast<std::size_t>(from)]) {
-    fail(fmt::format("rank {}: {} frame from {} before its hello", rank_, at(), conn()));
+  if (!hello_seen_[f]) {
+    return drop(in, DropReason::before_hello,
+                [&] { return fmt::format("{} frame from {} before its hello", at(), conn()); });
   }
-  if (h.session != session_) {
-    fail(fmt::format("rank {}: {} frame from {} belongs to session {:016x}, ours is {:016x}", rank_,
-                     at(), conn(), h.session, session_));
-  }
-  if (options_.max_payload_bytes > 0 && h.payload_length > options_.max_payload_bytes) {
-    fail(fmt::format("rank {}: {} frame from {} carries {} bytes, the limit is {}", rank_, at(),
-                     conn(), h.payload_length, options_.max_payload_bytes));
-  }
+  const auto stale = [&](const std::string& done) {
+    drop(in, DropReason::stale, [&] {
+      return fmt::format("stale {} frame ({}) from {}: we are at {}", kind_name(h.kind), at(),
+                         conn(), done);
+    });
+  };
+  const auto ahead = [&] {
+    drop(in, DropReason::too_far_ahead,
+         [&] { return ahead_detail(h.kind, h.round, h.step, from); });
+  };
+  // More early frames than a peer can send (the window of transport.md, "Rounds"): the bound on
+  // what we keep before the first call names a round, when too_far_ahead cannot tell yet.
+  const auto too_many = [&](std::uint32_t kept, std::uint32_t most) {
+    if (kept < most) return false;
+    drop(in, DropReason::too_far_ahead, [&] {
+      return fmt::format(
+          "{} frame from {}: already {} {} frames kept for later, the most it can "
+          "send ahead",
+          at(), conn(), kept, kind_name(h.kind));
+    });
+    return true;
+  };
   if (h.kind == FrameKind::credit) {
-    if (!is_neighbor(from) || options_.receive_window == 0 || h.payload_length != 0) {
-      fail(fmt::format("rank {}: unexpected credit frame ({}) from {}", rank_, at(), conn()));
+    if (!is_neighbor(from)) {
+      return drop(in, DropReason::not_neighbor, [&] {
+        return fmt::format("credit frame ({}) from {}, which is not a neighbour", at(), conn());
+      });
     }
-    if (last_exchange_ && h.round <= *last_exchange_) {
-      fail(fmt::format("rank {}: stale credit of round {} from {}: round {} is done", rank_,
-                       h.round, conn(), *last_exchange_));
+    if (options_.receive_window == 0 || h.payload_length != 0) {
+      return drop(in, DropReason::bad_credit, [&] {
+        return fmt::format("unexpected credit frame ({}, {} payload bytes) from {}", at(),
+                           h.payload_length, conn());
+      });
     }
-    check_ahead(h.kind, h.round, h.step, from);
-    if (!credits_.emplace(h.round, from).second) {
-      fail(fmt::format("rank {}: duplicate credit ({}) from {}", rank_, at(), conn()));
+    if ((last_exchange_ && h.round <= *last_exchange_) ||
+        (exchange_at_ && h.round < *exchange_at_)) {
+      return stale(fmt::format("round {}", *exchange_at_));
     }
+    if (too_far_ahead(h.kind, h.round)) return ahead();
+    if (credits_.contains({h.round, from})) {
+      return drop(in, DropReason::duplicate,
+                  [&] { return fmt::format("duplicate credit ({}) from {}", at(), conn()); });
+    }
+    if (too_many(kept_credit_[f], 2)) return;
+    credits_.emplace(h.round, from);
+    ++kept_credit_[f];
     return;
   }
   if (h.kind == FrameKind::exchange) {
     if (!is_neighbor(from)) {
-      fail(fmt::format("rank {}: {} exchange frame from {}, which is not a neighbour", rank_, at(),
-                       conn()));
+      return drop(in, DropReason::not_neighbor, [&] {
+        return fmt::format("{} exchange frame from {}, which is not a neighbour", at(), conn());
+      });
     }
-    if (last_exchange_ && h.round <= *last_exchange_) {
-      fail(fmt::format("rank {}: stale exchange frame of round {} from {}: round {} is done", rank_,
-                       h.round, conn(), *last_exchange_));
+    if (delivered_[f] && h.round == *delivered_[f]) {
+      // Its first frame of this round was handed to the caller already: without this check the
+      // copy would wait in pending_ for a call that never comes.
+      return drop(in, DropReason::duplicate, [&] {
+        return fmt::format("duplicate {} frame from {}: that round's frame was delivered", at(),
+                           conn());
+      });
+    }
+    if ((last_exchange_ && h.round <= *last_exchange_) ||
+        (exchange_at_ && h.round < *exchange_at_)) {
+      return stale(fmt::format("round {}", *exchange_at_));
     }
   } else {
     const int prev = (rank_ + size_ - 1) % size_;
     if (from != prev) {
-      fail(fmt::format("rank {}: {} frame from {}, but only rank {} sends ring steps to us", rank_,
-                       at(), conn(), prev));
+      return drop(in, DropReason::wrong_ring_sender, [&] {
+        return fmt::format("{} frame from {}, but only rank {} sends ring steps to us", at(),
+                           conn(), prev);
+      });
     }
-    if (last_ring_ && std::pair(h.round, h.step) <= *last_ring_) {
-      fail(fmt::format("rank {}: stale ring frame ({}) from {}: round {} step {} is done", rank_,
-                       at(), conn(), last_ring_->first, last_ring_->second));
+    if (last_ring_ && std::pair(h.round, h.step) == *last_ring_) {
+      return drop(in, DropReason::duplicate, [&] {
+        return fmt::format("duplicate {} frame from {}: that step's frame was delivered", at(),
+                           conn());
+      });
+    }
+    if (ring_at_ && std::pair(h.round, h.step) < *ring_at_) {
+      return stale(fmt::format("round {} step {}", ring_at_->first, ring_at_->second));
     }
   }
   if (h.stop_in > UINT64_MAX - h.round) {
-    fail(fmt::format("rank {}: {} frame from {}: stop_in {} overflows the round", rank_, at(),
-                     conn(), h.stop_in));
+    return drop(in, DropReason::bad_stop, [&] {
+      return fmt::format("{} frame from {}: stop_in {} overflows the round", at(), conn(),
+                         h.stop_in);
+    });
   }
-  check_ahead(h.kind, h.round, h.step, from);
-  if (h.stop_in > 0) request_stop(h.round + h.stop_in);
+  if (too_far_ahead(h.kind, h.round)) return ahead();
   const Key key{h.kind, h.round, h.step, from};
+  if (pending_.contains(key)) {
+    return drop(in, DropReason::duplicate,
+                [&] { return fmt::format("duplicate {} frame from {}", at(), conn()); });
+  }
+  // A neighbour's exchange frames: at most this round's and the next; ring frames: rank-1 can be
+  // up to n - 1 steps into an all-reduce ahead of us, over at most a few round numbers.
+  auto& kept = h.kind == FrameKind::ring ? kept_ring_[f] : kept_exchange_[f];
+  if (too_many(kept, h.kind == FrameKind::ring ? 2 * static_cast<std::uint32_t>(size_) + 2 : 2)) {
+    return;
+  }
+  if (h.stop_in > 0) request_stop(h.round + h.stop_in);
   const std::uint64_t now = monotonic_ns();
-  Stored s{in.payload, std::move(in.owner),
-           emulator_.ready_at(from, kFrameHeaderSize + h.payload_length, h.sent_at_ns, now)};
-  if (!pending_.emplace(key, std::move(s)).second) {
-    fail(fmt::format("rank {}: duplicate {} frame from {}", rank_, at(), conn()));
+  pending_.emplace(key, Stored{in.payload, std::move(in.owner),
+                               emulator_.ready_at(from, kFrameHeaderSize + h.payload_length,
+                                                  h.sent_at_ns, now)});
+  ++kept;
+}
+
+void FramedTransport::poll_for(std::chrono::milliseconds wait) {
+  throw_if_failed();
+  const auto deadline = Clock::now() + wait;
+  while (Clock::now() < deadline) {
+    if (auto in = wait_inbound(deadline, {})) accept(std::move(*in));
   }
 }
 
@@ -327,7 +562,7 @@ void FramedTransport::handshake() {
       std::string missing;
       for (int r : links_) {
         if (!hello_seen_[static_cast<std::size_t>(r)]) {
-          missing += (missing.empty() ? "" : ", ") + peer_name(r);
+          missing += (missing.empty() ? "" : ", ") + peer_name(r) + dropped_note(r);
         }
       }
       fail(fmt::format("rank {}: handshake: no hello within {} ms from {}", rank_,
@@ -407,10 +642,10 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
         for (const Key& k : want) {
           if (!pending_.contains(k)) missing.push_back(std::get<3>(k));
         }
-        fail(fmt::format("rank {}: {}: no message from {} within {} ms (missing {} of {}: {})",
+        fail(fmt::format("rank {}: {}: no message from {} within {} ms (missing {} of {}: {}){}",
                          rank_, where(kind, round, step), peer_name(missing.front()),
                          options_.timeout.count(), missing.size(), want.size(),
-                         fmt::join(missing, ", ")));
+                         fmt::join(missing, ", "), dropped_note(missing.front())));
       }
     }
     // Link emulation may hold a message that did arrive in time past the deadline; a pending
@@ -449,6 +684,28 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
                     *last_exchange_));
   }
   enter_round(round);
+  exchange_at_ = round;
+  // Frames and credits kept for rounds before this one can never be used: rounds of calls only
+  // grow (a peer's frame of round 3 kept during the handshake while our first call is round 5).
+  for (auto it = pending_.lower_bound(Key{FrameKind::exchange, 0, 0u, 0});
+       it != pending_.end() && std::get<0>(it->first) == FrameKind::exchange &&
+       std::get<1>(it->first) < round;) {
+    const auto [kind, r, step, from] = it->first;
+    take_pending(it++);
+    note_drop(from, {}, DropReason::stale, [&, r = r, from = from] {
+      return fmt::format("stale exchange frame of round {} from {}: our round is {}", r,
+                         peer_name(from), round);
+    });
+  }
+  for (auto it = credits_.begin(); it != credits_.end() && it->first < round;) {
+    const auto [r, from] = *it;
+    it = credits_.erase(it);
+    --kept_credit_[static_cast<std::size_t>(from)];
+    note_drop(from, {}, DropReason::stale, [&, r = r, from = from] {
+      return fmt::format("stale credit of round {} from {}: our round is {}", r, peer_name(from),
+                         round);
+    });
+  }
   held_.clear();
   views_.assign(neighbors_.size(), {});
   const std::size_t deg = neighbors_.size();
@@ -477,8 +734,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
       if (paced && !credits_.contains(credit)) continue;
       if (send_frame(FrameKind::exchange, j, round, 0, payload, sent_at)) {
         sent[k] = 1;
-        ++n_sent;
-        credits_.erase(credit);
+        ++n_sent;  // its credit stays until the round ends: a repeated one is a duplicate
       } else {
         blocked.push_back(j);
       }
@@ -512,14 +768,15 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
         if (on_message) break;
         continue;
       }
-      auto node = pending_.extract(it);
+      Stored stored = take_pending(it);
+      delivered_[static_cast<std::size_t>(neighbors_[k])] = round;
       got[k] = 1;
       ++n_got;
       --in_flight;
       delivered = true;
       if (on_message) {
         try {
-          (*on_message)(k, node.mapped().payload);
+          (*on_message)(k, stored.payload);
         } catch (...) {
           // The round is half done; a transport in that state cannot go on.
           if (!failed_) {
@@ -530,8 +787,8 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
           throw;
         }
       } else {
-        views_[k] = node.mapped().payload;
-        held_.push_back(std::move(node.mapped().owner));
+        views_[k] = stored.payload;
+        held_.push_back(std::move(stored.owner));
       }
     }
     if (n_got == deg && n_sent == deg) break;
@@ -548,11 +805,11 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
           for (std::size_t m = 0; m < deg; ++m) {
             if (!arrived(m)) missing.push_back(neighbors_[m]);
           }
-          fail(
-              fmt::format("rank {}: round {}: no message from {} within {} ms (missing {} of {}: "
-                          "ranks {})",
-                          rank_, round, peer_name(neighbors_[k]), options_.timeout.count(),
-                          missing.size(), deg, fmt::join(missing, ", ")));
+          fail(fmt::format(
+              "rank {}: round {}: no message from {} within {} ms (missing {} of {}: "
+              "ranks {}){}",
+              rank_, round, peer_name(neighbors_[k]), options_.timeout.count(), missing.size(), deg,
+              fmt::join(missing, ", "), dropped_note(neighbors_[k])));
         }
       }
       for (std::size_t k = 0; k < deg; ++k) {
@@ -578,7 +835,11 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
   }
   last_exchange_ = round;
   // Credits of rounds the caller skipped can never be used.
-  std::erase_if(credits_, [&](const auto& c) { return c.first <= round; });
+  std::erase_if(credits_, [&](const auto& c) {
+    if (c.first > round) return false;
+    --kept_credit_[static_cast<std::size_t>(c.second)];
+    return true;
+  });
 }
 
 void FramedTransport::ring_step(std::uint64_t round, std::uint32_t step,
@@ -596,6 +857,20 @@ void FramedTransport::ring_step(std::uint64_t round, std::uint32_t step,
         fmt::format("rank {}: ring_step needs TransportOptions::ring_links", rank_));
   }
   enter_round(round);
+  ring_at_ = at;
+  // Ring frames kept for earlier steps can never be used (see exchange_impl).
+  for (auto it = pending_.lower_bound(Key{FrameKind::ring, 0, 0u, 0});
+       it != pending_.end() && std::get<0>(it->first) == FrameKind::ring &&
+       std::pair(std::get<1>(it->first), std::get<2>(it->first)) < at;) {
+    const auto [kind, r, s, from] = it->first;
+    take_pending(it++);
+    note_drop(from, {}, DropReason::stale, [&, r = r, s = s, from = from] {
+      return fmt::format(
+          "stale ring frame of round {} step {} from {}: our step is round {} step "
+          "{}",
+          r, s, peer_name(from), round, step);
+    });
+  }
   held_.clear();
   views_.clear();
   if (size_ == 1) {
@@ -612,8 +887,8 @@ void FramedTransport::ring_step(std::uint64_t round, std::uint32_t step,
   const Key want{FrameKind::ring, round, step, prev};
   const int to[1] = {next};
   transfer(FrameKind::ring, round, step, send, to, {&want, 1});
-  auto node = pending_.extract(want);
-  const auto got = node.mapped().payload;
+  const Stored stored = take_pending(pending_.find(want));
+  const auto got = stored.payload;
   if (got.size() != recv.size()) {
     fail(fmt::format("rank {}: ring round {} step {}: {} sent {} bytes, expected {}", rank_, round,
                      step, peer_name(prev), got.size(), recv.size()));

@@ -1,8 +1,8 @@
 #pragma once
 // The part of a Transport that does not depend on how bytes move: framing, the start-up
-// handshake, round bookkeeping (early messages kept, duplicates and stale rounds rejected),
-// deadlines, link emulation and counters. Backends (ZeroMQ, in-process) supply four primitives:
-// try_send, wait_inbound, wait_released and abort.
+// handshake, round bookkeeping (early messages kept; duplicates, stale rounds and every other
+// frame that fails a check dropped and counted), deadlines, link emulation and counters. Backends
+// (ZeroMQ, in-process) supply four primitives: try_send, wait_inbound, wait_released and abort.
 
 #include <chrono>
 #include <cstdint>
@@ -31,9 +31,11 @@ using Clock = std::chrono::steady_clock;
 
 // One frame as a backend read it. `owner` keeps the bytes alive (a zmq message, a shared buffer).
 struct Inbound {
-  int link = -1;           // rank of the connection it arrived on; -1: not a known peer
-  std::string link_label;  // how to name that connection in errors when link == -1
-  std::string malformed;   // non-empty: the backend could not split the frame (why)
+  int link = -1;  // rank of the connection it arrived on; -1: not a known peer
+  // When link == -1: names that connection ("routing id 0x…"), in logs and as the key of its
+  // drop counters (DropCounters::by_stranger).
+  std::string link_label;
+  std::string malformed;  // non-empty: the backend could not split the frame (why)
   std::span<const std::byte> header;
   std::span<const std::byte> payload;
   std::shared_ptr<const void> owner;
@@ -47,6 +49,7 @@ class FramedTransport : public Transport {
   int size() const override { return size_; }
   std::span<const int> neighbors() const override { return neighbors_; }
   const TrafficCounters& counters() const override { return counters_; }
+  const DropCounters& drops() const override { return drops_; }
   void request_stop(std::uint64_t before_round) override;
   std::optional<std::uint64_t> stop_round() const override { return stop_round_; }
 
@@ -61,6 +64,10 @@ class FramedTransport : public Transport {
   // and settings. exchange() and ring_step() call it on first use; call it early to fail early.
   void handshake();
   bool handshake_done() const { return hellos_missing_ == 0; }
+  // Reads and checks what arrives within `wait`, outside any call: frames of later rounds are
+  // kept for their call, bad ones dropped and counted. For a caller that idles between calls (and
+  // tests that wait for a stranger's frames to be counted).
+  void poll_for(std::chrono::milliseconds wait);
 
   // Every peer this one has a link with: neighbours, plus rank±1 with ring_links. Ascending.
   std::span<const int> links() const { return links_; }
@@ -120,7 +127,20 @@ class FramedTransport : public Transport {
   bool send_frame(FrameKind kind, int to, std::uint64_t round, std::uint32_t step,
                   std::span<const std::byte> payload, std::uint64_t sent_at);
   void accept(Inbound&& in);
-  void check_hello(int from, std::span<const std::byte> payload);
+  // Returns false when the hello was dropped (garbage); fails on a configuration mismatch.
+  bool check_hello(const Inbound& in, int from);
+  // Counts a frame that failed a check under `why` and the connection it came on, and logs it
+  // when it is the first of its reason from that connection (a summary at most every 10 s
+  // otherwise). `detail` builds the log line and is called only when one is written.
+  void drop(const Inbound& in, DropReason why, FunctionRef<std::string()> detail);
+  // The same for a frame that was kept for later and turns out unusable (enter_round and the
+  // start of a call), from the connection of peer `link`, or `label` when link is -1.
+  void note_drop(int link, std::string_view label, DropReason why,
+                 FunctionRef<std::string()> detail);
+  void log_drop_summary(bool force);
+  // "; 35 of its frames were dropped: 35 bad checksum (first: …)" for a peer named in a timeout
+  // error, "" when none were.
+  std::string dropped_note(int rank) const;
   [[noreturn]] void fail(const std::string& message);
   void throw_if_failed() const;
   bool is_link(int r) const;
@@ -129,8 +149,11 @@ class FramedTransport : public Transport {
   // How many rounds past our latest call a frame of this kind may be (transport.md, "Rounds"):
   // 1 for exchange and credit frames, n + 2 for ring frames.
   std::uint64_t rounds_ahead(FrameKind kind) const;
-  // Fails unless `round` is within rounds_ahead(kind) of latest_round_ (when known).
-  void check_ahead(FrameKind kind, std::uint64_t round, std::uint32_t step, int from);
+  // Whether `round` is too far past latest_round_ (rounds_ahead; never before a round is known).
+  bool too_far_ahead(FrameKind kind, std::uint64_t round) const;
+  std::string ahead_detail(FrameKind kind, std::uint64_t round, std::uint32_t step, int from) const;
+  // Removes one entry of pending_, keeping the per-sender count of kept frames.
+  Stored take_pending(std::map<Key, Stored>::iterator it);
   // Start of an exchange or ring call of `round`: raises latest_round_; the first call checks
   // the frames and credits kept during the handshake, before any round was known.
   void enter_round(std::uint64_t round);
@@ -153,9 +176,22 @@ class FramedTransport : public Transport {
 
   std::optional<std::uint64_t> last_exchange_;
   std::optional<std::pair<std::uint64_t, std::uint32_t>> last_ring_;
+  // The exchange round and ring (round, step) of the call in progress, or of the last one: a
+  // frame for an earlier one is stale even during the first call, before last_* are set.
+  std::optional<std::uint64_t> exchange_at_;
+  std::optional<std::pair<std::uint64_t, std::uint32_t>> ring_at_;
   std::optional<std::uint64_t> latest_round_;  // largest round of any call so far
   std::map<Key, Stored> pending_;  // arrived, not yet consumed by a call (early or current)
-  std::set<std::pair<std::uint64_t, int>> credits_;  // (round, neighbour) asking for our payload
+  // (round, neighbour) asking for our payload; kept until the round ends, so that a repeated
+  // credit is seen as a duplicate.
+  std::set<std::pair<std::uint64_t, int>> credits_;
+  // Per sender rank: frames of each kind held in pending_ / credits_. A peer can only be so far
+  // ahead (transport.md, "Rounds"), so more than a few are dropped as too far ahead: this bounds
+  // what a flood can make us keep, also before the first call names a round.
+  std::vector<std::uint32_t> kept_exchange_, kept_ring_, kept_credit_;
+  // Per sender rank: the round of its exchange frame last handed to the caller. A second frame
+  // of that round is a duplicate, even after the first one left pending_.
+  std::vector<std::optional<std::uint64_t>> delivered_;
 
   std::vector<std::shared_ptr<const void>> held_;  // owners of the views returned last call
   std::vector<char> round_sent_, round_asked_, round_got_;  // exchange bookkeeping, reused
@@ -163,6 +199,10 @@ class FramedTransport : public Transport {
   std::vector<std::span<const std::byte>> views_;
 
   TrafficCounters counters_;
+  DropCounters drops_;
+  std::vector<std::string> first_drop_;  // per rank: why its connection's first drop happened
+  std::uint64_t drops_unlogged_ = 0;     // drops not logged on their own line since the summary
+  Clock::time_point last_drop_summary_;
   std::optional<std::uint64_t> stop_round_;  // smallest stop round requested or heard
   std::uint64_t send_batch_ = 0;
   bool failed_ = false;

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include <fmt/core.h>
+
 namespace gossip::net {
 
 InprocHub::InprocHub(topology::Topology topo) : topo_(std::move(topo)) {
@@ -61,7 +63,7 @@ std::optional<Inbound> InprocTransport::wait_inbound(Clock::time_point deadline,
   Inbound in;
   in.link = d->from;
   if (in.link < 0 || in.link >= size()) {
-    in.link_label = "an in-process sender that is not a peer";
+    in.link_label = fmt::format("in-process sender {}", in.link);
     in.link = -1;
   }
   auto owner = std::make_shared<InprocHub::Delivery>(std::move(*d));

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "gossip/drops.hpp"
 #include "gossip/function_ref.hpp"
 
 namespace gossip::net {
@@ -75,6 +76,12 @@ class Transport {
   }
 
   virtual const TrafficCounters& counters() const = 0;
+  // Received frames that failed a check and were thrown away instead of ending the run, by
+  // reason and by connection (drops.hpp). The default, for transports that never drop: none.
+  virtual const DropCounters& drops() const {
+    static const DropCounters none;
+    return none;
+  }
 
   // Stop agreement, so that every peer of a run stops before the same round (a clean Ctrl-C).
   // request_stop(r): this peer will stop before round r; the value rides on every later exchange

@@ -205,7 +205,7 @@ Inbound ZmqTransport::read_message() {
     for (std::size_t i = 0; i < std::min<std::size_t>(id.size(), 16); ++i) {
       hex += fmt::format("{:02x}", static_cast<unsigned char>(id[i]));
     }
-    in.link_label = fmt::format("a connection that is not a peer (routing id 0x{})", hex);
+    in.link_label = fmt::format("routing id 0x{}", hex);
   }
   if (count != 3) {
     in.malformed = fmt::format("{} message parts, expected 2 (header, payload)", count - 1);

@@ -74,26 +74,41 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Plays rank `from` by hand against a real transport of rank `to`.
+// Recomputes the checksum of a header edited by hand (FNV-1a 32 of bytes 0..59, frame.hpp), so
+// that a check after the checksum sees the edit.
+inline void reseal(HeaderBytes& h) {
+  std::uint32_t x = 2166136261u;
+  for (std::size_t i = 0; i < 60; ++i) {
+    x ^= static_cast<std::uint32_t>(h[i]);
+    x *= 16777619u;
+  }
+  for (std::size_t i = 0; i < 4; ++i) h[60 + i] = static_cast<std::byte>(x >> (8 * i));
+}
+
+// Plays rank `from` by hand against a real transport of rank `to`: posts into the hub, or, with
+// hub null, only builds headers and hellos (for frames sent over real sockets; then `topo`).
 struct Forger {
   std::shared_ptr<InprocHub> hub;
   int from;
   int to;
   std::uint64_t session;
+  const topology::Topology* topo = nullptr;
 
-  void hello(std::uint64_t run_hash = 0) const {
-    const auto& t = hub->topology();
-    auto body = encode_hello({t.hash(), run_hash, static_cast<std::uint32_t>(t.size()),
-                              static_cast<std::uint32_t>(from), 0,
-                              t.peers[static_cast<std::size_t>(from)].endpoint});
-    post(FrameKind::hello, 0, 0, body, 0);
+  std::vector<std::byte> hello_body(std::uint64_t run_hash = 0, std::uint32_t window = 0) const {
+    const auto& t = hub ? hub->topology() : *topo;
+    return encode_hello({t.hash(), run_hash, static_cast<std::uint32_t>(t.size()),
+                         static_cast<std::uint32_t>(from), window,
+                         t.peers[static_cast<std::size_t>(from)].endpoint});
+  }
+  void hello(std::uint64_t run_hash = 0, std::uint32_t window = 0) const {
+    post(FrameKind::hello, 0, 0, hello_body(run_hash, window), 0);
   }
   void data(std::uint64_t round, const std::vector<std::byte>& body) const {
     post(FrameKind::exchange, round, 0, body, session);
   }
-  void post(FrameKind kind, std::uint64_t round, std::uint32_t step,
-            const std::vector<std::byte>& body, std::uint64_t sess,
-            std::uint32_t stop_in = 0) const {
+  HeaderBytes header(FrameKind kind, std::uint64_t round, std::uint32_t step,
+                     std::uint64_t payload_length, std::uint64_t sess,
+                     std::uint32_t stop_in = 0) const {
     FrameHeader h;
     h.stop_in = stop_in;
     h.kind = kind;
@@ -101,9 +116,18 @@ struct Forger {
     h.receiver = static_cast<std::uint32_t>(to);
     h.round = round;
     h.step = step;
-    h.payload_length = body.size();
+    h.payload_length = payload_length;
     h.session = sess;
-    const auto hb = encode_header(h);
+    return encode_header(h);
+  }
+  void post(FrameKind kind, std::uint64_t round, std::uint32_t step,
+            const std::vector<std::byte>& body, std::uint64_t sess,
+            std::uint32_t stop_in = 0) const {
+    const auto hb = header(kind, round, step, body.size(), sess, stop_in);
+    hub->post_raw(to, from, {hb.begin(), hb.end()}, body);
+  }
+  // A header as given, on this forger's link.
+  void post_header(const HeaderBytes& hb, const std::vector<std::byte>& body) const {
     hub->post_raw(to, from, {hb.begin(), hb.end()}, body);
   }
 };

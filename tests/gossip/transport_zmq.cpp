@@ -168,9 +168,8 @@ TEST_CASE("zmq: link emulation adds latency and limits bandwidth") {
   check_bandwidth(ipc_group);
 }
 
-TEST_CASE("zmq: garbage from a raw socket is rejected without a crash") {
+TEST_CASE("zmq: garbage from raw sockets is dropped and counted, and the handshake goes on") {
   Group g = ipc_group("ring:2");
-  const auto mine = pattern(0, 0, 8);
   zmq::context_t ctx;
   auto raw = [&](const std::string& id) {
     zmq::socket_t s(ctx, zmq::socket_type::dealer);
@@ -185,49 +184,105 @@ TEST_CASE("zmq: garbage from a raw socket is rejected without a crash") {
       s.send(m, i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
     }
   };
+  // Rank 1 played by a raw socket with rank 1's routing id: its real hello after the garbage
+  // completes rank 0's handshake (one connection: frames arrive in order).
+  const Forger r1{nullptr, 1, 0, session_hash(g.topo.hash(), 0), &g.topo};
+  auto bytes = [](const HeaderBytes& h) { return std::vector<std::byte>(h.begin(), h.end()); };
+  const auto hello_body = r1.hello_body();
+  const auto hello = bytes(r1.header(FrameKind::hello, 0, 0, hello_body.size(), 0));
   auto o = quick_options();
   o.connect_timeout = std::chrono::milliseconds(5000);
-  SUBCASE("garbage header on the link of rank 1") {
-    ZmqTransport t(g.topo, 0, o, false);
-    auto s = raw("r1");
-    send(s, {pattern(5, 5, kFrameHeaderSize), pattern(5, 5, 100)});
-    const auto e = error_of([&] { t.handshake(); });
-    CHECK(e.find("bad frame from peer 1 (" + g.topo.peers[1].endpoint + "): bad magic") !=
-          std::string::npos);
+  ZmqTransport t(g.topo, 0, o, false);
+  auto s = raw("r1");
+  DropReason why = DropReason::not_a_peer;
+  SUBCASE("a garbage header on the link of rank 1") {
+    auto garbage = pattern(5, 5, kFrameHeaderSize);
+    garbage[0] = std::byte{0};
+    send(s, {garbage, pattern(5, 5, 100)});
+    why = DropReason::bad_magic;
   }
   SUBCASE("a single-part message") {
-    ZmqTransport t(g.topo, 0, o, false);
-    auto s = raw("r1");
     send(s, {pattern(5, 5, 3)});
-    CHECK(error_of([&] { t.handshake(); }).find("1 message parts, expected 2") !=
-          std::string::npos);
+    why = DropReason::bad_parts;
   }
-  SUBCASE("a connection that is not a peer") {
-    ZmqTransport t(g.topo, 0, o, false);
-    auto s = raw("intruder");
-    send(s, {pattern(5, 5, kFrameHeaderSize), {}});
-    CHECK(error_of([&] {
-            t.handshake();
-          }).find("a connection that is not a peer (routing id 0x696e747275646572)") !=
-          std::string::npos);
+  SUBCASE("three parts") {
+    send(s, {hello, hello_body, hello_body});
+    why = DropReason::bad_parts;
   }
-  SUBCASE("a well-formed frame whose header names another sender") {
-    ZmqTransport t(g.topo, 0, o, false);
-    auto s = raw("r1");
-    FrameHeader h;
-    h.kind = FrameKind::hello;
-    h.sender = 0;  // we are rank 0; rank 1's link cannot carry rank 0's frames
-    const auto hb = encode_header(h);
-    send(s, {{hb.begin(), hb.end()}, {}});
-    CHECK(error_of([&] { t.handshake(); }).find("claims sender 0") != std::string::npos);
-  }
-  SUBCASE("the transport keeps working for no one after an error") {
-    ZmqTransport t(g.topo, 0, o, false);
-    auto s = raw("r1");
+  SUBCASE("a 7-byte header") {
     send(s, {pattern(5, 5, 7), pattern(5, 5, 1)});
-    CHECK(error_of([&] { t.handshake(); }).find("frame header is 7 bytes") != std::string::npos);
-    CHECK(error_of([&] { t.exchange(0, mine); }).find("unusable") != std::string::npos);
+    why = DropReason::header_size;
   }
+  SUBCASE("a well-formed hello whose header names another sender") {
+    const Forger r0{nullptr, 0, 0, 0, &g.topo};
+    send(s, {bytes(r0.header(FrameKind::hello, 0, 0, hello_body.size(), 0)), hello_body});
+    why = DropReason::wrong_sender;
+  }
+  send(s, {hello, hello_body});
+  t.handshake();
+  CHECK(t.handshake_done());
+  CHECK(t.drops().all.total == 1);
+  CHECK(t.drops().all[why] == 1);
+  CHECK(t.drops().by_peer[1][why] == 1);
+  // And the transport works: rank 1's frame of round 0 is delivered.
+  const auto body = pattern(1, 0, 16);
+  send(s, {bytes(r1.header(FrameKind::exchange, 0, 0, body.size(), r1.session)), body});
+  CHECK(same(t.exchange(0, pattern(0, 0, 8)).at(0), body));
+}
+
+TEST_CASE("zmq: a connection that is not a peer's is counted under its routing id") {
+  Group g = ipc_group("ring:2");
+  zmq::context_t ctx;
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::routing_id, zmq::buffer(std::string("intruder")));
+  s.connect(g.topo.peers[0].endpoint);
+  const Forger r1{nullptr, 1, 0, session_hash(g.topo.hash(), 0), &g.topo};
+  const auto body = r1.hello_body();
+  const auto h = r1.header(FrameKind::hello, 0, 0, body.size(), 0);
+  for (int i = 0; i < 3; ++i) {
+    zmq::message_t head(h.data(), h.size()), part(body.data(), body.size());
+    s.send(head, zmq::send_flags::sndmore);
+    s.send(part, zmq::send_flags::none);
+  }
+  ZmqTransport t(g.topo, 0, quick_options(), false);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (t.drops().all.total < 3 && seconds_since(t0) < 10)
+    t.poll_for(std::chrono::milliseconds(10));
+  CHECK(t.drops().all[DropReason::not_a_peer] == 3);
+  REQUIRE(t.drops().by_stranger.contains("routing id 0x696e747275646572"));
+  CHECK(t.drops().by_stranger.find("routing id 0x696e747275646572")->second.total == 3);
+  CHECK(!t.handshake_done());  // a stranger's hello counts for nobody
+}
+
+TEST_CASE("zmq: a neighbour that sends only bad frames times out naming it and its drops") {
+  Group g = ipc_group("ring:2");
+  zmq::context_t ctx;
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::routing_id, zmq::buffer(std::string("r1")));
+  s.connect(g.topo.peers[0].endpoint);
+  const Forger r1{nullptr, 1, 0, session_hash(g.topo.hash(), 0), &g.topo};
+  auto send = [&](const HeaderBytes& h, const std::vector<std::byte>& body) {
+    zmq::message_t head(h.data(), h.size()), part(body.data(), body.size());
+    s.send(head, zmq::send_flags::sndmore);
+    s.send(part, zmq::send_flags::none);
+  };
+  send(r1.header(FrameKind::hello, 0, 0, r1.hello_body().size(), 0), r1.hello_body());
+  const auto body = pattern(1, 17, 16);
+  for (int i = 0; i < 35; ++i) {
+    auto h = r1.header(FrameKind::exchange, 17, 0, body.size(), r1.session);
+    h[20] ^= std::byte{1};
+    send(h, body);
+  }
+  auto o = quick_options();
+  o.timeout = std::chrono::milliseconds(500);
+  ZmqTransport t(g.topo, 0, o, false);
+  const auto e = error_of([&] { t.exchange(17, pattern(0, 17, 8)); });
+  CAPTURE(e);
+  CHECK(e.find("round 17: no message from peer 1 (" + g.topo.peers[1].endpoint +
+               ") within 500 ms") != std::string::npos);
+  CHECK(e.find("35 of its frames were dropped: 35 bad checksum") != std::string::npos);
 }
 
 TEST_CASE("zmq: bind failure names the endpoint") {
