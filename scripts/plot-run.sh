@@ -62,7 +62,7 @@ if not rows:
     sys.exit(f"plot-run: no metrics lines in {run}")
 # The quality measure: the optimality gap where the problem has a known optimum, else accuracy.
 key = "optimality_gap" if any("optimality_gap" in x for r in rows.values() for x in r) else "test_accuracy"
-def avg(values):
+def mean_of(values):
     # A Python run whose script passes no loss logs train_loss as null: drawn as a gap.
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else "NaN"
@@ -71,7 +71,7 @@ with open(out + ".kind", "w") as fk:
 with open(out, "w") as f, open(out + ".acc", "w") as fa:
     for rnd in sorted(rows):
         r = rows[rnd]
-        mean = lambda k: avg([x.get(k) for x in r])
+        mean = lambda k: mean_of([x.get(k) for x in r])
         line = f"{rnd}\t{mean('wall_seconds')}\t{mean('bytes_sent') / 1e6}\t{mean('train_loss')}"
         f.write(line + "\n")
         accs = [x[key] for x in r if key in x]
@@ -88,7 +88,7 @@ with open(out, "w") as f, open(out + ".acc", "w") as fa:
         with open(spath, "rb") as fs:
             s = json.loads(fs.read().decode("utf-8", "replace"))
         last = rows[max(rows)]
-        loss = avg([x.get("train_loss") for x in last])
+        loss = mean_of([x.get("train_loss") for x in last])
         num = lambda v: "NaN" if v is None else f"{float(v)}"
         fa.write(f"{s['rounds']}\t{s['wall_seconds']}\t{s['bytes_sent_per_peer'] / 1e6}\t{loss}"
                  f"\t{num(s[key + '_mean'])}\t{num(s.get(key + '_avg_model'))}"

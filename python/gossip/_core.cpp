@@ -202,7 +202,7 @@ class PyAlgorithm {
   // Writes a metrics line now: the runtime's fields, the mean loss since the last line (null
   // when none was passed) and `extra` (a JSON object: test_accuracy, ...).
   void log(const std::string& extra) {
-    auto line = runtime::metrics_line(*algo_, peer_->rank(), wall_seconds());
+    auto line = runtime::metrics_line(*algo_, *transport_, peer_->rank(), wall_seconds());
     line["train_loss"] = window_ > 0 ? nlohmann::json(window_loss_ / static_cast<double>(window_))
                                      : nlohmann::json(nullptr);
     const auto more = nlohmann::json::parse(extra);

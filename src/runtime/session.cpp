@@ -106,7 +106,8 @@ void MetricsFile::write(const nlohmann::json& line) {
   out_.flush();
 }
 
-nlohmann::json metrics_line(const algorithms::Algorithm& algo, int rank, double wall_seconds) {
+nlohmann::json metrics_line(const algorithms::Algorithm& algo, const net::Transport& transport,
+                            int rank, double wall_seconds) {
   const auto& tot = algo.totals();
   nlohmann::json j{{"rank", rank},
                    {"round", algo.round()},
@@ -120,6 +121,14 @@ nlohmann::json metrics_line(const algorithms::Algorithm& algo, int rank, double 
                    {"decode_seconds", tot.decode_s},
                    {"update_seconds", tot.update_s}};
   if (algorithms::uses_consensus_step(algo.name())) j["consensus_step"] = algo.consensus_step();
+  const auto& drops = transport.drops().all;
+  j["frames_dropped"] = drops.total;
+  if (drops.total > 0) {
+    auto& by = j["frames_dropped_by_reason"] = nlohmann::json::object();
+    for (std::size_t r = 0; r < net::kDropReasonCount; ++r)
+      if (drops.by_reason[r] > 0)
+        by[std::string(net::drop_reason_name(static_cast<net::DropReason>(r)))] = drops.by_reason[r];
+  }
   return j;
 }
 

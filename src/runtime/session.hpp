@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gossip/algorithms/algorithm.hpp"
+#include "gossip/transport.hpp"
 #include "gossip/transport_options.hpp"
 #include "src/runtime/config.hpp"
 #include "topology/topology.hpp"
@@ -67,7 +68,10 @@ class MetricsFile {
 
 // The fields every metrics line has, from the algorithm's running totals: rank, round,
 // wall_seconds, lr, consensus_step (where the algorithm has one), bytes_sent, bytes_received and
-// the seconds per phase (compute, encode, wait, decode, update).
-nlohmann::json metrics_line(const algorithms::Algorithm& algo, int rank, double wall_seconds);
+// the seconds per phase (compute, encode, wait, decode, update); and from the transport's drop
+// counters frames_dropped (every frame dropped so far: strangers', bad, stale, duplicate) and,
+// when there are any, frames_dropped_by_reason ({"bad checksum": 3, ...}).
+nlohmann::json metrics_line(const algorithms::Algorithm& algo, const net::Transport& transport,
+                            int rank, double wall_seconds);
 
 }  // namespace gossip::runtime

@@ -387,7 +387,7 @@ EvalPoint PeerTrainer::evaluate(std::uint64_t round) {
 
 void PeerTrainer::log_line(MetricsFile& out, double train_loss,
                            const std::optional<EvalPoint>& eval, double wall) const {
-  auto j = metrics_line(*algo_, rank_, wall);
+  auto j = metrics_line(*algo_, transport_, rank_, wall);
   j["epoch"] = static_cast<double>(algo_->round()) / static_cast<double>(rounds_per_epoch_);
   j["train_loss"] = train_loss;
   auto add = [&j](const Evaluation& e, const std::string& suffix) {
