@@ -109,14 +109,20 @@ def batches(images, labels, indices, batch, epoch, seed, rank):
 class Net(nn.Module):
     """A small version of the Fashion-MNIST benchmark's 2-conv CNN (conv 5x5 / pool / conv 5x5 /
     pool / dense / dense). The benchmark's widths (32 and 64 channels, a 1024-unit dense layer:
-    3.3 M parameters) are too slow for 8 peers on 2 CPU cores; these are 16, 32 and 64:
+    3.3 M parameters) send 29x more bytes per gossip round and compute ~1.3x slower per batch
+    (below); these are 16, 32 and 64:
 
         conv 1->16 5x5 (416) - ReLU - maxpool 2 - conv 16->32 5x5 (12,832) - ReLU - maxpool 2
         - dense 1568->64 (100,416) - ReLU - dense 64->10 (650)               = 114,314 parameters
 
-    Forward + backward + SGD step of a batch of 32 on one core (torch.set_num_threads(1), torch
-    1.13 CPU, Debian; the shared 2-core development machine, median of 200 batches):
-    measured 4.6 ms, i.e. ~7,000 samples/s/core; the benchmark's full-width net took 41 ms.
+    Forward + backward + SGD step of a batch of 32 on one core (torch.set_num_threads(1), Debian's
+    torch 1.13 CPU) on the shared 2-core development machine, measured while other builds kept its
+    load at 2 to 6, so expect less on an idle core: median 22 to 24 ms (best 17 to 20 ms), about
+    1,350 samples/s per core; 8 peers with 1 thread each trained 2,758 samples/s on the 2 cores.
+    The benchmark's widths took a median of 30 to 31 ms in the same runs: on this build the
+    element-wise ops and pooling on the 28x28 maps cost as much as the convolutions, so narrower
+    layers gain less than their FLOPs suggest; the 29x smaller model still means 29x fewer bytes
+    per gossip round (457 KB in fp32).
     (python/examples/fashion.py --bench prints these.)
     """
 

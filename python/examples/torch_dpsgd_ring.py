@@ -30,7 +30,7 @@ import fashion  # noqa: E402
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     fashion.add_common_args(p)
-    p.add_argument("--lr", type=float, default=0.05, help="learning rate")
+    p.add_argument("--lr", type=float, default=0.05, help="learning rate (0.05: see README, \"Settings\")")
     p.add_argument("--momentum", type=float, default=0.9, help="heavy-ball momentum (local, per peer)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--lr-decay-epochs", type=fashion.int_list, default=[],
