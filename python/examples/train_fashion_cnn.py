@@ -47,23 +47,11 @@ def parse_args():
     p.add_argument("--set", dest="overrides", type=setting, action="append", default=[],
                    metavar="KEY=VALUE", help="override a config key, e.g. --set algorithm.lr=0.05 (repeatable)")
     p.add_argument("--summary", default="runs/fashion-cnn/summary.json",
-                   help="summary JSON written by rank 0 (peers leave SUMMARY.peer-R.json beside it)")
+                   help="summary JSON written by rank 0")
+    p.add_argument("--lr-decay-epochs", type=fashion.int_list, default=[],
+                   help="comma-separated epochs after which lr is multiplied by --lr-decay-factor")
+    p.add_argument("--lr-decay-factor", type=float, default=0.1)
     return p.parse_args()
-
-
-def gather_peer_results(summary_path, world, timeout_s=60):
-    """Rank 0 reads every peer's SUMMARY.peer-R.json. Called after `opt.averaged()`, which every
-    peer enters only after writing its file, so the files are there on one host or a shared disk."""
-    results, deadline = [], time.monotonic() + timeout_s
-    for r in range(world):
-        path = f"{summary_path}.peer-{r}.json"
-        while not os.path.exists(path) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not os.path.exists(path):
-            raise TimeoutError(f"{path}: peer {r}'s result did not appear within {timeout_s} s")
-        with open(path) as f:
-            results.append(json.load(f))
-    return results
 
 
 def main():
@@ -80,14 +68,12 @@ def main():
     mine = fashion.shard(len(train_y), rank, world, args.seed)
     rpe = fashion.rounds_per_epoch(len(mine), args.batch_size)
     total_rounds = int(round(args.epochs * rpe))
-    peer_file = f"{args.summary}.peer-{rank}.json"
-    if os.path.exists(peer_file):
-        os.remove(peer_file)  # a previous run's
 
     torch.manual_seed(args.seed)  # every peer starts from the same model
     model = fashion.Net()
     # --- gossip: lr, momentum, algorithm and codec come from the run config ---
     opt = gt.DecentralizedOptimizer(model, peer)
+    base_lr = opt.param_groups[0]["lr"]
 
     if rank == 0:
         print(f"gossip: {world} peers, {threads} threads each, {fashion.parameter_count(model):,}"
@@ -98,6 +84,9 @@ def main():
     progress = fashion.Progress(rank, rpe, total_rounds, args.log_every)
     round_, epoch = 0, 0
     while round_ < total_rounds:
+        # The step schedule, as the baseline's: a torch optimizer's lr, which the next step uses.
+        opt.param_groups[0]["lr"] = fashion.lr_at_epoch(base_lr, args.lr_decay_epochs,
+                                                        args.lr_decay_factor, epoch)
         for x, y in fashion.batches(train_x, train_y, mine, args.batch_size, epoch, args.seed, rank):
             opt.zero_grad()
             loss = F.cross_entropy(model(x), y)
@@ -118,14 +107,15 @@ def main():
     eval_started = time.perf_counter()
 
     acc, loss = fashion.evaluate(model, test_x, test_y)
-    fashion.write_json(peer_file, fashion.peer_result(rank, acc, loss, opt.bytes_sent, wall,
-                                                      total_rounds * args.batch_size))
     print(f"peer {rank}: test accuracy {acc:.4f}, {opt.bytes_sent / 1e6:.1f} MB sent", flush=True)
+    # --- gossip: every peer's figures, in rank order (a collective) ---
+    figures = opt.algorithm.gather([acc, loss, opt.bytes_sent, wall, total_rounds * args.batch_size])
     with opt.averaged():  # --- gossip: the averaged model ---
         avg_acc, avg_loss = fashion.evaluate(model, test_x, test_y) if rank == 0 else (None, None)
 
     if rank == 0:
-        results = gather_peer_results(args.summary, world)
+        results = [fashion.peer_result(r, float(f[0]), float(f[1]), round(float(f[2])), float(f[3]),
+                                       round(float(f[4]))) for r, f in enumerate(figures)]
         print(f"evaluation (own model, then the averaged one): {time.perf_counter() - eval_started:.1f} s",
               flush=True)
         summary = fashion.make_summary(
@@ -134,7 +124,9 @@ def main():
             config=args.config or os.environ.get("GOSSIP_CONFIG"), overrides=overrides, seed=args.seed,
             threads_per_peer=threads, train_rows=len(train_y), test_rows=len(test_y),
             parameters=fashion.parameter_count(model),
-            bytes_note="bytes the peer sent, framing included (opt.bytes_sent)")
+            lr_decay_epochs=args.lr_decay_epochs, lr_decay_factor=args.lr_decay_factor,
+            bytes_note="bytes the peer sent, framing included (opt.bytes_sent; gathered as "
+                       "float32: within 2^-24 of it)")
         fashion.print_summary(summary)
         fashion.write_json(args.summary, summary)
     peer.close()

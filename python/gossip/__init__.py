@@ -82,6 +82,22 @@ class Algorithm:
         the same point of the run)."""
         return self._core.average()
 
+    def mean(self, values):
+        """The element-wise mean over every peer of `values` (float32, the same length on every
+        peer): a collective, after the first step()."""
+        return self._core.mean(values)
+
+    def gather(self, values):
+        """Every peer's `values` (a list of numbers, the same length on every peer), as a
+        (peers × len) float32 array in rank order: a collective, after the first step(). Each
+        value travels as a float32 (about 7 significant digits)."""
+        import numpy as np
+        n, rank = self._peer.size, self._peer.rank
+        row = np.asarray(values, dtype=np.float64).reshape(-1)
+        table = np.zeros((n, row.size), dtype=np.float32)
+        table[rank] = row * n  # the mean of the table is every peer's row
+        return self.mean(table.reshape(-1)).reshape(n, row.size)
+
     def log(self, **fields):
         """Writes a metrics line now, with extra fields (test_accuracy=..., ...)."""
         self._core.log(json.dumps(fields))
@@ -199,6 +215,10 @@ def init(config=None, rank=None, overrides=None, handle_sigint=True):
     if rank is not None and (not isinstance(rank, int) or rank < 0):
         raise ConfigError(f"rank must be a non-negative integer, got {rank!r}")
     peer = Peer(_core.Peer(os.fspath(config), -1 if rank is None else rank, _overrides(overrides)))
+    ignored = peer._core.trainer_only_keys
+    if ignored and peer.rank == 0:
+        print(f"gossip: {config}: {', '.join(ignored)} only concern the CLI's trainer (its epochs); "
+              "in a Python run use a torch lr scheduler or set opt.algorithm.lr", file=sys.stderr)
     if handle_sigint:
         peer._install_sigint()
     return peer

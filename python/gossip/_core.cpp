@@ -76,6 +76,19 @@ class Peer {
   const runtime::RunConfig& config() const { return config_; }
   const topology::Topology& topology() const { return topo_; }
 
+  // Keys of the run config that only the CLI's trainer reads (its epoch-based schedule), set to
+  // something other than their defaults: the package warns that they have no effect.
+  std::vector<std::string> trainer_only_keys() const {
+    const runtime::RunConfig defaults;
+    std::vector<std::string> keys;
+    if (!config_.lr_decay_epochs.empty()) keys.push_back("algorithm.lr_decay_epochs");
+    if (config_.lr_warmup_epochs != defaults.lr_warmup_epochs)
+      keys.push_back("algorithm.lr_warmup_epochs");
+    if (config_.consensus_decay_factor != defaults.consensus_decay_factor)
+      keys.push_back("algorithm.consensus_decay_factor");
+    return keys;
+  }
+
   // Ctrl-C, as the Python signal handler reports it: ask for the agreed stop.
   void interrupt() { interrupted_.store(true); }
   bool interrupted() const { return interrupted_.load(); }
@@ -210,6 +223,7 @@ class PyAlgorithm {
     line.update(more);
     if (!metrics_) metrics_.emplace(peer_->config(), peer_->rank(), algo_->round());
     metrics_->write(line);
+    last_logged_ = algo_->round();
     window_loss_ = 0.0;
     window_ = 0;
   }
@@ -221,25 +235,23 @@ class PyAlgorithm {
     py::array_t<float> out(static_cast<py::ssize_t>(algo_->dim()));
     std::span<float> avg(out.mutable_data(), algo_->dim());
     algo_->copy_params(avg);
-    const std::uint64_t t = algo_->round();
-    if (t == 0 || peer_->size() == 1) return out;
-    // Ring steps past the C-PSGD baseline's within the round just done, and past any earlier
-    // average of the same round.
-    if (avg_round_ != t - 1) avg_calls_ = 0;
-    const std::uint32_t first = algorithms::kDiagnosticFirstStep +
-                                avg_calls_ * 2u * static_cast<std::uint32_t>(peer_->size());
-    ++avg_calls_;
-    avg_round_ = t - 1;
-    try {
-      py::gil_scoped_release release;
-      algorithms::allreduce_mean(*transport_, t - 1, avg, first);
-    } catch (const Interrupted&) {
-      broken_ = "an average was abandoned on Ctrl-C";
-      restore_python_error();
-    } catch (const net::TransportError& e) {
-      broken_ = e.what();
-      throw;
-    }
+    if (algo_->round() == 0 || peer_->size() == 1) return out;
+    collective_mean(avg);
+    return out;
+  }
+
+  // The element-wise mean over every peer of `values` (the same length on every peer; a
+  // collective, after the first round).
+  py::array_t<float> mean(py::array_t<float, py::array::c_style | py::array::forcecast> values) {
+    check_usable();
+    if (values.ndim() != 1) throw std::invalid_argument("mean: values must be one-dimensional");
+    py::array_t<float> out(values.size());
+    std::copy(values.data(), values.data() + values.size(), out.mutable_data());
+    if (peer_->size() == 1) return out;
+    if (algo_->round() == 0)
+      throw std::invalid_argument("mean and gather are collectives of a round: call them after "
+                                  "the first step()");
+    collective_mean(std::span<float>(out.mutable_data(), static_cast<std::size_t>(out.size())));
     return out;
   }
 
@@ -317,9 +329,17 @@ class PyAlgorithm {
     algo_->set_lr(static_cast<float>(lr));
   }
 
-  // Closes the sockets; the buffers (and numpy views of them) stay.
+  // Writes the last metrics line (rounds since the last one), then closes the sockets; the
+  // buffers (and numpy views of them) stay.
   void close() {
     if (!transport_) return;
+    if (broken_.empty() && algo_->round() > last_logged_) {
+      try {
+        log("{}");
+      } catch (const std::exception&) {
+        // A metrics file that cannot be written must not keep the sockets open.
+      }
+    }
     closed_ = true;
     py::gil_scoped_release release;
     algo_.reset();
@@ -327,6 +347,27 @@ class PyAlgorithm {
   }
 
  private:
+  // A ring all-reduce of `data` in the round just done, on ring steps past the C-PSGD baseline's
+  // and past any earlier collective of the same round.
+  void collective_mean(std::span<float> data) {
+    const std::uint64_t t = algo_->round() - 1;
+    if (avg_round_ != t) avg_calls_ = 0;
+    const std::uint32_t first = algorithms::kDiagnosticFirstStep +
+                                avg_calls_ * 2u * static_cast<std::uint32_t>(peer_->size());
+    ++avg_calls_;
+    avg_round_ = t;
+    try {
+      py::gil_scoped_release release;
+      algorithms::allreduce_mean(*transport_, t, data, first);
+    } catch (const Interrupted&) {
+      broken_ = "a collective was abandoned on Ctrl-C";
+      restore_python_error();
+    } catch (const net::TransportError& e) {
+      broken_ = e.what();
+      throw;
+    }
+  }
+
   void check_usable() const {
     if (closed_) throw std::runtime_error("this algorithm was closed");
     if (!broken_.empty())
@@ -388,6 +429,7 @@ class PyAlgorithm {
   std::optional<runtime::MetricsFile> metrics_;
   double window_loss_ = 0.0;
   std::uint64_t window_ = 0;
+  std::uint64_t last_logged_ = 0;  // round of the last metrics line
   std::optional<Clock::time_point> interrupted_at_;
   std::unique_ptr<py::error_already_set> error_;
   std::string broken_;
@@ -443,6 +485,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("granularity", [](const Peer& p) { return p.config().granularity; })
       .def_property_readonly("neighbors",
                              [](const Peer& p) { return p.topology().graph.neighbors(p.rank()); })
+      .def_property_readonly("trainer_only_keys", &Peer::trainer_only_keys)
       .def("interrupt", &Peer::interrupt)
       .def_property_readonly("interrupted", &Peer::interrupted)
       .def(
@@ -465,6 +508,7 @@ PYBIND11_MODULE(_core, m) {
       .def("step", &PyAlgorithm::step, py::arg("grad").noconvert() = py::none(),
            py::arg("loss") = py::none())
       .def("average", &PyAlgorithm::average)
+      .def("mean", &PyAlgorithm::mean, py::arg("values"))
       .def("save", &PyAlgorithm::save)
       .def("load", &PyAlgorithm::load, py::arg("state"))
       .def("close", &PyAlgorithm::close)
