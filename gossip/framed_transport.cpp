@@ -555,9 +555,11 @@ void FramedTransport::handshake() {
         accept(std::move(*in));
         continue;
       }
-      if (options_.cancelled && options_.cancelled())
+      if (options_.cancelled && options_.cancelled()) {
+        drop_queued();  // the user wants out: hellos to peers not yet there need not wait
         throw TransportCancelled(
             fmt::format("rank {}: stopped during the start-up handshake", rank_));
+      }
       if (Clock::now() < deadline) continue;
       std::string missing;
       for (int r : links_) {

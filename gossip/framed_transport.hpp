@@ -98,6 +98,9 @@ class FramedTransport : public Transport {
   virtual std::vector<int> wait_released(Clock::time_point deadline) = 0;
   // After an error: stops all I/O that could still read caller memory. Must not throw.
   virtual void abort() noexcept = 0;
+  // A cancelled handshake: what is still queued may be thrown away when the backend closes, so
+  // that closing does not wait out its linger for peers that never came. Must not throw.
+  virtual void drop_queued() noexcept {}
 
   spdlog::logger& log() const { return *log_; }
   // Grows by one per batch of sends of one payload (hello, an exchange, a ring step): a backend

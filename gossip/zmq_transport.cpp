@@ -147,6 +147,16 @@ void ZmqTransport::abort() noexcept {
   }
 }
 
+void ZmqTransport::drop_queued() noexcept {
+  try {
+    for (auto& d : dealers_) {
+      if (d) d->set(zmq::sockopt::linger, 0);
+    }
+  } catch (...) {
+    // A socket already closed keeps nothing queued.
+  }
+}
+
 bool ZmqTransport::try_send(int to, const HeaderBytes& header, std::span<const std::byte> payload) {
   auto& slot = dealers_.at(static_cast<std::size_t>(to));
   if (!slot) throw TransportError(fmt::format("rank {}: no link to {}", rank(), peer_name(to)));

@@ -44,6 +44,7 @@ class ZmqTransport final : public FramedTransport {
                                       std::span<const int> blocked) override;
   std::vector<int> wait_released(Clock::time_point deadline) override;
   void abort() noexcept override;
+  void drop_queued() noexcept override;
 
  private:
   // Counts zero-copy messages libzmq still holds, per destination. Its free callback runs on a

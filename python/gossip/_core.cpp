@@ -130,9 +130,17 @@ class PyAlgorithm {
     options.cancelled = [this] { return handshake_cancelled(); };
     options.poll = [this] { poll(); };
     wire_bytes_ = bytes.wire;
-    transport_ = std::make_unique<net::ZmqTransport>(peer_->topology(), peer_->rank(), options);
-    algo_ = algorithms::make_algorithm(algo_config, *transport_, peer_->topology(),
-                                       std::span<const float>(x0.data(), d));
+    // The handshake waits for every linked peer (transport.connect_timeout_s): without the GIL,
+    // and Ctrl-C ends it (options.cancelled).
+    try {
+      py::gil_scoped_release release;
+      transport_ = std::make_unique<net::ZmqTransport>(peer_->topology(), peer_->rank(), options);
+      algo_ = algorithms::make_algorithm(algo_config, *transport_, peer_->topology(),
+                                         std::span<const float>(x0.data(), d));
+    } catch (const net::TransportCancelled&) {
+      if (!error_) PyErr_SetString(PyExc_KeyboardInterrupt, "");
+      restore_python_error();
+    }
     last_return_ = Clock::now();
   }
 

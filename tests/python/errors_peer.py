@@ -8,6 +8,8 @@ stop:    rank 1 is slow (50 ms a round); the test sends rank 0 one SIGINT: both 
 hang:    rank 1 stops stepping after 3 rounds (it sleeps); rank 0 gets SIGINT while blocked and
          must raise KeyboardInterrupt within about a second.
 mismatch: rank 1 runs another learning rate: both must raise PeerError at the handshake.
+handshake: only rank 0 runs; SIGINT while it waits for rank 1 at the start must raise
+         KeyboardInterrupt at once.
 Each writes FOLDER/SCENARIO-RANK.txt with what happened."""
 import os
 import signal
@@ -28,11 +30,16 @@ def report(text):
         f.write(text)
 
 
+if scenario == "handshake":
+    open(f"{folder}/{scenario}-{peer.rank}.ready", "w").close()
 try:
     lr = 0.5 if scenario == "mismatch" and peer.rank == 1 else 0.1
     algo = peer.algorithm(np.zeros(1000, np.float32), overrides={"algorithm.lr": lr})
 except gossip.PeerError as e:
     report(f"PeerError at the handshake: {e}")
+    sys.exit(0)
+except KeyboardInterrupt:
+    report(f"KeyboardInterrupt at the handshake at {time.monotonic():.3f}")
     sys.exit(0)
 
 open(f"{folder}/{scenario}-{peer.rank}.ready", "w").close()

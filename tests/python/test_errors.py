@@ -47,7 +47,7 @@ def result(folder, scenario, rank):
 
 
 with scratch() as tmp:
-    one = write_config(tmp, "ring:1", name="one")
+    one = write_config(tmp, "ring:1,{ipc}", name="one")
     # Unknown keys and bad values name the key.
     for overrides, key in (({"algorithm.lerning_rate": 0.1}, "algorithm.lerning_rate"),
                            ({"algorithm.lr": "fast"}, "algorithm.lr")):
@@ -128,4 +128,16 @@ with scratch() as tmp:
     took = float(text.split()[-1]) - sent
     require(took < 2.0, f"KeyboardInterrupt came {took:.2f} s after Ctrl-C")
     print(f"Ctrl-C while blocked: KeyboardInterrupt after {took:.2f} s: ok")
+    # Ctrl-C while the start-up handshake waits for a peer that never comes.
+    procs = start(two, "handshake", tmp, n=1)
+    wait_ready(tmp, "handshake", n=1)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    procs[0].send_signal(signal.SIGINT)
+    wait_all(procs, timeout=20)
+    text = result(tmp, "handshake", 0)
+    require(text.startswith("KeyboardInterrupt at the handshake"), f"after Ctrl-C: {text}")
+    took = float(text.split()[-1]) - sent
+    require(took < 1.5, f"KeyboardInterrupt came {took:.2f} s after Ctrl-C")
+    print(f"Ctrl-C in the handshake: KeyboardInterrupt after {took:.2f} s: ok")
 print("ok")

@@ -21,7 +21,7 @@ torch.set_num_threads(1)
 
 with scratch() as tmp:
     # --- One peer: views, SGD's arithmetic, no allocation per step, layer-wise sizes. ---
-    config = write_config(tmp, "ring:1", name="one", extra="")
+    config = write_config(tmp, "ring:1,{ipc}", name="one")
     peer = gossip.init(config, rank=0)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(300, 200), torch.nn.ReLU(), torch.nn.Linear(200, 10))
