@@ -99,10 +99,14 @@ def main():
         epoch += 1
         if args.eval_every and epoch % args.eval_every == 0 and round_ < total_rounds:
             with progress.paused():  # evaluations are not training time
-                acc, _ = fashion.evaluate(model, test_x, test_y)
+                acc, loss = fashion.evaluate(model, test_x, test_y)
+                fields = {"test_accuracy": acc, "test_loss": loss}
                 with opt.averaged():  # --- gossip: every peer's model is the average inside ---
                     if rank == 0:
-                        fashion.print_eval(epoch, acc, *fashion.evaluate(model, test_x, test_y))
+                        avg_acc, avg_loss = fashion.evaluate(model, test_x, test_y)
+                        fashion.print_eval(epoch, acc, avg_acc, avg_loss)
+                        fields.update(test_accuracy_avg_model=avg_acc, test_loss_avg_model=avg_loss)
+                opt.log(**fields)  # --- gossip: a metrics line, as the CLI's evaluations write
     wall = progress.wall()
     eval_started = time.perf_counter()
 
@@ -112,6 +116,10 @@ def main():
     figures = opt.algorithm.gather([acc, loss, opt.bytes_sent, wall, total_rounds * args.batch_size])
     with opt.averaged():  # --- gossip: the averaged model ---
         avg_acc, avg_loss = fashion.evaluate(model, test_x, test_y) if rank == 0 else (None, None)
+    fields = {"test_accuracy": acc, "test_loss": loss}
+    if rank == 0:
+        fields.update(test_accuracy_avg_model=avg_acc, test_loss_avg_model=avg_loss)
+    opt.log(**fields)  # the final evaluation, for scripts/plot-run.sh
 
     if rank == 0:
         results = [fashion.peer_result(r, float(f[0]), float(f[1]), round(float(f[2])), float(f[3]),
