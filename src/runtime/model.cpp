@@ -12,7 +12,19 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "src/runtime/threads.hpp"
+
 namespace gossip::runtime {
+
+namespace {
+// cblas_sgemm holding a BlasSlot for the call, so that no more threads are inside OpenBLAS at
+// once than its buffers allow (threads.hpp).
+template <class... Args>
+void blas_sgemm(Args... args) {
+  const BlasSlot slot;
+  cblas_sgemm(args...);
+}
+}  // namespace
 
 MlpLayout::MlpLayout(std::size_t inputs, std::vector<std::size_t> hidden, std::size_t classes) {
   if (inputs == 0 || classes < 1)
@@ -87,9 +99,9 @@ std::pair<double, std::size_t> Mlp::forward(std::span<const float> params, const
     float* out = act_[l + 1].data();
     for (std::size_t r = 0; r < rows; ++r) std::copy_n(b, n_out, out + r * n_out);
     // out (rows x n_out) += in (rows x n_in) * W^T (W is n_out x n_in, row-major).
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                static_cast<int>(n_out), static_cast<int>(n_in), 1.0f, in, static_cast<int>(n_in),
-                w, static_cast<int>(n_in), 1.0f, out, static_cast<int>(n_out));
+    blas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+               static_cast<int>(n_out), static_cast<int>(n_in), 1.0f, in, static_cast<int>(n_in), w,
+               static_cast<int>(n_in), 1.0f, out, static_cast<int>(n_out));
     if (l + 1 < layers)
       for (std::size_t k = 0; k < rows * n_out; ++k) out[k] = std::max(out[k], 0.0f);
     in = out;
@@ -163,20 +175,20 @@ double Mlp::loss_grad(std::span<const float> params, const Dataset& data,
     float* gw = grad.data() + offsets[2 * l];
     float* gb = grad.data() + offsets[2 * l + 1];
     // gW (n_out x n_in) = delta^T (n_out x rows) * in (rows x n_in).
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(n_out),
-                static_cast<int>(n_in), static_cast<int>(rows), 1.0f, delta_.data(),
-                static_cast<int>(n_out), in, static_cast<int>(n_in), 0.0f, gw,
-                static_cast<int>(n_in));
+    blas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(n_out),
+               static_cast<int>(n_in), static_cast<int>(rows), 1.0f, delta_.data(),
+               static_cast<int>(n_out), in, static_cast<int>(n_in), 0.0f, gw,
+               static_cast<int>(n_in));
     std::fill_n(gb, n_out, 0.0f);
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t k = 0; k < n_out; ++k) gb[k] += delta_[r * n_out + k];
     if (l == 0) break;
     // delta_prev (rows x n_in) = delta (rows x n_out) * W (n_out x n_in), masked by ReLU.
     const float* w = params.data() + offsets[2 * l];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
-                static_cast<int>(n_in), static_cast<int>(n_out), 1.0f, delta_.data(),
-                static_cast<int>(n_out), w, static_cast<int>(n_in), 0.0f, delta_next_.data(),
-                static_cast<int>(n_in));
+    blas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
+               static_cast<int>(n_in), static_cast<int>(n_out), 1.0f, delta_.data(),
+               static_cast<int>(n_out), w, static_cast<int>(n_in), 0.0f, delta_next_.data(),
+               static_cast<int>(n_in));
     for (std::size_t k = 0; k < rows * n_in; ++k)
       if (act_[l][k] <= 0.0f) delta_next_[k] = 0.0f;
     delta_.swap(delta_next_);

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -37,6 +39,35 @@ void use_threads(int threads) {
 
 void use_openmp_threads(int threads) {
   omp_set_num_threads(threads);
+}
+
+int blas_slots() {
+  static const int slots = [] {
+    const std::string_view config = openblas_get_config();
+    constexpr std::string_view key = "MAX_THREADS=";
+    const auto at = config.find(key);
+    int max_threads = 0;
+    if (at != std::string_view::npos) {
+      const char* first = config.data() + at + key.size();
+      std::from_chars(first, config.data() + config.size(), max_threads);
+    }
+    return max_threads > 1 ? max_threads / 2 : 32;
+  }();
+  return slots;
+}
+
+namespace {
+std::counting_semaphore<>& blas_semaphore() {
+  static std::counting_semaphore<> semaphore(blas_slots());
+  return semaphore;
+}
+}  // namespace
+
+BlasSlot::BlasSlot() {
+  blas_semaphore().acquire();
+}
+BlasSlot::~BlasSlot() {
+  blas_semaphore().release();
 }
 
 std::string describe_threads(int peers, std::optional<int> threads) {

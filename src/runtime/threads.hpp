@@ -5,6 +5,7 @@
 // starve each other: 8 peers on 2 cores ran 6.0 rounds/s instead of 97.8 (docs/BENCHMARKS.md).
 
 #include <optional>
+#include <semaphore>
 #include <string>
 
 namespace gossip::runtime {
@@ -24,6 +25,22 @@ std::optional<int> threads_per_peer(int peers);
 void use_threads(int threads);
 // OpenMP's thread count for the calling thread only.
 void use_openmp_threads(int threads);
+
+// OpenBLAS keeps buffers for each thread that calls it in a table sized by its compile-time
+// MAX_THREADS (64 in Debian's 0.3.21 pthreads build); more threads inside it at once overflow
+// the table ("OpenBLAS warning: precompiled NUM_THREADS exceeded") and corrupt memory: 256 MLP
+// peers under `gossip simulate` crashed about every other run. Every BLAS call of the models
+// holds a BlasSlot, so at most blas_slots() threads are inside OpenBLAS at once: half its
+// MAX_THREADS (read from openblas_get_config()), 32 when the string does not say. The calls
+// only wait for each other, so results are unchanged.
+int blas_slots();
+class BlasSlot {
+ public:
+  BlasSlot();
+  ~BlasSlot();
+  BlasSlot(const BlasSlot&) = delete;
+  BlasSlot& operator=(const BlasSlot&) = delete;
+};
 
 // One line for the log: "8 peers on 2 cores: 1 thread each for BLAS and codec loops (...)".
 std::string describe_threads(int peers, std::optional<int> threads);

@@ -273,3 +273,18 @@ TEST_CASE("run.device = cuda: trains on a GPU when one is visible, else a clear 
     CHECK_MESSAGE(r.err.find("or set run.device = \"cpu\"") != std::string::npos, r.err);
   }
 }
+
+TEST_CASE("simulate: more MLP peers than OpenBLAS has buffers for (its MAX_THREADS, 64)") {
+  // 96 peers, each its own thread calling OpenBLAS: without BlasSlot more threads than its
+  // MAX_THREADS were inside it at once, and runs of 256 peers crashed about every other time.
+  Scratch s("manypeers");
+  const auto cfg = s.config(
+      "[run]\noutput = \"" + s.dir().string() +
+      "\"\nepochs = 2\nbatch_size = 8\nlog_every = 1\n[topology]\nfile = "
+      "\"random-regular:96,d=4,seed=1\"\n[model]\nhidden = [32]\n[data]\ntrain_limit = 768\n"
+      "test_limit = 200\n[transport]\ntimeout_s = 120\n");
+  const auto r = run_cli("simulate --config " + cfg);
+  CHECK_MESSAGE(r.code == 0, r.err);
+  CHECK(r.err.find("NUM_THREADS exceeded") == std::string::npos);
+  CHECK(std::filesystem::exists(s.dir() / "metrics-95.jsonl"));
+}

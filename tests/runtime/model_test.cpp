@@ -7,13 +7,17 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <latch>
 #include <numeric>
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -367,4 +371,32 @@ TEST_CASE("which peers live on this host: ipc, loopback, and this machine's name
   CHECK(peers_on_host_of(topo, 0, {}) == 3);  // grouped by the host they name
   // The loopback interface is one of this machine's addresses.
   CHECK(this_host_names().contains("127.0.0.1"));
+}
+
+TEST_CASE("BLAS slots: never more threads inside OpenBLAS at once than its buffers allow") {
+  // Debian's OpenBLAS says MAX_THREADS=64: half of it.
+  const int slots = blas_slots();
+  CHECK(slots >= 1);
+  CHECK(slots <= 64);
+  std::atomic<int> inside{0}, most{0};
+  std::vector<std::thread> threads;
+  const int n = 4 * slots + 8;
+  std::latch start(n);  // all at once, as simulate's peer threads start a round
+  for (int t = 0; t < n; ++t) {
+    threads.emplace_back([&] {
+      start.arrive_and_wait();
+      for (int k = 0; k < 3; ++k) {
+        const BlasSlot slot;
+        const int now = ++inside;
+        int seen = most.load();
+        while (now > seen && !most.compare_exchange_weak(seen, now)) {
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        --inside;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(most.load() <= slots);
+  CHECK(most.load() >= 2);  // the slots are shared, not one at a time
 }
