@@ -38,7 +38,7 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
     : rank_(rank),
       size_(topo.size()),
       topology_hash_(topo.hash()),
-      session_(session_hash(topo.hash(), options.run_hash)),
+      session_(session_hash(topo.hash(), options.run_hash, options.run_nonce)),
       options_(std::move(options)),
       backend_(backend),
       log_(make_logger(rank)),
@@ -77,7 +77,7 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
   hello_payload_ = encode_hello(
       {topology_hash_, options_.run_hash, static_cast<std::uint32_t>(size_),
        static_cast<std::uint32_t>(rank_), static_cast<std::uint32_t>(options_.receive_window),
-       endpoints_[static_cast<std::size_t>(rank_)]});
+       endpoints_[static_cast<std::size_t>(rank_)], options_.run_nonce});
 }
 
 FramedTransport::~FramedTransport() {
@@ -341,6 +341,17 @@ bool FramedTransport::check_hello(const Inbound& in, int from) {
   if (h.run_hash != options_.run_hash) {
     fail(fmt::format("rank {}: {} has run-settings hash {:016x}, ours is {:016x}", rank_, who,
                      h.run_hash, options_.run_hash));
+  }
+  // The same run and settings, but not the same start: a process left over from an earlier
+  // launch (or one started by hand beside a launch) would mix two runs' rounds.
+  if (h.nonce != options_.run_nonce) {
+    fail(fmt::format(
+        "rank {}: {} belongs to another launch of this run (a leftover process?): launch nonce "
+        "{:016x}, ours is {:016x}{}",
+        rank_, who, h.nonce, options_.run_nonce,
+        h.nonce == 0 || options_.run_nonce == 0
+            ? " (0: started without `gossip launch`; GOSSIP_RUN_NONCE gives one by hand)"
+            : ""));
   }
   return true;
 }

@@ -12,6 +12,7 @@
 #include <limits>
 #include <mutex>
 #include <new>
+#include <random>
 #include <thread>
 
 #include <fmt/format.h>
@@ -453,12 +454,23 @@ int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
     out << c.to_toml();
     if (!out.flush()) throw std::runtime_error(fmt::format("cannot write {}", q.config_copy));
   }
+  const bool all_here = ranks.size() == static_cast<std::size_t>(topo.size());
+  // A nonce of this launch: a process left over from an earlier launch of the same run is then
+  // refused by name at the handshake. Peers on other hosts come from other launches, which would
+  // draw other nonces: with peers elsewhere only one the user gives (GOSSIP_RUN_NONCE, the same
+  // on every host) is passed on.
+  q.nonce = runtime::run_nonce_from_environment();
+  if (q.nonce == 0 && all_here) {
+    std::random_device entropy;
+    while (q.nonce == 0)
+      q.nonce =
+          (static_cast<std::uint64_t>(entropy()) << 32) ^ static_cast<std::uint64_t>(entropy());
+  }
   const auto spec = runtime::launch_spec(q);
   fmt::print(stderr, "launch: {}\n", runtime::describe_threads(local, q.threads));
   fmt::print(stderr, "launch: starting {} {} on this host; logs in {}/\n", ranks.size(),
              peers ? "peers" : "processes of " + command.front(), logs.string());
   const auto out = runtime::supervise(spec);
-  const bool all_here = ranks.size() == static_cast<std::size_t>(topo.size());
   if (out.exit_code == 130) {
     const bool all_stopped =
         std::all_of(out.wait_statuses.begin(), out.wait_statuses.end(), [](int s) {
@@ -507,8 +519,9 @@ void add_train_commands(CLI::App& app) {
   auto peer = std::make_shared<TrainArgs>();
   auto* p = app.add_subcommand("peer", "Run one peer of a training run (ZeroMQ to its neighbours)");
   add_common_options(p, *peer);
-  p->add_option("--rank,-r", peer->rank,
-                "This peer's rank (else GOSSIP_RANK, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)")
+  p->add_option(
+       "--rank,-r", peer->rank,
+       "This peer's rank (else GOSSIP_RANK, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)")
       ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   p->add_flag("--progress", peer->progress, "Print progress lines (rank 0 always does)");
   p->callback([peer] {

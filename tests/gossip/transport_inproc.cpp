@@ -141,7 +141,7 @@ TEST_CASE("inproc: every kind of bad frame is dropped and counted once, and the 
       {"another frame version", DropReason::bad_version, 1,
        [&](Bench& b) {
          auto hb = b.as(1).header(FrameKind::exchange, 0, 0, body.size(), b.session);
-         hb[4] = std::byte{2};
+         hb[4] = std::byte{kFrameVersion + 1};
          b.as(1).post_header(hb, body);
        }},
       {"one flipped bit", DropReason::bad_checksum, 1,
@@ -456,7 +456,7 @@ TEST_CASE("inproc: a paced peer whose neighbour never asks names it") {
   InprocTransport t(hub, 0, o);
   Forger f{hub, 1, 0, session_hash(topo.hash(), 0)};
   // Hello with window 1, then its payload without ever sending a credit.
-  auto body = encode_hello({topo.hash(), 0, 2, 1, 1, topo.peers[1].endpoint});
+  auto body = encode_hello({topo.hash(), 0, 2, 1, 1, topo.peers[1].endpoint, 0});
   f.post(FrameKind::hello, 0, 0, body, 0);
   const auto mine = pattern(0, 0, 8);
   // Peer 1 "sends" before being asked: kept; then round 0 cannot finish: we never got a credit.
@@ -479,6 +479,10 @@ TEST_CASE("inproc: 256 peers in one process") {
 
 TEST_CASE("inproc: run settings mismatch is refused by both sides") {
   check_run_hash_mismatch(inproc_group);
+}
+
+TEST_CASE("inproc: a peer of another launch of the same run is refused by name") {
+  check_nonce_mismatch(inproc_group);
 }
 
 TEST_CASE("inproc: a silent neighbour times out naming peer, endpoint and round") {
@@ -565,13 +569,15 @@ TEST_CASE("frame header round-trips and names its faults") {
   CHECK(p.header->sent_at_ns == 42);
   CHECK(p.header->stop_in == 7);
   auto bad = b;
-  bad[4] = std::byte{2};
-  CHECK(decode_header(bad).error.find("version 2") != std::string::npos);
-  const Hello hello{1, 2, 3, 4, 5, "ipc:///tmp/x"};
+  bad[4] = std::byte{kFrameVersion + 1};
+  CHECK(decode_header(bad).error.find(fmt::format("version {}", kFrameVersion + 1)) !=
+        std::string::npos);
+  const Hello hello{1, 2, 3, 4, 5, "ipc:///tmp/x", 0x0102030405060708ull};
   const auto hb = encode_hello(hello);
-  CHECK(hb.size() == 32 + 12);
+  CHECK(hb.size() == 40 + 12);
   const auto back = decode_hello(hb);
   CHECK(back.window == 5);
+  CHECK(back.nonce == 0x0102030405060708ull);
   CHECK(back.endpoint == "ipc:///tmp/x");
   CHECK(back.rank == 4);
   CHECK_THROWS_AS(decode_hello(std::span(hb).first(30)), std::invalid_argument);

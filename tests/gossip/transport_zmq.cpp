@@ -133,6 +133,10 @@ TEST_CASE("zmq: run settings mismatch is refused by both sides") {
   check_run_hash_mismatch(ipc_group);
 }
 
+TEST_CASE("zmq: a peer of another launch of the same run is refused by name") {
+  check_nonce_mismatch(ipc_group);
+}
+
 TEST_CASE("zmq: topology mismatch is refused naming both hashes") {
   Group g = ipc_group("ring:2");
   auto other = g.topo;

@@ -396,3 +396,16 @@ TEST_CASE("which peers live on this host: ipc, loopback, and this machine's name
   // The loopback interface is one of this machine's addresses.
   CHECK(this_host_names().contains("127.0.0.1"));
 }
+
+TEST_CASE("the launch nonce: GOSSIP_RUN_NONCE in hexadecimal into the transport options") {
+  const auto c = parse_run_config("[topology]\nfile = \"ring:2\"\n", "t.toml");
+  ::unsetenv("GOSSIP_RUN_NONCE");
+  CHECK(transport_options(c, 0).run_nonce == 0);  // started by hand: none
+  ::setenv("GOSSIP_RUN_NONCE", "00000000deadbeef", 1);
+  CHECK(transport_options(c, 0).run_nonce == 0xdeadbeefull);
+  ::setenv("GOSSIP_RUN_NONCE", "12x", 1);
+  CHECK_THROWS_WITH(transport_options(c, 0), doctest::Contains("GOSSIP_RUN_NONCE='12x'"));
+  ::setenv("GOSSIP_RUN_NONCE", "10000000000000000", 1);  // 17 digits
+  CHECK_THROWS_AS(transport_options(c, 0), std::invalid_argument);
+  ::unsetenv("GOSSIP_RUN_NONCE");
+}
