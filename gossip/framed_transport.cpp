@@ -193,22 +193,22 @@ void FramedTransport::start() {
   throw TransportError(message);
 }
 
+FramedTransport::CallGuard::~CallGuard() {
+  if (std::uncaught_exceptions() <= exceptions_ || t_.failed_) return;
+  // fail() has aborted already when the exception is its own; anything else gets here.
+  t_.failed_ = true;
+  t_.first_error_ = fmt::format("rank {}: {}: the call was abandoned by an exception", t_.rank_,
+                                t_.where(kind_, round_, step_));
+  t_.abort();
+}
+
 Clock::time_point FramedTransport::polled(Clock::time_point until) const {
   return options_.poll ? std::min(until, Clock::now() + options_.poll_interval) : until;
 }
 
 void FramedTransport::poll() {
-  if (!options_.poll) return;
-  try {
-    options_.poll();
-  } catch (...) {
-    if (!failed_) {
-      failed_ = true;
-      first_error_ = fmt::format("rank {}: a round was abandoned by the caller", rank_);
-      abort();
-    }
-    throw;
-  }
+  // What it throws abandons the call; the call's CallGuard tears the backend down.
+  if (options_.poll) options_.poll();
 }
 
 void FramedTransport::throw_if_failed() const {
@@ -618,6 +618,7 @@ bool FramedTransport::send_frame(FrameKind kind, int to, std::uint64_t round, st
 void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_t step,
                                std::span<const std::byte> payload, std::span<const int> to,
                                std::span<const Key> want) {
+  const CallGuard guard(*this, kind, round, step);
   const std::uint64_t sent_at = monotonic_ns();
   ++send_batch_;
   std::vector<int> blocked;
@@ -694,6 +695,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
         fmt::format("rank {}: exchange of round {} after round {}: rounds must grow", rank_, round,
                     *last_exchange_));
   }
+  const CallGuard guard(*this, FrameKind::exchange, round, 0);
   enter_round(round);
   exchange_at_ = round;
   // Frames and credits kept for rounds before this one can never be used: rounds of calls only
@@ -786,17 +788,8 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
       --in_flight;
       delivered = true;
       if (on_message) {
-        try {
-          (*on_message)(k, stored.payload);
-        } catch (...) {
-          // The round is half done; a transport in that state cannot go on.
-          if (!failed_) {
-            failed_ = true;
-            first_error_ = fmt::format("round {}: the message callback threw", round);
-            abort();
-          }
-          throw;
-        }
+        // What it throws leaves the round half done: the CallGuard fails the transport.
+        (*on_message)(k, stored.payload);
       } else {
         views_[k] = stored.payload;
         held_.push_back(std::move(stored.owner));

@@ -169,13 +169,13 @@ bool ZmqTransport::try_send(int to, const HeaderBytes& header, std::span<const s
   if (!sent) return false;  // at the high-water mark: nothing was queued
   zmq::message_t body;
   if (payload.size() >= options().zero_copy_min_bytes) {
-    {
-      std::lock_guard lock(releases_.mutex);
-      ++releases_.outstanding[static_cast<std::size_t>(to)];
-    }
-    // libzmq reads the caller's buffer until on_release runs; transfer() waits for that.
+    // libzmq reads the caller's buffer until on_release runs; transfer() waits for that, and an
+    // exception out of the call aborts the transport first (FramedTransport::CallGuard). Counted
+    // once the message owns the buffer: a rebuild that throws registered no release.
     body.rebuild(const_cast<std::byte*>(payload.data()), payload.size(), &ZmqTransport::on_release,
                  &slots_[static_cast<std::size_t>(to)]);
+    std::lock_guard lock(releases_.mutex);
+    ++releases_.outstanding[static_cast<std::size_t>(to)];
   } else {
     body.rebuild(payload.data(), payload.size());
   }

@@ -373,7 +373,11 @@ int run_peer(const TrainArgs& a) {
   const auto [wire, fp32_wire] = message_bytes(c, model);
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
-  net::ZmqTransport transport(topo, rank, stoppable_transport_options(c, std::max(wire, fp32_wire)));
+  // The trainer's buffers go before the transport: safe because a transport holds a caller's
+  // buffer only inside a call, and an exception out of one aborts it first (the zero-copy sends
+  // are released or torn down before the exception reaches us).
+  net::ZmqTransport transport(topo, rank,
+                              stoppable_transport_options(c, std::max(wire, fp32_wire)));
   runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);
   if (resume) trainer.resume(*resume);
   runtime::TrainHooks hooks;

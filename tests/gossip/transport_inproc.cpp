@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <set>
+
 #include "gossip/inproc_transport.hpp"
 #include "tests/gossip/transport_cases.hpp"
 
@@ -581,6 +583,110 @@ TEST_CASE("frame header round-trips and names its faults") {
   CHECK(back.endpoint == "ipc:///tmp/x");
   CHECK(back.rank == 4);
   CHECK_THROWS_AS(decode_hello(std::span(hb).first(30)), std::invalid_argument);
+}
+
+}  // namespace gossip::net::test
+
+namespace gossip::net::test {
+namespace {
+
+// A backend that keeps every payload it is given, as libzmq keeps a zero-copy message, until
+// wait_released() (delivered) or abort() (torn down); its send to `throw_to` fails, as a libzmq
+// error does, after the sends before it queued the caller's buffer.
+class HoldingBackend final : public FramedTransport {
+ public:
+  HoldingBackend(const topology::Topology& topo, TransportOptions o, int throw_to)
+      : FramedTransport(topo, 0, std::move(o), "holding"), topo_(topo), throw_to_(throw_to) {
+    start();
+  }
+  int held = 0;  // caller buffers the backend may still read
+  bool aborted = false;
+  bool throwing = false;  // armed after the handshake: only data sends fail
+
+ protected:
+  bool try_send(int to, const HeaderBytes&, std::span<const std::byte>) override {
+    if (throwing && to == throw_to_) throw TransportError("injected: the backend refused a send");
+    ++held;
+    return true;
+  }
+  std::optional<Inbound> wait_inbound(Clock::time_point deadline, std::span<const int>) override {
+    // The peers' hellos, then silence.
+    for (int from : links()) {
+      if (hello_given_.contains(from)) continue;
+      hello_given_.insert(from);
+      FrameHeader h;
+      h.kind = FrameKind::hello;
+      h.sender = static_cast<std::uint32_t>(from);
+      h.receiver = 0;
+      auto bytes = std::make_shared<std::pair<HeaderBytes, std::vector<std::byte>>>();
+      bytes->second =
+          encode_hello({topo_.hash(), options().run_hash, static_cast<std::uint32_t>(topo_.size()),
+                        static_cast<std::uint32_t>(from), 0,
+                        topo_.peers[static_cast<std::size_t>(from)].endpoint, 0});
+      h.payload_length = bytes->second.size();
+      bytes->first = encode_header(h);
+      Inbound in;
+      in.link = from;
+      in.header = bytes->first;
+      in.payload = bytes->second;
+      in.owner = bytes;
+      return in;
+    }
+    std::this_thread::sleep_until(std::min(deadline, Clock::now() + std::chrono::milliseconds(5)));
+    return std::nullopt;
+  }
+  std::vector<int> wait_released(Clock::time_point) override {
+    held = 0;
+    return {};
+  }
+  void abort() noexcept override {
+    aborted = true;
+    held = 0;
+  }
+
+ private:
+  const topology::Topology& topo_;
+  int throw_to_;
+  std::set<int> hello_given_;
+};
+
+}  // namespace
+
+TEST_CASE("an exception mid-round tears the backend down before it leaves the call") {
+  // Rank 0 of a complete graph of 3 sends to 1 (the backend keeps our buffer), then the send to
+  // 2 throws. Unguarded, the exception left exchange() with the buffer still held: libzmq would
+  // read it after the caller freed it.
+  const auto topo = make_topo("complete:3", "tcp://127.0.0.1:29500");
+  {
+    HoldingBackend t(topo, quick_options(), 2);
+    t.handshake();
+    REQUIRE(t.held == 0);
+    t.throwing = true;
+    const auto payload = pattern(0, 0, 1 << 17);
+    CHECK_THROWS_WITH(t.exchange(0, payload), doctest::Contains("injected"));
+    CHECK(t.aborted);
+    CHECK(t.held == 0);
+    CHECK(t.failed());
+    CHECK_THROWS_WITH(t.exchange(1, payload), doctest::Contains("unusable after an earlier error"));
+  }
+  // A poll hook that abandons a ring step after its send: the same.
+  {
+    auto o = quick_options();
+    o.timeout = std::chrono::milliseconds(2000);
+    bool armed = false;
+    o.poll = [&armed] {
+      if (armed) throw std::runtime_error("abandoned by the caller");
+    };
+    o.poll_interval = std::chrono::milliseconds(1);
+    HoldingBackend t(topo, o, -1);
+    t.handshake();
+    armed = true;
+    const auto payload = pattern(0, 0, 64);
+    std::vector<std::byte> recv(64);
+    CHECK_THROWS_WITH(t.ring_step(0, 0, payload, recv), doctest::Contains("abandoned"));
+    CHECK(t.aborted);
+    CHECK(t.held == 0);
+  }
 }
 
 }  // namespace gossip::net::test
