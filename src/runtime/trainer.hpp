@@ -115,8 +115,14 @@ class PeerTrainer {
 
   // Path of rank's checkpoint of `round` in the run folder of `config`.
   static std::string checkpoint_path(const RunConfig& config, int rank, std::uint64_t round);
-  // The largest round for which every one of `peers` ranks has a checkpoint in the run folder.
+  // The largest round for which every one of `peers` ranks has an intact checkpoint in the run
+  // folder (checkpoint_problem); a newer round with a file that is not is skipped, and stderr
+  // says why.
   static std::optional<std::uint64_t> latest_common_checkpoint(const RunConfig& config, int peers);
+  // Why the checkpoint file at `path` cannot be used, naming it: empty, not a checkpoint, another
+  // format version, cut short, or a checksum that does not match (damage, bytes appended).
+  // nullopt for a file whose bytes are as written (its settings are checked by resume()).
+  static std::optional<std::string> checkpoint_problem(const std::string& path);
 
  private:
   // Learning rate and consensus step in `round`: linear warm-up, then the step schedule.

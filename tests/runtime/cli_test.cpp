@@ -97,7 +97,9 @@ TEST_CASE("--set mends a bad value of the config file; a directory is not a conf
   CHECK(r.err.find("is a directory, not a run config") != std::string::npos);
 }
 
-TEST_CASE("simulate: a damaged checkpoint of one peer is the error reported, stray files ignored") {
+TEST_CASE(
+    "simulate: a damaged checkpoint of one peer is the error reported, --resume takes an older "
+    "round, stray files ignored") {
   Scratch s("damaged");
   const auto cfg = s.config(
       "[topology]\nfile = \"ring:4\"\n[data]\ndataset = \"blobs\"\n"
@@ -112,11 +114,18 @@ TEST_CASE("simulate: a damaged checkpoint of one peer is the error reported, str
   const auto victim = ckpts / "peer-2-round-16.ckpt";
   REQUIRE(std::filesystem::exists(victim));
   std::filesystem::resize_file(victim, 100);
-  const auto r = run_cli("simulate --config " + cfg + " --resume");
+  // Asked for by round: the damaged file itself is the error, not a neighbour's time-out
+  // waiting for peer 2.
+  auto r = run_cli("simulate --config " + cfg + " --resume-round 16");
   CHECK(r.code != 0);
-  // The damaged file itself, not a neighbour's time-out waiting for peer 2.
-  CHECK(r.err.find("peer 2: " + victim.string() + ": truncated checkpoint header") !=
-        std::string::npos);
+  CHECK_MESSAGE(
+      r.err.find("peer 2: " + victim.string() + ": checksum mismatch") != std::string::npos, r.err);
+  // --resume: the newest round every peer has intact (12), saying why 16 was skipped.
+  r = run_cli("simulate --config " + cfg + " --resume");
+  CHECK_MESSAGE(r.code == 0, r.err);
+  CHECK_MESSAGE(r.err.find("checkpoints of round 16 skipped: " + victim.string() +
+                           ": checksum mismatch") != std::string::npos,
+                r.err);
 }
 
 TEST_CASE("unreachable neighbour: the peer gives up within the connect timeout, naming it") {
