@@ -232,17 +232,34 @@ void write_summary(const RunConfig& c, const nlohmann::json& j) {
 }
 
 // A diverged run: no checkpoint after the round that diverged, no summary, a hint, exit status 3.
+// Every peer says the same (PeerSummary::divergence is agreed by all).
 int report_divergence(const RunConfig& c, const runtime::PeerSummary& s) {
+  const auto& d = *s.divergence;
   fmt::print(
       stderr,
       "diverged: peer {}'s training loss stopped being finite in round {} (epoch {:.2f}); "
       "every peer stopped, no checkpoint written after it. Try a smaller algorithm.lr{}, or a "
       "contractive codec (e.g. scaled=true for qsgd); a neighbour that sends non-finite values "
       "looks the same.\n",
-      s.rank, *s.diverged_at,
-      static_cast<double>(*s.diverged_at) / static_cast<double>(s.rounds_per_epoch),
+      d.rank, d.round, static_cast<double>(d.round) / static_cast<double>(s.rounds_per_epoch),
       algorithms::uses_consensus_step(c.algorithm) ? " or algorithm.consensus_step" : "");
   return 3;
+}
+
+// GOSSIP_TEST_DIVERGE=RANK:ROUND, for tests of the divergence path: peer RANK takes its training
+// loss of round ROUND as NaN (TrainHooks::nan_loss_round).
+std::optional<std::uint64_t> test_nan_loss_round(int rank) {
+  const char* v = std::getenv("GOSSIP_TEST_DIVERGE");
+  if (v == nullptr) return std::nullopt;
+  const std::string text(v);
+  const auto colon = text.find(':');
+  int r = -1;
+  std::uint64_t round = 0;
+  const auto r_end = text.data() + (colon == std::string::npos ? 0 : colon);
+  if (colon == std::string::npos || std::from_chars(text.data(), r_end, r).ptr != r_end ||
+      std::from_chars(r_end + 1, text.data() + text.size(), round).ptr != text.data() + text.size())
+    throw std::invalid_argument(fmt::format("GOSSIP_TEST_DIVERGE='{}' is not RANK:ROUND", text));
+  return r == rank ? std::optional(round) : std::nullopt;
 }
 
 int run_simulate(const TrainArgs& a) {
@@ -296,8 +313,9 @@ int run_simulate(const TrainArgs& a) {
         runtime::TrainHooks hooks;
         hooks.stop_requested = [] { return g_stop.load(); };
         hooks.progress = r == 0;
+        hooks.nan_loss_round = test_nan_loss_round(r);
         auto s = trainer.run(hooks);
-        if (s.diverged_at) {
+        if (s.divergence) {
           // No checkpoint of a model that is not finite.
         } else if (s.stopped_early) {
           const auto path = trainer.checkpoint();
@@ -341,8 +359,8 @@ int run_simulate(const TrainArgs& a) {
       throw std::runtime_error(fmt::format("peer {}: {}", failed_rank, e.what()));
     }
   }
-  for (const auto& s : summaries)
-    if (s.diverged_at) return report_divergence(c, s);
+  // Every peer agreed on the verdict: rank 0's is the run's.
+  if (summaries[0].divergence) return report_divergence(c, summaries[0]);
   if (summaries[0].stopped_early) return 130;
   write_summary(c, summary_json(c, topo, model, total_rounds, ends, avg_eval));
   return 0;
@@ -383,8 +401,9 @@ int run_peer(const TrainArgs& a) {
   runtime::TrainHooks hooks;
   hooks.stop_requested = [] { return g_stop.load(); };
   hooks.progress = a.progress || rank == 0;
+  hooks.nan_loss_round = test_nan_loss_round(rank);
   const auto s = trainer.run(hooks);
-  if (s.diverged_at) return report_divergence(c, s);
+  if (s.divergence) return report_divergence(c, s);
   if (s.stopped_early) {
     fmt::print(stderr, "peer {}: stopped at round {}, checkpoint {}\n", rank, s.rounds,
                trainer.checkpoint());

@@ -108,6 +108,28 @@ std::string eval_text(const EvalPoint& e) {
   return s;
 }
 
+// The earliest divergence any peer saw, known to every peer: n − 1 steps of a ring in which each
+// peer passes on the smallest (round, rank) it has seen (16 bytes a step), in ring round
+// `ring_round`. Exact for any number of peers, unlike a mean.
+std::optional<PeerSummary::Divergence> agree_on_divergence(
+    net::Transport& transport, std::uint64_t ring_round,
+    std::optional<PeerSummary::Divergence> own) {
+  constexpr std::uint64_t kNone = UINT64_MAX;
+  std::array<std::uint64_t, 2> best{kNone, kNone}, got{};
+  if (own) best = {own->round, static_cast<std::uint64_t>(own->rank)};
+  const int n = transport.size();
+  for (int step = 0; step + 1 < n; ++step) {
+    transport.ring_step(ring_round, static_cast<std::uint32_t>(step),
+                        std::as_bytes(std::span(best)), std::as_writable_bytes(std::span(got)));
+    best = std::min(best, got);
+  }
+  if (best[0] == kNone) return std::nullopt;
+  if (best[1] >= static_cast<std::uint64_t>(n))
+    throw std::runtime_error(
+        fmt::format("the divergence agreement named rank {} of {} peers", best[1], n));
+  return PeerSummary::Divergence{static_cast<int>(best[1]), best[0]};
+}
+
 std::vector<std::size_t> hidden_widths(const RunConfig& config) {
   std::vector<std::size_t> hidden;
   if (config.model == "mlp")
@@ -551,6 +573,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
     algo_->step([&](std::span<const float> x, std::span<float> g) {
       loss = model_->loss_grad(x, data_.train, rows, g);
     });
+    if (hooks.nan_loss_round == t) loss = std::numeric_limits<double>::quiet_NaN();
     if (!std::isfinite(loss) && !s.diverged_at) {
       s.diverged_at = t;
       if (!transport_.stop_round()) transport_.request_stop(t + 1 + stop_margin_);
@@ -587,6 +610,14 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
     }
   }
   s.rounds = algo_->round();
+  // How the run ends is the peers' decision, not each one's: a peer that diverged in the last
+  // rounds asks for a stop that cannot reach everyone before the end, and its neighbours would
+  // otherwise go on to the end-of-run all-reduce and wait for it until their timeout. Every peer
+  // ends here at the same round (the stop agreement or the last one), so a ring in round s.rounds
+  // (no ring step of it was taken) tells them all the same verdict.
+  std::optional<PeerSummary::Divergence> own;
+  if (s.diverged_at) own = PeerSummary::Divergence{rank_, *s.diverged_at};
+  s.divergence = transport_.size() > 1 ? agree_on_divergence(transport_, s.rounds, own) : own;
   s.wall_seconds = wall_seconds();
   wall_before_ = s.wall_seconds;
   segment_start_.reset();

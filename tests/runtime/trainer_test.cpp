@@ -273,6 +273,46 @@ TEST_CASE("a checkpoint of a different run is refused with a message") {
   CHECK(nlohmann::json::parse(last).at("round").get<std::uint64_t>() == 3 * 31);
 }
 
+TEST_CASE("the end of a run is agreed: a divergence in the last rounds reaches every peer") {
+  const Scratch scratch("verdict");
+  auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
+  apply_override(c, "run.epochs=1");  // 31 rounds; the stop margin of ring:4 is 6
+  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+  const auto data = load_data(c);
+  const auto shards = partition_all(data.train, parse_partition(c.partition), 4, c.seed);
+  // Rank 3 in the last round, rank 1 a round before it: too late for their stop requests.
+  const std::map<int, std::uint64_t> nan_at = {{1, 29}, {3, 30}};
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  std::vector<PeerSummary> summaries(4);
+  std::vector<std::string> errors(4);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 4; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        net::TransportOptions o;
+        o.timeout = std::chrono::seconds(20);
+        net::InprocTransport t(hub, r, o);
+        PeerTrainer trainer(c, topo, r, t, data, shards);
+        TrainHooks hooks;
+        if (nan_at.contains(r)) hooks.nan_loss_round = nan_at.at(r);
+        summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 4; ++r) {
+    CAPTURE(r);
+    const auto& s = summaries[static_cast<std::size_t>(r)];
+    CHECK(errors[static_cast<std::size_t>(r)].empty());
+    CHECK(s.rounds == 31);  // nobody stopped early: the requests came too late
+    REQUIRE(s.divergence.has_value());
+    CHECK(s.divergence->rank == 1);  // the earliest of the two
+    CHECK(s.divergence->round == 29);
+    CHECK(s.diverged_at == (nan_at.contains(r) ? std::optional(nan_at.at(r)) : std::nullopt));
+  }
+}
+
 TEST_CASE("allreduce_mean gives every peer the same mean") {
   const auto topo = topology::make_topology(topology::parse_spec("ring:5"));
   auto hub = std::make_shared<net::InprocHub>(topo);
