@@ -24,7 +24,8 @@ std::uint32_t fnv1a32(std::span<const std::byte> bytes) {
 }
 
 constexpr std::size_t kChecksumOffset = 60;
-constexpr std::size_t kHelloFixed = 8 + 8 + 4 + 4 + 4 + 4;  // hashes, size, rank, window, length
+// hashes, size, rank, window, endpoint length, nonce
+constexpr std::size_t kHelloFixed = 8 + 8 + 4 + 4 + 4 + 4 + 8;
 constexpr std::size_t kMaxEndpoint = 4096;
 
 }  // namespace
@@ -97,7 +98,10 @@ HeaderParse decode_header(std::span<const std::byte> bytes) {
   return {h, {}, HeaderFault::none};
 }
 
-std::uint64_t session_hash(std::uint64_t topology_hash, std::uint64_t run_hash) {
+std::uint64_t session_hash(std::uint64_t topology_hash, std::uint64_t run_hash,
+                           std::uint64_t nonce) {
+  // Without a nonce the session is what it was before nonces existed.
+  if (nonce != 0) return session_hash(session_hash(topology_hash, run_hash), nonce);
   // splitmix64 finaliser over the pair: cheap, and a change in either input changes the result.
   std::uint64_t z = topology_hash ^ (run_hash + 0x9e3779b97f4a7c15ull + (topology_hash << 6) +
                                      (topology_hash >> 2));
@@ -115,6 +119,7 @@ std::vector<std::byte> encode_hello(const Hello& h) {
   store_le<std::uint32_t>(p + 20, h.rank);
   store_le<std::uint32_t>(p + 24, h.window);
   store_le<std::uint32_t>(p + 28, static_cast<std::uint32_t>(h.endpoint.size()));
+  store_le<std::uint64_t>(p + 32, h.nonce);
   std::memcpy(p + kHelloFixed, h.endpoint.data(), h.endpoint.size());
   return out;
 }
@@ -131,6 +136,7 @@ Hello decode_hello(std::span<const std::byte> bytes) {
   h.rank = load_le<std::uint32_t>(p + 20);
   h.window = load_le<std::uint32_t>(p + 24);
   const auto len = load_le<std::uint32_t>(p + 28);
+  h.nonce = load_le<std::uint64_t>(p + 32);
   if (len > kMaxEndpoint || bytes.size() != kHelloFixed + len) {
     throw std::invalid_argument(
         fmt::format("hello record endpoint length {} does not fit {} bytes", len, bytes.size()));

@@ -29,7 +29,8 @@
 namespace gossip::net {
 
 inline constexpr std::uint32_t kFrameMagic = 0x46505347u;  // bytes 'G' 'S' 'P' 'F'
-inline constexpr std::uint16_t kFrameVersion = 1;
+// 2: the hello carries the launch nonce (Hello::nonce).
+inline constexpr std::uint16_t kFrameVersion = 2;
 inline constexpr std::size_t kFrameHeaderSize = 64;
 
 // credit: "send me your exchange payload of this round" (receive-window pacing, no payload).
@@ -67,8 +68,10 @@ struct HeaderParse {
 HeaderParse decode_header(std::span<const std::byte> bytes);
 
 // The value every data frame carries: both hashes folded so one compare rejects a frame of
-// another run or topology.
-std::uint64_t session_hash(std::uint64_t topology_hash, std::uint64_t run_hash);
+// another run or topology; a non-zero launch nonce (TransportOptions::run_nonce) is folded in
+// too, so frames of another launch of the same run are another session's.
+std::uint64_t session_hash(std::uint64_t topology_hash, std::uint64_t run_hash,
+                           std::uint64_t nonce = 0);
 
 // Handshake record, the payload of a hello frame.
 struct Hello {
@@ -78,6 +81,7 @@ struct Hello {
   std::uint32_t rank = 0;
   std::uint32_t window = 0;  // TransportOptions::receive_window: both sides must pace alike
   std::string endpoint;
+  std::uint64_t nonce = 0;  // TransportOptions::run_nonce: both sides come from one launch
 };
 std::vector<std::byte> encode_hello(const Hello& h);
 // Throws std::invalid_argument on a malformed record.

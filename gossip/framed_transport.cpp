@@ -38,7 +38,7 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
     : rank_(rank),
       size_(topo.size()),
       topology_hash_(topo.hash()),
-      session_(session_hash(topo.hash(), options.run_hash)),
+      session_(session_hash(topo.hash(), options.run_hash, options.run_nonce)),
       options_(std::move(options)),
       backend_(backend),
       log_(make_logger(rank)),
@@ -77,7 +77,7 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
   hello_payload_ = encode_hello(
       {topology_hash_, options_.run_hash, static_cast<std::uint32_t>(size_),
        static_cast<std::uint32_t>(rank_), static_cast<std::uint32_t>(options_.receive_window),
-       endpoints_[static_cast<std::size_t>(rank_)]});
+       endpoints_[static_cast<std::size_t>(rank_)], options_.run_nonce});
 }
 
 FramedTransport::~FramedTransport() {
@@ -193,22 +193,22 @@ void FramedTransport::start() {
   throw TransportError(message);
 }
 
+FramedTransport::CallGuard::~CallGuard() {
+  if (std::uncaught_exceptions() <= exceptions_ || t_.failed_) return;
+  // fail() has aborted already when the exception is its own; anything else gets here.
+  t_.failed_ = true;
+  t_.first_error_ = fmt::format("rank {}: {}: the call was abandoned by an exception", t_.rank_,
+                                t_.where(kind_, round_, step_));
+  t_.abort();
+}
+
 Clock::time_point FramedTransport::polled(Clock::time_point until) const {
   return options_.poll ? std::min(until, Clock::now() + options_.poll_interval) : until;
 }
 
 void FramedTransport::poll() {
-  if (!options_.poll) return;
-  try {
-    options_.poll();
-  } catch (...) {
-    if (!failed_) {
-      failed_ = true;
-      first_error_ = fmt::format("rank {}: a round was abandoned by the caller", rank_);
-      abort();
-    }
-    throw;
-  }
+  // What it throws abandons the call; the call's CallGuard tears the backend down.
+  if (options_.poll) options_.poll();
 }
 
 void FramedTransport::throw_if_failed() const {
@@ -341,6 +341,17 @@ bool FramedTransport::check_hello(const Inbound& in, int from) {
   if (h.run_hash != options_.run_hash) {
     fail(fmt::format("rank {}: {} has run-settings hash {:016x}, ours is {:016x}", rank_, who,
                      h.run_hash, options_.run_hash));
+  }
+  // The same run and settings, but not the same start: a process left over from an earlier
+  // launch (or one started by hand beside a launch) would mix two runs' rounds.
+  if (h.nonce != options_.run_nonce) {
+    fail(fmt::format(
+        "rank {}: {} belongs to another launch of this run (a leftover process?): launch nonce "
+        "{:016x}, ours is {:016x}{}",
+        rank_, who, h.nonce, options_.run_nonce,
+        h.nonce == 0 || options_.run_nonce == 0
+            ? " (0: started without `gossip launch`; GOSSIP_RUN_NONCE gives one by hand)"
+            : ""));
   }
   return true;
 }
@@ -609,6 +620,7 @@ bool FramedTransport::send_frame(FrameKind kind, int to, std::uint64_t round, st
 void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_t step,
                                std::span<const std::byte> payload, std::span<const int> to,
                                std::span<const Key> want) {
+  const CallGuard guard(*this, kind, round, step);
   const std::uint64_t sent_at = monotonic_ns();
   ++send_batch_;
   std::vector<int> blocked;
@@ -685,6 +697,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
         fmt::format("rank {}: exchange of round {} after round {}: rounds must grow", rank_, round,
                     *last_exchange_));
   }
+  const CallGuard guard(*this, FrameKind::exchange, round, 0);
   enter_round(round);
   exchange_at_ = round;
   // Frames and credits kept for rounds before this one can never be used: rounds of calls only
@@ -777,17 +790,8 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
       --in_flight;
       delivered = true;
       if (on_message) {
-        try {
-          (*on_message)(k, stored.payload);
-        } catch (...) {
-          // The round is half done; a transport in that state cannot go on.
-          if (!failed_) {
-            failed_ = true;
-            first_error_ = fmt::format("round {}: the message callback threw", round);
-            abort();
-          }
-          throw;
-        }
+        // What it throws leaves the round half done: the CallGuard fails the transport.
+        (*on_message)(k, stored.payload);
       } else {
         views_[k] = stored.payload;
         held_.push_back(std::move(stored.owner));

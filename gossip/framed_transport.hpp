@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <memory>
 #include <optional>
@@ -145,6 +146,26 @@ class FramedTransport : public Transport {
   // error, "" when none were.
   std::string dropped_note(int rank) const;
   [[noreturn]] void fail(const std::string& message);
+  // Guards a call that hands caller memory to the backend (try_send): when an exception leaves the
+  // call, whatever threw (the backend, a poll hook, the message callback, a check), the transport
+  // is marked failed and abort()ed before the exception goes on, so no backend reads a caller's
+  // buffer after the call, and nothing outside a call holds one. One guard per call, not a catch
+  // at every place that can throw.
+  class CallGuard {
+   public:
+    CallGuard(FramedTransport& t, FrameKind kind, std::uint64_t round, std::uint32_t step)
+        : t_(t), kind_(kind), round_(round), step_(step) {}
+    ~CallGuard();
+    CallGuard(const CallGuard&) = delete;
+    CallGuard& operator=(const CallGuard&) = delete;
+
+   private:
+    FramedTransport& t_;
+    FrameKind kind_;
+    std::uint64_t round_;
+    std::uint32_t step_;
+    int exceptions_ = std::uncaught_exceptions();
+  };
   void throw_if_failed() const;
   bool is_link(int r) const;
   bool is_neighbor(int r) const;

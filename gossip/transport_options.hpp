@@ -27,6 +27,11 @@ struct TransportOptions {
   std::chrono::milliseconds poll_interval{100};
   // Hash of the run settings (algorithm, codec, model, ...): peers that disagree refuse to start.
   std::uint64_t run_hash = 0;
+  // Drawn at random by each `gossip launch` (GOSSIP_RUN_NONCE) and sent in the hello: a peer with
+  // another one is a leftover process of an earlier launch of the same run, and is refused by
+  // name. 0 (peers started by hand) accepts only 0. Also folded into the session when non-zero,
+  // so a leftover's data frames are dropped as another session's.
+  std::uint64_t run_nonce = 0;
   // Largest payload a peer expects to receive (the codec's wire size). 0: no limit. Frames with a
   // longer payload are rejected; the ZeroMQ transport also sets ZMQ_MAXMSGSIZE from it.
   std::uint64_t max_payload_bytes = 0;

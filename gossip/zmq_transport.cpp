@@ -45,13 +45,23 @@ void common_options(zmq::socket_t& s, const TransportOptions& o, int hwm) {
   }
 }
 
-// "tcp://host:port" with a host we may not bind (a name, another machine's address) binds all
-// interfaces on that port instead.
-std::optional<std::string> wildcard_of(const std::string& endpoint) {
+// "tcp://host:port" whose bind failed only because the host is not an address of this machine
+// binds all interfaces on that port instead: a host name (libzmq binds interface names and
+// addresses, not names it would have to resolve: ENODEV), or an address that is not local
+// (EADDRNOTAVAIL: another machine's, or a public address behind NAT). Any other failure, and any
+// failure on an address literal of this machine (port in use, no permission, [::1] without IPv6
+// sockets), is an error: a silent bind elsewhere would leave the peers unable to reach us.
+std::optional<std::string> wildcard_of(const std::string& endpoint, int error) {
   if (!endpoint.starts_with("tcp://")) return std::nullopt;
   const auto colon = endpoint.rfind(':');
   if (colon == std::string::npos || colon < 6) return std::nullopt;
-  return "tcp://*" + endpoint.substr(colon);
+  const std::string host = endpoint.substr(6, colon - 6);
+  const bool literal =
+      host.starts_with('[') || host.find_first_not_of("0123456789.") == std::string::npos;
+  if (host.empty() || host == "*") return std::nullopt;
+  if (error == EADDRNOTAVAIL || (error == ENODEV && !literal))
+    return "tcp://*" + endpoint.substr(colon);
+  return std::nullopt;
 }
 
 }  // namespace
@@ -91,14 +101,17 @@ ZmqTransport::ZmqTransport(const topology::Topology& topo, int rank, TransportOp
     router_.bind(mine);
     bound_ = mine;
   } catch (const zmq::error_t& e) {
-    auto any = wildcard_of(mine);
-    if (!any || e.num() == EADDRINUSE) {
-      throw TransportError(fmt::format("rank {}: cannot bind {}: {}", rank, mine, e.what()));
+    const auto any = wildcard_of(mine, e.num());
+    if (!any) {
+      throw TransportError(
+          fmt::format("rank {}: cannot bind {}: {} (errno {})", rank, mine, e.what(), e.num()));
     }
     try {
       router_.bind(*any);
       bound_ = *any;
-      log().info("bound {} because {} is not a local address ({})", *any, mine, e.what());
+      // Loud: the port is now open on every interface of this machine.
+      log().warn("bound {} (every interface) because {} is not an address of this host ({})", *any,
+                 mine, e.what());
     } catch (const zmq::error_t& e2) {
       throw TransportError(fmt::format("rank {}: cannot bind {} ({}) nor {} ({})", rank, mine,
                                        e.what(), *any, e2.what()));
@@ -166,13 +179,13 @@ bool ZmqTransport::try_send(int to, const HeaderBytes& header, std::span<const s
   if (!sent) return false;  // at the high-water mark: nothing was queued
   zmq::message_t body;
   if (payload.size() >= options().zero_copy_min_bytes) {
-    {
-      std::lock_guard lock(releases_.mutex);
-      ++releases_.outstanding[static_cast<std::size_t>(to)];
-    }
-    // libzmq reads the caller's buffer until on_release runs; transfer() waits for that.
+    // libzmq reads the caller's buffer until on_release runs; transfer() waits for that, and an
+    // exception out of the call aborts the transport first (FramedTransport::CallGuard). Counted
+    // once the message owns the buffer: a rebuild that throws registered no release.
     body.rebuild(const_cast<std::byte*>(payload.data()), payload.size(), &ZmqTransport::on_release,
                  &slots_[static_cast<std::size_t>(to)]);
+    std::lock_guard lock(releases_.mutex);
+    ++releases_.outstanding[static_cast<std::size_t>(to)];
   } else {
     body.rebuild(payload.data(), payload.size());
   }

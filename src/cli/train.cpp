@@ -12,6 +12,7 @@
 #include <limits>
 #include <mutex>
 #include <new>
+#include <random>
 #include <thread>
 
 #include <fmt/format.h>
@@ -231,17 +232,34 @@ void write_summary(const RunConfig& c, const nlohmann::json& j) {
 }
 
 // A diverged run: no checkpoint after the round that diverged, no summary, a hint, exit status 3.
+// Every peer says the same (PeerSummary::divergence is agreed by all).
 int report_divergence(const RunConfig& c, const runtime::PeerSummary& s) {
+  const auto& d = *s.divergence;
   fmt::print(
       stderr,
       "diverged: peer {}'s training loss stopped being finite in round {} (epoch {:.2f}); "
       "every peer stopped, no checkpoint written after it. Try a smaller algorithm.lr{}, or a "
       "contractive codec (e.g. scaled=true for qsgd); a neighbour that sends non-finite values "
       "looks the same.\n",
-      s.rank, *s.diverged_at,
-      static_cast<double>(*s.diverged_at) / static_cast<double>(s.rounds_per_epoch),
+      d.rank, d.round, static_cast<double>(d.round) / static_cast<double>(s.rounds_per_epoch),
       algorithms::uses_consensus_step(c.algorithm) ? " or algorithm.consensus_step" : "");
   return 3;
+}
+
+// GOSSIP_TEST_DIVERGE=RANK:ROUND, for tests of the divergence path: peer RANK takes its training
+// loss of round ROUND as NaN (TrainHooks::nan_loss_round).
+std::optional<std::uint64_t> test_nan_loss_round(int rank) {
+  const char* v = std::getenv("GOSSIP_TEST_DIVERGE");
+  if (v == nullptr) return std::nullopt;
+  const std::string text(v);
+  const auto colon = text.find(':');
+  int r = -1;
+  std::uint64_t round = 0;
+  const auto r_end = text.data() + (colon == std::string::npos ? 0 : colon);
+  if (colon == std::string::npos || std::from_chars(text.data(), r_end, r).ptr != r_end ||
+      std::from_chars(r_end + 1, text.data() + text.size(), round).ptr != text.data() + text.size())
+    throw std::invalid_argument(fmt::format("GOSSIP_TEST_DIVERGE='{}' is not RANK:ROUND", text));
+  return r == rank ? std::optional(round) : std::nullopt;
 }
 
 int run_simulate(const TrainArgs& a) {
@@ -295,8 +313,9 @@ int run_simulate(const TrainArgs& a) {
         runtime::TrainHooks hooks;
         hooks.stop_requested = [] { return g_stop.load(); };
         hooks.progress = r == 0;
+        hooks.nan_loss_round = test_nan_loss_round(r);
         auto s = trainer.run(hooks);
-        if (s.diverged_at) {
+        if (s.divergence) {
           // No checkpoint of a model that is not finite.
         } else if (s.stopped_early) {
           const auto path = trainer.checkpoint();
@@ -340,8 +359,8 @@ int run_simulate(const TrainArgs& a) {
       throw std::runtime_error(fmt::format("peer {}: {}", failed_rank, e.what()));
     }
   }
-  for (const auto& s : summaries)
-    if (s.diverged_at) return report_divergence(c, s);
+  // Every peer agreed on the verdict: rank 0's is the run's.
+  if (summaries[0].divergence) return report_divergence(c, summaries[0]);
   if (summaries[0].stopped_early) return 130;
   write_summary(c, summary_json(c, topo, model, total_rounds, ends, avg_eval));
   return 0;
@@ -372,14 +391,19 @@ int run_peer(const TrainArgs& a) {
   const auto [wire, fp32_wire] = message_bytes(c, model);
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
-  net::ZmqTransport transport(topo, rank, stoppable_transport_options(c, std::max(wire, fp32_wire)));
+  // The trainer's buffers go before the transport: safe because a transport holds a caller's
+  // buffer only inside a call, and an exception out of one aborts it first (the zero-copy sends
+  // are released or torn down before the exception reaches us).
+  net::ZmqTransport transport(topo, rank,
+                              stoppable_transport_options(c, std::max(wire, fp32_wire)));
   runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);
   if (resume) trainer.resume(*resume);
   runtime::TrainHooks hooks;
   hooks.stop_requested = [] { return g_stop.load(); };
   hooks.progress = a.progress || rank == 0;
+  hooks.nan_loss_round = test_nan_loss_round(rank);
   const auto s = trainer.run(hooks);
-  if (s.diverged_at) return report_divergence(c, s);
+  if (s.divergence) return report_divergence(c, s);
   if (s.stopped_early) {
     fmt::print(stderr, "peer {}: stopped at round {}, checkpoint {}\n", rank, s.rounds,
                trainer.checkpoint());
@@ -453,12 +477,23 @@ int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
     out << c.to_toml();
     if (!out.flush()) throw std::runtime_error(fmt::format("cannot write {}", q.config_copy));
   }
+  const bool all_here = ranks.size() == static_cast<std::size_t>(topo.size());
+  // A nonce of this launch: a process left over from an earlier launch of the same run is then
+  // refused by name at the handshake. Peers on other hosts come from other launches, which would
+  // draw other nonces: with peers elsewhere only one the user gives (GOSSIP_RUN_NONCE, the same
+  // on every host) is passed on.
+  q.nonce = runtime::run_nonce_from_environment();
+  if (q.nonce == 0 && all_here) {
+    std::random_device entropy;
+    while (q.nonce == 0)
+      q.nonce =
+          (static_cast<std::uint64_t>(entropy()) << 32) ^ static_cast<std::uint64_t>(entropy());
+  }
   const auto spec = runtime::launch_spec(q);
   fmt::print(stderr, "launch: {}\n", runtime::describe_threads(local, q.threads));
   fmt::print(stderr, "launch: starting {} {} on this host; logs in {}/\n", ranks.size(),
              peers ? "peers" : "processes of " + command.front(), logs.string());
   const auto out = runtime::supervise(spec);
-  const bool all_here = ranks.size() == static_cast<std::size_t>(topo.size());
   if (out.exit_code == 130) {
     const bool all_stopped =
         std::all_of(out.wait_statuses.begin(), out.wait_statuses.end(), [](int s) {
@@ -507,8 +542,9 @@ void add_train_commands(CLI::App& app) {
   auto peer = std::make_shared<TrainArgs>();
   auto* p = app.add_subcommand("peer", "Run one peer of a training run (ZeroMQ to its neighbours)");
   add_common_options(p, *peer);
-  p->add_option("--rank,-r", peer->rank,
-                "This peer's rank (else GOSSIP_RANK, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)")
+  p->add_option(
+       "--rank,-r", peer->rank,
+       "This peer's rank (else GOSSIP_RANK, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)")
       ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   p->add_flag("--progress", peer->progress, "Print progress lines (rank 0 always does)");
   p->callback([peer] {

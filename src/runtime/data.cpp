@@ -8,6 +8,7 @@
 #include <random>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace gossip::runtime {
 
@@ -75,17 +76,45 @@ std::vector<std::uint8_t> read_idx(const std::filesystem::path& path,
   if (magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] < 1 || magic[3] > 4)
     throw std::runtime_error(fmt::format("{}: not an unsigned-byte IDX file", path.string()));
   dims.assign(magic[3], 0);
-  std::size_t total = 1;
   for (auto& d : dims) {
     unsigned char b[4];
     read_exact(gz, b, 4, path);
     d = big_endian(b);
+  }
+  // The header is the file's word, not ours: the product is checked against the cap one factor
+  // at a time (it cannot wrap), and against what the file can hold before anything is allocated.
+  constexpr std::uint64_t kMaxBytes = std::uint64_t{1} << 32;
+  const auto shape = [&] { return fmt::format("{}", fmt::join(dims, " x ")); };
+  std::uint64_t total = 1;
+  for (const auto d : dims) {
+    if (d == 0) {
+      total = 0;
+      break;
+    }
+    if (total > kMaxBytes / d)
+      throw std::runtime_error(
+          fmt::format("{}: implausible IDX size: dimensions {} make more than "
+                      "2^32 bytes",
+                      path.string(), shape()));
     total *= d;
   }
-  if (total > (std::size_t{1} << 32))
-    throw std::runtime_error(fmt::format("{}: implausible IDX size", path.string()));
-  std::vector<std::uint8_t> data(total);
-  read_exact(gz, data.data(), total, path);
+  // Deflate expands at most about 1032-fold; a plain (uncompressed) file holds its own size.
+  std::error_code ec;
+  const auto file_bytes = std::filesystem::file_size(path, ec);
+  constexpr std::uint64_t kDeflateRatio = 1032, kSlack = 4096;
+  if (!ec && total > file_bytes * kDeflateRatio + kSlack)
+    throw std::runtime_error(fmt::format(
+        "{}: the header promises {} bytes (dimensions {}), more than a file of {} bytes can hold",
+        path.string(), total, shape(), file_bytes));
+  // Grown as the bytes arrive: a header that lies about the size costs no more than the file.
+  std::vector<std::uint8_t> data;
+  constexpr std::uint64_t kChunk = std::uint64_t{1} << 24;
+  while (data.size() < total) {
+    const std::size_t at = data.size();
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, total - at));
+    data.resize(at + n);
+    read_exact(gz, data.data() + at, n, path);
+  }
   return data;
 }
 

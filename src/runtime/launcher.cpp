@@ -362,6 +362,7 @@ LaunchSpec launch_spec(const LaunchRequest& q) {
     if (q.threads)
       for (const char* var : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"})
         p.env.push_back(fmt::format("{}={}", var, *q.threads));
+    if (q.nonce != 0) p.env.push_back(fmt::format("GOSSIP_RUN_NONCE={:016x}", q.nonce));
     if (spec.mode == LaunchMode::command) {
       p.name = fmt::format("rank {}", r);
       p.argv = q.command;

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -89,12 +90,15 @@ struct LaunchRequest {
   std::vector<std::string> sets;
   bool resume = false;
   long long resume_round = -1;  // < 0: none
+  // The launch's nonce (TransportOptions::run_nonce), exported as GOSSIP_RUN_NONCE; 0: none.
+  std::uint64_t nonce = 0;
 };
 
 // The processes of a launch (a pure function). Each gets GOSSIP_RANK, GOSSIP_WORLD_SIZE,
 // GOSSIP_LOCAL_RANK (its index among the processes started here, which picks its GPU),
 // torchrun's RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GOSSIP_THREADS, the thread counts,
-// and (command) GOSSIP_CONFIG; a peer gets `peer --config C --rank R`, the --set overrides and
+// GOSSIP_RUN_NONCE (when the request has a nonce) and (command) GOSSIP_CONFIG; a peer gets `peer
+// --config C --rank R`, the --set overrides and
 // --resume / --resume-round. The first local rank keeps the terminal's stderr.
 LaunchSpec launch_spec(const LaunchRequest& request);
 

@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 
 int rank_from_environment(int given) {
   if (given >= 0) return given;
-  for (const char* var : {"GOSSIP_RANK", "RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"})
+  for (const char* var :
+       {"GOSSIP_RANK", "RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"})
     if (const char* v = std::getenv(var)) {
       // The whole value, digits only: "3abc" or "1e3" is not rank 3 or 1.
       const std::string_view text(v);
@@ -32,8 +33,21 @@ int rank_from_environment(int given) {
       "(GOSSIP_RANK, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)");
 }
 
+std::uint64_t run_nonce_from_environment() {
+  const char* v = std::getenv(kRunNonceVariable);
+  if (v == nullptr || *v == '\0') return 0;
+  const std::string_view text(v);
+  std::uint64_t nonce = 0;
+  const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), nonce, 16);
+  if (err != std::errc() || end != text.data() + text.size())
+    throw std::invalid_argument(fmt::format(
+        "{}='{}' is not a launch nonce (up to 16 hexadecimal digits)", kRunNonceVariable, v));
+  return nonce;
+}
+
 net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payload_bytes) {
   net::TransportOptions o;
+  o.run_nonce = run_nonce_from_environment();
   o.timeout = std::chrono::milliseconds(static_cast<long long>(c.timeout_s * 1000));
   o.connect_timeout = std::chrono::milliseconds(static_cast<long long>(c.connect_timeout_s * 1000));
   o.run_hash = c.hash(RunConfig::Scope::peers);
@@ -127,7 +141,8 @@ nlohmann::json metrics_line(const algorithms::Algorithm& algo, const net::Transp
     auto& by = j["frames_dropped_by_reason"] = nlohmann::json::object();
     for (std::size_t r = 0; r < net::kDropReasonCount; ++r)
       if (drops.by_reason[r] > 0)
-        by[std::string(net::drop_reason_name(static_cast<net::DropReason>(r)))] = drops.by_reason[r];
+        by[std::string(net::drop_reason_name(static_cast<net::DropReason>(r)))] =
+            drops.by_reason[r];
   }
   return j;
 }

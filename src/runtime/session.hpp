@@ -26,9 +26,17 @@ namespace gossip::runtime {
 // an error saying how to give one.
 int rank_from_environment(int given = -1);
 
+// The environment variable by which `gossip launch` gives its peers the nonce of this launch
+// (TransportOptions::run_nonce), as hexadecimal digits.
+inline constexpr const char* kRunNonceVariable = "GOSSIP_RUN_NONCE";
+// GOSSIP_RUN_NONCE, or 0 when it is unset or empty (a peer started by hand). A value that is not
+// hexadecimal digits (up to 16) is an error naming the variable.
+std::uint64_t run_nonce_from_environment();
+
 // The transport settings of a run: timeouts, the handshake hash (the config's peers scope), link
-// emulation, the receive window, and the largest payload a neighbour may send
-// (`max_payload_bytes`: the larger of the codec's wire size and fp32 ring chunks of the model).
+// emulation, the receive window, the launch nonce (run_nonce_from_environment), and the largest
+// payload a neighbour may send (`max_payload_bytes`: the larger of the codec's wire size and fp32
+// ring chunks of the model).
 // `cancelled` is left to the caller.
 net::TransportOptions transport_options(const RunConfig& config, std::size_t max_payload_bytes);
 

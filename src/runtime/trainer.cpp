@@ -1,15 +1,22 @@
 #include "src/runtime/trainer.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <random>
 #include <regex>
+#include <streambuf>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -17,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gossip/algorithms/ring_allreduce.hpp"
+#include "kernels/crc32c.hpp"
 
 namespace gossip::runtime {
 
@@ -25,9 +33,47 @@ namespace fs = std::filesystem;
 namespace {
 
 // The last two characters are the format's version: 02 added the transport and time counters,
-// 03 hashes only the settings the state depends on (RunConfig::Scope::resume).
-constexpr char kCheckpointMagic[8] = {'G', 'S', 'C', 'K', 'P', 'T', '0', '3'};
+// 03 hashes only the settings the state depends on (RunConfig::Scope::resume), 04 ends with a
+// CRC32C of every byte before it (a file cut short, damaged or with bytes appended is refused).
+constexpr char kCheckpointMagic[8] = {'G', 'S', 'C', 'K', 'P', 'T', '0', '4'};
+constexpr std::size_t kChecksumBytes = 4;
 constexpr int kCheckpointsKept = 3;
+
+// Passes what is written on to `out` and keeps the CRC32C of it, so the checksum costs no second
+// pass and no copy of a model-sized state.
+class CrcWriter : public std::streambuf {
+ public:
+  explicit CrcWriter(std::streambuf* out) : out_(out) {}
+  std::uint32_t crc() const { return crc_; }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
+    const char ch = traits_type::to_char_type(c);
+    crc_ = kernels::crc32c(std::as_bytes(std::span(&ch, 1)), crc_);
+    return out_->sputc(ch);
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    crc_ = kernels::crc32c(std::as_bytes(std::span(s, static_cast<std::size_t>(n))), crc_);
+    return out_->sputn(s, n);
+  }
+
+ private:
+  std::streambuf* out_;
+  std::uint32_t crc_ = 0;
+};
+
+// fsync of a file or folder: the data (and a rename in the folder) reach the disk before we go on.
+void sync_path(const fs::path& path, bool folder) {
+  const int fd = ::open(path.c_str(), folder ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    throw CheckpointError(
+        fmt::format("{}: cannot sync to disk: {}", path.string(), std::strerror(err)));
+  }
+  ::close(fd);
+}
 
 // Digits as a u64; nullopt when they overflow (a stray file name must not stop a run).
 std::optional<std::uint64_t> parse_u64(const std::string& digits) {
@@ -60,6 +106,28 @@ std::string eval_text(const EvalPoint& e) {
   }
   if (e.disagreement) s += fmt::format("  |x-avg|/|avg| {:.3g}", e.disagreement->relative());
   return s;
+}
+
+// The earliest divergence any peer saw, known to every peer: n − 1 steps of a ring in which each
+// peer passes on the smallest (round, rank) it has seen (16 bytes a step), in ring round
+// `ring_round`. Exact for any number of peers, unlike a mean.
+std::optional<PeerSummary::Divergence> agree_on_divergence(
+    net::Transport& transport, std::uint64_t ring_round,
+    std::optional<PeerSummary::Divergence> own) {
+  constexpr std::uint64_t kNone = UINT64_MAX;
+  std::array<std::uint64_t, 2> best{kNone, kNone}, got{};
+  if (own) best = {own->round, static_cast<std::uint64_t>(own->rank)};
+  const int n = transport.size();
+  for (int step = 0; step + 1 < n; ++step) {
+    transport.ring_step(ring_round, static_cast<std::uint32_t>(step),
+                        std::as_bytes(std::span(best)), std::as_writable_bytes(std::span(got)));
+    best = std::min(best, got);
+  }
+  if (best[0] == kNone) return std::nullopt;
+  if (best[1] >= static_cast<std::uint64_t>(n))
+    throw std::runtime_error(
+        fmt::format("the divergence agreement named rank {} of {} peers", best[1], n));
+  return PeerSummary::Divergence{static_cast<int>(best[1]), best[0]};
 }
 
 std::vector<std::size_t> hidden_widths(const RunConfig& config) {
@@ -252,17 +320,64 @@ std::optional<std::uint64_t> PeerTrainer::latest_common_checkpoint(const RunConf
                                                                    int peers) {
   const fs::path dir = fs::path(config.output_dir()) / "checkpoints";
   if (!fs::is_directory(dir)) return std::nullopt;
-  std::map<std::uint64_t, int> count;
+  std::map<std::uint64_t, std::vector<fs::path>> files;  // by round, one per rank that has it
   const std::regex name(R"(peer-(\d+)-round-(\d+)\.ckpt)");
   for (const auto& e : fs::directory_iterator(dir)) {
     std::smatch m;
     const std::string file = e.path().filename().string();
     if (!std::regex_match(file, m, name)) continue;
     const auto rank = parse_u64(m[1].str()), round = parse_u64(m[2].str());
-    if (rank && round && *rank < static_cast<std::uint64_t>(peers)) ++count[*round];
+    if (rank && round && *rank < static_cast<std::uint64_t>(peers))
+      files[*round].push_back(e.path());
   }
-  for (auto it = count.rbegin(); it != count.rend(); ++it)
-    if (it->second == peers) return it->first;
+  // Newest first; a round any of whose files is unusable (a power loss mid-write on an older
+  // build, a damaged disk) gives way to an older one, and stderr says why.
+  for (auto it = files.rbegin(); it != files.rend(); ++it) {
+    if (it->second.size() != static_cast<std::size_t>(peers)) continue;
+    bool intact = true;
+    for (const auto& f : it->second)
+      if (const auto problem = checkpoint_problem(f.string())) {
+        fmt::print(stderr, "checkpoints of round {} skipped: {}\n", it->first, *problem);
+        intact = false;
+        break;
+      }
+    if (intact) return it->first;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> PeerTrainer::checkpoint_problem(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (!in || ec) return fmt::format("{}: cannot read", path);
+  if (size == 0) return fmt::format("{}: empty (a write cut short?)", path);
+  char magic[sizeof kCheckpointMagic];
+  if (!in.read(magic, sizeof magic) || std::memcmp(magic, kCheckpointMagic, 6) != 0)
+    return fmt::format("{}: not a gossip checkpoint", path);
+  if (std::memcmp(magic, kCheckpointMagic, sizeof magic) != 0)
+    return fmt::format(
+        "{}: checkpoint format {} (this build reads {}); start afresh without --resume", path,
+        std::string_view(magic + 6, 2), std::string_view(kCheckpointMagic + 6, 2));
+  if (size < sizeof magic + kChecksumBytes)
+    return fmt::format("{}: truncated ({} bytes)", path, size);
+  std::uint32_t crc = kernels::crc32c(std::as_bytes(std::span(magic)));
+  std::vector<char> chunk(1 << 20);
+  for (std::uintmax_t left = size - sizeof magic - kChecksumBytes; left > 0;) {
+    const auto n = static_cast<std::size_t>(std::min<std::uintmax_t>(left, chunk.size()));
+    if (!in.read(chunk.data(), static_cast<std::streamsize>(n)))
+      return fmt::format("{}: cannot read", path);
+    crc = kernels::crc32c(std::as_bytes(std::span(chunk.data(), n)), crc);
+    left -= n;
+  }
+  std::uint32_t stored = 0;
+  if (!in.read(reinterpret_cast<char*>(&stored), sizeof stored))
+    return fmt::format("{}: cannot read", path);
+  if (stored != crc)
+    return fmt::format(
+        "{}: checksum mismatch (stored {:08x}, computed {:08x} over {} bytes): the file is "
+        "damaged, cut short or has bytes appended",
+        path, stored, crc, size - kChecksumBytes);
   return std::nullopt;
 }
 
@@ -271,8 +386,10 @@ std::string PeerTrainer::checkpoint() const {
   fs::create_directories(fs::path(path).parent_path());
   const std::string tmp = path + ".tmp";
   {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw CheckpointError(fmt::format("{}: cannot write", tmp));
+    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
+    if (!file) throw CheckpointError(fmt::format("{}: cannot write", tmp));
+    CrcWriter crc(file.rdbuf());
+    std::ostream out(&crc);
     out.write(kCheckpointMagic, sizeof kCheckpointMagic);
     put(out, config_.hash(RunConfig::Scope::resume));
     put(out, topo_.hash());
@@ -285,9 +402,17 @@ std::string PeerTrainer::checkpoint() const {
     put(out, t.bytes_received);
     for (double v : {t.compute_s, t.encode_s, t.wait_s, t.decode_s, t.update_s}) put(out, v);
     algo_->save(out);
-    if (!out.flush()) throw CheckpointError(fmt::format("{}: write failed", tmp));
+    const std::uint32_t sum = crc.crc();
+    std::array<char, kChecksumBytes> trailer{};
+    std::memcpy(trailer.data(), &sum, sizeof sum);  // little-endian, as every field here
+    file.write(trailer.data(), trailer.size());
+    if (!out || !file.flush()) throw CheckpointError(fmt::format("{}: write failed", tmp));
   }
-  fs::rename(tmp, path);  // a crash mid-write never leaves a torn checkpoint under the real name
+  // Data on disk before the rename, the rename on disk before we report the checkpoint: a power
+  // loss leaves the old name or the whole new file, never an empty or torn one under the name.
+  sync_path(tmp, false);
+  fs::rename(tmp, path);
+  sync_path(fs::path(path).parent_path(), true);
   // Keep the newest few of this peer.
   std::vector<std::pair<std::uint64_t, fs::path>> mine;
   const std::regex name(fmt::format(R"(peer-{}-round-(\d+)\.ckpt)", rank_));
@@ -309,13 +434,8 @@ void PeerTrainer::resume(std::uint64_t round) {
   if (!in)
     throw CheckpointError(
         fmt::format("{}: no checkpoint of rank {} at round {}", path, rank_, round));
-  char magic[sizeof kCheckpointMagic];
-  if (!in.read(magic, sizeof magic) || std::memcmp(magic, kCheckpointMagic, 6) != 0)
-    throw CheckpointError(fmt::format("{}: not a gossip checkpoint", path));
-  if (std::memcmp(magic, kCheckpointMagic, sizeof magic) != 0)
-    throw CheckpointError(fmt::format(
-        "{}: checkpoint format {} (this build reads {}); start afresh without --resume", path,
-        std::string_view(magic + 6, 2), std::string_view(kCheckpointMagic + 6, 2)));
+  if (auto problem = checkpoint_problem(path)) throw CheckpointError(*problem);
+  in.seekg(sizeof kCheckpointMagic);
   const auto config_hash = get<std::uint64_t>(in, path);
   if (const auto ours = config_.hash(RunConfig::Scope::resume); config_hash != ours) {
     // The run folder's config.toml (written by rank 0 when the run started) names the keys.
@@ -356,6 +476,11 @@ void PeerTrainer::resume(std::uint64_t round) {
   } catch (const algorithms::StateError& e) {
     throw CheckpointError(fmt::format("{}: {}", path, e.what()));
   }
+  // The checksum passed, so only a file written so (not by us) has bytes between the state and it.
+  const auto state_end = static_cast<std::uintmax_t>(in.tellg());
+  if (const auto size = fs::file_size(path); state_end + kChecksumBytes != size)
+    throw CheckpointError(fmt::format("{}: {} bytes between the saved state and the checksum", path,
+                                      size - kChecksumBytes - state_end));
   // Only once everything has loaded: a refused checkpoint leaves the trainer as it was.
   wall_before_ = wall;
   algo_->restore_totals(t);
@@ -448,6 +573,7 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
     algo_->step([&](std::span<const float> x, std::span<float> g) {
       loss = model_->loss_grad(x, data_.train, rows, g);
     });
+    if (hooks.nan_loss_round == t) loss = std::numeric_limits<double>::quiet_NaN();
     if (!std::isfinite(loss) && !s.diverged_at) {
       s.diverged_at = t;
       if (!transport_.stop_round()) transport_.request_stop(t + 1 + stop_margin_);
@@ -484,6 +610,14 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
     }
   }
   s.rounds = algo_->round();
+  // How the run ends is the peers' decision, not each one's: a peer that diverged in the last
+  // rounds asks for a stop that cannot reach everyone before the end, and its neighbours would
+  // otherwise go on to the end-of-run all-reduce and wait for it until their timeout. Every peer
+  // ends here at the same round (the stop agreement or the last one), so a ring in round s.rounds
+  // (no ring step of it was taken) tells them all the same verdict.
+  std::optional<PeerSummary::Divergence> own;
+  if (s.diverged_at) own = PeerSummary::Divergence{rank_, *s.diverged_at};
+  s.divergence = transport_.size() > 1 ? agree_on_divergence(transport_, s.rounds, own) : own;
   s.wall_seconds = wall_seconds();
   wall_before_ = s.wall_seconds;
   segment_start_.reset();

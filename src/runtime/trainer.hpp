@@ -39,6 +39,16 @@ struct PeerSummary {
   // peer to stop (as on Ctrl-C), so a diverged run ends within a few rounds instead of training
   // NaNs to the last epoch.
   std::optional<std::uint64_t> diverged_at;
+  // The run's divergence, the same on every peer: at the end of run() the peers agree (a ring
+  // pass, Divergence below) on the earliest round in which any peer's loss stopped being finite
+  // and on that peer (the lowest rank of that round). Set on every peer of a diverged run, also
+  // when the divergence came too late for the stop request to reach everyone before the last
+  // round; whoever sees it takes the divergence branch (no checkpoint, no summary, exit 3).
+  struct Divergence {
+    int rank = 0;
+    std::uint64_t round = 0;
+  };
+  std::optional<Divergence> divergence;
 };
 
 // The run config as rank 0 started the run with, in the run folder.
@@ -50,6 +60,9 @@ struct TrainHooks {
   // stops before the same round.
   std::function<bool()> stop_requested;
   bool progress = false;  // print progress lines on stderr (rank 0 usually)
+  // Tests of the divergence path: this peer's training loss of this round is taken as NaN (the
+  // CLI sets it from GOSSIP_TEST_DIVERGE=RANK:ROUND).
+  std::optional<std::uint64_t> nan_loss_round;
 };
 
 // A checkpoint that does not belong to this run, or a damaged one.
@@ -115,8 +128,14 @@ class PeerTrainer {
 
   // Path of rank's checkpoint of `round` in the run folder of `config`.
   static std::string checkpoint_path(const RunConfig& config, int rank, std::uint64_t round);
-  // The largest round for which every one of `peers` ranks has a checkpoint in the run folder.
+  // The largest round for which every one of `peers` ranks has an intact checkpoint in the run
+  // folder (checkpoint_problem); a newer round with a file that is not is skipped, and stderr
+  // says why.
   static std::optional<std::uint64_t> latest_common_checkpoint(const RunConfig& config, int peers);
+  // Why the checkpoint file at `path` cannot be used, naming it: empty, not a checkpoint, another
+  // format version, cut short, or a checksum that does not match (damage, bytes appended).
+  // nullopt for a file whose bytes are as written (its settings are checked by resume()).
+  static std::optional<std::string> checkpoint_problem(const std::string& path);
 
  private:
   // Learning rate and consensus step in `round`: linear warm-up, then the step schedule.

@@ -96,8 +96,8 @@ inline void check_exchange(const GroupMaker& mk, const std::string& spec, std::s
     std::uint64_t hello_out = 0;
     std::uint64_t hello_in = 0;
     for (int j : links[i]) {
-      hello_out += kFrameHeaderSize + 32 + g.topo.peers[i].endpoint.size();
-      hello_in += kFrameHeaderSize + 32 + g.topo.peers[static_cast<std::size_t>(j)].endpoint.size();
+      hello_out += kFrameHeaderSize + 40 + g.topo.peers[i].endpoint.size();
+      hello_in += kFrameHeaderSize + 40 + g.topo.peers[static_cast<std::size_t>(j)].endpoint.size();
     }
     CHECK(counters[i].bytes_sent == hello_out + data + credits * kFrameHeaderSize);
     CHECK(counters[i].bytes_received == hello_in + data + credits * kFrameHeaderSize);
@@ -171,6 +171,45 @@ inline void check_run_hash_mismatch(const GroupMaker& mk) {
           std::string::npos);
   }
   CHECK(errors[0].find("0000000000002222, ours is 0000000000001111") != std::string::npos);
+}
+
+// Two peers of the same run and settings from different launches (a leftover process of an
+// earlier launch): both refuse, naming the other as another launch's; the same nonce, or none on
+// either side, runs.
+inline void check_nonce_mismatch(const GroupMaker& mk) {
+  Group g = mk("ring:2");
+  auto errors = run_ranks(2, [&](int r) {
+    auto o = quick_options();
+    o.run_nonce = r == 0 ? 0xaaaa : 0xbbbb;
+    auto t = g.make(r, o);
+    t->handshake();
+  });
+  for (int r = 0; r < 2; ++r) {
+    CAPTURE(errors[static_cast<std::size_t>(r)]);
+    const int other = 1 - r;
+    CHECK(errors[static_cast<std::size_t>(r)].find(fmt::format(
+              "peer {} ({}) belongs to another launch of this run (a leftover process?)", other,
+              g.topo.peers[static_cast<std::size_t>(other)].endpoint)) != std::string::npos);
+  }
+  CHECK(errors[0].find("launch nonce 000000000000bbbb, ours is 000000000000aaaa") !=
+        std::string::npos);
+  // A launched peer and one started by hand (nonce 0) refuse each other too.
+  Group h = mk("ring:2");
+  errors = run_ranks(2, [&](int r) {
+    auto o = quick_options();
+    o.run_nonce = r == 0 ? 0xaaaa : 0;
+    h.make(r, o)->handshake();
+  });
+  CHECK(errors[0].find("started without `gossip launch`") != std::string::npos);
+  Group same = mk("ring:2");
+  errors = run_ranks(2, [&](int r) {
+    auto o = quick_options();
+    o.run_nonce = 0xaaaa;
+    auto t = same.make(r, o);
+    const auto payload = pattern(r, 0, 8);
+    t->exchange(0, payload);
+  });
+  CHECK(errors == std::vector<std::string>{"", ""});
 }
 
 // A neighbour that says hello and then goes silent: the other side fails after the timeout with

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <set>
+
 #include "gossip/inproc_transport.hpp"
 #include "tests/gossip/transport_cases.hpp"
 
@@ -141,7 +143,7 @@ TEST_CASE("inproc: every kind of bad frame is dropped and counted once, and the 
       {"another frame version", DropReason::bad_version, 1,
        [&](Bench& b) {
          auto hb = b.as(1).header(FrameKind::exchange, 0, 0, body.size(), b.session);
-         hb[4] = std::byte{2};
+         hb[4] = std::byte{kFrameVersion + 1};
          b.as(1).post_header(hb, body);
        }},
       {"one flipped bit", DropReason::bad_checksum, 1,
@@ -456,7 +458,7 @@ TEST_CASE("inproc: a paced peer whose neighbour never asks names it") {
   InprocTransport t(hub, 0, o);
   Forger f{hub, 1, 0, session_hash(topo.hash(), 0)};
   // Hello with window 1, then its payload without ever sending a credit.
-  auto body = encode_hello({topo.hash(), 0, 2, 1, 1, topo.peers[1].endpoint});
+  auto body = encode_hello({topo.hash(), 0, 2, 1, 1, topo.peers[1].endpoint, 0});
   f.post(FrameKind::hello, 0, 0, body, 0);
   const auto mine = pattern(0, 0, 8);
   // Peer 1 "sends" before being asked: kept; then round 0 cannot finish: we never got a credit.
@@ -479,6 +481,10 @@ TEST_CASE("inproc: 256 peers in one process") {
 
 TEST_CASE("inproc: run settings mismatch is refused by both sides") {
   check_run_hash_mismatch(inproc_group);
+}
+
+TEST_CASE("inproc: a peer of another launch of the same run is refused by name") {
+  check_nonce_mismatch(inproc_group);
 }
 
 TEST_CASE("inproc: a silent neighbour times out naming peer, endpoint and round") {
@@ -565,16 +571,122 @@ TEST_CASE("frame header round-trips and names its faults") {
   CHECK(p.header->sent_at_ns == 42);
   CHECK(p.header->stop_in == 7);
   auto bad = b;
-  bad[4] = std::byte{2};
-  CHECK(decode_header(bad).error.find("version 2") != std::string::npos);
-  const Hello hello{1, 2, 3, 4, 5, "ipc:///tmp/x"};
+  bad[4] = std::byte{kFrameVersion + 1};
+  CHECK(decode_header(bad).error.find(fmt::format("version {}", kFrameVersion + 1)) !=
+        std::string::npos);
+  const Hello hello{1, 2, 3, 4, 5, "ipc:///tmp/x", 0x0102030405060708ull};
   const auto hb = encode_hello(hello);
-  CHECK(hb.size() == 32 + 12);
+  CHECK(hb.size() == 40 + 12);
   const auto back = decode_hello(hb);
   CHECK(back.window == 5);
+  CHECK(back.nonce == 0x0102030405060708ull);
   CHECK(back.endpoint == "ipc:///tmp/x");
   CHECK(back.rank == 4);
   CHECK_THROWS_AS(decode_hello(std::span(hb).first(30)), std::invalid_argument);
+}
+
+}  // namespace gossip::net::test
+
+namespace gossip::net::test {
+namespace {
+
+// A backend that keeps every payload it is given, as libzmq keeps a zero-copy message, until
+// wait_released() (delivered) or abort() (torn down); its send to `throw_to` fails, as a libzmq
+// error does, after the sends before it queued the caller's buffer.
+class HoldingBackend final : public FramedTransport {
+ public:
+  HoldingBackend(const topology::Topology& topo, TransportOptions o, int throw_to)
+      : FramedTransport(topo, 0, std::move(o), "holding"), topo_(topo), throw_to_(throw_to) {
+    start();
+  }
+  int held = 0;  // caller buffers the backend may still read
+  bool aborted = false;
+  bool throwing = false;  // armed after the handshake: only data sends fail
+
+ protected:
+  bool try_send(int to, const HeaderBytes&, std::span<const std::byte>) override {
+    if (throwing && to == throw_to_) throw TransportError("injected: the backend refused a send");
+    ++held;
+    return true;
+  }
+  std::optional<Inbound> wait_inbound(Clock::time_point deadline, std::span<const int>) override {
+    // The peers' hellos, then silence.
+    for (int from : links()) {
+      if (hello_given_.contains(from)) continue;
+      hello_given_.insert(from);
+      FrameHeader h;
+      h.kind = FrameKind::hello;
+      h.sender = static_cast<std::uint32_t>(from);
+      h.receiver = 0;
+      auto bytes = std::make_shared<std::pair<HeaderBytes, std::vector<std::byte>>>();
+      bytes->second =
+          encode_hello({topo_.hash(), options().run_hash, static_cast<std::uint32_t>(topo_.size()),
+                        static_cast<std::uint32_t>(from), 0,
+                        topo_.peers[static_cast<std::size_t>(from)].endpoint, 0});
+      h.payload_length = bytes->second.size();
+      bytes->first = encode_header(h);
+      Inbound in;
+      in.link = from;
+      in.header = bytes->first;
+      in.payload = bytes->second;
+      in.owner = bytes;
+      return in;
+    }
+    std::this_thread::sleep_until(std::min(deadline, Clock::now() + std::chrono::milliseconds(5)));
+    return std::nullopt;
+  }
+  std::vector<int> wait_released(Clock::time_point) override {
+    held = 0;
+    return {};
+  }
+  void abort() noexcept override {
+    aborted = true;
+    held = 0;
+  }
+
+ private:
+  const topology::Topology& topo_;
+  int throw_to_;
+  std::set<int> hello_given_;
+};
+
+}  // namespace
+
+TEST_CASE("an exception mid-round tears the backend down before it leaves the call") {
+  // Rank 0 of a complete graph of 3 sends to 1 (the backend keeps our buffer), then the send to
+  // 2 throws. Unguarded, the exception left exchange() with the buffer still held: libzmq would
+  // read it after the caller freed it.
+  const auto topo = make_topo("complete:3", "tcp://127.0.0.1:29500");
+  {
+    HoldingBackend t(topo, quick_options(), 2);
+    t.handshake();
+    REQUIRE(t.held == 0);
+    t.throwing = true;
+    const auto payload = pattern(0, 0, 1 << 17);
+    CHECK_THROWS_WITH(t.exchange(0, payload), doctest::Contains("injected"));
+    CHECK(t.aborted);
+    CHECK(t.held == 0);
+    CHECK(t.failed());
+    CHECK_THROWS_WITH(t.exchange(1, payload), doctest::Contains("unusable after an earlier error"));
+  }
+  // A poll hook that abandons a ring step after its send: the same.
+  {
+    auto o = quick_options();
+    o.timeout = std::chrono::milliseconds(2000);
+    bool armed = false;
+    o.poll = [&armed] {
+      if (armed) throw std::runtime_error("abandoned by the caller");
+    };
+    o.poll_interval = std::chrono::milliseconds(1);
+    HoldingBackend t(topo, o, -1);
+    t.handshake();
+    armed = true;
+    const auto payload = pattern(0, 0, 64);
+    std::vector<std::byte> recv(64);
+    CHECK_THROWS_WITH(t.ring_step(0, 0, payload, recv), doctest::Contains("abandoned"));
+    CHECK(t.aborted);
+    CHECK(t.held == 0);
+  }
 }
 
 }  // namespace gossip::net::test

@@ -133,6 +133,10 @@ TEST_CASE("zmq: run settings mismatch is refused by both sides") {
   check_run_hash_mismatch(ipc_group);
 }
 
+TEST_CASE("zmq: a peer of another launch of the same run is refused by name") {
+  check_nonce_mismatch(ipc_group);
+}
+
 TEST_CASE("zmq: topology mismatch is refused naming both hashes") {
   Group g = ipc_group("ring:2");
   auto other = g.topo;
@@ -292,6 +296,33 @@ TEST_CASE("zmq: bind failure names the endpoint") {
   // Both hashes change together, so this is only about the bind.
   const auto e = error_of([&] { ZmqTransport t(topo, 0, quick_options(), false); });
   CHECK(e.find("cannot bind ipc:///nonexistent-dir-gossip/p0") != std::string::npos);
+}
+
+TEST_CASE("zmq: a bind failure on an address of this host is an error, not a wildcard bind") {
+  Group g = tcp_group("ring:2");
+  auto topo = g.topo;
+  const std::string port = topo.peers[0].endpoint.substr(topo.peers[0].endpoint.rfind(':'));
+  // [::1] is this host, but the sockets are IPv4 only: libzmq says ENODEV. This used to bind
+  // tcp://*:PORT (IPv4, every interface) without a word, where nobody connecting to [::1] looks.
+  topo.peers[0].endpoint = "tcp://[::1]" + port;
+  auto e = error_of([&] { ZmqTransport t(topo, 0, quick_options(), false); });
+  CHECK_MESSAGE(
+      e.find("cannot bind tcp://[::1]" + port + ": No such device (errno 19)") != std::string::npos,
+      e);
+  // A port in use on the loopback address: the error, with errno's text, naming the endpoint.
+  Group h = tcp_group("ring:2");
+  ZmqTransport holder(h.topo, 0, quick_options(), false);
+  auto busy = g.topo;
+  busy.peers[0].endpoint = h.topo.peers[0].endpoint;
+  e = error_of([&] { ZmqTransport t(busy, 0, quick_options(), false); });
+  CHECK_MESSAGE(e.find("cannot bind " + h.topo.peers[0].endpoint + ": Address already in use") !=
+                    std::string::npos,
+                e);
+  // A host name that is not an interface of this host: the intended fallback, on every interface.
+  auto named = g.topo;
+  named.peers[0].endpoint = "tcp://gossip-peer-0.invalid" + port;
+  ZmqTransport t(named, 0, quick_options(), false);
+  CHECK(t.bound_endpoint() == "tcp://*" + port);
 }
 
 }  // namespace gossip::net::test

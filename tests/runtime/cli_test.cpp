@@ -4,10 +4,12 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -97,7 +99,9 @@ TEST_CASE("--set mends a bad value of the config file; a directory is not a conf
   CHECK(r.err.find("is a directory, not a run config") != std::string::npos);
 }
 
-TEST_CASE("simulate: a damaged checkpoint of one peer is the error reported, stray files ignored") {
+TEST_CASE(
+    "simulate: a damaged checkpoint of one peer is the error reported, --resume takes an older "
+    "round, stray files ignored") {
   Scratch s("damaged");
   const auto cfg = s.config(
       "[topology]\nfile = \"ring:4\"\n[data]\ndataset = \"blobs\"\n"
@@ -112,11 +116,18 @@ TEST_CASE("simulate: a damaged checkpoint of one peer is the error reported, str
   const auto victim = ckpts / "peer-2-round-16.ckpt";
   REQUIRE(std::filesystem::exists(victim));
   std::filesystem::resize_file(victim, 100);
-  const auto r = run_cli("simulate --config " + cfg + " --resume");
+  // Asked for by round: the damaged file itself is the error, not a neighbour's time-out
+  // waiting for peer 2.
+  auto r = run_cli("simulate --config " + cfg + " --resume-round 16");
   CHECK(r.code != 0);
-  // The damaged file itself, not a neighbour's time-out waiting for peer 2.
-  CHECK(r.err.find("peer 2: " + victim.string() + ": truncated checkpoint header") !=
-        std::string::npos);
+  CHECK_MESSAGE(
+      r.err.find("peer 2: " + victim.string() + ": checksum mismatch") != std::string::npos, r.err);
+  // --resume: the newest round every peer has intact (12), saying why 16 was skipped.
+  r = run_cli("simulate --config " + cfg + " --resume");
+  CHECK_MESSAGE(r.code == 0, r.err);
+  CHECK_MESSAGE(r.err.find("checkpoints of round 16 skipped: " + victim.string() +
+                           ": checksum mismatch") != std::string::npos,
+                r.err);
 }
 
 TEST_CASE("unreachable neighbour: the peer gives up within the connect timeout, naming it") {
@@ -253,6 +264,46 @@ TEST_CASE("a diverging run: exit status 3, the peer and round named, no summary"
       CAPTURE(f);
       CHECK(std::stoull(f.substr(f.rfind('-') + 1)) <= diverged);
     }
+}
+
+// A peer whose loss turns non-finite in the last round: its stop request cannot reach anyone
+// before the run ends. Every peer must still take the divergence branch (exit 3, naming peer 1
+// and the round), none waiting for it in the end-of-run all-reduce until its timeout.
+TEST_CASE("a peer that diverges in the very last round: every peer exits 3 promptly") {
+  Scratch s("diverge_late");
+  const std::string ipc = "ipc://" + s.dir().string() + "-{rank}.sock";
+  for (int r = 0; r < 3; ++r) s.also_remove(s.dir().string() + "-" + std::to_string(r) + ".sock");
+  // 2000 rows, 3 peers, batch 32: 20 rounds; the last is round 19.
+  const auto cfg =
+      s.config("[topology]\nfile = \"ring:3,endpoint=" + ipc +
+               "\"\n[data]\ndataset = \"blobs\"\ntrain_limit = 2000\ntest_limit = 300\n"
+               "[transport]\ntimeout_s = 20\n[run]\ncheckpoint_every = 5\n");
+  const std::string named = "peer 1's training loss stopped being finite in round 19";
+  REQUIRE(::setenv("GOSSIP_TEST_DIVERGE", "1:19", 1) == 0);
+  for (const std::string command : {"simulate", "launch"}) {
+    CAPTURE(command);
+    const auto out = s.dir() / command;
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r =
+        run_cli(command + " --config " + cfg + " --set 'run.output=\"" + out.string() + "\"'");
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CHECK_MESSAGE(r.code == 3, r.err);
+    CHECK_MESSAGE(seconds < 15.0, seconds);  // nobody waited out the 20 s timeout
+    CHECK_MESSAGE(r.err.find("diverged: " + named) != std::string::npos, r.err);
+    CHECK_MESSAGE(r.err.find("no message from") == std::string::npos, r.err);
+    CHECK_FALSE(std::filesystem::exists(out / "summary.json"));
+    if (command == "launch") {
+      // Peers 1 and 2 wrote to their logs (peer 0's stderr was the terminal's): each says the same.
+      for (int peer : {1, 2}) {
+        std::ifstream log(out / "logs" / ("peer-" + std::to_string(peer) + ".log"));
+        const std::string text{std::istreambuf_iterator<char>(log), {}};
+        CAPTURE(peer);
+        CHECK_MESSAGE(text.find("diverged: " + named) != std::string::npos, text);
+      }
+    }
+  }
+  ::unsetenv("GOSSIP_TEST_DIVERGE");
 }
 
 TEST_CASE("run.device = cuda: trains on a GPU when one is visible, else a clear error") {

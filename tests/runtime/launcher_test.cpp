@@ -215,6 +215,16 @@ TEST_CASE(
   CHECK(std::count(env.begin(), env.end(), "LOCAL_RANK=0") == 1);
   CHECK(std::none_of(env.begin(), env.end(),
                      [](const std::string& e) { return e.starts_with("OMP_NUM_THREADS="); }));
+  // No nonce: none exported (peers started alike by hand still meet them).
+  CHECK(std::none_of(env.begin(), env.end(),
+                     [](const std::string& e) { return e.starts_with("GOSSIP_RUN_NONCE="); }));
+  // The launch's nonce goes to every process, peers and commands alike, in 16 hex digits.
+  q.nonce = 0xabc;
+  for (const auto& proc : launch_spec(q).processes)
+    CHECK(std::count(proc.env.begin(), proc.env.end(), "GOSSIP_RUN_NONCE=0000000000000abc") == 1);
+  q.command.clear();
+  for (const auto& proc : launch_spec(q).processes)
+    CHECK(std::count(proc.env.begin(), proc.env.end(), "GOSSIP_RUN_NONCE=0000000000000abc") == 1);
 }
 
 TEST_CASE(

@@ -215,6 +215,34 @@ TEST_CASE("IDX reader: a file the test writes, and the missing-package error") {
                     doctest::Contains("apt-get install dataset-fashion-mnist"));
 }
 
+TEST_CASE("IDX reader: a crafted header cannot overflow the size or allocate past the file") {
+  const Scratch scratch("idx_crafted");
+  const auto& dir = scratch.dir();
+  std::filesystem::create_directories(dir);
+  auto write = [&](std::vector<unsigned char> bytes) {
+    const auto path = dir / "crafted-idx.gz";
+    gzFile f = gzopen(path.c_str(), "wb");
+    REQUIRE(f != nullptr);
+    gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+    gzclose(f);
+    return path;
+  };
+  std::vector<std::uint32_t> dims;
+  // Three dimensions of 2^31: the product, 2^93, wraps to 0 in 64 bits; unchecked, that passed
+  // the size check and returned no pixels for 2^93 of them.
+  const auto wraps = write({0, 0, 8, 3, 0x80, 0, 0, 0, 0x80, 0, 0, 0, 0x80, 0, 0, 0, 1, 2, 3});
+  CHECK_THROWS_WITH(read_idx(wraps, dims), doctest::Contains("2147483648 x 2147483648"));
+  // Two of 2^31 (2^62 bytes, no wrap): refused before anything is allocated.
+  const auto huge = write({0, 0, 8, 2, 0x80, 0, 0, 0, 0x80, 0, 0, 0, 1, 2, 3});
+  CHECK_THROWS_WITH(read_idx(huge, dims), doctest::Contains("implausible IDX size"));
+  // A size that passes the cap but is far more than a file of 20 bytes can hold.
+  const auto big = write({0, 0, 8, 1, 0x40, 0, 0, 0, 1, 2, 3});
+  CHECK_THROWS_WITH(read_idx(big, dims), doctest::Contains("more than"));
+  // A zero dimension is an empty array, not an error.
+  const auto empty = write({0, 0, 8, 2, 0, 0, 0, 0, 0x80, 0, 0, 0});
+  CHECK(read_idx(empty, dims).empty());
+}
+
 TEST_CASE("the CPU backend through the Model interface: layout, init and device") {
   auto c = parse_run_config("[topology]\nfile = \"ring:2\"\n[model]\nhidden = [8]\n", "t.toml");
   const auto tt = synthetic_blobs(6, 3, 40, 10, 5);
@@ -399,4 +427,17 @@ TEST_CASE("BLAS slots: never more threads inside OpenBLAS at once than its buffe
   for (auto& t : threads) t.join();
   CHECK(most.load() <= slots);
   CHECK(most.load() >= 2);  // the slots are shared, not one at a time
+}
+
+TEST_CASE("the launch nonce: GOSSIP_RUN_NONCE in hexadecimal into the transport options") {
+  const auto c = parse_run_config("[topology]\nfile = \"ring:2\"\n", "t.toml");
+  ::unsetenv("GOSSIP_RUN_NONCE");
+  CHECK(transport_options(c, 0).run_nonce == 0);  // started by hand: none
+  ::setenv("GOSSIP_RUN_NONCE", "00000000deadbeef", 1);
+  CHECK(transport_options(c, 0).run_nonce == 0xdeadbeefull);
+  ::setenv("GOSSIP_RUN_NONCE", "12x", 1);
+  CHECK_THROWS_WITH(transport_options(c, 0), doctest::Contains("GOSSIP_RUN_NONCE='12x'"));
+  ::setenv("GOSSIP_RUN_NONCE", "10000000000000000", 1);  // 17 digits
+  CHECK_THROWS_AS(transport_options(c, 0), std::invalid_argument);
+  ::unsetenv("GOSSIP_RUN_NONCE");
 }

@@ -178,7 +178,71 @@ TEST_CASE("a checkpoint of another format version is refused, naming both") {
     f.write("01", 2);
   }
   CHECK_THROWS_WITH(run_all(c, 20, std::nullopt, false),
-                    doctest::Contains("checkpoint format 01 (this build reads 03)"));
+                    doctest::Contains("checkpoint format 01 (this build reads 04)"));
+}
+
+TEST_CASE(
+    "checkpoints: --resume takes the newest round every peer has intact; damage is refused by "
+    "name") {
+  const Scratch scratch("intact");
+  auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
+  apply_override(c, "run.checkpoint_every=10");  // 62 rounds: 40, 50 and 60 are kept
+  run_all(c, std::nullopt, std::nullopt, false);
+  const auto path = [&](int rank, std::uint64_t round) {
+    return PeerTrainer::checkpoint_path(c, rank, round);
+  };
+  const auto latest = [&] { return PeerTrainer::latest_common_checkpoint(c, 4); };
+  for (int r = 0; r < 4; ++r)
+    for (std::uint64_t round : {40, 50, 60})
+      CHECK_FALSE(PeerTrainer::checkpoint_problem(path(r, round)));
+  CHECK(latest() == 60u);
+  // Peers whose newest rounds differ: the largest round all of them have, not the newest any has.
+  std::filesystem::remove(path(3, 60));
+  CHECK(latest() == 50u);
+  // An empty checkpoint (a power loss before its bytes reached the disk) gives way to an older
+  // round, and so does one cut short.
+  std::filesystem::resize_file(path(1, 50), 0);
+  CHECK(PeerTrainer::checkpoint_problem(path(1, 50)).value_or("").find("empty") !=
+        std::string::npos);
+  CHECK(latest() == 40u);
+  std::filesystem::resize_file(path(0, 60), std::filesystem::file_size(path(0, 60)) / 2);
+  CHECK(PeerTrainer::checkpoint_problem(path(0, 60)).value_or("").find("checksum mismatch") !=
+        std::string::npos);
+
+  // One trainer, to resume rank 0 or 2 alone (the others never start: no time-out to wait for).
+  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+  const auto data = load_data(c);
+  const auto shards = partition_all(data.train, parse_partition(c.partition), 4, c.seed);
+  const auto resume_alone = [&](int rank, std::uint64_t round) {
+    auto hub = std::make_shared<net::InprocHub>(topo);
+    net::InprocTransport t(hub, rank);
+    PeerTrainer trainer(c, topo, rank, t, data, shards);
+    trainer.resume(round);
+  };
+  // Bytes appended: refused, naming the file; without them the same file loads.
+  const auto appended = path(0, 40);
+  const auto size = std::filesystem::file_size(appended);
+  std::ofstream(appended, std::ios::binary | std::ios::app) << "x";
+  CHECK_THROWS_WITH(resume_alone(0, 40),
+                    doctest::Contains((appended + ": checksum mismatch").c_str()));
+  CHECK(latest() == std::nullopt);
+  std::filesystem::resize_file(appended, size);
+  CHECK_NOTHROW(resume_alone(0, 40));
+  CHECK(latest() == 40u);
+  // One flipped byte in the middle of the saved state: refused, naming the file.
+  const auto flipped = path(2, 40);
+  {
+    std::fstream f(flipped, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(size / 2));
+    char b = 0;
+    f.read(&b, 1);
+    f.seekp(static_cast<std::streamoff>(size / 2));
+    b = static_cast<char>(b ^ 0x10);
+    f.write(&b, 1);
+  }
+  CHECK_THROWS_WITH(resume_alone(2, 40),
+                    doctest::Contains((flipped + ": checksum mismatch").c_str()));
+  CHECK(latest() == std::nullopt);
 }
 
 TEST_CASE("a checkpoint of a different run is refused with a message") {
@@ -207,6 +271,46 @@ TEST_CASE("a checkpoint of a different run is refused with a message") {
   std::string line, last;
   while (std::getline(in, line)) last = line;
   CHECK(nlohmann::json::parse(last).at("round").get<std::uint64_t>() == 3 * 31);
+}
+
+TEST_CASE("the end of a run is agreed: a divergence in the last rounds reaches every peer") {
+  const Scratch scratch("verdict");
+  auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
+  apply_override(c, "run.epochs=1");  // 31 rounds; the stop margin of ring:4 is 6
+  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+  const auto data = load_data(c);
+  const auto shards = partition_all(data.train, parse_partition(c.partition), 4, c.seed);
+  // Rank 3 in the last round, rank 1 a round before it: too late for their stop requests.
+  const std::map<int, std::uint64_t> nan_at = {{1, 29}, {3, 30}};
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  std::vector<PeerSummary> summaries(4);
+  std::vector<std::string> errors(4);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 4; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        net::TransportOptions o;
+        o.timeout = std::chrono::seconds(20);
+        net::InprocTransport t(hub, r, o);
+        PeerTrainer trainer(c, topo, r, t, data, shards);
+        TrainHooks hooks;
+        if (nan_at.contains(r)) hooks.nan_loss_round = nan_at.at(r);
+        summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 4; ++r) {
+    CAPTURE(r);
+    const auto& s = summaries[static_cast<std::size_t>(r)];
+    CHECK(errors[static_cast<std::size_t>(r)].empty());
+    CHECK(s.rounds == 31);  // nobody stopped early: the requests came too late
+    REQUIRE(s.divergence.has_value());
+    CHECK(s.divergence->rank == 1);  // the earliest of the two
+    CHECK(s.divergence->round == 29);
+    CHECK(s.diverged_at == (nan_at.contains(r) ? std::optional(nan_at.at(r)) : std::nullopt));
+  }
 }
 
 TEST_CASE("allreduce_mean gives every peer the same mean") {
