@@ -356,6 +356,7 @@ int run_peer(const TrainArgs& a) {
     throw std::invalid_argument(
         fmt::format("rank {} is out of range: {} has ranks 0..{}", rank, c.topology, n - 1));
   runtime::check_device(c);  // before loading data: a missing GPU is an early, clear error
+  const auto secret = runtime::curve_secret_key(c, topo, rank);  // as early: a key is refused
   // Under launch the threads are chosen already (OMP_NUM_THREADS in the environment). A process
   // confined to some of the cores (srun --cpu-bind, taskset) has its share already.
   const int here = runtime::usable_cores() < runtime::online_cores()
@@ -372,7 +373,9 @@ int run_peer(const TrainArgs& a) {
   const auto [wire, fp32_wire] = message_bytes(c, model);
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
-  net::ZmqTransport transport(topo, rank, stoppable_transport_options(c, std::max(wire, fp32_wire)));
+  auto options = stoppable_transport_options(c, std::max(wire, fp32_wire));
+  options.curve_secret_key = secret;
+  net::ZmqTransport transport(topo, rank, std::move(options));
   runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);
   if (resume) trainer.resume(*resume);
   runtime::TrainHooks hooks;
@@ -507,8 +510,9 @@ void add_train_commands(CLI::App& app) {
   auto peer = std::make_shared<TrainArgs>();
   auto* p = app.add_subcommand("peer", "Run one peer of a training run (ZeroMQ to its neighbours)");
   add_common_options(p, *peer);
-  p->add_option("--rank,-r", peer->rank,
-                "This peer's rank (else GOSSIP_RANK, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)")
+  p->add_option(
+       "--rank,-r", peer->rank,
+       "This peer's rank (else GOSSIP_RANK, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)")
       ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   p->add_flag("--progress", peer->progress, "Print progress lines (rank 0 always does)");
   p->callback([peer] {

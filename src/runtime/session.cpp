@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 
 int rank_from_environment(int given) {
   if (given >= 0) return given;
-  for (const char* var : {"GOSSIP_RANK", "RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"})
+  for (const char* var :
+       {"GOSSIP_RANK", "RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"})
     if (const char* v = std::getenv(var)) {
       // The whole value, digits only: "3abc" or "1e3" is not rank 3 or 1.
       const std::string_view text(v);
@@ -42,6 +43,31 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.link.all.bandwidth_bytes_per_s = c.bandwidth_mbit * 1e6 / 8.0;
   o.receive_window = c.receive_window;
   return o;
+}
+
+std::optional<net::SecretKey> curve_secret_key(const RunConfig& c, const topology::Topology& topo,
+                                               int rank) {
+  std::string path = c.secret_key_file, from = "transport.secret_key_file";
+  if (path.empty()) {
+    if (const char* env = std::getenv("GOSSIP_SECRET_KEY_FILE"); env && *env) {
+      path = env;
+      from = "GOSSIP_SECRET_KEY_FILE";
+    }
+  }
+  for (auto at = path.find("{rank}"); at != std::string::npos; at = path.find("{rank}", at))
+    path.replace(at, 6, std::to_string(rank));
+  std::optional<net::SecretKey> key;
+  if (!path.empty()) {
+    try {
+      key = net::read_secret_key_file(path);
+    } catch (const net::KeyError& e) {
+      throw ConfigError(fmt::format("{} ({}): {}", from, c.source, e.what()));
+    }
+  }
+  if (const auto why = net::secret_key_problem(topo, rank, key ? &*key : nullptr); !why.empty())
+    throw ConfigError(path.empty() ? fmt::format("rank {}: {}", rank, why)
+                                   : fmt::format("rank {}: {} = {}: {}", rank, from, path, why));
+  return key;
 }
 
 MessageBytes message_bytes(const RunConfig& c, std::size_t d,
@@ -127,7 +153,8 @@ nlohmann::json metrics_line(const algorithms::Algorithm& algo, const net::Transp
     auto& by = j["frames_dropped_by_reason"] = nlohmann::json::object();
     for (std::size_t r = 0; r < net::kDropReasonCount; ++r)
       if (drops.by_reason[r] > 0)
-        by[std::string(net::drop_reason_name(static_cast<net::DropReason>(r)))] = drops.by_reason[r];
+        by[std::string(net::drop_reason_name(static_cast<net::DropReason>(r)))] =
+            drops.by_reason[r];
   }
   return j;
 }
