@@ -65,6 +65,9 @@ std::optional<std::string> wildcard_of(const std::string& endpoint) {
 constexpr int kZapEnforceDomain = 93;
 constexpr std::string_view kZapDomain = "gossip";
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
+// A CURVE MESSAGE command wraps a part as "\x07MESSAGE", an 8-byte nonce and a box of a flags
+// byte, the part and a 16-byte MAC (RFC 26): 33 bytes more on the wire; rounded up.
+constexpr std::uint64_t kCurveMessageOverhead = 64;
 constexpr const char* kMonitorEndpoint = "inproc://gossip.router-monitor";
 
 std::string_view text_of(const zmq::message_t& m) {
@@ -158,7 +161,10 @@ void ZmqTransport::set_up(const topology::Topology& topo, bool handshake_now) {
   common_options(router_, o, hwm);
   if (o.max_payload_bytes > 0) {
     // libzmq drops a connection that sends a larger part, before buffering it.
-    const auto limit = std::max<std::uint64_t>(o.max_payload_bytes, 64 * 1024);
+    // With CURVE the limit applies to the encrypted ZMTP frame, which is larger than the part it
+    // carries: a payload of exactly max_payload_bytes would cost the connection.
+    const auto limit = std::max<std::uint64_t>(o.max_payload_bytes, 64 * 1024) +
+                       (curve_ ? kCurveMessageOverhead : 0);
     router_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(limit));
   }
   const std::string& mine = endpoint_of(rank);

@@ -152,6 +152,28 @@ TEST_CASE("CURVE: a run with keys gives the models of one without, bit for bit")
   }
 }
 
+TEST_CASE("CURVE: a payload of exactly max_payload_bytes gets through (ZMQ_MAXMSGSIZE margin)") {
+  // libzmq checks ZMQ_MAXMSGSIZE against the encrypted frame, which is larger than its part.
+  std::vector<gn::SecretKey> secrets;
+  const auto topo = keyed_topology("ring:2", secrets);
+  constexpr std::size_t kBytes = 200000;  // above the 64 KiB floor of the limit
+  std::vector<std::vector<std::byte>> got(2);
+  const auto errors = gn::test::run_ranks(2, [&](int r) {
+    auto o = options_for(secrets, r);
+    o.max_payload_bytes = kBytes;
+    o.timeout = 5s;
+    gn::ZmqTransport t(topo, r, o);
+    const auto payload = gn::test::pattern(r, 0, kBytes);
+    const auto& views = t.exchange(0, payload);
+    REQUIRE(views.size() == 1);
+    got[static_cast<std::size_t>(r)].assign(views[0].begin(), views[0].end());
+  });
+  remove_ipc_files(topo);
+  CHECK(errors == std::vector<std::string>{"", ""});
+  CHECK(got[0] == gn::test::pattern(1, 0, kBytes));
+  CHECK(got[1] == gn::test::pattern(0, 0, kBytes));
+}
+
 TEST_CASE("CURVE: a transport refuses a missing, needless or foreign secret key, naming the rank") {
   std::vector<gn::SecretKey> secrets;
   const auto keyed = keyed_topology("ring:2", secrets);
