@@ -38,8 +38,13 @@ enum class DropReason : std::uint8_t {
   wrong_ring_sender,  // ring frame from another rank than rank-1
   bad_credit,         // credit frame while exchanges are not paced, or with a payload
   bad_stop,           // stop_in that overflows the round
+  // CURVE only (a topology with public keys):
+  wrong_key,         // the key that sent it (its User-Id) is another rank's than its routing id's
+  handshake_failed,  // a connection refused at the CURVE handshake (counted per attempt): a key
+                     // not in the topology, no CURVE, a wrong server key, no ZAP handler
 };
-inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::bad_stop) + 1;
+inline constexpr std::size_t kDropReasonCount =
+    static_cast<std::size_t>(DropReason::handshake_failed) + 1;
 
 // "bad checksum", "duplicate", ...
 std::string_view drop_reason_name(DropReason r);

@@ -367,7 +367,7 @@ void FramedTransport::accept(Inbound&& in) {
                         : fmt::format("a connection that is not a peer ({})", in.link_label);
   };
   if (!in.malformed.empty()) {
-    return drop(in, DropReason::bad_parts,
+    return drop(in, in.refused,
                 [&] { return fmt::format("bad frame from {}: {}", conn(), in.malformed); });
   }
   const HeaderParse parsed = decode_header(in.header);

@@ -36,7 +36,8 @@ struct Inbound {
   // When link == -1: names that connection ("routing id 0x…"), in logs and as the key of its
   // drop counters (DropCounters::by_stranger).
   std::string link_label;
-  std::string malformed;  // non-empty: the backend could not split the frame (why)
+  std::string malformed;  // non-empty: the backend refuses the frame (why), under `refused`
+  DropReason refused = DropReason::bad_parts;
   std::span<const std::byte> header;
   std::span<const std::byte> payload;
   std::shared_ptr<const void> owner;
@@ -104,6 +105,11 @@ class FramedTransport : public Transport {
   virtual void drop_queued() noexcept {}
 
   spdlog::logger& log() const { return *log_; }
+  // Counts what the backend refused below the level of frames (a connection that failed the CURVE
+  // handshake), under the stranger connection `label`; logged as drop() logs.
+  void count_refused(std::string_view label, DropReason why, FunctionRef<std::string()> detail) {
+    note_drop(-1, label, why, detail);
+  }
   // Grows by one per batch of sends of one payload (hello, an exchange, a ring step): a backend
   // may share one copy of the payload between the frames of a batch.
   std::uint64_t send_batch() const { return send_batch_; }

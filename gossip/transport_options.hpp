@@ -1,10 +1,12 @@
 #pragma once
 // Settings shared by every Transport implementation. The run config maps onto this struct.
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 
 #include "gossip/link_emulation.hpp"
 
@@ -51,6 +53,9 @@ struct TransportOptions {
   int hwm_messages = 0;                         // 0: derived from max_payload_bytes
   std::chrono::milliseconds heartbeat{1000};    // ZMTP ping interval; 0 disables
   std::size_t zero_copy_min_bytes = 64 * 1024;  // smaller payloads are copied into the message
+  // This peer's CURVE secret key (gossip/curve_keys.hpp). Required exactly when the topology has
+  // public keys; then every link is encrypted and only the topology's keys are admitted.
+  std::optional<std::array<std::uint8_t, 32>> curve_secret_key;
 };
 
 }  // namespace gossip::net

@@ -4,10 +4,14 @@
 #include <cerrno>
 #include <charconv>
 #include <climits>
+#include <cstring>
 #include <utility>
 
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
+#include <zmq_addon.hpp>
+
+#include "gossip/curve_keys.hpp"
 
 namespace gossip::net {
 namespace {
@@ -64,6 +68,30 @@ std::optional<std::string> wildcard_of(const std::string& endpoint, int error) {
   return std::nullopt;
 }
 
+// ZMQ_ZAP_ENFORCE_DOMAIN: without it a CURVE server whose ZAP handler is missing admits every
+// client that knows its public key (libzmq's fallback, issue #2594). It is a DRAFT option, hidden
+// in Debian's zmq.h (built without the draft API), but libzmq 4.3.4 handles it outside its draft
+// block, so setting it works there; a library that refused it would make the constructor throw.
+constexpr int kZapEnforceDomain = 93;
+constexpr std::string_view kZapDomain = "gossip";
+constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
+// A CURVE MESSAGE command wraps a part as "\x07MESSAGE", an 8-byte nonce and a box of a flags
+// byte, the part and a 16-byte MAC (RFC 26): 33 bytes more on the wire; rounded up.
+constexpr std::uint64_t kCurveMessageOverhead = 64;
+constexpr const char* kMonitorEndpoint = "inproc://gossip.router-monitor";
+
+std::string_view text_of(const zmq::message_t& m) {
+  return {static_cast<const char*>(m.data()), m.size()};
+}
+
+// A rank written in decimal, -1 unless it is all digits and in [0, n).
+int rank_in(std::string_view text, int n) {
+  int r = -1;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), r);
+  if (ec != std::errc{} || p != text.data() + text.size() || r < 0 || r >= n) return -1;
+  return r;
+}
+
 }  // namespace
 
 std::string ZmqTransport::routing_id(int rank) {
@@ -84,16 +112,69 @@ ZmqTransport::ZmqTransport(const topology::Topology& topo, int rank, TransportOp
     : FramedTransport(topo, rank, std::move(options), "zeromq"),
       ctx_(std::max(1, this->options().io_threads)),
       router_(ctx_, zmq::socket_type::router) {
+  try {
+    set_up(topo, handshake_now);
+  } catch (...) {
+    // The ZAP thread holds a socket of ctx_: without this the context could never terminate.
+    abort();
+    throw;
+  }
+}
+
+void ZmqTransport::set_up(const topology::Topology& topo, bool handshake_now) {
   const TransportOptions& o = this->options();
+  const int rank = this->rank();
   const int hwm = derive_hwm(o);
   releases_.outstanding.assign(static_cast<std::size_t>(size()), 0);
   slots_.resize(static_cast<std::size_t>(size()));
   for (int r = 0; r < size(); ++r) slots_[static_cast<std::size_t>(r)] = {&releases_, r};
 
+  if (const auto why =
+          secret_key_problem(topo, rank, o.curve_secret_key ? &*o.curve_secret_key : nullptr);
+      !why.empty()) {
+    throw TransportError(fmt::format("rank {}: {}", rank, why));
+  }
+  curve_ = o.curve_secret_key.has_value();
+  std::string my_public, my_secret;
+  if (curve_) {
+    for (int r = 0; r < size(); ++r) key_rank_[topo.public_keys[static_cast<std::size_t>(r)]] = r;
+    my_public = z85(topo.public_keys[static_cast<std::size_t>(rank)]);
+    my_secret = z85(*o.curve_secret_key);
+    // The handler must be bound before the ROUTER (RFC 27): a CURVE handshake that finds none
+    // fails (kZapEnforceDomain) rather than admitting anyone.
+    zmq::socket_t rep(ctx_, zmq::socket_type::rep);
+    rep.set(zmq::sockopt::linger, 0);
+    rep.bind(kZapEndpoint);
+    zap_thread_ = std::thread([this, s = std::move(rep)]() mutable { serve_zap(std::move(s)); });
+    router_.set(zmq::sockopt::curve_server, true);
+    router_.set(zmq::sockopt::curve_secretkey, my_secret);
+    router_.set(zmq::sockopt::zap_domain, std::string(kZapDomain));
+    const int one = 1;
+    if (zmq_setsockopt(router_.handle(), kZapEnforceDomain, &one, sizeof one) != 0) {
+      throw TransportError(
+          fmt::format("rank {}: this libzmq refuses ZMQ_ZAP_ENFORCE_DOMAIN ({}), "
+                      "without which a missing ZAP handler would admit any key",
+                      rank, zmq_strerror(zmq_errno())));
+    }
+    if (zmq_socket_monitor(router_.handle(), kMonitorEndpoint,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+      throw TransportError(
+          fmt::format("rank {}: cannot monitor the ROUTER: {}", rank, zmq_strerror(zmq_errno())));
+    }
+    monitor_.emplace(ctx_, zmq::socket_type::pair);
+    monitor_->set(zmq::sockopt::linger, 0);
+    monitor_->connect(kMonitorEndpoint);
+  }
+
   common_options(router_, o, hwm);
   if (o.max_payload_bytes > 0) {
     // libzmq drops a connection that sends a larger part, before buffering it.
-    const auto limit = std::max<std::uint64_t>(o.max_payload_bytes, 64 * 1024);
+    // With CURVE the limit applies to the encrypted ZMTP frame, which is larger than the part it
+    // carries: a payload of exactly max_payload_bytes would cost the connection.
+    const auto limit = std::max<std::uint64_t>(o.max_payload_bytes, 64 * 1024) +
+                       (curve_ ? kCurveMessageOverhead : 0);
     router_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(limit));
   }
   const std::string& mine = endpoint_of(rank);
@@ -124,6 +205,11 @@ ZmqTransport::ZmqTransport(const topology::Topology& topo, int rank, TransportOp
     auto& d = dealers_[static_cast<std::size_t>(to)].emplace(ctx_, zmq::socket_type::dealer);
     common_options(d, o, hwm);
     d.set(zmq::sockopt::routing_id, zmq::buffer(id));
+    if (curve_) {
+      d.set(zmq::sockopt::curve_serverkey, z85(topo.public_keys[static_cast<std::size_t>(to)]));
+      d.set(zmq::sockopt::curve_publickey, my_public);
+      d.set(zmq::sockopt::curve_secretkey, my_secret);
+    }
     try {
       d.connect(endpoint_of(to));
     } catch (const zmq::error_t& e) {
@@ -131,6 +217,7 @@ ZmqTransport::ZmqTransport(const topology::Topology& topo, int rank, TransportOp
           fmt::format("rank {}: cannot connect to {}: {}", rank, peer_name(to), e.what()));
     }
   }
+  std::fill(my_secret.begin(), my_secret.end(), '\0');
   start();
   if (handshake_now) handshake();
 }
@@ -141,8 +228,88 @@ ZmqTransport::~ZmqTransport() {
   for (auto& d : dealers_) {
     if (d) d->close();
   }
+  if (monitor_) monitor_->close();
   router_.close();
+  close_context();
+}
+
+void ZmqTransport::close_context() noexcept {
+  // The ZAP thread blocks in recv on its own socket, which it alone may close: shutting the
+  // context down wakes it with ETERM, it closes the socket and returns, and only then can the
+  // context terminate. Lingering messages are kept as zmq_ctx_term alone keeps them.
+  ctx_.shutdown();
+  if (zap_thread_.joinable()) zap_thread_.join();
   ctx_.close();
+}
+
+void ZmqTransport::serve_zap(zmq::socket_t rep) const {
+  // RFC 27: request = version, request id, domain, address, identity, mechanism, credentials...;
+  // reply = version, request id, status code, status text, user id, metadata. An in-memory
+  // lookup: a slow answer would hold up the handshake (ZMQ_HANDSHAKE_IVL).
+  for (;;) {
+    std::vector<zmq::message_t> req;
+    try {
+      if (!zmq::recv_multipart(rep, std::back_inserter(req))) continue;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      break;  // ETERM: the transport is closing
+    }
+    std::string status = "400", text = "key not in the topology", user;
+    if (req.size() < 6 || text_of(req[0]) != "1.0") {
+      status = "500";
+      text = "bad ZAP request";
+    } else if (text_of(req[5]) != "CURVE" || req.size() != 7) {
+      text = "CURVE required";
+    } else if (req[6].size() == topology::PublicKey{}.size()) {
+      topology::PublicKey key{};
+      std::memcpy(key.data(), req[6].data(), key.size());
+      if (const auto it = key_rank_.find(key); it != key_rank_.end()) {
+        status = "200";
+        text = "OK";
+        user = std::to_string(it->second);
+      }
+    }
+    try {
+      std::array<zmq::const_buffer, 6> reply = {
+          zmq::str_buffer("1.0"),
+          zmq::buffer(req.size() > 1 ? req[1].data() : nullptr, req.size() > 1 ? req[1].size() : 0),
+          zmq::buffer(status),
+          zmq::buffer(text),
+          zmq::buffer(user),
+          zmq::const_buffer(nullptr, 0)};
+      zmq::send_multipart(rep, reply);
+    } catch (const zmq::error_t&) {
+      break;
+    }
+  }
+  rep.close();
+}
+
+void ZmqTransport::read_monitor_events() {
+  for (;;) {
+    std::vector<zmq::message_t> event;
+    try {
+      if (!zmq::recv_multipart(*monitor_, std::back_inserter(event), zmq::recv_flags::dontwait))
+        return;
+    } catch (const zmq::error_t&) {
+      return;
+    }
+    if (event.size() != 2 || event[0].size() < 6) continue;
+    std::uint16_t id = 0;
+    std::uint32_t value = 0;
+    std::memcpy(&id, event[0].data(), sizeof id);
+    std::memcpy(&value, static_cast<const char*>(event[0].data()) + 2, sizeof value);
+    const char* what = id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "the ZAP handler refused its key"
+                       : id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                           ? "not a valid CURVE handshake "
+                             "(no CURVE, or another server key)"
+                           : "no ZAP handler answered";
+    const std::string endpoint(text_of(event[1]));
+    count_refused("CURVE handshakes refused", DropReason::handshake_failed, [&] {
+      return fmt::format("a connection to {} failed the CURVE handshake: {} (code {})", endpoint,
+                         what, value);
+    });
+  }
 }
 
 void ZmqTransport::abort() noexcept {
@@ -153,8 +320,9 @@ void ZmqTransport::abort() noexcept {
     for (auto& d : dealers_) {
       if (d) d->close();
     }
+    if (monitor_) monitor_->close();
     router_.close();
-    ctx_.close();
+    close_context();
   } catch (...) {
     // Closing can only fail on a context already gone; nothing else is left to stop.
   }
@@ -223,14 +391,29 @@ Inbound ZmqTransport::read_message() {
     if (ec != std::errc{} || p != id.data() + id.size() || r < 0 || r >= size()) r = -1;
   }
   in.link = r;
-  if (r < 0) {
+  if (curve_ && parts->size() >= 2) {
+    // Who sent it is the key that passed the handshake (the ZAP handler's User-Id: its rank),
+    // not the routing id, which the sender chooses: an admitted peer could present another's.
+    const char* user = zmq_msg_gets((*parts)[1].handle(), "User-Id");
+    const int by_key = user ? rank_in(user, size()) : -1;
+    if (by_key != r) {
+      if (by_key >= 0) in.link = by_key;
+      in.refused = DropReason::wrong_key;
+      in.malformed = fmt::format("its CURVE key is {}, its routing id names {}",
+                                 by_key >= 0 ? fmt::format("rank {}'s", by_key) : "no peer's",
+                                 r >= 0 ? fmt::format("rank {}", r) : "no rank");
+    }
+  }
+  if (r < 0 && in.link < 0) {
     std::string hex;
     for (std::size_t i = 0; i < std::min<std::size_t>(id.size(), 16); ++i) {
       hex += fmt::format("{:02x}", static_cast<unsigned char>(id[i]));
     }
     in.link_label = fmt::format("routing id 0x{}", hex);
   }
-  if (count != 3) {
+  if (!in.malformed.empty()) {
+    // Refused above; the parts are not looked at.
+  } else if (count != 3) {
     in.malformed = fmt::format("{} message parts, expected 2 (header, payload)", count - 1);
   } else {
     in.header = {static_cast<const std::byte*>((*parts)[1].data()), (*parts)[1].size()};
@@ -243,8 +426,10 @@ Inbound ZmqTransport::read_message() {
 std::optional<Inbound> ZmqTransport::wait_inbound(Clock::time_point deadline,
                                                   std::span<const int> blocked) {
   std::vector<zmq::pollitem_t> items;
-  items.reserve(1 + blocked.size());
+  items.reserve(2 + blocked.size());
   items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
+  // Always at index 1 (a null socket and fd -1 never report) so that blocked links start at 2.
+  items.push_back({monitor_ ? monitor_->handle() : nullptr, -1, ZMQ_POLLIN, 0});
   for (int b : blocked) {
     items.push_back({dealers_.at(static_cast<std::size_t>(b))->handle(), 0, ZMQ_POLLOUT, 0});
   }
@@ -263,6 +448,10 @@ std::optional<Inbound> ZmqTransport::wait_inbound(Clock::time_point deadline,
       continue;
     }
     if (items[0].revents & ZMQ_POLLIN) return read_message();
+    if (items[1].revents & ZMQ_POLLIN) {
+      read_monitor_events();
+      --ready;
+    }
     if (ready > 0) return std::nullopt;  // a blocked link has room again
     if (Clock::now() >= deadline) return std::nullopt;
   }

@@ -10,11 +10,20 @@
 //
 // The constructor binds, connects and runs the handshake (unless told not to), so a peer with
 // another topology or settings is refused before any training starts.
+//
+// CURVE (a topology with public keys, TransportOptions::curve_secret_key set): the ROUTER is a
+// CURVE server and every DEALER a CURVE client of its peer's public key. A ZAP handler (a thread
+// with a REP socket on inproc://zeromq.zap.01, bound before the ROUTER) admits only the
+// topology's keys and names the connection by the key's rank (its User-Id); a frame whose routing
+// id names another rank than its key is dropped (wrong_key). Handshakes the ROUTER refuses are
+// counted as drops (handshake_failed) from a socket monitor. docs/transport.md, "CURVE".
 
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include <zmq.hpp>
@@ -59,8 +68,15 @@ class ZmqTransport final : public FramedTransport {
     Releases* releases = nullptr;
     int rank = 0;
   };
+  // The constructor's work; on a throw the constructor stops what it started.
+  void set_up(const topology::Topology& topo, bool handshake_now);
   static void on_release(void* data, void* hint) noexcept;
   Inbound read_message();
+  // CURVE: the ZAP handler's loop (its own thread) and the socket monitor's events.
+  void serve_zap(zmq::socket_t rep) const;
+  void read_monitor_events();
+  // Stops the ZAP thread and terminates the context (sockets must be closed first).
+  void close_context() noexcept;
 
   Releases releases_;
   std::vector<Slot> slots_;
@@ -68,6 +84,10 @@ class ZmqTransport final : public FramedTransport {
   zmq::socket_t router_;
   std::vector<std::optional<zmq::socket_t>> dealers_;  // indexed by rank; set for links only
   std::string bound_;
+  bool curve_ = false;
+  std::map<topology::PublicKey, int> key_rank_;  // CURVE: the admitted keys; read-only once set
+  std::optional<zmq::socket_t> monitor_;         // CURVE: the ROUTER's refused handshakes
+  std::thread zap_thread_;                       // CURVE: serve_zap
 };
 
 }  // namespace gossip::net

@@ -135,7 +135,39 @@ std::uint64_t Topology::hash() const {
       f.f64(nb.weight);
     }
   }
+  if (!public_keys.empty()) {
+    f.u64(public_keys.size());
+    for (const auto& k : public_keys) f.bytes(k.data(), k.size());
+  }
   return f.h;
+}
+
+std::optional<PublicKey> parse_key_hex(std::string_view hex) {
+  if (hex.size() != 2 * PublicKey{}.size()) return std::nullopt;
+  const auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  PublicKey key{};
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    key[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+  }
+  return key;
+}
+
+std::string key_hex(const PublicKey& key) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * key.size());
+  for (const auto b : key) {
+    out += kDigits[b >> 4];
+    out += kDigits[b & 15];
+  }
+  return out;
 }
 
 namespace {

@@ -2,6 +2,7 @@
 // The topology layer's data model: peers, the undirected graph between them and the mixing
 // matrix W. Knows nothing of sockets or kernels.
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -9,6 +10,15 @@
 #include <vector>
 
 namespace gossip::topology {
+
+// A peer's long-term CURVE public key (Curve25519, 32 bytes). Written in files as 64 hex
+// digits: Z85, ZeroMQ's own text form, uses '#', '"' and ':' which TOML comments and quotes eat.
+using PublicKey = std::array<std::uint8_t, 32>;
+
+// The key of 64 hex digits (either case), nullopt for anything else.
+std::optional<PublicKey> parse_key_hex(std::string_view hex);
+// 64 lowercase hex digits.
+std::string key_hex(const PublicKey& key);
 
 // One non-zero of a row of W: the weight W_ij that peer i gives to peer j.
 struct Neighbor {
@@ -70,15 +80,20 @@ struct Topology {
   Graph graph;
   std::vector<std::vector<Neighbor>> W;  // row i: (j, W_ij) for j in N(i) including i, by rank
   std::string description;               // e.g. "ring n=8, weights=ring" or the file path
+  // Indexed by rank: every peer's CURVE public key, or empty when the topology has none. With
+  // keys, every link is encrypted and only these keys are admitted (docs/transport.md, "CURVE").
+  std::vector<PublicKey> public_keys;
 
   int size() const { return graph.size(); }
   double weight(int i, int j) const;  // W_ij, 0 when absent
   // Row i of W without the diagonal entry: the peers i exchanges messages with.
   std::vector<Neighbor> neighbors(int i) const;
   double self_weight(int i) const { return weight(i, i); }
-  // A stable 64-bit hash of n, the edges, W (bit patterns) and the endpoints. Peers compare it at
-  // start-up to prove they loaded the same topology.
+  // A stable 64-bit hash of n, the edges, W (bit patterns), the endpoints and, when there are
+  // any, the public keys (a topology without keys hashes as before keys existed). Peers compare
+  // it at start-up to prove they loaded the same topology.
   std::uint64_t hash() const;
+  bool authenticated() const { return !public_keys.empty(); }
 };
 
 }  // namespace gossip::topology

@@ -1,6 +1,7 @@
 #include "topology/topology_file.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -82,6 +83,37 @@ class Parser {
     return n.as_string()->get();
   }
 
+  PublicKey get_key(const toml::node& n, std::string_view what) const {
+    const std::string text = get_string(n, what);
+    const auto key = parse_key_hex(text);
+    if (!key) {
+      const bool all_hex = std::all_of(text.begin(), text.end(), [](char c) {
+        return std::isxdigit(static_cast<unsigned char>(c));
+      });
+      fail(n,
+           fmt::format("{} must be 64 hex digits (a 32-byte CURVE key, as `gossip keygen` writes "
+                       "it in NAME.pub), got {}",
+                       what,
+                       all_hex ? fmt::format("{} digits", text.size())
+                               : std::string("a character that is not a hex digit")));
+    }
+    return *key;
+  }
+
+  // Two peers with one key could not be told apart: the key is how a frame's sender is known.
+  void check_distinct_keys(const Topology& t, const std::vector<long>& key_line) const {
+    std::map<PublicKey, int> owner;
+    for (int r = 0; r < static_cast<int>(t.public_keys.size()); ++r) {
+      const auto [it, fresh] = owner.try_emplace(t.public_keys[static_cast<std::size_t>(r)], r);
+      if (!fresh)
+        fail(
+            key_line[static_cast<std::size_t>(r)],
+            fmt::format("peer {} has the public key of peer {} (line {}): every peer needs its own "
+                        "key pair",
+                        r, it->second, key_line[static_cast<std::size_t>(it->second)]));
+    }
+  }
+
   const toml::array& get_array(const toml::node& n, std::string_view what) const {
     if (!n.is_array()) fail(n, fmt::format("{} must be an array", what));
     return *n.as_array();
@@ -110,8 +142,10 @@ class Parser {
 
  private:
   Topology parse_generator(const toml::table& g) {
-    only_keys(g, {"kind", "sizes", "weights", "seed", "p", "degree", "endpoint", "devices"},
-              "[generator]");
+    only_keys(
+        g,
+        {"kind", "sizes", "weights", "seed", "p", "degree", "endpoint", "devices", "public_keys"},
+        "[generator]");
     GeneratorSpec spec;
     const auto* kind = g.get("kind");
     if (!kind) fail(g, "[generator] needs 'kind'");
@@ -179,6 +213,19 @@ class Parser {
             static_cast<int>(get_int_in(arr[r], "a device", 0, std::numeric_limits<int>::max()));
       }
     }
+    if (const auto* k = g.get("public_keys")) {
+      const auto& arr = get_array(*k, "'public_keys'");
+      if (arr.size() != t.peers.size())
+        fail(*k, fmt::format("'public_keys' lists {} keys for {} peers: give every peer a key, "
+                             "in rank order",
+                             arr.size(), t.peers.size()));
+      std::vector<long> key_line;
+      for (const auto& key : arr) {
+        t.public_keys.push_back(get_key(key, "a public key"));
+        key_line.push_back(line_of(key));
+      }
+      check_distinct_keys(t, key_line);
+    }
     t.description = fmt::format("{} ({})", name_, t.description);
     return t;
   }
@@ -197,9 +244,12 @@ class Parser {
     std::vector<long> peer_line(static_cast<std::size_t>(n), 0);
     std::vector<std::optional<double>> self_weight(static_cast<std::size_t>(n));
     std::map<std::string, std::pair<std::string, long>> endpoint_line;  // key -> (as written, line)
+    std::vector<std::optional<PublicKey>> keys(static_cast<std::size_t>(n));
+    std::vector<long> key_line(static_cast<std::size_t>(n), 0);
+    long first_keyed = 0, first_unkeyed = 0;
     for (const auto& node : peer_arr) {
       const auto& p = *node.as_table();
-      only_keys(p, {"rank", "endpoint", "device", "self_weight"}, "[[peer]]");
+      only_keys(p, {"rank", "endpoint", "device", "self_weight", "public_key"}, "[[peer]]");
       const long long rank = get_int(p, "rank", "[[peer]]");
       if (rank < 0 || rank >= n)
         fail(p, fmt::format("rank {} is out of range: {} peers are listed, so ranks are 0..{}",
@@ -230,6 +280,24 @@ class Parser {
         t.peers[r].device =
             static_cast<int>(get_int_in(*d, "'device'", 0, std::numeric_limits<int>::max()));
       if (const auto* sw = p.get("self_weight")) self_weight[r] = get_number(*sw, "'self_weight'");
+      if (const auto* k = p.get("public_key")) {
+        keys[r] = get_key(*k, "'public_key'");
+        key_line[r] = line_of(*k);
+        if (first_keyed == 0) first_keyed = line_of(p);
+      } else if (first_unkeyed == 0) {
+        first_unkeyed = line_of(p);
+      }
+    }
+    // All or nothing: one unkeyed peer would be a hole in the allowlist, or a peer nobody can
+    // reach; either way the run could not be what the keyed peers promise.
+    if (first_keyed != 0 && first_unkeyed != 0)
+      fail(first_unkeyed,
+           fmt::format("this peer has no 'public_key' while the peer at line {} has one: give "
+                       "every peer a key (CURVE) or none",
+                       first_keyed));
+    if (first_keyed != 0) {
+      for (const auto& k : keys) t.public_keys.push_back(*k);
+      check_distinct_keys(t, key_line);
     }
 
     t.graph = Graph(n);
@@ -479,6 +547,9 @@ void write_topology(const Topology& t, std::ostream& out) {
   for (const auto& p : t.peers) {
     out << fmt::format("[[peer]]\nrank = {}\nendpoint = \"{}\"\n", p.rank, p.endpoint);
     if (p.device) out << fmt::format("device = {}\n", *p.device);
+    if (t.authenticated())
+      out << fmt::format("public_key = \"{}\"\n",
+                         key_hex(t.public_keys[static_cast<std::size_t>(p.rank)]));
     out << fmt::format("self_weight = {:.17g}\n\n", t.self_weight(p.rank));
   }
   for (auto [a, b] : t.graph.edges())

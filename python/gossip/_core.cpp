@@ -129,6 +129,7 @@ class PyAlgorithm {
         options.run_hash * 0x9E3779B97F4A7C15ull ^ algorithms::settings_hash(algo_config, d);
     options.cancelled = [this] { return handshake_cancelled(); };
     options.poll = [this] { poll(); };
+    options.curve_secret_key = runtime::curve_secret_key(c, peer_->topology(), peer_->rank());
     wire_bytes_ = bytes.wire;
     // The handshake waits for every linked peer (transport.connect_timeout_s): without the GIL,
     // and Ctrl-C ends it (options.cancelled).

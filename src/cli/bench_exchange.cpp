@@ -24,6 +24,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -36,6 +37,7 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "gossip/curve_keys.hpp"
 #include "gossip/zmq_transport.hpp"
 #include "kernels/codec.hpp"
 #include "src/cli/cli.hpp"
@@ -126,6 +128,7 @@ struct PeerArgs {
   int rank = 0;
   std::string spec;
   std::vector<std::string> eager_eps, paced_eps, raw_eps;
+  std::vector<std::string> curve_eps;  // --curve: exchange() once more over CURVE links
   std::vector<std::string> codecs;
   std::vector<std::size_t> sizes;
   int rounds = 5;
@@ -188,6 +191,31 @@ int run_peer(const PeerArgs& a) {
   auto po = o;
   po.receive_window = 1;
   net::ZmqTransport paced(paced_topo, a.rank, po);
+  // --curve: the same exchange() over CURVE, with the throwaway key pairs the parent made (their
+  // secrets in GOSSIP_BENCH_CURVE_SECRETS, not on the command line that ps shows).
+  std::optional<net::ZmqTransport> curve;
+  if (!a.curve_eps.empty()) {
+    auto curve_topo = topo;
+    const char* env = std::getenv("GOSSIP_BENCH_CURVE_SECRETS");
+    if (!env || static_cast<int>(a.curve_eps.size()) != n)
+      throw std::invalid_argument("exchange-peer: --curve needs its endpoints and key pairs");
+    std::vector<net::SecretKey> secrets;
+    std::istringstream in(env);
+    for (std::string hex; std::getline(in, hex, ',');) {
+      const auto key = topology::parse_key_hex(hex);
+      if (!key) throw std::invalid_argument("exchange-peer: bad GOSSIP_BENCH_CURVE_SECRETS");
+      secrets.push_back(*key);
+      curve_topo.public_keys.push_back(net::public_key_of(*key));
+    }
+    if (static_cast<int>(secrets.size()) != n)
+      throw std::invalid_argument("exchange-peer: one CURVE key pair per peer expected");
+    for (int r = 0; r < n; ++r)
+      curve_topo.peers[static_cast<std::size_t>(r)].endpoint =
+          a.curve_eps[static_cast<std::size_t>(r)];
+    auto co = o;
+    co.curve_secret_key = secrets[static_cast<std::size_t>(a.rank)];
+    curve.emplace(curve_topo, a.rank, co);
+  }
   const auto nb = eager.neighbors();
   const std::size_t deg = nb.size();
 
@@ -272,9 +300,9 @@ int run_peer(const PeerArgs& a) {
       }
       const std::size_t len = codec.encode(x, {7, static_cast<std::uint32_t>(a.rank), 0}, wire);
       const auto msg = std::span(wire).first(len);
-      auto exchange_round = [&] {
+      auto exchange_round = [&](net::ZmqTransport& t) {
         const auto t0 = Clock::now();
-        const auto& got = eager.exchange(round++, msg);
+        const auto& got = t.exchange(round++, msg);
         const auto t1 = Clock::now();
         if (got.size() != deg || (deg > 0 && got[0].size() != len)) {
           throw std::runtime_error("exchange returned the wrong messages");
@@ -303,17 +331,26 @@ int run_peer(const PeerArgs& a) {
         return seconds(t0, Clock::now());
       };
       reset_peak();
-      exchange_round();
-      exchange_round();  // the second warm-up round sees neighbours already one round ahead
+      exchange_round(eager);
+      exchange_round(eager);  // the second warm-up round sees neighbours already one round ahead
       const double peak_all = growth_over("VmHWM", base);
       barrier();
       raw_round();
-      std::vector<double> ex_t, raw_t;
+      if (curve) {
+        barrier();
+        exchange_round(*curve);
+        exchange_round(*curve);
+      }
+      std::vector<double> ex_t, raw_t, curve_t;
       for (int i = 0; i < a.rounds; ++i) {
         barrier();
-        ex_t.push_back(exchange_round());
+        ex_t.push_back(exchange_round(eager));
         barrier();
         raw_t.push_back(raw_round());
+        if (curve) {
+          barrier();
+          curve_t.push_back(exchange_round(*curve));
+        }
       }
       barrier();
 
@@ -328,6 +365,7 @@ int run_peer(const PeerArgs& a) {
                        {"decode_seconds", median(codec_t)},
                        {"peak_model_sizes", peak_gossip / model_bytes},
                        {"peak_model_sizes_all_views", peak_all / model_bytes}};
+      if (curve) j["curve_round_seconds"] = median(curve_t);
       fmt::print("{}\n", j.dump());
       std::fflush(stdout);
     }
@@ -341,17 +379,26 @@ struct Row {
   std::string topology, codec;
   std::size_t elements = 0, wire_bytes = 0, degree = 0;
   double round_s = 0, raw_s = 0, gossip_s = 0, decode_s = 0, peak = 0, peak_all = 0;
+  std::optional<double> curve_s;  // --curve
 };
 
 std::vector<Row> run_topology(const std::string& spec, const std::vector<std::string>& codecs,
-                              const std::vector<std::size_t>& sizes, int rounds, double timeout_s) {
+                              const std::vector<std::size_t>& sizes, int rounds, double timeout_s,
+                              bool with_curve) {
   const int n = topology::parse_spec(spec).peers();
-  std::vector<std::string> eager, paced, raw;
+  std::vector<std::string> eager, paced, raw, curve;
   for (int r = 0; r < n; ++r) {
     eager.push_back(fmt::format("tcp://127.0.0.1:{}", free_tcp_port()));
     paced.push_back(fmt::format("tcp://127.0.0.1:{}", free_tcp_port()));
     raw.push_back(fmt::format("tcp://127.0.0.1:{}", free_tcp_port()));
+    if (with_curve) curve.push_back(fmt::format("tcp://127.0.0.1:{}", free_tcp_port()));
   }
+  // Throwaway key pairs, one per peer, handed to the children in their environment.
+  std::vector<std::string> secrets;
+  for (int r = 0; with_curve && r < n; ++r)
+    secrets.push_back(topology::key_hex(net::generate_key_pair().secret_key));
+  if (with_curve)
+    ::setenv("GOSSIP_BENCH_CURVE_SECRETS", fmt::format("{}", fmt::join(secrets, ",")).c_str(), 1);
   std::string dir_t = (fs::temp_directory_path() / "gossip-bench-XXXXXX").string();
   if (!mkdtemp(dir_t.data())) throw std::runtime_error("mkdtemp failed");
   const fs::path dir = dir_t;
@@ -375,6 +422,8 @@ std::vector<Row> run_topology(const std::string& spec, const std::vector<std::st
                                   std::to_string(rounds),
                                   "--timeout",
                                   std::to_string(timeout_s)};
+    if (with_curve)
+      args.insert(args.end(), {"--curve-endpoints", fmt::format("{}", fmt::join(curve, " "))});
     for (const auto& c : codecs) args.insert(args.end(), {"--codec", c});
     for (auto d : sizes) args.insert(args.end(), {"--size", std::to_string(d)});
     std::vector<char*> cargs;
@@ -422,6 +471,7 @@ std::vector<Row> run_topology(const std::string& spec, const std::vector<std::st
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  ::unsetenv("GOSSIP_BENCH_CURVE_SECRETS");
   std::map<std::pair<std::string, std::size_t>, Row> rows;
   std::vector<std::pair<std::string, std::size_t>> order;
   for (int r = 0; r < n && failure.empty(); ++r) {
@@ -446,6 +496,9 @@ std::vector<Row> run_topology(const std::string& spec, const std::vector<std::st
       row.decode_s = std::max(row.decode_s, j.at("decode_seconds").get<double>());
       row.peak = std::max(row.peak, j.at("peak_model_sizes").get<double>());
       row.peak_all = std::max(row.peak_all, j.at("peak_model_sizes_all_views").get<double>());
+      if (j.contains("curve_round_seconds"))
+        row.curve_s =
+            std::max(row.curve_s.value_or(0.0), j.at("curve_round_seconds").get<double>());
     }
   }
   std::error_code ec;
@@ -469,6 +522,7 @@ void add_bench_exchange(CLI::App& bench) {
     int rounds = 5;
     double timeout = 300;
     bool json = false;
+    bool curve = false;
   };
   auto opts = std::make_shared<Opts>();
   cmd->add_option("--topology", opts->topologies, "Topologies to run (default: ring:4 complete:4)");
@@ -489,6 +543,9 @@ void add_bench_exchange(CLI::App& bench) {
           },
           "SECONDS in [0.001, 1e6]"));
   cmd->add_flag("--json", opts->json, "One JSON object per row on stdout");
+  cmd->add_flag("--curve", opts->curve,
+                "Also time exchange() over CURVE links (throwaway keys made in memory): columns "
+                "'curve s' and 'curve/plain'");
   cmd->callback([opts] {
     auto topologies = opts->topologies;
     if (topologies.empty()) topologies = {"ring:4", "complete:4"};
@@ -501,7 +558,7 @@ void add_bench_exchange(CLI::App& bench) {
     for (const auto& t : topologies) {
       fmt::print(stderr, "bench exchange: {} ({} codecs x {} sizes, {} rounds each)\n", t,
                  codecs.size(), sizes.size(), opts->rounds);
-      auto part = run_topology(t, codecs, sizes, opts->rounds, opts->timeout);
+      auto part = run_topology(t, codecs, sizes, opts->rounds, opts->timeout, opts->curve);
       rows.insert(rows.end(), part.begin(), part.end());
     }
     if (opts->json) {
@@ -519,23 +576,35 @@ void add_bench_exchange(CLI::App& bench) {
                          {"decode_seconds", r.decode_s},
                          {"peak_model_sizes", r.peak},
                          {"peak_model_sizes_all_views", r.peak_all}};
+        if (r.curve_s) {
+          j["curve_round_seconds"] = *r.curve_s;
+          j["curve_ratio"] = r.round_s > 0 ? *r.curve_s / r.round_s : 0.0;
+        }
         fmt::print("{}\n", j.dump());
       }
       return;
     }
-    fmt::print("{:<11} {:<28} {:>9} {:>12} {:>10} {:>10} {:>6} {:>10} {:>7} {:>7}\n", "topology",
+    fmt::print("{:<11} {:<28} {:>9} {:>12} {:>10} {:>10} {:>6} {:>10} {:>7} {:>7}", "topology",
                "codec", "elements", "wire bytes", "round s", "raw zmq s", "ratio", "gossip s",
                "peak", "peak*");
+    fmt::print("{}\n", opts->curve ? fmt::format(" {:>10} {:>11}", "curve s", "curve/plain") : "");
     for (const Row& r : rows) {
       fmt::print(
-          "{:<11} {:<28} {:>9} {:>12} {:>10.4f} {:>10.4f} {:>6.2f} {:>10.4f} {:>7.2f} {:>7.2f}\n",
+          "{:<11} {:<28} {:>9} {:>12} {:>10.4f} {:>10.4f} {:>6.2f} {:>10.4f} {:>7.2f} {:>7.2f}",
           r.topology, r.codec, r.elements, r.wire_bytes, r.round_s, r.raw_s,
           r.raw_s > 0 ? r.round_s / r.raw_s : 0.0, r.gossip_s, r.peak, r.peak_all);
+      fmt::print("{}\n", r.curve_s ? fmt::format(" {:>10.4f} {:>11.2f}", *r.curve_s,
+                                                 r.round_s > 0 ? *r.curve_s / r.round_s : 0.0)
+                                   : "");
     }
     fmt::print(
         "peak: VmHWM growth in model sizes (4 x elements bytes) during full gossip rounds "
         "(exchange_each, receive window 1);\npeak*: the same for exchange() returning "
         "every neighbour's message at once.\n");
+    if (opts->curve)
+      fmt::print(
+          "curve s: exchange() over CURVE links (encrypted, keys checked), timed in turn with "
+          "round s;\ncurve/plain: curve s / round s.\n");
   });
 
   auto* peer = bench.add_subcommand("exchange-peer", "internal: one peer of bench exchange");
@@ -546,6 +615,7 @@ void add_bench_exchange(CLI::App& bench) {
   peer->add_option("--eager", a->eager_eps)->required()->delimiter(' ');
   peer->add_option("--paced", a->paced_eps)->required()->delimiter(' ');
   peer->add_option("--raw", a->raw_eps)->required()->delimiter(' ');
+  peer->add_option("--curve-endpoints", a->curve_eps)->delimiter(' ');
   peer->add_option("--codec", a->codecs)->required();
   peer->add_option("--size", a->sizes)->required();
   peer->add_option("--rounds", a->rounds);

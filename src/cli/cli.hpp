@@ -17,4 +17,7 @@ void add_bench_codecs(CLI::App& bench);
 // `gossip bench exchange`: one gossip round between processes beside raw ZeroMQ.
 void add_bench_exchange(CLI::App& bench);
 
+// `gossip keygen -o NAME`: a CURVE key pair, NAME.key and NAME.pub (src/cli/keygen.cpp).
+void add_keygen_command(CLI::App& app);
+
 }  // namespace gossip::cli

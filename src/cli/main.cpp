@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "gossip 0.1.0");
   gossip::cli::add_topo_commands(app);
   gossip::cli::add_train_commands(app);
+  gossip::cli::add_keygen_command(app);
   auto* bench = app.add_subcommand("bench", "Benchmarks: compression kernels, gossip exchange");
   bench->require_subcommand(1);
   gossip::cli::add_bench_codecs(*bench);

@@ -32,6 +32,7 @@ json report_json(const topo::Topology& t, const topo::SpectralReport& r, bool wi
   j["diameter"] = r.diameter;
   j["diameter_exact"] = r.diameter_exact;
   j["tree"] = t.graph.is_tree();
+  j["authenticated"] = t.authenticated();
   j["solver"] = r.solver;
   j["lambda_2"] = r.lambda_2 ? json(*r.lambda_2) : json(nullptr);
   j["lambda_n"] = r.lambda_n;
@@ -78,6 +79,12 @@ void print_report(const topo::Topology& t, const topo::SpectralReport& r, bool a
                                 "late",
                                 std::max(r.diameter - 1, 0))
                   : std::string("no: RelaySum needs a tree (connected, n - 1 edges)"));
+  row("authenticated",
+      t.authenticated()
+          ? fmt::format("yes: CURVE, {} public keys; links are encrypted and only these keys are "
+                        "admitted",
+                        t.public_keys.size())
+          : std::string("no: plaintext links (no public_key in the file)"));
   row("eigensolver", r.solver);
   row("lambda_2", r.lambda_2 ? fmt::format("{:.12f}", *r.lambda_2) : "- (one peer)");
   row("lambda_n", fmt::format("{:.12f}", r.lambda_n));

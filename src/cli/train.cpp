@@ -375,6 +375,7 @@ int run_peer(const TrainArgs& a) {
     throw std::invalid_argument(
         fmt::format("rank {} is out of range: {} has ranks 0..{}", rank, c.topology, n - 1));
   runtime::check_device(c);  // before loading data: a missing GPU is an early, clear error
+  const auto secret = runtime::curve_secret_key(c, topo, rank);  // as early: a key is refused
   // Under launch the threads are chosen already (OMP_NUM_THREADS in the environment). A process
   // confined to some of the cores (srun --cpu-bind, taskset) has its share already.
   const int here = runtime::usable_cores() < runtime::online_cores()
@@ -394,8 +395,9 @@ int run_peer(const TrainArgs& a) {
   // The trainer's buffers go before the transport: safe because a transport holds a caller's
   // buffer only inside a call, and an exception out of one aborts it first (the zero-copy sends
   // are released or torn down before the exception reaches us).
-  net::ZmqTransport transport(topo, rank,
-                              stoppable_transport_options(c, std::max(wire, fp32_wire)));
+  auto options = stoppable_transport_options(c, std::max(wire, fp32_wire));
+  options.curve_secret_key = secret;
+  net::ZmqTransport transport(topo, rank, std::move(options));
   runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);
   if (resume) trainer.resume(*resume);
   runtime::TrainHooks hooks;

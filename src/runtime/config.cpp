@@ -76,6 +76,8 @@ const Key kKeys[] = {
     {"transport.bandwidth_mbit", &RunConfig::bandwidth_mbit, "emulated bandwidth per link"},
     {"transport.receive_window", &RunConfig::receive_window,
      "neighbour messages in flight (0: all at once; 1: memory flat in the degree)"},
+    {"transport.secret_key_file", &RunConfig::secret_key_file,
+     "this peer's CURVE secret key ({rank}: the rank; \"\": GOSSIP_SECRET_KEY_FILE)"},
 };
 
 const Key* find_key(std::string_view path) {

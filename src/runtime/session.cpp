@@ -58,6 +58,31 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   return o;
 }
 
+std::optional<net::SecretKey> curve_secret_key(const RunConfig& c, const topology::Topology& topo,
+                                               int rank) {
+  std::string path = c.secret_key_file, from = "transport.secret_key_file";
+  if (path.empty()) {
+    if (const char* env = std::getenv("GOSSIP_SECRET_KEY_FILE"); env && *env) {
+      path = env;
+      from = "GOSSIP_SECRET_KEY_FILE";
+    }
+  }
+  for (auto at = path.find("{rank}"); at != std::string::npos; at = path.find("{rank}", at))
+    path.replace(at, 6, std::to_string(rank));
+  std::optional<net::SecretKey> key;
+  if (!path.empty()) {
+    try {
+      key = net::read_secret_key_file(path);
+    } catch (const net::KeyError& e) {
+      throw ConfigError(fmt::format("{} ({}): {}", from, c.source, e.what()));
+    }
+  }
+  if (const auto why = net::secret_key_problem(topo, rank, key ? &*key : nullptr); !why.empty())
+    throw ConfigError(path.empty() ? fmt::format("rank {}: {}", rank, why)
+                                   : fmt::format("rank {}: {} = {}: {}", rank, from, path, why));
+  return key;
+}
+
 MessageBytes message_bytes(const RunConfig& c, std::size_t d,
                            const std::vector<std::size_t>& tensor_sizes) {
   const auto sizes = c.granularity == "layer" ? tensor_sizes : std::vector<std::size_t>{};

@@ -7,12 +7,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "gossip/algorithms/algorithm.hpp"
+#include "gossip/curve_keys.hpp"
 #include "gossip/transport.hpp"
 #include "gossip/transport_options.hpp"
 #include "src/runtime/config.hpp"
@@ -39,6 +41,17 @@ std::uint64_t run_nonce_from_environment();
 // ring chunks of the model).
 // `cancelled` is left to the caller.
 net::TransportOptions transport_options(const RunConfig& config, std::size_t max_payload_bytes);
+
+// This peer's CURVE secret key (docs/transport.md, "CURVE"): read from transport.secret_key_file
+// or, when that is "", from the file GOSSIP_SECRET_KEY_FILE names (the config, --set included,
+// wins: it is what the user wrote for this run; the variable suits launchers that hand each rank
+// its own file). "{rank}" in the path becomes `rank`, so one config serves every peer
+// ("keys/peer-{rank}.key"). nullopt when neither names a file and the topology has no keys.
+// Throws ConfigError naming the file when it is refused (readable by group or others, not one
+// key), when the topology has keys and no file is named, when a file is named and the topology
+// has no keys, and when the key is not the one the topology lists for `rank`.
+std::optional<net::SecretKey> curve_secret_key(const RunConfig& config,
+                                               const topology::Topology& topo, int rank);
 
 // Bytes of one gossip message of a d-element model under the run's codec (tensor_sizes: the
 // layer-wise tensors when compression.granularity = "layer", else ignored), and of fp32's.

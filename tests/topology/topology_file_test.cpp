@@ -378,3 +378,69 @@ TEST_CASE("generator endpoints: every rank's endpoint is checked, at the 'endpoi
   CHECK(make_topology(parse_spec("ring:6,endpoint=tcp://127.0.0.1:6553{rank}")).peers[5].endpoint ==
         "tcp://127.0.0.1:65535");
 }
+
+TEST_CASE("public keys: every peer or none, 64 hex digits, distinct; errors at their line") {
+  const std::string k0(64, 'a'), k1(64, 'B'), k2 = std::string(63, '0') + "1", k3(64, '7');
+  auto keyed = [&](int rank, const std::string& key) {
+    return "[[peer]]\nrank = " + std::to_string(rank) + "\nendpoint = \"ipc:///tmp/a" +
+           std::to_string(rank) + "\"\npublic_key = \"" + key + "\"\n";  // 4 lines
+  };
+  const std::string ring = edge(0, 1) + edge(1, 2) + edge(2, 3) + edge(3, 0);
+  const auto t =
+      parse_topology(keyed(0, k0) + keyed(1, k1) + keyed(2, k2) + keyed(3, k3) + ring, "t.toml");
+  REQUIRE(t.public_keys.size() == 4);
+  CHECK(t.authenticated());
+  CHECK(key_hex(t.public_keys[1]) == std::string(64, 'b'));  // either case in, lowercase out
+  CHECK(t.public_keys[2][31] == 1);
+  CHECK(t.public_keys[2][0] == 0);
+  // Keys enter the hash; a file without keys hashes as before they existed.
+  const auto plain = parse_topology(kPeers + ring, "t.toml");
+  CHECK_FALSE(plain.authenticated());
+  auto stripped = t;
+  stripped.public_keys.clear();
+  CHECK(stripped.hash() == plain.hash());
+  CHECK(t.hash() != plain.hash());
+  auto other = t;
+  other.public_keys[3][5] ^= 1;
+  CHECK(other.hash() != t.hash());
+  // Written back with the keys.
+  std::ostringstream out;
+  write_topology(t, out);
+  CHECK(parse_topology(out.str(), "w.toml").public_keys == t.public_keys);
+
+  // Some peers keyed: the error names the first unkeyed peer's line and the keyed one's.
+  expect_error(keyed(0, k0) + "[[peer]]\nrank = 1\nendpoint = \"ipc:///tmp/a1\"\n" + keyed(2, k2) +
+                   keyed(3, k3) + ring,
+               5, "no 'public_key' while the peer at line 1 has one");
+  expect_error("[[peer]]\nrank = 0\nendpoint = \"ipc:///tmp/a0\"\n" + keyed(1, k1) + keyed(2, k2) +
+                   keyed(3, k3) + ring,
+               1, "while the peer at line 4 has one");
+  // Bad hex, wrong length, not a string, the same key twice.
+  expect_error(
+      keyed(0, k0) + keyed(1, std::string(63, 'a') + "g") + keyed(2, k2) + keyed(3, k3) + ring, 8,
+      "not a hex digit");
+  expect_error(keyed(0, k0) + keyed(1, k1) + keyed(2, std::string(62, 'a')) + keyed(3, k3) + ring,
+               12, "got 62 digits");
+  expect_error(keyed(0, k0) + keyed(1, k1) + keyed(2, k2) +
+                   "[[peer]]\nrank = 3\nendpoint = \"ipc:///tmp/a3\"\npublic_key = 7\n" + ring,
+               16, "must be a string");
+  expect_error(keyed(0, k0) + keyed(1, k1) + keyed(2, k2) + keyed(3, k1) + ring, 16,
+               "peer 3 has the public key of peer 1 (line 8)");
+}
+
+TEST_CASE("public keys in the generator form: one per rank, in rank order") {
+  const std::string k(64, 'c');
+  const std::string head = "[generator]\nkind = \"ring\"\nsizes = [3]\n";
+  const auto t = parse_topology(head + "public_keys = [\"" + std::string(64, 'a') + "\", \"" +
+                                    std::string(64, 'b') + "\", \"" + k + "\"]\n",
+                                "g.toml");
+  REQUIRE(t.public_keys.size() == 3);
+  CHECK(key_hex(t.public_keys[2]) == k);
+  expect_error(head + "public_keys = [\"" + k + "\"]\n", 4, "lists 1 keys for 3 peers");
+  expect_error(
+      head + "public_keys = [\n\"" + std::string(64, 'a') + "\",\n\"xyz\",\n\"" + k + "\"]\n", 6,
+      "a public key must be 64 hex digits");
+  expect_error(
+      head + "public_keys = [\n\"" + k + "\",\n\"" + std::string(64, 'a') + "\",\n\"" + k + "\"]\n",
+      7, "peer 2 has the public key of peer 0 (line 5)");
+}
