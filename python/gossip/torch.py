@@ -77,7 +77,8 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
             self._views.append((p, x, g))
             offset += n
         self._g.zero_()
-        super().__init__(params, {"lr": self.algorithm.lr})
+        self._lr = self.algorithm.lr
+        super().__init__(params, {"lr": self._lr})
 
     def zero_grad(self, set_to_none=False):
         """Zeroes the flat gradient buffer. The gradients stay views of it whatever set_to_none
@@ -111,8 +112,9 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
                 loss = closure()
         self._check_views()
         lr = self.param_groups[0]["lr"]
-        if lr != self.algorithm.lr:
+        if lr != self._lr:  # a scheduler changed it
             self.algorithm.lr = lr
+            self._lr = lr
         value = None
         if loss is not None:
             value = float(loss.item() if isinstance(loss, torch.Tensor) else loss)
@@ -157,8 +159,8 @@ class DecentralizedOptimizer(torch.optim.Optimizer):
             raise ConfigError("load_state_dict: not a DecentralizedOptimizer state (no 'gossip' "
                               "entry)")
         self.algorithm.load(state_dict["gossip"])
-        self.param_groups[0]["lr"] = state_dict["param_groups"][0]["lr"]
-        self.algorithm.lr = self.param_groups[0]["lr"]
+        self._lr = self.param_groups[0]["lr"] = state_dict["param_groups"][0]["lr"]
+        self.algorithm.lr = self._lr
 
     def close(self):
         """Closes the sockets; the model keeps its parameters."""
