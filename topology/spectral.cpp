@@ -430,7 +430,23 @@ SpectralReport inspect(const Topology& t, const InspectOptions& opt) {
   r.beta = 1.0 - r.lambda_n;
   r.rounds_to_1e6 = rounds_to_shrink(r.rho, 1e6, n);
   measured_contraction(t, opt, r);
+  if (const auto problem = contraction_problem(r); !problem.empty())
+    throw std::runtime_error(
+        fmt::format("the eigensolver ({}): {}{}", r.solver, problem,
+                    dense ? "" : fmt::format("; --dense-limit {} uses the dense solver", n)));
   return r;
+}
+
+std::string contraction_problem(const SpectralReport& r) {
+  // 1e-6 is far above rounding; degree_max * 1e-9 bounds ||W - W^T|| / 2 for a file's W.
+  const double slack = 1e-6 * std::max(1.0, std::abs(r.rho)) + 1e-9 * r.degree_max;
+  if (r.measured_contraction <= r.rho + slack) return "";
+  return fmt::format(
+      "the measured contraction of x <- Wx, {:.9g} per round over {} rounds, exceeds rho = "
+      "{:.9g} (lambda_2 = {:.17g}, lambda_n = {:.17g}): rho is an eigenvalue of W but not the "
+      "largest in modulus on the disagreement",
+      r.measured_contraction, r.measured_rounds, r.rho, r.lambda_2.value_or(r.lambda_n),
+      r.lambda_n);
 }
 
 }  // namespace gossip::topology

@@ -44,7 +44,15 @@ struct SpectralReport {
 // Throws std::runtime_error when the sparse solver cannot certify lambda_2 or lambda_n above 2000
 // peers (below, the dense solver answers instead), and rather than report an eigenvalue outside
 // W's Gershgorin interval.
+// Also throws when the measured contraction clearly exceeds rho (contraction_problem): the
+// solvers certify that lambda_2 and lambda_n are eigenvalues, not that they are the extremes.
 SpectralReport inspect(const Topology& topo, const InspectOptions& opt = {});
+
+// Why a report's measured contraction contradicts its rho, "" when it does not. For a symmetric W
+// and x orthogonal to the ones vector, ||W x|| <= rho ||x||: every measured ratio is at most rho
+// up to rounding (and W's asymmetry, at most the file tolerance per weight), so a measured
+// contraction above rho + 1e-6 means rho is some eigenvalue of W but not the largest in modulus.
+std::string contraction_problem(const SpectralReport& r);
 
 // Rounds to shrink disagreement by `factor` at contraction rho: ceil(ln factor / ln(1/rho)).
 std::optional<long long> rounds_to_shrink(double rho, double factor, int peers);

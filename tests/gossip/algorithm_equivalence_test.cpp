@@ -116,6 +116,79 @@ TEST_CASE("identity DeepSqueeze (eta = 1) and CHOCO-SGD (gamma_c = 1) are adapt-
   }
 }
 
+TEST_CASE("DeepSqueeze's error memory is v - C(v), C(v) decoded from the message it sent") {
+  // delta_{t+1} = v_t - C(v_t) with v_t = x_t - lr g(x_t) + delta_t, and
+  // x_{t+1} = x_half + eta sum_j (W_ij - [i=j]) C(v_j): each checked against the codec's own
+  // decode of the bytes on the wire. A flipped sign of the memory survived every other test but
+  // a d = 10^4 convergence threshold.
+  const auto topo = gt::make_topo("ring:4");
+  const auto n = static_cast<std::size_t>(topo.size());
+  const auto w = gt::dense_w(topo);
+  const gt::DiagonalQuadratic problem(topo.size(), 64, 13);
+  const auto x0 = start_point(problem.d);
+  const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+    problem.gradient(r, x, g);
+  };
+  const std::uint64_t rounds = 3;
+  const float lr = 0.05f, eta = 0.5f;
+  const char* spec = "qsgd:s=3,scaled=true";  // biased and coarse: the memory is far from 0
+  gt::InprocNetwork network(topo);
+  std::vector<std::unique_ptr<RecordingTransport>> rec;
+  std::vector<gossip::net::Transport*> ptrs;
+  for (auto& t : network.transports) {
+    rec.push_back(std::make_unique<RecordingTransport>(*t));
+    ptrs.push_back(rec.back().get());
+  }
+  // x[t][i], delta[t][i]: peer i's state after t rounds.
+  std::vector<std::vector<std::vector<float>>> x(rounds + 1, std::vector<std::vector<float>>(n)),
+      delta(rounds + 1, std::vector<std::vector<float>>(n));
+  for (std::size_t i = 0; i < n; ++i) {
+    x[0][i] = x0;
+    delta[0][i].assign(problem.d, 0.0f);
+  }
+  gt::run_algorithm_on(config("deepsqueeze", lr, eta, spec), topo, ptrs, x0, rounds, grad,
+                       [&](int rank, std::uint64_t t, ga::Algorithm& a) {
+                         x[t][static_cast<std::size_t>(rank)] = a.state("x");
+                         delta[t][static_cast<std::size_t>(rank)] = a.state("delta");
+                       });
+  const auto codec = gossip::kernels::make_codec(spec);
+  const auto decoded = [&](std::span<const std::byte> wire) {
+    std::vector<float> c(problem.d);
+    codec->decode(wire, c);
+    return c;
+  };
+  double worst_delta = 0.0, worst_x = 0.0, memory = 0.0;
+  for (std::uint64_t t = 0; t < rounds; ++t)
+    for (std::size_t i = 0; i < n; ++i) {
+      std::vector<float> g(problem.d);
+      problem.gradient(static_cast<int>(i), x[t][i], g);
+      const auto own = decoded(rec[i]->sent[t]);
+      std::vector<double> next_x(problem.d);
+      for (std::size_t k = 0; k < problem.d; ++k) {
+        const double half = static_cast<double>(x[t][i][k]) - static_cast<double>(lr) * g[k];
+        const double v = half + delta[t][i][k];
+        const double want = v - own[k];
+        worst_delta =
+            std::max(worst_delta, std::abs(want - delta[t + 1][i][k]) / (1 + std::abs(v)));
+        memory = std::max(memory, std::abs(want));
+        next_x[k] = half + static_cast<double>(eta) * (w[i][i] - 1.0) * own[k];
+      }
+      const auto nbs = network.transports[i]->neighbors();
+      for (std::size_t m = 0; m < nbs.size(); ++m) {
+        const auto j = static_cast<std::size_t>(nbs[m]);
+        const auto theirs = decoded(rec[i]->received[t][m]);
+        for (std::size_t k = 0; k < problem.d; ++k)
+          next_x[k] += static_cast<double>(eta) * w[i][j] * theirs[k];
+      }
+      for (std::size_t k = 0; k < problem.d; ++k)
+        worst_x =
+            std::max(worst_x, std::abs(next_x[k] - x[t + 1][i][k]) / (1 + std::abs(next_x[k])));
+    }
+  CHECK(worst_delta < 1e-6);
+  CHECK(worst_x < 1e-6);
+  CHECK(memory > 0.05);  // the codec is lossy enough that the memory matters
+}
+
 TEST_CASE("RelaySum with an empty model runs its rounds") {
   for (const char* codec : {"identity", "qsgd:s=3,scaled=true"}) {
     const auto topo = gt::make_topo("grid:3");
@@ -406,6 +479,38 @@ TEST_CASE("D-PSGD with the gradient overlapped with the exchange gives the same 
     throw std::runtime_error("gradient failed");
   }),
                     "gradient failed");
+}
+
+TEST_CASE("D-PSGD overlapped with unequal neighbour weights: same bytes, and the reference") {
+  // torus:2x4 gives every neighbour the same weight, so a swap of two neighbours' weights in the
+  // overlapped combine went unseen. Here every row of W has three different off-diagonal weights.
+  std::string toml =
+      "name = \"w\"\nmatrix = [[0.4, 0.1, 0.2, 0.3], [0.1, 0.5, 0.25, 0.15], "
+      "[0.2, 0.25, 0.5, 0.05], [0.3, 0.15, 0.05, 0.5]]\n";
+  for (int r = 0; r < 4; ++r)
+    toml += fmt::format("[[peer]]\nrank = {}\nendpoint = \"ipc:///tmp/gossip-w-{}\"\n", r, r);
+  const auto topo = gossip::topology::parse_topology(toml, "w.toml");
+  REQUIRE(topo.weight(1, 2) != topo.weight(1, 3));
+  const gt::DiagonalQuadratic problem(topo.size(), 64, 11);
+  const auto x0 = start_point(problem.d);
+  const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+    problem.gradient(r, x, g);
+  };
+  const std::uint64_t rounds = 20;
+  for (const char* codec : {"identity", "bf16"}) {
+    CAPTURE(codec);
+    auto cfg = config("dpsgd", 0.05f, 1.0f, codec);
+    const auto plain = gt::run_algorithm(cfg, topo, x0, rounds, grad);
+    cfg.overlap_gradient = true;
+    const auto overlapped = gt::run_algorithm(cfg, topo, x0, rounds, grad);
+    for (std::size_t i = 0; i < plain.size(); ++i)
+      CHECK(std::memcmp(plain[i].data(), overlapped[i].data(), plain[i].size() * sizeof(float)) ==
+            0);
+    if (std::string(codec) == "identity") {
+      const auto ref = gt::reference_dpsgd(topo, x0, 0.05f, rounds, grad);
+      CHECK(gt::max_scaled_difference(overlapped, ref) < 1e-5);
+    }
+  }
 }
 
 TEST_CASE("quasi-global momentum: the buffer averages the model's movement per unit step") {

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <set>
 
 #include "gossip/inproc_transport.hpp"
@@ -545,6 +546,31 @@ TEST_CASE("link emulator: token bucket and latency, exact times") {
   CHECK(em.ready_at(2, 1'000'000, t0, t0 + 5) == t0);
   // A send time from the future is not trusted: our clock is used.
   CHECK(em.ready_at(0, 0, t0 + 99, t0) == t0 + 3'000'000);
+}
+
+TEST_CASE("link emulator: messages of several MiB pay bytes * 8 / bandwidth too") {
+  // The largest message the other tests emulate is 1 MB: a limit skipped above 1 MiB survived.
+  LinkEmulation cfg;
+  cfg.all.bandwidth_bytes_per_s = 100e6 / 8;  // 100 Mbit/s
+  cfg.all.latency = std::chrono::microseconds(200);
+  cfg.per_peer[0].bandwidth_bytes_per_s = 100e6 / 8;
+  cfg.per_peer[0].burst_bytes = 1 << 20;  // the first MiB is free, the rest pays
+  LinkEmulator em(cfg, 2);
+  const auto wire_ns = [](std::uint64_t bytes) { return static_cast<double>(bytes) * 8 / 0.1; };
+  std::uint64_t t = 5'000'000'000;
+  for (std::uint64_t bytes : {(1ULL << 20) + 1, 4ULL << 20, 64ULL << 20, 1ULL << 32}) {
+    CAPTURE(bytes);
+    // Sent once the link is idle again (depth 0: nothing saved up): the wire time, then latency.
+    const std::uint64_t ready = em.ready_at(1, bytes, t, t);
+    CHECK(std::abs(static_cast<double>(ready - t) - (wire_ns(bytes) + 200'000)) <= 1.0);
+    t = ready;
+  }
+  // 4 MiB at 100 Mbit/s: 335.54432 ms.
+  CHECK(static_cast<double>(em.ready_at(1, 4 << 20, t, t) - t) ==
+        doctest::Approx(335'544'320 + 200'000).epsilon(1e-9));
+  // With a 1 MiB burst, 4 MiB pays for 3 MiB.
+  const std::uint64_t ready = em.ready_at(0, 4 << 20, t, t);
+  CHECK(std::abs(static_cast<double>(ready - t) - wire_ns(3 << 20)) <= 1.0);
 }
 
 TEST_CASE("frame header round-trips and names its faults") {

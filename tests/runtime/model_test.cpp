@@ -115,6 +115,51 @@ TEST_CASE("partitions: every row exactly once; by-label gives few classes per pe
   CHECK_THROWS_WITH(parse_partition("random"), doctest::Contains("known: iid, label, dirichlet"));
 }
 
+TEST_CASE("partitions: Dirichlet draws its own shares for every class, by the seed") {
+  // One share vector for all classes would give every class the same split over the peers and
+  // still put every row exactly once: the test above could not tell.
+  const auto tt = synthetic_blobs(2, 10, 2000, 1, 9);
+  const int peers = 8, classes = 10;
+  const auto split = [&](std::uint64_t seed) {
+    std::vector<std::vector<double>> frac(classes, std::vector<double>(peers, 0.0));
+    std::vector<double> size(classes, 0.0);
+    const auto shards = partition_all(tt.train, PartitionKind::dirichlet, peers, seed, 0.1);
+    for (int r = 0; r < peers; ++r)
+      for (auto i : shards[static_cast<std::size_t>(r)]) {
+        const auto c = static_cast<std::size_t>(tt.train.labels[i]);
+        frac[c][static_cast<std::size_t>(r)] += 1.0;
+        size[c] += 1.0;
+      }
+    for (std::size_t c = 0; c < frac.size(); ++c) {
+      REQUIRE(size[c] > 100.0);
+      for (double& f : frac[c]) f /= size[c];
+    }
+    return frac;
+  };
+  const auto frac = split(42);
+  // alpha = 0.1: each class sits mostly on one or two peers, not the same ones for every class.
+  std::set<std::size_t> argmax;
+  double tv_sum = 0.0;
+  int pairs = 0;
+  for (int a = 0; a < classes; ++a) {
+    const auto& fa = frac[static_cast<std::size_t>(a)];
+    argmax.insert(static_cast<std::size_t>(std::max_element(fa.begin(), fa.end()) - fa.begin()));
+    for (int b = a + 1; b < classes; ++b, ++pairs) {
+      double tv = 0.0;
+      for (int r = 0; r < peers; ++r)
+        tv += std::abs(fa[static_cast<std::size_t>(r)] -
+                       frac[static_cast<std::size_t>(b)][static_cast<std::size_t>(r)]);
+      tv_sum += tv / 2;
+    }
+  }
+  CHECK(argmax.size() >= 3);
+  // Independent Dirichlet(0.1) draws over 8 peers are far apart (total variation near 1); one
+  // shared draw would put every pair within rounding of 0.
+  CHECK(tv_sum / pairs > 0.5);
+  CHECK(split(42) == frac);
+  CHECK(split(43) != frac);
+}
+
 TEST_CASE("a peer's batches: passes over its whole shard, reshuffled, the same after a resume") {
   std::vector<std::size_t> shard(103);
   std::iota(shard.begin(), shard.end(), std::size_t{1000});

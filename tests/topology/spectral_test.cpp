@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <numbers>
+#include <string>
 #include <vector>
 
 #include "topology/generators.hpp"
@@ -271,4 +272,75 @@ TEST_CASE("sparse Lanczos on a long ring: lambda_2 within 1e-8 of 1") {
   const auto r = inspect(make_topology(parse_spec("ring:" + std::to_string(n))), sparse);
   CHECK(std::abs(*r.lambda_2 - (1.0 / 3 + 2.0 / 3 * std::cos(2 * std::numbers::pi / n))) < 1e-12);
   CHECK(std::abs(r.lambda_n - (-1.0 / 3)) < 1e-12);
+}
+
+namespace {
+
+// A ring of n peers with self weight `self` and (1 - self)/2 to each neighbour: eigenvalues
+// self + (1 - self) cos(2 pi k / n).
+Topology weighted_ring(int n, double self) {
+  Topology t;
+  t.graph = Graph(n);
+  for (int i = 0; i < n; ++i) t.graph.add_edge(i, (i + 1) % n);
+  for (int i = 0; i < n; ++i) {
+    t.peers.push_back({i, "ipc:///tmp/r" + std::to_string(i), {}});
+    std::vector<Neighbor> row{{i, self}};
+    for (int j : t.graph.neighbors(i)) row.push_back({j, (1 - self) / 2});
+    std::sort(row.begin(), row.end(), [](auto a, auto b) { return a.rank < b.rank; });
+    t.W.push_back(row);
+  }
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("rho is |lambda_n| when lambda_n dominates, dense and sparse") {
+  // Self weight 0.1 on rings of 5 to 8 peers: 0.1 + 0.9 cos(2 pi k / n) has |lambda_n| > lambda_2
+  // (5 peers: lambda_2 = 0.378, lambda_n = -0.628). Every other test spectrum had
+  // |lambda_2| >= |lambda_n|, so rho = |lambda_2| survived them all.
+  InspectOptions sparse;
+  sparse.dense_limit = 1;
+  for (int n = 5; n <= 8; ++n) {
+    CAPTURE(n);
+    const auto t = weighted_ring(n, 0.1);
+    const double l2 = 0.1 + 0.9 * std::cos(2 * std::numbers::pi / n);
+    const double ln = 0.1 + 0.9 * std::cos(2 * std::numbers::pi * (n / 2) / n);
+    REQUIRE(std::abs(ln) > std::abs(l2) + 0.04);
+    for (const auto& opt : {InspectOptions{}, sparse}) {
+      const auto r = inspect(t, opt);
+      CAPTURE(r.solver);
+      CHECK(std::abs(*r.lambda_2 - l2) < 1e-9);
+      CHECK(std::abs(r.lambda_n - ln) < 1e-9);
+      CHECK(std::abs(r.rho - std::abs(ln)) < 1e-9);
+      CHECK(std::abs(r.spectral_gap - (1 - std::abs(ln))) < 1e-9);
+      // The measured contraction sees the slowest mode, whichever end of the spectrum it is at.
+      CHECK(std::abs(r.measured_contraction - r.rho) < 1e-3 * r.rho);
+    }
+  }
+  // Odd rings without self weight: lambda_n = -cos(pi / n) beats lambda_2 = cos(2 pi / n).
+  const auto r = inspect(weighted_ring(101, 0.0), sparse);
+  CHECK(r.solver == "sparse Lanczos");
+  CHECK(std::abs(r.rho - std::cos(std::numbers::pi / 101)) < 1e-9);
+}
+
+TEST_CASE("a rho below the measured contraction is refused") {
+  // The solvers certify an eigenvalue, not the extreme one: a report whose rho is an inner
+  // eigenvalue is caught by x <- Wx, whose per-round ratio never exceeds the true rho.
+  auto r = inspect(weighted_ring(5, 0.1));
+  CHECK(contraction_problem(r) == "");
+  auto wrong = r;
+  wrong.rho = std::abs(*r.lambda_2);  // 0.378 against a measured 0.628
+  const auto problem = contraction_problem(wrong);
+  CHECK(problem.find("exceeds rho") != std::string::npos);
+  // Rounding of the measurement is not a contradiction; a millionth more is.
+  wrong.rho = r.measured_contraction - 1e-9;
+  CHECK(contraction_problem(wrong) == "");
+  wrong.rho = r.measured_contraction - 1e-5;
+  CHECK(contraction_problem(wrong) != "");
+  // Every report of the closed-form families passes.
+  for (const char* spec : {"ring:9", "complete:7", "star:6", "hypercube:16", "torus:4x5",
+                           "star:7,weights=best-constant", "erdos-renyi:30,p=0.2,seed=5"}) {
+    CAPTURE(spec);
+    CHECK(contraction_problem(inspect(make_topology(parse_spec(spec)))) == "");
+  }
 }
