@@ -6,12 +6,15 @@
 # the same threads, data, batches and epochs; the runs alternate, REPEAT times, so a change in the
 # machine's load falls on all of them. Prints a Markdown table (and writes OUT/table.md).
 #
-#   python/benchmarks/against_torch_distributed.sh [EPOCHS] [REPEAT] [OUT]
+#   python/benchmarks/against_torch_distributed.sh [EPOCHS] [REPEAT] [OUT] [ARGS...]
+# ARGS go to both training scripts (e.g. --test-limit 2000: a shorter evaluation, which is not
+# part of the timed training).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 epochs=${1:-1}
 repeat=${2:-2}
 out=${3:-runs/against-torch}
+extra=("${@:4}")
 gossip=${GOSSIP:-build/src/gossip}
 export PYTHONPATH=${PYTHONPATH:-$PWD/build/python}
 ex=python/examples
@@ -22,11 +25,11 @@ for ((i = 1; i <= repeat; i++)); do
     echo "== $run, repetition $i of $repeat ($(date +%T))" >&2
     if [[ $run == torch ]]; then
       "$gossip" launch --config $ex/ring8_dpsgd.toml --set "run.output=\"$dir\"" -- \
-        /usr/bin/python3 $ex/torch_dpsgd_ring.py --epochs "$epochs" --output "$dir" >/dev/null
+        /usr/bin/python3 $ex/torch_dpsgd_ring.py --epochs "$epochs" --output "$dir" "${extra[@]}" >/dev/null
     else
       "$gossip" launch --config $ex/ring8_$run.toml --set "run.output=\"$dir\"" -- \
         /usr/bin/python3 $ex/train_fashion_cnn.py --epochs "$epochs" \
-        --summary "$dir/summary.json" >/dev/null
+        --summary "$dir/summary.json" "${extra[@]}" >/dev/null
     fi
   done
 done
