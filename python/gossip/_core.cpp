@@ -176,8 +176,8 @@ class PyAlgorithm {
     const float* g = nullptr;
     if (grad) {
       if (grad->ndim() != 1 || static_cast<std::size_t>(grad->shape(0)) != algo_->dim())
-        throw std::invalid_argument(fmt::format("gradient has {} elements, the model {}",
-                                                grad->size(), algo_->dim()));
+        throw std::invalid_argument(
+            fmt::format("gradient has {} elements, the model {}", grad->size(), algo_->dim()));
       g = grad->data();
       if (g == algo_->gradient_buffer().data()) g = nullptr;  // the buffer itself: in place
     }
@@ -258,8 +258,9 @@ class PyAlgorithm {
     std::copy(values.data(), values.data() + values.size(), out.mutable_data());
     if (peer_->size() == 1) return out;
     if (algo_->round() == 0)
-      throw std::invalid_argument("mean and gather are collectives of a round: call them after "
-                                  "the first step()");
+      throw std::invalid_argument(
+          "mean and gather are collectives of a round: call them after "
+          "the first step()");
     collective_mean(std::span<float>(out.mutable_data(), static_cast<std::size_t>(out.size())));
     return out;
   }
@@ -380,9 +381,9 @@ class PyAlgorithm {
   void check_usable() const {
     if (closed_) throw std::runtime_error("this algorithm was closed");
     if (!broken_.empty())
-      throw net::TransportError(fmt::format(
-          "rank {}: the algorithm cannot go on: {}; load a saved state into a new one",
-          peer_->rank(), broken_));
+      throw net::TransportError(
+          fmt::format("rank {}: the algorithm cannot go on: {}; load a saved state into a new one",
+                      peer_->rank(), broken_));
   }
 
   void ask_stop(std::uint64_t before) {
@@ -508,10 +509,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("overrides") = std::vector<std::string>{});
 
   py::class_<PyAlgorithm>(m, "Algorithm")
-      .def_property_readonly("params",
-                             [](py::object self) {
-                               return self.cast<PyAlgorithm&>().view(self, false);
-                             })
+      .def_property_readonly(
+          "params", [](py::object self) { return self.cast<PyAlgorithm&>().view(self, false); })
       .def_property_readonly(
           "grad", [](py::object self) { return self.cast<PyAlgorithm&>().view(self, true); })
       .def("step", &PyAlgorithm::step, py::arg("grad").noconvert() = py::none(),
@@ -528,8 +527,8 @@ PYBIND11_MODULE(_core, m) {
                              [](const PyAlgorithm& a) { return a.algorithm().config().codec; })
       .def_property_readonly(
           "tensor_sizes", [](const PyAlgorithm& a) { return a.algorithm().config().tensor_sizes; })
-      .def_property("lr", [](const PyAlgorithm& a) { return a.algorithm().lr(); },
-                    &PyAlgorithm::set_lr)
+      .def_property(
+          "lr", [](const PyAlgorithm& a) { return a.algorithm().lr(); }, &PyAlgorithm::set_lr)
       .def_property_readonly("momentum",
                              [](const PyAlgorithm& a) { return a.algorithm().config().momentum; })
       .def_property_readonly(

@@ -50,11 +50,10 @@ int main(int argc, char** argv) try {
     write(out + "/a-" + std::to_string(r) + ".bin", problem.a[static_cast<std::size_t>(r)]);
     write(out + "/c-" + std::to_string(r) + ".bin", problem.c[static_cast<std::size_t>(r)]);
   }
-  const auto models = algorithms::testing::run_algorithm(
-      runtime::algorithm_config(config, {}), topo, x0, rounds,
-      [&](int rank, std::span<const float> x, std::span<float> g) {
-        problem.gradient(rank, x, g);
-      });
+  const auto models =
+      algorithms::testing::run_algorithm(runtime::algorithm_config(config, {}), topo, x0, rounds,
+                                         [&](int rank, std::span<const float> x,
+                                             std::span<float> g) { problem.gradient(rank, x, g); });
   for (int r = 0; r < topo.size(); ++r)
     write(out + "/ref-" + std::to_string(r) + ".bin", models[static_cast<std::size_t>(r)]);
   return 0;
