@@ -29,19 +29,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int free_tcp_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // Plain TCP: connects, writes `bytes`, closes. libzmq refuses what is not ZMTP, or reads it as
 // frames of an anonymous connection; either way it must not disturb the run.
 void tcp_garbage(int port, const std::vector<std::byte>& bytes) {
@@ -73,7 +60,7 @@ TEST_CASE("D-PSGD over ZeroMQ with a stranger flooding every peer: same models, 
   auto topo = gossip::topology::make_topology(spec);
   std::vector<int> ports;
   for (auto& p : topo.peers) {
-    ports.push_back(free_tcp_port());
+    ports.push_back(gn::test::free_tcp_port());
     p.endpoint = fmt::format("tcp://127.0.0.1:{}", ports.back());
   }
   const gt::DiagonalQuadratic problem(kN, 777, 31, 0.3f);

@@ -1,12 +1,17 @@
 #pragma once
 // Helpers shared by the transport tests: topologies, payload patterns, one thread per rank.
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +22,23 @@
 #include "topology/generators.hpp"
 
 namespace gossip::net::test {
+
+// A loopback TCP port that was free a moment ago (the kernel's choice for port 0).
+inline int free_tcp_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("free_tcp_port: socket() failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    throw std::runtime_error("free_tcp_port: bind() failed");
+  socklen_t len = sizeof a;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    throw std::runtime_error("free_tcp_port: getsockname() failed");
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
 
 inline topology::Topology make_topo(const std::string& spec, const std::string& endpoint) {
   auto s = topology::parse_spec(spec);

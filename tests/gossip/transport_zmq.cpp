@@ -42,20 +42,6 @@ Group ipc_group(const std::string& spec) {
   return g;
 }
 
-int free_tcp_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 Group tcp_group(const std::string& spec) {
   Group g{make_topo(spec, "tcp://127.0.0.1:29500"), {}};
   for (auto& p : g.topo.peers) p.endpoint = fmt::format("tcp://127.0.0.1:{}", free_tcp_port());
