@@ -50,7 +50,8 @@ class Transport {
   // returns each neighbour's payload of the same round, in neighbors() order. The returned views
   // stay valid until the next call to exchange() or ring_step(). A message of a later round that
   // arrives early is kept for that round; a duplicate, a stale round or a round further ahead
-  // than a neighbour can be (transport.md) is rejected (TransportError). Rounds of successive
+  // than a neighbour can be (transport.md) is dropped and counted (drops()); a neighbour whose
+  // message does not come within the timeout is a TransportError naming it. Rounds of successive
   // calls must be consecutive (t, then t + 1): a neighbour may be one call ahead.
   virtual const std::vector<std::span<const std::byte>>& exchange(
       std::uint64_t round, std::span<const std::byte> payload) = 0;
