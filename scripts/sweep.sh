@@ -21,6 +21,11 @@
 #   --out DIR              where runs, table and plots go (default runs/sweep)
 #   --launch               one process per peer over ZeroMQ (gossip launch); default: gossip
 #                          simulate, all peers in one process over the in-process transport
+#   --command 'CMD ARGS'   each peer runs CMD (split at spaces) under `gossip launch -- CMD`,
+#                          e.g. a Python training script of your own (docs/python.md); implies
+#                          --launch. The command decides how long it trains (run.epochs is its
+#                          to read or not), and the table comes from its metrics lines: the
+#                          last test_accuracy it logged (opt.log) and test_accuracy_avg_model
 #   --gossip PATH          the gossip binary (default build/src/gossip)
 # Example: scripts/sweep.sh --bandwidth '0 100 10' --run 'fp32=algorithm.name=dpsgd;compression.codec=identity' \
 #            --run 'choco=algorithm.name=choco-sgd'
@@ -35,6 +40,7 @@ epochs=1
 common=()
 out=runs/sweep
 command=simulate
+user_cmd=()
 gossip=build/src/gossip
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 need() { (($# >= 2)) || { echo "sweep: $1 needs a value" >&2; exit 2; }; }
@@ -48,6 +54,8 @@ while (($#)); do
     --set) need "$@"; common+=(--set "$2"); shift 2 ;;
     --out) need "$@"; out=$2; shift 2 ;;
     --launch) command=launch; shift ;;
+    --command) need "$@"; read -ra user_cmd <<<"$2"; command=launch; shift 2
+      ((${#user_cmd[@]})) || { echo "sweep: --command needs a command" >&2; exit 2; } ;;
     --gossip) need "$@"; gossip=$2; shift 2 ;;
     -h | --help) usage ;;
     *) echo "sweep: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -115,18 +123,37 @@ for lat in "${lat_list[@]}"; do
         "${common[@]+"${common[@]}"}" \
         --set "run.epochs=$epochs" --set "transport.latency_ms=$lat" \
         --set "transport.bandwidth_mbit=$bw" --set "run.name=$name" \
-        --set "run.output=\"$toml_dir\"" >"$log" 2>&1; then
+        --set "run.output=\"$toml_dir\"" ${user_cmd[@]+-- "${user_cmd[@]}"} >"$log" 2>&1; then
         echo "sweep: $name failed under $link; its output: $log" >&2
         tail -n 5 "$log" >&2
         exit 1
       fi
-      python3 - "$dir/summary.json" "$name" "$lat" "$bw" >>"$table" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))
-mean = s["test_accuracy_mean"]
-print("\t".join([sys.argv[2], sys.argv[3], sys.argv[4], f"{s['wall_seconds']:.2f}",
-                 f"{mean:.4f}", f"{s['test_accuracy_avg_model']:.4f}",
-                 f"{s['bytes_sent_per_peer'] / 1e6:.2f}", str(s["rounds"])]))
+      python3 - "$dir" "$name" "$lat" "$bw" >>"$table" <<'PY'
+import glob, json, os, sys
+run = sys.argv[1]
+if os.path.exists(f"{run}/summary.json"):  # the CLI's runs
+    s = json.load(open(f"{run}/summary.json"))
+    row = [s["wall_seconds"], s["test_accuracy_mean"], s["test_accuracy_avg_model"],
+           s["bytes_sent_per_peer"], s["rounds"]]
+else:  # a command's run (--command): each peer's metrics lines, the last values logged
+    last = {}
+    for path in sorted(glob.glob(f"{run}/metrics-*.jsonl")):
+        for line in open(path):
+            j = json.loads(line)
+            for k, v in j.items():
+                if v is not None:
+                    last.setdefault(j["rank"], {})[k] = v
+    if not last:
+        sys.exit(f"sweep: {run} has neither summary.json nor metrics lines")
+    peers = list(last.values())
+    acc = [p["test_accuracy"] for p in peers if "test_accuracy" in p]
+    avg = [p["test_accuracy_avg_model"] for p in peers if "test_accuracy_avg_model" in p]
+    row = [max(p["wall_seconds"] for p in peers), sum(acc) / len(acc) if acc else float("nan"),
+           avg[0] if avg else float("nan"), sum(p["bytes_sent"] for p in peers) / len(peers),
+           max(p["round"] for p in peers)]
+wall, mean, average, sent, rounds = row
+print("\t".join([sys.argv[2], sys.argv[3], sys.argv[4], f"{wall:.2f}", f"{mean:.4f}",
+                 f"{average:.4f}", f"{sent / 1e6:.2f}", str(rounds)]))
 PY
       tail -n 1 "$table" | awk -F'\t' '{printf "  wall %s s, test accuracy %s (averaged model %s), %s MB sent per peer\n", $4, $5, $6, $7}' >&2
       dirs+=("$dir")
