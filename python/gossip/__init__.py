@@ -121,8 +121,10 @@ class Algorithm:
     tensor_sizes = property(lambda self: self._core.tensor_sizes,
                             doc="tensor sizes the codec sees (empty: one tensor)")
     wire_bytes = property(lambda self: self._core.wire_bytes, doc="bytes of one codec message")
-    last_round = property(lambda self: self._core.last_round, doc="bytes and seconds per phase")
-    totals = property(lambda self: self._core.totals, doc="running totals of last_round")
+    last_round = property(lambda self: json.loads(self._core.last_round),
+                          doc="bytes and seconds per phase of the last round")
+    totals = property(lambda self: json.loads(self._core.totals),
+                      doc="running totals of last_round")
     wall_seconds = property(lambda self: self._core.wall_seconds)
     last_step_seconds = property(lambda self: self._core.last_step_seconds,
                                  doc="wall seconds of the last round inside the C++ algorithm")

@@ -283,25 +283,25 @@ class PyAlgorithm {
   // Throws StateError, changing nothing, when `state` is not a whole state of this algorithm.
   void load(const py::bytes& state) {
     check_usable();
-    std::istringstream in(std::string(state), std::ios::binary);
-    char magic[sizeof kStateMagic] = {};
-    in.read(magic, sizeof magic);
-    if (!in || !std::equal(magic, magic + sizeof magic, kStateMagic))
-      throw algorithms::StateError("not a saved gossip state (no GSPYST01 header)");
+    const std::string all(state);
     std::uint64_t counts[3] = {};
     double seconds[6] = {};
-    // The tail is read first (from the end), so nothing changes unless all of it is there.
-    const std::string all(state);
     const std::size_t tail = sizeof counts + sizeof seconds;
-    if (all.size() < sizeof kStateMagic + tail)
-      throw algorithms::StateError("saved state cut short");
+    if (all.size() < sizeof kStateMagic + tail ||
+        !std::equal(kStateMagic, kStateMagic + sizeof kStateMagic, all.data()))
+      throw algorithms::StateError("not a saved gossip state (no GSPYST01 header, or cut short)");
     std::memcpy(counts, all.data() + all.size() - tail, sizeof counts);
     std::memcpy(seconds, all.data() + all.size() - sizeof seconds, sizeof seconds);
     std::istringstream body(all.substr(sizeof kStateMagic, all.size() - sizeof kStateMagic - tail),
                             std::ios::binary);
+    std::ostringstream before(std::ios::binary);  // to undo a load the tail then refuses
+    algo_->save(before);
     algo_->load(body);
-    if (body.peek() != std::char_traits<char>::eof())
+    if (body.peek() != std::char_traits<char>::eof()) {
+      std::istringstream undo(before.str(), std::ios::binary);
+      algo_->load(undo);
       throw algorithms::StateError("saved state has bytes after the algorithm's state");
+    }
     algorithms::RoundStats t;
     t.rounds = counts[0];
     t.bytes_sent = counts[1];
@@ -317,18 +317,9 @@ class PyAlgorithm {
     last_return_ = Clock::now();
   }
 
-  py::dict stats(bool totals) const {
-    const auto& s = totals ? algo_->totals() : algo_->last_round();
-    py::dict d;
-    d["rounds"] = s.rounds;
-    d["bytes_sent"] = s.bytes_sent;
-    d["bytes_received"] = s.bytes_received;
-    d["compute_seconds"] = s.compute_s;
-    d["encode_seconds"] = s.encode_s;
-    d["wait_seconds"] = s.wait_s;
-    d["decode_seconds"] = s.decode_s;
-    d["update_seconds"] = s.update_s;
-    return d;
+  // last_round or totals as JSON text, under the metrics lines' names (round_stats_json).
+  std::string stats(bool totals) const {
+    return runtime::round_stats_json(totals ? algo_->totals() : algo_->last_round()).dump();
   }
 
   std::optional<std::uint64_t> stop_round() const { return transport_->stop_round(); }
@@ -392,13 +383,17 @@ class PyAlgorithm {
       transport_->request_stop(before);
   }
 
+  // Runs Python's signal handlers (the GIL held); true, with the error kept in error_, when one
+  // raised (a second Ctrl-C).
+  bool python_signal_raised() {
+    if (PyErr_CheckSignals() == 0) return false;
+    error_ = std::make_unique<py::error_already_set>();
+    return true;
+  }
+
   bool handshake_cancelled() {
     py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) {
-      error_ = std::make_unique<py::error_already_set>();
-      return true;
-    }
-    return peer_->interrupted();
+    return python_signal_raised() || peer_->interrupted();
   }
 
   // While a round waits (GIL released): let Python's signal handlers run. Gossip's SIGINT
@@ -406,10 +401,7 @@ class PyAlgorithm {
   // second Ctrl-C) abandons the round, and so does a flag left unanswered for a second.
   void poll() {
     py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) {
-      error_ = std::make_unique<py::error_already_set>();
-      throw Interrupted{};
-    }
+    if (python_signal_raised()) throw Interrupted{};
     if (!peer_->interrupted()) return;
     const auto now = Clock::now();
     if (!interrupted_at_) interrupted_at_ = now;

@@ -87,13 +87,6 @@ net::TransportOptions stoppable_transport_options(const RunConfig& c, std::size_
   return o;
 }
 
-// Bytes of one gossip message for this run (codec wire size), and of fp32 D-PSGD's.
-std::pair<std::size_t, std::size_t> message_bytes(const RunConfig& c,
-                                                  const runtime::MlpLayout& model) {
-  const auto m = runtime::message_bytes(c, model.size(), model.tensor_sizes());
-  return {m.wire, m.fp32_wire};
-}
-
 // What each peer reports at the end, gathered in rank order (simulate: from its threads; peer:
 // by an all-reduce).
 struct PeerEnd {
@@ -142,7 +135,7 @@ nlohmann::json number(double v) {
 nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
                             const runtime::MlpLayout& model, std::uint64_t rounds,
                             const std::vector<PeerEnd>& peers, const runtime::Evaluation& avg) {
-  const auto [wire, fp32_wire] = message_bytes(c, model);
+  const auto [wire, fp32_wire] = runtime::message_bytes(c, model.size(), model.tensor_sizes());
   double degree = 0.0;
   for (int i = 0; i < topo.size(); ++i) degree += topo.graph.degree(i);
   degree /= topo.size();
@@ -277,7 +270,7 @@ int run_simulate(const TrainArgs& a) {
                                              c.seed, c.dirichlet_alpha);
   const auto model = runtime::model_layout(c, data.train);
   const auto optimum = runtime::known_optimum(c, data.train, shards);  // once for all peers
-  const auto [wire, fp32_wire] = message_bytes(c, model);
+  const auto [wire, fp32_wire] = runtime::message_bytes(c, model.size(), model.tensor_sizes());
   const auto opts = stoppable_transport_options(c, std::max(wire, fp32_wire));
   auto hub = std::make_shared<net::InprocHub>(topo);
   const auto resume = resume_round(a, c, n);
@@ -389,7 +382,7 @@ int run_peer(const TrainArgs& a) {
   const auto shards = runtime::partition_all(data.train, runtime::parse_partition(c.partition), n,
                                              c.seed, c.dirichlet_alpha);
   const auto model = runtime::model_layout(c, data.train);
-  const auto [wire, fp32_wire] = message_bytes(c, model);
+  const auto [wire, fp32_wire] = runtime::message_bytes(c, model.size(), model.tensor_sizes());
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
   // The trainer's buffers go before the transport: safe because a transport holds a caller's

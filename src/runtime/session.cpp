@@ -145,20 +145,25 @@ void MetricsFile::write(const nlohmann::json& line) {
   out_.flush();
 }
 
+nlohmann::json round_stats_json(const algorithms::RoundStats& stats) {
+  return {{"rounds", stats.rounds},
+          {"bytes_sent", stats.bytes_sent},
+          {"bytes_received", stats.bytes_received},
+          {"compute_seconds", stats.compute_s},
+          {"encode_seconds", stats.encode_s},
+          {"wait_seconds", stats.wait_s},
+          {"decode_seconds", stats.decode_s},
+          {"update_seconds", stats.update_s}};
+}
+
 nlohmann::json metrics_line(const algorithms::Algorithm& algo, const net::Transport& transport,
                             int rank, double wall_seconds) {
-  const auto& tot = algo.totals();
-  nlohmann::json j{{"rank", rank},
-                   {"round", algo.round()},
-                   {"wall_seconds", wall_seconds},
-                   {"lr", algo.lr()},
-                   {"bytes_sent", tot.bytes_sent},
-                   {"bytes_received", tot.bytes_received},
-                   {"compute_seconds", tot.compute_s},
-                   {"encode_seconds", tot.encode_s},
-                   {"wait_seconds", tot.wait_s},
-                   {"decode_seconds", tot.decode_s},
-                   {"update_seconds", tot.update_s}};
+  auto j = round_stats_json(algo.totals());
+  j.erase("rounds");  // "round" says it
+  j["rank"] = rank;
+  j["round"] = algo.round();
+  j["wall_seconds"] = wall_seconds;
+  j["lr"] = algo.lr();
   if (algorithms::uses_consensus_step(algo.name())) j["consensus_step"] = algo.consensus_step();
   const auto& drops = transport.drops().all;
   j["frames_dropped"] = drops.total;

@@ -87,6 +87,10 @@ class MetricsFile {
   std::ofstream out_;
 };
 
+// rounds, bytes_sent, bytes_received and compute/encode/wait/decode/update_seconds of `stats`:
+// the names metrics lines use (and the Python package's last_round and totals).
+nlohmann::json round_stats_json(const algorithms::RoundStats& stats);
+
 // The fields every metrics line has, from the algorithm's running totals: rank, round,
 // wall_seconds, lr, consensus_step (where the algorithm has one), bytes_sent, bytes_received and
 // the seconds per phase (compute, encode, wait, decode, update); and from the transport's drop

@@ -76,6 +76,19 @@ with scratch() as tmp:
         algo.step(algo.params.copy())  # gradient of |x|²/2
     require(float(np.abs(algo.params).max()) < 3.0 * 0.9 ** 29, f"x = {algo.params[:3]}")
     require(np.array_equal(algo.average(), algo.params), "the average of one peer is its model")
+    # A saved state that is not whole is refused and changes nothing; a whole one loads.
+    saved, at_save = algo.save(), algo.params.copy()
+    algo.step(algo.params.copy())
+    moved = algo.params.copy()
+    for bad in (saved + b"x", saved[:-1], b"GSPYST01", saved[:40]):
+        try:
+            algo.load(bad)
+            require(False, f"a state of {len(bad)} bytes was loaded")
+        except gossip.StateError:
+            require(np.array_equal(algo.params, moved), "a refused state changed the model")
+    algo.load(saved)
+    require(np.array_equal(algo.params, at_save) and algo.round == 30, "the saved state did not load")
+    require(algo.totals["rounds"] == 30, f"totals after load: {algo.totals}")
     peer.close()
     print("one peer trains: ok")
 
@@ -102,7 +115,6 @@ with scratch() as tmp:
     procs = start(two, "stop", tmp)
     wait_ready(tmp, "stop")
     time.sleep(0.5)
-    sent = time.monotonic()
     procs[0].send_signal(signal.SIGINT)
     wait_all(procs)
     texts = [result(tmp, "stop", r) for r in range(2)]
