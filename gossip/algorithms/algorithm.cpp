@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "gossip/algorithms/gossip_base.hpp"
+#include "gossip/algorithms/registry.hpp"
 
 namespace gossip::algorithms {
 
@@ -112,48 +113,10 @@ class Reader {
   Fnv1a sum_;
 };
 
-struct NameEntry {
-  std::string_view alias;
-  std::string_view canonical;
-};
-constexpr std::array<NameEntry, 13> kNames = {{
-    {"dpsgd", "dpsgd"},
-    {"d-psgd", "dpsgd"},
-    {"dcd-psgd", "dcd-psgd"},
-    {"dcd", "dcd-psgd"},
-    {"deepsqueeze", "deepsqueeze"},
-    {"choco-sgd", "choco-sgd"},
-    {"choco", "choco-sgd"},
-    {"allreduce", "allreduce"},
-    {"c-psgd", "allreduce"},
-    {"d2", "d2"},
-    {"exact-diffusion", "d2"},
-    {"relaysum", "relaysum"},
-    {"relaysgd", "relaysum"},
-}};
-
-}  // namespace
-
-std::string canonical_algorithm_name(std::string_view name) {
-  for (const auto& e : kNames) {
-    if (e.alias == name) return std::string(e.canonical);
-  }
-  throw std::invalid_argument(fmt::format(
-      "unknown algorithm '{}': expected one of dpsgd, dcd-psgd, deepsqueeze, choco-sgd, d2, "
-      "relaysum, allreduce (aliases d-psgd, dcd, choco, exact-diffusion, relaysgd, c-psgd)",
-      name));
-}
-
-bool uses_consensus_step(std::string_view name) {
-  const std::string canonical = canonical_algorithm_name(name);
-  return canonical == "deepsqueeze" || canonical == "choco-sgd";
-}
-
-namespace {
 // The settings both hashes cover: algorithm, d, codec, consensus step, momentum, Nesterov,
 // quasi-global, weight decay, tensor sizes, seed.
 void add_settings(Fnv1a& h, const AlgorithmConfig& config, std::size_t d) {
-  h.add(std::string_view(canonical_algorithm_name(config.name)));
+  h.add(find_algorithm(config.name).name);
   h.add(static_cast<std::uint64_t>(d));
   h.add(std::string_view(config.codec));
   h.add(std::bit_cast<std::uint32_t>(config.consensus_step));
@@ -193,7 +156,7 @@ RoundStats& RoundStats::operator+=(const RoundStats& o) {
 Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
                      const topology::Topology& topology, std::span<const float> x0)
     : config_(config), transport_(transport), rank_(transport.rank()), size_(transport.size()) {
-  config_.name = canonical_algorithm_name(config.name);
+  config_.name = find_algorithm(config.name).name;
   if (size_ != topology.size()) {
     throw std::invalid_argument(
         fmt::format("transport has {} peers but the topology has {}", size_, topology.size()));
@@ -436,15 +399,15 @@ void Algorithm::load(std::istream& in) {
 std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,
                                           const topology::Topology& topology,
                                           std::span<const float> x0) {
-  const std::string name = canonical_algorithm_name(config.name);
-  if (name == "allreduce") return detail::make_allreduce_sgd(config, transport, topology, x0);
-  detail::validate_mixing(transport, topology);
-  if (name == "dpsgd") return detail::make_dpsgd(config, transport, topology, x0);
-  if (name == "dcd-psgd") return detail::make_dcd_psgd(config, transport, topology, x0);
-  if (name == "deepsqueeze") return detail::make_deep_squeeze(config, transport, topology, x0);
-  if (name == "d2") return detail::make_d2(config, transport, topology, x0);
-  if (name == "relaysum") return detail::make_relaysum(config, transport, topology, x0);
-  return detail::make_choco_sgd(config, transport, topology, x0);
+  const AlgorithmInfo& algorithm = find_algorithm(config.name);
+  try {
+    check_codec(algorithm, config.codec);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(fmt::format("codec {}", e.what()));
+  }
+  // A tree is checked by the algorithm itself, which can say what is wrong with the graph.
+  if (algorithm.topology != TopologyNeed::peers) detail::validate_mixing(transport, topology);
+  return algorithm.make(config, transport, topology, x0);
 }
 
 namespace detail {

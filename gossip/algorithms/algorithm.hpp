@@ -47,8 +47,7 @@
 namespace gossip::algorithms {
 
 struct AlgorithmConfig {
-  // "dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "d2", "relaysum" or "allreduce" (C-PSGD).
-  // Aliases: "d-psgd", "dcd", "choco", "exact-diffusion", "relaysgd", "c-psgd".
+  // A canonical name or alias of gossip/algorithms/registry.hpp ("dpsgd", "choco-sgd", ...).
   std::string name = "dpsgd";
   float lr = 0.1f;              // γ
   float consensus_step = 1.0f;  // η (DeepSqueeze) or γ_c (CHOCO-SGD); ignored by the others
@@ -60,8 +59,8 @@ struct AlgorithmConfig {
   // heterogeneous (non-iid) data. Needs momentum > 0 and one more model-sized buffer.
   bool quasi_global = false;
   float weight_decay = 0.0f;  // g += weight_decay * x before momentum
-  // Codec spec for the gossip message (kernels::make_codec). D-PSGD: "identity", "fp16" or
-  // "bf16" (any codec is accepted); all-reduce: must be "identity" (it always sends fp32).
+  // Codec spec for the gossip message (kernels::make_codec), allowed by the algorithm's
+  // registry row (CodecRule): D-PSGD and D2 "identity", "fp16" or "bf16"; all-reduce "identity".
   std::string codec = "identity";
   // Tensor boundaries inside the flat vector: empty means one tensor (granularity "model"),
   // otherwise the codec compresses each tensor on its own (granularity "layer"). Must sum to d.
@@ -77,11 +76,6 @@ struct AlgorithmConfig {
   // no bit of it, so it is in neither hash: a checkpoint written on a GPU loads on the host.
   int cuda_device = -1;
 };
-
-// Canonical algorithm name for a name or alias; throws std::invalid_argument listing the names.
-std::string canonical_algorithm_name(std::string_view name);
-// Whether the algorithm `name` (or alias) has a consensus step (η, γ_c): DeepSqueeze, CHOCO-SGD.
-bool uses_consensus_step(std::string_view name);
 
 // Hash of the settings every peer of one run must share (algorithm, lr, consensus step,
 // momentum, Nesterov, weight decay, codec, tensor sizes, seed) and the model size d; the same on
@@ -237,8 +231,9 @@ class Algorithm {
   std::size_t model_sized_buffers_ = 0;
 };
 
-// Builds the algorithm named in config for this peer (rank = transport.rank()). x0 must be the
-// same on every peer. Checks that the transport's neighbours are this peer's neighbours in the
+// Builds the algorithm named in config for this peer (rank = transport.rank()) from its registry
+// row (registry.hpp). x0 must be the same on every peer. Checks the codec against the row's rule
+// and, for a gossip algorithm, that the transport's neighbours are this peer's neighbours in the
 // topology and that W is symmetric and doubly stochastic. Throws std::invalid_argument naming the
 // bad setting.
 std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,

@@ -4,8 +4,6 @@
 
 #include <algorithm>
 
-#include <fmt/format.h>
-
 #include "gossip/algorithms/gossip_base.hpp"
 #include "gossip/algorithms/ring_allreduce.hpp"
 
@@ -17,10 +15,6 @@ class AllreduceSgd final : public Algorithm {
   AllreduceSgd(const AlgorithmConfig& config, net::Transport& transport,
                const topology::Topology& topology, std::span<const float> x0)
       : Algorithm(config, transport, topology, x0) {
-    if (config.codec != "identity" && !config.codec.empty()) {
-      throw std::invalid_argument(fmt::format(
-          "allreduce sends fp32 gradients; codec must be \"identity\", got \"{}\"", config.codec));
-    }
     recv_.resize(ring_scratch_floats(x_.size(), static_cast<std::size_t>(size_)));
     if (on_device()) host_g_.resize(x_.size());
   }

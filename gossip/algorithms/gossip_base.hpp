@@ -1,7 +1,7 @@
 #pragma once
 // Internal: what the gossip algorithms share (codec, send buffer, neighbour weights in
-// transport order) and the factories of the concrete algorithms. Not part of the public API;
-// include gossip/algorithms/algorithm.hpp.
+// transport order). The factories of the concrete algorithms are listed in registry.cpp. Not part
+// of the public API; include gossip/algorithms/algorithm.hpp.
 
 #include <cstddef>
 #include <memory>
@@ -75,20 +75,5 @@ class GossipAlgorithm : public Algorithm {
 // transport's neighbours are row rank of W without the diagonal, W symmetric, doubly stochastic,
 // off-diagonal non-negative. Throws std::invalid_argument naming the first violation.
 void validate_mixing(const net::Transport& transport, const topology::Topology& topology);
-
-std::unique_ptr<Algorithm> make_dpsgd(const AlgorithmConfig&, net::Transport&,
-                                      const topology::Topology&, std::span<const float>);
-std::unique_ptr<Algorithm> make_dcd_psgd(const AlgorithmConfig&, net::Transport&,
-                                         const topology::Topology&, std::span<const float>);
-std::unique_ptr<Algorithm> make_deep_squeeze(const AlgorithmConfig&, net::Transport&,
-                                             const topology::Topology&, std::span<const float>);
-std::unique_ptr<Algorithm> make_choco_sgd(const AlgorithmConfig&, net::Transport&,
-                                          const topology::Topology&, std::span<const float>);
-std::unique_ptr<Algorithm> make_d2(const AlgorithmConfig&, net::Transport&,
-                                   const topology::Topology&, std::span<const float>);
-std::unique_ptr<Algorithm> make_relaysum(const AlgorithmConfig&, net::Transport&,
-                                         const topology::Topology&, std::span<const float>);
-std::unique_ptr<Algorithm> make_allreduce_sgd(const AlgorithmConfig&, net::Transport&,
-                                              const topology::Topology&, std::span<const float>);
 
 }  // namespace gossip::algorithms::detail

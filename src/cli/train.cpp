@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "gossip/algorithms/registry.hpp"
 #include "gossip/algorithms/ring_allreduce.hpp"
 #include "gossip/frame.hpp"
 #include "gossip/inproc_transport.hpp"
@@ -60,6 +61,8 @@ void add_common_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--config,-c", a.config, "Run config (TOML), e.g. configs/ring8_deepsqueeze.toml")
       ->required();
   cmd->add_option("--set", a.sets, "Override a config key: --set algorithm.lr=0.05 (repeatable)");
+  cmd->footer("algorithm.name is one of (aliases in parentheses):\n" +
+              algorithms::algorithm_help());
   cmd->add_flag("--resume", a.resume,
                 "Continue from the latest round every peer has a checkpoint of (run folder)");
   cmd->add_option("--resume-round", a.resume_round, "Continue from this round's checkpoints")
@@ -235,7 +238,7 @@ int report_divergence(const RunConfig& c, const runtime::PeerSummary& s) {
       "contractive codec (e.g. scaled=true for qsgd); a neighbour that sends non-finite values "
       "looks the same.\n",
       d.rank, d.round, static_cast<double>(d.round) / static_cast<double>(s.rounds_per_epoch),
-      algorithms::uses_consensus_step(c.algorithm) ? " or algorithm.consensus_step" : "");
+      algorithms::find_algorithm(c.algorithm).consensus_step ? " or algorithm.consensus_step" : "");
   return 3;
 }
 

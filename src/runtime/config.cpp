@@ -13,7 +13,7 @@
 #include <fmt/ranges.h>
 #include <toml++/toml.h>
 
-#include "gossip/algorithms/algorithm.hpp"
+#include "gossip/algorithms/registry.hpp"
 #include "kernels/params.hpp"
 
 namespace gossip::runtime {
@@ -30,6 +30,9 @@ struct Key {
   std::string_view help;
 };
 
+// The help of algorithm.name: every canonical name of the registry.
+const std::string kAlgorithmNames = algorithms::algorithm_names();
+
 // Every key of the run config. docs/ARCHITECTURE.md lists the same table for users.
 const Key kKeys[] = {
     {"run.name", &RunConfig::name, "name of the run"},
@@ -44,8 +47,7 @@ const Key kKeys[] = {
      "rounds between checkpoints (0: on stop)"},
     {"run.device", &RunConfig::device, "cpu or cuda (the model's forward and backward pass)"},
     {"topology.file", &RunConfig::topology, "topology file or generator spec such as ring:8"},
-    {"algorithm.name", &RunConfig::algorithm,
-     "dpsgd, dcd-psgd, deepsqueeze, choco-sgd, d2, relaysum, allreduce"},
+    {"algorithm.name", &RunConfig::algorithm, kAlgorithmNames},
     {"algorithm.lr", &RunConfig::lr, "learning rate"},
     {"algorithm.consensus_step", &RunConfig::consensus_step, "DeepSqueeze eta / CHOCO gamma_c"},
     {"algorithm.momentum", &RunConfig::momentum, "heavy-ball momentum on the local gradient"},
@@ -244,34 +246,24 @@ void check_values(const RunConfig& c, Where where) {
   positive("data.alpha", c.dirichlet_alpha);
   if (c.quasi_global && c.momentum == 0)
     fail("algorithm.quasi_global", "needs algorithm.momentum > 0");
-  // Names the library knows, checked here so that the message names the key and the file.
+  // Names and codecs the library knows, checked here so that the message names the key and the
+  // file; the rules are the algorithm's registry row.
+  const algorithms::AlgorithmInfo* algorithm = nullptr;
   try {
-    (void)algorithms::canonical_algorithm_name(c.algorithm);
+    algorithm = &algorithms::find_algorithm(c.algorithm);
   } catch (const std::invalid_argument& e) {
     fail("algorithm.name", fmt::format("is invalid: {}", e.what()));
   }
-  kernels::CodecParams codec;
   try {
-    codec = kernels::parse_spec(c.codec);
+    (void)kernels::parse_spec(c.codec);
   } catch (const std::invalid_argument& e) {
     fail("compression.codec", fmt::format("is invalid: {}", e.what()));
   }
-  // Algorithms whose messages are models (D-PSGD, D²) or gradients summed exactly (all-reduce):
-  // a lossy codec there is no compression scheme of theirs, only noise on the model.
-  const auto algorithm = algorithms::canonical_algorithm_name(c.algorithm);
-  const bool float_codec = codec.id == kernels::CodecId::kIdentity ||
-                           codec.id == kernels::CodecId::kFp16 ||
-                           codec.id == kernels::CodecId::kBf16;
-  if (algorithm == "allreduce" && codec.id != kernels::CodecId::kIdentity)
-    fail("compression.codec",
-         fmt::format("is \"{}\", but allreduce sums fp32 gradients: set it to \"identity\"",
-                     c.codec));
-  if ((algorithm == "dpsgd" || algorithm == "d2") && !float_codec)
-    fail("compression.codec",
-         fmt::format("is \"{}\", but {} sends its models themselves: use \"identity\", \"fp16\" "
-                     "or \"bf16\", or an algorithm that compresses differences (choco-sgd, "
-                     "deepsqueeze, dcd-psgd, relaysum)",
-                     c.codec, algorithm));
+  try {
+    algorithms::check_codec(*algorithm, c.codec);
+  } catch (const std::invalid_argument& e) {
+    fail("compression.codec", e.what());
+  }
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "gossip/algorithms/registry.hpp"
 #include "kernels/codec.hpp"
 
 namespace gossip::runtime {
@@ -164,7 +165,8 @@ nlohmann::json metrics_line(const algorithms::Algorithm& algo, const net::Transp
   j["round"] = algo.round();
   j["wall_seconds"] = wall_seconds;
   j["lr"] = algo.lr();
-  if (algorithms::uses_consensus_step(algo.name())) j["consensus_step"] = algo.consensus_step();
+  if (algorithms::find_algorithm(algo.name()).consensus_step)
+    j["consensus_step"] = algo.consensus_step();
   const auto& drops = transport.drops().all;
   j["frames_dropped"] = drops.total;
   if (drops.total > 0) {

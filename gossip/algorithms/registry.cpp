@@ -1,0 +1,139 @@
+#include "gossip/algorithms/registry.hpp"
+
+#include <array>
+#include <stdexcept>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "kernels/params.hpp"
+
+namespace gossip::algorithms {
+
+// The factories, one per algorithm source file.
+namespace detail {
+std::unique_ptr<Algorithm> make_dpsgd(const AlgorithmConfig&, net::Transport&,
+                                      const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_dcd_psgd(const AlgorithmConfig&, net::Transport&,
+                                         const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_deep_squeeze(const AlgorithmConfig&, net::Transport&,
+                                             const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_choco_sgd(const AlgorithmConfig&, net::Transport&,
+                                          const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_d2(const AlgorithmConfig&, net::Transport&,
+                                   const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_relaysum(const AlgorithmConfig&, net::Transport&,
+                                         const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_allreduce_sgd(const AlgorithmConfig&, net::Transport&,
+                                              const topology::Topology&, std::span<const float>);
+}  // namespace detail
+
+namespace {
+
+using namespace std::string_view_literals;
+
+constexpr std::array kDpsgdAliases = {"d-psgd"sv};
+constexpr std::array kDcdAliases = {"dcd"sv};
+constexpr std::array kChocoAliases = {"choco"sv};
+constexpr std::array kD2Aliases = {"exact-diffusion"sv};
+constexpr std::array kRelaysumAliases = {"relaysgd"sv};
+constexpr std::array kAllreduceAliases = {"c-psgd"sv};
+
+// Canonical names are what hashes and saved states hold: never rename a row.
+const std::array<AlgorithmInfo, 7> kRegistry = {{
+    {"dpsgd", kDpsgdAliases, detail::make_dpsgd, false, CodecRule::lossless,
+     TopologyNeed::symmetric_w, true, false,
+     "D-PSGD (Lian et al. 2017): x_i <- sum_j W_ij x_j - lr g_i; sends the model"},
+    {"dcd-psgd", kDcdAliases, detail::make_dcd_psgd, false, CodecRule::any,
+     TopologyNeed::symmetric_w, false, false,
+     "DCD-PSGD (Tang et al. 2018): sends the compressed change of the model"},
+    {"deepsqueeze",
+     {},
+     detail::make_deep_squeeze,
+     true,
+     CodecRule::any,
+     TopologyNeed::symmetric_w,
+     false,
+     false,
+     "DeepSqueeze (Tang et al. 2019): error-compensated compression, consensus step eta"},
+    {"choco-sgd", kChocoAliases, detail::make_choco_sgd, true, CodecRule::any,
+     TopologyNeed::symmetric_w, false, false,
+     "CHOCO-SGD (Koloskova et al. 2019): compressed public copies, consensus step gamma_c"},
+    {"d2", kD2Aliases, detail::make_d2, false, CodecRule::lossless, TopologyNeed::symmetric_w,
+     false, false, "D2 / exact diffusion (Tang et al. 2018): corrects for heterogeneous data"},
+    {"relaysum", kRelaysumAliases, detail::make_relaysum, false, CodecRule::any, TopologyNeed::tree,
+     false, false,
+     "RelaySGD (Vogels et al. 2021): relays sums along a tree, exact average with delays"},
+    {"allreduce", kAllreduceAliases, detail::make_allreduce_sgd, false, CodecRule::identity,
+     TopologyNeed::peers, false, true,
+     "C-PSGD: ring all-reduce of the gradients, every model identical"},
+}};
+
+std::string all_aliases() {
+  std::vector<std::string_view> names;
+  for (const AlgorithmInfo& a : kRegistry)
+    for (std::string_view alias : a.aliases) names.push_back(alias);
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+}  // namespace
+
+std::span<const AlgorithmInfo> algorithm_registry() {
+  return kRegistry;
+}
+
+const AlgorithmInfo& find_algorithm(std::string_view name) {
+  for (const AlgorithmInfo& a : kRegistry) {
+    if (a.name == name) return a;
+    for (std::string_view alias : a.aliases)
+      if (alias == name) return a;
+  }
+  throw std::invalid_argument(fmt::format("unknown algorithm '{}': expected one of {} (aliases {})",
+                                          name, algorithm_names(), all_aliases()));
+}
+
+std::string algorithm_names() {
+  std::vector<std::string_view> names;
+  for (const AlgorithmInfo& a : kRegistry) names.push_back(a.name);
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+std::string algorithm_help() {
+  std::string out;
+  for (const AlgorithmInfo& a : kRegistry) {
+    out += fmt::format(
+        "  {}{}: {}\n", a.name,
+        a.aliases.empty() ? std::string() : fmt::format(" ({})", fmt::join(a.aliases, ", ")),
+        a.description);
+  }
+  return out;
+}
+
+void check_codec(const AlgorithmInfo& algorithm, std::string_view spec) {
+  const kernels::CodecId id =
+      spec.empty() ? kernels::CodecId::kIdentity : kernels::parse_spec(spec).id;
+  switch (algorithm.codecs) {
+    case CodecRule::any:
+      return;
+    case CodecRule::lossless:
+      if (id == kernels::CodecId::kIdentity || id == kernels::CodecId::kFp16 ||
+          id == kernels::CodecId::kBf16)
+        return;
+      throw std::invalid_argument(fmt::format(
+          "is \"{}\", but {} sends its models themselves: use \"identity\", \"fp16\" or "
+          "\"bf16\", or an algorithm that compresses differences ({})",
+          spec, algorithm.name, [] {
+            std::vector<std::string_view> any;
+            for (const AlgorithmInfo& a : kRegistry)
+              if (a.codecs == CodecRule::any) any.push_back(a.name);
+            return fmt::format("{}", fmt::join(any, ", "));
+          }()));
+    case CodecRule::identity:
+      if (id == kernels::CodecId::kIdentity) return;
+      throw std::invalid_argument(fmt::format(
+          "is \"{}\", but {} sums fp32 gradients: set it to \"identity\"", spec, algorithm.name));
+  }
+}
+
+}  // namespace gossip::algorithms

@@ -1,0 +1,59 @@
+#pragma once
+// The one table of algorithms. Every place that needs to know an algorithm reads its row here:
+// make_algorithm (the factory and the topology check), the codec rule (library and run config),
+// canonical names and aliases (hashes, checkpoints, messages), the run config's help text and the
+// CLI's. A new algorithm is one source file with its factory plus one row in registry.cpp.
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "gossip/algorithms/algorithm.hpp"
+
+namespace gossip::algorithms {
+
+// Which codecs an algorithm's messages may go through.
+enum class CodecRule {
+  any,       // it compresses differences or sums and corrects the error itself
+  lossless,  // "identity", "fp16" or "bf16": its messages are the models themselves, so a lossy
+             // codec would only add noise to them
+  identity,  // fp32 only (the exact sums of the all-reduce)
+};
+
+// What the algorithm needs of the topology.
+enum class TopologyNeed {
+  peers,        // only n: it talks over the ring links (all-reduce)
+  symmetric_w,  // a connected, symmetric, doubly stochastic W whose neighbours the transport links
+  tree,         // a symmetric W on a tree (no cycles)
+};
+
+using AlgorithmFactory = std::unique_ptr<Algorithm> (*)(const AlgorithmConfig&, net::Transport&,
+                                                        const topology::Topology&,
+                                                        std::span<const float>);
+
+struct AlgorithmInfo {
+  std::string_view name;                      // canonical: hashes, checkpoints, metrics
+  std::span<const std::string_view> aliases;  // other names that select it
+  AlgorithmFactory make;
+  bool consensus_step;  // reads AlgorithmConfig::consensus_step (η, γ_c)
+  CodecRule codecs;
+  TopologyNeed topology;
+  bool time_varying;  // can run on a time-varying graph (a W that changes from round to round)
+  bool centralized;   // all-reduce family: every peer holds the same model
+  std::string_view description;  // one line, for help texts
+};
+
+// Every algorithm, in the order help texts list them.
+std::span<const AlgorithmInfo> algorithm_registry();
+// The row of a canonical name or alias; throws std::invalid_argument listing every name.
+const AlgorithmInfo& find_algorithm(std::string_view name);
+// "dpsgd, dcd-psgd, ..." (canonical names in registry order).
+std::string algorithm_names();
+// One line per algorithm: "  name (aliases): description", for --help texts.
+std::string algorithm_help();
+// Throws std::invalid_argument (naming the algorithm, the codec and the rule) unless the codec
+// spec is allowed by the row. `spec` must parse (kernels::parse_spec).
+void check_codec(const AlgorithmInfo& algorithm, std::string_view spec);
+
+}  // namespace gossip::algorithms
