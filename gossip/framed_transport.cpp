@@ -114,8 +114,14 @@ std::uint64_t FramedTransport::rounds_ahead(FrameKind kind) const {
   // A neighbour finishes round t only with our round-t message, which we send in our call of
   // round t: its exchange frames and credits are at most one round past ours. A ring frame of
   // rank-1 may come from a peer whose exchanges ran up to its graph distance to us (< n) ahead,
-  // plus the round numbers the runtime skips around its all-reduces.
-  return kind == FrameKind::ring ? static_cast<std::uint64_t>(size_) + 2 : 1;
+  // plus the round numbers the runtime skips around its all-reduces. With local steps every
+  // exchange is exchange_interval_ round numbers past the last one.
+  return (kind == FrameKind::ring ? static_cast<std::uint64_t>(size_) + 2 : 1) * exchange_interval_;
+}
+
+void FramedTransport::set_exchange_interval(std::uint64_t rounds) {
+  if (rounds == 0) throw std::invalid_argument("exchange interval must be at least 1 round");
+  exchange_interval_ = rounds;
 }
 
 bool FramedTransport::too_far_ahead(FrameKind kind, std::uint64_t round) const {

@@ -54,6 +54,7 @@ class FramedTransport : public Transport {
   const DropCounters& drops() const override { return drops_; }
   void request_stop(std::uint64_t before_round) override;
   std::optional<std::uint64_t> stop_round() const override { return stop_round_; }
+  void set_exchange_interval(std::uint64_t rounds) override;
 
   const std::vector<std::span<const std::byte>>& exchange(
       std::uint64_t round, std::span<const std::byte> payload) override;
@@ -177,7 +178,7 @@ class FramedTransport : public Transport {
   bool is_neighbor(int r) const;
   std::string where(FrameKind kind, std::uint64_t round, std::uint32_t step) const;
   // How many rounds past our latest call a frame of this kind may be (transport.md, "Rounds"):
-  // 1 for exchange and credit frames, n + 2 for ring frames.
+  // 1 for exchange and credit frames, n + 2 for ring frames; times the exchange interval.
   std::uint64_t rounds_ahead(FrameKind kind) const;
   // Whether `round` is too far past latest_round_ (rounds_ahead; never before a round is known).
   bool too_far_ahead(FrameKind kind, std::uint64_t round) const;
@@ -234,6 +235,7 @@ class FramedTransport : public Transport {
   std::uint64_t drops_unlogged_ = 0;     // drops not logged on their own line since the summary
   Clock::time_point last_drop_summary_;
   std::optional<std::uint64_t> stop_round_;  // smallest stop round requested or heard
+  std::uint64_t exchange_interval_ = 1;      // rounds between exchanges (set_exchange_interval)
   std::uint64_t send_batch_ = 0;
   bool failed_ = false;
   std::string first_error_;

@@ -91,6 +91,12 @@ class Transport {
   virtual void request_stop(std::uint64_t before_round) = 0;
   // The smallest stop round requested here or heard from a neighbour, if any.
   virtual std::optional<std::uint64_t> stop_round() const = 0;
+
+  // Exchanges come every `rounds` round numbers (an algorithm with local steps exchanges in rounds
+  // H − 1, 2H − 1, ...): a neighbour's next exchange is then that many rounds past ours, and its
+  // frames are not too far ahead. Every peer of a run sets the same value before its first
+  // exchange (Algorithm does, from AlgorithmConfig::local_steps). 1 by default.
+  virtual void set_exchange_interval(std::uint64_t rounds) { (void)rounds; }
 };
 
 }  // namespace gossip::net

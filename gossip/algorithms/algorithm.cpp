@@ -114,7 +114,8 @@ class Reader {
 };
 
 // The settings both hashes cover: algorithm, d, codec, consensus step, momentum, Nesterov,
-// quasi-global, weight decay, tensor sizes, seed.
+// quasi-global, weight decay, tensor sizes, seed, and local steps only when not 1, so that the
+// hashes of runs without local steps (checkpoints, handshakes) are what they were before it.
 void add_settings(Fnv1a& h, const AlgorithmConfig& config, std::size_t d) {
   h.add(find_algorithm(config.name).name);
   h.add(static_cast<std::uint64_t>(d));
@@ -127,6 +128,7 @@ void add_settings(Fnv1a& h, const AlgorithmConfig& config, std::size_t d) {
   h.add(static_cast<std::uint64_t>(config.tensor_sizes.size()));
   for (std::size_t s : config.tensor_sizes) h.add(static_cast<std::uint64_t>(s));
   h.add(config.seed);
+  if (config.local_steps != 1) h.add(static_cast<std::uint64_t>(config.local_steps));
 }
 
 bool valid_consensus_step(float step) {
@@ -171,6 +173,7 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
     throw std::invalid_argument(
         fmt::format("momentum must be in [0, 1), got {}", config_.momentum));
   }
+  if (config_.local_steps < 1) throw std::invalid_argument("local_steps must be at least 1, got 0");
   if (config_.quasi_global && config_.momentum == 0.0f) {
     throw std::invalid_argument("quasi_global momentum needs momentum > 0");
   }
@@ -198,6 +201,8 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
     space_->copy(x_, x_prev_);
   }
 
+  transport_.set_exchange_interval(config_.local_steps);
+
   Fnv1a h;
   add_settings(h, config_, x_.size());
   h.add(static_cast<std::int64_t>(rank_));
@@ -224,12 +229,12 @@ void Algorithm::set_consensus_step(float step) {
 void Algorithm::step(GradientFn grad) {
   begin_round();
   const net::TrafficCounters before = transport_.counters();
-  if (!(config_.overlap_gradient && run_round_with(grad))) {
+  if (!(config_.overlap_gradient && communicates(round_) && run_round_with(grad))) {
     Clock::time_point mark = Clock::now();
     grad(std::span<const float>(x_), std::span<float>(g_));
     last_.compute_s = seconds_since(mark);
     apply_direction();
-    run_round();
+    run_round_or_local_step();
   }
   end_round(before);
 }
@@ -243,8 +248,19 @@ void Algorithm::step(std::span<const float> g) {
   const net::TrafficCounters before = transport_.counters();
   space_->upload(g, g_);
   apply_direction();
-  run_round();
+  run_round_or_local_step();
   end_round(before);
+}
+
+void Algorithm::run_round_or_local_step() {
+  if (communicates(round_)) {
+    run_round();
+    return;
+  }
+  // A local step: nothing is sent, the algorithm's other state waits for the next exchange.
+  Clock::time_point mark = Clock::now();
+  run(ew::Axpy{-config_.lr, g_.data(), x_.data()});
+  last_.update_s += seconds_since(mark);
 }
 
 void Algorithm::apply_direction() {

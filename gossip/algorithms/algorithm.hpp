@@ -66,6 +66,11 @@ struct AlgorithmConfig {
   // otherwise the codec compresses each tensor on its own (granularity "layer"). Must sum to d.
   std::vector<std::size_t> tensor_sizes;
   std::uint64_t seed = 0;  // key of the codecs' counter-based RNG, with (rank, round)
+  // Local steps H >= 1: round t communicates when (t + 1) mod H = 0 and runs the algorithm's
+  // rule; the other rounds only step locally, x_i ← x_i − γ d_i, and send nothing. All-reduce
+  // with H > 1 averages the models on communication rounds instead of the gradients (local
+  // SGD). H = 1 is every round (and leaves both hashes as they were without the setting).
+  std::uint32_t local_steps = 1;
   // D-PSGD only: step(GradientFn) computes the gradient on a worker thread while this thread
   // encodes and exchanges x_i (both only read x_i). The gradient callback must then be safe to
   // run on another thread. Results are bit-identical either way, so it is not part of the config
@@ -78,7 +83,8 @@ struct AlgorithmConfig {
 };
 
 // Hash of the settings every peer of one run must share (algorithm, lr, consensus step,
-// momentum, Nesterov, weight decay, codec, tensor sizes, seed) and the model size d; the same on
+// momentum, Nesterov, weight decay, codec, tensor sizes, seed, local steps when not 1) and the
+// model size d; the same on
 // every rank. Meant for TransportOptions::run_hash, so peers with different settings refuse to
 // start.
 std::uint64_t settings_hash(const AlgorithmConfig& config, std::size_t d);
@@ -140,6 +146,8 @@ class Algorithm {
   // The state lives on a GPU.
   bool on_device() const { return space_->on_device(); }
   std::uint64_t round() const { return round_; }
+  // Whether round t exchanges (local steps: (t + 1) mod H = 0) or only steps locally.
+  bool communicates(std::uint64_t t) const { return (t + 1) % config_.local_steps == 0; }
   const std::string& name() const { return config_.name; }
   const AlgorithmConfig& config() const { return config_; }
 
@@ -183,8 +191,9 @@ class Algorithm {
   Algorithm(const AlgorithmConfig& config, net::Transport& transport,
             const topology::Topology& topology, std::span<const float> x0);
 
-  // The algorithm's rule for one round. On entry g_ holds the update direction (gradient after
-  // weight decay and momentum) at x_ and round_ is the current round.
+  // The algorithm's rule for one communication round. On entry g_ holds the update direction
+  // (gradient after weight decay and momentum) at x_ and round_ is the current round. Rounds
+  // without communication (local steps) never reach it: their x_ ← x_ − γ g_ is the base's.
   virtual void run_round() = 0;
   // A whole round that computes the gradient itself (D-PSGD's overlap). Returns false when the
   // algorithm has no such form; then step() computes g and calls run_round().
@@ -221,6 +230,8 @@ class Algorithm {
 
  private:
   void begin_round();
+  // run_round() on a communication round, else the local step x_ ← x_ − γ g_.
+  void run_round_or_local_step();
   void end_round(const net::TrafficCounters& before);
 
   Buffer momentum_;  // empty when momentum == 0

@@ -106,7 +106,7 @@ class PyAlgorithm {
   // every peer must pass the same (the handshake compares them).
   PyAlgorithm(std::shared_ptr<Peer> peer, py::array_t<float, py::array::c_style> x0,
               std::vector<std::size_t> tensor_sizes, const std::vector<std::string>& overrides)
-      : peer_(std::move(peer)), margin_(runtime::stop_margin(peer_->topology())) {
+      : peer_(std::move(peer)) {
     if (x0.ndim() != 1) throw std::invalid_argument("x0 must be a one-dimensional float32 array");
     const std::size_t d = static_cast<std::size_t>(x0.shape(0));
     if (d == 0) throw std::invalid_argument("x0 is empty: the model has no parameters");
@@ -122,6 +122,7 @@ class PyAlgorithm {
                                      : runtime::parse_run_config(peer_->config().to_toml(),
                                                                  peer_->config().source, overrides);
     auto algo_config = runtime::algorithm_config(c, tensor_sizes);
+    margin_ = runtime::stop_margin(peer_->topology(), c.local_steps);
     const auto bytes = runtime::message_bytes(c, d, tensor_sizes);
     auto options = runtime::transport_options(c, std::max(bytes.wire, bytes.fp32_wire));
     // Peers whose models differ in size or settings refuse each other at the handshake.
@@ -420,7 +421,7 @@ class PyAlgorithm {
   }
 
   std::shared_ptr<Peer> peer_;
-  std::uint64_t margin_;
+  std::uint64_t margin_ = 2;  // stop_margin of the topology and local steps
   std::size_t wire_bytes_ = 0;
   std::unique_ptr<net::ZmqTransport> transport_;
   std::unique_ptr<algorithms::Algorithm> algo_;  // after the transport: freed first

@@ -61,6 +61,8 @@ const Key kKeys[] = {
      "epochs over which lr grows linearly to its value (0: none)"},
     {"algorithm.consensus_decay_factor", &RunConfig::consensus_decay_factor,
      "consensus step multiplier at the same epochs (1: constant)"},
+    {"algorithm.local_steps", &RunConfig::local_steps,
+     "H: rounds t with (t + 1) mod H = 0 communicate, the others only step locally (1: all)"},
     {"compression.codec", &RunConfig::codec, "codec spec, e.g. qsgd:s=3,scaled=true"},
     {"compression.granularity", &RunConfig::granularity, "model or layer"},
     {"model.kind", &RunConfig::model, "mlp or softmax"},
@@ -198,6 +200,7 @@ void check_values(const RunConfig& c, Where where) {
   positive("run.epochs", c.epochs);
   if (c.batch_size < 1) fail("run.batch_size", "must be at least 1");
   if (c.log_every < 1) fail("run.log_every", "must be at least 1");
+  if (c.local_steps < 1) fail("algorithm.local_steps", "must be at least 1");
   positive("algorithm.lr", c.lr);
   if (!(c.consensus_step > 0 && c.consensus_step <= 1))
     fail("algorithm.consensus_step", "must lie in (0, 1]");
@@ -305,6 +308,8 @@ std::uint64_t RunConfig::hash(Scope scope) const {
   std::uint64_t h = 0xcbf29ce484222325ULL;
   for (const auto& k : kKeys) {
     if (!in_scope(k.path, scope)) continue;
+    // Added after runs were checkpointed: left out at its default, so their hashes still hold.
+    if (k.path == "algorithm.local_steps" && local_steps == 1) continue;
     for (unsigned char ch : fmt::format("{}={}\n", k.path, render(*this, k)))
       h = (h ^ ch) * 0x100000001b3ULL;
   }

@@ -45,6 +45,9 @@ struct RunConfig {
   double lr_warmup_epochs = 0.0;  // lr grows linearly from lr/rounds to lr over these epochs
   // At the same epochs the consensus step (η, γ_c) is multiplied by this; 1 keeps it constant.
   double consensus_decay_factor = 1.0;
+  // Local steps H: only every H-th round communicates (AlgorithmConfig::local_steps). In the
+  // hashes only when not 1, so the hashes of configs without it are what they were.
+  int local_steps = 1;
 
   // [compression]
   std::string codec = "identity";

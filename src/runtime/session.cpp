@@ -91,9 +91,13 @@ MessageBytes message_bytes(const RunConfig& c, std::size_t d,
           kernels::make_codec("identity")->wire_size(d)};
 }
 
-std::uint64_t stop_margin(const topology::Topology& topo) {
+std::uint64_t stop_margin(const topology::Topology& topo, int local_steps) {
   const auto dist = topo.graph.distances_from(0);
-  return 2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2;
+  // A stop request rides on exchanges, one hop per exchange: with local steps H an exchange
+  // comes every H rounds, so everything scales by H (the request made in round t leaves with
+  // the exchange of t's period, the same as a request before exchange round ⌊t/H⌋ with H = 1).
+  return (2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2) *
+         static_cast<std::uint64_t>(std::max(local_steps, 1));
 }
 
 algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,
@@ -109,6 +113,7 @@ algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,
   a.codec = config.codec;
   if (config.granularity == "layer") a.tensor_sizes = tensor_sizes;
   a.seed = config.seed;
+  a.local_steps = static_cast<std::uint32_t>(config.local_steps);
   return a;
 }
 

@@ -63,9 +63,9 @@ MessageBytes message_bytes(const RunConfig& config, std::size_t d,
                            const std::vector<std::size_t>& tensor_sizes);
 
 // Rounds between asking for a stop and the round before which every peer stops: a request
-// travels one hop per round, so it must outrun the diameter (at most twice any peer's
-// eccentricity), plus two.
-std::uint64_t stop_margin(const topology::Topology& topo);
+// travels one hop per exchange, so it must outrun the diameter (at most twice any peer's
+// eccentricity), plus two, exchanges; with local steps H an exchange every H rounds.
+std::uint64_t stop_margin(const topology::Topology& topo, int local_steps);
 
 // The algorithm settings of a run config; `tensor_sizes` are used when
 // compression.granularity = "layer".

@@ -117,9 +117,14 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
   }
   configs.push_back(full_config("relaysum"));
   configs.back().codec = "qsgd:s=7";  // the compressed relay: public copies and their replicas
+  // Local steps, saved in the middle of a period (round 7 with H = 3: rounds 2, 5, 8 exchange).
+  for (std::string name : kAlgorithms) {
+    configs.push_back(full_config(name));
+    configs.back().local_steps = 3;
+  }
   for (const auto& cfg : configs) {
-    const std::string name =
-        cfg.name + (cfg.quasi_global ? " quasi-global" : "") + " (" + cfg.codec + ")";
+    const std::string name = cfg.name + (cfg.quasi_global ? " quasi-global" : "") + " (" +
+                             cfg.codec + ", H = " + std::to_string(cfg.local_steps) + ")";
     CAPTURE(name);
     const auto topo = topo_for(cfg.name, static_cast<int>(n));
     // Uninterrupted run and the saved states at round `first`, in one go.
@@ -509,7 +514,8 @@ TEST_CASE("settings hash: equal for equal settings, different when any setting d
   b.name = "choco-sgd";  // an alias is the same algorithm
   CHECK(ga::settings_hash(a, 100) == ga::settings_hash(b, 100));
   CHECK(ga::settings_hash(a, 100) != ga::settings_hash(a, 101));
-  std::vector<ga::AlgorithmConfig> changed(8, a);
+  std::vector<ga::AlgorithmConfig> changed(9, a);
+  changed[8].local_steps = 2;
   changed[7].quasi_global = true;
   changed[0].lr = 0.2f;
   changed[1].consensus_step = 0.5f;

@@ -249,3 +249,27 @@ TEST_CASE("the convex synthetic problems: no hidden layers, and logistic needs w
       kBase + "[model]\nhidden = []\n[data]\ndataset = \"least-squares\"\n", "run.toml");
   CHECK(c.dataset == "least-squares");
 }
+
+TEST_CASE("algorithm.local_steps: default 1 leaves the hashes as they were; others change them") {
+  // Hashes of this config by the build before local steps existed (main at 85ab6d3): configs and
+  // checkpoints without the key keep their hashes.
+  const std::string text =
+      "[topology]\nfile = \"ring:4\"\n[algorithm]\nname = \"choco-sgd\"\nlr = 0.05\n"
+      "consensus_step = 0.2\n[compression]\ncodec = \"qsgd:s=3\"\n[data]\ndataset = \"blobs\"\n";
+  const auto c = parse_run_config(text, "golden.toml");
+  CHECK(c.local_steps == 1);
+  CHECK(c.hash(RunConfig::Scope::peers) == 0x76022783dd35d89cULL);
+  CHECK(c.hash(RunConfig::Scope::resume) == 0xf140b447ddfbaaafULL);
+  const auto one = parse_run_config(text, "golden.toml", {"algorithm.local_steps=1"});
+  CHECK(one.hash(RunConfig::Scope::peers) == c.hash(RunConfig::Scope::peers));
+  const auto four = parse_run_config(text, "golden.toml", {"algorithm.local_steps=4"});
+  CHECK(four.local_steps == 4);
+  CHECK(four.hash(RunConfig::Scope::peers) != c.hash(RunConfig::Scope::peers));
+  CHECK(four.hash(RunConfig::Scope::resume) != c.hash(RunConfig::Scope::resume));
+  CHECK(four.differences(c, RunConfig::Scope::peers) ==
+        std::vector<std::string>{"algorithm.local_steps = 4 (there: 1)"});
+  expect_error(kBase + "[algorithm]\nlocal_steps = 0\n",
+               "run.toml:4: algorithm.local_steps must be at least 1");
+  expect_error(kBase + "[algorithm]\nlocal_steps = 1.5\n",
+               "run.toml:4: algorithm.local_steps must be an integer");
+}

@@ -439,3 +439,47 @@ TEST_CASE("a diverging run stops every peer within a few rounds and says so") {
   CHECK(stop < 10);
   CHECK(stop < total);
 }
+
+TEST_CASE("local steps: a stop asked for in a local round reaches every peer through exchanges") {
+  // H = 4: only rounds 3, 7, 11, ... exchange, so the stop request of rank 2's divergence in
+  // round 5 leaves with round 7's frames; the margin is H times that of ring:4 (6), 24 rounds.
+  for (const char* algorithm : {"dpsgd", "allreduce"}) {
+    CAPTURE(algorithm);
+    const Scratch scratch("local-steps-stop");
+    auto c = small_config(scratch.dir().string(), algorithm, "identity");
+    apply_override(c, "algorithm.local_steps=4");
+    const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+    const auto data = load_data(c);
+    const auto shards = partition_all(data.train, parse_partition(c.partition), 4, c.seed);
+    auto hub = std::make_shared<net::InprocHub>(topo);
+    std::vector<PeerSummary> summaries(4);
+    std::vector<std::string> errors(4);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 4; ++r)
+      threads.emplace_back([&, r] {
+        try {
+          net::TransportOptions o;
+          o.timeout = std::chrono::seconds(20);
+          net::InprocTransport t(hub, r, o);
+          PeerTrainer trainer(c, topo, r, t, data, shards);
+          TrainHooks hooks;
+          if (r == 2) hooks.nan_loss_round = 5;
+          summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
+        } catch (const std::exception& e) {
+          errors[static_cast<std::size_t>(r)] = e.what();
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (int r = 0; r < 4; ++r) {
+      CAPTURE(r);
+      const auto& s = summaries[static_cast<std::size_t>(r)];
+      CHECK(errors[static_cast<std::size_t>(r)].empty());
+      CHECK(s.stopped_early);
+      CHECK(s.rounds == 5 + 1 + 24);  // every peer before the same round
+      REQUIRE(s.divergence.has_value());
+      CHECK(s.divergence->rank == 2);
+      CHECK(s.divergence->round == 5);
+      CHECK(s.totals.rounds == 30);
+    }
+  }
+}
