@@ -43,6 +43,7 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
       backend_(backend),
       log_(make_logger(rank)),
       emulator_(options_.link, topo.size()) {
+  if (options_.virtual_time) clock_.emplace(options_.virtual_cpu);
   if (size_ <= 0) throw std::invalid_argument("transport: empty topology");
   if (rank < 0 || rank >= size_) {
     throw std::invalid_argument(fmt::format("transport: rank {} outside 0..{}", rank, size_ - 1));
@@ -539,11 +540,50 @@ void FramedTransport::accept(Inbound&& in) {
     return;
   }
   if (h.stop_in > 0) request_stop(h.round + h.stop_in);
-  const std::uint64_t now = monotonic_ns();
-  pending_.emplace(key, Stored{in.payload, std::move(in.owner),
-                               emulator_.ready_at(from, kFrameHeaderSize + h.payload_length,
-                                                  h.sent_at_ns, now)});
+  Stored stored;
+  stored.payload = in.payload;
+  stored.owner = std::move(in.owner);
+  std::uint64_t last = h.sent_at_ns;
+  if (!clock_ && emulator_.active()) {
+    // A send time of zero, or further in the future than any uplink queue of ours could put it,
+    // comes from another host (or a liar): our own clock then, which can only make the emulated
+    // network slower, never faster.
+    const std::uint64_t now = monotonic_ns();
+    const auto ahead = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(options_.timeout).count());
+    if (last == 0 || last > now + ahead) last = now;
+  }
+  if ((clock_ && last != VirtualClock::kUntimed) || (!clock_ && emulator_.active())) {
+    const std::uint64_t uplink_ns = std::min<std::uint64_t>(last, h.uplink_us * 1000ull);
+    stored.at_nic =
+        emulator_.arrive(from, kFrameHeaderSize + h.payload_length, {last - uplink_ns, last});
+  } else {
+    stored.scheduled = true;  // no model (or untimed: sent during a paused evaluation)
+  }
+  pending_.emplace(key, std::move(stored));
   ++kept;
+}
+
+void FramedTransport::schedule(std::vector<PendingIt>& its) {
+  std::sort(its.begin(), its.end(), [](const PendingIt& a, const PendingIt& b) {
+    return std::pair(a->second.at_nic.first, std::get<3>(a->first)) <
+           std::pair(b->second.at_nic.first, std::get<3>(b->first));
+  });
+  for (const PendingIt& it : its) {
+    Stored& s = it->second;
+    if (s.scheduled) continue;
+    s.ready_ns = emulator_.receive(kFrameHeaderSize + s.payload.size(), s.at_nic);
+    s.scheduled = true;
+  }
+}
+
+bool FramedTransport::due(const Stored& s) const {
+  return s.scheduled && (clock_ || monotonic_ns() >= s.ready_ns);
+}
+
+std::uint64_t FramedTransport::send_time() {
+  if (!clock_) return monotonic_ns();
+  return clock_->paused() ? VirtualClock::kUntimed : clock_->now_ns();
 }
 
 void FramedTransport::poll_for(std::chrono::milliseconds wait) {
@@ -608,10 +648,25 @@ bool FramedTransport::send_frame(FrameKind kind, int to, std::uint64_t round, st
   h.payload_length = payload.size();
   h.session = session_;
   h.sent_at_ns = sent_at;
+  // Data frames pass this peer's uplink in the order they are sent (hellos and credits are
+  // control traffic, outside the model); a frame the backend refuses puts the uplink back.
+  const bool timed = (kind == FrameKind::exchange || kind == FrameKind::ring) &&
+                     sent_at != VirtualClock::kUntimed && emulator_.uplink().limited();
+  const RateLimit uplink_before = emulator_.uplink();
+  if (timed) {
+    const Passage up =
+        emulator_.uplink().pass({sent_at, sent_at}, kFrameHeaderSize + payload.size());
+    h.sent_at_ns = up.last;
+    h.uplink_us = static_cast<std::uint32_t>(
+        std::min<std::uint64_t>((up.last - up.first) / 1000, UINT32_MAX));
+  }
   if (stop_round_ && *stop_round_ > round && kind != FrameKind::hello)
     h.stop_in =
         static_cast<std::uint32_t>(std::min<std::uint64_t>(*stop_round_ - round, UINT32_MAX));
-  if (!try_send(to, encode_header(h), payload)) return false;
+  if (!try_send(to, encode_header(h), payload)) {
+    if (timed) emulator_.uplink() = uplink_before;
+    return false;
+  }
   counters_.bytes_sent += kFrameHeaderSize + payload.size();
   counters_.messages_sent += 1;
   return true;
@@ -621,9 +676,11 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
                                std::span<const std::byte> payload, std::span<const int> to,
                                std::span<const Key> want) {
   const CallGuard guard(*this, kind, round, step);
-  const std::uint64_t sent_at = monotonic_ns();
+  const std::uint64_t sent_at = send_time();
   ++send_batch_;
   std::vector<int> blocked;
+  std::vector<PendingIt> wanted;
+  std::uint64_t ready_ns = 0;
   auto send_one = [&](int dest) { return send_frame(kind, dest, round, step, payload, sent_at); };
   for (int dest : to) {
     if (!send_one(dest)) blocked.push_back(dest);
@@ -634,17 +691,22 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
       std::erase_if(blocked, [&](int dest) { return send_one(dest); });
     }
     bool all_here = true;
-    std::uint64_t ready_ns = 0;
+    wanted.clear();
     for (const Key& k : want) {
       auto it = pending_.find(k);
       if (it == pending_.end()) {
         all_here = false;
         break;
       }
-      ready_ns = std::max(ready_ns, it->second.ready_ns);
+      wanted.push_back(it);
+    }
+    ready_ns = 0;
+    if (all_here) {
+      schedule(wanted);
+      for (const PendingIt& it : wanted) ready_ns = std::max(ready_ns, it->second.ready_ns);
     }
     const auto now = Clock::now();
-    if (all_here && blocked.empty() && monotonic_ns() >= ready_ns) break;
+    if (all_here && blocked.empty() && (clock_ || monotonic_ns() >= ready_ns)) break;
     if (now >= deadline) {
       if (!blocked.empty()) {
         fail(fmt::format("rank {}: {}: cannot send to {} within {} ms (link full)", rank_,
@@ -665,12 +727,13 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
     // Link emulation may hold a message that did arrive in time past the deadline; a pending
     // send still waits only until the deadline.
     auto until = deadline;
-    if (all_here && monotonic_ns() < ready_ns) {
+    if (all_here && !clock_ && monotonic_ns() < ready_ns) {
       until = blocked.empty() ? from_ns(ready_ns) : std::min(deadline, from_ns(ready_ns));
     }
     if (auto in = wait_inbound(polled(until), blocked)) accept(std::move(*in));
     poll();
   }
+  if (clock_) clock_->reach(ready_ns);
   // The payload is the caller's memory: it must be free again when we return.
   if (auto held = wait_released(deadline); !held.empty()) {
     fail(fmt::format("rank {}: {}: message to {} not delivered within {} ms", rank_,
@@ -738,7 +801,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
   blocked.reserve(deg);
   std::size_t n_sent = 0, n_got = 0, next_ask = paced ? 0 : deg, in_flight = paced ? 0 : deg;
   ++send_batch_;
-  const std::uint64_t sent_at = monotonic_ns();
+  const std::uint64_t sent_at = send_time();
   const auto deadline = Clock::now() + options_.timeout;
   for (;;) {
     blocked.clear();
@@ -762,6 +825,18 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
       asked[next_ask++] = 1;
       ++in_flight;
     }
+    // The messages asked for and not yet delivered pass our downlink once all of them are here.
+    to_schedule_.clear();
+    bool all_asked_here = true;
+    for (std::size_t k = 0; k < deg && all_asked_here; ++k) {
+      if (got[k] || !asked[k]) continue;
+      auto it = pending_.find(Key{FrameKind::exchange, round, 0u, neighbors_[k]});
+      if (it == pending_.end())
+        all_asked_here = false;
+      else
+        to_schedule_.push_back(it);
+    }
+    if (all_asked_here) schedule(to_schedule_);
     std::uint64_t next_ready = UINT64_MAX;
     bool delivered = false;
     // The streaming form hands messages over in neighbors() order, whatever order they arrive
@@ -778,12 +853,13 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
         if (on_message) break;
         continue;
       }
-      if (it->second.ready_ns > monotonic_ns()) {
-        next_ready = std::min(next_ready, it->second.ready_ns);
+      if (!due(it->second)) {
+        if (it->second.scheduled) next_ready = std::min(next_ready, it->second.ready_ns);
         if (on_message) break;
         continue;
       }
       Stored stored = take_pending(it);
+      if (clock_) clock_->reach(stored.ready_ns);
       delivered_[static_cast<std::size_t>(neighbors_[k])] = round;
       got[k] = 1;
       ++n_got;

@@ -20,6 +20,7 @@
 #include "gossip/link_emulation.hpp"
 #include "gossip/transport.hpp"
 #include "gossip/transport_options.hpp"
+#include "gossip/virtual_clock.hpp"
 #include "topology/topology.hpp"
 
 namespace spdlog {
@@ -54,6 +55,7 @@ class FramedTransport : public Transport {
   const DropCounters& drops() const override { return drops_; }
   void request_stop(std::uint64_t before_round) override;
   std::optional<std::uint64_t> stop_round() const override { return stop_round_; }
+  VirtualClock* virtual_clock() const override { return clock_ ? &*clock_ : nullptr; }
 
   const std::vector<std::span<const std::byte>>& exchange(
       std::uint64_t round, std::span<const std::byte> payload) override;
@@ -119,8 +121,11 @@ class FramedTransport : public Transport {
   struct Stored {
     std::span<const std::byte> payload;
     std::shared_ptr<const void> owner;
-    std::uint64_t ready_ns = 0;
+    Passage at_nic;              // the network model: when it reached our NIC (accept)
+    bool scheduled = false;      // ready_ns is known: it passed our downlink (schedule)
+    std::uint64_t ready_ns = 0;  // when the caller may have it (0: at once)
   };
+  using PendingIt = std::map<Key, Stored>::iterator;
 
   // `until`, or sooner when TransportOptions::poll is set (its interval from now).
   Clock::time_point polled(Clock::time_point until) const;
@@ -134,8 +139,21 @@ class FramedTransport : public Transport {
   // Both exchange forms: on_message null keeps every message for the views of exchange().
   void exchange_impl(std::uint64_t round, std::span<const std::byte> payload,
                      const MessageFn* on_message);
+  // Sends one frame handed over at `sent_at` (send_time()); exchange and ring frames pass this
+  // peer's uplink first, and their header says when they left it.
   bool send_frame(FrameKind kind, int to, std::uint64_t round, std::uint32_t step,
                   std::span<const std::byte> payload, std::uint64_t sent_at);
+  // Now on the clock the network model runs on: CLOCK_MONOTONIC, or the virtual clock
+  // (VirtualClock::kUntimed while it is paused).
+  std::uint64_t send_time();
+  // Passes the frames `its` (pending; those not yet scheduled) through our downlink, in the order
+  // their first byte reached our NIC (then by sender; `its` is sorted so): a call schedules the
+  // frames it waits for once all of them are here, so the order does not depend on which thread
+  // ran first.
+  void schedule(std::vector<PendingIt>& its);
+  // Whether a scheduled frame may go to the caller now: in virtual time at once (the clock moves
+  // to its ready time instead), in real time once CLOCK_MONOTONIC has reached it.
+  bool due(const Stored& s) const;
   void accept(Inbound&& in);
   // Returns false when the hello was dropped (garbage); fails on a configuration mismatch.
   bool check_hello(const Inbound& in, int from);
@@ -199,6 +217,9 @@ class FramedTransport : public Transport {
   std::string backend_;
   std::shared_ptr<spdlog::logger> log_;
   LinkEmulator emulator_;
+  // TransportOptions::virtual_time. Mutable: reading the time counts the thread's CPU time.
+  mutable std::optional<VirtualClock> clock_;
+  std::vector<PendingIt> to_schedule_;  // reused by the calls
 
   std::vector<std::byte> hello_payload_;  // kept alive: sent zero-copy by some backends
   std::vector<bool> hello_seen_;          // indexed by rank
