@@ -135,6 +135,7 @@ FramedTransport::Stored FramedTransport::take_pending(std::map<Key, Stored>::ite
   const auto& [kind, round, step, from] = it->first;
   auto& kept = kind == FrameKind::ring ? kept_ring_ : kept_exchange_;
   --kept[static_cast<std::size_t>(from)];
+  count_received(kFrameHeaderSize + it->second.payload.size());
   return std::move(pending_.extract(it).mapped());
 }
 
@@ -278,6 +279,7 @@ void FramedTransport::note_drop(int link, std::string_view label, DropReason why
 }
 
 void FramedTransport::drop(const Inbound& in, DropReason why, FunctionRef<std::string()> detail) {
+  count_received(in.header.size() + in.payload.size());
   note_drop(in.link, in.link_label, why, detail);
 }
 
@@ -358,8 +360,8 @@ bool FramedTransport::check_hello(const Inbound& in, int from) {
 }
 
 void FramedTransport::accept(Inbound&& in) {
-  counters_.bytes_received += in.header.size() + in.payload.size();
-  counters_.messages_received += 1;
+  // Counted as it leaves accept(): dropped (drop()), a hello or a credit (below), or a data frame
+  // when a call takes it (take_pending).
   // Every check below drops the frame and counts it instead of ending the run: a stranger that
   // reaches our port must not be able to stop us. Names for the log are built only for the first
   // drop of a kind from a connection (drop()): this runs for every frame.
@@ -430,6 +432,7 @@ void FramedTransport::accept(Inbound&& in) {
     if (!check_hello(in, from)) return;
     hello_seen_[f] = true;
     --hellos_missing_;
+    count_received(in.header.size() + in.payload.size());
     log().debug("hello from {} checked", conn());
     return;
   }
@@ -483,6 +486,7 @@ void FramedTransport::accept(Inbound&& in) {
     if (too_many(kept_credit_[f], 2)) return;
     credits_.emplace(h.round, from);
     ++kept_credit_[f];
+    count_received(in.header.size() + in.payload.size());
     return;
   }
   if (h.kind == FrameKind::exchange) {
@@ -679,7 +683,6 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
   const std::uint64_t sent_at = send_time();
   ++send_batch_;
   std::vector<int> blocked;
-  std::vector<PendingIt> wanted;
   std::uint64_t ready_ns = 0;
   auto send_one = [&](int dest) { return send_frame(kind, dest, round, step, payload, sent_at); };
   for (int dest : to) {
@@ -691,19 +694,19 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
       std::erase_if(blocked, [&](int dest) { return send_one(dest); });
     }
     bool all_here = true;
-    wanted.clear();
+    to_schedule_.clear();
     for (const Key& k : want) {
       auto it = pending_.find(k);
       if (it == pending_.end()) {
         all_here = false;
         break;
       }
-      wanted.push_back(it);
+      to_schedule_.push_back(it);
     }
     ready_ns = 0;
     if (all_here) {
-      schedule(wanted);
-      for (const PendingIt& it : wanted) ready_ns = std::max(ready_ns, it->second.ready_ns);
+      schedule(to_schedule_);
+      for (const PendingIt& it : to_schedule_) ready_ns = std::max(ready_ns, it->second.ready_ns);
     }
     const auto now = Clock::now();
     if (all_here && blocked.empty() && (clock_ || monotonic_ns() >= ready_ns)) break;

@@ -200,8 +200,16 @@ class FramedTransport : public Transport {
   // Whether `round` is too far past latest_round_ (rounds_ahead; never before a round is known).
   bool too_far_ahead(FrameKind kind, std::uint64_t round) const;
   std::string ahead_detail(FrameKind kind, std::uint64_t round, std::uint32_t step, int from) const;
-  // Removes one entry of pending_, keeping the per-sender count of kept frames.
+  // Removes one entry of pending_ (to hand to the caller or to drop), keeping the per-sender count
+  // of kept frames, and counts it as received.
   Stored take_pending(std::map<Key, Stored>::iterator it);
+  // A received frame of `bytes`, counted once it is used or dropped: a data frame kept for a later
+  // call counts in that call, so the counters at the end of a round do not depend on how far
+  // ahead the neighbours ran (the metrics of a run are reproducible).
+  void count_received(std::uint64_t bytes) {
+    counters_.bytes_received += bytes;
+    counters_.messages_received += 1;
+  }
   // Start of an exchange or ring call of `round`: raises latest_round_; the first call checks
   // the frames and credits kept during the handshake, before any round was known.
   void enter_round(std::uint64_t round);
