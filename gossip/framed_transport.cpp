@@ -175,7 +175,8 @@ void FramedTransport::start() {
   ++send_batch_;
   for (int to : links_) {
     // A fresh link has room for one small frame; a full one here means the peer is broken.
-    if (!send_frame(FrameKind::hello, to, 0, 0, hello_payload_, monotonic_ns())) {
+    const std::uint64_t now = monotonic_ns();
+    if (!send_frame(FrameKind::hello, to, 0, 0, hello_payload_, {now, now})) {
       fail(fmt::format("{} transport, rank {}: cannot queue the hello to {}", backend_, rank_,
                        peer_name(to)));
     }
@@ -642,7 +643,7 @@ void FramedTransport::request_stop(std::uint64_t before_round) {
 }
 
 bool FramedTransport::send_frame(FrameKind kind, int to, std::uint64_t round, std::uint32_t step,
-                                 std::span<const std::byte> payload, std::uint64_t sent_at) {
+                                 std::span<const std::byte> payload, Passage stamp) {
   FrameHeader h;
   h.kind = kind;
   h.sender = static_cast<std::uint32_t>(rank_);
@@ -651,29 +652,24 @@ bool FramedTransport::send_frame(FrameKind kind, int to, std::uint64_t round, st
   h.step = step;
   h.payload_length = payload.size();
   h.session = session_;
-  h.sent_at_ns = sent_at;
-  // Data frames pass this peer's uplink in the order they are sent (hellos and credits are
-  // control traffic, outside the model); a frame the backend refuses puts the uplink back.
-  const bool timed = (kind == FrameKind::exchange || kind == FrameKind::ring) &&
-                     sent_at != VirtualClock::kUntimed && emulator_.uplink().limited();
-  const RateLimit uplink_before = emulator_.uplink();
-  if (timed) {
-    const Passage up =
-        emulator_.uplink().pass({sent_at, sent_at}, kFrameHeaderSize + payload.size());
-    h.sent_at_ns = up.last;
-    h.uplink_us = static_cast<std::uint32_t>(
-        std::min<std::uint64_t>((up.last - up.first) / 1000, UINT32_MAX));
-  }
+  h.sent_at_ns = stamp.last;
+  h.uplink_us = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>((stamp.last - stamp.first) / 1000, UINT32_MAX));
   if (stop_round_ && *stop_round_ > round && kind != FrameKind::hello)
     h.stop_in =
         static_cast<std::uint32_t>(std::min<std::uint64_t>(*stop_round_ - round, UINT32_MAX));
-  if (!try_send(to, encode_header(h), payload)) {
-    if (timed) emulator_.uplink() = uplink_before;
-    return false;
-  }
+  if (!try_send(to, encode_header(h), payload)) return false;
   counters_.bytes_sent += kFrameHeaderSize + payload.size();
   counters_.messages_sent += 1;
   return true;
+}
+
+Passage FramedTransport::through_uplink(std::uint64_t sent_at, std::size_t frames,
+                                        std::size_t payload_bytes) {
+  if (sent_at == VirtualClock::kUntimed || !emulator_.uplink().limited()) return {sent_at, sent_at};
+  // The frames of one send share the uplink: each gets 1/frames of it, all of them end together
+  // (as TCP flows over one NIC would), after the sends before them.
+  return emulator_.uplink().pass({sent_at, sent_at}, frames * (kFrameHeaderSize + payload_bytes));
 }
 
 void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_t step,
@@ -684,7 +680,8 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
   ++send_batch_;
   std::vector<int> blocked;
   std::uint64_t ready_ns = 0;
-  auto send_one = [&](int dest) { return send_frame(kind, dest, round, step, payload, sent_at); };
+  const Passage up = through_uplink(sent_at, to.size(), payload.size());
+  auto send_one = [&](int dest) { return send_frame(kind, dest, round, step, payload, up); };
   for (int dest : to) {
     if (!send_one(dest)) blocked.push_back(dest);
   }
@@ -805,6 +802,8 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
   std::size_t n_sent = 0, n_got = 0, next_ask = paced ? 0 : deg, in_flight = paced ? 0 : deg;
   ++send_batch_;
   const std::uint64_t sent_at = send_time();
+  // Paced sends go when their credit comes; the model sends them all now, as eager ones.
+  const Passage up = through_uplink(sent_at, deg, payload.size());
   const auto deadline = Clock::now() + options_.timeout;
   for (;;) {
     blocked.clear();
@@ -813,7 +812,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
       const int j = neighbors_[k];
       const std::pair<std::uint64_t, int> credit{round, j};
       if (paced && !credits_.contains(credit)) continue;
-      if (send_frame(FrameKind::exchange, j, round, 0, payload, sent_at)) {
+      if (send_frame(FrameKind::exchange, j, round, 0, payload, up)) {
         sent[k] = 1;
         ++n_sent;  // its credit stays until the round ends: a repeated one is a duplicate
       } else {
@@ -821,7 +820,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
       }
     }
     while (in_flight < window && next_ask < deg) {
-      if (!send_frame(FrameKind::credit, neighbors_[next_ask], round, 0, {}, sent_at)) {
+      if (!send_frame(FrameKind::credit, neighbors_[next_ask], round, 0, {}, {sent_at, sent_at})) {
         blocked.push_back(neighbors_[next_ask]);
         break;
       }

@@ -139,10 +139,13 @@ class FramedTransport : public Transport {
   // Both exchange forms: on_message null keeps every message for the views of exchange().
   void exchange_impl(std::uint64_t round, std::span<const std::byte> payload,
                      const MessageFn* on_message);
-  // Sends one frame handed over at `sent_at` (send_time()); exchange and ring frames pass this
-  // peer's uplink first, and their header says when they left it.
+  // Sends one frame; its header carries `stamp`, when it passed this peer's uplink
+  // (through_uplink; control frames: {now, now}).
   bool send_frame(FrameKind kind, int to, std::uint64_t round, std::uint32_t step,
-                  std::span<const std::byte> payload, std::uint64_t sent_at);
+                  std::span<const std::byte> payload, Passage stamp);
+  // One send of `frames` frames of `payload_bytes` each (an exchange to every neighbour, a ring
+  // step) handed over at `sent_at` (send_time()), through this peer's uplink.
+  Passage through_uplink(std::uint64_t sent_at, std::size_t frames, std::size_t payload_bytes);
   // Now on the clock the network model runs on: CLOCK_MONOTONIC, or the virtual clock
   // (VirtualClock::kUntimed while it is paused).
   std::uint64_t send_time();

@@ -21,15 +21,14 @@ Passage RateLimit::pass(Passage in, std::uint64_t bytes) {
     start = last_ns_;  // busy with an earlier message: this one queues behind it
   }
   tokens_ -= static_cast<double>(bytes);
-  std::uint64_t end = start;
   if (tokens_ < 0.0) {
-    end += static_cast<std::uint64_t>(std::ceil(-tokens_ / rate_ * 1e9));
-    tokens_ = 0.0;  // empty when the last byte leaves: accounted from that instant
+    last_ns_ = start + static_cast<std::uint64_t>(std::ceil(-tokens_ / rate_ * 1e9));
+    tokens_ = 0.0;  // empty when the work is done: accounted from that instant
   }
-  // Cut-through: the last byte cannot leave before it came.
-  end = std::max(end, in.last);
-  last_ns_ = end;
-  return {start, end};
+  // The stage is free again once it has done the work (the next message may use the time in
+  // which this one's bytes still trickle in from a slower stage); the last byte cannot leave
+  // before it came.
+  return {start, std::max(last_ns_, in.last)};
 }
 
 const LinkParams& LinkEmulation::for_peer(int rank) const {

@@ -3,12 +3,14 @@
 // peer's NIC (an uplink shared by all it sends, a downlink shared by all it receives) and each
 // link (latency, and optionally a bandwidth of its own). A message of B bytes (its 64-byte frame
 // header included) passes, in order:
-//   the sender's uplink    FIFO in send order, B / uplink rate        (the sender computes it)
-//   the link               the link's token bucket, B / link rate     (the receiver, from then on)
-//   the wire               + latency
-//   the receiver's downlink FIFO, B / downlink rate
-// Each stage is cut-through: a message's last byte leaves a stage no sooner than it entered it,
-// and the stage is busy with that message until then (so the slowest stage sets the pace). Times
+//   the sender's uplink     B / uplink rate; the k frames of one send (an exchange to k
+//                           neighbours) share it and end together; sends in order (the sender)
+//   the link                the link's token bucket, B / link rate   (the receiver, from then on)
+//   the wire                + latency
+//   the receiver's downlink B / downlink rate, after the work of the messages before it
+// Each stage does a message's work once it has done the work of those before it, and the
+// message's last byte leaves no sooner than it came from the stage before (cut-through: stages in
+// series cost the slowest, not the sum). Times
 // are nanoseconds of whatever clock the run uses: CLOCK_MONOTONIC (shared by all processes of a
 // host) when emulating in real time, a peer's virtual clock in `gossip simulate` with
 // transport.clock = "virtual". Both transports share this code.
@@ -26,10 +28,11 @@ struct Passage {
   std::uint64_t last = 0;
 };
 
-// One FIFO stage of limited rate: a token bucket of `burst_bytes` depth refilled at the rate.
-// A message waits until the stage is free (the previous message's last byte left), then its
-// bytes beyond the saved-up tokens pay bytes / rate. Rate 0: unlimited (the message passes as
-// it came).
+// One stage of limited rate: a token bucket of `burst_bytes` depth refilled at the rate. A
+// message's work starts when it arrives (its first byte) or when the stage has done the work of
+// the messages before it, whichever is later, and takes (bytes beyond the saved-up tokens) / rate;
+// its last byte leaves when the work is done, or when it came if that is later. Rate 0: unlimited
+// (the message passes as it came).
 class RateLimit {
  public:
   RateLimit() = default;
@@ -41,7 +44,7 @@ class RateLimit {
   double rate_ = 0.0;          // bytes per second
   double depth_ = 0.0;         // bucket depth in bytes
   double tokens_ = 0.0;        // saved up
-  std::uint64_t last_ns_ = 0;  // the stage is busy until then; tokens_ is up to date there
+  std::uint64_t last_ns_ = 0;  // the work taken on so far is done then; tokens_ up to date there
 };
 
 struct LinkParams {
@@ -71,8 +74,8 @@ class LinkEmulator {
   LinkEmulator(LinkEmulation config, int size);
 
   bool active() const { return active_; }
-  // The uplink, which a sender passes each message through as it sends it (send order). A send
-  // that fails (the backend's queue is full) puts back the copy it took before.
+  // The uplink, which a sender passes each send through (all the bytes of its frames at once: they
+  // share it), in send order.
   RateLimit& uplink() { return uplink_; }
   // Where a message of `bytes` from `from`, that left the sender's uplink as `up`, is once it
   // has crossed the link (its bucket, then the latency): at our NIC. Messages of one sender must

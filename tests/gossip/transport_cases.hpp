@@ -299,8 +299,8 @@ inline void check_bandwidth(const GroupMaker& mk) {
 // The per-peer NIC (docs/transport.md, "Network model") on a star: the centre, rank 0, has an
 // uplink and a downlink of kNicRate; the k = 3 leaves have neither. One exchange of frames of
 // kFrameBytes (kNicFrame seconds each through the NIC) and kNicLatency per link:
-// - the centre's uplink sends its k copies one after the other: leaf j has its copy no sooner
-//   than the centre's send + j * kNicFrame + latency (k * b * 8 / B plus latency for the last);
+// - the centre's uplink carries its k copies at once, each at 1/k of the rate: every leaf has its
+//   copy no sooner than the centre's send + k * kNicFrame + latency (k * b * 8 / B + latency);
 // - the centre's downlink takes the k leaves' frames one after the other: it has them all no
 //   sooner than the first leaf's send + k * kNicFrame + latency.
 // So the centre's k links share one NIC: more neighbours, not more bandwidth. Real time checks
@@ -351,8 +351,8 @@ inline void check_nic_shared_by_links(const GroupMaker& mk) {
   for (int j = 1; j <= kNicLeaves; ++j) {
     CAPTURE(j);
     const double took = seconds(done[static_cast<std::size_t>(j)], sent[0]);
-    CHECK(took >= j * kNicFrame + latency - 1e-4);
-    CHECK(took <= j * kNicFrame + latency + kNicSlack);
+    CHECK(took >= kNicLeaves * kNicFrame + latency - 1e-4);
+    CHECK(took <= kNicLeaves * kNicFrame + latency + kNicSlack);
   }
   const std::uint64_t first_leaf = *std::min_element(sent.begin() + 1, sent.end());
   const double centre = seconds(done[0], first_leaf);

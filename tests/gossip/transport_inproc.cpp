@@ -522,10 +522,8 @@ TEST_CASE("inproc, virtual time: the NIC model's times exactly, and nobody waits
   // 0.3 s of modelled network: nobody slept through it.
   CHECK(seconds_since(t0) < 0.25);
   const std::uint64_t frame_ns = 100'000'000, latency_ns = 10'000'000;
-  for (int j = 1; j <= kNicLeaves; ++j)
-    CHECK(clock[static_cast<std::size_t>(j)] ==
-          static_cast<std::uint64_t>(j) * frame_ns + latency_ns);
-  CHECK(clock[0] == kNicLeaves * frame_ns + latency_ns);
+  for (int r = 0; r <= kNicLeaves; ++r)
+    CHECK(clock[static_cast<std::size_t>(r)] == kNicLeaves * frame_ns + latency_ns);
 }
 
 TEST_CASE("inproc, virtual time: a ring step is a message; paused clocks send untimed frames") {
@@ -644,7 +642,7 @@ TEST_CASE("network model: k messages of b bytes through an uplink of B bit/s: k*
   const double per_message_ns = static_cast<double>(b) * 8 / 5e6 * 1e9;
   for (int k = 1; k <= 10; ++k) {
     CAPTURE(k);
-    // All sent at t0, one after the other through the sender's uplink.
+    // Sends at t0, one after the other through the sender's uplink.
     const Passage up = sender.uplink().pass({t0, t0}, b);
     const std::uint64_t ready = receiver.receive(b, receiver.arrive(0, b, up));
     // Exact but for rounding each message up to a whole nanosecond.
@@ -652,6 +650,11 @@ TEST_CASE("network model: k messages of b bytes through an uplink of B bit/s: k*
     CHECK(static_cast<double>(ready - t0) >= expected);
     CHECK(static_cast<double>(ready - t0) <= expected + k);
   }
+  // k messages of one send (an exchange with k neighbours) share the uplink: all end together.
+  LinkEmulator batch(cfg, 2);
+  const Passage up = batch.uplink().pass({t0, t0}, 10 * b);
+  CHECK(up.first == t0);
+  CHECK(static_cast<double>(up.last - t0) == doctest::Approx(10 * per_message_ns).epsilon(1e-12));
 }
 
 TEST_CASE("network model: uplink and downlink in series cost the slower of the two, not the sum") {
@@ -677,6 +680,18 @@ TEST_CASE("network model: uplink and downlink in series cost the slower of the t
 }
 
 TEST_CASE("network model: a downlink serves its peers' messages one after the other") {
+  {
+    // Two messages that trickle in at half the downlink's rate each (two senders' uplinks, each
+    // shared by two sends) fill it together: both done when their last bytes arrive.
+    LinkEmulation cfg;
+    cfg.downlink_bytes_per_s = 1e6;
+    LinkEmulator em(cfg, 3);
+    const std::uint64_t t0 = 1'000'000'000;
+    CHECK(em.receive(1000, {t0, t0 + 2'000'000}) == t0 + 2'000'000);
+    CHECK(em.receive(1000, {t0, t0 + 2'000'000}) == t0 + 2'000'000);
+    // A third one at once has to wait for the downlink's work: 1 ms more.
+    CHECK(em.receive(1000, {t0, t0 + 2'000'000}) == t0 + 3'000'000);
+  }
   LinkEmulation cfg;
   cfg.all.latency = std::chrono::milliseconds(1);
   cfg.downlink_bytes_per_s = 1e6;
