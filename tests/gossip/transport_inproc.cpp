@@ -574,6 +574,33 @@ TEST_CASE("inproc: early messages are kept for their round") {
   CHECK(same(l.t->exchange(3, mine).at(0), r3));
 }
 
+TEST_CASE("inproc: a send time of zero or from another host's clock is replaced by ours") {
+  // Trusted, an hour ahead would hold the frame for an hour; replaced, it costs the latency.
+  auto o = quick_options();
+  o.link.all.latency = std::chrono::milliseconds(50);
+  auto l = lone(o);
+  l.peer.hello();
+  const auto payload = pattern(0, 0, 8);
+  std::uint64_t round = 0;
+  for (const std::uint64_t sent :
+       {std::uint64_t{0}, monotonic_ns() + std::uint64_t{3'600'000'000'000}}) {
+    CAPTURE(sent);
+    FrameHeader h;
+    h.kind = FrameKind::exchange;
+    h.sender = 1;
+    h.receiver = 0;
+    h.round = round;
+    h.payload_length = 8;
+    h.session = l.peer.session;
+    h.sent_at_ns = sent;
+    l.peer.post_header(encode_header(h), pattern(1, round, 8));
+    const auto t0 = std::chrono::steady_clock::now();
+    l.t->exchange(round++, payload);
+    CHECK(seconds_since(t0) >= 0.049);
+    CHECK(seconds_since(t0) < 5);
+  }
+}
+
 TEST_CASE("inproc: ring_step size mismatch names the sender") {
   auto l = lone();
   l.peer.hello();
