@@ -43,6 +43,28 @@ TEST_CASE("bad config key, in the file and on the command line") {
   CHECK(r.err.find("unknown key 'algorithm.learning_rate'") != std::string::npos);
 }
 
+TEST_CASE("the virtual clock: simulate reports its time, peer and launch refuse it") {
+  Scratch s("virtualclock");
+  const auto cfg = s.config("[topology]\nfile = \"ring:2\"\n[data]\ndataset = \"blobs\"\n");
+  const std::string sets = " --set transport.clock=virtual --set transport.latency_ms=1000";
+  for (const char* command : {"peer --rank 0", "launch"}) {
+    CAPTURE(command);
+    const auto r = run_cli(std::string(command) + " --config " + cfg + sets);
+    CHECK(r.code != 0);
+    CHECK(r.err.find(cfg + ": transport.clock = \"virtual\" works only under `gossip simulate`") !=
+          std::string::npos);
+  }
+  // 3 rounds of a second's latency each, on the virtual clock: nobody sleeps through them.
+  const auto r = run_cli("simulate --config " + cfg + sets +
+                         " --set run.epochs=0.01 --set run.output=" + s.dir().string());
+  REQUIRE(r.code == 0);
+  std::ifstream in(s.dir() / "summary.json");
+  const auto j = nlohmann::json::parse(in);
+  CHECK(j.at("clock") == "virtual");
+  CHECK(j.at("rounds").get<int>() >= 3);
+  CHECK(j.at("wall_seconds").get<double>() >= j.at("rounds").get<double>());
+}
+
 TEST_CASE("rank out of range") {
   Scratch s("rank");
   const auto cfg = s.config("[topology]\nfile = \"ring:3\"\n[data]\ndataset = \"blobs\"\n");
