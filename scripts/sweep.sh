@@ -37,6 +37,10 @@
 #   --epochs E             epochs per run (default 1)
 #   --seeds 'S ...'        run.seed values; each run and network is trained once per seed and the
 #                          table shows mean and spread (default: the config's seed)
+#   --peers 'N ...'        train every run once per peer count; its overrides may say {n} (the
+#                          count) and {side} (its square root), e.g. topology.file="ring:{n}" or
+#                          topology.file="torus:{side}x{side}"; the table and time-to-target.png
+#                          then show how the time grows with the number of peers
 #   --target-accuracy A    report the time and bytes to reach test accuracy A (averaged model)
 #   --target-loss L        ... and to reach a mean training loss of L
 #   --eval-rounds K        run.eval_every_rounds (default 20 with a target, else per epoch)
@@ -44,6 +48,9 @@
 #                          the table says "budget" for it
 #   --set K=V              an override for every run (repeatable)
 #   --out DIR              where runs, table and plots go (default runs/sweep)
+#   --netns                one process per peer over ZeroMQ, each in its own network namespace
+#                          with its NIC shaped by the kernel (tbf, scripts/netns.sh; root); the
+#                          latency stays in the transport. The check of the modelled networks
 #   --launch               one process per peer over ZeroMQ (gossip launch); default: gossip
 #                          simulate, all peers in one process over the in-process transport
 #   --command 'CMD ARGS'   each peer runs CMD (split at spaces) under `gossip launch -- CMD`,
@@ -65,9 +72,11 @@ latencies="0 20"
 bandwidths="0 1000 100"
 networks=""
 nic=1
+netns=0
 clock=""
 epochs=1
 seeds=""
+peer_counts=""
 target_acc=""
 target_loss=""
 eval_rounds=""
@@ -146,6 +155,7 @@ while (($#)); do
       [[ $clock == virtual || $clock == real ]] || { echo "sweep: --clock must be virtual or real, not '$clock'" >&2; exit 2; } ;;
     --epochs) need "$@"; epochs=$2; shift 2 ;;
     --seeds) need "$@"; seeds=$2; shift 2 ;;
+    --peers) need "$@"; peer_counts=$2; shift 2 ;;
     --target-accuracy) need "$@"; target_acc=$2; shift 2 ;;
     --target-loss) need "$@"; target_loss=$2; shift 2 ;;
     --eval-rounds) need "$@"; eval_rounds=$2; shift 2 ;;
@@ -153,6 +163,7 @@ while (($#)); do
     --set) need "$@"; common+=(--set "$2"); shift 2 ;;
     --out) need "$@"; out=$2; shift 2 ;;
     --launch) command=launch; shift ;;
+    --netns) command=launch; netns=1; shift ;;
     --command) need "$@"; read -ra user_cmd <<<"$2"; command=launch; shift 2
       ((${#user_cmd[@]})) || { echo "sweep: --command needs a command" >&2; exit 2; } ;;
     --gossip) need "$@"; gossip=$2; shift 2 ;;
@@ -171,6 +182,10 @@ done
   echo "sweep: --clock virtual needs gossip simulate (not --launch or --command)" >&2
   exit 2
 }
+if ((netns)); then
+  ((nic)) || { echo "sweep: --netns shapes each peer's NIC; --link-bandwidth cannot go with it" >&2; exit 2; }
+  ((${#user_cmd[@]} == 0)) || { echo "sweep: --netns runs gossip's own peers, not --command" >&2; exit 2; }
+fi
 [[ -x $gossip ]] || { echo "sweep: no gossip binary at $gossip (build first: scripts/build.sh)" >&2; exit 1; }
 [[ -f $config ]] || { echo "sweep: no config file $config" >&2; exit 1; }
 number() {  # NAME VALUE: a non-negative decimal number or exit 2
@@ -190,6 +205,18 @@ for v in ${seed_list[@]+"${seed_list[@]}"}; do
 done
 dup=$(printf '%s\n' ${seed_list[@]+"${seed_list[@]}"} | sort | uniq -d | head -n 1)
 [[ -z $dup ]] || { echo "sweep: --seeds lists $dup twice" >&2; exit 2; }
+read -ra peer_list <<<"$peer_counts"
+for v in ${peer_list[@]+"${peer_list[@]}"}; do
+  [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "sweep: peer count '$v' is not a positive integer" >&2; exit 2; }
+done
+dup=$(printf '%s\n' ${peer_list[@]+"${peer_list[@]}"} | sort | uniq -d | head -n 1)
+[[ -z $dup ]] || { echo "sweep: --peers lists $dup twice" >&2; exit 2; }
+side_of() {  # the integer square root of $1, for torus:{side}x{side}
+  local r
+  r=$(/usr/bin/python3 -c 'import math, sys; n = int(sys.argv[1]); r = math.isqrt(n); print(r if r * r == n else "")' "$1")
+  [[ -n $r ]] || { echo "sweep: {side} needs a square peer count, not $1" >&2; exit 2; }
+  echo "$r"
+}
 # Run names become folders OUT/L*-B*/NAME and logs NAME.log: plain, distinct names only.
 declare -A seen=()
 for r in "${runs[@]}"; do
@@ -232,19 +259,71 @@ fi
 dup=$(printf '%s\n' "${pairs[@]}" | sort | uniq -d | head -n 1)
 [[ -z $dup ]] || { echo "sweep: the network $dup is listed twice" >&2; exit 2; }
 
+if ((netns)); then
+  for p in "${pairs[@]}"; do
+    [[ ${p%%:*} =~ ^[0-9]+$ ]] || { echo "sweep: --netns needs whole Mbit/s, not ${p%%:*}" >&2; exit 2; }
+  done
+  bash scripts/netns.sh check >&2 || { echo "sweep: --netns cannot shape links here" >&2; exit 1; }
+  gossip_abs=$(realpath "$gossip")
+  ns_tag=sw$((RANDOM % 100000))
+  ns_peers=0
+  trap '((ns_peers == 0)) || bash scripts/netns.sh down "$ns_tag" "$ns_peers"' EXIT
+fi
+# --netns: the run's topology with every peer at 10.77.1.RANK (its namespace's address): a
+# generator file or spec gets that endpoint pattern; prints the peer count and the topology.
+netns_topology() {  # CONFIG FILE_FOR_THE_NEW_TOPOLOGY --set K=V...
+  /usr/bin/python3 - "$gossip" "$@" <<'PY'
+import json, os, re, subprocess, sys, tomllib
+gossip, config, dest, sets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+topo = tomllib.load(open(config, "rb")).get("topology", {}).get("file", "")
+for i in range(0, len(sets), 2):
+    k, _, v = sets[i + 1].partition("=")
+    if k.strip() == "topology.file":
+        v = v.strip()
+        topo = v[1:-1] if len(v) >= 2 and v[0] == v[-1] == '"' else v
+pattern = "tcp://10.77.1.{rank}:29500"
+if os.path.isfile(topo):
+    text = open(topo).read()
+    if "[generator]" not in text:
+        sys.exit(f"sweep: --netns needs a generator topology (a [generator] table or a spec), "
+                 f"not the explicit peers of {topo}")
+    text = re.sub(r"(?m)^\s*endpoint\s*=.*$", "", text)
+    text = text.replace("[generator]", f'[generator]\nendpoint = "{pattern}"', 1)
+    open(dest, "w").write(text)
+    topo = dest
+else:
+    topo = re.sub(r",endpoint=[^,]*", "", topo) + f",endpoint={pattern}"
+r = subprocess.run([gossip, "topo", "inspect", "--json", topo], capture_output=True, text=True)
+if r.returncode != 0:
+    sys.exit(f"sweep: --netns: {topo}: {r.stderr.strip()}")
+n = json.loads(r.stdout)["peers"]
+if n > 256:
+    sys.exit(f"sweep: --netns: {n} peers; at most 256 (one address each in 10.77.1.0-255)")
+print(f"{n}\t{topo}")
+PY
+}
+
 mkdir -p "$out"
 index=$out/index.tsv
-printf 'run\tlatency_ms\tbandwidth_mbit\tseed\tdir\tstatus\n' >"$index"
-# One pass with the config's seed ("") when --seeds is not given, else one per seed.
+printf 'run\tlatency_ms\tbandwidth_mbit\tpeers\tseed\tdir\tstatus\n' >"$index"
+# Every run once per peer count and seed ("": the config's own), as "PEERS|SEED".
 seed_iter=("")
 ((${#seed_list[@]} == 0)) || seed_iter=("${seed_list[@]}")
-total=$((${#pairs[@]} * ${#runs[@]} * ${#seed_iter[@]}))
+peer_iter=("")
+((${#peer_list[@]} == 0)) || peer_iter=("${peer_list[@]}")
+variants=()
+for peers in "${peer_iter[@]}"; do
+  for seed in "${seed_iter[@]}"; do variants+=("$peers|$seed"); done
+done
+total=$((${#pairs[@]} * ${#runs[@]} * ${#variants[@]}))
 k=0
 started=$SECONDS
 for pair in "${pairs[@]}"; do
   bw=${pair%%:*} lat=${pair#*:}
   link="L${lat}-B${bw}"
-  if ((nic)); then
+  if ((netns)); then
+    net=()  # the kernel shapes the NICs
+  elif ((nic)); then
     net=(--set "transport.uplink_mbit=$bw" --set "transport.downlink_mbit=$bw")
   else
     net=(--set "transport.bandwidth_mbit=$bw")
@@ -255,23 +334,46 @@ for pair in "${pairs[@]}"; do
     name=${r%%=*}
     IFS=';' read -ra kv <<<"${r#*=}"
     sets=()
-    for s in "${kv[@]}"; do [[ -n $s ]] && sets+=(--set "$s"); done
-    for seed in "${seed_iter[@]}"; do
-      dir=$out/$link/$name${seed:+/seed-$seed}
+    for variant in "${variants[@]}"; do
+      peers=${variant%%|*} seed=${variant#*|}
+      sets=()
+      for s in "${kv[@]}"; do
+        [[ -n $s ]] || continue
+        if [[ -n $peers ]]; then  # {n}: the peer count; {side}: its square root (a torus's side)
+          s=${s//\{n\}/$peers}
+          s=${s//\{side\}/$(side_of "$peers")}
+        fi
+        sets+=(--set "$s")
+      done
+      sub=${peers:+/n-$peers}${seed:+/seed-$seed}
+      dir=$out/$link/$name$sub
       toml_dir=${dir//\\/\\\\}  # run.output is a TOML string: backslashes and quotes escaped
       toml_dir=${toml_dir//\"/\\\"}
       k=$((k + 1))
       bw_text=$([[ $bw == 0 ]] && echo unlimited || echo "$bw Mbit/s")
-      echo "sweep [$k/$total] $name${seed:+, seed $seed}, latency $lat ms, bandwidth $bw_text ($((SECONDS - started)) s so far)" >&2
-      log=$out/$link/$name${seed:+-seed-$seed}.log
+      echo "sweep [$k/$total] $name${peers:+, $peers peers}${seed:+, seed $seed}, latency $lat ms, bandwidth $bw_text ($((SECONDS - started)) s so far)" >&2
+      log=$out/$link/$name${sub//\//-}.log
       mkdir -p "$out/$link"
       extra=(--set run.eval_every=1)  # per epoch, for the accuracy-against-time plots
       [[ -z $eval_rounds ]] || extra+=(--set "run.eval_every_rounds=$eval_rounds")
       [[ -z $seed ]] || extra+=(--set "run.seed=$seed")
+      run_cmd=(${user_cmd[@]+-- "${user_cmd[@]}"})
+      if ((netns)); then
+        # Fresh namespaces for every run: no queue or socket state carries over.
+        ((ns_peers == 0)) || bash scripts/netns.sh down "$ns_tag" "$ns_peers"
+        ns_peers=0
+        IFS=$'\t' read -r n topo < <(netns_topology "$config" "$out/$link/$name.topology.toml" \
+          "${sets[@]}" "${common[@]+"${common[@]}"}") || exit 1
+        bash scripts/netns.sh up "$ns_tag" "$n" "$bw"
+        ns_peers=$n
+        extra+=(--set "topology.file=\"$topo\"" --every-rank)
+        run_cmd=(-- bash -c 'exec bash "$0" exec "$1" "$GOSSIP_RANK" "$2" peer --config "$GOSSIP_CONFIG"'
+          scripts/netns.sh "$ns_tag" "$gossip_abs")
+      fi
       cmd=("$gossip" "$command" --config "$config" "${extra[@]}" "${sets[@]}"
         "${common[@]+"${common[@]}"}" --set "run.epochs=$epochs" --set "transport.latency_ms=$lat"
-        "${net[@]}" --set "run.name=$name" --set "run.output=\"$toml_dir\""
-        ${user_cmd[@]+-- "${user_cmd[@]}"})
+        ${net[@]+"${net[@]}"} --set "run.name=$name" --set "run.output=\"$toml_dir\""
+        ${run_cmd[@]+"${run_cmd[@]}"})
       # A budget ends the run as Ctrl-C does (an agreed stop round, then the summary).
       [[ -z $budget ]] || cmd=(timeout -s INT -k 60 "$budget" "${cmd[@]}")
       rc=0
@@ -286,7 +388,8 @@ for pair in "${pairs[@]}"; do
           tail -n 5 "$log" >&2
           exit 1 ;;
       esac
-      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$lat" "$bw" "${seed:--}" "$dir" "$status" >>"$index"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$lat" "$bw" "${peers:--}" "${seed:--}" "$dir" \
+        "$status" >>"$index"
       dirs+=("$dir")
     done
   done

@@ -30,7 +30,7 @@ import tempfile
 import tomllib
 from collections import defaultdict
 
-INDEX_FIELDS = ["run", "latency_ms", "bandwidth_mbit", "seed", "dir", "status"]
+INDEX_FIELDS = ["run", "latency_ms", "bandwidth_mbit", "peers", "seed", "dir", "status"]
 CENTRALIZED = {"allreduce", "c-psgd", "ring-allreduce"}
 
 
@@ -154,12 +154,13 @@ def aggregate(entries, targets):
     """Rows by (run, latency, bandwidth), every seed's result kept."""
     groups = defaultdict(list)
     for e in entries:
-        groups[(e["run"], algorithm_of(e["dir"]), e["latency_ms"], e["bandwidth_mbit"])].append(e)
+        groups[(e["run"], algorithm_of(e["dir"]), e["latency_ms"], e["bandwidth_mbit"],
+                e["peers"])].append(e)
     rows = []
-    for (run, algo, lat, bw), es in groups.items():
+    for (run, algo, lat, bw, peers), es in groups.items():
         seeds = [run_result(e, targets) for e in es]
         row = {"run": run, "algorithm": algo, "latency_ms": lat, "bandwidth_mbit": bw,
-               "seeds": seeds}
+               "peers": peers, "seeds": seeds}
         for k in ("time", "acc_mean", "acc_avg", "bytes"):
             row[k], row[k + "_sd"] = mean_sd([s[k] for s in seeds])
         row["rounds"] = max(s["rounds"] or 0 for s in seeds)
@@ -173,10 +174,10 @@ def aggregate(entries, targets):
         rows.append(row)
     # Speed-up against the all-reduce run of the same network (mean times; reached seeds only).
     for name in targets:
-        base = {(r["latency_ms"], r["bandwidth_mbit"]): r[name]["time"] for r in rows
+        base = {(r["latency_ms"], r["bandwidth_mbit"], r["peers"]): r[name]["time"] for r in rows
                 if r["algorithm"] in CENTRALIZED and r[name]["time"] is not None}
         for r in rows:
-            b = base.get((r["latency_ms"], r["bandwidth_mbit"]))
+            b = base.get((r["latency_ms"], r["bandwidth_mbit"], r["peers"]))
             t = r[name]["time"]
             r[name]["vs_allreduce"] = b / t if b is not None and t else None
     return rows
@@ -197,7 +198,7 @@ def target_cell(t):
 
 
 def write_outputs(out, rows, targets, title):
-    fields = ["run", "algorithm", "latency_ms", "bandwidth_mbit", "seeds", "status", "wall_s",
+    fields = ["run", "algorithm", "latency_ms", "bandwidth_mbit", "peers", "seeds", "status", "wall_s",
               "wall_s_sd", "test_acc_mean", "test_acc_avg_model", "test_acc_avg_model_sd",
               "mb_sent_per_peer", "rounds"]
     for name in targets:
@@ -207,7 +208,7 @@ def write_outputs(out, rows, targets, title):
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(fields)
         for r in rows:
-            line = [r["run"], r["algorithm"], r["latency_ms"], r["bandwidth_mbit"],
+            line = [r["run"], r["algorithm"], r["latency_ms"], r["bandwidth_mbit"], r["peers"],
                     len(r["seeds"]), r["status"], fmt(r["time"]), fmt(r["time_sd"]),
                     fmt(r["acc_mean"], 4), fmt(r["acc_avg"], 4), fmt(r["acc_avg_sd"], 4),
                     fmt(None if r["bytes"] is None else r["bytes"] / 1e6), r["rounds"]]
@@ -225,8 +226,10 @@ def write_outputs(out, rows, targets, title):
                    "targets": {n: {"label": t[2][0], "value": t[2][1]} for n, t in targets.items()},
                    "rows": slim}, f, indent=1)
 
-    head = "| run | network | seeds | time s | test acc (averaged model) | MB sent per peer |"
-    rule = "| --- | --- | ---: | ---: | ---: | ---: |"
+    with_peers = any(r["peers"] != "-" for r in rows)
+    head = "| run | network |" + (" peers |" if with_peers else "") + \
+        " seeds | time s | test acc (averaged model) | MB sent per peer |"
+    rule = "| --- | --- |" + (" ---: |" if with_peers else "") + " ---: | ---: | ---: | ---: |"
     for name in targets:
         head += f" {targets[name][2][0]} s | vs all-reduce |"
         rule += " ---: | ---: |"
@@ -237,7 +240,7 @@ def write_outputs(out, rows, targets, title):
         if r["acc_avg_sd"] and len(r["seeds"]) > 1:
             acc += f" ± {r['acc_avg_sd']:.4f}"
         line = (f"| {r['run']} | {network_label(r['latency_ms'], r['bandwidth_mbit'])} | "
-                f"{len(r['seeds'])} | {fmt(r['time'], 1)} | {acc} | "
+                + (f"{r['peers']} | " if with_peers else "") + f"{len(r['seeds'])} | {fmt(r['time'], 1)} | {acc} | "
                 f"{fmt(None if r['bytes'] is None else r['bytes'] / 1e6)} |")
         for name in targets:
             v = r[name]["vs_allreduce"]
@@ -271,7 +274,8 @@ def plot_loss(out, rows, title, tmp):
                 for row in r["seeds"][0]["curve"]:
                     if row["time"] is not None and row["loss"] is not None and math.isfinite(row["loss"]):
                         f.write(f"{row['time']}\t{row['loss']}\n")
-            plots.append(f"'{path}' using 1:2 with lines lw 2 title '{gp_quote(r['run'])}'")
+            name = r["run"] + ("" if r["peers"] == "-" else f", {r['peers']} peers")
+            plots.append(f"'{path}' using 1:2 with lines lw 2 title '{gp_quote(name)}'")
         panels.append((network_label(lat, bw), plots))
     if not panels:
         return
@@ -291,20 +295,30 @@ def plot_loss(out, rows, title, tmp):
 
 def plot_targets(out, rows, targets, title, tmp):
     """Time to each target against bandwidth (one line per run and latency) and against latency
-    (one line per run and bandwidth); runs that never reach it are left out of the lines."""
+    (one line per run and bandwidth), or, when the sweep has several peer counts, against the
+    number of peers (one line per run and network); runs that never reach it are left out of
+    the lines."""
     if not targets:
         return
-    script = ["set terminal pngcairo size 1400,%d font ',10'" % (480 * len(targets)),
+    if len({r["peers"] for r in rows}) > 1:
+        axes = [("peers", lambda r: network_label(r["latency_ms"], r["bandwidth_mbit"]),
+                 "peers", True)]
+    else:
+        axes = [("bandwidth_mbit", lambda r: f"{r['latency_ms']} ms",
+                 "NIC bandwidth (Mbit/s; 1e6 = unlimited)", True),
+                ("latency_ms", lambda r: network_label("", r["bandwidth_mbit"]).rstrip(", "),
+                 "one-way latency (ms)", False)]
+    script = ["set terminal pngcairo size %d,%d font ',10'" % (700 * len(axes), 480 * len(targets)),
               "set output 'time-to-target.png'", "set termoption noenhanced",
               "set datafile separator '\\t'", "set grid", "set logscale y",
-              f"set multiplot layout {len(targets)},2 title '{gp_quote(title)}'"]
+              f"set multiplot layout {len(targets)},{len(axes)} title '{gp_quote(title)}'"]
     for name in targets:
         label = targets[name][2][0]
-        for axis, other in (("bandwidth_mbit", "latency_ms"), ("latency_ms", "bandwidth_mbit")):
+        for axis, other, xlabel, logx in axes:
             series = defaultdict(list)
             for r in rows:
                 if r[name]["time"] is not None:
-                    series[(r["run"], r[other])].append((float(r[axis]), r[name]["time"]))
+                    series[(r["run"], other(r))].append((float(r[axis]), r[name]["time"]))
             plots = []
             for k, ((run, o), pts) in enumerate(sorted(series.items())):
                 path = f"ttt-{name}-{axis}-{k}.tsv"
@@ -312,12 +326,9 @@ def plot_targets(out, rows, targets, title, tmp):
                     for x, t in sorted(pts):
                         # Unlimited bandwidth (0) drawn to the right of every finite one.
                         f.write(f"{x if x or axis != 'bandwidth_mbit' else 1e6}\t{t}\n")
-                unit = "ms" if other == "latency_ms" else "Mbit/s"
                 plots.append(f"'{path}' using 1:2 with linespoints lw 2 pt 7 "
-                             f"title '{gp_quote(run)}, {o} {unit}'")
-            xlabel = ("NIC bandwidth (Mbit/s; 1e6 = unlimited)" if axis == "bandwidth_mbit"
-                      else "one-way latency (ms)")
-            script += ["set logscale x" if axis == "bandwidth_mbit" else "unset logscale x",
+                             f"title '{gp_quote(run)}, {gp_quote(o)}'")
+            script += ["set logscale x" if logx else "unset logscale x",
                        f"set xlabel '{xlabel}'", f"set ylabel 'time to {gp_quote(label)} (s)'"]
             script.append("plot " + ", ".join(plots) if plots else
                           "set label 1 'no run reached the target' at graph 0.3,0.5\n"

@@ -59,13 +59,13 @@ with tempfile.TemporaryDirectory() as out:
                                      "bytes_sent": 20}],
     })
     with open(f"{out}/index.tsv", "w") as f:
-        f.write("run\tlatency_ms\tbandwidth_mbit\tseed\tdir\tstatus\n")
-        f.write(f"ar\t20\t5\t-\t{out}/ar\tok\n")
-        f.write(f"gossip\t20\t5\t1\t{out}/g1\tok\n")
-        f.write(f"gossip\t20\t5\t2\t{out}/g2\tok\n")
-        f.write(f"dcd\t20\t5\t-\t{out}/d\tdiverged\n")
+        f.write("run\tlatency_ms\tbandwidth_mbit\tpeers\tseed\tdir\tstatus\n")
+        f.write(f"ar\t20\t5\t-\t-\t{out}/ar\tok\n")
+        f.write(f"gossip\t20\t5\t-\t1\t{out}/g1\tok\n")
+        f.write(f"gossip\t20\t5\t-\t2\t{out}/g2\tok\n")
+        f.write(f"dcd\t20\t5\t-\t-\t{out}/d\tdiverged\n")
     r = subprocess.run([sys.executable, REPORT, out, "--target-accuracy", "0.8", "--target-loss",
-                        "0.5", "--no-plots"], capture_output=True, text=True, timeout=60)
+                        "0.5"], capture_output=True, text=True, timeout=60)
     require(r.returncode == 0, f"report exited {r.returncode}: {r.stderr}")
     print(r.stdout)
     rows = {row["run"]: row for row in csv.DictReader(open(f"{out}/sweep.tsv"), delimiter="\t")}
@@ -84,6 +84,8 @@ with tempfile.TemporaryDirectory() as out:
     require(d["status"] == "diverged", f"dcd status {d['status']}")
     require("not reached" in r.stdout and "| dcd |" in r.stdout and "diverged" in r.stdout,
             "Markdown table: not reached / diverged")
+    for png in ("loss-vs-time.png", "time-to-target.png"):
+        require(os.path.getsize(f"{out}/{png}") > 1000, f"no plot {png}")
     j = json.load(open(f"{out}/sweep.json"))
     require(j["targets"]["to_accuracy"]["value"] == 0.8, "sweep.json targets")
     require(len([x for x in j["rows"] if x["run"] == "gossip"][0]["seeds"]) == 2, "json seeds")
