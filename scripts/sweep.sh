@@ -22,6 +22,8 @@
 #                          accuracy 0.85 (Tang et al., NeurIPS 2018);
 #                          choco-table1: the algorithm x compressor grid of the CHOCO-SGD paper's
 #                          Table 1 (ICLR 2020) on an unlimited network, accuracy after the budget.
+#                          scale: all-reduce against CHOCO-SGD with sign on a ring, a torus and
+#                          a random 4-regular graph of 16, 64 and 256 peers (virtual time).
 #                          A preset sets the options below; options after it change them (--run
 #                          adds a run).
 #   --config FILE          run config (default configs/ring8_deepsqueeze.toml)
@@ -38,9 +40,10 @@
 #   --seeds 'S ...'        run.seed values; each run and network is trained once per seed and the
 #                          table shows mean and spread (default: the config's seed)
 #   --peers 'N ...'        train every run once per peer count; its overrides may say {n} (the
-#                          count) and {side} (its square root), e.g. topology.file="ring:{n}" or
-#                          topology.file="torus:{side}x{side}"; the table and time-to-target.png
-#                          then show how the time grows with the number of peers
+#                          count), {side} (its square root) and {G/n} (G divided by the count),
+#                          e.g. topology.file="torus:{side}x{side}";run.batch_size={256/n} (the
+#                          same global batch); the table and time-to-target.png then show how
+#                          the time grows with the number of peers
 #   --target-accuracy A    report the time and bytes to reach test accuracy A (averaged model)
 #   --target-loss L        ... and to reach a mean training loss of L
 #   --eval-rounds K        run.eval_every_rounds (default 20 with a target, else per epoch)
@@ -138,7 +141,20 @@ preset() {
           runs+=("choco-$name=algorithm.name=choco-sgd;compression.codec=\"$codec\";algorithm.consensus_step=$step")
         fi
       done ;;
-    *) echo "sweep: unknown preset '$1' (tang2018, choco-table1)" >&2; exit 2 ;;
+    scale)
+      title="16, 64 and 256 peers, global batch 256, MLP on Fashion-MNIST"
+      config=configs/ring8_deepsqueeze.toml
+      networks="5:20 1400:0.13"
+      peer_counts="16 64 256"
+      epochs=3 target_acc=0.85 eval_rounds=20
+      local same="run.batch_size={256/n};algorithm.name=choco-sgd;compression.codec=\"sign\";algorithm.consensus_step=0.45"
+      runs=(
+        'allreduce-fp32=algorithm.name=allreduce;compression.codec=identity;run.batch_size={256/n};topology.file="ring:{n}"'
+        "ring-choco-sign=$same;topology.file=\"ring:{n}\""
+        "torus-choco-sign=$same;topology.file=\"torus:{side}x{side}\""
+        "rr4-choco-sign=$same;topology.file=\"random-regular:{n},d=4,seed=1\""
+      ) ;;
+    *) echo "sweep: unknown preset '$1' (tang2018, choco-table1, scale)" >&2; exit 2 ;;
   esac
 }
 while (($#)); do
@@ -211,11 +227,25 @@ for v in ${peer_list[@]+"${peer_list[@]}"}; do
 done
 dup=$(printf '%s\n' ${peer_list[@]+"${peer_list[@]}"} | sort | uniq -d | head -n 1)
 [[ -z $dup ]] || { echo "sweep: --peers lists $dup twice" >&2; exit 2; }
-side_of() {  # the integer square root of $1, for torus:{side}x{side}
-  local r
-  r=$(/usr/bin/python3 -c 'import math, sys; n = int(sys.argv[1]); r = math.isqrt(n); print(r if r * r == n else "")' "$1")
-  [[ -n $r ]] || { echo "sweep: {side} needs a square peer count, not $1" >&2; exit 2; }
-  echo "$r"
+per_count() {  # TEXT N: TEXT with {n} = N, {side} = its square root, {G/n} = G / N
+  /usr/bin/python3 - "$1" "$2" <<'PY' || exit 2
+import math, re, sys
+text, n = sys.argv[1], int(sys.argv[2])
+def value(m):
+    key = m.group(1)
+    if key == "n":
+        return str(n)
+    if key == "side":
+        r = math.isqrt(n)
+        if r * r != n:
+            sys.exit(f"sweep: {{side}} needs a square peer count, not {n}")
+        return str(r)
+    g = int(key[:-2])
+    if g % n:
+        sys.exit(f"sweep: {{{key}}}: {g} is not a multiple of {n} peers")
+    return str(g // n)
+print(re.sub(r"\{(n|side|[0-9]+/n)\}", value, text))
+PY
 }
 # Run names become folders OUT/L*-B*/NAME and logs NAME.log: plain, distinct names only.
 declare -A seen=()
@@ -231,6 +261,12 @@ for r in "${runs[@]}"; do
 done
 for name in "${!seen[@]}"; do
   [[ -z ${seen[$name.log]+x} ]] || { echo "sweep: the run '$name.log' would collide with the log of '$name'" >&2; exit 2; }
+done
+# Placeholders that do not fit a peer count stop the sweep before it trains anything.
+for r in "${runs[@]}"; do
+  for n in ${peer_list[@]+"${peer_list[@]}"}; do
+    [[ $r != *\{* ]] || per_count "$r" "$n" >/dev/null || exit 2
+  done
 done
 # The networks: (bandwidth, latency) pairs, from --networks or the grid of the two lists.
 pairs=()
@@ -339,10 +375,7 @@ for pair in "${pairs[@]}"; do
       sets=()
       for s in "${kv[@]}"; do
         [[ -n $s ]] || continue
-        if [[ -n $peers ]]; then  # {n}: the peer count; {side}: its square root (a torus's side)
-          s=${s//\{n\}/$peers}
-          s=${s//\{side\}/$(side_of "$peers")}
-        fi
+        if [[ -n $peers && $s == *\{* ]]; then s=$(per_count "$s" "$peers") || exit 2; fi
         sets+=(--set "$s")
       done
       sub=${peers:+/n-$peers}${seed:+/seed-$seed}
