@@ -308,6 +308,8 @@ def plot_targets(out, rows, targets, title, tmp):
                  "NIC bandwidth (Mbit/s; 1e6 = unlimited)", True),
                 ("latency_ms", lambda r: network_label("", r["bandwidth_mbit"]).rstrip(", "),
                  "one-way latency (ms)", False)]
+        # An axis along which nothing varies says nothing: left out (one stays).
+        axes = [a for a in axes if len({r[a[0]] for r in rows}) > 1] or axes[:1]
     script = ["set terminal pngcairo size %d,%d font ',10'" % (700 * len(axes), 480 * len(targets)),
               "set output 'time-to-target.png'", "set termoption noenhanced",
               "set datafile separator '\\t'", "set grid", "set logscale y",
