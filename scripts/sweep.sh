@@ -99,7 +99,7 @@ preset() {
       title="Tang et al. 2018 networks: 8 peers, ring, MLP on Fashion-MNIST"
       config=configs/ring8_deepsqueeze.toml
       networks="1400:0.13 1400:20 5:20"
-      epochs=4 target_acc=0.85 eval_rounds=20
+      epochs=3 target_acc=0.85 eval_rounds=20
       runs=(
         'allreduce-fp32=algorithm.name=allreduce;compression.codec=identity'
         'dpsgd-fp32=algorithm.name=dpsgd;compression.codec=identity'
