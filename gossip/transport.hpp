@@ -34,6 +34,8 @@ struct TrafficCounters {
   std::uint64_t messages_received = 0;
 };
 
+class VirtualClock;
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -83,6 +85,11 @@ class Transport {
     static const DropCounters none;
     return none;
   }
+
+  // The peer's virtual clock when the transport runs in virtual time
+  // (TransportOptions::virtual_time), else null: the runtime reads the time of the run from it,
+  // adds a fixed compute time per round, and pauses it around evaluations.
+  virtual VirtualClock* virtual_clock() const { return nullptr; }
 
   // Stop agreement, so that every peer of a run stops before the same round (a clean Ctrl-C).
   // request_stop(r): this peer will stop before round r; the value rides on every later exchange

@@ -82,8 +82,9 @@ std::optional<std::uint64_t> resume_round(const TrainArgs& a, const RunConfig& c
   return r;
 }
 
-net::TransportOptions stoppable_transport_options(const RunConfig& c, std::size_t wire_bytes) {
-  auto o = runtime::transport_options(c, wire_bytes);
+net::TransportOptions stoppable_transport_options(const RunConfig& c, std::size_t wire_bytes,
+                                                  bool in_process) {
+  auto o = runtime::transport_options(c, wire_bytes, in_process);
   o.cancelled = [] { return g_stop.load(); };
   return o;
 }
@@ -183,6 +184,7 @@ nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
                    {"fp32_dpsgd_bytes_per_peer", fp32_bytes},
                    {"compression_ratio_vs_fp32_dpsgd", bytes > 0 ? fp32_bytes / bytes : 0.0},
                    {"wall_seconds", wall},
+                   {"clock", c.clock},
                    {"samples_per_second", wall > 0 ? static_cast<double>(samples) / wall : 0.0}};
   if (avg.optimality_gap) {
     double gap = 0.0, dist = 0.0;
@@ -272,7 +274,7 @@ int run_simulate(const TrainArgs& a) {
   const auto model = runtime::model_layout(c, data.train);
   const auto optimum = runtime::known_optimum(c, data.train, shards);  // once for all peers
   const auto [wire, fp32_wire] = runtime::message_bytes(c, model.size(), model.tensor_sizes());
-  const auto opts = stoppable_transport_options(c, std::max(wire, fp32_wire));
+  const auto opts = stoppable_transport_options(c, std::max(wire, fp32_wire), true);
   auto hub = std::make_shared<net::InprocHub>(topo);
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
@@ -362,6 +364,7 @@ int run_simulate(const TrainArgs& a) {
 
 int run_peer(const TrainArgs& a) {
   const RunConfig c = load_config(a);
+  runtime::check_clock(c, false);  // before any work: a clear error at once
   const auto topo = topology::load_topology_or_spec(c.topology);
   const int n = topo.size();
   const int rank = runtime::rank_from_environment(a.rank);
@@ -389,7 +392,7 @@ int run_peer(const TrainArgs& a) {
   // The trainer's buffers go before the transport: safe because a transport holds a caller's
   // buffer only inside a call, and an exception out of one aborts it first (the zero-copy sends
   // are released or torn down before the exception reaches us).
-  auto options = stoppable_transport_options(c, std::max(wire, fp32_wire));
+  auto options = stoppable_transport_options(c, std::max(wire, fp32_wire), false);
   options.curve_secret_key = secret;
   net::ZmqTransport transport(topo, rank, std::move(options));
   runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);
@@ -434,6 +437,7 @@ int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
   const RunConfig c = load_config(a);
   const auto topo = topology::load_topology_or_spec(c.topology);
   const bool peers = command.empty();
+  runtime::check_clock(c, false);  // once here rather than in every process
   if (!peers && (a.resume || a.resume_round >= 0))
     throw std::invalid_argument(
         "--resume and --resume-round are for gossip's own peers; a command resumes by itself");

@@ -45,7 +45,19 @@ std::uint64_t run_nonce_from_environment() {
   return nonce;
 }
 
-net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payload_bytes) {
+void check_clock(const RunConfig& c, bool in_process) {
+  if (c.clock != "virtual" || in_process) return;
+  throw ConfigError(fmt::format(
+      "{}: transport.clock = \"virtual\" works only under `gossip simulate` (every peer a thread "
+      "of one process); `gossip peer`, `gossip launch` and the Python package run in real time: "
+      "set transport.clock = \"real\" (with transport.latency_ms, uplink_mbit, ... the network "
+      "is still emulated)",
+      c.source.empty() ? "run config" : c.source));
+}
+
+net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payload_bytes,
+                                        bool in_process) {
+  check_clock(c, in_process);
   net::TransportOptions o;
   o.run_nonce = run_nonce_from_environment();
   o.timeout = std::chrono::milliseconds(static_cast<long long>(c.timeout_s * 1000));
@@ -54,6 +66,10 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.max_payload_bytes = max_payload_bytes;
   o.link.all.latency = std::chrono::nanoseconds(static_cast<long long>(c.latency_ms * 1e6));
   o.link.all.bandwidth_bytes_per_s = c.bandwidth_mbit * 1e6 / 8.0;
+  o.link.uplink_bytes_per_s = c.uplink_mbit * 1e6 / 8.0;
+  o.link.downlink_bytes_per_s = c.downlink_mbit * 1e6 / 8.0;
+  o.virtual_time = c.clock == "virtual";
+  o.virtual_cpu = c.compute_ms_per_round == 0;
   o.receive_window = c.receive_window;
   return o;
 }
@@ -163,6 +179,8 @@ nlohmann::json metrics_line(const algorithms::Algorithm& algo, const net::Transp
   j["rank"] = rank;
   j["round"] = algo.round();
   j["wall_seconds"] = wall_seconds;
+  // Which clock wall_seconds is on: "real", or "virtual" (docs/transport.md, "Virtual time").
+  j["clock"] = transport.virtual_clock() ? "virtual" : "real";
   j["lr"] = algo.lr();
   if (algorithms::uses_consensus_step(algo.name())) j["consensus_step"] = algo.consensus_step();
   const auto& drops = transport.drops().all;

@@ -296,4 +296,68 @@ inline void check_bandwidth(const GroupMaker& mk) {
   }
 }
 
+// The per-peer NIC (docs/transport.md, "Network model") on a star: the centre, rank 0, has an
+// uplink and a downlink of kNicRate; the k = 3 leaves have neither. One exchange of frames of
+// kFrameBytes (kNicFrame seconds each through the NIC) and kNicLatency per link:
+// - the centre's uplink carries its k copies at once, each at 1/k of the rate: every leaf has its
+//   copy no sooner than the centre's send + k * kNicFrame + latency (k * b * 8 / B + latency);
+// - the centre's downlink takes the k leaves' frames one after the other: it has them all no
+//   sooner than the first leaf's send + k * kNicFrame + latency.
+// So the centre's k links share one NIC: more neighbours, not more bandwidth. Real time checks
+// lower bounds tightly (the model's times are the earliest possible) and upper bounds loosely
+// (kNicSlack: a loaded machine may run late); virtual time is exact (transport_inproc.cpp).
+inline constexpr int kNicLeaves = 3;
+inline constexpr double kNicRate = 1e6;                 // bytes per second: 8 Mbit/s
+inline constexpr std::size_t kNicFrameBytes = 100'000;  // header included: 0.1 s at kNicRate
+inline constexpr double kNicFrame = kNicFrameBytes / kNicRate;
+inline constexpr auto kNicLatency = std::chrono::milliseconds(10);
+
+inline TransportOptions nic_options(int rank) {
+  auto o = quick_options();
+  o.link.all.latency = kNicLatency;
+  if (rank == 0) {
+    o.link.uplink_bytes_per_s = kNicRate;
+    o.link.downlink_bytes_per_s = kNicRate;
+  }
+  return o;
+}
+
+inline void check_nic_shared_by_links(const GroupMaker& mk) {
+  constexpr double kNicSlack = 0.25;  // seconds a loaded machine may add
+  const double latency = std::chrono::duration<double>(kNicLatency).count();
+  Group g = mk(fmt::format("star:{}", kNicLeaves + 1));
+  const int n = kNicLeaves + 1;
+  std::vector<std::uint64_t> sent(static_cast<std::size_t>(n)), done(static_cast<std::size_t>(n));
+  std::atomic<int> ready{0};
+  auto errors = run_ranks(n, [&](int r) {
+    auto t = g.make(r, nic_options(r));
+    t->handshake();
+    // Everyone in place before anyone sends, so the sends start together.
+    ready.fetch_add(1);
+    const auto t0 = std::chrono::steady_clock::now();
+    while (ready.load() < n && seconds_since(t0) < 20) std::this_thread::yield();
+    const auto payload = pattern(r, 0, kNicFrameBytes - kFrameHeaderSize);
+    sent[static_cast<std::size_t>(r)] = monotonic_ns();
+    const auto& got = t->exchange(0, payload);
+    done[static_cast<std::size_t>(r)] = monotonic_ns();
+    for (std::size_t k = 0; k < got.size(); ++k)
+      if (!same(got[k], pattern(t->neighbors()[k], 0, payload.size())))
+        throw std::runtime_error("wrong bytes");
+  });
+  for (const auto& e : errors) CHECK(e == "");
+  const auto seconds = [](std::uint64_t a, std::uint64_t b) {
+    return (static_cast<double>(a) - static_cast<double>(b)) * 1e-9;
+  };
+  for (int j = 1; j <= kNicLeaves; ++j) {
+    CAPTURE(j);
+    const double took = seconds(done[static_cast<std::size_t>(j)], sent[0]);
+    CHECK(took >= kNicLeaves * kNicFrame + latency - 1e-4);
+    CHECK(took <= kNicLeaves * kNicFrame + latency + kNicSlack);
+  }
+  const std::uint64_t first_leaf = *std::min_element(sent.begin() + 1, sent.end());
+  const double centre = seconds(done[0], first_leaf);
+  CHECK(centre >= kNicLeaves * kNicFrame + latency - 1e-4);
+  CHECK(centre <= kNicLeaves * kNicFrame + latency + kNicSlack);
+}
+
 }  // namespace gossip::net::test

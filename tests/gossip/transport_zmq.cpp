@@ -158,6 +158,10 @@ TEST_CASE("zmq: link emulation adds latency and limits bandwidth") {
   check_bandwidth(ipc_group);
 }
 
+TEST_CASE("zmq: a peer's links share its NIC: k frames through an uplink take k * b * 8 / B") {
+  check_nic_shared_by_links(ipc_group);
+}
+
 TEST_CASE("zmq: garbage from raw sockets is dropped and counted, and the handshake goes on") {
   Group g = ipc_group("ring:2");
   zmq::context_t ctx;
