@@ -55,6 +55,7 @@ struct TrainArgs {
   long long resume_round = -1;
   int rank = -1;
   bool progress = false;
+  bool every_rank = false;  // launch: start every rank here, whatever host its endpoint names
 };
 
 void add_common_options(CLI::App* cmd, TrainArgs& a) {
@@ -447,7 +448,7 @@ int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
   std::vector<int> ranks;
   const auto names = runtime::this_host_names();
   for (const auto& p : topo.peers)
-    if (runtime::on_this_host(p.endpoint, names)) ranks.push_back(p.rank);
+    if (a.every_rank || runtime::on_this_host(p.endpoint, names)) ranks.push_back(p.rank);
   if (ranks.empty())
     throw std::invalid_argument(fmt::format(
         "no peer of {} lives on this host: no ipc:// or loopback endpoint, and none names one of "
@@ -572,6 +573,9 @@ void add_train_commands(CLI::App& app) {
   // command after it would be read as launch's own options (its -c as --config).
   l->get_option("--set")->expected(1)->allow_extra_args(false)->multi_option_policy(
       CLI::MultiOptionPolicy::TakeAll);
+  l->add_flag("--every-rank", launch->every_rank,
+              "Start every rank of the topology on this host, whatever host its endpoint names "
+              "(peers in network namespaces of this host: scripts/netns.sh)");
   l->add_option("command", *command,
                 "After --: a command to start once per peer instead of `gossip peer`, with "
                 "GOSSIP_RANK, GOSSIP_WORLD_SIZE, GOSSIP_LOCAL_RANK, GOSSIP_CONFIG, RANK, "
