@@ -83,6 +83,11 @@ std::string canonical_algorithm_name(std::string_view name);
 // Whether the algorithm `name` (or alias) has a consensus step (η, γ_c): DeepSqueeze, CHOCO-SGD.
 bool uses_consensus_step(std::string_view name);
 
+// Why the algorithm `canonical_name` cannot run on a time-varying topology (one W^(t) per round,
+// topology::Topology::schedule), "" when it can: D-PSGD mixes with whatever W^(t) the round has,
+// and all-reduce uses no W. make_algorithm refuses the others with this reason.
+std::string_view time_varying_refusal(std::string_view canonical_name);
+
 // Hash of the settings every peer of one run must share (algorithm, lr, consensus step,
 // momentum, Nesterov, weight decay, codec, tensor sizes, seed) and the model size d; the same on
 // every rank. Meant for TransportOptions::run_hash, so peers with different settings refuse to
@@ -239,8 +244,9 @@ class Algorithm {
 
 // Builds the algorithm named in config for this peer (rank = transport.rank()). x0 must be the
 // same on every peer. Checks that the transport's neighbours are this peer's neighbours in the
-// topology and that W is symmetric and doubly stochastic. Throws std::invalid_argument naming the
-// bad setting.
+// topology and that W is symmetric and doubly stochastic (on a time-varying topology: that the
+// algorithm can run on one, and that every W^(t) is doubly stochastic and matches the
+// transport's per-round ranks). Throws std::invalid_argument naming the bad setting.
 std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,
                                           const topology::Topology& topology,
                                           std::span<const float> x0);

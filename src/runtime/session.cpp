@@ -92,7 +92,12 @@ MessageBytes message_bytes(const RunConfig& c, std::size_t d,
 
 std::uint64_t stop_margin(const topology::Topology& topo) {
   const auto dist = topo.graph.distances_from(0);
-  return 2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2;
+  // On a time-varying topology a request travels only along each round's links: on the one-peer
+  // exponential schedule it reaches every peer within a period (the hops of p consecutive rounds
+  // sum to every offset), and a peer cannot finish a round whose frame of the chain it lacks.
+  return std::max<std::uint64_t>(
+      2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2,
+      topo.time_varying() ? topo.period() + 2 : 0);
 }
 
 algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,

@@ -64,7 +64,7 @@ MessageBytes message_bytes(const RunConfig& config, std::size_t d,
 
 // Rounds between asking for a stop and the round before which every peer stops: a request
 // travels one hop per round, so it must outrun the diameter (at most twice any peer's
-// eccentricity), plus two.
+// eccentricity), plus two; on a time-varying topology at least its period plus two.
 std::uint64_t stop_margin(const topology::Topology& topo);
 
 // The algorithm settings of a run config; `tensor_sizes` are used when
