@@ -151,7 +151,10 @@ void print_schedule(const topo::Topology& t, const topo::SpectralReport& g,
     row("rho of the period",
         fmt::format("{:.12f}   ||P - J||_2 = sqrt(rho(P^T P)), P = W^({})...W^(0)", s.rho_period,
                     s.period - 1));
-    row("rounds to 1e-6", fmt::format("{}   whole periods", rounds_text(schedule_rounds(s))));
+    row("rounds to 1e-6",
+        s.rounds_to_1e6 ? fmt::format("{}   {} whole period{} of ||P - J||_2", *schedule_rounds(s),
+                                      *s.rounds_to_1e6, *s.rounds_to_1e6 == 1 ? "" : "s")
+                        : rounds_text(std::nullopt));
   }
   row("measured contraction",
       fmt::format("{:.12f} per period, {:.12f} per round, x <- W^(t) x from a seeded random x "
@@ -297,8 +300,12 @@ void add_topo_commands(CLI::App& app) {
     topo::write_topology(t, out);
     out.close();
     if (!out) throw std::runtime_error(fmt::format("writing '{}' failed", gen->output));
-    fmt::print(stderr, "wrote {} ({} peers, {} edges)\n", gen->output, t.size(),
-               t.graph.edge_count());
+    if (t.time_varying())
+      fmt::print(stderr, "wrote {} ({} peers, time-varying: period {}, {} edges in the union)\n",
+                 gen->output, t.size(), t.period(), t.graph.edge_count());
+    else
+      fmt::print(stderr, "wrote {} ({} peers, {} edges)\n", gen->output, t.size(),
+                 t.graph.edge_count());
   });
 
   // --- inspect ---
