@@ -55,6 +55,10 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
   endpoints_.reserve(topo.peers.size());
   for (const auto& p : topo.peers) endpoints_.push_back(p.endpoint);
   neighbors_ = topo.graph.neighbors(rank);
+  for (std::size_t r = 0; r < topo.period(); ++r) {
+    send_to_.push_back(topo.send_to(rank, r));
+    receive_from_.push_back(topo.receive_from(rank, r));
+  }
   links_ = neighbors_;
   if (options_.ring_links && size_ > 1) {
     links_.push_back((rank + 1) % size_);
@@ -101,8 +105,13 @@ std::string FramedTransport::peer_name(int rank) const {
 bool FramedTransport::is_link(int r) const {
   return std::binary_search(links_.begin(), links_.end(), r);
 }
-bool FramedTransport::is_neighbor(int r) const {
-  return std::binary_search(neighbors_.begin(), neighbors_.end(), r);
+bool FramedTransport::sends_to_us(int r, std::uint64_t round) const {
+  const auto from = receive_from(round);
+  return std::binary_search(from.begin(), from.end(), r);
+}
+bool FramedTransport::takes_from_us(int r, std::uint64_t round) const {
+  const auto to = send_to(round);
+  return std::binary_search(to.begin(), to.end(), r);
 }
 
 std::string FramedTransport::where(FrameKind kind, std::uint64_t round, std::uint32_t step) const {
@@ -112,12 +121,17 @@ std::string FramedTransport::where(FrameKind kind, std::uint64_t round, std::uin
 }
 
 std::uint64_t FramedTransport::rounds_ahead(FrameKind kind) const {
-  // A neighbour finishes round t only with our round-t message, which we send in our call of
-  // round t: its exchange frames and credits are at most one round past ours. A ring frame of
-  // rank-1 may come from a peer whose exchanges ran up to its graph distance to us (< n) ahead,
-  // plus the round numbers the runtime skips around its all-reduces. With local steps every
-  // exchange is exchange_interval_ round numbers past the last one.
-  return (kind == FrameKind::ring ? static_cast<std::uint64_t>(size_) + 2 : 1) * exchange_interval_;
+  // Static topology: a neighbour finishes round t only with our round-t message, which we send
+  // in our call of round t: its exchange frames and credits are at most one round past ours.
+  // One-peer exponential schedule (period p = ceil(log2 n)): a peer finishing round t needs its
+  // round-t sender to have finished round t - 1, so it needs every peer j - (sum of a subset of
+  // the hops 2^k of rounds t - p + 1 .. t) to have finished round t - p; those sums cover every
+  // offset 0 .. 2^p - 1 >= n - 1, so no peer is more than p rounds past ours.
+  // A ring frame of rank-1 may come from a peer whose exchanges ran up to its graph distance to
+  // us (< n) ahead, plus the round numbers the runtime skips around its all-reduces. With local
+  // steps every exchange is exchange_interval_ round numbers past the last one.
+  return (kind == FrameKind::ring ? static_cast<std::uint64_t>(size_) + 2 : send_to_.size()) *
+         exchange_interval_;
 }
 
 void FramedTransport::set_exchange_interval(std::uint64_t rounds) {
@@ -187,8 +201,8 @@ void FramedTransport::start() {
                        peer_name(to)));
     }
   }
-  log().debug("{} transport up: {} neighbours, {} links, session {:016x}", backend_,
-              neighbors_.size(), links_.size(), session_);
+  log().debug("{} transport up: {} neighbours, {} links, schedule period {}, session {:016x}",
+              backend_, neighbors_.size(), links_.size(), send_to_.size(), session_);
 }
 
 [[noreturn]] void FramedTransport::fail(const std::string& message) {
@@ -470,9 +484,10 @@ void FramedTransport::accept(Inbound&& in) {
     return true;
   };
   if (h.kind == FrameKind::credit) {
-    if (!is_neighbor(from)) {
+    if (!takes_from_us(from, h.round)) {
       return drop(in, DropReason::not_neighbor, [&] {
-        return fmt::format("credit frame ({}) from {}, which is not a neighbour", at(), conn());
+        return fmt::format("credit frame ({}) from {}, which we do not send to in that round", at(),
+                           conn());
       });
     }
     if (options_.receive_window == 0 || h.payload_length != 0) {
@@ -497,9 +512,12 @@ void FramedTransport::accept(Inbound&& in) {
     return;
   }
   if (h.kind == FrameKind::exchange) {
-    if (!is_neighbor(from)) {
+    if (!sends_to_us(from, h.round)) {
+      // On a time-varying topology a schedule peer's frame of another round is fine (kept or
+      // stale below): only one for a round in which it does not send to us is dropped here.
       return drop(in, DropReason::not_neighbor, [&] {
-        return fmt::format("{} exchange frame from {}, which is not a neighbour", at(), conn());
+        return fmt::format("{} exchange frame from {}, which does not send to us in that round",
+                           at(), conn());
       });
     }
     if (delivered_[f] && h.round == *delivered_[f]) {
@@ -544,8 +562,10 @@ void FramedTransport::accept(Inbound&& in) {
     return drop(in, DropReason::duplicate,
                 [&] { return fmt::format("duplicate {} frame from {}", at(), conn()); });
   }
-  // A neighbour's exchange frames: at most this round's and the next; ring frames: rank-1 can be
-  // up to n - 1 steps into an all-reduce ahead of us, over at most a few round numbers.
+  // A neighbour's exchange frames: at most this round's and the next (on a time-varying topology
+  // a sender sends to us once a period and is at most a period ahead: again two); ring frames:
+  // rank-1 can be up to n - 1 steps into an all-reduce ahead of us, over at most a few round
+  // numbers.
   auto& kept = h.kind == FrameKind::ring ? kept_ring_[f] : kept_exchange_[f];
   if (too_many(kept, h.kind == FrameKind::ring ? 2 * static_cast<std::uint32_t>(size_) + 2 : 2)) {
     return;
@@ -791,31 +811,34 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     });
   }
   held_.clear();
-  views_.assign(neighbors_.size(), {});
-  const std::size_t deg = neighbors_.size();
+  // On a static topology both are the neighbours; on a time-varying one, this round's.
+  const std::span<const int> to = send_to(round), from = receive_from(round);
+  views_.assign(from.size(), {});
+  const std::size_t n_to = to.size(), n_from = from.size();
   const bool paced = options_.receive_window > 0;
-  const std::size_t window = paced ? static_cast<std::size_t>(options_.receive_window) : deg;
-  // Per neighbour k: our payload sent to it, our credit sent to it (eager: implied), its payload
-  // delivered to the caller. Members reused every round: no allocation once sized.
+  const std::size_t window = paced ? static_cast<std::size_t>(options_.receive_window) : n_from;
+  // Per rank to[k]: our payload sent to it. Per rank from[k]: our credit sent to it (eager:
+  // implied), its payload delivered to the caller. Members reused every round: no allocation
+  // once sized.
   auto& sent = round_sent_;
   auto& asked = round_asked_;
   auto& got = round_got_;
   auto& blocked = round_blocked_;
-  sent.assign(deg, 0);
-  asked.assign(deg, paced ? 0 : 1);
-  got.assign(deg, 0);
-  blocked.reserve(deg);
-  std::size_t n_sent = 0, n_got = 0, next_ask = paced ? 0 : deg, in_flight = paced ? 0 : deg;
+  sent.assign(n_to, 0);
+  asked.assign(n_from, paced ? 0 : 1);
+  got.assign(n_from, 0);
+  blocked.reserve(n_to + n_from);
+  std::size_t n_sent = 0, n_got = 0, next_ask = paced ? 0 : n_from, in_flight = paced ? 0 : n_from;
   ++send_batch_;
   const std::uint64_t sent_at = send_time();
   // Paced sends go when their credit comes; the model sends them all now, as eager ones.
-  const Passage up = through_uplink(sent_at, deg, payload.size());
+  const Passage up = through_uplink(sent_at, n_to, payload.size());
   const auto deadline = Clock::now() + options_.timeout;
   for (;;) {
     blocked.clear();
-    for (std::size_t k = 0; k < deg; ++k) {
+    for (std::size_t k = 0; k < n_to; ++k) {
       if (sent[k]) continue;
-      const int j = neighbors_[k];
+      const int j = to[k];
       const std::pair<std::uint64_t, int> credit{round, j};
       if (paced && !credits_.contains(credit)) continue;
       if (send_frame(FrameKind::exchange, j, round, 0, payload, up)) {
@@ -825,9 +848,9 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
         blocked.push_back(j);
       }
     }
-    while (in_flight < window && next_ask < deg) {
-      if (!send_frame(FrameKind::credit, neighbors_[next_ask], round, 0, {}, {sent_at, sent_at})) {
-        blocked.push_back(neighbors_[next_ask]);
+    while (in_flight < window && next_ask < n_from) {
+      if (!send_frame(FrameKind::credit, from[next_ask], round, 0, {}, {sent_at, sent_at})) {
+        blocked.push_back(from[next_ask]);
         break;
       }
       asked[next_ask++] = 1;
@@ -836,9 +859,9 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     // The messages asked for and not yet delivered pass our downlink once all of them are here.
     to_schedule_.clear();
     bool all_asked_here = true;
-    for (std::size_t k = 0; k < deg && all_asked_here; ++k) {
+    for (std::size_t k = 0; k < n_from && all_asked_here; ++k) {
       if (got[k] || !asked[k]) continue;
-      auto it = pending_.find(Key{FrameKind::exchange, round, 0u, neighbors_[k]});
+      auto it = pending_.find(Key{FrameKind::exchange, round, 0u, from[k]});
       if (it == pending_.end())
         all_asked_here = false;
       else
@@ -847,16 +870,16 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     if (all_asked_here) schedule(to_schedule_);
     std::uint64_t next_ready = UINT64_MAX;
     bool delivered = false;
-    // The streaming form hands messages over in neighbors() order, whatever order they arrive
+    // The streaming form hands messages over in receive_from() order, whatever order they arrive
     // in: callers accumulate floats in the callback, and a fixed order keeps results
     // bit-reproducible (between runs, transports and resumed runs).
-    for (std::size_t k = 0; k < deg; ++k) {
+    for (std::size_t k = 0; k < n_from; ++k) {
       if (got[k]) continue;
       if (!asked[k]) {
         if (on_message) break;
         continue;
       }
-      auto it = pending_.find(Key{FrameKind::exchange, round, 0u, neighbors_[k]});
+      auto it = pending_.find(Key{FrameKind::exchange, round, 0u, from[k]});
       if (it == pending_.end()) {
         if (on_message) break;
         continue;
@@ -868,7 +891,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
       }
       Stored stored = take_pending(it);
       if (clock_) clock_->reach(stored.ready_ns);
-      delivered_[static_cast<std::size_t>(neighbors_[k])] = round;
+      delivered_[static_cast<std::size_t>(from[k])] = round;
       got[k] = 1;
       ++n_got;
       --in_flight;
@@ -881,31 +904,31 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
         held_.push_back(std::move(stored.owner));
       }
     }
-    if (n_got == deg && n_sent == deg) break;
+    if (n_got == n_from && n_sent == n_to) break;
     if (delivered) continue;  // room for another credit: ask before waiting
     // A message that arrived but is held back by link emulation is not late.
     auto arrived = [&](std::size_t k) {
       return got[k] ||
-             (asked[k] && pending_.contains(Key{FrameKind::exchange, round, 0u, neighbors_[k]}));
+             (asked[k] && pending_.contains(Key{FrameKind::exchange, round, 0u, from[k]}));
     };
     if (Clock::now() >= deadline) {
-      for (std::size_t k = 0; k < deg; ++k) {
+      for (std::size_t k = 0; k < n_from; ++k) {
         if (!arrived(k)) {
           std::vector<int> missing;
-          for (std::size_t m = 0; m < deg; ++m) {
-            if (!arrived(m)) missing.push_back(neighbors_[m]);
+          for (std::size_t m = 0; m < n_from; ++m) {
+            if (!arrived(m)) missing.push_back(from[m]);
           }
-          fail(fmt::format(
-              "rank {}: round {}: no message from {} within {} ms (missing {} of {}: "
-              "ranks {}){}",
-              rank_, round, peer_name(neighbors_[k]), options_.timeout.count(), missing.size(), deg,
-              fmt::join(missing, ", "), dropped_note(neighbors_[k])));
+          fail(
+              fmt::format("rank {}: round {}: no message from {} within {} ms (missing {} of {}: "
+                          "ranks {}){}",
+                          rank_, round, peer_name(from[k]), options_.timeout.count(),
+                          missing.size(), n_from, fmt::join(missing, ", "), dropped_note(from[k])));
         }
       }
-      for (std::size_t k = 0; k < deg; ++k) {
+      for (std::size_t k = 0; k < n_to; ++k) {
         if (!sent[k]) {
           fail(fmt::format(
-              "rank {}: round {}: {} {} within {} ms", rank_, round, peer_name(neighbors_[k]),
+              "rank {}: round {}: {} {} within {} ms", rank_, round, peer_name(to[k]),
               paced ? "never asked for our message" : "cannot take our message (link full)",
               options_.timeout.count()));
         }

@@ -51,6 +51,14 @@ class FramedTransport : public Transport {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::span<const int> neighbors() const override { return neighbors_; }
+  // With local steps the schedule advances one phase per exchange, every exchange_interval_
+  // rounds (round / interval counts the exchanges before this one).
+  std::span<const int> send_to(std::uint64_t round) const override {
+    return send_to_[(round / exchange_interval_) % send_to_.size()];
+  }
+  std::span<const int> receive_from(std::uint64_t round) const override {
+    return receive_from_[(round / exchange_interval_) % receive_from_.size()];
+  }
   const TrafficCounters& counters() const override { return counters_; }
   const DropCounters& drops() const override { return drops_; }
   void request_stop(std::uint64_t before_round) override;
@@ -196,10 +204,13 @@ class FramedTransport : public Transport {
   };
   void throw_if_failed() const;
   bool is_link(int r) const;
-  bool is_neighbor(int r) const;
+  // Whether rank r sends its exchange frame of `round` to us / takes ours (asks with a credit).
+  bool sends_to_us(int r, std::uint64_t round) const;
+  bool takes_from_us(int r, std::uint64_t round) const;
   std::string where(FrameKind kind, std::uint64_t round, std::uint32_t step) const;
   // How many rounds past our latest call a frame of this kind may be (transport.md, "Rounds"):
-  // 1 for exchange and credit frames, n + 2 for ring frames; times the exchange interval.
+  // for exchange and credit frames the schedule's period (1 on a static topology), n + 2 for
+  // ring frames; times the exchange interval.
   std::uint64_t rounds_ahead(FrameKind kind) const;
   // Whether `round` is too far past latest_round_ (rounds_ahead; never before a round is known).
   bool too_far_ahead(FrameKind kind, std::uint64_t round) const;
@@ -220,7 +231,9 @@ class FramedTransport : public Transport {
 
   int rank_;
   int size_;
-  std::vector<int> neighbors_;
+  std::vector<int> neighbors_;  // the union over the schedule's rounds
+  // Per round of the schedule's period (one on a static topology: the neighbours).
+  std::vector<std::vector<int>> send_to_, receive_from_;
   std::vector<int> links_;
   std::vector<std::string> endpoints_;
   std::uint64_t topology_hash_;

@@ -66,7 +66,7 @@ const std::array<AlgorithmInfo, 7> kRegistry = {{
      false, false,
      "RelaySGD (Vogels et al. 2021): relays sums along a tree, exact average with delays"},
     {"allreduce", kAllreduceAliases, detail::make_allreduce_sgd, false, CodecRule::identity,
-     TopologyNeed::peers, false, true,
+     TopologyNeed::peers, true, true,
      "C-PSGD: ring all-reduce of the gradients, every model identical"},
 }};
 

@@ -141,9 +141,12 @@ nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
                             const runtime::MlpLayout& model, std::uint64_t rounds,
                             const std::vector<PeerEnd>& peers, const runtime::Evaluation& avg) {
   const auto [wire, fp32_wire] = runtime::message_bytes(c, model.size(), model.tensor_sizes());
+  // Messages a peer sends per round, on average: its degree, or over the period of a
+  // time-varying topology (one-peer exponential: 1).
   double degree = 0.0;
-  for (int i = 0; i < topo.size(); ++i) degree += topo.graph.degree(i);
-  degree /= topo.size();
+  for (std::size_t t = 0; t < topo.period(); ++t)
+    for (int i = 0; i < topo.size(); ++i) degree += static_cast<double>(topo.send_to(i, t).size());
+  degree /= static_cast<double>(topo.size()) * static_cast<double>(topo.period());
   const double n = static_cast<double>(peers.size());
   double acc = 0.0, bytes = 0.0, wall = 0.0, spread = 0.0;
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
@@ -158,7 +161,7 @@ nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
     per_peer.push_back(number(p.test.accuracy));
   }
   // What fp32 D-PSGD sends in as many rounds: one identity message (and frame header) per
-  // neighbour.
+  // receiver of each round.
   const double fp32_bytes =
       static_cast<double>(rounds) * degree * static_cast<double>(fp32_wire + net::kFrameHeaderSize);
   const std::size_t samples =

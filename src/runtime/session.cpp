@@ -112,8 +112,13 @@ std::uint64_t stop_margin(const topology::Topology& topo, int local_steps) {
   // A stop request rides on exchanges, one hop per exchange: with local steps H an exchange
   // comes every H rounds, so everything scales by H (the request made in round t leaves with
   // the exchange of t's period, the same as a request before exchange round ⌊t/H⌋ with H = 1).
-  return (2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2) *
-         static_cast<std::uint64_t>(std::max(local_steps, 1));
+  // On a time-varying topology a request travels only along each round's links: on the one-peer
+  // exponential schedule it reaches every peer within a period (the hops of p consecutive rounds
+  // sum to every offset), and a peer cannot finish a round whose frame of the chain it lacks.
+  const std::uint64_t exchanges = std::max<std::uint64_t>(
+      2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2,
+      topo.time_varying() ? topo.period() + 2 : 0);
+  return exchanges * static_cast<std::uint64_t>(std::max(local_steps, 1));
 }
 
 algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,

@@ -73,7 +73,8 @@ MessageBytes message_bytes(const RunConfig& config, std::size_t d,
 
 // Rounds between asking for a stop and the round before which every peer stops: a request
 // travels one hop per exchange, so it must outrun the diameter (at most twice any peer's
-// eccentricity), plus two, exchanges; with local steps H an exchange every H rounds.
+// eccentricity), plus two, exchanges (on a time-varying topology at least its period plus two);
+// with local steps H an exchange every H rounds.
 std::uint64_t stop_margin(const topology::Topology& topo, int local_steps);
 
 // The algorithm settings of a run config; `tensor_sizes` are used when

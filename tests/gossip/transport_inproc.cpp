@@ -440,6 +440,78 @@ TEST_CASE("inproc: exchange_each, eager and paced by a receive window") {
   }
 }
 
+TEST_CASE("inproc: one-peer exponential: one message each way per round, eager and paced") {
+  // Powers of two and not; 9 rounds cover three periods of 8 peers (period 3).
+  for (const char* spec : {"one-peer-exponential:2", "one-peer-exponential:3",
+                           "one-peer-exponential:6", "one-peer-exponential:8"}) {
+    for (std::size_t len : {0u, 1000u}) check_exchange(inproc_group, spec, len, 9);
+    check_exchange(inproc_group, spec, 1000, 9, 0, true);
+    check_exchange(inproc_group, spec, 1000, 9, 1, true);
+    check_exchange(inproc_group, spec, 1000, 9, 2, false);
+  }
+  check_exchange(inproc_group, "one-peer-exponential:100", 64, 15);
+}
+
+TEST_CASE("inproc: one-peer exponential: peers a period ahead of a slow one lose nothing") {
+  // Rank 0 sleeps before each round, so the others run ahead of it as far as the schedule lets
+  // them (up to its period, 4 rounds for 16 peers): their early frames must all be kept.
+  Group g = inproc_group("one-peer-exponential:16");
+  const int n = g.topo.size(), rounds = 12;
+  std::vector<std::string> bad(static_cast<std::size_t>(n));
+  std::vector<std::uint64_t> dropped(static_cast<std::size_t>(n));
+  auto errors = run_ranks(n, [&](int r) {
+    auto t = g.make(r, quick_options());
+    for (int round = 0; round < rounds; ++round) {
+      if (r == 0) std::this_thread::sleep_for(std::chrono::milliseconds(15));
+      const auto tr = static_cast<std::uint64_t>(round);
+      const auto& got = t->exchange(tr, pattern(r, tr, 32));
+      const int from = t->receive_from(tr)[0];
+      if (got.size() != 1 || !same(got[0], pattern(from, tr, 32)))
+        bad[static_cast<std::size_t>(r)] = fmt::format("round {}: wrong message", round);
+    }
+    dropped[static_cast<std::size_t>(r)] = t->drops().all.total;
+  });
+  for (int r = 0; r < n; ++r) {
+    CAPTURE(r);
+    CHECK(errors[static_cast<std::size_t>(r)] == "");
+    CHECK(bad[static_cast<std::size_t>(r)] == "");
+    CHECK(dropped[static_cast<std::size_t>(r)] == 0);
+  }
+}
+
+TEST_CASE(
+    "inproc: one-peer exponential: a schedule peer's frame of another round is kept, one "
+    "for a round it does not send in dropped") {
+  // Rank 0 of 4 peers (period 2): round t takes from 3 (t even) or 2 (t odd), sends to 1 or 2.
+  auto o = quick_options();
+  auto topo = make_topo("one-peer-exponential:4", "tcp://127.0.0.1:29500");
+  auto hub = std::make_shared<InprocHub>(topo);
+  InprocTransport t(hub, 0, o);
+  const std::uint64_t session = session_hash(topo.hash(), 0);
+  const auto as = [&](int from) { return Forger{hub, from, 0, session}; };
+  for (int j : t.links()) as(j).hello();
+  REQUIRE(std::vector<int>(t.links().begin(), t.links().end()) == std::vector<int>{1, 2, 3});
+  as(2).data(1, pattern(2, 1, 16));  // round 1's sender, one round early: kept
+  as(3).data(2, pattern(3, 2, 16));  // round 2's sender, a whole period early: kept
+  as(1).data(0, pattern(1, 0, 16));  // a link, but 1 never sends to 0: dropped
+  as(2).data(0, pattern(2, 0, 16));  // 2 sends to 0 in odd rounds only: dropped
+  as(2).data(3, pattern(2, 3, 16));  // 3 rounds past round 0, more than a period: dropped
+  as(3).data(0, pattern(3, 0, 16));
+  const auto mine = pattern(0, 0, 8);
+  CHECK(same(t.exchange(0, mine).at(0), pattern(3, 0, 16)));
+  CHECK(t.drops().all[DropReason::not_neighbor] == 2);
+  CHECK(t.drops().by_peer.at(1)[DropReason::not_neighbor] == 1);
+  CHECK(t.drops().by_peer.at(2)[DropReason::not_neighbor] == 1);
+  CHECK(t.drops().all[DropReason::too_far_ahead] == 1);
+  CHECK(same(t.exchange(1, mine).at(0), pattern(2, 1, 16)));
+  CHECK(same(t.exchange(2, mine).at(0), pattern(3, 2, 16)));
+  as(2).data(3, pattern(2, 3, 16));
+  CHECK(same(t.exchange(3, mine).at(0), pattern(2, 3, 16)));
+  CHECK(t.drops().all.total == 3);
+  // What rank 0 sent: round t to rank 0 + 2^(t mod 2), nothing else.
+  CHECK(t.counters().messages_sent == 3 + 4);
+}
+
 TEST_CASE("inproc: peers that pace differently refuse each other") {
   Group g = inproc_group("ring:2");
   auto errors = run_ranks(2, [&](int r) {
