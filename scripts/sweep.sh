@@ -105,7 +105,7 @@ preset() {
         'dpsgd-fp32=algorithm.name=dpsgd;compression.codec=identity'
         'dcd-8bit=algorithm.name=dcd-psgd;compression.codec="qsgd:s=127,bucket=64"'
         'choco-sign=algorithm.name=choco-sgd;compression.codec="sign";algorithm.consensus_step=0.45'
-        'choco-2bit=algorithm.name=choco-sgd;compression.codec="qsgd:s=1,scaled=true,bucket=512";algorithm.consensus_step=0.3'
+        'deepsqueeze-sign=algorithm.name=deepsqueeze;compression.codec="sign";algorithm.consensus_step=0.2'
       ) ;;
     choco-table1)
       title="CHOCO-SGD Table 1 grid: 8 peers, ring, MLP on Fashion-MNIST"
