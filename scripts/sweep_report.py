@@ -172,6 +172,12 @@ def aggregate(entries, targets):
             row[name] = {"reached": len(hits), "of": len(seeds), "time": t, "time_sd": t_sd,
                          "bytes": b}
         rows.append(row)
+    # Network by network (in the order the sweep ran them), runs in the order listed.
+    net_order = {n: k for k, n in reversed(list(enumerate(
+        (e["latency_ms"], e["bandwidth_mbit"]) for e in entries)))}
+    run_order = {n: k for k, n in reversed(list(enumerate(e["run"] for e in entries)))}
+    rows.sort(key=lambda r: (net_order[(r["latency_ms"], r["bandwidth_mbit"])],
+                             run_order[r["run"]], int(r["peers"]) if r["peers"] != "-" else 0))
     # Speed-up against the all-reduce run of the same network (mean times; reached seeds only).
     for name in targets:
         base = {(r["latency_ms"], r["bandwidth_mbit"], r["peers"]): r[name]["time"] for r in rows
@@ -283,9 +289,9 @@ def plot_loss(out, rows, title, tmp):
     nrows = (len(panels) + cols - 1) // cols
     script = [f"set terminal pngcairo size {560 * cols},{420 * nrows} font ',10'",
               "set output 'loss-vs-time.png'", "set termoption noenhanced",
-              "set datafile separator '\\t'", "set grid", "set logscale y",
+              "set datafile separator '\\t'", "set grid", "set logscale xy",
               f"set multiplot layout {nrows},{cols} title '{gp_quote(title)}'",
-              "set xlabel 'time (s)'", "set ylabel 'training loss (mean over peers)'"]
+              "set xlabel 'time (s, log scale)'", "set ylabel 'training loss (mean over peers)'"]
     for label, plots in panels:
         script += [f"set title '{gp_quote(label)}'", "plot " + ", ".join(plots)]
     script.append("unset multiplot")
@@ -306,7 +312,7 @@ def plot_targets(out, rows, targets, title, tmp):
     else:
         axes = [("bandwidth_mbit", lambda r: f"{r['latency_ms']} ms",
                  "NIC bandwidth (Mbit/s; 1e6 = unlimited)", True),
-                ("latency_ms", lambda r: network_label("", r["bandwidth_mbit"]).rstrip(", "),
+                ("latency_ms", lambda r: network_label("", r["bandwidth_mbit"]).split(",")[0],
                  "one-way latency (ms)", False)]
         # An axis along which nothing varies says nothing: left out (one stays).
         axes = [a for a in axes if len({r[a[0]] for r in rows}) > 1] or axes[:1]
