@@ -41,6 +41,7 @@ struct AlgorithmInfo {
   TopologyNeed topology;
   bool time_varying;  // can run on a time-varying graph (a W that changes from round to round)
   bool centralized;   // all-reduce family: every peer holds the same model
+  bool local_steps;   // takes AlgorithmConfig::local_steps > 1
   std::string_view description;  // one line, for help texts
 };
 
