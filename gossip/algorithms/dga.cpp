@@ -143,6 +143,12 @@ class DelayedGradientAveraging final : public Algorithm {
 
 }  // namespace
 
+std::size_t dga_payload(const AlgorithmConfig& config, std::size_t d, int n) {
+  // One ring call: a chunk of each of the max(D, 1) reductions in flight.
+  return std::max<std::size_t>(config.delay, 1) *
+         ring_scratch_floats(d, static_cast<std::size_t>(n)) * sizeof(float);
+}
+
 std::unique_ptr<Algorithm> make_dga(const AlgorithmConfig& config, net::Transport& transport,
                                     const topology::Topology& topology, std::span<const float> x0) {
   return std::make_unique<DelayedGradientAveraging>(config, transport, topology, x0);

@@ -25,6 +25,27 @@
 namespace gossip::algorithms::detail {
 namespace {
 
+// Chunk c of n is [begin[c], begin[c + 1]): the first d mod n chunks are one longer (the ring
+// all-reduce's chunks).
+std::vector<std::size_t> chunk_begins(std::size_t d, std::size_t n) {
+  std::vector<std::size_t> begin;
+  for (std::size_t c = 0; c <= n; ++c) begin.push_back(c * (d / n) + std::min(c, d % n));
+  return begin;
+}
+
+// The model's tensors cut to [b, e) (empty: one tensor).
+std::vector<std::size_t> chunk_layout(const std::vector<std::size_t>& tensors, std::size_t b,
+                                      std::size_t e) {
+  std::vector<std::size_t> out;
+  std::size_t at = 0;
+  for (std::size_t t : tensors) {
+    const std::size_t lo = std::max(at, b), hi = std::min(at + t, e);
+    if (hi > lo) out.push_back(hi - lo);
+    at += t;
+  }
+  return out;
+}
+
 class DoubleSqueeze final : public Algorithm {
  public:
   DoubleSqueeze(const AlgorithmConfig& config, net::Transport& transport,
@@ -35,9 +56,9 @@ class DoubleSqueeze final : public Algorithm {
           "doublesqueeze encodes its chunks in host memory and does not run with the state on a "
           "GPU (cuda_device >= 0; run.device = \"cuda\"): use the host");
     const std::size_t d = x_.size(), n = static_cast<std::size_t>(size_);
-    for (std::size_t c = 0; c <= n; ++c) begin_.push_back(c * (d / n) + std::min(c, d % n));
+    begin_ = chunk_begins(d, n);
     for (std::size_t c = 0; c < n; ++c) {
-      const std::vector<std::size_t> sizes = chunk_layout(config.tensor_sizes, c);
+      const auto sizes = chunk_layout(config.tensor_sizes, begin_[c], begin_[c + 1]);
       const auto sizer = kernels::make_codec(config.codec, sizes);
       if (!sizer->fixed_wire_size())
         throw std::invalid_argument(fmt::format(
@@ -62,18 +83,6 @@ class DoubleSqueeze final : public Algorithm {
     return {{"delta", delta_}, {"server_error", error_}};
   }
 
-  // The tensors of the model cut to chunk c (empty: one tensor).
-  std::vector<std::size_t> chunk_layout(const std::vector<std::size_t>& tensors,
-                                        std::size_t c) const {
-    std::vector<std::size_t> out;
-    std::size_t at = 0;
-    for (std::size_t t : tensors) {
-      const std::size_t b = std::max(at, begin_[c]), e = std::min(at + t, begin_[c + 1]);
-      if (e > b) out.push_back(e - b);
-      at += t;
-    }
-    return out;
-  }
   std::size_t chunk_size(std::size_t c) const { return begin_[c + 1] - begin_[c]; }
   std::span<float> chunk(Buffer& b, std::size_t c) {
     return std::span<float>(b).subspan(begin_[c], chunk_size(c));
@@ -171,6 +180,17 @@ class DoubleSqueeze final : public Algorithm {
 };
 
 }  // namespace
+
+std::size_t double_squeeze_payload(const AlgorithmConfig& config, std::size_t d, int n) {
+  // The largest ring step carries fewer than all n chunk messages.
+  const auto begin = chunk_begins(d, static_cast<std::size_t>(n));
+  std::size_t bytes = 0;
+  for (std::size_t c = 0; c + 1 < begin.size(); ++c)
+    bytes +=
+        kernels::make_codec(config.codec, chunk_layout(config.tensor_sizes, begin[c], begin[c + 1]))
+            ->wire_size(begin[c + 1] - begin[c]);
+  return bytes;
+}
 
 std::unique_ptr<Algorithm> make_double_squeeze(const AlgorithmConfig& config,
                                                net::Transport& transport,

@@ -203,7 +203,10 @@ void check_values(const RunConfig& c, Where where) {
   if (c.batch_size < 1) fail("run.batch_size", "must be at least 1");
   if (c.log_every < 1) fail("run.log_every", "must be at least 1");
   if (c.local_steps < 1) fail("algorithm.local_steps", "must be at least 1");
-  if (c.delay < 0 || c.delay > 1000000) fail("algorithm.delay", "must lie in [0, 1000000]");
+  if (c.delay < 0 || c.delay > 1000)
+    fail("algorithm.delay",
+         "must lie in [0, 1000] (each round in flight keeps two model-sized "
+         "buffers)");
   positive("algorithm.lr", c.lr);
   if (!(c.consensus_step > 0 && c.consensus_step <= 1))
     fail("algorithm.consensus_step", "must lie in (0, 1]");

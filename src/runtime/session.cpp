@@ -91,6 +91,13 @@ MessageBytes message_bytes(const RunConfig& c, std::size_t d,
           kernels::make_codec("identity")->wire_size(d)};
 }
 
+std::size_t max_payload_bytes(const RunConfig& c, std::size_t d,
+                              const std::vector<std::size_t>& tensor_sizes, int peers) {
+  const auto [wire, fp32_wire] = message_bytes(c, d, tensor_sizes);
+  return std::max(
+      {wire, fp32_wire, algorithms::largest_payload(algorithm_config(c, tensor_sizes), d, peers)});
+}
+
 std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int delay) {
   const auto dist = topo.graph.distances_from(0);
   // A stop request rides on exchanges, one hop per exchange: with local steps H an exchange

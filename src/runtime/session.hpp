@@ -61,6 +61,12 @@ struct MessageBytes {
 };
 MessageBytes message_bytes(const RunConfig& config, std::size_t d,
                            const std::vector<std::size_t>& tensor_sizes);
+// The largest payload a peer of the run may receive in one transport call (for
+// transport_options): one codec message of the model, an fp32 ring chunk, or what the algorithm
+// sends larger than both (algorithms::largest_payload: DGA's chunks of every reduction in flight,
+// DoubleSqueeze's forwarded chunk messages).
+std::size_t max_payload_bytes(const RunConfig& config, std::size_t d,
+                              const std::vector<std::size_t>& tensor_sizes, int peers);
 
 // Rounds between asking for a stop and the round before which every peer stops: a request
 // travels one hop per exchange, so it must outrun the diameter (at most twice any peer's
