@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -359,4 +360,44 @@ TEST_CASE("DGA and DoubleSqueeze approach the least-squares optimum") {
                              << " (start " << start << ")");
     CHECK(e < 0.05 * start);
   }
+}
+
+TEST_CASE("the delay enters the settings and config hashes only when not 0; other rows refuse it") {
+  auto cfg = config("dga");
+  const std::uint64_t d0 = ga::settings_hash(cfg, 50);
+  cfg.delay = 2;
+  CHECK(ga::settings_hash(cfg, 50) != d0);
+  // Saved states of another delay are refused (the config hash covers it).
+  const auto topo = gt::make_topo("ring:2");
+  const std::vector<float> x0(10, 0.0f);
+  std::string saved, refused;
+  {
+    gt::InprocNetwork net(topo);
+    auto a2 = ga::make_algorithm(cfg, *net.transports[0], topo, x0);
+    std::ostringstream out;
+    a2->save(out);
+    saved = out.str();
+    auto other = cfg;
+    other.delay = 3;
+    auto a3 = ga::make_algorithm(other, *net.transports[0], topo, x0);
+    std::istringstream in(saved);
+    try {
+      a3->load(in);
+    } catch (const ga::StateError& e) {
+      refused = e.what();
+    }
+  }
+  CHECK(refused.find("config hash") != std::string::npos);
+  // Only DGA has a delay.
+  auto wrong = config("allreduce");
+  wrong.delay = 1;
+  gt::InprocNetwork net(topo);
+  CHECK_THROWS_WITH_AS(ga::make_algorithm(wrong, *net.transports[0], topo, x0),
+                       doctest::Contains("delay = 1 is a setting of dga"), std::invalid_argument);
+  // DoubleSqueeze refuses a codec whose messages vary in length, naming it.
+  auto ds = config("doublesqueeze");
+  ds.codec = "threshold:tau=0.1";
+  CHECK_THROWS_WITH_AS(ga::make_algorithm(ds, *net.transports[0], topo, x0),
+                       doctest::Contains("doublesqueeze needs a codec whose messages have a fixed"),
+                       std::invalid_argument);
 }
