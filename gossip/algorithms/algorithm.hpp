@@ -86,6 +86,12 @@ struct AlgorithmConfig {
   int cuda_device = -1;
 };
 
+// Why the algorithm `name` (canonical or alias) cannot run on a time-varying topology (one W^(t)
+// per round, topology::Topology::schedule), "" when it can (its registry row's time_varying):
+// D-PSGD mixes with whatever W^(t) the round has, and all-reduce uses no W. make_algorithm
+// refuses the others with this reason.
+std::string_view time_varying_refusal(std::string_view name);
+
 // Hash of the settings every peer of one run must share (algorithm, lr, consensus step,
 // momentum, Nesterov, weight decay, codec, tensor sizes, seed, local steps when not 1) and the
 // model size d; the same on
@@ -249,8 +255,9 @@ class Algorithm {
 // Builds the algorithm named in config for this peer (rank = transport.rank()) from its registry
 // row (registry.hpp). x0 must be the same on every peer. Checks the codec against the row's rule
 // and, for a gossip algorithm, that the transport's neighbours are this peer's neighbours in the
-// topology and that W is symmetric and doubly stochastic. Throws std::invalid_argument naming the
-// bad setting.
+// topology and that W is symmetric and doubly stochastic (on a time-varying topology: that the
+// algorithm can run on one, and that every W^(t) is doubly stochastic and matches the
+// transport's per-round ranks). Throws std::invalid_argument naming the bad setting.
 std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,
                                           const topology::Topology& topology,
                                           std::span<const float> x0);

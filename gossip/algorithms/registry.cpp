@@ -77,13 +77,13 @@ const std::array<AlgorithmInfo, 9> kRegistry = {{
      false, false, true, nullptr,
      "RelaySGD (Vogels et al. 2021): relays sums along a tree, exact average with delays"},
     {"allreduce", kAllreduceAliases, detail::make_allreduce_sgd, false, CodecRule::identity,
-     TopologyNeed::peers, false, true, true, nullptr,
+     TopologyNeed::peers, true, true, true, nullptr,
      "C-PSGD: ring all-reduce of the gradients, every model identical"},
-    {"dga", kDgaAliases, detail::make_dga, false, CodecRule::identity, TopologyNeed::peers, false,
+    {"dga", kDgaAliases, detail::make_dga, false, CodecRule::identity, TopologyNeed::peers, true,
      true, false, detail::dga_payload,
      "DGA (Zhu et al. 2021): all-reduce of round t applied in round t + delay, while computing"},
     {"doublesqueeze", kDoubleSqueezeAliases, detail::make_double_squeeze, false, CodecRule::any,
-     TopologyNeed::peers, false, true, false, detail::double_squeeze_payload,
+     TopologyNeed::peers, true, true, false, detail::double_squeeze_payload,
      "DoubleSqueeze (Tang et al. 2019): compressed all-reduce, error feedback on both sides"},
 }};
 

@@ -42,6 +42,8 @@ const Key kKeys[] = {
      "passes over the training set (⌊mean shard / batch⌋ rounds each)"},
     {"run.batch_size", &RunConfig::batch_size, "mini-batch per peer"},
     {"run.eval_every", &RunConfig::eval_every, "epochs between test evaluations (0: at the end)"},
+    {"run.eval_every_rounds", &RunConfig::eval_every_rounds,
+     "rounds between test evaluations too (0: none)"},
     {"run.log_every", &RunConfig::log_every, "rounds between metric lines"},
     {"run.checkpoint_every", &RunConfig::checkpoint_every,
      "rounds between checkpoints (0: on stop)"},
@@ -80,6 +82,14 @@ const Key kKeys[] = {
     {"transport.connect_timeout_s", &RunConfig::connect_timeout_s, "start-up handshake limit"},
     {"transport.latency_ms", &RunConfig::latency_ms, "emulated latency per message"},
     {"transport.bandwidth_mbit", &RunConfig::bandwidth_mbit, "emulated bandwidth per link"},
+    {"transport.uplink_mbit", &RunConfig::uplink_mbit,
+     "emulated uplink per peer, shared by all its links (0: unlimited)"},
+    {"transport.downlink_mbit", &RunConfig::downlink_mbit,
+     "emulated downlink per peer, shared by all its links (0: unlimited)"},
+    {"transport.clock", &RunConfig::clock,
+     "real, or virtual (gossip simulate: modelled time, nobody waits)"},
+    {"transport.compute_ms_per_round", &RunConfig::compute_ms_per_round,
+     "virtual clock: work per round in ms instead of the measured CPU time (0: measured)"},
     {"transport.receive_window", &RunConfig::receive_window,
      "neighbour messages in flight (0: all at once; 1: memory flat in the degree)"},
     {"transport.secret_key_file", &RunConfig::secret_key_file,
@@ -231,8 +241,18 @@ void check_values(const RunConfig& c, Where where) {
       fail(key, fmt::format("must lie in (0, {:g}] seconds", kMaxSeconds));
   if (!(c.latency_ms >= 0 && c.latency_ms <= kMaxSeconds))
     fail("transport.latency_ms", fmt::format("must lie in [0, {:g}] milliseconds", kMaxSeconds));
-  if (!(c.bandwidth_mbit == 0 || (c.bandwidth_mbit >= 1e-3 && c.bandwidth_mbit <= 1e9)))
-    fail("transport.bandwidth_mbit", "must be 0 (unlimited) or lie in [0.001, 1e9] Mbit/s");
+  for (auto [key, v] : {std::pair{"transport.bandwidth_mbit", c.bandwidth_mbit},
+                        std::pair{"transport.uplink_mbit", c.uplink_mbit},
+                        std::pair{"transport.downlink_mbit", c.downlink_mbit}})
+    if (!(v == 0 || (v >= 1e-3 && v <= 1e9)))
+      fail(key, "must be 0 (unlimited) or lie in [0.001, 1e9] Mbit/s");
+  one_of("transport.clock", c.clock, {"real", "virtual"});
+  if (!(c.compute_ms_per_round >= 0 && c.compute_ms_per_round <= kMaxSeconds))
+    fail("transport.compute_ms_per_round",
+         fmt::format("must lie in [0, {:g}] milliseconds", kMaxSeconds));
+  if (c.compute_ms_per_round > 0 && c.clock != "virtual")
+    fail("transport.compute_ms_per_round",
+         "applies to the virtual clock only: set transport.clock = \"virtual\" too");
   one_of("compression.granularity", c.granularity, {"model", "layer"});
   one_of("model.kind", c.model, {"mlp", "softmax"});
   one_of("data.dataset", c.dataset, {"fashion-mnist", "blobs", "least-squares", "logistic"});
@@ -314,7 +334,8 @@ bool in_scope(std::string_view path, RunConfig::Scope scope) {
   if (local_key(path)) return false;
   // More epochs or other evaluation points change what the peers do together (rounds, the
   // evaluation all-reduce), not the state a checkpoint holds.
-  return scope == RunConfig::Scope::peers || (path != "run.epochs" && path != "run.eval_every");
+  return scope == RunConfig::Scope::peers ||
+         (path != "run.epochs" && path != "run.eval_every" && path != "run.eval_every_rounds");
 }
 
 }  // namespace

@@ -99,6 +99,14 @@ TEST_CASE("numbers must be finite and in range; the message names the --set or t
       {"transport.connect_timeout_s=nan", "transport.connect_timeout_s must lie in (0, 1e+06]"},
       {"transport.latency_ms=1e13", "transport.latency_ms must lie in [0, 1e+06] milliseconds"},
       {"transport.bandwidth_mbit=1e-300", "transport.bandwidth_mbit must be 0 (unlimited) or"},
+      {"transport.uplink_mbit=-5", "transport.uplink_mbit must be 0 (unlimited) or"},
+      {"transport.downlink_mbit=inf", "transport.downlink_mbit must be 0 (unlimited) or"},
+      {"transport.clock=simulated", "transport.clock is 'simulated'; allowed: real, virtual"},
+      {"transport.compute_ms_per_round=-1",
+       "transport.compute_ms_per_round must lie in [0, 1e+06]"},
+      {"transport.compute_ms_per_round=5",
+       "transport.compute_ms_per_round applies to the virtual clock only"},
+      {"run.eval_every_rounds=-3", "run.eval_every_rounds must lie in 0..1e9"},
       {"data.alpha=inf", "data.alpha must be a positive, finite number"},
   };
   for (const auto& [set, why] : refused) {
@@ -155,12 +163,13 @@ TEST_CASE("the hashes: what peers share, what a checkpoint depends on, what neit
   for (const char* set :
        {"run.output=/tmp/other", "run.name=x", "run.log_every=7", "run.checkpoint_every=9",
         "data.path=/elsewhere", "data.test_limit=5", "transport.timeout_s=5",
-        "transport.latency_ms=3", "topology.file=\"other.toml\"", "run.device=cuda"}) {
+        "transport.latency_ms=3", "transport.uplink_mbit=5", "transport.downlink_mbit=5",
+        "transport.clock=virtual", "topology.file=\"other.toml\"", "run.device=cuda"}) {
     CAPTURE(set);
     CHECK(changed(set) == std::pair{false, false});
   }
   // What the peers do together, not the state: peers only (a run may be extended).
-  for (const char* set : {"run.epochs=9", "run.eval_every=2"}) {
+  for (const char* set : {"run.epochs=9", "run.eval_every=2", "run.eval_every_rounds=10"}) {
     CAPTURE(set);
     CHECK(changed(set) == std::pair{true, false});
   }
