@@ -488,6 +488,117 @@ TEST_CASE("local steps: a stop asked for in a local round reaches every peer thr
   }
 }
 
+namespace {
+
+std::vector<nlohmann::json> metrics_of(const RunConfig& c, int rank) {
+  std::ifstream in(std::filesystem::path(c.output_dir()) /
+                   ("metrics-" + std::to_string(rank) + ".jsonl"));
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+// Nanoseconds a frame of `payload` bytes (plus the 64-byte header) takes at `mbit` Mbit/s, as
+// the model rounds it (up to a whole nanosecond).
+std::uint64_t wire_ns(std::size_t payload, double mbit) {
+  return static_cast<std::uint64_t>(
+      std::ceil(static_cast<double>(payload + net::kFrameHeaderSize) / (mbit * 1e6 / 8.0) * 1e9));
+}
+
+}  // namespace
+
+TEST_CASE("virtual time equals the model's sum for a fixed compute time and known message sizes") {
+  // Every peer's clock: per round the fixed compute time, then the round's messages. D-PSGD on
+  // ring:2 sends one model per round (through the uplink, then the latency); the all-reduce on
+  // ring:3 takes 2(n-1) = 4 ring steps of d/3 floats each. The peers are symmetric, so each waits
+  // exactly that long. Evaluations (every 5 rounds) do not count.
+  struct Case {
+    const char* algorithm;
+    const char* ring;
+    const char* model;
+  };
+  for (const Case& k : {Case{"dpsgd", "ring:2", "mlp"}, Case{"allreduce", "ring:3", "softmax"}}) {
+    const std::string algorithm = k.algorithm;
+    CAPTURE(algorithm);
+    const Scratch scratch("virtual_sum_" + algorithm);
+    auto c = small_config(scratch.dir().string(), algorithm, "identity");
+    apply_override(c, std::string("topology.file=\"") + k.ring + "\"");
+    apply_override(c, std::string("model.kind=") + k.model);
+    apply_override(c, "run.epochs=0.5");
+    apply_override(c, "run.eval_every_rounds=5");
+    apply_override(c, "transport.clock=virtual");
+    apply_override(c, "transport.compute_ms_per_round=7.5");
+    apply_override(c, "transport.latency_ms=20");
+    apply_override(c, "transport.uplink_mbit=5");
+    const auto params = run_all(c, std::nullopt, std::nullopt, false);
+    const std::size_t d = params[0].size();
+    const std::uint64_t compute = 7'500'000, latency = 20'000'000;
+    std::uint64_t per_round = 0;
+    if (algorithm == "dpsgd") {
+      per_round = compute + wire_ns(kernels::make_codec("identity")->wire_size(d), 5) + latency;
+    } else {
+      REQUIRE(d % 3 == 0);  // equal chunks: every step costs the same
+      per_round = compute + 4 * (wire_ns(d / 3 * 4, 5) + latency);
+    }
+    for (int r = 0; r < static_cast<int>(params.size()); ++r) {
+      CAPTURE(r);
+      const auto lines = metrics_of(c, r);
+      REQUIRE(!lines.empty());
+      for (const auto& j : lines) {
+        const auto round = j.at("round").get<std::uint64_t>();
+        CAPTURE(round);
+        CHECK(j.at("clock") == "virtual");
+        CHECK(std::llround(j.at("wall_seconds").get<double>() * 1e9) ==
+              static_cast<long long>(round * per_round));
+      }
+    }
+  }
+}
+
+TEST_CASE("a run in virtual time has the metrics of the same run in real time but the times") {
+  // D-PSGD on ring:4 over an emulated 2 ms, 20 Mbit/s NIC network: real time sleeps through it,
+  // virtual time models it. The runs are deterministic, so losses, accuracies and bytes agree
+  // to the bit; only the times differ (and the clock says which). Evaluations every 10 rounds.
+  std::map<std::string, std::vector<std::vector<nlohmann::json>>> runs;
+  for (const std::string clock : {"real", "virtual"}) {
+    const Scratch scratch("virtual_vs_real_" + clock);
+    auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
+    apply_override(c, "run.epochs=1");
+    apply_override(c, "run.eval_every_rounds=10");
+    apply_override(c, "transport.latency_ms=2");
+    apply_override(c, "transport.uplink_mbit=20");
+    apply_override(c, "transport.downlink_mbit=20");
+    apply_override(c, "transport.clock=" + clock);
+    run_all(c, std::nullopt, std::nullopt, false);
+    for (int r = 0; r < 4; ++r) runs[clock].push_back(metrics_of(c, r));
+  }
+  for (int r = 0; r < 4; ++r) {
+    CAPTURE(r);
+    const auto& real = runs["real"][static_cast<std::size_t>(r)];
+    const auto& virt = runs["virtual"][static_cast<std::size_t>(r)];
+    REQUIRE(real.size() == virt.size());
+    int evals = 0;
+    for (std::size_t k = 0; k < real.size(); ++k) {
+      CAPTURE(k);
+      CHECK(real[k].at("clock") == "real");
+      CHECK(virt[k].at("clock") == "virtual");
+      CHECK(virt[k].at("wall_seconds").get<double>() > 0);
+      auto a = real[k], b = virt[k];
+      for (auto* j : {&a, &b})
+        for (const char* key : {"clock", "wall_seconds", "compute_seconds", "encode_seconds",
+                                "wait_seconds", "decode_seconds", "update_seconds"})
+          j->erase(key);
+      CHECK(a.dump() == b.dump());
+      if (a.contains("test_accuracy")) {
+        ++evals;
+        CHECK(a.at("round").get<std::uint64_t>() % 10 == 0);
+        CHECK(a.contains("test_accuracy_avg_model") == (r == 0));
+      }
+    }
+    CHECK(evals == 3);  // 31 rounds: after rounds 10, 20 and 30
+  }
+}
+
 TEST_CASE("dga: a stop reaches every peer through its ring calls, one hop a round") {
   // complete:8 has eccentricity 1 (a margin of 4 rounds for the exchange algorithms), but DGA
   // with D = 14 = 2(n − 1) makes one ring call a round, so a request needs 7 rounds to go round
@@ -528,115 +639,5 @@ TEST_CASE("dga: a stop reaches every peer through its ring calls, one hop a roun
     CHECK(s.rounds == 5 + 1 + 23);
     REQUIRE(s.divergence.has_value());
     CHECK(s.divergence->rank == 2);
-    namespace {
-
-    std::vector<nlohmann::json> metrics_of(const RunConfig& c, int rank) {
-      std::ifstream in(std::filesystem::path(c.output_dir()) /
-                       ("metrics-" + std::to_string(rank) + ".jsonl"));
-      std::vector<nlohmann::json> lines;
-      for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-      return lines;
-    }
-
-    // Nanoseconds a frame of `payload` bytes (plus the 64-byte header) takes at `mbit` Mbit/s, as
-    // the model rounds it (up to a whole nanosecond).
-    std::uint64_t wire_ns(std::size_t payload, double mbit) {
-      return static_cast<std::uint64_t>(std::ceil(
-          static_cast<double>(payload + net::kFrameHeaderSize) / (mbit * 1e6 / 8.0) * 1e9));
-    }
-
-    }  // namespace
-
-    TEST_CASE(
-        "virtual time equals the model's sum for a fixed compute time and known message sizes") {
-      // Every peer's clock: per round the fixed compute time, then the round's messages. D-PSGD on
-      // ring:2 sends one model per round (through the uplink, then the latency); the all-reduce on
-      // ring:3 takes 2(n-1) = 4 ring steps of d/3 floats each. The peers are symmetric, so each
-      // waits exactly that long. Evaluations (every 5 rounds) do not count.
-      struct Case {
-        const char* algorithm;
-        const char* ring;
-        const char* model;
-      };
-      for (const Case& k :
-           {Case{"dpsgd", "ring:2", "mlp"}, Case{"allreduce", "ring:3", "softmax"}}) {
-        const std::string algorithm = k.algorithm;
-        CAPTURE(algorithm);
-        const Scratch scratch("virtual_sum_" + algorithm);
-        auto c = small_config(scratch.dir().string(), algorithm, "identity");
-        apply_override(c, std::string("topology.file=\"") + k.ring + "\"");
-        apply_override(c, std::string("model.kind=") + k.model);
-        apply_override(c, "run.epochs=0.5");
-        apply_override(c, "run.eval_every_rounds=5");
-        apply_override(c, "transport.clock=virtual");
-        apply_override(c, "transport.compute_ms_per_round=7.5");
-        apply_override(c, "transport.latency_ms=20");
-        apply_override(c, "transport.uplink_mbit=5");
-        const auto params = run_all(c, std::nullopt, std::nullopt, false);
-        const std::size_t d = params[0].size();
-        const std::uint64_t compute = 7'500'000, latency = 20'000'000;
-        std::uint64_t per_round = 0;
-        if (algorithm == "dpsgd") {
-          per_round = compute + wire_ns(kernels::make_codec("identity")->wire_size(d), 5) + latency;
-        } else {
-          REQUIRE(d % 3 == 0);  // equal chunks: every step costs the same
-          per_round = compute + 4 * (wire_ns(d / 3 * 4, 5) + latency);
-        }
-        for (int r = 0; r < static_cast<int>(params.size()); ++r) {
-          CAPTURE(r);
-          const auto lines = metrics_of(c, r);
-          REQUIRE(!lines.empty());
-          for (const auto& j : lines) {
-            const auto round = j.at("round").get<std::uint64_t>();
-            CAPTURE(round);
-            CHECK(j.at("clock") == "virtual");
-            CHECK(std::llround(j.at("wall_seconds").get<double>() * 1e9) ==
-                  static_cast<long long>(round * per_round));
-          }
-        }
-      }
-    }
-
-    TEST_CASE("a run in virtual time has the metrics of the same run in real time but the times") {
-      // D-PSGD on ring:4 over an emulated 2 ms, 20 Mbit/s NIC network: real time sleeps through it,
-      // virtual time models it. The runs are deterministic, so losses, accuracies and bytes agree
-      // to the bit; only the times differ (and the clock says which). Evaluations every 10 rounds.
-      std::map<std::string, std::vector<std::vector<nlohmann::json>>> runs;
-      for (const std::string clock : {"real", "virtual"}) {
-        const Scratch scratch("virtual_vs_real_" + clock);
-        auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
-        apply_override(c, "run.epochs=1");
-        apply_override(c, "run.eval_every_rounds=10");
-        apply_override(c, "transport.latency_ms=2");
-        apply_override(c, "transport.uplink_mbit=20");
-        apply_override(c, "transport.downlink_mbit=20");
-        apply_override(c, "transport.clock=" + clock);
-        run_all(c, std::nullopt, std::nullopt, false);
-        for (int r = 0; r < 4; ++r) runs[clock].push_back(metrics_of(c, r));
-      }
-      for (int r = 0; r < 4; ++r) {
-        CAPTURE(r);
-        const auto& real = runs["real"][static_cast<std::size_t>(r)];
-        const auto& virt = runs["virtual"][static_cast<std::size_t>(r)];
-        REQUIRE(real.size() == virt.size());
-        int evals = 0;
-        for (std::size_t k = 0; k < real.size(); ++k) {
-          CAPTURE(k);
-          CHECK(real[k].at("clock") == "real");
-          CHECK(virt[k].at("clock") == "virtual");
-          CHECK(virt[k].at("wall_seconds").get<double>() > 0);
-          auto a = real[k], b = virt[k];
-          for (auto* j : {&a, &b})
-            for (const char* key : {"clock", "wall_seconds", "compute_seconds", "encode_seconds",
-                                    "wait_seconds", "decode_seconds", "update_seconds"})
-              j->erase(key);
-          CHECK(a.dump() == b.dump());
-          if (a.contains("test_accuracy")) {
-            ++evals;
-            CHECK(a.at("round").get<std::uint64_t>() % 10 == 0);
-            CHECK(a.contains("test_accuracy_avg_model") == (r == 0));
-          }
-        }
-        CHECK(evals == 3);  // 31 rounds: after rounds 10, 20 and 30
-      }
-    }
+  }
+}
