@@ -148,6 +148,11 @@ void add_settings(Fnv1a& h, const AlgorithmConfig& config, std::size_t d) {
   for (std::size_t s : config.tensor_sizes) h.add(static_cast<std::uint64_t>(s));
   h.add(config.seed);
   if (config.local_steps != 1) h.add(static_cast<std::uint64_t>(config.local_steps));
+  // Likewise the delay (DGA), only when not 0.
+  if (config.delay != 0) {
+    h.add(std::string_view("delay"));
+    h.add(static_cast<std::uint64_t>(config.delay));
+  }
 }
 
 bool valid_consensus_step(float step) {
@@ -193,6 +198,15 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
         fmt::format("momentum must be in [0, 1), got {}", config_.momentum));
   }
   if (config_.local_steps < 1) throw std::invalid_argument("local_steps must be at least 1, got 0");
+  if (config_.local_steps != 1 && !find_algorithm(config_.name).local_steps)
+    throw std::invalid_argument(fmt::format(
+        "{} does not take local steps (local_steps = {}): it corrects every round's direction; "
+        "use allreduce for local SGD",
+        config_.name, config_.local_steps));
+  if (config_.delay != 0 && config_.name != "dga")
+    throw std::invalid_argument(
+        fmt::format("delay = {} is a setting of dga (delayed gradient averaging), not of {}",
+                    config_.delay, config_.name));
   if (config_.quasi_global && config_.momentum == 0.0f) {
     throw std::invalid_argument("quasi_global momentum needs momentum > 0");
   }

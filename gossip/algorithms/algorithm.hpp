@@ -71,6 +71,10 @@ struct AlgorithmConfig {
   // with H > 1 averages the models on communication rounds instead of the gradients (local
   // SGD). H = 1 is every round (and leaves both hashes as they were without the setting).
   std::uint32_t local_steps = 1;
+  // DGA only (delayed gradient averaging): the all-reduce of round t's direction is applied in
+  // round t + D while the rounds between compute. D = 0 is all-reduce SGD. Enters both hashes
+  // only when not 0.
+  std::uint32_t delay = 0;
   // D-PSGD only: step(GradientFn) computes the gradient on a worker thread while this thread
   // encodes and exchanges x_i (both only read x_i). The gradient callback must then be safe to
   // run on another thread. Results are bit-identical either way, so it is not part of the config

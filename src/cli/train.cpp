@@ -279,8 +279,8 @@ int run_simulate(const TrainArgs& a) {
                                              c.seed, c.dirichlet_alpha);
   const auto model = runtime::model_layout(c, data.train);
   const auto optimum = runtime::known_optimum(c, data.train, shards);  // once for all peers
-  const auto [wire, fp32_wire] = runtime::message_bytes(c, model.size(), model.tensor_sizes());
-  const auto opts = stoppable_transport_options(c, std::max(wire, fp32_wire), true);
+  const auto opts = stoppable_transport_options(
+      c, runtime::max_payload_bytes(c, model.size(), model.tensor_sizes(), n), true);
   auto hub = std::make_shared<net::InprocHub>(topo);
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
@@ -392,13 +392,13 @@ int run_peer(const TrainArgs& a) {
   const auto shards = runtime::partition_all(data.train, runtime::parse_partition(c.partition), n,
                                              c.seed, c.dirichlet_alpha);
   const auto model = runtime::model_layout(c, data.train);
-  const auto [wire, fp32_wire] = runtime::message_bytes(c, model.size(), model.tensor_sizes());
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
   // The trainer's buffers go before the transport: safe because a transport holds a caller's
   // buffer only inside a call, and an exception out of one aborts it first (the zero-copy sends
   // are released or torn down before the exception reaches us).
-  auto options = stoppable_transport_options(c, std::max(wire, fp32_wire), false);
+  auto options = stoppable_transport_options(
+      c, runtime::max_payload_bytes(c, model.size(), model.tensor_sizes(), topo.size()), false);
   options.curve_secret_key = secret;
   net::ZmqTransport transport(topo, rank, std::move(options));
   runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);

@@ -65,6 +65,8 @@ const Key kKeys[] = {
      "consensus step multiplier at the same epochs (1: constant)"},
     {"algorithm.local_steps", &RunConfig::local_steps,
      "H: rounds t with (t + 1) mod H = 0 communicate, the others only step locally (1: all)"},
+    {"algorithm.delay", &RunConfig::delay,
+     "dga: rounds between a direction and the all-reduce of it that is applied (0: all-reduce)"},
     {"compression.codec", &RunConfig::codec, "codec spec, e.g. qsgd:s=3,scaled=true"},
     {"compression.granularity", &RunConfig::granularity, "model or layer"},
     {"model.kind", &RunConfig::model, "mlp or softmax"},
@@ -211,6 +213,10 @@ void check_values(const RunConfig& c, Where where) {
   if (c.batch_size < 1) fail("run.batch_size", "must be at least 1");
   if (c.log_every < 1) fail("run.log_every", "must be at least 1");
   if (c.local_steps < 1) fail("algorithm.local_steps", "must be at least 1");
+  if (c.delay < 0 || c.delay > 1000)
+    fail("algorithm.delay",
+         "must lie in [0, 1000] (each round in flight keeps two model-sized "
+         "buffers)");
   positive("algorithm.lr", c.lr);
   if (!(c.consensus_step > 0 && c.consensus_step <= 1))
     fail("algorithm.consensus_step", "must lie in (0, 1]");
@@ -287,6 +293,15 @@ void check_values(const RunConfig& c, Where where) {
   } catch (const std::invalid_argument& e) {
     fail("compression.codec", e.what());
   }
+  if (c.delay != 0 && algorithm->name != "dga")
+    fail("algorithm.delay",
+         fmt::format("is a setting of dga (delayed gradient averaging), not of {}; leave it at 0",
+                     algorithm->name));
+  if (c.local_steps != 1 && !algorithm->local_steps)
+    fail("algorithm.local_steps",
+         fmt::format("must be 1 with {}, which corrects every round's direction; use allreduce "
+                     "for local SGD",
+                     algorithm->name));
 }
 
 }  // namespace
@@ -331,6 +346,7 @@ std::uint64_t RunConfig::hash(Scope scope) const {
     if (!in_scope(k.path, scope)) continue;
     // Added after runs were checkpointed: left out at its default, so their hashes still hold.
     if (k.path == "algorithm.local_steps" && local_steps == 1) continue;
+    if (k.path == "algorithm.delay" && delay == 0) continue;
     for (unsigned char ch : fmt::format("{}={}\n", k.path, render(*this, k)))
       h = (h ^ ch) * 0x100000001b3ULL;
   }

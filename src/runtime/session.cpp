@@ -107,7 +107,14 @@ MessageBytes message_bytes(const RunConfig& c, std::size_t d,
           kernels::make_codec("identity")->wire_size(d)};
 }
 
-std::uint64_t stop_margin(const topology::Topology& topo, int local_steps) {
+std::size_t max_payload_bytes(const RunConfig& c, std::size_t d,
+                              const std::vector<std::size_t>& tensor_sizes, int peers) {
+  const auto [wire, fp32_wire] = message_bytes(c, d, tensor_sizes);
+  return std::max(
+      {wire, fp32_wire, algorithms::largest_payload(algorithm_config(c, tensor_sizes), d, peers)});
+}
+
+std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int delay) {
   const auto dist = topo.graph.distances_from(0);
   // A stop request rides on exchanges, one hop per exchange: with local steps H an exchange
   // comes every H rounds, so everything scales by H (the request made in round t leaves with
@@ -118,7 +125,12 @@ std::uint64_t stop_margin(const topology::Topology& topo, int local_steps) {
   const std::uint64_t exchanges = std::max<std::uint64_t>(
       2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2,
       topo.time_varying() ? topo.period() + 2 : 0);
-  return exchanges * static_cast<std::uint64_t>(std::max(local_steps, 1));
+  const std::uint64_t margin = exchanges * static_cast<std::uint64_t>(std::max(local_steps, 1));
+  // DGA rides on ring calls, one hop per call, and makes as few as one a round (none in its first
+  // rounds when the delay exceeds the ring's 2(n − 1) steps): n − 1 hops after at most D rounds.
+  if (delay > 0)
+    return std::max<std::uint64_t>(margin, static_cast<std::uint64_t>(topo.size() + delay + 1));
+  return margin;
 }
 
 algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,
@@ -135,6 +147,7 @@ algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,
   if (config.granularity == "layer") a.tensor_sizes = tensor_sizes;
   a.seed = config.seed;
   a.local_steps = static_cast<std::uint32_t>(config.local_steps);
+  a.delay = static_cast<std::uint32_t>(config.delay);
   return a;
 }
 

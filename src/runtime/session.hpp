@@ -70,12 +70,19 @@ struct MessageBytes {
 };
 MessageBytes message_bytes(const RunConfig& config, std::size_t d,
                            const std::vector<std::size_t>& tensor_sizes);
+// The largest payload a peer of the run may receive in one transport call (for
+// transport_options): one codec message of the model, an fp32 ring chunk, or what the algorithm
+// sends larger than both (algorithms::largest_payload: DGA's chunks of every reduction in flight,
+// DoubleSqueeze's forwarded chunk messages).
+std::size_t max_payload_bytes(const RunConfig& config, std::size_t d,
+                              const std::vector<std::size_t>& tensor_sizes, int peers);
 
 // Rounds between asking for a stop and the round before which every peer stops: a request
 // travels one hop per exchange, so it must outrun the diameter (at most twice any peer's
 // eccentricity), plus two, exchanges (on a time-varying topology at least its period plus two);
-// with local steps H an exchange every H rounds.
-std::uint64_t stop_margin(const topology::Topology& topo, int local_steps);
+// with local steps H an exchange every H rounds. DGA with a delay D > 0 (one ring call a round,
+// none in its first rounds) needs at least n + D + 1.
+std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int delay = 0);
 
 // The algorithm settings of a run config; `tensor_sizes` are used when
 // compression.granularity = "layer".

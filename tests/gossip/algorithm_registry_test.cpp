@@ -156,7 +156,7 @@ TEST_CASE("make_algorithm enforces each row's topology need") {
   // time-varying graph, and the refusal of every other row says why.
   for (const ga::AlgorithmInfo& a : ga::algorithm_registry()) {
     CAPTURE(a.name);
-    CHECK(a.time_varying == (a.name == "dpsgd" || a.name == "allreduce"));
+    CHECK(a.time_varying == (a.name == "dpsgd" || a.centralized));
     CHECK(ga::time_varying_refusal(a.name).empty() == a.time_varying);
   }
 }

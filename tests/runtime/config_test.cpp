@@ -283,3 +283,34 @@ TEST_CASE("algorithm.local_steps: default 1 leaves the hashes as they were; othe
   expect_error(kBase + "[algorithm]\nlocal_steps = 1.5\n",
                "run.toml:4: algorithm.local_steps must be an integer");
 }
+
+TEST_CASE("algorithm.delay: default 0 leaves the hashes as they were; dga only; no local steps") {
+  // The golden hashes of the local_steps case above: configs without the key keep them.
+  const std::string text =
+      "[topology]\nfile = \"ring:4\"\n[algorithm]\nname = \"choco-sgd\"\nlr = 0.05\n"
+      "consensus_step = 0.2\n[compression]\ncodec = \"qsgd:s=3\"\n[data]\ndataset = \"blobs\"\n";
+  const auto c = parse_run_config(text, "golden.toml", {"algorithm.delay=0"});
+  CHECK(c.delay == 0);
+  CHECK(c.hash(RunConfig::Scope::peers) == 0x76022783dd35d89cULL);
+  CHECK(c.hash(RunConfig::Scope::resume) == 0xf140b447ddfbaaafULL);
+  const auto d0 =
+      parse_run_config(text, "golden.toml", {"algorithm.name=dga", "compression.codec=identity"});
+  const auto d3 =
+      parse_run_config(text, "golden.toml",
+                       {"algorithm.name=dga", "compression.codec=identity", "algorithm.delay=3"});
+  CHECK(d3.delay == 3);
+  CHECK(d3.hash(RunConfig::Scope::peers) != d0.hash(RunConfig::Scope::peers));
+  CHECK(d3.hash(RunConfig::Scope::resume) != d0.hash(RunConfig::Scope::resume));
+  CHECK(d3.differences(d0, RunConfig::Scope::peers) ==
+        std::vector<std::string>{"algorithm.delay = 3 (there: 0)"});
+  expect_error(kBase + "[algorithm]\ndelay = 2\n",
+               "algorithm.delay is a setting of dga (delayed gradient averaging), not of");
+  expect_error(kBase + "[algorithm]\nname = \"dga\"\ndelay = 1001\n",
+               "run.toml:5: algorithm.delay must lie in [0, 1000]");
+  expect_error(kBase + "[algorithm]\nname = \"doublesqueeze\"\nlocal_steps = 2\n",
+               "algorithm.local_steps must be 1 with doublesqueeze");
+  expect_error(kBase + "[algorithm]\nname = \"dga\"\nlocal_steps = 2\n",
+               "algorithm.local_steps must be 1 with dga");
+  expect_error(kBase + "[algorithm]\nname = \"dga\"\n[compression]\ncodec = \"sign\"\n",
+               "but dga sums fp32 gradients");
+}

@@ -87,11 +87,14 @@ TEST_CASE("resume from a checkpoint continues to the same result as an uninterru
   for (auto [algorithm, codec] : {std::pair{"deepsqueeze", "qsgd:s=3,scaled=true"},
                                   {"choco-sgd", "topk:ratio=0.1"},
                                   {"dcd-psgd", "identity"},
-                                  {"dpsgd", "identity"}}) {
+                                  {"dpsgd", "identity"},
+                                  {"dga", "identity"},
+                                  {"doublesqueeze", "sign"}}) {
     const std::string name = algorithm;
     CAPTURE(name);
     const Scratch scratch("resume_" + name);  // a run folder for each algorithm
     auto c = small_config(scratch.dir().string(), algorithm, codec);
+    if (name == "dga") apply_override(c, "algorithm.delay=4");  // reductions in flight at 40
     // The schedule warms lr up over 15.5 rounds and changes lr and the consensus step at round
     // 31, both before the stop.
     apply_override(c, "algorithm.lr_warmup_epochs=0.5");
@@ -593,5 +596,48 @@ TEST_CASE("a run in virtual time has the metrics of the same run in real time bu
       }
     }
     CHECK(evals == 3);  // 31 rounds: after rounds 10, 20 and 30
+  }
+}
+
+TEST_CASE("dga: a stop reaches every peer through its ring calls, one hop a round") {
+  // complete:8 has eccentricity 1 (a margin of 4 rounds for the exchange algorithms), but DGA
+  // with D = 14 = 2(n − 1) makes one ring call a round, so a request needs 7 rounds to go round
+  // the ring: the margin is n + D + 1 = 23. Rank 2 diverges in round 5 and asks for round 29.
+  const Scratch scratch("dga-stop");
+  auto c = small_config(scratch.dir().string(), "dga", "identity");
+  apply_override(c, "topology.file=\"complete:8\"");
+  apply_override(c, "algorithm.delay=14");
+  apply_override(c, "run.epochs=4");
+  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+  const auto data = load_data(c);
+  const auto shards = partition_all(data.train, parse_partition(c.partition), 8, c.seed);
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  std::vector<PeerSummary> summaries(8);
+  std::vector<std::string> errors(8);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 8; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        net::TransportOptions o;
+        o.timeout = std::chrono::seconds(20);
+        net::InprocTransport t(hub, r, o);
+        PeerTrainer trainer(c, topo, r, t, data, shards);
+        REQUIRE(trainer.total_rounds() > 29);
+        TrainHooks hooks;
+        if (r == 2) hooks.nan_loss_round = 5;
+        summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 8; ++r) {
+    CAPTURE(r);
+    const auto& s = summaries[static_cast<std::size_t>(r)];
+    CHECK(errors[static_cast<std::size_t>(r)].empty());
+    CHECK(s.stopped_early);
+    CHECK(s.rounds == 5 + 1 + 23);
+    REQUIRE(s.divergence.has_value());
+    CHECK(s.divergence->rank == 2);
   }
 }
