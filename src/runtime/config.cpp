@@ -76,6 +76,8 @@ const Key kKeys[] = {
     {"transport.bandwidth_mbit", &RunConfig::bandwidth_mbit, "emulated bandwidth per link"},
     {"transport.receive_window", &RunConfig::receive_window,
      "neighbour messages in flight (0: all at once; 1: memory flat in the degree)"},
+    {"transport.io_threads", &RunConfig::io_threads,
+     "libzmq I/O threads of this peer (CURVE encryption runs in them)"},
     {"transport.secret_key_file", &RunConfig::secret_key_file,
      "this peer's CURVE secret key ({rank}: the rank; \"\": GOSSIP_SECRET_KEY_FILE)"},
 };
@@ -222,6 +224,11 @@ void check_values(const RunConfig& c, Where where) {
     fail("transport.latency_ms", fmt::format("must lie in [0, {:g}] milliseconds", kMaxSeconds));
   if (!(c.bandwidth_mbit == 0 || (c.bandwidth_mbit >= 1e-3 && c.bandwidth_mbit <= 1e9)))
     fail("transport.bandwidth_mbit", "must be 0 (unlimited) or lie in [0.001, 1e9] Mbit/s");
+  constexpr int kMaxIoThreads = 64;
+  if (c.io_threads < 1 || c.io_threads > kMaxIoThreads)
+    fail("transport.io_threads", fmt::format("must lie in [1, {}]", kMaxIoThreads));
+  // The transport refuses a negative window too, but only when it starts, without the key's name.
+  if (c.receive_window < 0) fail("transport.receive_window", "must be 0 or more");
   one_of("compression.granularity", c.granularity, {"model", "layer"});
   one_of("model.kind", c.model, {"mlp", "softmax"});
   one_of("data.dataset", c.dataset, {"fashion-mnist", "blobs", "least-squares", "logistic"});

@@ -55,6 +55,7 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.link.all.latency = std::chrono::nanoseconds(static_cast<long long>(c.latency_ms * 1e6));
   o.link.all.bandwidth_bytes_per_s = c.bandwidth_mbit * 1e6 / 8.0;
   o.receive_window = c.receive_window;
+  o.io_threads = c.io_threads;
   return o;
 }
 

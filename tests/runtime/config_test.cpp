@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "src/runtime/config.hpp"
+#include "src/runtime/session.hpp"
 #include "tests/common/scratch.hpp"
 
 using namespace gossip::runtime;
@@ -35,7 +36,7 @@ TEST_CASE("every key parses and the canonical text round-trips") {
                            "[algorithm]\nname = \"choco-sgd\"\nlr = 0.05\nconsensus_step = 0.2\n"
                            "lr_decay_epochs = [1, 2]\n[compression]\ncodec = \"topk:ratio=0.01\"\n"
                            "granularity = \"layer\"\n[model]\nhidden = [64, 32]\n"
-                           "[transport]\nlatency_ms = 5\n",
+                           "[transport]\nlatency_ms = 5\nio_threads = 3\n",
                        "run.toml");
   CHECK(c.name == "x");
   CHECK(c.seed == 7);
@@ -45,6 +46,8 @@ TEST_CASE("every key parses and the canonical text round-trips") {
   CHECK(c.lr_decay_epochs == std::vector<double>{1, 2});
   CHECK(c.hidden == std::vector<int>{64, 32});
   CHECK(c.latency_ms == 5.0);
+  CHECK(c.io_threads == 3);
+  CHECK(transport_options(c, 0).io_threads == 3);  // what the ZeroMQ transport is given
   const auto again = parse_run_config(c.to_toml(), "canonical.toml");
   CHECK(again.to_toml() == c.to_toml());
   CHECK(again.hash(RunConfig::Scope::peers) == c.hash(RunConfig::Scope::peers));
@@ -99,6 +102,9 @@ TEST_CASE("numbers must be finite and in range; the message names the --set or t
       {"transport.connect_timeout_s=nan", "transport.connect_timeout_s must lie in (0, 1e+06]"},
       {"transport.latency_ms=1e13", "transport.latency_ms must lie in [0, 1e+06] milliseconds"},
       {"transport.bandwidth_mbit=1e-300", "transport.bandwidth_mbit must be 0 (unlimited) or"},
+      {"transport.io_threads=0", "transport.io_threads must lie in [1, 64]"},
+      {"transport.io_threads=65", "transport.io_threads must lie in [1, 64]"},
+      {"transport.receive_window=-1", "transport.receive_window must be 0 or more"},
       {"data.alpha=inf", "data.alpha must be a positive, finite number"},
   };
   for (const auto& [set, why] : refused) {
@@ -155,7 +161,8 @@ TEST_CASE("the hashes: what peers share, what a checkpoint depends on, what neit
   for (const char* set :
        {"run.output=/tmp/other", "run.name=x", "run.log_every=7", "run.checkpoint_every=9",
         "data.path=/elsewhere", "data.test_limit=5", "transport.timeout_s=5",
-        "transport.latency_ms=3", "topology.file=\"other.toml\"", "run.device=cuda"}) {
+        "transport.latency_ms=3", "transport.io_threads=4", "topology.file=\"other.toml\"",
+        "run.device=cuda"}) {
     CAPTURE(set);
     CHECK(changed(set) == std::pair{false, false});
   }
