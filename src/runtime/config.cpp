@@ -227,8 +227,6 @@ void check_values(const RunConfig& c, Where where) {
   constexpr int kMaxIoThreads = 64;
   if (c.io_threads < 1 || c.io_threads > kMaxIoThreads)
     fail("transport.io_threads", fmt::format("must lie in [1, {}]", kMaxIoThreads));
-  // The transport refuses a negative window too, but only when it starts, without the key's name.
-  if (c.receive_window < 0) fail("transport.receive_window", "must be 0 or more");
   one_of("compression.granularity", c.granularity, {"model", "layer"});
   one_of("model.kind", c.model, {"mlp", "softmax"});
   one_of("data.dataset", c.dataset, {"fashion-mnist", "blobs", "least-squares", "logistic"});

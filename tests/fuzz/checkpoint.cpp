@@ -1,7 +1,7 @@
 // libFuzzer target for checkpoint files (format 04, src/runtime/trainer.cpp) and, inside them,
 // each algorithm's saved state (Algorithm::load): PeerTrainer::resume reads the fuzzer's file.
 //
-// Input: byte 0 picks the trainer (one per algorithm, each rank 0 of a 4-ring with a small MLP)
+// Input: byte 0 picks the trainer (one per algorithm, each rank 0 of a 4-path with a small MLP)
 // and, with bit 7, reseals the file: its last 4 bytes become the CRC32C of the rest, as the writer
 // makes them, so that the fuzzer reaches the fields behind the checksum. The rest is the file; it
 // is resumed at the round its header names, so the round check does not stop every input.
@@ -14,6 +14,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -84,9 +85,9 @@ struct World {
   World() {
     for (std::size_t i = 0; i < kTrainers; ++i) {
       auto t = std::make_unique<Trainer>();
-      t->config = gr::parse_run_config("[topology]\nfile = \"ring:4\"\n", "fuzz.toml");
+      t->config = gr::parse_run_config("[topology]\nfile = \"grid:4\"\n", "fuzz.toml");
       for (const std::string o : {"data.dataset=blobs", "data.train_limit=64", "data.test_limit=16",
-                                  "model.hidden=[3]", "algorithm.momentum=0.9"})
+                                  "model.hidden=[3]", "run.batch_size=8", "algorithm.momentum=0.9"})
         gr::apply_override(t->config, o);
       gr::apply_override(t->config, std::string("algorithm.name=") + kAlgorithms[i][0]);
       gr::apply_override(t->config, std::string("compression.codec=\"") + kAlgorithms[i][1] + "\"");
@@ -121,9 +122,9 @@ std::vector<char> read_all(const std::string& path) {
 // PeerTrainer::checkpoint writes it.
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   spdlog::set_level(spdlog::level::off);
+  auto& w = world();
   const char* dir = std::getenv("GOSSIP_FUZZ_SEED_DIR");
   if (!dir) return 0;
-  auto& w = world();
   for (std::size_t i = 0; i < kTrainers; ++i) {
     const auto file = read_all(w.trainers[i]->trainer->checkpoint());
     std::ofstream out(std::string(dir) + "/seed-" + std::to_string(i), std::ios::binary);
@@ -152,6 +153,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(file.data(), static_cast<std::streamsize>(file.size()));
   }
+  // Gone when the input is done: checkpoint() keeps only a peer's newest three checkpoints (by
+  // round), and files left by earlier inputs would make it delete the one it writes.
+  struct Remove {
+    std::string path;
+    ~Remove() { std::remove(path.c_str()); }
+  } remove{path};
   const std::uint64_t round_before = t.trainer->round();
   const std::vector<float> params_before(t.trainer->params().begin(), t.trainer->params().end());
   try {
@@ -164,7 +171,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   if (t.trainer->round() != round) violated("a loaded checkpoint did not set the round");
-  if (read_all(t.trainer->checkpoint()) != file)
+  if (const auto back = read_all(t.trainer->checkpoint()); back != file) {
+    const auto at = std::mismatch(back.begin(), back.end(), file.begin(), file.end());
+    std::fprintf(stderr, "written back: %zu bytes, read: %zu, first difference at byte %zu\n",
+                 back.size(), file.size(), static_cast<std::size_t>(at.first - back.begin()));
     violated("a loaded checkpoint is not written back byte for byte");
+  }
   return 0;
 }

@@ -104,7 +104,6 @@ TEST_CASE("numbers must be finite and in range; the message names the --set or t
       {"transport.bandwidth_mbit=1e-300", "transport.bandwidth_mbit must be 0 (unlimited) or"},
       {"transport.io_threads=0", "transport.io_threads must lie in [1, 64]"},
       {"transport.io_threads=65", "transport.io_threads must lie in [1, 64]"},
-      {"transport.receive_window=-1", "transport.receive_window must be 0 or more"},
       {"data.alpha=inf", "data.alpha must be a positive, finite number"},
   };
   for (const auto& [set, why] : refused) {
