@@ -3,26 +3,28 @@
 # clang, AddressSanitizer and UBSan (scripts/build-sanitized.sh), and runs each for a bounded
 # number of inputs or seconds from a seed corpus of valid inputs (real codec messages and frames,
 # the repository's topology files and run configs, real checkpoints), then prints one line per
-# target: inputs run, seconds, result. Exits 1 when a target found a crash, leak or sanitizer
+# target: inputs run, wall and CPU seconds, result. Exits 1 when a target found a crash, leak or sanitizer
 # report (its log and the input that did it are under BUILD/fuzz/), 77 when there is no clang
 # with libFuzzer (or, with --no-build, no targets in BUILD).
 #
-# Usage: scripts/fuzz.sh [--runs N | --seconds S] [--build DIR] [--no-build] [TARGET...]
+# Usage: scripts/fuzz.sh [--runs N] [--seconds S] [--build DIR] [--no-build] [TARGET...]
 #   --runs N     inputs per target (libFuzzer -runs)
-#   --seconds S  seconds per target (default 60; libFuzzer -max_total_time)
+#   --seconds S  seconds per target (default 60 without --runs; libFuzzer -max_total_time);
+#                with both, each target stops at whichever comes first
 #   --build DIR  build folder (default build-asan, shared with scripts/test.sh's sanitizer build)
 #   --no-build   use the targets already built in DIR (the meson test fuzz-smoke does)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 all=(decoder frame topology config checkpoint)
-limit=(-max_total_time=60)
+runs=()
+secs=()
 build="$root/build-asan"
 compile=1
 targets=()
 while (($#)); do
   case "$1" in
-    --runs) limit=(-runs="$2"); shift 2 ;;
-    --seconds) limit=(-max_total_time="$2"); shift 2 ;;
+    --runs) runs=(-runs="$2"); shift 2 ;;
+    --seconds) secs=(-max_total_time="$2"); shift 2 ;;
     --build) build="$(cd "$2" 2>/dev/null && pwd || echo "$2")"; shift 2 ;;
     --no-build) compile=0; shift ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
@@ -31,6 +33,8 @@ while (($#)); do
   esac
 done
 ((${#targets[@]})) || targets=("${all[@]}")
+((${#runs[@]} + ${#secs[@]})) || secs=(-max_total_time=60)
+limit=("${runs[@]}" "${secs[@]}")
 for t in "${targets[@]}"; do
   [[ " ${all[*]} " == *" $t "* ]] || { echo "fuzz.sh: unknown target $t (known: ${all[*]})" >&2; exit 2; }
 done
@@ -65,18 +69,20 @@ for t in "${targets[@]}"; do
   GOSSIP_FUZZ_SEED_DIR="$corpus" "$exe" -runs=0 "$corpus" >"$log.seed" 2>&1 || true
   start=$(date +%s.%N)
   rc=0
-  "$exe" "${limit[@]}" -max_len="${max_len[$t]}" -timeout=10 -rss_limit_mb=2048 \
+  /usr/bin/time -f "%U %S" -o "$log.cpu" "$exe" "${limit[@]}" -max_len="${max_len[$t]}" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/$t/" "$corpus" >"$log" 2>&1 || rc=$?
   secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
   inputs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  cpu=$(tail -1 "$log.cpu" 2>/dev/null | awk '{ printf "%.1f", $1 + $2 }')
   if ((rc == 0)); then
     result="ok"
   else
     result="FAILED (exit $rc): $(grep -m1 -E 'ERROR|runtime error|property violated|deadly signal' "$log" || echo "see log") -- $log"
     status=1
   fi
-  rows+=("$(printf '%-11s %13s %9s  %s' "$t" "${inputs:-?}" "$secs" "$result")")
+  rows+=("$(printf '%-11s %13s %9s %9s  %s' "$t" "${inputs:-?}" "$secs" "$cpu" "$result")")
 done
-printf '%-11s %13s %9s  %s\n' target inputs seconds result
+# seconds: wall clock; cpu: the fuzzer's CPU seconds (the rate on a machine shared with others)
+printf '%-11s %13s %9s %9s  %s\n' target inputs seconds cpu result
 printf '%s\n' "${rows[@]}"
 exit $status

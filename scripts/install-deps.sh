@@ -17,7 +17,7 @@ packages=(
 for arg in "$@"; do
   case "$arg" in
     --torch) packages+=(python3-torch) ;;
-    --sanitizers) packages+=(clang-14 libclang-rt-14-dev libomp-14-dev) ;;
+    --sanitizers) packages+=(clang-14 libclang-rt-14-dev libomp-14-dev time) ;;
     *) echo "install-deps: unknown option $arg" >&2; exit 2 ;;
   esac
 done
