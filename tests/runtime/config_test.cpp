@@ -107,7 +107,8 @@ TEST_CASE("numbers must be finite and in range; the message names the --set or t
       {"data.alpha=inf", "data.alpha must be a positive, finite number"},
   };
   for (const auto& [set, why] : refused) {
-    CAPTURE(set);
+    const std::string shown = set;  // CAPTURE's lambda: clang 14 captures no structured binding
+    CAPTURE(shown);
     CHECK_THROWS_WITH_AS(apply_override(c, set),
                          doctest::Contains(fmt::format("--set {}: {}", set, why).c_str()),
                          ConfigError);
