@@ -7,11 +7,12 @@
 # report (its log and the input that did it are under BUILD/fuzz/), 77 when there is no clang
 # with libFuzzer (or, with --no-build, no targets in BUILD).
 #
-# Usage: scripts/fuzz.sh [--runs N] [--seconds S] [--build DIR] [--no-build] [TARGET...]
+# Usage: scripts/fuzz.sh [--runs N] [--seconds S] [--build DIR] [--out DIR] [--no-build] [TARGET...]
 #   --runs N     inputs per target (libFuzzer -runs)
 #   --seconds S  seconds per target (default 60 without --runs; libFuzzer -max_total_time);
 #                with both, each target stops at whichever comes first
 #   --build DIR  build folder (default build-asan, shared with scripts/test.sh's sanitizer build)
+#   --out DIR    corpora, logs and crashing inputs (default BUILD/fuzz)
 #   --no-build   use the targets already built in DIR (the meson test fuzz-smoke does)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +20,7 @@ all=(decoder frame topology config checkpoint)
 runs=()
 secs=()
 build="$root/build-asan"
+work=""
 compile=1
 targets=()
 while (($#)); do
@@ -26,8 +28,9 @@ while (($#)); do
     --runs) runs=(-runs="$2"); shift 2 ;;
     --seconds) secs=(-max_total_time="$2"); shift 2 ;;
     --build) build="$(cd "$2" 2>/dev/null && pwd || echo "$2")"; shift 2 ;;
+    --out) work="$2"; shift 2 ;;
     --no-build) compile=0; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -57,7 +60,7 @@ done
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GOSSIP_SOURCE_ROOT="$root"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" ASAN_OPTIONS="detect_leaks=1"
 declare -A max_len=([decoder]=8192 [frame]=4096 [topology]=4096 [config]=4096 [checkpoint]=16384)
-work="$build/fuzz"
+work="${work:-$build/fuzz}"
 status=0
 rows=()
 for t in "${targets[@]}"; do
