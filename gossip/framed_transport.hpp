@@ -115,6 +115,10 @@ class FramedTransport : public Transport {
   // that closing does not wait out its linger for peers that never came. Must not throw.
   virtual void drop_queued() noexcept {}
 
+  // Checks one frame a backend read: kept for its call, a hello taken, or dropped and counted.
+  // Protected for the fuzz target (tests/fuzz/frame.cpp), which feeds frames without a backend.
+  void accept(Inbound&& in);
+
   spdlog::logger& log() const { return *log_; }
   // Counts what the backend refused below the level of frames (a connection that failed the CURVE
   // handshake), under the stranger connection `label`; logged as drop() logs.
@@ -166,7 +170,6 @@ class FramedTransport : public Transport {
   // Whether a scheduled frame may go to the caller now: in virtual time at once (the clock moves
   // to its ready time instead), in real time once CLOCK_MONOTONIC has reached it.
   bool due(const Stored& s) const;
-  void accept(Inbound&& in);
   // Returns false when the hello was dropped (garbage); fails on a configuration mismatch.
   bool check_hello(const Inbound& in, int from);
   // Counts a frame that failed a check under `why` and the connection it came on, and logs it

@@ -354,7 +354,7 @@ bool ZmqTransport::try_send(int to, const HeaderBytes& header, std::span<const s
                  &slots_[static_cast<std::size_t>(to)]);
     std::lock_guard lock(releases_.mutex);
     ++releases_.outstanding[static_cast<std::size_t>(to)];
-  } else {
+  } else if (!payload.empty()) {  // an empty span's data() may be null: body stays empty
     body.rebuild(payload.data(), payload.size());
   }
   // The remaining parts of a message whose first part was accepted are never refused.

@@ -611,7 +611,8 @@ class HostCodec final : public Codec, private CodecPlan {
   static std::uint64_t write_sparse(const std::vector<std::uint32_t>& idx, const float* x,
                                     std::byte* out) {
     const auto k = static_cast<std::int64_t>(idx.size());
-    std::memcpy(out, idx.data(), 4 * idx.size());
+    if (k > 0)
+      std::memcpy(out, idx.data(), 4 * idx.size());  // an empty vector's data() may be null
     std::byte* val = out + 4 * idx.size();
 #pragma omp parallel for schedule(static) if (k > 65536)
     for (std::int64_t e = 0; e < k; ++e)

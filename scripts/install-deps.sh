@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages gossip needs, skipping those already present.
 # Idempotent: safe to run on every build. Needs root (or sudo) only when something is missing.
-#   --torch   also python3-torch (1.13, CPU; ~750 MB, a few minutes): the Python package's torch
-#             tests and examples need it, the build does not (scripts/test.sh passes it).
+#   --torch       also python3-torch (1.13, CPU; ~750 MB, a few minutes): the Python package's
+#                 torch tests and examples need it, the build does not (scripts/test.sh passes it).
+#   --sanitizers  also clang-14 with libFuzzer and its sanitizer runtimes, for the sanitizer build
+#                 and the fuzz targets (scripts/build-sanitized.sh, scripts/fuzz.sh).
 set -euo pipefail
 
 packages=(
@@ -12,7 +14,13 @@ packages=(
   libopenblas-dev libomp-dev zlib1g-dev
   dataset-fashion-mnist gnuplot-nox python3 python3-numpy pybind11-dev
 )
-if [[ ${1:-} == --torch ]]; then packages+=(python3-torch); fi
+for arg in "$@"; do
+  case "$arg" in
+    --torch) packages+=(python3-torch) ;;
+    --sanitizers) packages+=(clang-14 libclang-rt-14-dev libomp-14-dev time) ;;
+    *) echo "install-deps: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -92,6 +92,8 @@ const Key kKeys[] = {
      "virtual clock: work per round in ms instead of the measured CPU time (0: measured)"},
     {"transport.receive_window", &RunConfig::receive_window,
      "neighbour messages in flight (0: all at once; 1: memory flat in the degree)"},
+    {"transport.io_threads", &RunConfig::io_threads,
+     "libzmq I/O threads of this peer (CURVE encryption runs in them)"},
     {"transport.secret_key_file", &RunConfig::secret_key_file,
      "this peer's CURVE secret key ({rank}: the rank; \"\": GOSSIP_SECRET_KEY_FILE)"},
 };
@@ -253,6 +255,9 @@ void check_values(const RunConfig& c, Where where) {
   if (c.compute_ms_per_round > 0 && c.clock != "virtual")
     fail("transport.compute_ms_per_round",
          "applies to the virtual clock only: set transport.clock = \"virtual\" too");
+  constexpr int kMaxIoThreads = 64;
+  if (c.io_threads < 1 || c.io_threads > kMaxIoThreads)
+    fail("transport.io_threads", fmt::format("must lie in [1, {}]", kMaxIoThreads));
   one_of("compression.granularity", c.granularity, {"model", "layer"});
   one_of("model.kind", c.model, {"mlp", "softmax"});
   one_of("data.dataset", c.dataset, {"fashion-mnist", "blobs", "least-squares", "logistic"});

@@ -72,6 +72,7 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.virtual_time = c.clock == "virtual";
   o.virtual_cpu = c.compute_ms_per_round == 0;
   o.receive_window = c.receive_window;
+  o.io_threads = c.io_threads;
   return o;
 }
 

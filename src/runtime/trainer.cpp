@@ -362,7 +362,7 @@ std::optional<std::string> PeerTrainer::checkpoint_problem(const std::string& pa
   if (size < sizeof magic + kChecksumBytes)
     return fmt::format("{}: truncated ({} bytes)", path, size);
   std::uint32_t crc = kernels::crc32c(std::as_bytes(std::span(magic)));
-  std::vector<char> chunk(1 << 20);
+  std::vector<char> chunk(static_cast<std::size_t>(std::min<std::uintmax_t>(size, 1 << 20)));
   for (std::uintmax_t left = size - sizeof magic - kChecksumBytes; left > 0;) {
     const auto n = static_cast<std::size_t>(std::min<std::uintmax_t>(left, chunk.size()));
     if (!in.read(chunk.data(), static_cast<std::streamsize>(n)))

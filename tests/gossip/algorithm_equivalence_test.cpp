@@ -240,8 +240,9 @@ TEST_CASE("RelaySum: both ends of every tree edge hold the same relayed sums, bi
                                                         {"grid:6", "fp16"},
                                                         {"star:6", "identity"},
                                                         {"star:6", "qsgd:s=3,scaled=true"}}) {
-    CAPTURE(spec);
-    CAPTURE(codec);
+    const std::string shown =
+        spec + " " + codec;  // CAPTURE's lambda: clang 14 captures no structured binding
+    CAPTURE(shown);
     const auto topo = gt::make_topo(spec);
     const auto n = static_cast<std::size_t>(topo.size());
     const gt::DiagonalQuadratic problem(topo.size(), 300, 4);

@@ -68,7 +68,9 @@ ga::AlgorithmConfig full_config(std::string name) {
 }
 
 bool bit_equal(std::span<const float> a, std::span<const float> b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
+  // Empty spans: data() may be null, which memcmp must not be given even for 0 bytes.
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size_bytes()) == 0);
 }
 
 // A transport for one peer of a 2-peer topology whose "neighbour" sends back a fixed message of

@@ -134,8 +134,9 @@ TEST_CASE("CURVE: a run with keys gives the models of one without, bit for bit")
   for (const auto& [spec, name, codec] :
        {std::tuple{"ring:4", "dpsgd", "fp16"}, std::tuple{"torus:2x3", "choco-sgd", "qsgd:s=3"},
         std::tuple{"ring:3", "allreduce", "identity"}}) {
-    CAPTURE(spec);
-    CAPTURE(name);
+    const std::string shown = std::string(spec) + " " +
+                              name;  // CAPTURE's lambda: clang 14 captures no structured binding
+    CAPTURE(shown);
     std::vector<gn::SecretKey> secrets;
     const auto keyed = keyed_topology(spec, secrets);
     auto plain = keyed;

@@ -118,7 +118,8 @@ Result run(const Codec& c, const std::vector<float>& x, const RngKey& key) {
 }
 
 bool same(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), 4 * a.size()) == 0;
+  // Empty vectors: data() may be null, which memcmp must not be given even for 0 bytes.
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), 4 * a.size()) == 0);
 }
 
 const char* const kSpecs[] = {

@@ -81,7 +81,8 @@ TEST_CASE("bench exchange: sizes and timeouts out of range are refused before an
         std::pair{"--timeout nan", "--timeout: Value nan not in range 0.001 to 1e6 seconds"},
         std::pair{"--timeout 1e300", "--timeout: Value 1e300 not in range"},
         std::pair{"--timeout 0", "--timeout: Value 0 not in range"}}) {
-    CAPTURE(arg);
+    const std::string shown = arg;  // CAPTURE's lambda: clang 14 captures no structured binding
+    CAPTURE(shown);
     const auto r = run_cli(base + arg);
     CHECK(r.code != 0);
     CHECK_MESSAGE(r.err.find(message) != std::string::npos, r.err);

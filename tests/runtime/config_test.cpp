@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "src/runtime/config.hpp"
+#include "src/runtime/session.hpp"
 #include "tests/common/scratch.hpp"
 
 using namespace gossip::runtime;
@@ -35,7 +36,7 @@ TEST_CASE("every key parses and the canonical text round-trips") {
                            "[algorithm]\nname = \"choco-sgd\"\nlr = 0.05\nconsensus_step = 0.2\n"
                            "lr_decay_epochs = [1, 2]\n[compression]\ncodec = \"topk:ratio=0.01\"\n"
                            "granularity = \"layer\"\n[model]\nhidden = [64, 32]\n"
-                           "[transport]\nlatency_ms = 5\n",
+                           "[transport]\nlatency_ms = 5\nio_threads = 3\n",
                        "run.toml");
   CHECK(c.name == "x");
   CHECK(c.seed == 7);
@@ -45,6 +46,8 @@ TEST_CASE("every key parses and the canonical text round-trips") {
   CHECK(c.lr_decay_epochs == std::vector<double>{1, 2});
   CHECK(c.hidden == std::vector<int>{64, 32});
   CHECK(c.latency_ms == 5.0);
+  CHECK(c.io_threads == 3);
+  CHECK(transport_options(c, 0).io_threads == 3);  // what the ZeroMQ transport is given
   const auto again = parse_run_config(c.to_toml(), "canonical.toml");
   CHECK(again.to_toml() == c.to_toml());
   CHECK(again.hash(RunConfig::Scope::peers) == c.hash(RunConfig::Scope::peers));
@@ -107,10 +110,13 @@ TEST_CASE("numbers must be finite and in range; the message names the --set or t
       {"transport.compute_ms_per_round=5",
        "transport.compute_ms_per_round applies to the virtual clock only"},
       {"run.eval_every_rounds=-3", "run.eval_every_rounds must lie in 0..1e9"},
+      {"transport.io_threads=0", "transport.io_threads must lie in [1, 64]"},
+      {"transport.io_threads=65", "transport.io_threads must lie in [1, 64]"},
       {"data.alpha=inf", "data.alpha must be a positive, finite number"},
   };
   for (const auto& [set, why] : refused) {
-    CAPTURE(set);
+    const std::string shown = set;  // CAPTURE's lambda: clang 14 captures no structured binding
+    CAPTURE(shown);
     CHECK_THROWS_WITH_AS(apply_override(c, set),
                          doctest::Contains(fmt::format("--set {}: {}", set, why).c_str()),
                          ConfigError);
@@ -164,7 +170,8 @@ TEST_CASE("the hashes: what peers share, what a checkpoint depends on, what neit
        {"run.output=/tmp/other", "run.name=x", "run.log_every=7", "run.checkpoint_every=9",
         "data.path=/elsewhere", "data.test_limit=5", "transport.timeout_s=5",
         "transport.latency_ms=3", "transport.uplink_mbit=5", "transport.downlink_mbit=5",
-        "transport.clock=virtual", "topology.file=\"other.toml\"", "run.device=cuda"}) {
+        "transport.clock=virtual", "transport.io_threads=4", "topology.file=\"other.toml\"",
+        "run.device=cuda"}) {
     CAPTURE(set);
     CHECK(changed(set) == std::pair{false, false});
   }

@@ -310,7 +310,8 @@ TEST_CASE("endpoints: tcp with a host and a port in 1..65535, ipc with an absolu
       {"udp://127.0.0.1:29500", "must start with tcp:// or ipc://"},
   };
   for (const auto& [endpoint, message] : bad) {
-    CAPTURE(std::string(endpoint));
+    const std::string shown(endpoint);  // CAPTURE's lambda: clang 14 captures no structured binding
+    CAPTURE(shown);
     expect_error(two_peers("ipc:///tmp/ok", endpoint), 6,
                  "endpoint '" + std::string(endpoint) + "' " + message);
   }
@@ -338,7 +339,8 @@ TEST_CASE("a repeated endpoint is found however it is spelled") {
       {"ipc:///tmp/p.sock", "ipc:///tmp/./x/../p.sock"},
   };
   for (const auto& [a, b] : same) {
-    CAPTURE(std::string(b));
+    const std::string shown(b);  // CAPTURE's lambda: clang 14 captures no structured binding
+    CAPTURE(shown);
     expect_error(two_peers(a, b), 6,
                  "endpoint '" + std::string(b) + "' is the same socket as '" + a + "' (line 1)");
   }
@@ -347,7 +349,8 @@ TEST_CASE("a repeated endpoint is found however it is spelled") {
                              std::pair{"tcp://127.0.0.1:29500", "tcp://[::1]:29500"},
                              std::pair{"tcp://127.0.0.2:29500", "tcp://localhost:29500"},
                              std::pair{"ipc:///tmp/p.sock", "ipc:///tmp/q.sock"}}) {
-    CAPTURE(std::string(b));
+    const std::string shown(b);  // CAPTURE's lambda: clang 14 captures no structured binding
+    CAPTURE(shown);
     CHECK(parse_topology(two_peers(a, b), "t.toml").size() == 2);
   }
 }

@@ -1,4 +1,4 @@
-// libFuzzer target for the codec decoders (built by scripts/fuzz-decoder.sh with clang).
+// libFuzzer target for the codec decoders (tests/fuzz/meson.build; scripts/fuzz.sh runs it).
 // Input: byte 0 picks the codec and whether to re-seal the checksum (so the fuzzer also reaches
 // the payload decoding, not only the checksum check); the rest is the message. The output length
 // is the header's element count (capped), so length checks pass and payloads get decoded.
