@@ -454,10 +454,10 @@ std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Tr
     // mixing weights compute it), but that combination fails its exact-averaging test: refused
     // until it passes.
     if (config.local_steps > 1)
-      throw std::invalid_argument(fmt::format(
-          "local_steps = {} on the time-varying topology {} is not supported yet: use "
-          "local_steps = 1 there, or a static topology",
-          config.local_steps, topology.description));
+      throw std::invalid_argument(
+          fmt::format("local_steps = {} on the time-varying topology {} is not supported yet: use "
+                      "local_steps = 1 there, or a static topology",
+                      config.local_steps, topology.description));
     if (const auto why = time_varying_refusal(algorithm.name); !why.empty())
       throw std::invalid_argument(
           fmt::format("{} cannot run on the time-varying topology {}: {}; use dpsgd (or a static "

@@ -72,9 +72,7 @@ class GossipAlgorithm : public Algorithm {
   const std::vector<float>& round_weights() const { return weights_[phase() % weights_.size()]; }
   // Which W^(t) of a time-varying schedule this round mixes with: one per exchange, so with
   // local steps H the phase advances every H rounds (as the transport's send_to/receive_from).
-  std::uint64_t phase() const {
-    return round_ / std::max<std::uint64_t>(config_.local_steps, 1);
-  }
+  std::uint64_t phase() const { return round_ / std::max<std::uint64_t>(config_.local_steps, 1); }
 
   std::unique_ptr<SpaceCodec> codec_;  // keeps this round's message for the own-decode
   // Per round of the topology's period (one on a static topology): W_ij for j in

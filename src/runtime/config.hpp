@@ -85,7 +85,7 @@ struct RunConfig {
   // thread's measured CPU time (a faster device); 0: measured.
   double compute_ms_per_round = 0.0;
   int receive_window = 0;  // neighbour messages in flight per peer; 0: all at once
-  int io_threads = 1;  // libzmq I/O threads of this peer (CURVE encrypts in them)
+  int io_threads = 1;      // libzmq I/O threads of this peer (CURVE encrypts in them)
   // This peer's CURVE secret key file ("{rank}" becomes the rank); "" : GOSSIP_SECRET_KEY_FILE,
   // if set. Needed exactly when the topology has public keys (session.hpp, curve_secret_key).
   std::string secret_key_file;
