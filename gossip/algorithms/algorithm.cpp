@@ -450,14 +450,6 @@ std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Tr
                                           std::span<const float> x0) {
   const AlgorithmInfo& algorithm = find_algorithm(config.name);
   if (topology.time_varying()) {
-    // The schedule is meant to advance one phase per exchange (round / H, as send_to and the
-    // mixing weights compute it), but that combination fails its exact-averaging test: refused
-    // until it passes.
-    if (config.local_steps > 1)
-      throw std::invalid_argument(
-          fmt::format("local_steps = {} on the time-varying topology {} is not supported yet: use "
-                      "local_steps = 1 there, or a static topology",
-                      config.local_steps, topology.description));
     if (const auto why = time_varying_refusal(algorithm.name); !why.empty())
       throw std::invalid_argument(
           fmt::format("{} cannot run on the time-varying topology {}: {}; use dpsgd (or a static "
@@ -606,12 +598,14 @@ GossipAlgorithm::GossipAlgorithm(const AlgorithmConfig& config, net::Transport& 
                                  const topology::Topology& topology, std::span<const float> x0)
     : Algorithm(config, transport, topology, x0),
       codec_(space().make_codec(config.codec, config.tensor_sizes, x_.size())) {
-  // One set of weights per round of the period (one on a static topology).
+  // One set of weights per phase of the period (one on a static topology), in the order the
+  // transport hands the phase's messages over (the topology's, which the transport follows; not
+  // transport.receive_from(t), whose argument is a round number, t / H phases in).
   for (std::size_t t = 0; t < topology.period(); ++t) {
     const topology::MixingRows& w = topology.mixing(t);
     self_weights_.push_back(static_cast<float>(topology::row_weight(w, rank_, rank_)));
     auto& row = weights_.emplace_back();
-    for (int j : transport.receive_from(t))
+    for (int j : topology.receive_from(rank_, t))
       row.push_back(static_cast<float>(topology::row_weight(w, rank_, j)));
   }
 }
