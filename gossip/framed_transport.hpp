@@ -118,6 +118,8 @@ class FramedTransport : public Transport {
   // Checks one frame a backend read: kept for its call, a hello taken, or dropped and counted.
   // Protected for the fuzz target (tests/fuzz/frame.cpp), which feeds frames without a backend.
   void accept(Inbound&& in);
+  // Frames kept for a later call: counted as received only when a call takes or drops them.
+  std::size_t frames_held() const { return pending_.size(); }
 
   spdlog::logger& log() const { return *log_; }
   // Counts what the backend refused below the level of frames (a connection that failed the CURVE
