@@ -444,6 +444,43 @@ TEST_CASE("a diverging run stops every peer within a few rounds and says so") {
   CHECK(stop < total);
 }
 
+// Every peer of `c` as a thread over one in-process hub, the training loss of rank `rank` made
+// NaN in round `round` (TrainHooks::nan_loss_round): each peer's summary and error text (""
+// when none), and the rounds the run was to take.
+struct DivergedRun {
+  std::vector<PeerSummary> summaries;
+  std::vector<std::string> errors;
+  std::uint64_t total_rounds = 0;
+};
+DivergedRun run_diverging(const RunConfig& c, int rank, std::uint64_t round) {
+  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+  const auto data = load_data(c);
+  const int n = topo.size();
+  const auto shards = partition_all(data.train, parse_partition(c.partition), n, c.seed);
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  DivergedRun out;
+  out.summaries.resize(static_cast<std::size_t>(n));
+  out.errors.resize(static_cast<std::size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        net::TransportOptions o;
+        o.timeout = std::chrono::seconds(20);
+        net::InprocTransport t(hub, r, o);
+        PeerTrainer trainer(c, topo, r, t, data, shards);
+        if (r == 0) out.total_rounds = trainer.total_rounds();
+        TrainHooks hooks;
+        if (r == rank) hooks.nan_loss_round = round;
+        out.summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
+      } catch (const std::exception& e) {
+        out.errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return out;
+}
+
 TEST_CASE("local steps: a stop asked for in a local round reaches every peer through exchanges") {
   // H = 4: only rounds 3, 7, 11, ... exchange, so the stop request of rank 2's divergence in
   // round 5 leaves with round 7's frames; the margin is H times that of ring:4 (6), 24 rounds.
@@ -452,32 +489,11 @@ TEST_CASE("local steps: a stop asked for in a local round reaches every peer thr
     const Scratch scratch("local-steps-stop");
     auto c = small_config(scratch.dir().string(), algorithm, "identity");
     apply_override(c, "algorithm.local_steps=4");
-    const auto topo = topology::make_topology(topology::parse_spec(c.topology));
-    const auto data = load_data(c);
-    const auto shards = partition_all(data.train, parse_partition(c.partition), 4, c.seed);
-    auto hub = std::make_shared<net::InprocHub>(topo);
-    std::vector<PeerSummary> summaries(4);
-    std::vector<std::string> errors(4);
-    std::vector<std::thread> threads;
-    for (int r = 0; r < 4; ++r)
-      threads.emplace_back([&, r] {
-        try {
-          net::TransportOptions o;
-          o.timeout = std::chrono::seconds(20);
-          net::InprocTransport t(hub, r, o);
-          PeerTrainer trainer(c, topo, r, t, data, shards);
-          TrainHooks hooks;
-          if (r == 2) hooks.nan_loss_round = 5;
-          summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
-        } catch (const std::exception& e) {
-          errors[static_cast<std::size_t>(r)] = e.what();
-        }
-      });
-    for (auto& t : threads) t.join();
+    const auto run = run_diverging(c, 2, 5);
     for (int r = 0; r < 4; ++r) {
       CAPTURE(r);
-      const auto& s = summaries[static_cast<std::size_t>(r)];
-      CHECK(errors[static_cast<std::size_t>(r)].empty());
+      const auto& s = run.summaries[static_cast<std::size_t>(r)];
+      CHECK(run.errors[static_cast<std::size_t>(r)].empty());
       CHECK(s.stopped_early);
       CHECK(s.rounds == 5 + 1 + 24);  // every peer before the same round
       REQUIRE(s.divergence.has_value());
@@ -608,33 +624,12 @@ TEST_CASE("dga: a stop reaches every peer through its ring calls, one hop a roun
   apply_override(c, "topology.file=\"complete:8\"");
   apply_override(c, "algorithm.delay=14");
   apply_override(c, "run.epochs=4");
-  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
-  const auto data = load_data(c);
-  const auto shards = partition_all(data.train, parse_partition(c.partition), 8, c.seed);
-  auto hub = std::make_shared<net::InprocHub>(topo);
-  std::vector<PeerSummary> summaries(8);
-  std::vector<std::string> errors(8);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 8; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        net::TransportOptions o;
-        o.timeout = std::chrono::seconds(20);
-        net::InprocTransport t(hub, r, o);
-        PeerTrainer trainer(c, topo, r, t, data, shards);
-        REQUIRE(trainer.total_rounds() > 29);
-        TrainHooks hooks;
-        if (r == 2) hooks.nan_loss_round = 5;
-        summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
-      } catch (const std::exception& e) {
-        errors[static_cast<std::size_t>(r)] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
+  const auto run = run_diverging(c, 2, 5);
+  REQUIRE(run.total_rounds > 29);
   for (int r = 0; r < 8; ++r) {
     CAPTURE(r);
-    const auto& s = summaries[static_cast<std::size_t>(r)];
-    CHECK(errors[static_cast<std::size_t>(r)].empty());
+    const auto& s = run.summaries[static_cast<std::size_t>(r)];
+    CHECK(run.errors[static_cast<std::size_t>(r)].empty());
     CHECK(s.stopped_early);
     CHECK(s.rounds == 5 + 1 + 23);
     REQUIRE(s.divergence.has_value());
