@@ -74,6 +74,14 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
   if (options_.receive_window < 0) {
     throw std::invalid_argument("transport: receive_window must be >= 0");
   }
+  if (options_.exchange_lag > 0 && options_.receive_window > 0) {
+    // A credit asks for the message of the round being received, sent exchange_lag exchanges
+    // before: credits cannot pace overlapped exchanges.
+    throw std::invalid_argument(fmt::format(
+        "transport: overlapped exchanges (exchange lag {}) cannot be paced by a receive window "
+        "({}): set the receive window to 0",
+        options_.exchange_lag, options_.receive_window));
+  }
   hello_payload_ = encode_hello(
       {topology_hash_, options_.run_hash, static_cast<std::uint32_t>(size_),
        static_cast<std::uint32_t>(rank_), static_cast<std::uint32_t>(options_.receive_window),
@@ -115,14 +123,26 @@ std::uint64_t FramedTransport::rounds_ahead(FrameKind kind) const {
   // round t: its exchange frames and credits are at most one round past ours. A ring frame of
   // rank-1 may come from a peer whose exchanges ran up to its graph distance to us (< n) ahead,
   // plus the round numbers the runtime skips around its all-reduces. With local steps every
-  // exchange is exchange_interval_ round numbers past the last one.
-  return (kind == FrameKind::ring ? static_cast<std::uint64_t>(size_) + 2 : 1) * exchange_interval_;
+  // exchange is exchange_interval_ round numbers past the last one. With a lag τ a neighbour
+  // finishes exchange e with our message of e − τ: its exchange frames are up to 1 + τ exchanges
+  // past ours, and every hop of the graph distance in a ring frame's bound too.
+  const std::uint64_t reach = 1 + exchange_lag();
+  switch (kind) {
+    case FrameKind::ring:
+      return (static_cast<std::uint64_t>(size_) + 2) * reach * exchange_interval_;
+    case FrameKind::exchange:
+      return reach * exchange_interval_;
+    default:
+      return exchange_interval_;
+  }
 }
 
 void FramedTransport::set_exchange_interval(std::uint64_t rounds) {
   if (rounds == 0) throw std::invalid_argument("exchange interval must be at least 1 round");
   exchange_interval_ = rounds;
 }
+
+
 
 bool FramedTransport::too_far_ahead(FrameKind kind, std::uint64_t round) const {
   return latest_round_ && round > *latest_round_ && round - *latest_round_ > rounds_ahead(kind);
@@ -504,9 +524,8 @@ void FramedTransport::accept(Inbound&& in) {
                            conn());
       });
     }
-    if ((last_exchange_ && h.round <= *last_exchange_) ||
-        (exchange_at_ && h.round < *exchange_at_)) {
-      return stale(fmt::format("round {}", *exchange_at_));
+    if ((received_ && h.round <= *received_) || (receive_at_ && h.round < *receive_at_)) {
+      return stale(fmt::format("round {}", *receive_at_));
     }
   } else {
     const int prev = (rank_ + size_ - 1) % size_;
@@ -538,10 +557,13 @@ void FramedTransport::accept(Inbound&& in) {
     return drop(in, DropReason::duplicate,
                 [&] { return fmt::format("duplicate {} frame from {}", at(), conn()); });
   }
-  // A neighbour's exchange frames: at most this round's and the next; ring frames: rank-1 can be
-  // up to n - 1 steps into an all-reduce ahead of us, over at most a few round numbers.
+  // A neighbour's exchange frames: at most this round's and the next (with a lag τ: the τ in
+  // flight towards this one, this one and 1 + τ ahead); ring frames: rank-1 can be up to n - 1
+  // steps into an all-reduce ahead of us, over at most a few round numbers.
   auto& kept = h.kind == FrameKind::ring ? kept_ring_[f] : kept_exchange_[f];
-  if (too_many(kept, h.kind == FrameKind::ring ? 2 * static_cast<std::uint32_t>(size_) + 2 : 2)) {
+  const auto reach = static_cast<std::uint32_t>(1 + exchange_lag());
+  if (too_many(kept, h.kind == FrameKind::ring ? (2 * static_cast<std::uint32_t>(size_) + 2) * reach
+                                               : 2 * reach)) {
     return;
   }
   if (h.stop_in > 0) request_stop(h.round + h.stop_in);
@@ -686,37 +708,76 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
 
 const std::vector<std::span<const std::byte>>& FramedTransport::exchange(
     std::uint64_t round, std::span<const std::byte> payload) {
-  exchange_impl(round, payload, nullptr);
+  exchange_impl(round, payload, round, nullptr);
   return views_;
 }
 
 void FramedTransport::exchange_each(std::uint64_t round, std::span<const std::byte> payload,
                                     const MessageFn& on_message) {
-  exchange_impl(round, payload, &on_message);
+  exchange_impl(round, payload, round, &on_message);
+}
+
+void FramedTransport::exchange_lagged(std::uint64_t round, std::span<const std::byte> payload,
+                                      std::optional<std::uint64_t> receive_round,
+                                      const MessageFn& on_message) {
+  if (receive_round &&
+      (*receive_round > round || round - *receive_round > exchange_lag() * exchange_interval_)) {
+    throw std::invalid_argument(fmt::format(
+        "rank {}: exchange of round {} receives round {}: at most {} exchanges of {} rounds back "
+        "(TransportOptions::exchange_lag)",
+        rank_, round, *receive_round, exchange_lag(), exchange_interval_));
+  }
+  exchange_impl(round, payload, receive_round, &on_message);
+}
+
+void FramedTransport::resend(std::uint64_t round, std::span<const std::byte> payload) {
+  if (last_exchange_) {
+    throw TransportError(fmt::format(
+        "rank {}: resend of round {} after the exchange of round {}: only a resumed peer re-sends, "
+        "before its first exchange",
+        rank_, round, *last_exchange_));
+  }
+  if (last_resend_ && round <= *last_resend_) {
+    throw TransportError(fmt::format("rank {}: resend of round {} after round {}: rounds must grow",
+                                     rank_, round, *last_resend_));
+  }
+  exchange_impl(round, payload, std::nullopt, nullptr, true);
+  last_resend_ = round;
 }
 
 void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::byte> payload,
-                                    const MessageFn* on_message) {
+                                    std::optional<std::uint64_t> receive,
+                                    const MessageFn* on_message, bool replay) {
   handshake();
   if (last_exchange_ && round <= *last_exchange_) {
     throw TransportError(
         fmt::format("rank {}: exchange of round {} after round {}: rounds must grow", rank_, round,
                     *last_exchange_));
   }
+  if (receive && received_ && *receive <= *received_) {
+    throw TransportError(
+        fmt::format("rank {}: exchange receiving round {} after round {}: rounds must grow", rank_,
+                    *receive, *received_));
+  }
   const CallGuard guard(*this, FrameKind::exchange, round, 0);
-  enter_round(round);
-  exchange_at_ = round;
-  // Frames and credits kept for rounds before this one can never be used: rounds of calls only
-  // grow (a peer's frame of round 3 kept during the handshake while our first call is round 5).
-  for (auto it = pending_.lower_bound(Key{FrameKind::exchange, 0, 0u, 0});
-       it != pending_.end() && std::get<0>(it->first) == FrameKind::exchange &&
-       std::get<1>(it->first) < round;) {
-    const auto [kind, r, step, from] = it->first;
-    take_pending(it++);
-    note_drop(from, {}, DropReason::stale, [&, r = r, from = from] {
-      return fmt::format("stale exchange frame of round {} from {}: our round is {}", r,
-                         peer_name(from), round);
-    });
+  if (!replay) {
+    enter_round(round);
+    exchange_at_ = round;
+  }
+  if (receive) {
+    receive_at_ = *receive;
+    // Frames kept for rounds before the one received can never be used: rounds of calls only
+    // grow (a peer's frame of round 3 kept during the handshake while our first call is round 5).
+    for (auto it = pending_.lower_bound(Key{FrameKind::exchange, 0, 0u, 0});
+         it != pending_.end() && std::get<0>(it->first) == FrameKind::exchange &&
+         std::get<1>(it->first) < *receive;) {
+      const auto [kind, r, step, from] = it->first;
+      take_pending(it++);
+      note_drop(from, {}, DropReason::stale, [&, r = r, from = from] {
+        return fmt::format("stale exchange frame of round {} from {}: our round is {}", r,
+                           peer_name(from), *receive);
+      });
+    }
   }
   for (auto it = credits_.begin(); it != credits_.end() && it->first < round;) {
     const auto [r, from] = *it;
@@ -738,11 +799,13 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
   auto& asked = round_asked_;
   auto& got = round_got_;
   auto& blocked = round_blocked_;
+  // A call that only sends (an overlapped exchange before its first receive) has nothing to get.
   sent.assign(deg, 0);
   asked.assign(deg, paced ? 0 : 1);
-  got.assign(deg, 0);
+  got.assign(deg, receive ? 0 : 1);
   blocked.reserve(deg);
-  std::size_t n_sent = 0, n_got = 0, next_ask = paced ? 0 : deg, in_flight = paced ? 0 : deg;
+  std::size_t n_sent = 0, n_got = receive ? 0 : deg, next_ask = paced ? 0 : deg,
+              in_flight = paced ? 0 : deg;
   ++send_batch_;
   const std::uint64_t sent_at = monotonic_ns();
   const auto deadline = Clock::now() + options_.timeout;
@@ -779,7 +842,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
         if (on_message) break;
         continue;
       }
-      auto it = pending_.find(Key{FrameKind::exchange, round, 0u, neighbors_[k]});
+      auto it = pending_.find(Key{FrameKind::exchange, *receive, 0u, neighbors_[k]});
       if (it == pending_.end()) {
         if (on_message) break;
         continue;
@@ -790,7 +853,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
         continue;
       }
       Stored stored = take_pending(it);
-      delivered_[static_cast<std::size_t>(neighbors_[k])] = round;
+      delivered_[static_cast<std::size_t>(neighbors_[k])] = *receive;
       got[k] = 1;
       ++n_got;
       --in_flight;
@@ -808,7 +871,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     // A message that arrived but is held back by link emulation is not late.
     auto arrived = [&](std::size_t k) {
       return got[k] ||
-             (asked[k] && pending_.contains(Key{FrameKind::exchange, round, 0u, neighbors_[k]}));
+             (asked[k] && pending_.contains(Key{FrameKind::exchange, *receive, 0u, neighbors_[k]}));
     };
     if (Clock::now() >= deadline) {
       for (std::size_t k = 0; k < deg; ++k) {
@@ -818,9 +881,11 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
             if (!arrived(m)) missing.push_back(neighbors_[m]);
           }
           fail(fmt::format(
-              "rank {}: round {}: no message from {} within {} ms (missing {} of {}: "
+              "rank {}: round {}: no message{} from {} within {} ms (missing {} of {}: "
               "ranks {}){}",
-              rank_, round, peer_name(neighbors_[k]), options_.timeout.count(), missing.size(), deg,
+              rank_, round,
+              *receive == round ? std::string() : fmt::format(" of round {}", *receive),
+              peer_name(neighbors_[k]), options_.timeout.count(), missing.size(), deg,
               fmt::join(missing, ", "), dropped_note(neighbors_[k])));
         }
       }
@@ -845,7 +910,9 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     fail(fmt::format("rank {}: round {}: message to {} not delivered within {} ms", rank_, round,
                      peer_name(held.front()), options_.timeout.count()));
   }
+  if (replay) return;
   last_exchange_ = round;
+  if (receive) received_ = *receive;
   // Credits of rounds the caller skipped can never be used.
   std::erase_if(credits_, [&](const auto& c) {
     if (c.first > round) return false;

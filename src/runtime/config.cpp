@@ -63,6 +63,9 @@ const Key kKeys[] = {
      "consensus step multiplier at the same epochs (1: constant)"},
     {"algorithm.local_steps", &RunConfig::local_steps,
      "H: rounds t with (t + 1) mod H = 0 communicate, the others only step locally (1: all)"},
+    {"algorithm.staleness", &RunConfig::staleness,
+     "tau: mix the neighbours' models of tau communication rounds earlier, so messages travel "
+     "while the next rounds compute (dpsgd; 0: none)"},
     {"compression.codec", &RunConfig::codec, "codec spec, e.g. qsgd:s=3,scaled=true"},
     {"compression.granularity", &RunConfig::granularity, "model or layer"},
     {"model.kind", &RunConfig::model, "mlp or softmax"},
@@ -201,6 +204,13 @@ void check_values(const RunConfig& c, Where where) {
   if (c.batch_size < 1) fail("run.batch_size", "must be at least 1");
   if (c.log_every < 1) fail("run.log_every", "must be at least 1");
   if (c.local_steps < 1) fail("algorithm.local_steps", "must be at least 1");
+  if (c.staleness < 0) fail("algorithm.staleness", "must be at least 0");
+  if (c.staleness > 0 && c.receive_window > 0)
+    fail("algorithm.staleness",
+         fmt::format("= {} cannot be paced by transport.receive_window = {}: credits ask for the "
+                     "message of the round being received, sent staleness rounds earlier; set "
+                     "transport.receive_window = 0",
+                     c.staleness, c.receive_window));
   positive("algorithm.lr", c.lr);
   if (!(c.consensus_step > 0 && c.consensus_step <= 1))
     fail("algorithm.consensus_step", "must lie in (0, 1]");
@@ -267,6 +277,11 @@ void check_values(const RunConfig& c, Where where) {
   } catch (const std::invalid_argument& e) {
     fail("compression.codec", e.what());
   }
+  try {
+    algorithms::check_staleness(*algorithm, static_cast<std::uint32_t>(c.staleness));
+  } catch (const std::invalid_argument& e) {
+    fail("algorithm.staleness", e.what());
+  }
 }
 
 }  // namespace
@@ -310,6 +325,7 @@ std::uint64_t RunConfig::hash(Scope scope) const {
     if (!in_scope(k.path, scope)) continue;
     // Added after runs were checkpointed: left out at its default, so their hashes still hold.
     if (k.path == "algorithm.local_steps" && local_steps == 1) continue;
+    if (k.path == "algorithm.staleness" && staleness == 0) continue;
     for (unsigned char ch : fmt::format("{}={}\n", k.path, render(*this, k)))
       h = (h ^ ch) * 0x100000001b3ULL;
   }

@@ -56,6 +56,7 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.link.all.latency = std::chrono::nanoseconds(static_cast<long long>(c.latency_ms * 1e6));
   o.link.all.bandwidth_bytes_per_s = c.bandwidth_mbit * 1e6 / 8.0;
   o.receive_window = c.receive_window;
+  o.exchange_lag = static_cast<std::uint32_t>(c.staleness);
   return o;
 }
 
@@ -91,12 +92,16 @@ MessageBytes message_bytes(const RunConfig& c, std::size_t d,
           kernels::make_codec("identity")->wire_size(d)};
 }
 
-std::uint64_t stop_margin(const topology::Topology& topo, int local_steps) {
+std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int staleness) {
   const auto dist = topo.graph.distances_from(0);
-  // A stop request rides on exchanges, one hop per exchange: with local steps H an exchange
-  // comes every H rounds, so everything scales by H (the request made in round t leaves with
-  // the exchange of t's period, the same as a request before exchange round ⌊t/H⌋ with H = 1).
-  return (2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2) *
+  // A stop request rides on exchanges, one hop per exchange: a neighbour reads it in its next
+  // exchange, when it may be up to 1 + τ exchanges ahead of the sender (staleness τ: it needs
+  // the sender's message of τ exchanges before), so each hop costs at most 2 + τ exchanges. With
+  // local steps H an exchange comes every H rounds, so everything scales by H (the request made
+  // in round t leaves with the exchange of t's period, the same as a request before exchange
+  // round ⌊t/H⌋ with H = 1).
+  const auto diameter = static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end()));
+  return ((2 + static_cast<std::uint64_t>(std::max(staleness, 0))) * diameter + 2) *
          static_cast<std::uint64_t>(std::max(local_steps, 1));
 }
 
@@ -114,6 +119,7 @@ algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,
   if (config.granularity == "layer") a.tensor_sizes = tensor_sizes;
   a.seed = config.seed;
   a.local_steps = static_cast<std::uint32_t>(config.local_steps);
+  a.staleness = static_cast<std::uint32_t>(config.staleness);
   return a;
 }
 
