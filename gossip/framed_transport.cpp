@@ -142,8 +142,6 @@ void FramedTransport::set_exchange_interval(std::uint64_t rounds) {
   exchange_interval_ = rounds;
 }
 
-
-
 bool FramedTransport::too_far_ahead(FrameKind kind, std::uint64_t round) const {
   return latest_round_ && round > *latest_round_ && round - *latest_round_ > rounds_ahead(kind);
 }
@@ -880,13 +878,13 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
           for (std::size_t m = 0; m < deg; ++m) {
             if (!arrived(m)) missing.push_back(neighbors_[m]);
           }
-          fail(fmt::format(
-              "rank {}: round {}: no message{} from {} within {} ms (missing {} of {}: "
-              "ranks {}){}",
-              rank_, round,
-              *receive == round ? std::string() : fmt::format(" of round {}", *receive),
-              peer_name(neighbors_[k]), options_.timeout.count(), missing.size(), deg,
-              fmt::join(missing, ", "), dropped_note(neighbors_[k])));
+          fail(
+              fmt::format("rank {}: round {}: no message{} from {} within {} ms (missing {} of {}: "
+                          "ranks {}){}",
+                          rank_, round,
+                          *receive == round ? std::string() : fmt::format(" of round {}", *receive),
+                          peer_name(neighbors_[k]), options_.timeout.count(), missing.size(), deg,
+                          fmt::join(missing, ", "), dropped_note(neighbors_[k])));
         }
       }
       for (std::size_t k = 0; k < deg; ++k) {

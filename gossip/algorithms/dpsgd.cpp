@@ -134,7 +134,8 @@ class Dpsgd final : public GossipAlgorithm {
     if (resend_pending_) {
       // Resumed: the messages of rounds c − τ … c − 1 were in flight; send them again, as they
       // were (the codec is keyed by their rounds).
-      for (std::uint64_t e = c > tau ? c - tau : 0; e < c; ++e) resend((e + 1) * h - 1, sent_[e % tau]);
+      for (std::uint64_t e = c > tau ? c - tau : 0; e < c; ++e)
+        resend((e + 1) * h - 1, sent_[e % tau]);
       resend_pending_ = false;
     }
     Buffer& slot = sent_[c % tau];  // x^{c−τ} (x_0 before round 0); takes x^c

@@ -204,7 +204,9 @@ void check_values(const RunConfig& c, Where where) {
   if (c.batch_size < 1) fail("run.batch_size", "must be at least 1");
   if (c.log_every < 1) fail("run.log_every", "must be at least 1");
   if (c.local_steps < 1) fail("algorithm.local_steps", "must be at least 1");
-  if (c.staleness < 0) fail("algorithm.staleness", "must be at least 0");
+  // Each round of staleness keeps a model-sized buffer and up to two messages per neighbour.
+  if (c.staleness > 100)
+    fail("algorithm.staleness", "must be at most 100 (each round keeps a model-sized buffer)");
   if (c.staleness > 0 && c.receive_window > 0)
     fail("algorithm.staleness",
          fmt::format("= {} cannot be paced by transport.receive_window = {}: credits ask for the "

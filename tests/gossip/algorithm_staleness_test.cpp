@@ -229,7 +229,8 @@ TEST_CASE("the runtime follows the float64 rule; the in-flight mass moves exactl
     double sum_alone = 0.0;
     for (std::uint64_t t = 0; t < T; ++t) {
       for (std::size_t k = 0; k < d; ++k) {
-        sum_alone = std::max(sum_alone, std::abs(ref.sum[t + 1][k] - (ref.sum[t][k] - ref.step[t][k])));
+        sum_alone =
+            std::max(sum_alone, std::abs(ref.sum[t + 1][k] - (ref.sum[t][k] - ref.step[t][k])));
       }
     }
     CHECK(sum_alone > 1e-3);
@@ -293,7 +294,8 @@ TEST_CASE("ZeroMQ and in-process transports give bit-identical models with stale
     CAPTURE(cs.topology);
     CAPTURE(cs.tau);
     auto spec = gossip::topology::parse_spec(cs.topology);
-    spec.endpoint = fmt::format("ipc:///tmp/gossip-stale-zmq-{}-{}-{{rank}}", ::getpid(), case_id++);
+    spec.endpoint =
+        fmt::format("ipc:///tmp/gossip-stale-zmq-{}-{}-{{rank}}", ::getpid(), case_id++);
     const auto topo = gossip::topology::make_topology(spec);
     const gt::DiagonalQuadratic problem(topo.size(), 301, 13, 0.3f);
     const std::vector<float> x0(problem.d, 0.1f);
@@ -371,7 +373,8 @@ TEST_CASE("stability: overlap diverges above the step the characteristic polynom
   SharedCurvature problem{1.0f, {}};
   for (int i = 0; i < 4; ++i) {
     problem.c.emplace_back(d);
-    for (std::size_t k = 0; k < d; ++k) problem.c.back()[k] = static_cast<float>(i) - 1.5f + 0.1f * static_cast<float>(k);
+    for (std::size_t k = 0; k < d; ++k)
+      problem.c.back()[k] = static_cast<float>(i) - 1.5f + 0.1f * static_cast<float>(k);
   }
   const std::vector<float> x0(d, 0.5f);
   auto grad = [&](int r, std::span<const float> x, std::span<float> g) {
@@ -483,18 +486,20 @@ TEST_CASE("bytes: one message per neighbour per round, as without staleness") {
     for (std::uint32_t tau : {1u, 3u}) {
       CAPTURE(tau);
       cfg.staleness = tau;
-      gt::run_algorithm(cfg, topo, x0, 9, grad, [&](int r, std::uint64_t round, ga::Algorithm& algo) {
-        const auto i = static_cast<std::size_t>(r);
-        CHECK(sent0[i] > 0);
-        CHECK(algo.last_round().bytes_sent == sent0[i]);
-        // What arrives is counted when it arrives, so only the run's total is exact up to the
-        // messages of the last τ rounds, sent but never needed. Every peer's message has the same
-        // size and W is symmetric: a round receives what it sends.
-        if (round == 9) {
-          CHECK(algo.totals().bytes_received <= total0[i]);
-          CHECK(algo.totals().bytes_received >= total0[i] - tau * sent0[i]);
-        }
-      });
+      gt::run_algorithm(cfg, topo, x0, 9, grad,
+                        [&](int r, std::uint64_t round, ga::Algorithm& algo) {
+                          const auto i = static_cast<std::size_t>(r);
+                          CHECK(sent0[i] > 0);
+                          CHECK(algo.last_round().bytes_sent == sent0[i]);
+                          // What arrives is counted when it arrives, so only the run's total is
+                          // exact up to the messages of the last τ rounds, sent but never needed.
+                          // Every peer's message has the same size and W is symmetric: a round
+                          // receives what it sends.
+                          if (round == 9) {
+                            CHECK(algo.totals().bytes_received <= total0[i]);
+                            CHECK(algo.totals().bytes_received >= total0[i] - tau * sent0[i]);
+                          }
+                        });
     }
   }
 }

@@ -61,6 +61,7 @@ std::vector<std::vector<float>> run_all(const RunConfig& c, std::optional<std::u
       try {
         net::TransportOptions o;
         o.timeout = std::chrono::seconds(20);
+        o.exchange_lag = static_cast<std::uint32_t>(c.staleness);
         net::InprocTransport t(hub, r, o);
         PeerTrainer trainer(c, topo, r, t, data, shards);
         if (resume) trainer.resume(*resume);
@@ -481,5 +482,55 @@ TEST_CASE("local steps: a stop asked for in a local round reaches every peer thr
       CHECK(s.divergence->round == 5);
       CHECK(s.totals.rounds == 30);
     }
+  }
+}
+
+TEST_CASE("overlapped D-PSGD: resume is bit-identical and a stop reaches every peer in time") {
+  {
+    const Scratch scratch("stale-resume");
+    auto c = small_config(scratch.dir().string(), "dpsgd", "fp16");
+    apply_override(c, "algorithm.staleness=2");
+    const auto straight = run_all(c, std::nullopt, std::nullopt, false);
+    run_all(c, std::nullopt, 40, true);  // stops before round 40 and checkpoints there
+    CHECK(PeerTrainer::latest_common_checkpoint(c, 4) == 40u);
+    const auto resumed = run_all(c, 40, std::nullopt, false);
+    for (std::size_t r = 0; r < 4; ++r) CHECK(resumed[r] == straight[r]);
+  }
+  // Rank 2 diverges in round 5; a neighbour can be 1 + τ exchanges ahead when the request
+  // reaches it, so the margin on ring:4 (eccentricity 2) is (2 + τ)·2 + 2 = 10 with τ = 2.
+  const Scratch scratch("stale-stop");
+  auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
+  apply_override(c, "algorithm.staleness=2");
+  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+  const auto data = load_data(c);
+  const auto shards = partition_all(data.train, parse_partition(c.partition), 4, c.seed);
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  std::vector<PeerSummary> summaries(4);
+  std::vector<std::string> errors(4);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 4; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        net::TransportOptions o;
+        o.timeout = std::chrono::seconds(20);
+        o.exchange_lag = 2;
+        net::InprocTransport t(hub, r, o);
+        PeerTrainer trainer(c, topo, r, t, data, shards);
+        TrainHooks hooks;
+        if (r == 2) hooks.nan_loss_round = 5;
+        summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 4; ++r) {
+    CAPTURE(r);
+    const auto& s = summaries[static_cast<std::size_t>(r)];
+    CHECK(errors[static_cast<std::size_t>(r)].empty());
+    CHECK(s.stopped_early);
+    CHECK(s.rounds == 5 + 1 + 10);  // every peer before the same round
+    REQUIRE(s.divergence.has_value());
+    CHECK(s.divergence->rank == 2);
   }
 }
