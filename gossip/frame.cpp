@@ -54,7 +54,7 @@ HeaderBytes encode_header(const FrameHeader& h) {
   store_le<std::uint32_t>(p + 12, h.receiver);
   store_le<std::uint64_t>(p + 16, h.round);
   store_le<std::uint32_t>(p + 24, h.step);
-  store_le<std::uint32_t>(p + 28, 0);
+  store_le<std::uint32_t>(p + 28, h.uplink_us);
   store_le<std::uint64_t>(p + 32, h.payload_length);
   store_le<std::uint64_t>(p + 40, h.session);
   store_le<std::uint64_t>(p + 48, h.sent_at_ns);
@@ -94,6 +94,7 @@ HeaderParse decode_header(std::span<const std::byte> bytes) {
   h.payload_length = load_le<std::uint64_t>(p + 32);
   h.session = load_le<std::uint64_t>(p + 40);
   h.sent_at_ns = load_le<std::uint64_t>(p + 48);
+  h.uplink_us = load_le<std::uint32_t>(p + 28);
   h.stop_in = load_le<std::uint32_t>(p + 56);
   return {h, {}, HeaderFault::none};
 }

@@ -10,10 +10,11 @@
 //   12    4 receiver        rank it is addressed to
 //   16    8 round           training round
 //   24    4 step            ring step (0 for exchange and hello)
-//   28    4 flags           0, reserved
+//   28    4 uplink_us       microseconds the payload took through the sender's uplink (0: none)
 //   32    8 payload_length  bytes that follow the header
 //   40    8 session         session_hash(topology hash, run hash)
-//   48    8 sent_at_ns      sender's CLOCK_MONOTONIC at send; drives link emulation on one host
+//   48    8 sent_at_ns      when the last byte left the sender's uplink, on the sender's clock
+//                           (CLOCK_MONOTONIC, or its virtual clock); drives the network model
 //   56    4 stop_in         0, or k > 0: the sender's run stops before round `round + k`
 //   60    4 checksum        FNV-1a 32 of bytes [0, 60)
 
@@ -29,8 +30,8 @@
 namespace gossip::net {
 
 inline constexpr std::uint32_t kFrameMagic = 0x46505347u;  // bytes 'G' 'S' 'P' 'F'
-// 2: the hello carries the launch nonce (Hello::nonce).
-inline constexpr std::uint16_t kFrameVersion = 2;
+// 2: the hello carries the launch nonce (Hello::nonce). 3: uplink_us (the flags were 0).
+inline constexpr std::uint16_t kFrameVersion = 3;
 inline constexpr std::size_t kFrameHeaderSize = 64;
 
 // credit: "send me your exchange payload of this round" (receive-window pacing, no payload).
@@ -46,7 +47,10 @@ struct FrameHeader {
   std::uint32_t step = 0;
   std::uint64_t payload_length = 0;
   std::uint64_t session = 0;
+  // When the last byte left the sender's uplink (its send time without one), and how long the
+  // payload took through it: the receiver's network model starts from there (link_emulation.hpp).
   std::uint64_t sent_at_ns = 0;
+  std::uint32_t uplink_us = 0;
   // Stop agreement (exchange and ring frames): 0, or k > 0 when the sender knows the run stops
   // before round round + k (Transport::request_stop).
   std::uint32_t stop_in = 0;

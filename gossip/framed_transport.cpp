@@ -43,6 +43,7 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
       backend_(backend),
       log_(make_logger(rank)),
       emulator_(options_.link, topo.size()) {
+  if (options_.virtual_time) clock_.emplace(options_.virtual_cpu);
   if (size_ <= 0) throw std::invalid_argument("transport: empty topology");
   if (rank < 0 || rank >= size_) {
     throw std::invalid_argument(fmt::format("transport: rank {} outside 0..{}", rank, size_ - 1));
@@ -54,6 +55,20 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
   endpoints_.reserve(topo.peers.size());
   for (const auto& p : topo.peers) endpoints_.push_back(p.endpoint);
   neighbors_ = topo.graph.neighbors(rank);
+  for (std::size_t r = 0; r < topo.period(); ++r) {
+    send_to_.push_back(topo.send_to(rank, r));
+    receive_from_.push_back(topo.receive_from(rank, r));
+  }
+  // Overlapped gossip keeps a neighbour's message in flight for exchange_lag exchanges; on a
+  // schedule the rank that sent to us then is not this exchange's sender (the stale rule is
+  // derived for one fixed W only). The one place that refuses the combination.
+  if (options_.exchange_lag > 0 && send_to_.size() > 1) {
+    throw std::invalid_argument(fmt::format(
+        "transport: exchange_lag = {} (algorithm.staleness) on the time-varying topology {} is "
+        "not supported: overlapped gossip needs one fixed W; use staleness = 0 there, or a static "
+        "topology such as exponential:{}",
+        options_.exchange_lag, topo.description, size_));
+  }
   links_ = neighbors_;
   if (options_.ring_links && size_ > 1) {
     links_.push_back((rank + 1) % size_);
@@ -108,8 +123,13 @@ std::string FramedTransport::peer_name(int rank) const {
 bool FramedTransport::is_link(int r) const {
   return std::binary_search(links_.begin(), links_.end(), r);
 }
-bool FramedTransport::is_neighbor(int r) const {
-  return std::binary_search(neighbors_.begin(), neighbors_.end(), r);
+bool FramedTransport::sends_to_us(int r, std::uint64_t round) const {
+  const auto from = receive_from(round);
+  return std::binary_search(from.begin(), from.end(), r);
+}
+bool FramedTransport::takes_from_us(int r, std::uint64_t round) const {
+  const auto to = send_to(round);
+  return std::binary_search(to.begin(), to.end(), r);
 }
 
 std::string FramedTransport::where(FrameKind kind, std::uint64_t round, std::uint32_t step) const {
@@ -119,21 +139,26 @@ std::string FramedTransport::where(FrameKind kind, std::uint64_t round, std::uin
 }
 
 std::uint64_t FramedTransport::rounds_ahead(FrameKind kind) const {
-  // A neighbour finishes round t only with our round-t message, which we send in our call of
-  // round t: its exchange frames and credits are at most one round past ours. A ring frame of
-  // rank-1 may come from a peer whose exchanges ran up to its graph distance to us (< n) ahead,
-  // plus the round numbers the runtime skips around its all-reduces. With local steps every
-  // exchange is exchange_interval_ round numbers past the last one. With a lag τ a neighbour
-  // finishes exchange e with our message of e − τ: its exchange frames are up to 1 + τ exchanges
-  // past ours, and every hop of the graph distance in a ring frame's bound too.
+  // Static topology: a neighbour finishes round t only with our round-t message, which we send
+  // in our call of round t: its exchange frames and credits are at most one round past ours.
+  // One-peer exponential schedule (period p = ceil(log2 n)): a peer finishing round t needs its
+  // round-t sender to have finished round t - 1, so it needs every peer j - (sum of a subset of
+  // the hops 2^k of rounds t - p + 1 .. t) to have finished round t - p; those sums cover every
+  // offset 0 .. 2^p - 1 >= n - 1, so no peer is more than p rounds past ours.
+  // A ring frame of rank-1 may come from a peer whose exchanges ran up to its graph distance to
+  // us (< n) ahead, plus the round numbers the runtime skips around its all-reduces. With local
+  // steps every exchange is exchange_interval_ round numbers past the last one. With a lag τ
+  // (static topologies only: the constructor refuses a lag on a schedule) a neighbour finishes
+  // exchange e with our message of e − τ: its exchange frames are up to 1 + τ exchanges past
+  // ours, and every hop of the graph distance in a ring frame's bound too.
   const std::uint64_t reach = 1 + exchange_lag();
   switch (kind) {
     case FrameKind::ring:
       return (static_cast<std::uint64_t>(size_) + 2) * reach * exchange_interval_;
     case FrameKind::exchange:
-      return reach * exchange_interval_;
+      return send_to_.size() * reach * exchange_interval_;
     default:
-      return exchange_interval_;
+      return send_to_.size() * exchange_interval_;
   }
 }
 
@@ -158,6 +183,7 @@ FramedTransport::Stored FramedTransport::take_pending(std::map<Key, Stored>::ite
   const auto& [kind, round, step, from] = it->first;
   auto& kept = kind == FrameKind::ring ? kept_ring_ : kept_exchange_;
   --kept[static_cast<std::size_t>(from)];
+  count_received(kFrameHeaderSize + it->second.payload.size());
   return std::move(pending_.extract(it).mapped());
 }
 
@@ -197,13 +223,14 @@ void FramedTransport::start() {
   ++send_batch_;
   for (int to : links_) {
     // A fresh link has room for one small frame; a full one here means the peer is broken.
-    if (!send_frame(FrameKind::hello, to, 0, 0, hello_payload_, monotonic_ns())) {
+    const std::uint64_t now = monotonic_ns();
+    if (!send_frame(FrameKind::hello, to, 0, 0, hello_payload_, {now, now})) {
       fail(fmt::format("{} transport, rank {}: cannot queue the hello to {}", backend_, rank_,
                        peer_name(to)));
     }
   }
-  log().debug("{} transport up: {} neighbours, {} links, session {:016x}", backend_,
-              neighbors_.size(), links_.size(), session_);
+  log().debug("{} transport up: {} neighbours, {} links, schedule period {}, session {:016x}",
+              backend_, neighbors_.size(), links_.size(), send_to_.size(), session_);
 }
 
 [[noreturn]] void FramedTransport::fail(const std::string& message) {
@@ -301,6 +328,7 @@ void FramedTransport::note_drop(int link, std::string_view label, DropReason why
 }
 
 void FramedTransport::drop(const Inbound& in, DropReason why, FunctionRef<std::string()> detail) {
+  count_received(in.header.size() + in.payload.size());
   note_drop(in.link, in.link_label, why, detail);
 }
 
@@ -381,8 +409,8 @@ bool FramedTransport::check_hello(const Inbound& in, int from) {
 }
 
 void FramedTransport::accept(Inbound&& in) {
-  counters_.bytes_received += in.header.size() + in.payload.size();
-  counters_.messages_received += 1;
+  // Counted as it leaves accept(): dropped (drop()), a hello or a credit (below), or a data frame
+  // when a call takes it (take_pending).
   // Every check below drops the frame and counts it instead of ending the run: a stranger that
   // reaches our port must not be able to stop us. Names for the log are built only for the first
   // drop of a kind from a connection (drop()): this runs for every frame.
@@ -453,6 +481,7 @@ void FramedTransport::accept(Inbound&& in) {
     if (!check_hello(in, from)) return;
     hello_seen_[f] = true;
     --hellos_missing_;
+    count_received(in.header.size() + in.payload.size());
     log().debug("hello from {} checked", conn());
     return;
   }
@@ -483,9 +512,10 @@ void FramedTransport::accept(Inbound&& in) {
     return true;
   };
   if (h.kind == FrameKind::credit) {
-    if (!is_neighbor(from)) {
+    if (!takes_from_us(from, h.round)) {
       return drop(in, DropReason::not_neighbor, [&] {
-        return fmt::format("credit frame ({}) from {}, which is not a neighbour", at(), conn());
+        return fmt::format("credit frame ({}) from {}, which we do not send to in that round", at(),
+                           conn());
       });
     }
     if (options_.receive_window == 0 || h.payload_length != 0) {
@@ -506,12 +536,16 @@ void FramedTransport::accept(Inbound&& in) {
     if (too_many(kept_credit_[f], 2)) return;
     credits_.emplace(h.round, from);
     ++kept_credit_[f];
+    count_received(in.header.size() + in.payload.size());
     return;
   }
   if (h.kind == FrameKind::exchange) {
-    if (!is_neighbor(from)) {
+    if (!sends_to_us(from, h.round)) {
+      // On a time-varying topology a schedule peer's frame of another round is fine (kept or
+      // stale below): only one for a round in which it does not send to us is dropped here.
       return drop(in, DropReason::not_neighbor, [&] {
-        return fmt::format("{} exchange frame from {}, which is not a neighbour", at(), conn());
+        return fmt::format("{} exchange frame from {}, which does not send to us in that round",
+                           at(), conn());
       });
     }
     if (delivered_[f] && h.round == *delivered_[f]) {
@@ -555,9 +589,10 @@ void FramedTransport::accept(Inbound&& in) {
     return drop(in, DropReason::duplicate,
                 [&] { return fmt::format("duplicate {} frame from {}", at(), conn()); });
   }
-  // A neighbour's exchange frames: at most this round's and the next (with a lag τ: the τ in
-  // flight towards this one, this one and 1 + τ ahead); ring frames: rank-1 can be up to n - 1
-  // steps into an all-reduce ahead of us, over at most a few round numbers.
+  // A neighbour's exchange frames: at most this round's and the next (on a time-varying topology
+  // a sender sends to us once a period and is at most a period ahead: again two; with a lag τ:
+  // the τ in flight towards this one, this one and 1 + τ ahead); ring frames: rank-1 can be up to
+  // n - 1 steps into an all-reduce ahead of us, over at most a few round numbers.
   auto& kept = h.kind == FrameKind::ring ? kept_ring_[f] : kept_exchange_[f];
   const auto reach = static_cast<std::uint32_t>(1 + exchange_lag());
   if (too_many(kept, h.kind == FrameKind::ring ? (2 * static_cast<std::uint32_t>(size_) + 2) * reach
@@ -565,11 +600,50 @@ void FramedTransport::accept(Inbound&& in) {
     return;
   }
   if (h.stop_in > 0) request_stop(h.round + h.stop_in);
-  const std::uint64_t now = monotonic_ns();
-  pending_.emplace(key, Stored{in.payload, std::move(in.owner),
-                               emulator_.ready_at(from, kFrameHeaderSize + h.payload_length,
-                                                  h.sent_at_ns, now)});
+  Stored stored;
+  stored.payload = in.payload;
+  stored.owner = std::move(in.owner);
+  std::uint64_t last = h.sent_at_ns;
+  if (!clock_ && emulator_.active()) {
+    // A send time of zero, or further in the future than any uplink queue of ours could put it,
+    // comes from another host (or a liar): our own clock then, which can only make the emulated
+    // network slower, never faster.
+    const std::uint64_t now = monotonic_ns();
+    const auto ahead = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(options_.timeout).count());
+    if (last == 0 || last > now + ahead) last = now;
+  }
+  if ((clock_ && last != VirtualClock::kUntimed) || (!clock_ && emulator_.active())) {
+    const std::uint64_t uplink_ns = std::min<std::uint64_t>(last, h.uplink_us * 1000ull);
+    stored.at_nic =
+        emulator_.arrive(from, kFrameHeaderSize + h.payload_length, {last - uplink_ns, last});
+  } else {
+    stored.scheduled = true;  // no model (or untimed: sent during a paused evaluation)
+  }
+  pending_.emplace(key, std::move(stored));
   ++kept;
+}
+
+void FramedTransport::schedule(std::vector<PendingIt>& its) {
+  std::sort(its.begin(), its.end(), [](const PendingIt& a, const PendingIt& b) {
+    return std::pair(a->second.at_nic.first, std::get<3>(a->first)) <
+           std::pair(b->second.at_nic.first, std::get<3>(b->first));
+  });
+  for (const PendingIt& it : its) {
+    Stored& s = it->second;
+    if (s.scheduled) continue;
+    s.ready_ns = emulator_.receive(kFrameHeaderSize + s.payload.size(), s.at_nic);
+    s.scheduled = true;
+  }
+}
+
+bool FramedTransport::due(const Stored& s) const {
+  return s.scheduled && (clock_ || monotonic_ns() >= s.ready_ns);
+}
+
+std::uint64_t FramedTransport::send_time() {
+  if (!clock_) return monotonic_ns();
+  return clock_->paused() ? VirtualClock::kUntimed : clock_->now_ns();
 }
 
 void FramedTransport::poll_for(std::chrono::milliseconds wait) {
@@ -624,7 +698,7 @@ void FramedTransport::request_stop(std::uint64_t before_round) {
 }
 
 bool FramedTransport::send_frame(FrameKind kind, int to, std::uint64_t round, std::uint32_t step,
-                                 std::span<const std::byte> payload, std::uint64_t sent_at) {
+                                 std::span<const std::byte> payload, Passage stamp) {
   FrameHeader h;
   h.kind = kind;
   h.sender = static_cast<std::uint32_t>(rank_);
@@ -633,7 +707,9 @@ bool FramedTransport::send_frame(FrameKind kind, int to, std::uint64_t round, st
   h.step = step;
   h.payload_length = payload.size();
   h.session = session_;
-  h.sent_at_ns = sent_at;
+  h.sent_at_ns = stamp.last;
+  h.uplink_us = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>((stamp.last - stamp.first) / 1000, UINT32_MAX));
   if (stop_round_ && *stop_round_ > round && kind != FrameKind::hello)
     h.stop_in =
         static_cast<std::uint32_t>(std::min<std::uint64_t>(*stop_round_ - round, UINT32_MAX));
@@ -643,14 +719,24 @@ bool FramedTransport::send_frame(FrameKind kind, int to, std::uint64_t round, st
   return true;
 }
 
+Passage FramedTransport::through_uplink(std::uint64_t sent_at, std::size_t frames,
+                                        std::size_t payload_bytes) {
+  if (sent_at == VirtualClock::kUntimed || !emulator_.uplink().limited()) return {sent_at, sent_at};
+  // The frames of one send share the uplink: each gets 1/frames of it, all of them end together
+  // (as TCP flows over one NIC would), after the sends before them.
+  return emulator_.uplink().pass({sent_at, sent_at}, frames * (kFrameHeaderSize + payload_bytes));
+}
+
 void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_t step,
                                std::span<const std::byte> payload, std::span<const int> to,
                                std::span<const Key> want) {
   const CallGuard guard(*this, kind, round, step);
-  const std::uint64_t sent_at = monotonic_ns();
+  const std::uint64_t sent_at = send_time();
   ++send_batch_;
   std::vector<int> blocked;
-  auto send_one = [&](int dest) { return send_frame(kind, dest, round, step, payload, sent_at); };
+  std::uint64_t ready_ns = 0;
+  const Passage up = through_uplink(sent_at, to.size(), payload.size());
+  auto send_one = [&](int dest) { return send_frame(kind, dest, round, step, payload, up); };
   for (int dest : to) {
     if (!send_one(dest)) blocked.push_back(dest);
   }
@@ -660,17 +746,22 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
       std::erase_if(blocked, [&](int dest) { return send_one(dest); });
     }
     bool all_here = true;
-    std::uint64_t ready_ns = 0;
+    to_schedule_.clear();
     for (const Key& k : want) {
       auto it = pending_.find(k);
       if (it == pending_.end()) {
         all_here = false;
         break;
       }
-      ready_ns = std::max(ready_ns, it->second.ready_ns);
+      to_schedule_.push_back(it);
+    }
+    ready_ns = 0;
+    if (all_here) {
+      schedule(to_schedule_);
+      for (const PendingIt& it : to_schedule_) ready_ns = std::max(ready_ns, it->second.ready_ns);
     }
     const auto now = Clock::now();
-    if (all_here && blocked.empty() && monotonic_ns() >= ready_ns) break;
+    if (all_here && blocked.empty() && (clock_ || monotonic_ns() >= ready_ns)) break;
     if (now >= deadline) {
       if (!blocked.empty()) {
         fail(fmt::format("rank {}: {}: cannot send to {} within {} ms (link full)", rank_,
@@ -691,12 +782,13 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
     // Link emulation may hold a message that did arrive in time past the deadline; a pending
     // send still waits only until the deadline.
     auto until = deadline;
-    if (all_here && monotonic_ns() < ready_ns) {
+    if (all_here && !clock_ && monotonic_ns() < ready_ns) {
       until = blocked.empty() ? from_ns(ready_ns) : std::min(deadline, from_ns(ready_ns));
     }
     if (auto in = wait_inbound(polled(until), blocked)) accept(std::move(*in));
     poll();
   }
+  if (clock_) clock_->reach(ready_ns);
   // The payload is the caller's memory: it must be free again when we return.
   if (auto held = wait_released(deadline); !held.empty()) {
     fail(fmt::format("rank {}: {}: message to {} not delivered within {} ms", rank_,
@@ -787,71 +879,89 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     });
   }
   held_.clear();
-  views_.assign(neighbors_.size(), {});
-  const std::size_t deg = neighbors_.size();
+  // On a static topology both are the neighbours; on a time-varying one, this round's.
+  const std::span<const int> to = send_to(round), from = receive_from(round);
+  views_.assign(from.size(), {});
+  const std::size_t n_to = to.size(), n_from = from.size();
   const bool paced = options_.receive_window > 0;
-  const std::size_t window = paced ? static_cast<std::size_t>(options_.receive_window) : deg;
-  // Per neighbour k: our payload sent to it, our credit sent to it (eager: implied), its payload
-  // delivered to the caller. Members reused every round: no allocation once sized.
+  const std::size_t window = paced ? static_cast<std::size_t>(options_.receive_window) : n_from;
+  // Per rank to[k]: our payload sent to it. Per rank from[k]: our credit sent to it (eager:
+  // implied), its payload delivered to the caller. Members reused every round: no allocation
+  // once sized.
   auto& sent = round_sent_;
   auto& asked = round_asked_;
   auto& got = round_got_;
   auto& blocked = round_blocked_;
   // A call that only sends (an overlapped exchange before its first receive) has nothing to get.
-  sent.assign(deg, 0);
-  asked.assign(deg, paced ? 0 : 1);
-  got.assign(deg, receive ? 0 : 1);
-  blocked.reserve(deg);
-  std::size_t n_sent = 0, n_got = receive ? 0 : deg, next_ask = paced ? 0 : deg,
-              in_flight = paced ? 0 : deg;
+  sent.assign(n_to, 0);
+  asked.assign(n_from, paced ? 0 : 1);
+  got.assign(n_from, receive ? 0 : 1);
+  blocked.reserve(n_to + n_from);
+  std::size_t n_sent = 0, n_got = receive ? 0 : n_from, next_ask = paced ? 0 : n_from,
+              in_flight = paced ? 0 : n_from;
   ++send_batch_;
-  const std::uint64_t sent_at = monotonic_ns();
+  const std::uint64_t sent_at = send_time();
+  // Paced sends go when their credit comes; the model sends them all now, as eager ones.
+  const Passage up = through_uplink(sent_at, n_to, payload.size());
   const auto deadline = Clock::now() + options_.timeout;
   for (;;) {
     blocked.clear();
-    for (std::size_t k = 0; k < deg; ++k) {
+    for (std::size_t k = 0; k < n_to; ++k) {
       if (sent[k]) continue;
-      const int j = neighbors_[k];
+      const int j = to[k];
       const std::pair<std::uint64_t, int> credit{round, j};
       if (paced && !credits_.contains(credit)) continue;
-      if (send_frame(FrameKind::exchange, j, round, 0, payload, sent_at)) {
+      if (send_frame(FrameKind::exchange, j, round, 0, payload, up)) {
         sent[k] = 1;
         ++n_sent;  // its credit stays until the round ends: a repeated one is a duplicate
       } else {
         blocked.push_back(j);
       }
     }
-    while (in_flight < window && next_ask < deg) {
-      if (!send_frame(FrameKind::credit, neighbors_[next_ask], round, 0, {}, sent_at)) {
-        blocked.push_back(neighbors_[next_ask]);
+    while (in_flight < window && next_ask < n_from) {
+      if (!send_frame(FrameKind::credit, from[next_ask], round, 0, {}, {sent_at, sent_at})) {
+        blocked.push_back(from[next_ask]);
         break;
       }
       asked[next_ask++] = 1;
       ++in_flight;
     }
+    // The messages asked for and not yet delivered pass our downlink once all of them are here.
+    to_schedule_.clear();
+    bool all_asked_here = true;
+    for (std::size_t k = 0; k < n_from && all_asked_here; ++k) {
+      if (got[k] || !asked[k]) continue;
+      auto it = pending_.find(Key{FrameKind::exchange, *receive, 0u, from[k]});
+      if (it == pending_.end())
+        all_asked_here = false;
+      else
+        to_schedule_.push_back(it);
+    }
+    if (all_asked_here) schedule(to_schedule_);
     std::uint64_t next_ready = UINT64_MAX;
     bool delivered = false;
-    // The streaming form hands messages over in neighbors() order, whatever order they arrive
+    // The streaming form hands messages over in receive_from() order, whatever order they arrive
     // in: callers accumulate floats in the callback, and a fixed order keeps results
     // bit-reproducible (between runs, transports and resumed runs).
-    for (std::size_t k = 0; k < deg; ++k) {
+    for (std::size_t k = 0; k < n_from; ++k) {
       if (got[k]) continue;
       if (!asked[k]) {
         if (on_message) break;
         continue;
       }
-      auto it = pending_.find(Key{FrameKind::exchange, *receive, 0u, neighbors_[k]});
+      auto it = pending_.find(Key{FrameKind::exchange, *receive, 0u, from[k]});
       if (it == pending_.end()) {
         if (on_message) break;
         continue;
       }
-      if (it->second.ready_ns > monotonic_ns()) {
-        next_ready = std::min(next_ready, it->second.ready_ns);
+      if (!due(it->second)) {
+        if (it->second.scheduled) next_ready = std::min(next_ready, it->second.ready_ns);
         if (on_message) break;
         continue;
       }
       Stored stored = take_pending(it);
-      delivered_[static_cast<std::size_t>(neighbors_[k])] = *receive;
+      if (clock_) clock_->reach(stored.ready_ns);
+      delivered_[static_cast<std::size_t>(from[k])] = *receive;
       got[k] = 1;
       ++n_got;
       --in_flight;
@@ -864,33 +974,33 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
         held_.push_back(std::move(stored.owner));
       }
     }
-    if (n_got == deg && n_sent == deg) break;
+    if (n_got == n_from && n_sent == n_to) break;
     if (delivered) continue;  // room for another credit: ask before waiting
     // A message that arrived but is held back by link emulation is not late.
     auto arrived = [&](std::size_t k) {
       return got[k] ||
-             (asked[k] && pending_.contains(Key{FrameKind::exchange, *receive, 0u, neighbors_[k]}));
+             (asked[k] && pending_.contains(Key{FrameKind::exchange, *receive, 0u, from[k]}));
     };
     if (Clock::now() >= deadline) {
-      for (std::size_t k = 0; k < deg; ++k) {
+      for (std::size_t k = 0; k < n_from; ++k) {
         if (!arrived(k)) {
           std::vector<int> missing;
-          for (std::size_t m = 0; m < deg; ++m) {
-            if (!arrived(m)) missing.push_back(neighbors_[m]);
+          for (std::size_t m = 0; m < n_from; ++m) {
+            if (!arrived(m)) missing.push_back(from[m]);
           }
           fail(
               fmt::format("rank {}: round {}: no message{} from {} within {} ms (missing {} of {}: "
                           "ranks {}){}",
                           rank_, round,
                           *receive == round ? std::string() : fmt::format(" of round {}", *receive),
-                          peer_name(neighbors_[k]), options_.timeout.count(), missing.size(), deg,
-                          fmt::join(missing, ", "), dropped_note(neighbors_[k])));
+                          peer_name(from[k]), options_.timeout.count(), missing.size(), n_from,
+                          fmt::join(missing, ", "), dropped_note(from[k])));
         }
       }
-      for (std::size_t k = 0; k < deg; ++k) {
+      for (std::size_t k = 0; k < n_to; ++k) {
         if (!sent[k]) {
           fail(fmt::format(
-              "rank {}: round {}: {} {} within {} ms", rank_, round, peer_name(neighbors_[k]),
+              "rank {}: round {}: {} {} within {} ms", rank_, round, peer_name(to[k]),
               paced ? "never asked for our message" : "cannot take our message (link full)",
               options_.timeout.count()));
         }

@@ -20,6 +20,7 @@
 #include "gossip/link_emulation.hpp"
 #include "gossip/transport.hpp"
 #include "gossip/transport_options.hpp"
+#include "gossip/virtual_clock.hpp"
 #include "topology/topology.hpp"
 
 namespace spdlog {
@@ -50,12 +51,21 @@ class FramedTransport : public Transport {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::span<const int> neighbors() const override { return neighbors_; }
+  // With local steps the schedule advances one phase per exchange, every exchange_interval_
+  // rounds (round / interval counts the exchanges before this one).
+  std::span<const int> send_to(std::uint64_t round) const override {
+    return send_to_[(round / exchange_interval_) % send_to_.size()];
+  }
+  std::span<const int> receive_from(std::uint64_t round) const override {
+    return receive_from_[(round / exchange_interval_) % receive_from_.size()];
+  }
   const TrafficCounters& counters() const override { return counters_; }
   const DropCounters& drops() const override { return drops_; }
   void request_stop(std::uint64_t before_round) override;
   std::optional<std::uint64_t> stop_round() const override { return stop_round_; }
   void set_exchange_interval(std::uint64_t rounds) override;
   std::uint64_t exchange_lag() const override { return options_.exchange_lag; }
+  VirtualClock* virtual_clock() const override { return clock_ ? &*clock_ : nullptr; }
 
   const std::vector<std::span<const std::byte>>& exchange(
       std::uint64_t round, std::span<const std::byte> payload) override;
@@ -125,8 +135,11 @@ class FramedTransport : public Transport {
   struct Stored {
     std::span<const std::byte> payload;
     std::shared_ptr<const void> owner;
-    std::uint64_t ready_ns = 0;
+    Passage at_nic;              // the network model: when it reached our NIC (accept)
+    bool scheduled = false;      // ready_ns is known: it passed our downlink (schedule)
+    std::uint64_t ready_ns = 0;  // when the caller may have it (0: at once)
   };
+  using PendingIt = std::map<Key, Stored>::iterator;
 
   // `until`, or sooner when TransportOptions::poll is set (its interval from now).
   Clock::time_point polled(Clock::time_point until) const;
@@ -143,8 +156,24 @@ class FramedTransport : public Transport {
   void exchange_impl(std::uint64_t round, std::span<const std::byte> payload,
                      std::optional<std::uint64_t> receive, const MessageFn* on_message,
                      bool replay = false);
+  // Sends one frame; its header carries `stamp`, when it passed this peer's uplink
+  // (through_uplink; control frames: {now, now}).
   bool send_frame(FrameKind kind, int to, std::uint64_t round, std::uint32_t step,
-                  std::span<const std::byte> payload, std::uint64_t sent_at);
+                  std::span<const std::byte> payload, Passage stamp);
+  // One send of `frames` frames of `payload_bytes` each (an exchange to every neighbour, a ring
+  // step) handed over at `sent_at` (send_time()), through this peer's uplink.
+  Passage through_uplink(std::uint64_t sent_at, std::size_t frames, std::size_t payload_bytes);
+  // Now on the clock the network model runs on: CLOCK_MONOTONIC, or the virtual clock
+  // (VirtualClock::kUntimed while it is paused).
+  std::uint64_t send_time();
+  // Passes the frames `its` (pending; those not yet scheduled) through our downlink, in the order
+  // their first byte reached our NIC (then by sender; `its` is sorted so): a call schedules the
+  // frames it waits for once all of them are here, so the order does not depend on which thread
+  // ran first.
+  void schedule(std::vector<PendingIt>& its);
+  // Whether a scheduled frame may go to the caller now: in virtual time at once (the clock moves
+  // to its ready time instead), in real time once CLOCK_MONOTONIC has reached it.
+  bool due(const Stored& s) const;
   void accept(Inbound&& in);
   // Returns false when the hello was dropped (garbage); fails on a configuration mismatch.
   bool check_hello(const Inbound& in, int from);
@@ -183,23 +212,36 @@ class FramedTransport : public Transport {
   };
   void throw_if_failed() const;
   bool is_link(int r) const;
-  bool is_neighbor(int r) const;
+  // Whether rank r sends its exchange frame of `round` to us / takes ours (asks with a credit).
+  bool sends_to_us(int r, std::uint64_t round) const;
+  bool takes_from_us(int r, std::uint64_t round) const;
   std::string where(FrameKind kind, std::uint64_t round, std::uint32_t step) const;
   // How many rounds past our latest call a frame of this kind may be (transport.md, "Rounds"):
-  // 1 for exchange and credit frames, n + 2 for ring frames; times the exchange interval.
+  // for exchange and credit frames the schedule's period (1 on a static topology), n + 2 for
+  // ring frames; times the exchange interval.
   std::uint64_t rounds_ahead(FrameKind kind) const;
   // Whether `round` is too far past latest_round_ (rounds_ahead; never before a round is known).
   bool too_far_ahead(FrameKind kind, std::uint64_t round) const;
   std::string ahead_detail(FrameKind kind, std::uint64_t round, std::uint32_t step, int from) const;
-  // Removes one entry of pending_, keeping the per-sender count of kept frames.
+  // Removes one entry of pending_ (to hand to the caller or to drop), keeping the per-sender count
+  // of kept frames, and counts it as received.
   Stored take_pending(std::map<Key, Stored>::iterator it);
+  // A received frame of `bytes`, counted once it is used or dropped: a data frame kept for a later
+  // call counts in that call, so the counters at the end of a round do not depend on how far
+  // ahead the neighbours ran (the metrics of a run are reproducible).
+  void count_received(std::uint64_t bytes) {
+    counters_.bytes_received += bytes;
+    counters_.messages_received += 1;
+  }
   // Start of an exchange or ring call of `round`: raises latest_round_; the first call checks
   // the frames and credits kept during the handshake, before any round was known.
   void enter_round(std::uint64_t round);
 
   int rank_;
   int size_;
-  std::vector<int> neighbors_;
+  std::vector<int> neighbors_;  // the union over the schedule's rounds
+  // Per round of the schedule's period (one on a static topology: the neighbours).
+  std::vector<std::vector<int>> send_to_, receive_from_;
   std::vector<int> links_;
   std::vector<std::string> endpoints_;
   std::uint64_t topology_hash_;
@@ -208,6 +250,9 @@ class FramedTransport : public Transport {
   std::string backend_;
   std::shared_ptr<spdlog::logger> log_;
   LinkEmulator emulator_;
+  // TransportOptions::virtual_time. Mutable: reading the time counts the thread's CPU time.
+  mutable std::optional<VirtualClock> clock_;
+  std::vector<PendingIt> to_schedule_;  // reused by the calls
 
   std::vector<std::byte> hello_payload_;  // kept alive: sent zero-copy by some backends
   std::vector<bool> hello_seen_;          // indexed by rank

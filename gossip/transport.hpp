@@ -34,25 +34,43 @@ struct TrafficCounters {
   std::uint64_t messages_received = 0;
 };
 
+class VirtualClock;
+
 class Transport {
  public:
   virtual ~Transport() = default;
 
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  // The ranks this peer exchanges with each round (topology neighbours, self excluded), ascending.
+  // The ranks this peer exchanges with (topology neighbours, self excluded), ascending: on a
+  // static topology every round, on a time-varying one in some round of its schedule (the union
+  // graph; send_to and receive_from say which round).
   virtual std::span<const int> neighbors() const = 0;
+  // Whom exchange(round) sends to, and whose messages it returns (in this order), ascending. Both
+  // are neighbors() on a static topology; on a time-varying one, round t's column and row of
+  // W^(t) without this peer (one-peer exponential: one rank each).
+  virtual std::span<const int> send_to(std::uint64_t round) const {
+    static_cast<void>(round);
+    return neighbors();
+  }
+  virtual std::span<const int> receive_from(std::uint64_t round) const {
+    static_cast<void>(round);
+    return neighbors();
+  }
   // How errors name a peer: "peer 3", or with its endpoint where the transport knows it
   // ("peer 3 (tcp://127.0.0.1:29503)").
   virtual std::string peer_name(int rank) const { return "peer " + std::to_string(rank); }
 
-  // Bulk-synchronous neighbour exchange of round `round`: sends `payload` to every neighbour and
-  // returns each neighbour's payload of the same round, in neighbors() order. The returned views
-  // stay valid until the next call to exchange() or ring_step(). A message of a later round that
-  // arrives early is kept for that round; a duplicate, a stale round or a round further ahead
-  // than a neighbour can be (transport.md) is dropped and counted (drops()); a neighbour whose
-  // message does not come within the timeout is a TransportError naming it. Rounds of successive
-  // calls must be consecutive (t, then t + 1): a neighbour may be one call ahead.
+  // Bulk-synchronous neighbour exchange of round `round`: sends `payload` to every rank of
+  // send_to(round) and returns the payload of the same round of every rank of
+  // receive_from(round), in that order (on a static topology: every neighbour, both ways). The
+  // returned views stay valid until the next call to exchange() or ring_step(). A message of a
+  // later round that arrives early is kept for that round; a duplicate, a stale round, a round
+  // further ahead than its sender can be (transport.md) or a frame from a rank that does not
+  // send to us in its round is dropped and counted (drops()); a neighbour whose message does not
+  // come within the timeout is a TransportError naming it. Rounds of successive calls must be
+  // consecutive (t, then t + 1): a neighbour may be one call ahead (on a time-varying topology,
+  // up to a period).
   virtual const std::vector<std::span<const std::byte>>& exchange(
       std::uint64_t round, std::span<const std::byte> payload) = 0;
 
@@ -63,7 +81,7 @@ class Transport {
                          std::span<std::byte> recv) = 0;
 
   // Streaming form of exchange() (added by the transport; exchange() is unchanged): calls
-  // on_message(k, bytes) once for each neighbour neighbors()[k], in neighbors() order (messages
+  // on_message(k, bytes) once for each rank receive_from(round)[k], in that order (messages
   // that arrive early wait, so float sums in the callback are reproducible), and lets go of
   // that message when the call returns. A caller that decodes inside the callback holds one
   // received message at a time instead of one per neighbour; with
@@ -83,6 +101,11 @@ class Transport {
     static const DropCounters none;
     return none;
   }
+
+  // The peer's virtual clock when the transport runs in virtual time
+  // (TransportOptions::virtual_time), else null: the runtime reads the time of the run from it,
+  // adds a fixed compute time per round, and pauses it around evaluations.
+  virtual VirtualClock* virtual_clock() const { return nullptr; }
 
   // Stop agreement, so that every peer of a run stops before the same round (a clean Ctrl-C).
   // request_stop(r): this peer will stop before round r; the value rides on every later exchange

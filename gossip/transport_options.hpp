@@ -39,7 +39,14 @@ struct TransportOptions {
   std::uint64_t max_payload_bytes = 0;
   // Also link to rank-1 and rank+1 (mod n) so ring_step works on any topology.
   bool ring_links = true;
+  // The network model (link_emulation.hpp): per-link latency and bandwidth, this peer's NIC.
   LinkEmulation link;
+  // Virtual time (virtual_clock.hpp; in-process peers only): nobody waits for the network model,
+  // each transport keeps a VirtualClock (Transport::virtual_clock()) that the model moves
+  // instead. virtual_cpu: the peer thread's CPU time moves it too; false leaves work to the
+  // caller (VirtualClock::advance).
+  bool virtual_time = false;
+  bool virtual_cpu = true;
   // 0: neighbours send their exchange payload at once (lowest latency). k > 0: a peer asks (a
   // credit frame) for at most k neighbour payloads at a time, so exchange_each() holds at most k
   // received messages whatever the degree. All peers of a run must agree (checked at handshake).

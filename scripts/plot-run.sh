@@ -55,6 +55,9 @@ for path in sorted(glob.glob(f"{glob.escape(run)}/metrics-*.jsonl")):
                 continue
             sys.exit(f"plot-run: {path}:{n}: not JSON")
         missing = [k for k in need if not isinstance(j, dict) or not isinstance(j.get(k), (int, float))]
+        # A loss that went non-finite (a diverged run) or a script that passes none: null.
+        if missing == ["train_loss"] and "train_loss" in j and j["train_loss"] is None:
+            missing = []
         if missing:
             sys.exit(f"plot-run: {path}:{n}: not a metrics line (no number '{missing[0]}')")
         rows[j["round"]].append(j)

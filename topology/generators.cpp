@@ -23,6 +23,7 @@ constexpr std::pair<Kind, std::string_view> kKinds[] = {
     {Kind::exponential, "exponential"},
     {Kind::erdos_renyi, "erdos-renyi"},
     {Kind::random_regular, "random-regular"},
+    {Kind::one_peer_exponential, "one-peer-exponential"},
 };
 
 [[noreturn]] void fail(const std::string& msg) {
@@ -332,7 +333,8 @@ std::uint64_t edge_count(const GeneratorSpec& spec) {
     case Kind::hypercube:
       if ((n & (n - 1)) != 0) fail(fmt::format("hypercube needs a power of two peers, got {}", n));
       return n * static_cast<std::uint64_t>(std::bit_width(n) - 1) / 2;
-    case Kind::exponential: {
+    case Kind::exponential:
+    case Kind::one_peer_exponential: {  // its union graph is the exponential graph
       // Hops h and n - h give the same n edges {a, a + h}; h = n/2 gives n/2 of them.
       std::vector<std::uint64_t> hops;
       for (std::uint64_t hop = 1; hop < n; hop <<= 1) hops.push_back(std::min(hop, n - hop));
@@ -390,7 +392,8 @@ Graph generate_graph(const GeneratorSpec& spec) {
         for (int bit = 1; bit < n; bit <<= 1) g.add_edge(a, a ^ bit);
       return g;
     }
-    case Kind::exponential: {
+    case Kind::exponential:
+    case Kind::one_peer_exponential: {
       Graph g(n);
       for (int a = 0; a < n; ++a)
         for (long long hop = 1; hop < n; hop <<= 1) {
@@ -409,6 +412,27 @@ Graph generate_graph(const GeneratorSpec& spec) {
           spec, [&](std::mt19937_64& rng) { return random_regular_draw(n, spec.degree, rng); });
   }
   fail("unhandled topology kind");
+}
+
+bool time_varying_kind(Kind kind) {
+  return kind == Kind::one_peer_exponential;
+}
+
+std::vector<MixingRows> one_peer_exponential_schedule(int n) {
+  if (n < 2) fail(fmt::format("one-peer-exponential needs at least 2 peers, got {}", n));
+  const int tau = std::bit_width(static_cast<unsigned>(n - 1));  // ceil(log2 n)
+  std::vector<MixingRows> schedule(static_cast<std::size_t>(tau));
+  for (int k = 0; k < tau; ++k) {
+    auto& rows = schedule[static_cast<std::size_t>(k)];
+    rows.resize(static_cast<std::size_t>(n));
+    const int hop = 1 << k;  // < n, so the sender is never i itself
+    for (int i = 0; i < n; ++i) {
+      const int from = (i - hop % n + n) % n;
+      rows[static_cast<std::size_t>(i)] = from < i ? std::vector<Neighbor>{{from, 0.5}, {i, 0.5}}
+                                                   : std::vector<Neighbor>{{i, 0.5}, {from, 0.5}};
+    }
+  }
+  return schedule;
 }
 
 std::string endpoint_for(std::string_view base, int rank) {
@@ -432,8 +456,15 @@ std::string default_endpoint(int peers) {
 Topology make_topology(const GeneratorSpec& spec) {
   Topology t;
   t.graph = generate_graph(spec);
+  const bool varying = time_varying_kind(spec.kind);
+  if (varying && spec.weights)
+    fail(fmt::format("{}: weights={} does not apply: {} has its own weights, W^(t) = (I + P_k)/2",
+                     spec.to_string(), scheme_name(*spec.weights), kind_name(spec.kind)));
   const Scheme scheme = spec.weights.value_or(default_scheme(spec.kind));
-  t.W = mixing_weights(t.graph, scheme);
+  if (varying)
+    t.schedule = one_peer_exponential_schedule(t.graph.size());
+  else
+    t.W = mixing_weights(t.graph, scheme);
   const std::string base = spec.endpoint.empty() ? default_endpoint(t.graph.size()) : spec.endpoint;
   // Every rank's endpoint is checked: a template can go wrong for some ranks only
   // (tcp://127.0.0.1:{rank} gives rank 0 port 0).
@@ -450,7 +481,9 @@ Topology make_topology(const GeneratorSpec& spec) {
           fmt::format("{}: endpoint '{}' of rank {} {}", where(), endpoint, r, why));
     t.peers.push_back({r, std::move(endpoint), {}});
   }
-  t.description = fmt::format("{} (weights {})", spec.to_string(), scheme_name(scheme));
+  t.description =
+      varying ? fmt::format("{} (time-varying, period {})", spec.to_string(), t.schedule.size())
+              : fmt::format("{} (weights {})", spec.to_string(), scheme_name(scheme));
   return t;
 }
 

@@ -23,7 +23,8 @@ enum class Kind {
   hypercube,
   exponential,
   erdos_renyi,
-  random_regular
+  random_regular,
+  one_peer_exponential  // time-varying: one W^(t) per round (one_peer_exponential_schedule)
 };
 
 std::string_view kind_name(Kind k);
@@ -72,7 +73,18 @@ std::uint64_t edge_count(const GeneratorSpec& spec);
 // How many times a random generator redraws a disconnected graph before giving up.
 inline constexpr int kMaxRedraws = 100;
 
+// For a time-varying kind: the union of every round's links.
 Graph generate_graph(const GeneratorSpec& spec);
+
+// Whether the kind makes a time-varying topology (Topology::schedule) rather than one W.
+bool time_varying_kind(Kind kind);
+
+// The one-peer exponential graph's schedule (Ying et al. NeurIPS 2021): tau = ceil(log2 n)
+// matrices; in round t (k = t mod tau) peer i takes x of peer (i - 2^k) mod n and sends its own
+// to (i + 2^k) mod n, W^(t) = (I + P_k) / 2. Doubly stochastic, not symmetric for n > 2; the
+// product over a period is exactly (1/n) 11^T when n is a power of two. n >= 2, else
+// std::invalid_argument.
+std::vector<MixingRows> one_peer_exponential_schedule(int n);
 Scheme default_scheme(Kind kind);
 // What make_topology throws when the endpoint template gives a rank an endpoint that is not one
 // (endpoint_problem): a [generator] table reports it at its 'endpoint' line.
@@ -80,8 +92,8 @@ struct EndpointError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-// Graph + weights + endpoints. Throws std::invalid_argument on impossible parameters (EndpointError
-// for endpoints, naming the spec and the rank).
+// Graph + weights (or schedule) + endpoints. Throws std::invalid_argument on impossible parameters
+// (EndpointError for endpoints, naming the spec and the rank).
 Topology make_topology(const GeneratorSpec& spec);
 
 // Endpoint of `rank` given a base endpoint: "{rank}" is replaced by the rank; otherwise a

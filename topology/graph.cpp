@@ -90,17 +90,51 @@ std::vector<int> Graph::component_sizes() const {
   return sizes;
 }
 
-double Topology::weight(int i, int j) const {
-  const auto& row = W[static_cast<std::size_t>(i)];
+double row_weight(const MixingRows& rows, int i, int j) {
+  const auto& row = rows[static_cast<std::size_t>(i)];
   auto it = std::lower_bound(row.begin(), row.end(), j,
                              [](const Neighbor& nb, int r) { return nb.rank < r; });
   return (it != row.end() && it->rank == j) ? it->weight : 0.0;
 }
 
+namespace {
+void require_static(const Topology& t, const char* what) {
+  if (t.time_varying())
+    throw std::logic_error(std::string(what) + " of a time-varying topology (" + t.description +
+                           "): it has no single W, use mixing(round)");
+}
+}  // namespace
+
+double Topology::weight(int i, int j) const {
+  require_static(*this, "weight()");
+  return row_weight(W, i, j);
+}
+
 std::vector<Neighbor> Topology::neighbors(int i) const {
+  require_static(*this, "neighbors()");
   std::vector<Neighbor> out;
   for (const auto& nb : W[static_cast<std::size_t>(i)])
     if (nb.rank != i) out.push_back(nb);
+  return out;
+}
+
+std::vector<int> Topology::receive_from(int i, std::uint64_t round) const {
+  if (!time_varying()) return graph.neighbors(i);
+  std::vector<int> out;
+  for (const auto& nb : mixing(round)[static_cast<std::size_t>(i)])
+    if (nb.rank != i) out.push_back(nb.rank);
+  return out;
+}
+
+std::vector<int> Topology::send_to(int i, std::uint64_t round) const {
+  if (!time_varying()) return graph.neighbors(i);
+  std::vector<int> out;
+  const auto& rows = mixing(round);
+  for (int j = 0; j < size(); ++j)  // j ascending: the output is sorted
+    if (j != i && std::any_of(rows[static_cast<std::size_t>(j)].begin(),
+                              rows[static_cast<std::size_t>(j)].end(),
+                              [i](const Neighbor& nb) { return nb.rank == i; }))
+      out.push_back(j);
   return out;
 }
 
@@ -134,6 +168,19 @@ std::uint64_t Topology::hash() const {
       f.u64(static_cast<std::uint64_t>(nb.rank));
       f.f64(nb.weight);
     }
+  }
+  // After W, so that a static topology hashes as before schedules existed.
+  if (!schedule.empty()) {
+    f.u64(0x5343484544554c45ULL);  // "SCHEDULE"
+    f.u64(schedule.size());
+    for (const auto& rows : schedule)
+      for (const auto& row : rows) {
+        f.u64(row.size());
+        for (const auto& nb : row) {
+          f.u64(static_cast<std::uint64_t>(nb.rank));
+          f.f64(nb.weight);
+        }
+      }
   }
   if (!public_keys.empty()) {
     f.u64(public_keys.size());

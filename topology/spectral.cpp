@@ -331,7 +331,7 @@ LaplacianExtremes laplacian_extremes(const Graph& g, int dense_limit) {
   return e;
 }
 
-SpectralReport inspect(const Topology& t, const InspectOptions& opt) {
+SpectralReport graph_report(const Topology& t, const InspectOptions& opt) {
   SpectralReport r;
   const int n = t.size();
   const Graph& g = t.graph;
@@ -343,6 +343,17 @@ SpectralReport inspect(const Topology& t, const InspectOptions& opt) {
     r.degree_max = std::max(r.degree_max, g.degree(i));
   }
   r.degree_mean = 2.0 * static_cast<double>(r.edges) / n;
+  diameter(g, opt, r);
+  return r;
+}
+
+SpectralReport inspect(const Topology& t, const InspectOptions& opt) {
+  if (t.time_varying())
+    throw std::invalid_argument(fmt::format(
+        "{} is time-varying: it has no single W to take eigenvalues of (inspect_schedule)",
+        t.description));
+  SpectralReport r = graph_report(t, opt);
+  const int n = t.size();
   r.min_diagonal = std::numeric_limits<double>::infinity();
   r.min_offdiagonal = std::numeric_limits<double>::infinity();
   for (int i = 0; i < n; ++i)
@@ -352,7 +363,6 @@ SpectralReport inspect(const Topology& t, const InspectOptions& opt) {
     }
   if (r.min_diagonal == std::numeric_limits<double>::infinity()) r.min_diagonal = 0.0;
   if (r.min_offdiagonal == std::numeric_limits<double>::infinity()) r.min_offdiagonal = 0.0;
-  diameter(g, opt, r);
 
   // Gershgorin: every eigenvalue of W lies in [lo, hi] ([-1, 1] when W >= 0).
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
@@ -435,6 +445,126 @@ SpectralReport inspect(const Topology& t, const InspectOptions& opt) {
         fmt::format("the eigensolver ({}): {}{}", r.solver, problem,
                     dense ? "" : fmt::format("; --dense-limit {} uses the dense solver", n)));
   return r;
+}
+
+std::vector<double> period_product(const Topology& t) {
+  const auto n = static_cast<std::size_t>(t.size());
+  std::vector<double> p(n * n, 0.0), next(n * n);
+  for (std::size_t i = 0; i < n; ++i) p[i * n + i] = 1.0;
+  // P <- W^(r) P for r = 0 .. period - 1: row i of the new P is sum_j W^(r)_ij (row j of P).
+  for (std::size_t r = 0; r < t.period(); ++r) {
+    const MixingRows& w = t.mixing(r);
+    std::fill(next.begin(), next.end(), 0.0);
+    for (std::size_t i = 0; i < n; ++i)
+      for (const Neighbor& nb : w[i]) {
+        const double* src = &p[static_cast<std::size_t>(nb.rank) * n];
+        double* dst = &next[i * n];
+        for (std::size_t c = 0; c < n; ++c) dst[c] += nb.weight * src[c];
+      }
+    p.swap(next);
+  }
+  return p;
+}
+
+ScheduleReport inspect_schedule(const Topology& t, const InspectOptions& opt) {
+  if (!t.time_varying())
+    throw std::invalid_argument(
+        fmt::format("{} is static: its W has a spectral report (inspect)", t.description));
+  const int n = t.size();
+  const auto un = static_cast<std::size_t>(n);
+  ScheduleReport s;
+  s.period = t.period();
+  s.send_degree_min = s.receive_degree_min = std::numeric_limits<int>::max();
+  std::vector<double> column(un);
+  for (std::size_t r = 0; r < s.period; ++r) {
+    std::fill(column.begin(), column.end(), 0.0);
+    for (int i = 0; i < n; ++i) {
+      double row = 0.0;
+      for (const Neighbor& nb : t.mixing(r)[static_cast<std::size_t>(i)]) {
+        row += nb.weight;
+        column[static_cast<std::size_t>(nb.rank)] += nb.weight;
+      }
+      s.doubly_stochastic = s.doubly_stochastic && std::abs(row - 1.0) <= 1e-12;
+      const int sends = static_cast<int>(t.send_to(i, r).size());
+      const int takes = static_cast<int>(t.receive_from(i, r).size());
+      s.send_degree_min = std::min(s.send_degree_min, sends);
+      s.send_degree_max = std::max(s.send_degree_max, sends);
+      s.receive_degree_min = std::min(s.receive_degree_min, takes);
+      s.receive_degree_max = std::max(s.receive_degree_max, takes);
+    }
+    for (double c : column) s.doubly_stochastic = s.doubly_stochastic && std::abs(c - 1.0) <= 1e-12;
+  }
+
+  if (n <= opt.dense_limit) {
+    s.product_computed = true;
+    const auto p = period_product(t);
+    for (double v : p) s.product_deviation = std::max(s.product_deviation, std::abs(v - 1.0 / n));
+    s.exact_average = s.product_deviation <= 1e-12;
+    if (!s.exact_average) {
+      // P^T P: symmetric, and doubly stochastic because P is; its rho is ||P - J||_2 squared.
+      Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> pm(
+          p.data(), n, n);
+      const Eigen::MatrixXd gram = pm.transpose() * pm;
+      Topology g;
+      g.graph = Graph(n);
+      g.W.resize(un);
+      for (int i = 0; i < n; ++i)
+        for (int j = 0; j < n; ++j) {
+          const double v = (gram(i, j) + gram(j, i)) / 2;  // symmetric to the bit
+          if (v == 0.0 && i != j) continue;
+          g.W[static_cast<std::size_t>(i)].push_back({j, v});
+          if (i < j) g.graph.add_edge(i, j);
+        }
+      g.description = "P^T P of " + t.description;
+      s.rho_period = std::sqrt(std::max(0.0, inspect(g, opt).rho));
+    }
+    s.rounds_to_1e6 =
+        s.exact_average ? std::optional<long long>(1) : rounds_to_shrink(s.rho_period, 1e6, n);
+  }
+
+  // Measured: x <- W^(t) x over whole periods, the disagreement's ratio per period.
+  std::mt19937_64 rng(opt.seed);
+  std::normal_distribution<double> normal;
+  Eigen::VectorXd x(n), y(n);
+  for (int k = 0; k < n; ++k) x(k) = normal(rng);
+  x.array() -= x.mean();
+  const int periods =
+      std::max(4, opt.contraction_rounds / static_cast<int>(std::max<std::size_t>(s.period, 1)));
+  std::vector<double> ratios;
+  for (int q = 0; q < periods; ++q) {
+    const double before = x.norm();
+    for (std::size_t r = 0; r < s.period; ++r) {
+      y.setZero();
+      const MixingRows& w = t.mixing(r);
+      for (int i = 0; i < n; ++i)
+        for (const Neighbor& nb : w[static_cast<std::size_t>(i)]) y(i) += nb.weight * x(nb.rank);
+      x.swap(y);
+    }
+    x.array() -= x.mean();
+    const double after = x.norm();
+    ratios.push_back(after / before);
+    if (after < 1e-250) break;
+  }
+  s.measured_periods = static_cast<int>(ratios.size());
+  const std::size_t tail = std::max<std::size_t>(1, ratios.size() / 4);
+  double log_sum = 0.0;
+  bool zero = false;
+  for (std::size_t k = ratios.size() - tail; k < ratios.size(); ++k) {
+    zero = zero || ratios[k] == 0.0;
+    if (!zero) log_sum += std::log(ratios[k]);
+  }
+  if (!zero) {
+    s.measured_contraction_period = std::exp(log_sum / static_cast<double>(tail));
+    s.measured_contraction =
+        std::pow(s.measured_contraction_period, 1.0 / static_cast<double>(s.period));
+  }
+  // ||P y|| <= ||P - J||_2 ||y|| for y orthogonal to the ones vector: a measured ratio above
+  // rho_period means the product or its eigenvalue is wrong.
+  if (s.product_computed && s.measured_contraction_period > s.rho_period + 1e-6)
+    throw std::runtime_error(fmt::format(
+        "{}: the measured contraction over a period, {:.9g}, exceeds ||P - J||_2 = {:.9g}",
+        t.description, s.measured_contraction_period, s.rho_period));
+  return s;
 }
 
 std::string contraction_problem(const SpectralReport& r) {

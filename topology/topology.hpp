@@ -1,6 +1,7 @@
 #pragma once
 // The topology layer's data model: peers, the undirected graph between them and the mixing
-// matrix W. Knows nothing of sockets or kernels.
+// matrix W, fixed or, for a time-varying topology, one W^(t) per round of a periodic schedule.
+// Knows nothing of sockets or kernels.
 
 #include <array>
 #include <cstdint>
@@ -25,6 +26,9 @@ struct Neighbor {
   int rank = 0;
   double weight = 0.0;
 };
+
+// Rows of a mixing matrix: row i lists (j, W_ij) for the j it weighs, i included, by rank.
+using MixingRows = std::vector<std::vector<Neighbor>>;
 
 struct Peer {
   int rank = 0;
@@ -75,25 +79,51 @@ class Graph {
 };
 
 // A validated topology: peers, graph and mixing matrix, ready for the gossip layer.
+//
+// Static (schedule empty): W is symmetric and doubly stochastic, the same every round, and peer i
+// exchanges with its graph neighbours in both directions.
+// Time-varying (schedule non-empty): round t mixes with W^(t) = schedule[t mod period()], doubly
+// stochastic but not symmetric in general; in round t peer i receives from the j != i of row i
+// (receive_from) and sends to the j != i whose row names i (send_to). `graph` is then the union
+// of every round's links, which the transport connects once at start-up, and W is empty.
 struct Topology {
   std::vector<Peer> peers;  // indexed by rank
-  Graph graph;
-  std::vector<std::vector<Neighbor>> W;  // row i: (j, W_ij) for j in N(i) including i, by rank
-  std::string description;               // e.g. "ring n=8, weights=ring" or the file path
+  Graph graph;              // static: the graph of W; time-varying: the union of the schedule
+  MixingRows W;             // static only: row i: (j, W_ij) for j in N(i) including i, by rank
+  std::vector<MixingRows> schedule;  // time-varying only: W^(t) for t = 0 .. period - 1
+  std::string description;           // e.g. "ring n=8, weights=ring" or the file path
   // Indexed by rank: every peer's CURVE public key, or empty when the topology has none. With
   // keys, every link is encrypted and only these keys are admitted (docs/transport.md, "CURVE").
   std::vector<PublicKey> public_keys;
 
   int size() const { return graph.size(); }
-  double weight(int i, int j) const;  // W_ij, 0 when absent
-  // Row i of W without the diagonal entry: the peers i exchanges messages with.
+  bool time_varying() const { return !schedule.empty(); }
+  // Rounds after which the mixing matrices repeat: 1 for a static topology.
+  std::size_t period() const { return schedule.empty() ? 1 : schedule.size(); }
+  // The mixing matrix of round t: W, or schedule[t mod period()].
+  const MixingRows& mixing(std::uint64_t round) const {
+    return schedule.empty() ? W : schedule[round % schedule.size()];
+  }
+  // Round t's peers whose message i takes (row i of W^(t) without i) and that take i's message
+  // (column i without i), ascending; both are i's graph neighbours for a static topology.
+  std::vector<int> receive_from(int i, std::uint64_t round) const;
+  std::vector<int> send_to(int i, std::uint64_t round) const;
+
+  // W_ij, 0 when absent; row i of W without the diagonal entry (the peers i exchanges messages
+  // with); W_ii. Static topologies only: a time-varying one throws std::logic_error (use
+  // mixing(round)).
+  double weight(int i, int j) const;
   std::vector<Neighbor> neighbors(int i) const;
   double self_weight(int i) const { return weight(i, i); }
-  // A stable 64-bit hash of n, the edges, W (bit patterns), the endpoints and, when there are
-  // any, the public keys (a topology without keys hashes as before keys existed). Peers compare
-  // it at start-up to prove they loaded the same topology.
+  // A stable 64-bit hash of n, the edges, W (bit patterns), the endpoints, the schedule's
+  // matrices when there is one and, when there are any, the public keys (a static topology
+  // without keys hashes as before schedules and keys existed). Peers compare it at start-up to
+  // prove they loaded the same topology.
   std::uint64_t hash() const;
   bool authenticated() const { return !public_keys.empty(); }
 };
+
+// W_ij of the mixing matrix `rows` (rows sorted by rank), 0 when absent.
+double row_weight(const MixingRows& rows, int i, int j);
 
 }  // namespace gossip::topology

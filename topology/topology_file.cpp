@@ -126,10 +126,10 @@ class Parser {
     } catch (const toml::parse_error& e) {
       fail(static_cast<long>(e.source().begin.line), std::string(e.description()));
     }
-    only_keys(root, {"name", "generator", "peer", "edge", "weights", "matrix"},
+    only_keys(root, {"name", "generator", "peer", "edge", "weights", "matrix", "schedule"},
               "the topology file");
     if (const auto* g = root.get("generator")) {
-      for (std::string_view k : {"peer", "edge", "matrix", "weights"})
+      for (std::string_view k : {"peer", "edge", "matrix", "weights", "schedule"})
         if (const auto* other = root.get(k))
           fail(*other, fmt::format("'{}' cannot be combined with [generator] (line {}): a file is "
                                    "either a generator or an explicit list of peers and edges",
@@ -300,6 +300,13 @@ class Parser {
       check_distinct_keys(t, key_line);
     }
 
+    if (const auto* schedule = root.get("schedule")) {
+      read_schedule(root, *schedule, t, self_weight, peer_line);
+      t.description = fmt::format("{} (explicit, {} peers, time-varying, period {})", name_, n,
+                                  t.schedule.size());
+      return t;
+    }
+
     t.graph = Graph(n);
     std::map<std::pair<int, int>, double> edge_weight;  // (min, max) -> weight, when given
     std::map<std::pair<int, int>, long> edge_line;
@@ -431,6 +438,39 @@ class Parser {
     }
   }
 
+  // `schedule = "one-peer-exponential"`: the mixing matrices come from the generator of that
+  // name over the listed peers, so the file cannot also give edges or weights.
+  void read_schedule(const toml::table& root, const toml::node& node, Topology& t,
+                     const std::vector<std::optional<double>>& self_weight,
+                     const std::vector<long>& peer_line) const {
+    const std::string kind = get_string(node, "'schedule'");
+    try {
+      if (!time_varying_kind(parse_kind(kind))) throw std::invalid_argument("");
+    } catch (const std::invalid_argument&) {
+      fail(node, fmt::format("unknown schedule '{}' (known: one-peer-exponential)", kind));
+    }
+    for (std::string_view k : {"edge", "matrix", "weights"})
+      if (const auto* other = root.get(k))
+        fail(*other, fmt::format("'{}' cannot be combined with schedule = \"{}\" (line {}): the "
+                                 "schedule gives every round's links and weights",
+                                 k, kind, line_of(node)));
+    for (std::size_t r = 0; r < self_weight.size(); ++r)
+      if (self_weight[r])
+        fail(peer_line[r], fmt::format("'self_weight' cannot be combined with schedule = \"{}\" "
+                                       "(line {}): the schedule gives the weights",
+                                       kind, line_of(node)));
+    const int n = static_cast<int>(t.peers.size());
+    try {
+      t.schedule = one_peer_exponential_schedule(n);
+      GeneratorSpec spec;
+      spec.kind = Kind::one_peer_exponential;
+      spec.sizes = {n};
+      t.graph = generate_graph(spec);
+    } catch (const std::invalid_argument& e) {
+      fail(node, e.what());
+    }
+  }
+
   void fail_disconnected(const Graph& g, const std::vector<long>& peer_line) const {
     // Name a peer that cannot reach peer 0, at its own line.
     const auto dist = g.distances_from(0);
@@ -536,22 +576,32 @@ Topology load_topology_or_spec(const std::string& file_or_spec) {
 }
 
 void write_topology(const Topology& t, std::ostream& out) {
-  out << fmt::format(
-      "# {}\n# Written by `gossip topo generate`: explicit form, weights at full "
-      "precision.\n\n",
-      t.description);
-  // Only best-constant weights have a negative diagonal; a file must say so to be read back.
-  bool negative_diagonal = false;
-  for (int i = 0; i < t.size(); ++i) negative_diagonal |= t.self_weight(i) < 0.0;
-  if (negative_diagonal) out << "weights = \"best-constant\"\n\n";
+  if (t.time_varying()) {
+    // The schedule is named, not listed: its matrices follow from the number of peers.
+    out << fmt::format(
+        "# {}\n# Written by `gossip topo generate`: explicit peers; every round's links and "
+        "weights come from the schedule.\n\nschedule = \"{}\"\n\n",
+        t.description, kind_name(Kind::one_peer_exponential));
+  } else {
+    out << fmt::format(
+        "# {}\n# Written by `gossip topo generate`: explicit form, weights at full "
+        "precision.\n\n",
+        t.description);
+    // Only best-constant weights have a negative diagonal; a file must say so to be read back.
+    bool negative_diagonal = false;
+    for (int i = 0; i < t.size(); ++i) negative_diagonal |= t.self_weight(i) < 0.0;
+    if (negative_diagonal) out << "weights = \"best-constant\"\n\n";
+  }
   for (const auto& p : t.peers) {
     out << fmt::format("[[peer]]\nrank = {}\nendpoint = \"{}\"\n", p.rank, p.endpoint);
     if (p.device) out << fmt::format("device = {}\n", *p.device);
     if (t.authenticated())
       out << fmt::format("public_key = \"{}\"\n",
                          key_hex(t.public_keys[static_cast<std::size_t>(p.rank)]));
-    out << fmt::format("self_weight = {:.17g}\n\n", t.self_weight(p.rank));
+    if (!t.time_varying()) out << fmt::format("self_weight = {:.17g}\n", t.self_weight(p.rank));
+    out << "\n";
   }
+  if (t.time_varying()) return;
   for (auto [a, b] : t.graph.edges())
     out << fmt::format("[[edge]]\npeers = [{}, {}]\nweight = {:.17g}\n\n", a, b, t.weight(a, b));
 }

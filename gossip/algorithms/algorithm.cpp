@@ -113,6 +113,25 @@ class Reader {
   Fnv1a sum_;
 };
 
+}  // namespace
+
+std::string_view time_varying_refusal(std::string_view name) {
+  const AlgorithmInfo& algorithm = find_algorithm(name);
+  if (algorithm.time_varying) return "";
+  const std::string_view canonical = algorithm.name;
+  if (canonical == "dcd-psgd" || canonical == "choco-sgd")
+    return "it keeps s_i = sum_j W_ij x^_j up to date with each round's compressed differences, "
+           "which equals the mix of the replicas only while W stays the same every round";
+  if (canonical == "deepsqueeze")
+    return "its error compensation is derived and tested for one fixed symmetric W only";
+  if (canonical == "d2")
+    return "its correction (2 x_t - x_{t-1}, Exact Diffusion) converges to the optimum only for "
+           "one fixed symmetric W with eigenvalues above -1/3";
+  if (canonical == "relaysum") return "it relays sums along the edges of one fixed tree";
+  return "it is not known to work on a time-varying graph";
+}
+
+namespace {
 // The settings both hashes cover: algorithm, d, codec, consensus step, momentum, Nesterov,
 // quasi-global, weight decay, tensor sizes, seed, and local steps only when not 1 and staleness
 // only when not 0, so that the hashes of runs without them (checkpoints, handshakes) are what they
@@ -134,6 +153,11 @@ void add_settings(Fnv1a& h, const AlgorithmConfig& config, std::size_t d) {
   if (config.staleness != 0) {
     h.add(std::string_view("staleness"));
     h.add(static_cast<std::uint64_t>(config.staleness));
+  }
+  // Likewise the delay (DGA), only when not 0.
+  if (config.delay != 0) {
+    h.add(std::string_view("delay"));
+    h.add(static_cast<std::uint64_t>(config.delay));
   }
 }
 
@@ -186,6 +210,15 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
         fmt::format("momentum must be in [0, 1), got {}", config_.momentum));
   }
   if (config_.local_steps < 1) throw std::invalid_argument("local_steps must be at least 1, got 0");
+  if (config_.local_steps != 1 && !find_algorithm(config_.name).local_steps)
+    throw std::invalid_argument(fmt::format(
+        "{} does not take local steps (local_steps = {}): it corrects every round's direction; "
+        "use allreduce for local SGD",
+        config_.name, config_.local_steps));
+  if (config_.delay != 0 && config_.name != "dga")
+    throw std::invalid_argument(
+        fmt::format("delay = {} is a setting of dga (delayed gradient averaging), not of {}",
+                    config_.delay, config_.name));
   if (config_.quasi_global && config_.momentum == 0.0f) {
     throw std::invalid_argument("quasi_global momentum needs momentum > 0");
   }
@@ -435,6 +468,21 @@ std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Tr
                                           const topology::Topology& topology,
                                           std::span<const float> x0) {
   const AlgorithmInfo& algorithm = find_algorithm(config.name);
+  if (topology.time_varying()) {
+    // The schedule is meant to advance one phase per exchange (round / H, as send_to and the
+    // mixing weights compute it), but that combination fails its exact-averaging test: refused
+    // until it passes.
+    if (config.local_steps > 1)
+      throw std::invalid_argument(
+          fmt::format("local_steps = {} on the time-varying topology {} is not supported yet: use "
+                      "local_steps = 1 there, or a static topology",
+                      config.local_steps, topology.description));
+    if (const auto why = time_varying_refusal(algorithm.name); !why.empty())
+      throw std::invalid_argument(
+          fmt::format("{} cannot run on the time-varying topology {}: {}; use dpsgd (or a static "
+                      "topology such as exponential:{})",
+                      algorithm.name, topology.description, why, topology.size()));
+  }
   try {
     check_codec(algorithm, config.codec);
   } catch (const std::invalid_argument& e) {
@@ -447,12 +495,59 @@ std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Tr
 
 namespace detail {
 
+namespace {
+// A time-varying topology: every W^(t) non-negative and doubly stochastic (not symmetric), the
+// union graph connected, and the transport sending to and taking from this round's ranks.
+void validate_schedule(const net::Transport& transport, const topology::Topology& topology) {
+  constexpr double kTol = 1e-9;
+  const int n = topology.size();
+  for (std::size_t t = 0; t < topology.period(); ++t) {
+    const topology::MixingRows& w = topology.mixing(t);
+    std::vector<double> column(static_cast<std::size_t>(n), 0.0);
+    for (int i = 0; i < n; ++i) {
+      double sum = 0.0;
+      for (const topology::Neighbor& nb : w[static_cast<std::size_t>(i)]) {
+        if (nb.weight < 0.0)
+          throw std::invalid_argument(
+              fmt::format("W^({})[{}][{}] = {} is negative: gossip needs non-negative weights", t,
+                          i, nb.rank, nb.weight));
+        sum += nb.weight;
+        column[static_cast<std::size_t>(nb.rank)] += nb.weight;
+      }
+      if (std::abs(sum - 1.0) > kTol)
+        throw std::invalid_argument(
+            fmt::format("W^({}) is not stochastic: row {} sums to {}", t, i, sum));
+    }
+    for (int j = 0; j < n; ++j)
+      if (std::abs(column[static_cast<std::size_t>(j)] - 1.0) > kTol)
+        throw std::invalid_argument(fmt::format(
+            "W^({}) is not doubly stochastic: column {} sums to {} (the models' mean would drift)",
+            t, j, column[static_cast<std::size_t>(j)]));
+    const int rank = transport.rank();
+    const auto check = [&](std::string_view what, std::span<const int> got,
+                           const std::vector<int>& expected) {
+      if (!std::equal(expected.begin(), expected.end(), got.begin(), got.end()))
+        throw std::invalid_argument(
+            fmt::format("transport of rank {} {} [{}] in round {} but W^({}) names [{}]", rank,
+                        what, fmt::join(got, ", "), t, t, fmt::join(expected, ", ")));
+    };
+    check("sends to", transport.send_to(t), topology.send_to(rank, t));
+    check("takes from", transport.receive_from(t), topology.receive_from(rank, t));
+  }
+  if (!topology.graph.connected())
+    throw std::invalid_argument(
+        fmt::format("{}: the rounds' links do not connect every peer, so the peers never agree",
+                    topology.description));
+}
+}  // namespace
+
 void validate_mixing(const net::Transport& transport, const topology::Topology& topology) {
   const int n = topology.size();
   if (transport.size() != n) {
     throw std::invalid_argument(
         fmt::format("transport has {} peers but the topology has {}", transport.size(), n));
   }
+  if (topology.time_varying()) return validate_schedule(transport, topology);
   constexpr double kTol = 1e-9;
   for (int i = 0; i < n; ++i) {
     double sum = 0.0;
@@ -530,10 +625,13 @@ GossipAlgorithm::GossipAlgorithm(const AlgorithmConfig& config, net::Transport& 
                                  const topology::Topology& topology, std::span<const float> x0)
     : Algorithm(config, transport, topology, x0),
       codec_(space().make_codec(config.codec, config.tensor_sizes, x_.size())) {
-  self_weight_ = static_cast<float>(topology.self_weight(rank_));
-
-  for (int j : transport.neighbors()) {
-    weights_.push_back(static_cast<float>(topology.weight(rank_, j)));
+  // One set of weights per round of the period (one on a static topology).
+  for (std::size_t t = 0; t < topology.period(); ++t) {
+    const topology::MixingRows& w = topology.mixing(t);
+    self_weights_.push_back(static_cast<float>(topology::row_weight(w, rank_, rank_)));
+    auto& row = weights_.emplace_back();
+    for (int j : transport.receive_from(t))
+      row.push_back(static_cast<float>(topology::row_weight(w, rank_, j)));
   }
 }
 
@@ -556,15 +654,15 @@ void GossipAlgorithm::encode(std::span<const float> v, std::uint64_t round) {
 }
 
 const std::vector<std::span<const std::byte>>& GossipAlgorithm::exchange() {
-  if (weights_.empty()) return no_messages_;
+  if (round_weights().empty()) return no_messages_;
   Clock::time_point mark = Clock::now();
   const auto& messages = transport_.exchange(round_, codec_->message());
   last_.wait_s += seconds_since(mark);
-  if (messages.size() != weights_.size()) {
+  if (messages.size() != round_weights().size()) {
     throw net::TransportError(
         fmt::format("rank {} round {}: transport returned {} messages for {} "
                     "neighbours",
-                    rank_, round_, messages.size(), weights_.size()));
+                    rank_, round_, messages.size(), round_weights().size()));
   }
   return messages;
 }
@@ -575,12 +673,13 @@ void GossipAlgorithm::exchange_accumulate(float scale, std::span<float> y) {
 
 void GossipAlgorithm::exchange_accumulate_from(std::optional<std::uint64_t> receive, float scale,
                                                std::span<float> y) {
-  if (weights_.empty()) return;
+  if (round_weights().empty()) return;
   Clock::time_point mark = Clock::now();
   double decode_s = 0.0;
+  const std::vector<float>& weights = round_weights();
   auto on_message = [&](std::size_t k, std::span<const std::byte> message) {
     const auto start = Clock::now();
-    decode_from(k, [&] { codec_->decode_accumulate(message, scale * weights_[k], y); });
+    decode_from(k, [&] { codec_->decode_accumulate(message, scale * weights[k], y); });
     decode_s += std::chrono::duration<double>(Clock::now() - start).count();
   };
   if (receive == round_) {
@@ -594,15 +693,16 @@ void GossipAlgorithm::exchange_accumulate_from(std::optional<std::uint64_t> rece
 }
 
 void GossipAlgorithm::exchange_decode_each(std::span<float> scratch, NeighborFn use) {
-  if (weights_.empty()) return;
+  if (round_weights().empty()) return;
   Clock::time_point mark = Clock::now();
   double decode_s = 0.0, use_s = 0.0;
+  const std::vector<float>& weights = round_weights();
   transport_.exchange_each(round_, codec_->message(),
                            [&](std::size_t k, std::span<const std::byte> message) {
                              const auto start = Clock::now();
                              decode_from(k, [&] { codec_->decode(message, scratch); });
                              const auto decoded = Clock::now();
-                             use(k, weights_[k], scratch);
+                             use(k, weights[k], scratch);
                              decode_s += std::chrono::duration<double>(decoded - start).count();
                              use_s += std::chrono::duration<double>(Clock::now() - decoded).count();
                            });
@@ -613,7 +713,7 @@ void GossipAlgorithm::exchange_decode_each(std::span<float> scratch, NeighborFn 
 }
 
 void GossipAlgorithm::resend(std::uint64_t round, std::span<const float> v) {
-  if (weights_.empty()) return;
+  if (round_weights().empty()) return;
   encode(v, round);
   Clock::time_point mark = Clock::now();
   transport_.resend(round, codec_->message());
@@ -622,7 +722,7 @@ void GossipAlgorithm::resend(std::uint64_t round, std::span<const float> v) {
 
 float GossipAlgorithm::neighbor_weight_sum() const {
   float sum = 0.0f;
-  for (float w : weights_) sum += w;
+  for (float w : round_weights()) sum += w;
   return sum;
 }
 
@@ -641,14 +741,15 @@ void GossipAlgorithm::accumulate_own(float w, std::span<float> y) {
 void GossipAlgorithm::accumulate_neighbors(const std::vector<std::span<const std::byte>>& messages,
                                            float scale, std::span<float> y) {
   Clock::time_point mark = Clock::now();
+  const std::vector<float>& weights = round_weights();
   for (std::size_t k = 0; k < messages.size(); ++k) {
-    decode_from(k, [&] { codec_->decode_accumulate(messages[k], scale * weights_[k], y); });
+    decode_from(k, [&] { codec_->decode_accumulate(messages[k], scale * weights[k], y); });
   }
   last_.decode_s += seconds_since(mark);
 }
 
 void GossipAlgorithm::neighbor_message_error(std::size_t k, const kernels::WireError& e) const {
-  const int peer = transport_.neighbors()[k];
+  const int peer = transport_.receive_from(round_)[k];
   throw kernels::WireError(fmt::format("rank {}: round {}: message from {}: {}", rank_, round_,
                                        transport_.peer_name(peer), e.what()));
 }

@@ -77,6 +77,10 @@ struct AlgorithmConfig {
   // communication round c travels while rounds c+1 … c+τ compute. With local steps τ counts
   // communication rounds. 0 is the bulk-synchronous rule (and leaves both hashes as they were).
   std::uint32_t staleness = 0;
+  // DGA only (delayed gradient averaging): the all-reduce of round t's direction is applied in
+  // round t + D while the rounds between compute. D = 0 is all-reduce SGD. Enters both hashes
+  // only when not 0.
+  std::uint32_t delay = 0;
   // D-PSGD only: step(GradientFn) computes the gradient on a worker thread while this thread
   // encodes and exchanges x_i (both only read x_i). The gradient callback must then be safe to
   // run on another thread. Results are bit-identical either way, so it is not part of the config
@@ -87,6 +91,12 @@ struct AlgorithmConfig {
   // no bit of it, so it is in neither hash: a checkpoint written on a GPU loads on the host.
   int cuda_device = -1;
 };
+
+// Why the algorithm `name` (canonical or alias) cannot run on a time-varying topology (one W^(t)
+// per round, topology::Topology::schedule), "" when it can (its registry row's time_varying):
+// D-PSGD mixes with whatever W^(t) the round has, and all-reduce uses no W. make_algorithm
+// refuses the others with this reason.
+std::string_view time_varying_refusal(std::string_view name);
 
 // Hash of the settings every peer of one run must share (algorithm, lr, consensus step,
 // momentum, Nesterov, weight decay, codec, tensor sizes, seed, local steps when not 1,
@@ -255,8 +265,9 @@ class Algorithm {
 // Builds the algorithm named in config for this peer (rank = transport.rank()) from its registry
 // row (registry.hpp). x0 must be the same on every peer. Checks the codec against the row's rule
 // and, for a gossip algorithm, that the transport's neighbours are this peer's neighbours in the
-// topology and that W is symmetric and doubly stochastic. Throws std::invalid_argument naming the
-// bad setting.
+// topology and that W is symmetric and doubly stochastic (on a time-varying topology: that the
+// algorithm can run on one, and that every W^(t) is doubly stochastic and matches the
+// transport's per-round ranks). Throws std::invalid_argument naming the bad setting.
 std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,
                                           const topology::Topology& topology,
                                           std::span<const float> x0);

@@ -185,9 +185,32 @@ struct ShiftMix {
   }
 };
 
+// x −= γ·((g − own) + sum·inv_n) (DGA: this round's direction, minus the own direction of D
+// rounds ago, plus the average of that round's directions).
+struct DelayedStep {
+  float lr;
+  float inv_n;
+  const float* g;
+  const float* own;
+  const float* sum;
+  float* x;
+  GOSSIP_HD void operator()(std::size_t k) const {
+    x[k] -= lr * ((g[k] - own[k]) + sum[k] * inv_n);
+  }
+};
+
+// y = a·y + x (DoubleSqueeze's server value u = (1/n)·Σ_j c_j + e).
+struct ScaleAdd {
+  float a;
+  const float* x;
+  float* y;
+  GOSSIP_HD void operator()(std::size_t k) const { y[k] = a * y[k] + x[k]; }
+};
+
 // Every functor a space runs; a space dispatches on the alternative.
-using Op = std::variant<Axpy, Scale, Sub, HeavyBall, QgDirection, QgBuffer, HalfStepDiff,
-                        HalfStepAccumulate, ConsensusStep, CorrectedStep, PairwiseTerm,
-                        DcdDifference, MeanGradientStep, Relay, OffsetMean, ShiftMix>;
+using Op =
+    std::variant<Axpy, Scale, Sub, HeavyBall, QgDirection, QgBuffer, HalfStepDiff,
+                 HalfStepAccumulate, ConsensusStep, CorrectedStep, PairwiseTerm, DcdDifference,
+                 MeanGradientStep, Relay, OffsetMean, ShiftMix, DelayedStep, ScaleAdd>;
 
 }  // namespace gossip::algorithms::ew

@@ -3,6 +3,7 @@
 // transport order). The factories of the concrete algorithms are listed in registry.cpp. Not part
 // of the public API; include gossip/algorithms/algorithm.hpp.
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -24,12 +25,13 @@ class GossipAlgorithm : public Algorithm {
   void encode(std::span<const float> v);
   // The same keyed by another round (a message re-sent after a resume).
   void encode(std::span<const float> v, std::uint64_t round);
-  // Sends the encoded message to every neighbour and returns theirs, in neighbors() order.
+  // Sends the encoded message to this round's ranks (send_to) and returns the messages of
+  // receive_from(round), in that order (static topology: every neighbour, in neighbors() order).
   // Timed as wait. With no neighbours (n = 1) nothing is sent.
   const std::vector<std::span<const std::byte>>& exchange();
   // y += w * C(own message). Timed as decode.
   void accumulate_own(float w, std::span<float> y);
-  // y += scale * W_ij * C(q_j) for every neighbour j. Timed as decode.
+  // y += scale * W_ij * C(q_j) for every rank j the round took a message from. Timed as decode.
   void accumulate_neighbors(const std::vector<std::span<const std::byte>>& messages, float scale,
                             std::span<float> y);
   // Sends the encoded message and adds scale * W_ij * C(q_j) to y for every neighbour j as its
@@ -48,8 +50,8 @@ class GossipAlgorithm : public Algorithm {
   // Σ_j W_ij over the neighbours, summed in neighbour order (1 − W_ii up to rounding).
   float neighbor_weight_sum() const;
 
-  // Sends the encoded message; for every neighbour j = neighbors()[k], as its message comes in
-  // (neighbour order), decodes C(q_j) into `scratch` and calls use(k, W_ij, scratch). For rules
+  // Sends the encoded message; for every j = receive_from(round)[k], as its message comes in
+  // (in that order), decodes C(q_j) into `scratch` and calls use(k, W_ij, scratch). For rules
   // that need the neighbour's values themselves rather than a weighted sum. Timed as wait and
   // decode, use() as update.
   using NeighborFn = FunctionRef<void(std::size_t k, float w_ij, std::span<const float> q_j)>;
@@ -69,7 +71,8 @@ class GossipAlgorithm : public Algorithm {
   }
   [[noreturn]] void neighbor_message_error(std::size_t k, const kernels::WireError& e) const;
 
-  float self_weight() const { return self_weight_; }
+  // W_ii of this round (the same every round on a static topology).
+  float self_weight() const { return self_weights_[phase() % self_weights_.size()]; }
   // The codec sends fp32 unchanged (spec "identity", however the config spelled it).
   bool lossless_codec() const { return codec_->spec() == "identity"; }
 
@@ -78,9 +81,17 @@ class GossipAlgorithm : public Algorithm {
   static void require_consensus_step(const AlgorithmConfig& config, std::string_view what);
 
  private:
+  // W_ij of this round, for j in transport.receive_from(round_) order.
+  const std::vector<float>& round_weights() const { return weights_[phase() % weights_.size()]; }
+  // Which W^(t) of a time-varying schedule this round mixes with: one per exchange, so with
+  // local steps H the phase advances every H rounds (as the transport's send_to/receive_from).
+  std::uint64_t phase() const { return round_ / std::max<std::uint64_t>(config_.local_steps, 1); }
+
   std::unique_ptr<SpaceCodec> codec_;  // keeps this round's message for the own-decode
-  std::vector<float> weights_;         // W_ij for j in transport.neighbors() order
-  float self_weight_ = 1.0f;           // W_ii
+  // Per round of the topology's period (one on a static topology): W_ij for j in
+  // transport.receive_from(t) order, and W_ii.
+  std::vector<std::vector<float>> weights_;
+  std::vector<float> self_weights_;
   std::vector<std::span<const std::byte>> no_messages_;  // returned when there are no neighbours
 };
 

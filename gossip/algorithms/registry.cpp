@@ -27,6 +27,12 @@ std::unique_ptr<Algorithm> make_relaysum(const AlgorithmConfig&, net::Transport&
                                          const topology::Topology&, std::span<const float>);
 std::unique_ptr<Algorithm> make_allreduce_sgd(const AlgorithmConfig&, net::Transport&,
                                               const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_dga(const AlgorithmConfig&, net::Transport&,
+                                    const topology::Topology&, std::span<const float>);
+std::unique_ptr<Algorithm> make_double_squeeze(const AlgorithmConfig&, net::Transport&,
+                                               const topology::Topology&, std::span<const float>);
+std::size_t dga_payload(const AlgorithmConfig&, std::size_t d, int n);
+std::size_t double_squeeze_payload(const AlgorithmConfig&, std::size_t d, int n);
 }  // namespace detail
 
 namespace {
@@ -39,14 +45,16 @@ constexpr std::array kChocoAliases = {"choco"sv};
 constexpr std::array kD2Aliases = {"exact-diffusion"sv};
 constexpr std::array kRelaysumAliases = {"relaysgd"sv};
 constexpr std::array kAllreduceAliases = {"c-psgd"sv};
+constexpr std::array kDgaAliases = {"delayed-averaging"sv};
+constexpr std::array kDoubleSqueezeAliases = {"double-squeeze"sv};
 
 // Canonical names are what hashes and saved states hold: never rename a row.
-const std::array<AlgorithmInfo, 7> kRegistry = {{
+const std::array<AlgorithmInfo, 9> kRegistry = {{
     {"dpsgd", kDpsgdAliases, detail::make_dpsgd, false, CodecRule::lossless,
-     TopologyNeed::symmetric_w, true, false, true,
+     TopologyNeed::symmetric_w, true, false, true, true, nullptr,
      "D-PSGD (Lian et al. 2017): x_i <- sum_j W_ij x_j - lr g_i; sends the model"},
     {"dcd-psgd", kDcdAliases, detail::make_dcd_psgd, false, CodecRule::any,
-     TopologyNeed::symmetric_w, false, false, false,
+     TopologyNeed::symmetric_w, false, false, false, true, nullptr,
      "DCD-PSGD (Tang et al. 2018): sends the compressed change of the model"},
     {"deepsqueeze",
      {},
@@ -57,19 +65,27 @@ const std::array<AlgorithmInfo, 7> kRegistry = {{
      false,
      false,
      false,
+     true,
+     nullptr,
      "DeepSqueeze (Tang et al. 2019): error-compensated compression, consensus step eta"},
     {"choco-sgd", kChocoAliases, detail::make_choco_sgd, true, CodecRule::any,
-     TopologyNeed::symmetric_w, false, false, false,
+     TopologyNeed::symmetric_w, false, false, false, true, nullptr,
      "CHOCO-SGD (Koloskova et al. 2019): compressed public copies, consensus step gamma_c"},
     {"d2", kD2Aliases, detail::make_d2, false, CodecRule::lossless, TopologyNeed::symmetric_w,
-     false, false, false,
+     false, false, false, true, nullptr,
      "D2 / exact diffusion (Tang et al. 2018): corrects for heterogeneous data"},
     {"relaysum", kRelaysumAliases, detail::make_relaysum, false, CodecRule::any, TopologyNeed::tree,
-     false, false, false,
+     false, false, false, true, nullptr,
      "RelaySGD (Vogels et al. 2021): relays sums along a tree, exact average with delays"},
     {"allreduce", kAllreduceAliases, detail::make_allreduce_sgd, false, CodecRule::identity,
-     TopologyNeed::peers, false, true, false,
+     TopologyNeed::peers, true, true, false, true, nullptr,
      "C-PSGD: ring all-reduce of the gradients, every model identical"},
+    {"dga", kDgaAliases, detail::make_dga, false, CodecRule::identity, TopologyNeed::peers, true,
+     true, false, false, detail::dga_payload,
+     "DGA (Zhu et al. 2021): all-reduce of round t applied in round t + delay, while computing"},
+    {"doublesqueeze", kDoubleSqueezeAliases, detail::make_double_squeeze, false, CodecRule::any,
+     TopologyNeed::peers, true, true, false, false, detail::double_squeeze_payload,
+     "DoubleSqueeze (Tang et al. 2019): compressed all-reduce, error feedback on both sides"},
 }};
 
 std::string all_aliases() {
@@ -110,6 +126,11 @@ std::string algorithm_help() {
         a.description);
   }
   return out;
+}
+
+std::size_t largest_payload(const AlgorithmConfig& config, std::size_t d, int n) {
+  const AlgorithmInfo& a = find_algorithm(config.name);
+  return a.payload != nullptr ? a.payload(config, d, n) : 0;
 }
 
 void check_codec(const AlgorithmInfo& algorithm, std::string_view spec) {

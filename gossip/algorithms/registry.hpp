@@ -32,6 +32,9 @@ enum class TopologyNeed {
 using AlgorithmFactory = std::unique_ptr<Algorithm> (*)(const AlgorithmConfig&, net::Transport&,
                                                         const topology::Topology&,
                                                         std::span<const float>);
+// The largest payload, in bytes, one transport call of the algorithm carries for a d-float model
+// on n peers, where it can exceed both one codec message of the model and an fp32 ring chunk.
+using PayloadFn = std::size_t (*)(const AlgorithmConfig&, std::size_t d, int n);
 
 struct AlgorithmInfo {
   std::string_view name;                      // canonical: hashes, checkpoints, metrics
@@ -45,6 +48,8 @@ struct AlgorithmInfo {
   // Accepts AlgorithmConfig::staleness > 0 (overlapped gossip): its rule has a stale form whose
   // invariant is derived and tested (docs/algorithms.md "Overlapped gossip").
   bool staleness;
+  bool local_steps;              // takes AlgorithmConfig::local_steps > 1
+  PayloadFn payload;             // nullptr: one codec message of the model, or an fp32 ring chunk
   std::string_view description;  // one line, for help texts
 };
 
@@ -56,6 +61,10 @@ const AlgorithmInfo& find_algorithm(std::string_view name);
 std::string algorithm_names();
 // One line per algorithm: "  name (aliases): description", for --help texts.
 std::string algorithm_help();
+// The largest payload of one transport call of `config`'s algorithm (d floats, n peers) beyond
+// one codec message of the model and an fp32 ring chunk (0 when it sends nothing larger): what a
+// transport's max_payload_bytes must admit.
+std::size_t largest_payload(const AlgorithmConfig& config, std::size_t d, int n);
 // Throws std::invalid_argument (naming the algorithm, the codec and the rule) unless the codec
 // spec is allowed by the row. `spec` must parse (kernels::parse_spec).
 void check_codec(const AlgorithmInfo& algorithm, std::string_view spec);

@@ -7,19 +7,38 @@
 
 namespace gossip::algorithms {
 
+RingStepPlan ring_step_plan(std::size_t d, std::size_t n, std::size_t rank, std::size_t s) {
+  // Chunk c of n: the first d % n chunks are one longer, so any d works (d < n included: some
+  // chunks are empty and their steps carry no bytes).
+  auto begin = [&](std::size_t c) { return c * (d / n) + std::min(c, d % n); };
+  auto size = [&](std::size_t c) { return begin(c + 1) - begin(c); };
+  // (rank − k) mod n for k in [0, 2n).
+  auto chunk = [&](std::size_t back) { return (rank + 2 * n - back) % n; };
+  RingStepPlan p;
+  std::size_t send_c = 0, recv_c = 0;
+  if (s + 1 < n) {
+    // Reduce-scatter: after n − 1 steps this peer holds the full sum of chunk rank + 1.
+    send_c = chunk(s);
+    recv_c = chunk(s + 1);
+  } else {
+    // All-gather: pass the finished chunks around the ring.
+    const std::size_t a = s - (n - 1);
+    send_c = chunk(a + n - 1);  // rank + 1 − a
+    recv_c = chunk(a);
+    p.add = false;
+  }
+  p.send_begin = begin(send_c);
+  p.send_size = size(send_c);
+  p.recv_begin = begin(recv_c);
+  p.recv_size = size(recv_c);
+  return p;
+}
+
 void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::span<float> data,
                         std::span<float> scratch, RingTimes* times, std::uint32_t first_step) {
   const auto n = static_cast<std::size_t>(transport.size());
   if (n == 1) return;
   const std::size_t d = data.size();
-  // Chunk c of n: the first d % n chunks are one longer, so any d works (d < n included: some
-  // chunks are empty and their steps carry no bytes).
-  auto begin = [&](std::size_t c) { return c * (d / n) + std::min(c, d % n); };
-  auto size = [&](std::size_t c) { return begin(c + 1) - begin(c); };
-  auto chunk = [&](long long c) {
-    const auto m = static_cast<long long>(n);
-    return static_cast<std::size_t>(((c % m) + m) % m);
-  };
   if (scratch.size() < ring_scratch_floats(d, n))
     throw std::invalid_argument("ring_allreduce_sum: scratch shorter than ceil(d / n)");
   using Clock = std::chrono::steady_clock;
@@ -29,27 +48,19 @@ void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::spa
     if (times) times->*field += std::chrono::duration<double>(now - mark).count();
     mark = now;
   };
-  const auto r = static_cast<long long>(transport.rank());
-  const auto steps = static_cast<long long>(n) - 1;
-  std::uint32_t step = first_step;
-  auto exchange = [&](std::size_t send_c, std::size_t recv_c) {
-    transport.ring_step(round, step++, std::as_bytes(data.subspan(begin(send_c), size(send_c))),
-                        std::as_writable_bytes(scratch.first(size(recv_c))));
+  const auto rank = static_cast<std::size_t>(transport.rank());
+  for (std::size_t s = 0; s < 2 * (n - 1); ++s) {
+    const RingStepPlan p = ring_step_plan(d, n, rank, s);
+    transport.ring_step(round, first_step + static_cast<std::uint32_t>(s),
+                        std::as_bytes(data.subspan(p.send_begin, p.send_size)),
+                        std::as_writable_bytes(scratch.first(p.recv_size)));
     lap(&RingTimes::wait_s);
-  };
-  // Reduce-scatter: after n - 1 steps this peer holds the full sum of chunk r + 1.
-  for (long long s = 0; s < steps; ++s) {
-    const std::size_t rc = chunk(r - s - 1);
-    exchange(chunk(r - s), rc);
-    float* dst = data.data() + begin(rc);
-    for (std::size_t k = 0; k < size(rc); ++k) dst[k] += scratch[k];
-    lap(&RingTimes::reduce_s);
-  }
-  // All-gather: pass the finished chunks around the ring.
-  for (long long s = 0; s < steps; ++s) {
-    const std::size_t rc = chunk(r - s);
-    exchange(chunk(r + 1 - s), rc);
-    std::copy_n(scratch.begin(), size(rc), data.begin() + static_cast<std::ptrdiff_t>(begin(rc)));
+    float* dst = data.data() + p.recv_begin;
+    if (p.add) {
+      for (std::size_t k = 0; k < p.recv_size; ++k) dst[k] += scratch[k];
+    } else {
+      std::copy_n(scratch.begin(), p.recv_size, dst);
+    }
     lap(&RingTimes::reduce_s);
   }
 }

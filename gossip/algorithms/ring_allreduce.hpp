@@ -22,6 +22,18 @@ inline std::size_t ring_scratch_floats(std::size_t d, std::size_t n) {
   return n > 1 ? d / n + (d % n != 0 ? 1 : 0) : 0;
 }
 
+// Step s (0 <= s < 2(n − 1)) of the ring all-reduce of d floats, at `rank`: which part of the
+// vector goes to rank + 1, which part the message from rank − 1 lands on, and whether it is added
+// (the first n − 1 steps, reduce-scatter) or copied (all-gather). ring_allreduce_sum runs them in
+// order; an algorithm may spread them over rounds (DGA) as long as every peer runs step s of a
+// vector in the same ring call.
+struct RingStepPlan {
+  std::size_t send_begin = 0, send_size = 0;
+  std::size_t recv_begin = 0, recv_size = 0;
+  bool add = true;
+};
+RingStepPlan ring_step_plan(std::size_t d, std::size_t n, std::size_t rank, std::size_t s);
+
 // Ring steps a diagnostic all-reduce starts at, so that it can share a round with the all-reduce
 // of the C-PSGD baseline (whose steps start at 0) and still keep (round, step) growing.
 inline constexpr std::uint32_t kDiagnosticFirstStep = 1u << 24;

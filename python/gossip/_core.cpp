@@ -122,9 +122,10 @@ class PyAlgorithm {
                                      : runtime::parse_run_config(peer_->config().to_toml(),
                                                                  peer_->config().source, overrides);
     auto algo_config = runtime::algorithm_config(c, tensor_sizes);
-    margin_ = runtime::stop_margin(peer_->topology(), c.local_steps, c.staleness);
+    margin_ = runtime::stop_margin(peer_->topology(), c.local_steps, c.staleness, c.delay);
     const auto bytes = runtime::message_bytes(c, d, tensor_sizes);
-    auto options = runtime::transport_options(c, std::max(bytes.wire, bytes.fp32_wire));
+    auto options = runtime::transport_options(
+        c, runtime::max_payload_bytes(c, d, tensor_sizes, peer_->topology().size()));
     // Peers whose models differ in size or settings refuse each other at the handshake.
     options.run_hash =
         options.run_hash * 0x9E3779B97F4A7C15ull ^ algorithms::settings_hash(algo_config, d);

@@ -554,6 +554,13 @@ void add_bench_exchange(CLI::App& bench) {
     auto sizes = opts->sizes;
     if (sizes.empty()) sizes = {1u << 20, 1u << 24, 1u << 26};
     for (const auto& c : codecs) (void)kernels::make_codec(c);  // bad specs fail before forking
+    // The raw-socket baseline pushes to every neighbour every round: a static graph's exchange.
+    for (const auto& t : topologies)
+      if (topology::time_varying_kind(topology::parse_spec(t).kind))
+        throw std::invalid_argument(fmt::format(
+            "bench exchange: {} is time-varying (one peer per round); the benchmark compares a "
+            "static graph's exchange with raw sockets",
+            t));
     std::vector<Row> rows;
     for (const auto& t : topologies) {
       fmt::print(stderr, "bench exchange: {} ({} codecs x {} sizes, {} rounds each)\n", t,

@@ -62,6 +62,117 @@ std::string rounds_text(const std::optional<long long>& r) {
   return r ? std::to_string(*r) : std::string("never (rho >= 1)");
 }
 
+// Rounds to shrink disagreement 1e6 times on a time-varying topology: whole periods.
+std::optional<long long> schedule_rounds(const topo::ScheduleReport& s) {
+  if (!s.rounds_to_1e6) return std::nullopt;
+  return *s.rounds_to_1e6 * static_cast<long long>(s.period);
+}
+
+json schedule_json(const topo::Topology& t, const topo::SpectralReport& g,
+                   const topo::ScheduleReport& s, bool with_matrix) {
+  json j;
+  j["topology"] = t.description;
+  j["time_varying"] = true;
+  j["peers"] = g.peers;
+  j["period"] = s.period;
+  j["union_edges"] = g.edges;
+  j["union_degree_min"] = g.degree_min;
+  j["union_degree_max"] = g.degree_max;
+  j["diameter"] = g.diameter;
+  j["diameter_exact"] = g.diameter_exact;
+  j["send_degree_min"] = s.send_degree_min;
+  j["send_degree_max"] = s.send_degree_max;
+  j["receive_degree_min"] = s.receive_degree_min;
+  j["receive_degree_max"] = s.receive_degree_max;
+  j["doubly_stochastic"] = s.doubly_stochastic;
+  j["authenticated"] = t.authenticated();
+  if (s.product_computed) {
+    j["exact_average"] = s.exact_average;
+    j["product_deviation"] = s.product_deviation;
+    j["rho_period"] = s.rho_period;
+    const auto rounds = schedule_rounds(s);
+    j["rounds_to_1e-6"] = rounds ? json(*rounds) : json(nullptr);
+  } else {
+    j["exact_average"] = nullptr;
+    j["rho_period"] = nullptr;
+  }
+  j["measured_contraction_period"] = s.measured_contraction_period;
+  j["measured_contraction"] = s.measured_contraction;
+  j["measured_periods"] = s.measured_periods;
+  if (with_matrix) {
+    json rounds = json::array();
+    for (std::size_t r = 0; r < s.period; ++r) {
+      json rows = json::array();
+      for (int i = 0; i < t.size(); ++i) {
+        std::vector<double> row(static_cast<std::size_t>(t.size()), 0.0);
+        for (const auto& nb : t.mixing(r)[static_cast<std::size_t>(i)])
+          row[static_cast<std::size_t>(nb.rank)] = nb.weight;
+        rows.push_back(row);
+      }
+      rounds.push_back(rows);
+    }
+    j["W"] = rounds;
+  }
+  return j;
+}
+
+void print_schedule(const topo::Topology& t, const topo::SpectralReport& g,
+                    const topo::ScheduleReport& s, bool with_matrix) {
+  auto row = [](std::string_view key, const std::string& value) {
+    fmt::print("{:<22}{}\n", key, value);
+  };
+  row("topology", t.description);
+  row("peers", std::to_string(g.peers));
+  row("schedule", fmt::format("time-varying, W^(t) repeats every {} rounds", s.period));
+  row("per-round degree",
+      fmt::format("sends to {}..{}, takes from {}..{} peers", s.send_degree_min, s.send_degree_max,
+                  s.receive_degree_min, s.receive_degree_max));
+  row("union graph",
+      fmt::format("{} edges, degree {}..{}, diameter {}{} (the links opened at start-up)", g.edges,
+                  g.degree_min, g.degree_max, g.diameter_exact ? "" : ">= ", g.diameter));
+  row("doubly stochastic", s.doubly_stochastic ? "yes, every W^(t)" : "NO");
+  row("authenticated", t.authenticated()
+                           ? fmt::format("yes: CURVE, {} public keys", t.public_keys.size())
+                           : std::string("no: plaintext links"));
+  if (!s.product_computed) {
+    row("period product",
+        fmt::format("not computed above --dense-limit peers (P is dense, n x n = {} x {})", g.peers,
+                    g.peers));
+  } else if (s.exact_average) {
+    row("period product",
+        fmt::format("P = (1/n) 11^T (max |P_ij - 1/n| = {:.3g}): every {} rounds average "
+                    "exactly",
+                    s.product_deviation, s.period));
+  } else {
+    row("period product",
+        fmt::format("not the average (max |P_ij - 1/n| = {:.6g})", s.product_deviation));
+  }
+  if (s.product_computed) {
+    row("rho of the period",
+        fmt::format("{:.12f}   ||P - J||_2 = sqrt(rho(P^T P)), P = W^({})...W^(0)", s.rho_period,
+                    s.period - 1));
+    row("rounds to 1e-6",
+        s.rounds_to_1e6 ? fmt::format("{}   {} whole period{} of ||P - J||_2", *schedule_rounds(s),
+                                      *s.rounds_to_1e6, *s.rounds_to_1e6 == 1 ? "" : "s")
+                        : rounds_text(std::nullopt));
+  }
+  row("measured contraction",
+      fmt::format("{:.12f} per period, {:.12f} per round, x <- W^(t) x from a seeded random x "
+                  "({} periods)",
+                  s.measured_contraction_period, s.measured_contraction, s.measured_periods));
+  if (with_matrix) {
+    for (std::size_t r = 0; r < s.period; ++r) {
+      fmt::print("W^({})\n", r);
+      for (int i = 0; i < t.size(); ++i) {
+        std::vector<std::string> cells;
+        for (int j = 0; j < t.size(); ++j)
+          cells.push_back(fmt::format("{:8.5f}", topo::row_weight(t.mixing(r), i, j)));
+        fmt::print("  {}\n", fmt::join(cells, " "));
+      }
+    }
+  }
+}
+
 void print_report(const topo::Topology& t, const topo::SpectralReport& r, bool all_eigenvalues,
                   bool with_matrix) {
   auto row = [](std::string_view key, const std::string& value) {
@@ -149,7 +260,8 @@ void add_topo_commands(CLI::App& app) {
       "generate",
       "Write a topology file (explicit form) from a generator.\n"
       "Kinds: ring N, torus A B [C...], grid A B [C...], complete N, star N, hypercube N (power of "
-      "2), exponential N, erdos-renyi N --p P, random-regular N --degree D.\n"
+      "2), exponential N, erdos-renyi N --p P, random-regular N --degree D, one-peer-exponential N "
+      "(time-varying: one peer per round, N >= 2).\n"
       "Default weights: ring: 1/3 to self and to each neighbour; all others: metropolis.\n"
       "Random kinds redraw a disconnected graph up to 100 times, then fail.");
   g->add_option("kind", gen->kind, "Generator kind")->required();
@@ -188,8 +300,12 @@ void add_topo_commands(CLI::App& app) {
     topo::write_topology(t, out);
     out.close();
     if (!out) throw std::runtime_error(fmt::format("writing '{}' failed", gen->output));
-    fmt::print(stderr, "wrote {} ({} peers, {} edges)\n", gen->output, t.size(),
-               t.graph.edge_count());
+    if (t.time_varying())
+      fmt::print(stderr, "wrote {} ({} peers, time-varying: period {}, {} edges in the union)\n",
+                 gen->output, t.size(), t.period(), t.graph.edge_count());
+    else
+      fmt::print(stderr, "wrote {} ({} peers, {} edges)\n", gen->output, t.size(),
+                 t.graph.edge_count());
   });
 
   // --- inspect ---
@@ -215,6 +331,15 @@ void add_topo_commands(CLI::App& app) {
     if (ins->matrix) check_matrix_size(t);
     topo::InspectOptions opt;
     opt.dense_limit = ins->dense_limit;
+    if (t.time_varying()) {
+      const auto g = topo::graph_report(t, opt);
+      const auto s = topo::inspect_schedule(t, opt);
+      if (ins->json)
+        fmt::print("{}\n", schedule_json(t, g, s, ins->matrix).dump(2));
+      else
+        print_schedule(t, g, s, ins->matrix);
+      return;
+    }
     const auto r = topo::inspect(t, opt);
     if (ins->json)
       fmt::print("{}\n", report_json(t, r, ins->matrix).dump(2));
@@ -253,6 +378,26 @@ void add_topo_commands(CLI::App& app) {
     for (std::size_t k = 0; k < targets.size(); ++k) {
       const auto& target = targets[k];
       const auto& t = loaded[k];
+      if (t.time_varying()) {
+        // One message per round: deg is the per-round send degree; rho and gap are per round,
+        // the period's ||P - J||_2 to the power 1/period; there is no single lambda_2 or beta.
+        const auto g = topo::graph_report(t);
+        const auto s = topo::inspect_schedule(t);
+        if (cmp->json) {
+          auto j = schedule_json(t, g, s, false);
+          j["name"] = target;
+          fmt::print("{}\n", j.dump());
+          continue;
+        }
+        const double rho = std::pow(s.rho_period, 1.0 / static_cast<double>(s.period));
+        const bool known = s.product_computed;  // not above the dense limit
+        fmt::print("{:<34} {:>8} {:>8} {:>6.2f} {:>5} {:>10} {:>10} {:>9} {:>9} {:>16}\n", target,
+                   g.peers, g.edges, static_cast<double>(s.send_degree_max), g.diameter, "-",
+                   known ? fmt::format("{:.6f}", rho) : "-",
+                   known ? fmt::format("{:.6f}", 1.0 - rho) : "-", "-",
+                   known ? rounds_text(schedule_rounds(s)) : "-");
+        continue;
+      }
       const auto r = topo::inspect(t);
       if (cmp->json) {
         auto j = report_json(t, r, false);

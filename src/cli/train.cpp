@@ -55,6 +55,7 @@ struct TrainArgs {
   long long resume_round = -1;
   int rank = -1;
   bool progress = false;
+  bool every_rank = false;  // launch: start every rank here, whatever host its endpoint names
 };
 
 void add_common_options(CLI::App* cmd, TrainArgs& a) {
@@ -84,8 +85,9 @@ std::optional<std::uint64_t> resume_round(const TrainArgs& a, const RunConfig& c
   return r;
 }
 
-net::TransportOptions stoppable_transport_options(const RunConfig& c, std::size_t wire_bytes) {
-  auto o = runtime::transport_options(c, wire_bytes);
+net::TransportOptions stoppable_transport_options(const RunConfig& c, std::size_t wire_bytes,
+                                                  bool in_process) {
+  auto o = runtime::transport_options(c, wire_bytes, in_process);
   o.cancelled = [] { return g_stop.load(); };
   return o;
 }
@@ -139,9 +141,12 @@ nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
                             const runtime::MlpLayout& model, std::uint64_t rounds,
                             const std::vector<PeerEnd>& peers, const runtime::Evaluation& avg) {
   const auto [wire, fp32_wire] = runtime::message_bytes(c, model.size(), model.tensor_sizes());
+  // Messages a peer sends per round, on average: its degree, or over the period of a
+  // time-varying topology (one-peer exponential: 1).
   double degree = 0.0;
-  for (int i = 0; i < topo.size(); ++i) degree += topo.graph.degree(i);
-  degree /= topo.size();
+  for (std::size_t t = 0; t < topo.period(); ++t)
+    for (int i = 0; i < topo.size(); ++i) degree += static_cast<double>(topo.send_to(i, t).size());
+  degree /= static_cast<double>(topo.size()) * static_cast<double>(topo.period());
   const double n = static_cast<double>(peers.size());
   double acc = 0.0, bytes = 0.0, wall = 0.0, spread = 0.0;
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
@@ -156,7 +161,7 @@ nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
     per_peer.push_back(number(p.test.accuracy));
   }
   // What fp32 D-PSGD sends in as many rounds: one identity message (and frame header) per
-  // neighbour.
+  // receiver of each round.
   const double fp32_bytes =
       static_cast<double>(rounds) * degree * static_cast<double>(fp32_wire + net::kFrameHeaderSize);
   const std::size_t samples =
@@ -185,6 +190,7 @@ nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
                    {"fp32_dpsgd_bytes_per_peer", fp32_bytes},
                    {"compression_ratio_vs_fp32_dpsgd", bytes > 0 ? fp32_bytes / bytes : 0.0},
                    {"wall_seconds", wall},
+                   {"clock", c.clock},
                    {"samples_per_second", wall > 0 ? static_cast<double>(samples) / wall : 0.0}};
   if (avg.optimality_gap) {
     double gap = 0.0, dist = 0.0;
@@ -273,8 +279,8 @@ int run_simulate(const TrainArgs& a) {
                                              c.seed, c.dirichlet_alpha);
   const auto model = runtime::model_layout(c, data.train);
   const auto optimum = runtime::known_optimum(c, data.train, shards);  // once for all peers
-  const auto [wire, fp32_wire] = runtime::message_bytes(c, model.size(), model.tensor_sizes());
-  const auto opts = stoppable_transport_options(c, std::max(wire, fp32_wire));
+  const auto opts = stoppable_transport_options(
+      c, runtime::max_payload_bytes(c, model.size(), model.tensor_sizes(), n), true);
   auto hub = std::make_shared<net::InprocHub>(topo);
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
@@ -364,6 +370,7 @@ int run_simulate(const TrainArgs& a) {
 
 int run_peer(const TrainArgs& a) {
   const RunConfig c = load_config(a);
+  runtime::check_clock(c, false);  // before any work: a clear error at once
   const auto topo = topology::load_topology_or_spec(c.topology);
   const int n = topo.size();
   const int rank = runtime::rank_from_environment(a.rank);
@@ -385,13 +392,13 @@ int run_peer(const TrainArgs& a) {
   const auto shards = runtime::partition_all(data.train, runtime::parse_partition(c.partition), n,
                                              c.seed, c.dirichlet_alpha);
   const auto model = runtime::model_layout(c, data.train);
-  const auto [wire, fp32_wire] = runtime::message_bytes(c, model.size(), model.tensor_sizes());
   const auto resume = resume_round(a, c, n);
   install_stop_handlers();
   // The trainer's buffers go before the transport: safe because a transport holds a caller's
   // buffer only inside a call, and an exception out of one aborts it first (the zero-copy sends
   // are released or torn down before the exception reaches us).
-  auto options = stoppable_transport_options(c, std::max(wire, fp32_wire));
+  auto options = stoppable_transport_options(
+      c, runtime::max_payload_bytes(c, model.size(), model.tensor_sizes(), topo.size()), false);
   options.curve_secret_key = secret;
   net::ZmqTransport transport(topo, rank, std::move(options));
   runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);
@@ -436,6 +443,7 @@ int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
   const RunConfig c = load_config(a);
   const auto topo = topology::load_topology_or_spec(c.topology);
   const bool peers = command.empty();
+  runtime::check_clock(c, false);  // once here rather than in every process
   if (!peers && (a.resume || a.resume_round >= 0))
     throw std::invalid_argument(
         "--resume and --resume-round are for gossip's own peers; a command resumes by itself");
@@ -443,7 +451,7 @@ int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
   std::vector<int> ranks;
   const auto names = runtime::this_host_names();
   for (const auto& p : topo.peers)
-    if (runtime::on_this_host(p.endpoint, names)) ranks.push_back(p.rank);
+    if (a.every_rank || runtime::on_this_host(p.endpoint, names)) ranks.push_back(p.rank);
   if (ranks.empty())
     throw std::invalid_argument(fmt::format(
         "no peer of {} lives on this host: no ipc:// or loopback endpoint, and none names one of "
@@ -568,6 +576,9 @@ void add_train_commands(CLI::App& app) {
   // command after it would be read as launch's own options (its -c as --config).
   l->get_option("--set")->expected(1)->allow_extra_args(false)->multi_option_policy(
       CLI::MultiOptionPolicy::TakeAll);
+  l->add_flag("--every-rank", launch->every_rank,
+              "Start every rank of the topology on this host, whatever host its endpoint names "
+              "(peers in network namespaces of this host: scripts/netns.sh)");
   l->add_option("command", *command,
                 "After --: a command to start once per peer instead of `gossip peer`, with "
                 "GOSSIP_RANK, GOSSIP_WORLD_SIZE, GOSSIP_LOCAL_RANK, GOSSIP_CONFIG, RANK, "

@@ -42,6 +42,8 @@ const Key kKeys[] = {
      "passes over the training set (⌊mean shard / batch⌋ rounds each)"},
     {"run.batch_size", &RunConfig::batch_size, "mini-batch per peer"},
     {"run.eval_every", &RunConfig::eval_every, "epochs between test evaluations (0: at the end)"},
+    {"run.eval_every_rounds", &RunConfig::eval_every_rounds,
+     "rounds between test evaluations too (0: none)"},
     {"run.log_every", &RunConfig::log_every, "rounds between metric lines"},
     {"run.checkpoint_every", &RunConfig::checkpoint_every,
      "rounds between checkpoints (0: on stop)"},
@@ -66,6 +68,8 @@ const Key kKeys[] = {
     {"algorithm.staleness", &RunConfig::staleness,
      "tau: mix the neighbours' models of tau communication rounds earlier, so messages travel "
      "while the next rounds compute (dpsgd; 0: none)"},
+    {"algorithm.delay", &RunConfig::delay,
+     "dga: rounds between a direction and the all-reduce of it that is applied (0: all-reduce)"},
     {"compression.codec", &RunConfig::codec, "codec spec, e.g. qsgd:s=3,scaled=true"},
     {"compression.granularity", &RunConfig::granularity, "model or layer"},
     {"model.kind", &RunConfig::model, "mlp or softmax"},
@@ -81,6 +85,14 @@ const Key kKeys[] = {
     {"transport.connect_timeout_s", &RunConfig::connect_timeout_s, "start-up handshake limit"},
     {"transport.latency_ms", &RunConfig::latency_ms, "emulated latency per message"},
     {"transport.bandwidth_mbit", &RunConfig::bandwidth_mbit, "emulated bandwidth per link"},
+    {"transport.uplink_mbit", &RunConfig::uplink_mbit,
+     "emulated uplink per peer, shared by all its links (0: unlimited)"},
+    {"transport.downlink_mbit", &RunConfig::downlink_mbit,
+     "emulated downlink per peer, shared by all its links (0: unlimited)"},
+    {"transport.clock", &RunConfig::clock,
+     "real, or virtual (gossip simulate: modelled time, nobody waits)"},
+    {"transport.compute_ms_per_round", &RunConfig::compute_ms_per_round,
+     "virtual clock: work per round in ms instead of the measured CPU time (0: measured)"},
     {"transport.receive_window", &RunConfig::receive_window,
      "neighbour messages in flight (0: all at once; 1: memory flat in the degree)"},
     {"transport.secret_key_file", &RunConfig::secret_key_file,
@@ -213,6 +225,10 @@ void check_values(const RunConfig& c, Where where) {
                      "message of the round being received, sent staleness rounds earlier; set "
                      "transport.receive_window = 0",
                      c.staleness, c.receive_window));
+  if (c.delay < 0 || c.delay > 1000)
+    fail("algorithm.delay",
+         "must lie in [0, 1000] (each round in flight keeps two model-sized "
+         "buffers)");
   positive("algorithm.lr", c.lr);
   if (!(c.consensus_step > 0 && c.consensus_step <= 1))
     fail("algorithm.consensus_step", "must lie in (0, 1]");
@@ -237,8 +253,18 @@ void check_values(const RunConfig& c, Where where) {
       fail(key, fmt::format("must lie in (0, {:g}] seconds", kMaxSeconds));
   if (!(c.latency_ms >= 0 && c.latency_ms <= kMaxSeconds))
     fail("transport.latency_ms", fmt::format("must lie in [0, {:g}] milliseconds", kMaxSeconds));
-  if (!(c.bandwidth_mbit == 0 || (c.bandwidth_mbit >= 1e-3 && c.bandwidth_mbit <= 1e9)))
-    fail("transport.bandwidth_mbit", "must be 0 (unlimited) or lie in [0.001, 1e9] Mbit/s");
+  for (auto [key, v] : {std::pair{"transport.bandwidth_mbit", c.bandwidth_mbit},
+                        std::pair{"transport.uplink_mbit", c.uplink_mbit},
+                        std::pair{"transport.downlink_mbit", c.downlink_mbit}})
+    if (!(v == 0 || (v >= 1e-3 && v <= 1e9)))
+      fail(key, "must be 0 (unlimited) or lie in [0.001, 1e9] Mbit/s");
+  one_of("transport.clock", c.clock, {"real", "virtual"});
+  if (!(c.compute_ms_per_round >= 0 && c.compute_ms_per_round <= kMaxSeconds))
+    fail("transport.compute_ms_per_round",
+         fmt::format("must lie in [0, {:g}] milliseconds", kMaxSeconds));
+  if (c.compute_ms_per_round > 0 && c.clock != "virtual")
+    fail("transport.compute_ms_per_round",
+         "applies to the virtual clock only: set transport.clock = \"virtual\" too");
   one_of("compression.granularity", c.granularity, {"model", "layer"});
   one_of("model.kind", c.model, {"mlp", "softmax"});
   one_of("data.dataset", c.dataset, {"fashion-mnist", "blobs", "least-squares", "logistic"});
@@ -284,6 +310,15 @@ void check_values(const RunConfig& c, Where where) {
   } catch (const std::invalid_argument& e) {
     fail("algorithm.staleness", e.what());
   }
+  if (c.delay != 0 && algorithm->name != "dga")
+    fail("algorithm.delay",
+         fmt::format("is a setting of dga (delayed gradient averaging), not of {}; leave it at 0",
+                     algorithm->name));
+  if (c.local_steps != 1 && !algorithm->local_steps)
+    fail("algorithm.local_steps",
+         fmt::format("must be 1 with {}, which corrects every round's direction; use allreduce "
+                     "for local SGD",
+                     algorithm->name));
 }
 
 }  // namespace
@@ -316,7 +351,8 @@ bool in_scope(std::string_view path, RunConfig::Scope scope) {
   if (local_key(path)) return false;
   // More epochs or other evaluation points change what the peers do together (rounds, the
   // evaluation all-reduce), not the state a checkpoint holds.
-  return scope == RunConfig::Scope::peers || (path != "run.epochs" && path != "run.eval_every");
+  return scope == RunConfig::Scope::peers ||
+         (path != "run.epochs" && path != "run.eval_every" && path != "run.eval_every_rounds");
 }
 
 }  // namespace
@@ -328,6 +364,7 @@ std::uint64_t RunConfig::hash(Scope scope) const {
     // Added after runs were checkpointed: left out at its default, so their hashes still hold.
     if (k.path == "algorithm.local_steps" && local_steps == 1) continue;
     if (k.path == "algorithm.staleness" && staleness == 0) continue;
+    if (k.path == "algorithm.delay" && delay == 0) continue;
     for (unsigned char ch : fmt::format("{}={}\n", k.path, render(*this, k)))
       h = (h ^ ch) * 0x100000001b3ULL;
   }

@@ -25,6 +25,7 @@ struct RunConfig {
   double epochs = 1.0;  // may be fractional for quick runs
   int batch_size = 32;
   double eval_every = 0.0;     // epochs between evaluations; 0: only at the end
+  int eval_every_rounds = 0;   // rounds between evaluations too (finer than an epoch); 0: none
   int log_every = 50;          // rounds between metric lines
   int checkpoint_every = 0;    // rounds between checkpoints; 0: only on a clean stop
   std::string device = "cpu";  // "cpu" or "cuda": where the model computes (src/model.hpp)
@@ -51,6 +52,8 @@ struct RunConfig {
   // Staleness τ of overlapped gossip (AlgorithmConfig::staleness; D-PSGD only). In the hashes
   // only when not 0.
   int staleness = 0;
+  // DGA's delay D: round t's all-reduce is applied in round t + D (AlgorithmConfig::delay).
+  int delay = 0;
 
   // [compression]
   std::string codec = "identity";
@@ -73,7 +76,18 @@ struct RunConfig {
   double connect_timeout_s = 60.0;
   double latency_ms = 0.0;      // per message, emulated on every link
   double bandwidth_mbit = 0.0;  // per link, emulated; 0: unlimited
-  int receive_window = 0;       // neighbour messages in flight per peer; 0: all at once
+  // Each peer's NIC, emulated: one uplink shared by everything it sends, one downlink shared by
+  // everything it receives (docs/transport.md, "Network model"); 0: unlimited.
+  double uplink_mbit = 0.0;
+  double downlink_mbit = 0.0;
+  // "real": the emulated network delays messages in real time. "virtual" (`gossip simulate`
+  // only): nobody waits; each peer's clock advances by its work and the modelled network, and
+  // the metrics report that time.
+  std::string clock = "real";
+  // Virtual time only: each round's work counts as this many milliseconds instead of the peer
+  // thread's measured CPU time (a faster device); 0: measured.
+  double compute_ms_per_round = 0.0;
+  int receive_window = 0;  // neighbour messages in flight per peer; 0: all at once
   // This peer's CURVE secret key file ("{rank}" becomes the rank); "" : GOSSIP_SECRET_KEY_FILE,
   // if set. Needed exactly when the topology has public keys (session.hpp, curve_secret_key).
   std::string secret_key_file;

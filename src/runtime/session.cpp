@@ -46,7 +46,19 @@ std::uint64_t run_nonce_from_environment() {
   return nonce;
 }
 
-net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payload_bytes) {
+void check_clock(const RunConfig& c, bool in_process) {
+  if (c.clock != "virtual" || in_process) return;
+  throw ConfigError(fmt::format(
+      "{}: transport.clock = \"virtual\" works only under `gossip simulate` (every peer a thread "
+      "of one process); `gossip peer`, `gossip launch` and the Python package run in real time: "
+      "set transport.clock = \"real\" (with transport.latency_ms, uplink_mbit, ... the network "
+      "is still emulated)",
+      c.source.empty() ? "run config" : c.source));
+}
+
+net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payload_bytes,
+                                        bool in_process) {
+  check_clock(c, in_process);
   net::TransportOptions o;
   o.run_nonce = run_nonce_from_environment();
   o.timeout = std::chrono::milliseconds(static_cast<long long>(c.timeout_s * 1000));
@@ -55,6 +67,10 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.max_payload_bytes = max_payload_bytes;
   o.link.all.latency = std::chrono::nanoseconds(static_cast<long long>(c.latency_ms * 1e6));
   o.link.all.bandwidth_bytes_per_s = c.bandwidth_mbit * 1e6 / 8.0;
+  o.link.uplink_bytes_per_s = c.uplink_mbit * 1e6 / 8.0;
+  o.link.downlink_bytes_per_s = c.downlink_mbit * 1e6 / 8.0;
+  o.virtual_time = c.clock == "virtual";
+  o.virtual_cpu = c.compute_ms_per_round == 0;
   o.receive_window = c.receive_window;
   o.exchange_lag = static_cast<std::uint32_t>(c.staleness);
   return o;
@@ -92,7 +108,15 @@ MessageBytes message_bytes(const RunConfig& c, std::size_t d,
           kernels::make_codec("identity")->wire_size(d)};
 }
 
-std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int staleness) {
+std::size_t max_payload_bytes(const RunConfig& c, std::size_t d,
+                              const std::vector<std::size_t>& tensor_sizes, int peers) {
+  const auto [wire, fp32_wire] = message_bytes(c, d, tensor_sizes);
+  return std::max(
+      {wire, fp32_wire, algorithms::largest_payload(algorithm_config(c, tensor_sizes), d, peers)});
+}
+
+std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int staleness,
+                          int delay) {
   const auto dist = topo.graph.distances_from(0);
   // A stop request rides on exchanges, one hop per exchange: a neighbour reads it in its next
   // exchange, when it may be up to 1 + τ exchanges ahead of the sender (staleness τ: it needs
@@ -100,9 +124,19 @@ std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int s
   // local steps H an exchange comes every H rounds, so everything scales by H (the request made
   // in round t leaves with the exchange of t's period, the same as a request before exchange
   // round ⌊t/H⌋ with H = 1).
+  // On a time-varying topology a request travels only along each round's links: on the one-peer
+  // exponential schedule it reaches every peer within a period (the hops of p consecutive rounds
+  // sum to every offset), and a peer cannot finish a round whose frame of the chain it lacks.
   const auto diameter = static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end()));
-  return ((2 + static_cast<std::uint64_t>(std::max(staleness, 0))) * diameter + 2) *
-         static_cast<std::uint64_t>(std::max(local_steps, 1));
+  const std::uint64_t exchanges = std::max<std::uint64_t>(
+      (2 + static_cast<std::uint64_t>(std::max(staleness, 0))) * diameter + 2,
+      topo.time_varying() ? topo.period() + 2 : 0);
+  const std::uint64_t margin = exchanges * static_cast<std::uint64_t>(std::max(local_steps, 1));
+  // DGA rides on ring calls, one hop per call, and makes as few as one a round (none in its first
+  // rounds when the delay exceeds the ring's 2(n − 1) steps): n − 1 hops after at most D rounds.
+  if (delay > 0)
+    return std::max<std::uint64_t>(margin, static_cast<std::uint64_t>(topo.size() + delay + 1));
+  return margin;
 }
 
 algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,
@@ -120,6 +154,7 @@ algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,
   a.seed = config.seed;
   a.local_steps = static_cast<std::uint32_t>(config.local_steps);
   a.staleness = static_cast<std::uint32_t>(config.staleness);
+  a.delay = static_cast<std::uint32_t>(config.delay);
   return a;
 }
 
@@ -175,6 +210,8 @@ nlohmann::json metrics_line(const algorithms::Algorithm& algo, const net::Transp
   j["rank"] = rank;
   j["round"] = algo.round();
   j["wall_seconds"] = wall_seconds;
+  // Which clock wall_seconds is on: "real", or "virtual" (docs/transport.md, "Virtual time").
+  j["clock"] = transport.virtual_clock() ? "virtual" : "real";
   j["lr"] = algo.lr();
   if (algorithms::find_algorithm(algo.name()).consensus_step)
     j["consensus_step"] = algo.consensus_step();

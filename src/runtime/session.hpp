@@ -39,8 +39,17 @@ std::uint64_t run_nonce_from_environment();
 // emulation, the receive window, the launch nonce (run_nonce_from_environment), and the largest
 // payload a neighbour may send (`max_payload_bytes`: the larger of the codec's wire size and fp32
 // ring chunks of the model).
+// The network model: link latency and bandwidth, each peer's uplink and downlink; and with
+// transport.clock = "virtual", virtual time (compute_ms_per_round > 0: the runtime adds the work,
+// else the peer thread's CPU time counts). `in_process`: the peers are threads of this process
+// (`gossip simulate`), the only place virtual time works (check_clock).
 // `cancelled` is left to the caller.
-net::TransportOptions transport_options(const RunConfig& config, std::size_t max_payload_bytes);
+net::TransportOptions transport_options(const RunConfig& config, std::size_t max_payload_bytes,
+                                        bool in_process = false);
+// Throws ConfigError naming the config when transport.clock = "virtual" and the peers are not
+// threads of one process (`gossip peer`, `gossip launch`, the Python package): one peer's clock
+// cannot wait for another's there.
+void check_clock(const RunConfig& config, bool in_process);
 
 // This peer's CURVE secret key (docs/transport.md, "CURVE"): read from transport.secret_key_file
 // or, when that is "", from the file GOSSIP_SECRET_KEY_FILE names (the config, --set included,
@@ -61,11 +70,21 @@ struct MessageBytes {
 };
 MessageBytes message_bytes(const RunConfig& config, std::size_t d,
                            const std::vector<std::size_t>& tensor_sizes);
+// The largest payload a peer of the run may receive in one transport call (for
+// transport_options): one codec message of the model, an fp32 ring chunk, or what the algorithm
+// sends larger than both (algorithms::largest_payload: DGA's chunks of every reduction in flight,
+// DoubleSqueeze's forwarded chunk messages).
+std::size_t max_payload_bytes(const RunConfig& config, std::size_t d,
+                              const std::vector<std::size_t>& tensor_sizes, int peers);
 
 // Rounds between asking for a stop and the round before which every peer stops: a request
 // travels one hop per exchange, so it must outrun the diameter (at most twice any peer's
-// eccentricity), plus two, exchanges; with local steps H an exchange every H rounds.
-std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int staleness);
+// eccentricity), plus two, exchanges (on a time-varying topology at least its period plus two);
+// with local steps H an exchange every H rounds; with staleness τ each hop costs 2 + τ exchanges
+// instead of 2. DGA with a delay D > 0 (one ring call a round, none in its first rounds) needs at
+// least n + D + 1.
+std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int staleness,
+                          int delay);
 
 // The algorithm settings of a run config; `tensor_sizes` are used when
 // compression.granularity = "layer".
@@ -92,10 +111,11 @@ class MetricsFile {
 nlohmann::json round_stats_json(const algorithms::RoundStats& stats);
 
 // The fields every metrics line has, from the algorithm's running totals: rank, round,
-// wall_seconds, lr, consensus_step (where the algorithm has one), bytes_sent, bytes_received and
-// the seconds per phase (compute, encode, wait, decode, update); and from the transport's drop
-// counters frames_dropped (every frame dropped so far: strangers', bad, stale, duplicate) and,
-// when there are any, frames_dropped_by_reason ({"bad checksum": 3, ...}).
+// wall_seconds and the clock it is on ("real" or "virtual"), lr, consensus_step (where the
+// algorithm has one), bytes_sent, bytes_received and the seconds per phase (compute, encode, wait,
+// decode, update); and from the transport's drop counters frames_dropped (every frame dropped so
+// far: strangers', bad, stale, duplicate) and, when there are any, frames_dropped_by_reason ({"bad
+// checksum": 3, ...}).
 nlohmann::json metrics_line(const algorithms::Algorithm& algo, const net::Transport& transport,
                             int rank, double wall_seconds);
 

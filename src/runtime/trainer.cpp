@@ -252,7 +252,7 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
   }
   // A stop request travels one hop per round: it must outrun the diameter (at most twice the
   // eccentricity of any peer) before its round comes.
-  stop_margin_ = stop_margin(topo, config.local_steps, config.staleness);
+  stop_margin_ = stop_margin(topo, config.local_steps, config.staleness, config.delay);
   std::vector<float> x0(model_->size());
   model_->init(x0, config.seed);  // the same x0 on every peer, whatever its backend
   auto algorithm = algorithm_config(config, model_->layout().tensor_sizes());
@@ -534,11 +534,18 @@ void PeerTrainer::log_line(MetricsFile& out, double train_loss,
 
 double PeerTrainer::wall_seconds() const {
   if (!segment_start_) return wall_before_;
+  if (auto* clock = transport_.virtual_clock())
+    return wall_before_ + static_cast<double>(clock->now_ns()) * 1e-9;
   return wall_before_ +
          std::chrono::duration<double>(std::chrono::steady_clock::now() - *segment_start_).count();
 }
 
 PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
+  net::VirtualClock* clock = transport_.virtual_clock();
+  // Virtual time starts at 0 with training, as the real clock of a segment starts here.
+  if (clock) clock->reset();
+  const auto compute_per_round =
+      static_cast<std::uint64_t>(std::llround(config_.compute_ms_per_round * 1e6));
   segment_start_ = std::chrono::steady_clock::now();
   fs::create_directories(config_.output_dir());
   if (rank_ == 0) {
@@ -568,6 +575,9 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
     const auto [lr, eta] = schedule_at(t);
     algo_->set_lr(static_cast<float>(lr));
     algo_->set_consensus_step(static_cast<float>(eta));
+    // A faster device than this one: each round's work costs a fixed time (the clock then
+    // counts no CPU time).
+    if (clock && compute_per_round > 0) clock->advance(compute_per_round);
     const auto rows = order.batch(t);
     double loss = 0.0;
     algo_->step([&](std::span<const float> x, std::span<float> g) {
@@ -587,9 +597,17 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
         done % static_cast<std::uint64_t>(config_.checkpoint_every) == 0)
       checkpoint();
     std::optional<EvalPoint> eval;
-    if (eval_rounds > 0 && std::floor(static_cast<double>(done) / eval_rounds) >
-                               std::floor(static_cast<double>(t) / eval_rounds))
+    const bool epoch_eval = eval_rounds > 0 && std::floor(static_cast<double>(done) / eval_rounds) >
+                                                   std::floor(static_cast<double>(t) / eval_rounds);
+    const bool round_eval = config_.eval_every_rounds > 0 &&
+                            done % static_cast<std::uint64_t>(config_.eval_every_rounds) == 0;
+    if (epoch_eval || round_eval) {
+      // Measuring is no part of training: in virtual time neither its work nor its all-reduce
+      // moves the clock, so time to a target does not depend on how often it is measured.
+      if (clock) clock->pause();
       eval = evaluate(t);
+      if (clock) clock->resume();
+    }
     if (done % static_cast<std::uint64_t>(config_.log_every) == 0 || done == total_rounds_ ||
         eval) {
       s.train_loss = window_loss / static_cast<double>(window);

@@ -17,6 +17,7 @@
 
 #include "gossip/algorithms/algorithm.hpp"
 #include "gossip/transport.hpp"
+#include "gossip/virtual_clock.hpp"
 #include "src/runtime/config.hpp"
 #include "src/runtime/data.hpp"
 #include "src/runtime/model.hpp"

@@ -138,11 +138,11 @@ double relative_error(std::span<const float> x, const Eigen::VectorXd& y) {
   return relative_error(x, std::span<const double>(y.data(), static_cast<std::size_t>(y.size())));
 }
 
-std::vector<std::vector<float>> dense_w(const topology::Topology& topo) {
+std::vector<std::vector<float>> dense_w(const topology::Topology& topo, std::uint64_t round) {
   const auto n = static_cast<std::size_t>(topo.size());
   std::vector<std::vector<float>> w(n, std::vector<float>(n, 0.0f));
   for (std::size_t i = 0; i < n; ++i)
-    for (const auto& nb : topo.W[i])
+    for (const auto& nb : topo.mixing(round)[i])
       w[i][static_cast<std::size_t>(nb.rank)] = static_cast<float>(nb.weight);
   return w;
 }
@@ -153,10 +153,10 @@ Models reference_run(const topology::Topology& topo, std::span<const float> x0, 
                      std::uint64_t rounds, const PeerGradient& grad, bool adapt_then_combine) {
   const auto n = static_cast<std::size_t>(topo.size());
   const std::size_t d = x0.size();
-  const auto w = dense_w(topo);
   Models x(n, std::vector<double>(x0.begin(), x0.end()));
   std::vector<float> xf(d), g(d);
   for (std::uint64_t t = 0; t < rounds; ++t) {
+    const auto w = dense_w(topo, t);
     Models half(n, std::vector<double>(d));
     Models grads(n, std::vector<double>(d));
     for (std::size_t i = 0; i < n; ++i) {

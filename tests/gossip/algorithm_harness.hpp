@@ -106,12 +106,13 @@ struct LeastSquares {
 double relative_error(std::span<const float> x, std::span<const double> y);
 double relative_error(std::span<const float> x, const Eigen::VectorXd& y);
 
-// The dense W of `topo` in float (the weights the algorithms use).
-std::vector<std::vector<float>> dense_w(const topology::Topology& topo);
+// The dense W of `topo` (W^(round) of a time-varying one) in float (the weights the algorithms
+// use).
+std::vector<std::vector<float>> dense_w(const topology::Topology& topo, std::uint64_t round = 0);
 
 // Reference runs over all peers in one thread, in double. x[i] is peer i's model.
 using Models = std::vector<std::vector<double>>;
-// D-PSGD: x_i ← Σ_j W_ij x_j − γ g_i(x_i).
+// D-PSGD: x_i ← Σ_j W_ij x_j − γ g_i(x_i), with W^(t) in round t on a time-varying topology.
 Models reference_dpsgd(const topology::Topology& topo, std::span<const float> x0, float lr,
                        std::uint64_t rounds, const PeerGradient& grad);
 // Adapt then combine: x_i ← Σ_j W_ij (x_j − γ g_j(x_j)).

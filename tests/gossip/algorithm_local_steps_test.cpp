@@ -54,7 +54,10 @@ TEST_CASE("local_steps = 1: the models and the settings hash are bit-identical t
       {"relaysum", "grid:4", "qsgd:s=7", 0xfdde21047cad9e2eULL},
       {"allreduce", "ring:4", "identity", 0xa22d174318cca005ULL},
   };
-  CHECK(std::size(golden) == ga::algorithm_registry().size());
+  // Every row that takes local steps (the later centralized ones, DGA and DoubleSqueeze, do not).
+  std::size_t with_local_steps = 0;
+  for (const ga::AlgorithmInfo& a : ga::algorithm_registry()) with_local_steps += a.local_steps;
+  CHECK(std::size(golden) == with_local_steps);
   for (const Golden& g : golden) {
     CAPTURE(g.name);
     const auto topo = gt::make_topo(g.topology);
@@ -86,6 +89,7 @@ TEST_CASE("local_steps = 1: the models and the settings hash are bit-identical t
 TEST_CASE("bytes: exactly the communication rounds' worth; local rounds send nothing") {
   const std::uint64_t T = 11, H = 3;  // communication rounds 2, 5, 8: ⌊T/H⌋ = 3 of them
   for (const ga::AlgorithmInfo& a : ga::algorithm_registry()) {
+    if (!a.local_steps) continue;  // refused: tested below
     CAPTURE(a.name);
     const auto topo = gt::make_topo(topology_for(a.name));
     gt::DiagonalQuadratic problem(4, 40, 3);
@@ -254,4 +258,27 @@ TEST_CASE("all-reduce with local steps is local SGD: models averaged every H rou
     }
   }
   CHECK(gt::max_scaled_difference(models, x) < 1e-5);
+}
+
+TEST_CASE("rows without local steps refuse local_steps > 1, naming the algorithm") {
+  for (const ga::AlgorithmInfo& a : ga::algorithm_registry()) {
+    if (a.local_steps) continue;
+    CAPTURE(a.name);
+    const auto topo = gt::make_topo("ring:4");
+    gt::InprocNetwork net(topo);
+    ga::AlgorithmConfig cfg;
+    cfg.name = std::string(a.name);
+    cfg.local_steps = 2;
+    const std::vector<float> x0(8, 0.0f);
+    std::string err;
+    try {
+      ga::make_algorithm(cfg, *net.transports[0], topo, x0);
+    } catch (const std::invalid_argument& e) {
+      err = e.what();
+    }
+    CHECK(err.find(std::string(a.name) + " does not take local steps (local_steps = 2)") !=
+          std::string::npos);
+  }
+  CHECK_FALSE(ga::find_algorithm("dga").local_steps);
+  CHECK_FALSE(ga::find_algorithm("doublesqueeze").local_steps);
 }

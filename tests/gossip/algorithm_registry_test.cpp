@@ -152,7 +152,11 @@ TEST_CASE("make_algorithm enforces each row's topology need") {
     else
       CHECK(err.find("exchanges with") != std::string::npos);
   }
-  // Only D-PSGD may run on a time-varying graph today.
-  for (const ga::AlgorithmInfo& a : ga::algorithm_registry())
-    CHECK(a.time_varying == (a.name == "dpsgd"));
+  // D-PSGD mixes with each round's W^(t) and all-reduce uses no W: only they may run on a
+  // time-varying graph, and the refusal of every other row says why.
+  for (const ga::AlgorithmInfo& a : ga::algorithm_registry()) {
+    CAPTURE(a.name);
+    CHECK(a.time_varying == (a.name == "dpsgd" || a.centralized));
+    CHECK(ga::time_varying_refusal(a.name).empty() == a.time_varying);
+  }
 }

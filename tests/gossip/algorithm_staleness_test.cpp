@@ -576,6 +576,20 @@ TEST_CASE("algorithms without a stale rule, a receive window and plain transport
   options.exchange_lag = 2;
   CHECK_THROWS_WITH_AS(gossip::net::InprocTransport(hub, 0, options),
                        doctest::Contains("receive window"), std::invalid_argument);
+  // The stale rule is derived for one fixed W: a lag on a schedule (a time-varying topology,
+  // whose rank that sent to us τ exchanges ago is not this round's sender) is refused by name.
+  {
+    const auto one_peer = gt::make_topo("one-peer-exponential:8");
+    auto tv_hub = std::make_shared<gossip::net::InprocHub>(one_peer);
+    gossip::net::TransportOptions tv;
+    tv.exchange_lag = 1;
+    CHECK_THROWS_WITH_AS(gossip::net::InprocTransport(tv_hub, 0, tv),
+                         doctest::Contains("exchange_lag = 1 (algorithm.staleness) on the "
+                                           "time-varying topology"),
+                         std::invalid_argument);
+    tv.exchange_lag = 0;
+    CHECK_NOTHROW(gossip::net::InprocTransport(tv_hub, 1, tv));
+  }
   // The transport must keep messages as long as the algorithm leaves them in flight.
   {
     gt::InprocNetwork net(topo, 1);

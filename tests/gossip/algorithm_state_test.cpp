@@ -58,11 +58,12 @@ ga::AlgorithmConfig full_config(std::string name) {
   c.momentum = 0.9f;
   c.weight_decay = 1e-3f;
   // A random codec, so the RNG position (the round) is part of what must be restored.
-  c.codec = c.name == "allreduce" || c.name == "relaysum" ? "identity"
-            : c.name == "dpsgd" || c.name == "d2"         ? "fp16"
-                                                          : "qsgd:s=7";
+  c.codec = c.name == "allreduce" || c.name == "relaysum" || c.name == "dga" ? "identity"
+            : c.name == "dpsgd" || c.name == "d2"                            ? "fp16"
+                                                                             : "qsgd:s=7";
   c.tensor_sizes = {100, 37, 63};
   c.seed = 99;
+  if (c.name == "dga") c.delay = 3;  // reductions in flight, at different ring steps
   return c;
 }
 
@@ -122,6 +123,10 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
     configs.push_back(full_config(name));
     configs.back().local_steps = 3;
   }
+  // The centralized algorithms without local steps: DGA with three reductions in flight at the
+  // save, DoubleSqueeze with qsgd on chunks cut from the tensors (both error memories).
+  configs.push_back(full_config("dga"));
+  configs.push_back(full_config("doublesqueeze"));
   for (const auto& cfg : configs) {
     const std::string name = cfg.name + (cfg.quasi_global ? " quasi-global" : "") + " (" +
                              cfg.codec + ", H = " + std::to_string(cfg.local_steps) + ")";

@@ -31,6 +31,8 @@ ga::AlgorithmConfig config_for(const std::string& name) {
   if (name == "dcd-psgd") c.codec = "qsgd:s=15";
   if (name == "deepsqueeze" || name == "choco-sgd" || name == "relaysum")
     c.codec = "qsgd:s=3,scaled=true";
+  if (name == "dga") c.delay = 3;
+  if (name == "doublesqueeze") c.codec = "sign";
   return c;
 }
 
@@ -50,8 +52,8 @@ TEST_CASE("ZeroMQ and in-process transports give bit-identical models after 50 r
   int case_id = 0;
   for (const char* text : specs) {
     auto spec = gossip::topology::parse_spec(text);
-    for (std::string name :
-         {"dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "relaysum", "allreduce"}) {
+    for (std::string name : {"dpsgd", "dcd-psgd", "deepsqueeze", "choco-sgd", "relaysum",
+                             "allreduce", "dga", "doublesqueeze"}) {
       CAPTURE(text);
       CAPTURE(name);
       if (name == "relaysum" && !gossip::topology::generate_graph(spec).is_tree()) continue;

@@ -26,7 +26,9 @@ inline TransportOptions quick_options() {
 
 // Every rank exchanges `rounds` rounds of `len` bytes; checks contents, order and the exact
 // byte counters (hello frames, and credit frames when paced, included). `each`: through
-// exchange_each(), every neighbour delivered exactly once.
+// exchange_each(), every sender delivered exactly once. On a time-varying topology each round
+// sends to send_to(round) and takes from receive_from(round) only (one-peer exponential: one
+// message each way, wire + 64 bytes).
 inline void check_exchange(const GroupMaker& mk, const std::string& spec, std::size_t len,
                            int rounds, int window = 0, bool each = false) {
   CAPTURE(spec);
@@ -47,38 +49,44 @@ inline void check_exchange(const GroupMaker& mk, const std::string& spec, std::s
       bad[static_cast<std::size_t>(r)] = "neighbors() differs from the topology";
     }
     for (int round = 0; round < rounds; ++round) {
-      const auto mine = pattern(r, static_cast<std::uint64_t>(round), len);
+      const auto t_round = static_cast<std::uint64_t>(round);
+      const auto from = t->receive_from(t_round);
+      if (std::vector<int>(from.begin(), from.end()) != g.topo.receive_from(r, t_round) ||
+          !std::ranges::equal(t->send_to(t_round), g.topo.send_to(r, t_round))) {
+        bad[static_cast<std::size_t>(r)] =
+            fmt::format("round {}: send_to()/receive_from() differ from the topology", round);
+      }
+      const auto mine = pattern(r, t_round, len);
       if (each) {
-        std::vector<int> calls(nb.size());
-        std::size_t next = 0;  // the documented order: neighbors() order, whatever arrives first
-        t->exchange_each(static_cast<std::uint64_t>(round), mine,
-                         [&](std::size_t k, std::span<const std::byte> got) {
-                           if (k != next++) {
-                             bad[static_cast<std::size_t>(r)] = fmt::format(
-                                 "round {}: neighbour {} delivered out of order", round, k);
-                           }
-                           calls.at(k) += 1;
-                           if (!same(got, pattern(nb[k], static_cast<std::uint64_t>(round), len))) {
-                             bad[static_cast<std::size_t>(r)] =
-                                 fmt::format("round {}: wrong bytes from rank {}", round, nb[k]);
-                           }
-                         });
-        if (std::count(calls.begin(), calls.end(), 1) != static_cast<long>(nb.size())) {
+        std::vector<int> calls(from.size());
+        std::size_t next = 0;  // the documented order: receive_from() order, whatever arrives
+        t->exchange_each(t_round, mine, [&](std::size_t k, std::span<const std::byte> got) {
+          if (k != next++) {
+            bad[static_cast<std::size_t>(r)] =
+                fmt::format("round {}: neighbour {} delivered out of order", round, k);
+          }
+          calls.at(k) += 1;
+          if (!same(got, pattern(from[k], t_round, len))) {
+            bad[static_cast<std::size_t>(r)] =
+                fmt::format("round {}: wrong bytes from rank {}", round, from[k]);
+          }
+        });
+        if (std::count(calls.begin(), calls.end(), 1) != static_cast<long>(from.size())) {
           bad[static_cast<std::size_t>(r)] =
               fmt::format("round {}: callbacks {}", round, fmt::join(calls, ","));
         }
         continue;
       }
-      const auto& got = t->exchange(static_cast<std::uint64_t>(round), mine);
-      if (got.size() != nb.size()) {
+      const auto& got = t->exchange(t_round, mine);
+      if (got.size() != from.size()) {
         bad[static_cast<std::size_t>(r)] =
-            fmt::format("{} views for {} neighbours", got.size(), nb.size());
+            fmt::format("{} views for {} senders", got.size(), from.size());
         return;
       }
-      for (std::size_t k = 0; k < nb.size(); ++k) {
-        if (!same(got[k], pattern(nb[k], static_cast<std::uint64_t>(round), len))) {
+      for (std::size_t k = 0; k < from.size(); ++k) {
+        if (!same(got[k], pattern(from[k], t_round, len))) {
           bad[static_cast<std::size_t>(r)] =
-              fmt::format("round {}: wrong bytes from rank {}", round, nb[k]);
+              fmt::format("round {}: wrong bytes from rank {}", round, from[k]);
         }
       }
     }
@@ -90,19 +98,31 @@ inline void check_exchange(const GroupMaker& mk, const std::string& spec, std::s
     CAPTURE(r);
     CHECK(errors[i] == "");
     CHECK(bad[i] == "");
-    const std::uint64_t deg = g.topo.graph.neighbors(r).size();
-    const std::uint64_t data = static_cast<std::uint64_t>(rounds) * deg * (kFrameHeaderSize + len);
-    const std::uint64_t credits = window > 0 ? static_cast<std::uint64_t>(rounds) * deg : 0;
+    // Messages out and in over the rounds, from the topology (not the transport).
+    std::uint64_t out = 0, in = 0;
+    for (int round = 0; round < rounds; ++round) {
+      out += g.topo.send_to(r, static_cast<std::uint64_t>(round)).size();
+      in += g.topo.receive_from(r, static_cast<std::uint64_t>(round)).size();
+    }
+    // Credits go to the senders, come from the receivers.
+    const std::uint64_t credits_out = window > 0 ? in : 0, credits_in = window > 0 ? out : 0;
     std::uint64_t hello_out = 0;
     std::uint64_t hello_in = 0;
     for (int j : links[i]) {
       hello_out += kFrameHeaderSize + 40 + g.topo.peers[i].endpoint.size();
       hello_in += kFrameHeaderSize + 40 + g.topo.peers[static_cast<std::size_t>(j)].endpoint.size();
     }
-    CHECK(counters[i].bytes_sent == hello_out + data + credits * kFrameHeaderSize);
-    CHECK(counters[i].bytes_received == hello_in + data + credits * kFrameHeaderSize);
-    CHECK(counters[i].messages_sent == links[i].size() + rounds * deg + credits);
-    CHECK(counters[i].messages_received == links[i].size() + rounds * deg + credits);
+    CHECK(counters[i].bytes_sent ==
+          hello_out + out * (kFrameHeaderSize + len) + credits_out * kFrameHeaderSize);
+    CHECK(counters[i].bytes_received ==
+          hello_in + in * (kFrameHeaderSize + len) + credits_in * kFrameHeaderSize);
+    CHECK(counters[i].messages_sent == links[i].size() + out + credits_out);
+    CHECK(counters[i].messages_received == links[i].size() + in + credits_in);
+    if (g.topo.time_varying() && n > 1) {
+      // One peer: exactly one message of wire + 64 bytes each way per round.
+      CHECK(out == static_cast<std::uint64_t>(rounds));
+      CHECK(in == static_cast<std::uint64_t>(rounds));
+    }
   }
 }
 
@@ -294,6 +314,70 @@ inline void check_bandwidth(const GroupMaker& mk) {
     CHECK(errors[static_cast<std::size_t>(r)] == "");
     CHECK(elapsed[static_cast<std::size_t>(r)] >= (kRounds - 1) * 0.1 * 0.99);
   }
+}
+
+// The per-peer NIC (docs/transport.md, "Network model") on a star: the centre, rank 0, has an
+// uplink and a downlink of kNicRate; the k = 3 leaves have neither. One exchange of frames of
+// kFrameBytes (kNicFrame seconds each through the NIC) and kNicLatency per link:
+// - the centre's uplink carries its k copies at once, each at 1/k of the rate: every leaf has its
+//   copy no sooner than the centre's send + k * kNicFrame + latency (k * b * 8 / B + latency);
+// - the centre's downlink takes the k leaves' frames one after the other: it has them all no
+//   sooner than the first leaf's send + k * kNicFrame + latency.
+// So the centre's k links share one NIC: more neighbours, not more bandwidth. Real time checks
+// lower bounds tightly (the model's times are the earliest possible) and upper bounds loosely
+// (kNicSlack: a loaded machine may run late); virtual time is exact (transport_inproc.cpp).
+inline constexpr int kNicLeaves = 3;
+inline constexpr double kNicRate = 1e6;                 // bytes per second: 8 Mbit/s
+inline constexpr std::size_t kNicFrameBytes = 100'000;  // header included: 0.1 s at kNicRate
+inline constexpr double kNicFrame = kNicFrameBytes / kNicRate;
+inline constexpr auto kNicLatency = std::chrono::milliseconds(10);
+
+inline TransportOptions nic_options(int rank) {
+  auto o = quick_options();
+  o.link.all.latency = kNicLatency;
+  if (rank == 0) {
+    o.link.uplink_bytes_per_s = kNicRate;
+    o.link.downlink_bytes_per_s = kNicRate;
+  }
+  return o;
+}
+
+inline void check_nic_shared_by_links(const GroupMaker& mk) {
+  constexpr double kNicSlack = 0.25;  // seconds a loaded machine may add
+  const double latency = std::chrono::duration<double>(kNicLatency).count();
+  Group g = mk(fmt::format("star:{}", kNicLeaves + 1));
+  const int n = kNicLeaves + 1;
+  std::vector<std::uint64_t> sent(static_cast<std::size_t>(n)), done(static_cast<std::size_t>(n));
+  std::atomic<int> ready{0};
+  auto errors = run_ranks(n, [&](int r) {
+    auto t = g.make(r, nic_options(r));
+    t->handshake();
+    // Everyone in place before anyone sends, so the sends start together.
+    ready.fetch_add(1);
+    const auto t0 = std::chrono::steady_clock::now();
+    while (ready.load() < n && seconds_since(t0) < 20) std::this_thread::yield();
+    const auto payload = pattern(r, 0, kNicFrameBytes - kFrameHeaderSize);
+    sent[static_cast<std::size_t>(r)] = monotonic_ns();
+    const auto& got = t->exchange(0, payload);
+    done[static_cast<std::size_t>(r)] = monotonic_ns();
+    for (std::size_t k = 0; k < got.size(); ++k)
+      if (!same(got[k], pattern(t->neighbors()[k], 0, payload.size())))
+        throw std::runtime_error("wrong bytes");
+  });
+  for (const auto& e : errors) CHECK(e == "");
+  const auto seconds = [](std::uint64_t a, std::uint64_t b) {
+    return (static_cast<double>(a) - static_cast<double>(b)) * 1e-9;
+  };
+  for (int j = 1; j <= kNicLeaves; ++j) {
+    CAPTURE(j);
+    const double took = seconds(done[static_cast<std::size_t>(j)], sent[0]);
+    CHECK(took >= kNicLeaves * kNicFrame + latency - 1e-4);
+    CHECK(took <= kNicLeaves * kNicFrame + latency + kNicSlack);
+  }
+  const std::uint64_t first_leaf = *std::min_element(sent.begin() + 1, sent.end());
+  const double centre = seconds(done[0], first_leaf);
+  CHECK(centre >= kNicLeaves * kNicFrame + latency - 1e-4);
+  CHECK(centre <= kNicLeaves * kNicFrame + latency + kNicSlack);
 }
 
 }  // namespace gossip::net::test

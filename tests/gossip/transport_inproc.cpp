@@ -440,6 +440,78 @@ TEST_CASE("inproc: exchange_each, eager and paced by a receive window") {
   }
 }
 
+TEST_CASE("inproc: one-peer exponential: one message each way per round, eager and paced") {
+  // Powers of two and not; 9 rounds cover three periods of 8 peers (period 3).
+  for (const char* spec : {"one-peer-exponential:2", "one-peer-exponential:3",
+                           "one-peer-exponential:6", "one-peer-exponential:8"}) {
+    for (std::size_t len : {0u, 1000u}) check_exchange(inproc_group, spec, len, 9);
+    check_exchange(inproc_group, spec, 1000, 9, 0, true);
+    check_exchange(inproc_group, spec, 1000, 9, 1, true);
+    check_exchange(inproc_group, spec, 1000, 9, 2, false);
+  }
+  check_exchange(inproc_group, "one-peer-exponential:100", 64, 15);
+}
+
+TEST_CASE("inproc: one-peer exponential: peers a period ahead of a slow one lose nothing") {
+  // Rank 0 sleeps before each round, so the others run ahead of it as far as the schedule lets
+  // them (up to its period, 4 rounds for 16 peers): their early frames must all be kept.
+  Group g = inproc_group("one-peer-exponential:16");
+  const int n = g.topo.size(), rounds = 12;
+  std::vector<std::string> bad(static_cast<std::size_t>(n));
+  std::vector<std::uint64_t> dropped(static_cast<std::size_t>(n));
+  auto errors = run_ranks(n, [&](int r) {
+    auto t = g.make(r, quick_options());
+    for (int round = 0; round < rounds; ++round) {
+      if (r == 0) std::this_thread::sleep_for(std::chrono::milliseconds(15));
+      const auto tr = static_cast<std::uint64_t>(round);
+      const auto& got = t->exchange(tr, pattern(r, tr, 32));
+      const int from = t->receive_from(tr)[0];
+      if (got.size() != 1 || !same(got[0], pattern(from, tr, 32)))
+        bad[static_cast<std::size_t>(r)] = fmt::format("round {}: wrong message", round);
+    }
+    dropped[static_cast<std::size_t>(r)] = t->drops().all.total;
+  });
+  for (int r = 0; r < n; ++r) {
+    CAPTURE(r);
+    CHECK(errors[static_cast<std::size_t>(r)] == "");
+    CHECK(bad[static_cast<std::size_t>(r)] == "");
+    CHECK(dropped[static_cast<std::size_t>(r)] == 0);
+  }
+}
+
+TEST_CASE(
+    "inproc: one-peer exponential: a schedule peer's frame of another round is kept, one "
+    "for a round it does not send in dropped") {
+  // Rank 0 of 4 peers (period 2): round t takes from 3 (t even) or 2 (t odd), sends to 1 or 2.
+  auto o = quick_options();
+  auto topo = make_topo("one-peer-exponential:4", "tcp://127.0.0.1:29500");
+  auto hub = std::make_shared<InprocHub>(topo);
+  InprocTransport t(hub, 0, o);
+  const std::uint64_t session = session_hash(topo.hash(), 0);
+  const auto as = [&](int from) { return Forger{hub, from, 0, session}; };
+  for (int j : t.links()) as(j).hello();
+  REQUIRE(std::vector<int>(t.links().begin(), t.links().end()) == std::vector<int>{1, 2, 3});
+  as(2).data(1, pattern(2, 1, 16));  // round 1's sender, one round early: kept
+  as(3).data(2, pattern(3, 2, 16));  // round 2's sender, a whole period early: kept
+  as(1).data(0, pattern(1, 0, 16));  // a link, but 1 never sends to 0: dropped
+  as(2).data(0, pattern(2, 0, 16));  // 2 sends to 0 in odd rounds only: dropped
+  as(2).data(3, pattern(2, 3, 16));  // 3 rounds past round 0, more than a period: dropped
+  as(3).data(0, pattern(3, 0, 16));
+  const auto mine = pattern(0, 0, 8);
+  CHECK(same(t.exchange(0, mine).at(0), pattern(3, 0, 16)));
+  CHECK(t.drops().all[DropReason::not_neighbor] == 2);
+  CHECK(t.drops().by_peer.at(1)[DropReason::not_neighbor] == 1);
+  CHECK(t.drops().by_peer.at(2)[DropReason::not_neighbor] == 1);
+  CHECK(t.drops().all[DropReason::too_far_ahead] == 1);
+  CHECK(same(t.exchange(1, mine).at(0), pattern(2, 1, 16)));
+  CHECK(same(t.exchange(2, mine).at(0), pattern(3, 2, 16)));
+  as(2).data(3, pattern(2, 3, 16));
+  CHECK(same(t.exchange(3, mine).at(0), pattern(2, 3, 16)));
+  CHECK(t.drops().all.total == 3);
+  // What rank 0 sent: round t to rank 0 + 2^(t mod 2), nothing else.
+  CHECK(t.counters().messages_sent == 3 + 4);
+}
+
 TEST_CASE("inproc: peers that pace differently refuse each other") {
   Group g = inproc_group("ring:2");
   auto errors = run_ranks(2, [&](int r) {
@@ -499,6 +571,63 @@ TEST_CASE("inproc: link emulation adds latency and limits bandwidth") {
   check_bandwidth(inproc_group);
 }
 
+TEST_CASE("inproc: a peer's links share its NIC: k frames through an uplink take k * b * 8 / B") {
+  check_nic_shared_by_links(inproc_group);
+}
+
+TEST_CASE("inproc, virtual time: the NIC model's times exactly, and nobody waits for them") {
+  // The star of check_nic_shared_by_links, on virtual clocks that only the network moves.
+  Group g = inproc_group(fmt::format("star:{}", kNicLeaves + 1));
+  const int n = kNicLeaves + 1;
+  std::vector<std::uint64_t> clock(static_cast<std::size_t>(n));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto errors = run_ranks(n, [&](int r) {
+    auto o = nic_options(r);
+    o.virtual_time = true;
+    o.virtual_cpu = false;
+    auto t = g.make(r, o);
+    REQUIRE(t->virtual_clock() != nullptr);
+    t->exchange(0, pattern(r, 0, kNicFrameBytes - kFrameHeaderSize));
+    clock[static_cast<std::size_t>(r)] = t->virtual_clock()->now_ns();
+  });
+  for (const auto& e : errors) CHECK(e == "");
+  // 0.3 s of modelled network: nobody slept through it.
+  CHECK(seconds_since(t0) < 0.25);
+  const std::uint64_t frame_ns = 100'000'000, latency_ns = 10'000'000;
+  for (int r = 0; r <= kNicLeaves; ++r)
+    CHECK(clock[static_cast<std::size_t>(r)] == kNicLeaves * frame_ns + latency_ns);
+}
+
+TEST_CASE("inproc, virtual time: a ring step is a message; paused clocks send untimed frames") {
+  Group g = inproc_group("ring:3");
+  std::vector<std::uint64_t> after_step(3), after_pause(3);
+  auto errors = run_ranks(3, [&](int r) {
+    auto o = quick_options();
+    o.link.all.latency = std::chrono::milliseconds(5);
+    o.link.uplink_bytes_per_s = 1e6;
+    o.virtual_time = true;
+    o.virtual_cpu = false;
+    auto t = g.make(r, o);
+    VirtualClock& clock = *t->virtual_clock();
+    clock.advance(1'000'000 * static_cast<std::uint64_t>(r));  // rank r is r ms late
+    std::vector<std::byte> recv(936);
+    t->ring_step(0, 0, pattern(r, 0, 936), recv);  // 1000 bytes framed: 1 ms through the uplink
+    after_step[static_cast<std::size_t>(r)] = clock.now_ns();
+    clock.pause();
+    t->ring_step(0, 1, pattern(r, 0, 936), recv);
+    clock.resume();
+    after_pause[static_cast<std::size_t>(r)] = clock.now_ns();
+  });
+  for (const auto& e : errors) CHECK(e == "");
+  // Rank r (r ms on its clock) waits for rank r-1's frame: sent at r-1 ms, 1 ms through the
+  // uplink, 5 ms of latency: r + 5 ms. Rank 0 waits for rank 2's: 2 + 1 + 5 ms.
+  CHECK(after_step[0] == 8'000'000);
+  CHECK(after_step[1] == 6'000'000);
+  CHECK(after_step[2] == 7'000'000);
+  // The step taken while paused moved no clock.
+  CHECK(after_pause == after_step);
+}
+
 TEST_CASE("inproc: early messages are kept for their round") {
   auto l = lone();
   const auto r0 = pattern(1, 0, 16);
@@ -517,6 +646,33 @@ TEST_CASE("inproc: early messages are kept for their round") {
   CHECK(same(l.t->exchange(3, mine).at(0), r3));
 }
 
+TEST_CASE("inproc: a send time of zero or from another host's clock is replaced by ours") {
+  // Trusted, an hour ahead would hold the frame for an hour; replaced, it costs the latency.
+  auto o = quick_options();
+  o.link.all.latency = std::chrono::milliseconds(50);
+  auto l = lone(o);
+  l.peer.hello();
+  const auto payload = pattern(0, 0, 8);
+  std::uint64_t round = 0;
+  for (const std::uint64_t sent :
+       {std::uint64_t{0}, monotonic_ns() + std::uint64_t{3'600'000'000'000}}) {
+    CAPTURE(sent);
+    FrameHeader h;
+    h.kind = FrameKind::exchange;
+    h.sender = 1;
+    h.receiver = 0;
+    h.round = round;
+    h.payload_length = 8;
+    h.session = l.peer.session;
+    h.sent_at_ns = sent;
+    l.peer.post_header(encode_header(h), pattern(1, round, 8));
+    const auto t0 = std::chrono::steady_clock::now();
+    l.t->exchange(round++, payload);
+    CHECK(seconds_since(t0) >= 0.049);
+    CHECK(seconds_since(t0) < 5);
+  }
+}
+
 TEST_CASE("inproc: ring_step size mismatch names the sender") {
   auto l = lone();
   l.peer.hello();
@@ -528,6 +684,11 @@ TEST_CASE("inproc: ring_step size mismatch names the sender") {
         }).find("peer 1 (tcp://127.0.0.1:29501) sent 12 bytes, expected 8") != std::string::npos);
 }
 
+// A message of `bytes` from `from` sent at `sent` (no uplink) through the receiver's model.
+std::uint64_t ready_at(LinkEmulator& em, int from, std::uint64_t bytes, std::uint64_t sent) {
+  return em.receive(bytes, em.arrive(from, bytes, {sent, sent}));
+}
+
 TEST_CASE("link emulator: token bucket and latency, exact times") {
   LinkEmulation cfg;
   cfg.all.bandwidth_bytes_per_s = 1e6;  // 1 byte per microsecond
@@ -537,15 +698,13 @@ TEST_CASE("link emulator: token bucket and latency, exact times") {
   LinkEmulator em(cfg, 3);
   const std::uint64_t t0 = 1'000'000'000;
   // 1000 bytes: 1 ms on the wire, then 3 ms of latency.
-  CHECK(em.ready_at(1, 1000, t0, t0) == t0 + 1'000'000 + 3'000'000);
+  CHECK(ready_at(em, 1, 1000, t0) == t0 + 1'000'000 + 3'000'000);
   // Sent at the same instant: queues behind the first.
-  CHECK(em.ready_at(1, 1000, t0, t0) == t0 + 2'000'000 + 3'000'000);
+  CHECK(ready_at(em, 1, 1000, t0) == t0 + 2'000'000 + 3'000'000);
   // Much later: the link is idle again (no burst allowance: depth 0).
-  CHECK(em.ready_at(1, 500, t0 + 10'000'000, t0 + 10'000'000) == t0 + 10'500'000 + 3'000'000);
+  CHECK(ready_at(em, 1, 500, t0 + 10'000'000) == t0 + 10'500'000 + 3'000'000);
   // Peer 2's link is not emulated.
-  CHECK(em.ready_at(2, 1'000'000, t0, t0 + 5) == t0);
-  // A send time from the future is not trusted: our clock is used.
-  CHECK(em.ready_at(0, 0, t0 + 99, t0) == t0 + 3'000'000);
+  CHECK(ready_at(em, 2, 1'000'000, t0) == t0);
 }
 
 TEST_CASE("link emulator: messages of several MiB pay bytes * 8 / bandwidth too") {
@@ -561,16 +720,86 @@ TEST_CASE("link emulator: messages of several MiB pay bytes * 8 / bandwidth too"
   for (std::uint64_t bytes : {(1ULL << 20) + 1, 4ULL << 20, 64ULL << 20, 1ULL << 32}) {
     CAPTURE(bytes);
     // Sent once the link is idle again (depth 0: nothing saved up): the wire time, then latency.
-    const std::uint64_t ready = em.ready_at(1, bytes, t, t);
+    const std::uint64_t ready = ready_at(em, 1, bytes, t);
     CHECK(std::abs(static_cast<double>(ready - t) - (wire_ns(bytes) + 200'000)) <= 1.0);
     t = ready;
   }
   // 4 MiB at 100 Mbit/s: 335.54432 ms.
-  CHECK(static_cast<double>(em.ready_at(1, 4 << 20, t, t) - t) ==
+  CHECK(static_cast<double>(ready_at(em, 1, 4 << 20, t) - t) ==
         doctest::Approx(335'544'320 + 200'000).epsilon(1e-9));
   // With a 1 MiB burst, 4 MiB pays for 3 MiB.
-  const std::uint64_t ready = em.ready_at(0, 4 << 20, t, t);
+  const std::uint64_t ready = ready_at(em, 0, 4 << 20, t);
   CHECK(std::abs(static_cast<double>(ready - t) - wire_ns(3 << 20)) <= 1.0);
+}
+
+TEST_CASE("network model: k messages of b bytes through an uplink of B bit/s: k*b*8/B + latency") {
+  LinkEmulation cfg;
+  cfg.all.latency = std::chrono::milliseconds(20);
+  cfg.uplink_bytes_per_s = 5e6 / 8;  // 5 Mbit/s
+  LinkEmulator sender(cfg, 2), receiver(cfg, 2);
+  const std::uint64_t t0 = 7'000'000'000, b = 4321;
+  const double per_message_ns = static_cast<double>(b) * 8 / 5e6 * 1e9;
+  for (int k = 1; k <= 10; ++k) {
+    CAPTURE(k);
+    // Sends at t0, one after the other through the sender's uplink.
+    const Passage up = sender.uplink().pass({t0, t0}, b);
+    const std::uint64_t ready = receiver.receive(b, receiver.arrive(0, b, up));
+    // Exact but for rounding each message up to a whole nanosecond.
+    const double expected = k * per_message_ns + 20e6;
+    CHECK(static_cast<double>(ready - t0) >= expected);
+    CHECK(static_cast<double>(ready - t0) <= expected + k);
+  }
+  // k messages of one send (an exchange with k neighbours) share the uplink: all end together.
+  LinkEmulator batch(cfg, 2);
+  const Passage up = batch.uplink().pass({t0, t0}, 10 * b);
+  CHECK(up.first == t0);
+  CHECK(static_cast<double>(up.last - t0) == doctest::Approx(10 * per_message_ns).epsilon(1e-12));
+}
+
+TEST_CASE("network model: uplink and downlink in series cost the slower of the two, not the sum") {
+  LinkEmulation fast, slow;
+  fast.all.latency = slow.all.latency = std::chrono::milliseconds(1);
+  fast.uplink_bytes_per_s = fast.downlink_bytes_per_s = 1e6;  // 1 byte per microsecond
+  slow.downlink_bytes_per_s = 0.5e6;
+  const std::uint64_t t0 = 1'000'000'000;
+  {
+    LinkEmulator a(fast, 2), b(fast, 2);
+    const Passage up = a.uplink().pass({t0, t0}, 1000);
+    CHECK(up.first == t0);
+    CHECK(up.last == t0 + 1'000'000);
+    // Cut-through: the downlink receives while the uplink sends; 1 ms + latency, not 2 ms.
+    CHECK(b.receive(1000, b.arrive(0, 1000, up)) == t0 + 1'000'000 + 1'000'000);
+  }
+  {
+    LinkEmulator a(fast, 2), b(slow, 2);
+    const Passage up = a.uplink().pass({t0, t0}, 1000);
+    // The downlink is the bottleneck: 2 ms from the first byte's arrival.
+    CHECK(b.receive(1000, b.arrive(0, 1000, up)) == t0 + 1'000'000 + 2'000'000);
+  }
+}
+
+TEST_CASE("network model: a downlink serves its peers' messages one after the other") {
+  {
+    // Two messages that trickle in at half the downlink's rate each (two senders' uplinks, each
+    // shared by two sends) fill it together: both done when their last bytes arrive.
+    LinkEmulation cfg;
+    cfg.downlink_bytes_per_s = 1e6;
+    LinkEmulator em(cfg, 3);
+    const std::uint64_t t0 = 1'000'000'000;
+    CHECK(em.receive(1000, {t0, t0 + 2'000'000}) == t0 + 2'000'000);
+    CHECK(em.receive(1000, {t0, t0 + 2'000'000}) == t0 + 2'000'000);
+    // A third one at once has to wait for the downlink's work: 1 ms more.
+    CHECK(em.receive(1000, {t0, t0 + 2'000'000}) == t0 + 3'000'000);
+  }
+  LinkEmulation cfg;
+  cfg.all.latency = std::chrono::milliseconds(1);
+  cfg.downlink_bytes_per_s = 1e6;
+  LinkEmulator em(cfg, 4);
+  const std::uint64_t t0 = 1'000'000'000;
+  // Three neighbours (no uplink limit) send 1000 bytes each at t0: 1, 2 and 3 ms after latency.
+  for (int from = 1; from <= 3; ++from)
+    CHECK(ready_at(em, from, 1000, t0) ==
+          t0 + 1'000'000 + static_cast<std::uint64_t>(from) * 1'000'000);
 }
 
 TEST_CASE("frame header round-trips and names its faults") {

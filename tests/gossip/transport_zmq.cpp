@@ -79,6 +79,15 @@ TEST_CASE("zmq: exchange_each, eager and paced by a receive window") {
   }
 }
 
+TEST_CASE("zmq: one-peer exponential: one message each way per round") {
+  for (const char* spec :
+       {"one-peer-exponential:2", "one-peer-exponential:6", "one-peer-exponential:8"}) {
+    check_exchange(ipc_group, spec, 1000, 9);
+    check_exchange(ipc_group, spec, 1u << 20, 4, 0, true);
+    check_exchange(ipc_group, spec, 1000, 6, 1, true);
+  }
+}
+
 TEST_CASE("zmq: exchange over tcp on loopback") {
   check_exchange(tcp_group, "ring:3", 1u << 20, 3);
   check_exchange(tcp_group, "complete:4", 100, 3);
@@ -156,6 +165,10 @@ TEST_CASE("zmq: nobody at the other end: the handshake times out naming the peer
 TEST_CASE("zmq: link emulation adds latency and limits bandwidth") {
   check_latency(ipc_group);
   check_bandwidth(ipc_group);
+}
+
+TEST_CASE("zmq: a peer's links share its NIC: k frames through an uplink take k * b * 8 / B") {
+  check_nic_shared_by_links(ipc_group);
 }
 
 TEST_CASE("zmq: garbage from raw sockets is dropped and counted, and the handshake goes on") {

@@ -23,7 +23,7 @@ def scratch():
 
 
 def write_config(folder, topology, name="t", algorithm=None, codec="identity", timeout_s=20,
-                 extra=""):
+                 extra="", algorithm_keys=""):
     """A run config for Python peers: no [model] or [data]. `topology` may hold {ipc}, replaced
     by an ipc:// endpoint pattern inside `folder`, so that parallel tests never share a port."""
     topology = topology.replace("{ipc}", f"endpoint=ipc://{folder}/peer-{{rank}}.sock")
@@ -37,6 +37,7 @@ file = "{topology}"
 [algorithm]
 name = "{algorithm or 'dpsgd'}"
 lr = 0.1
+{algorithm_keys}
 [compression]
 codec = "{codec}"
 [transport]

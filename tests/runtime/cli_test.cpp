@@ -43,6 +43,28 @@ TEST_CASE("bad config key, in the file and on the command line") {
   CHECK(r.err.find("unknown key 'algorithm.learning_rate'") != std::string::npos);
 }
 
+TEST_CASE("the virtual clock: simulate reports its time, peer and launch refuse it") {
+  Scratch s("virtualclock");
+  const auto cfg = s.config("[topology]\nfile = \"ring:2\"\n[data]\ndataset = \"blobs\"\n");
+  const std::string sets = " --set transport.clock=virtual --set transport.latency_ms=1000";
+  for (const char* command : {"peer --rank 0", "launch"}) {
+    CAPTURE(command);
+    const auto r = run_cli(std::string(command) + " --config " + cfg + sets);
+    CHECK(r.code != 0);
+    CHECK(r.err.find(cfg + ": transport.clock = \"virtual\" works only under `gossip simulate`") !=
+          std::string::npos);
+  }
+  // 3 rounds of a second's latency each, on the virtual clock: nobody sleeps through them.
+  const auto r = run_cli("simulate --config " + cfg + sets +
+                         " --set run.epochs=0.01 --set run.output=" + s.dir().string());
+  REQUIRE(r.code == 0);
+  std::ifstream in(s.dir() / "summary.json");
+  const auto j = nlohmann::json::parse(in);
+  CHECK(j.at("clock") == "virtual");
+  CHECK(j.at("rounds").get<int>() >= 3);
+  CHECK(j.at("wall_seconds").get<double>() >= j.at("rounds").get<double>());
+}
+
 TEST_CASE("rank out of range") {
   Scratch s("rank");
   const auto cfg = s.config("[topology]\nfile = \"ring:3\"\n[data]\ndataset = \"blobs\"\n");
@@ -232,6 +254,61 @@ TEST_CASE("launch on a path: the summary's per-peer figures and bytes are simula
   CHECK(ratio == doctest::Approx(a["compression_ratio_vs_fp32_dpsgd"].get<double>()).epsilon(1e-6));
   CHECK(ratio ==
         doctest::Approx(b["fp32_dpsgd_bytes_per_peer"].get<double>() / bytes).epsilon(1e-6));
+}
+
+TEST_CASE(
+    "one-peer exponential: launch equals simulate, a resume mid-period the straight run, "
+    "and one message per round") {
+  Scratch s("launch_onepeer");
+  const std::string ipc = "ipc://" + s.dir().string() + "-{rank}.sock";
+  for (int r = 0; r < 4; ++r) s.also_remove(s.dir().string() + "-" + std::to_string(r) + ".sock");
+  const auto cfg =
+      s.config("[topology]\nfile = \"one-peer-exponential:4,endpoint=" + ipc +
+               "\"\n[data]\ndataset = \"blobs\"\ntrain_limit = 1600\ntest_limit = 300\n"
+               "[algorithm]\nname = \"dpsgd\"\nlr = 0.05\nmomentum = 0.9\n"
+               "[compression]\ncodec = \"fp16\"\n"
+               "[run]\nepochs = 1\nbatch_size = 20\ncheckpoint_every = 5\n");
+  const auto summary = [](const std::filesystem::path& dir) {
+    return nlohmann::json::parse(std::ifstream(dir / "summary.json"));
+  };
+  const auto out = [&](const char* name) {
+    return " --set 'run.output=\"" + (s.dir() / name).string() + "\"'";
+  };
+  const auto sim = run_cli("simulate --config " + cfg + out("sim"));
+  REQUIRE_MESSAGE(sim.code == 0, sim.err);
+  const auto launched = run_cli("launch --config " + cfg + out("zmq"));
+  REQUIRE_MESSAGE(launched.code == 0, launched.err);
+  const auto a = summary(s.dir() / "sim"), b = summary(s.dir() / "zmq");
+  // 20 rounds, each one frame of (fp16 wire + 64 bytes) per peer.
+  CHECK(a["rounds"] == 20);
+  CHECK(a["bytes_sent_per_peer"].get<double>() ==
+        20.0 * (a["message_wire_bytes"].get<double>() + 64));
+  CHECK(b["bytes_sent_per_peer"].get<double>() == a["bytes_sent_per_peer"].get<double>());
+  // The fp32 D-PSGD baseline on this topology sends one message per round too.
+  CHECK(a["compression_ratio_vs_fp32_dpsgd"].get<double>() ==
+        doctest::Approx(a["fp32_dpsgd_bytes_per_peer"].get<double>() /
+                        a["bytes_sent_per_peer"].get<double>()));
+  CHECK(a["fp32_dpsgd_bytes_per_peer"].get<double>() <
+        2.1 * a["bytes_sent_per_peer"].get<double>());
+  // Bit-identical models give the same accuracies; the distance to the average is summed in
+  // another order over ZeroMQ (an all-reduce), so equal to rounding.
+  CHECK(a["test_accuracy_per_peer"] == b["test_accuracy_per_peer"]);
+  CHECK(a["test_accuracy_avg_model"] == b["test_accuracy_avg_model"]);
+  CHECK(b["distance_to_average_relative_mean"].get<double>() ==
+        doctest::Approx(a["distance_to_average_relative_mean"].get<double>()).epsilon(1e-6));
+  // Resume from round 15 (period 2: in the middle of a period) in the
+  // simulated run's folder: the same figures as the straight run.
+  const auto resumed = run_cli("simulate --config " + cfg + out("sim") + " --resume-round 15");
+  REQUIRE_MESSAGE(resumed.code == 0, resumed.err);
+  const auto c = summary(s.dir() / "sim");
+  for (const char* key : {"test_accuracy_per_peer", "test_accuracy_avg_model",
+                          "distance_to_average_relative_mean", "bytes_sent_per_peer"})
+    CHECK_MESSAGE(c[key] == a[key], key);
+  // Algorithms that need one fixed W refuse it before training.
+  const auto refused = run_cli("simulate --config " + cfg + out("d2") + " --set algorithm.name=d2");
+  CHECK(refused.code != 0);
+  CHECK_MESSAGE(refused.err.find("d2 cannot run on the time-varying topology") != std::string::npos,
+                refused.err);
 }
 
 TEST_CASE("a diverging run: exit status 3, the peer and round named, no summary") {

@@ -99,6 +99,14 @@ TEST_CASE("numbers must be finite and in range; the message names the --set or t
       {"transport.connect_timeout_s=nan", "transport.connect_timeout_s must lie in (0, 1e+06]"},
       {"transport.latency_ms=1e13", "transport.latency_ms must lie in [0, 1e+06] milliseconds"},
       {"transport.bandwidth_mbit=1e-300", "transport.bandwidth_mbit must be 0 (unlimited) or"},
+      {"transport.uplink_mbit=-5", "transport.uplink_mbit must be 0 (unlimited) or"},
+      {"transport.downlink_mbit=inf", "transport.downlink_mbit must be 0 (unlimited) or"},
+      {"transport.clock=simulated", "transport.clock is 'simulated'; allowed: real, virtual"},
+      {"transport.compute_ms_per_round=-1",
+       "transport.compute_ms_per_round must lie in [0, 1e+06]"},
+      {"transport.compute_ms_per_round=5",
+       "transport.compute_ms_per_round applies to the virtual clock only"},
+      {"run.eval_every_rounds=-3", "run.eval_every_rounds must lie in 0..1e9"},
       {"data.alpha=inf", "data.alpha must be a positive, finite number"},
   };
   for (const auto& [set, why] : refused) {
@@ -155,12 +163,13 @@ TEST_CASE("the hashes: what peers share, what a checkpoint depends on, what neit
   for (const char* set :
        {"run.output=/tmp/other", "run.name=x", "run.log_every=7", "run.checkpoint_every=9",
         "data.path=/elsewhere", "data.test_limit=5", "transport.timeout_s=5",
-        "transport.latency_ms=3", "topology.file=\"other.toml\"", "run.device=cuda"}) {
+        "transport.latency_ms=3", "transport.uplink_mbit=5", "transport.downlink_mbit=5",
+        "transport.clock=virtual", "topology.file=\"other.toml\"", "run.device=cuda"}) {
     CAPTURE(set);
     CHECK(changed(set) == std::pair{false, false});
   }
   // What the peers do together, not the state: peers only (a run may be extended).
-  for (const char* set : {"run.epochs=9", "run.eval_every=2"}) {
+  for (const char* set : {"run.epochs=9", "run.eval_every=2", "run.eval_every_rounds=10"}) {
     CAPTURE(set);
     CHECK(changed(set) == std::pair{true, false});
   }
@@ -251,14 +260,15 @@ TEST_CASE("the convex synthetic problems: no hidden layers, and logistic needs w
 }
 
 TEST_CASE("algorithm.local_steps: default 1 leaves the hashes as they were; others change them") {
-  // Hashes of this config by the build before local steps existed (main at 85ab6d3): configs and
-  // checkpoints without the key keep their hashes.
+  // Hashes of this config by the build before local steps existed (main at 85ab6d3; the peers'
+  // hash as it is since the network model's keys, transport.uplink_mbit and the rest, joined it):
+  // configs and checkpoints without the key keep their hashes.
   const std::string text =
       "[topology]\nfile = \"ring:4\"\n[algorithm]\nname = \"choco-sgd\"\nlr = 0.05\n"
       "consensus_step = 0.2\n[compression]\ncodec = \"qsgd:s=3\"\n[data]\ndataset = \"blobs\"\n";
   const auto c = parse_run_config(text, "golden.toml");
   CHECK(c.local_steps == 1);
-  CHECK(c.hash(RunConfig::Scope::peers) == 0x76022783dd35d89cULL);
+  CHECK(c.hash(RunConfig::Scope::peers) == 0x44b0269f6f628166ULL);
   CHECK(c.hash(RunConfig::Scope::resume) == 0xf140b447ddfbaaafULL);
   const auto one = parse_run_config(text, "golden.toml", {"algorithm.local_steps=1"});
   CHECK(one.hash(RunConfig::Scope::peers) == c.hash(RunConfig::Scope::peers));
@@ -281,7 +291,7 @@ TEST_CASE("algorithm.staleness: default 0 leaves the hashes as they were; errors
       "consensus_step = 0.2\n[compression]\ncodec = \"qsgd:s=3\"\n[data]\ndataset = \"blobs\"\n";
   const auto c = parse_run_config(text, "golden.toml", {"algorithm.staleness=0"});
   CHECK(c.staleness == 0);
-  CHECK(c.hash(RunConfig::Scope::peers) == 0x76022783dd35d89cULL);
+  CHECK(c.hash(RunConfig::Scope::peers) == 0x44b0269f6f628166ULL);
   CHECK(c.hash(RunConfig::Scope::resume) == 0xf140b447ddfbaaafULL);
   const std::string dpsgd = kBase + "[algorithm]\nname = \"dpsgd\"\nstaleness = 2\n";
   const auto two = parse_run_config(dpsgd, "run.toml");
@@ -302,4 +312,35 @@ TEST_CASE("algorithm.staleness: default 0 leaves the hashes as they were; errors
                "allreduce has none derived and tested here (every model must stay identical");
   expect_error(dpsgd + "[transport]\nreceive_window = 1\n",
                "algorithm.staleness = 2 cannot be paced by transport.receive_window = 1");
+}
+
+TEST_CASE("algorithm.delay: default 0 leaves the hashes as they were; dga only; no local steps") {
+  // The golden hashes of the local_steps case above: configs without the key keep them.
+  const std::string text =
+      "[topology]\nfile = \"ring:4\"\n[algorithm]\nname = \"choco-sgd\"\nlr = 0.05\n"
+      "consensus_step = 0.2\n[compression]\ncodec = \"qsgd:s=3\"\n[data]\ndataset = \"blobs\"\n";
+  const auto c = parse_run_config(text, "golden.toml", {"algorithm.delay=0"});
+  CHECK(c.delay == 0);
+  CHECK(c.hash(RunConfig::Scope::peers) == 0x44b0269f6f628166ULL);
+  CHECK(c.hash(RunConfig::Scope::resume) == 0xf140b447ddfbaaafULL);
+  const auto d0 =
+      parse_run_config(text, "golden.toml", {"algorithm.name=dga", "compression.codec=identity"});
+  const auto d3 =
+      parse_run_config(text, "golden.toml",
+                       {"algorithm.name=dga", "compression.codec=identity", "algorithm.delay=3"});
+  CHECK(d3.delay == 3);
+  CHECK(d3.hash(RunConfig::Scope::peers) != d0.hash(RunConfig::Scope::peers));
+  CHECK(d3.hash(RunConfig::Scope::resume) != d0.hash(RunConfig::Scope::resume));
+  CHECK(d3.differences(d0, RunConfig::Scope::peers) ==
+        std::vector<std::string>{"algorithm.delay = 3 (there: 0)"});
+  expect_error(kBase + "[algorithm]\ndelay = 2\n",
+               "algorithm.delay is a setting of dga (delayed gradient averaging), not of");
+  expect_error(kBase + "[algorithm]\nname = \"dga\"\ndelay = 1001\n",
+               "run.toml:5: algorithm.delay must lie in [0, 1000]");
+  expect_error(kBase + "[algorithm]\nname = \"doublesqueeze\"\nlocal_steps = 2\n",
+               "algorithm.local_steps must be 1 with doublesqueeze");
+  expect_error(kBase + "[algorithm]\nname = \"dga\"\nlocal_steps = 2\n",
+               "algorithm.local_steps must be 1 with dga");
+  expect_error(kBase + "[algorithm]\nname = \"dga\"\n[compression]\ncodec = \"sign\"\n",
+               "but dga sums fp32 gradients");
 }

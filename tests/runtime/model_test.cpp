@@ -486,3 +486,24 @@ TEST_CASE("the launch nonce: GOSSIP_RUN_NONCE in hexadecimal into the transport 
   CHECK_THROWS_AS(transport_options(c, 0), std::invalid_argument);
   ::unsetenv("GOSSIP_RUN_NONCE");
 }
+
+TEST_CASE("the network model and the clock of a run config, into the transport options") {
+  auto c = parse_run_config("[topology]\nfile = \"ring:2\"\n", "t.toml");
+  apply_override(c, "transport.uplink_mbit=5");
+  apply_override(c, "transport.downlink_mbit=100");
+  auto o = transport_options(c, 0);
+  CHECK(o.link.uplink_bytes_per_s == 625'000.0);
+  CHECK(o.link.downlink_bytes_per_s == 12.5e6);
+  CHECK_FALSE(o.virtual_time);
+  apply_override(c, "transport.clock=virtual");
+  // Only peers that are threads of one process share a time line.
+  CHECK_THROWS_WITH_AS(transport_options(c, 0),
+                       doctest::Contains("t.toml: transport.clock = \"virtual\" works only under "
+                                         "`gossip simulate`"),
+                       ConfigError);
+  o = transport_options(c, 0, true);
+  CHECK(o.virtual_time);
+  CHECK(o.virtual_cpu);
+  apply_override(c, "transport.compute_ms_per_round=12");
+  CHECK_FALSE(transport_options(c, 0, true).virtual_cpu);
+}

@@ -59,9 +59,9 @@ std::vector<std::vector<float>> run_all(const RunConfig& c, std::optional<std::u
   for (int r = 0; r < n; ++r)
     threads.emplace_back([&, r] {
       try {
-        net::TransportOptions o;
+        // The run config's transport settings (network model, clock), as `gossip simulate`.
+        auto o = transport_options(c, 0, true);
         o.timeout = std::chrono::seconds(20);
-        o.exchange_lag = static_cast<std::uint32_t>(c.staleness);
         net::InprocTransport t(hub, r, o);
         PeerTrainer trainer(c, topo, r, t, data, shards);
         if (resume) trainer.resume(*resume);
@@ -87,11 +87,14 @@ TEST_CASE("resume from a checkpoint continues to the same result as an uninterru
   for (auto [algorithm, codec] : {std::pair{"deepsqueeze", "qsgd:s=3,scaled=true"},
                                   {"choco-sgd", "topk:ratio=0.1"},
                                   {"dcd-psgd", "identity"},
-                                  {"dpsgd", "identity"}}) {
+                                  {"dpsgd", "identity"},
+                                  {"dga", "identity"},
+                                  {"doublesqueeze", "sign"}}) {
     const std::string name = algorithm;
     CAPTURE(name);
     const Scratch scratch("resume_" + name);  // a run folder for each algorithm
     auto c = small_config(scratch.dir().string(), algorithm, codec);
+    if (name == "dga") apply_override(c, "algorithm.delay=4");  // reductions in flight at 40
     // The schedule warms lr up over 15.5 rounds and changes lr and the consensus step at round
     // 31, both before the stop.
     apply_override(c, "algorithm.lr_warmup_epochs=0.5");
@@ -530,6 +533,209 @@ TEST_CASE("overlapped D-PSGD: resume is bit-identical and a stop reaches every p
     CHECK(errors[static_cast<std::size_t>(r)].empty());
     CHECK(s.stopped_early);
     CHECK(s.rounds == 5 + 1 + 10);  // every peer before the same round
+    REQUIRE(s.divergence.has_value());
+    CHECK(s.divergence->rank == 2);
+  }
+}
+
+namespace {
+
+std::vector<nlohmann::json> metrics_of(const RunConfig& c, int rank) {
+  std::ifstream in(std::filesystem::path(c.output_dir()) /
+                   ("metrics-" + std::to_string(rank) + ".jsonl"));
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+// Nanoseconds a frame of `payload` bytes (plus the 64-byte header) takes at `mbit` Mbit/s, as
+// the model rounds it (up to a whole nanosecond).
+std::uint64_t wire_ns(std::size_t payload, double mbit) {
+  return static_cast<std::uint64_t>(
+      std::ceil(static_cast<double>(payload + net::kFrameHeaderSize) / (mbit * 1e6 / 8.0) * 1e9));
+}
+
+}  // namespace
+
+TEST_CASE("virtual time equals the model's sum for a fixed compute time and known message sizes") {
+  // Every peer's clock: per round the fixed compute time, then the round's messages. D-PSGD on
+  // ring:2 sends one model per round (through the uplink, then the latency); the all-reduce on
+  // ring:3 takes 2(n-1) = 4 ring steps of d/3 floats each. The peers are symmetric, so each waits
+  // exactly that long. Evaluations (every 5 rounds) do not count.
+  struct Case {
+    const char* algorithm;
+    const char* ring;
+    const char* model;
+  };
+  for (const Case& k : {Case{"dpsgd", "ring:2", "mlp"}, Case{"allreduce", "ring:3", "softmax"}}) {
+    const std::string algorithm = k.algorithm;
+    CAPTURE(algorithm);
+    const Scratch scratch("virtual_sum_" + algorithm);
+    auto c = small_config(scratch.dir().string(), algorithm, "identity");
+    apply_override(c, std::string("topology.file=\"") + k.ring + "\"");
+    apply_override(c, std::string("model.kind=") + k.model);
+    apply_override(c, "run.epochs=0.5");
+    apply_override(c, "run.eval_every_rounds=5");
+    apply_override(c, "transport.clock=virtual");
+    apply_override(c, "transport.compute_ms_per_round=7.5");
+    apply_override(c, "transport.latency_ms=20");
+    apply_override(c, "transport.uplink_mbit=5");
+    const auto params = run_all(c, std::nullopt, std::nullopt, false);
+    const std::size_t d = params[0].size();
+    const std::uint64_t compute = 7'500'000, latency = 20'000'000;
+    std::uint64_t per_round = 0;
+    if (algorithm == "dpsgd") {
+      per_round = compute + wire_ns(kernels::make_codec("identity")->wire_size(d), 5) + latency;
+    } else {
+      REQUIRE(d % 3 == 0);  // equal chunks: every step costs the same
+      per_round = compute + 4 * (wire_ns(d / 3 * 4, 5) + latency);
+    }
+    for (int r = 0; r < static_cast<int>(params.size()); ++r) {
+      CAPTURE(r);
+      const auto lines = metrics_of(c, r);
+      REQUIRE(!lines.empty());
+      for (const auto& j : lines) {
+        const auto round = j.at("round").get<std::uint64_t>();
+        CAPTURE(round);
+        CHECK(j.at("clock") == "virtual");
+        CHECK(std::llround(j.at("wall_seconds").get<double>() * 1e9) ==
+              static_cast<long long>(round * per_round));
+      }
+    }
+  }
+}
+
+TEST_CASE("virtual time with staleness: a message has tau rounds of compute to arrive") {
+  // D-PSGD on ring:2 with a fixed compute time c, latency L and a 5 Mbit/s uplink (a frame takes
+  // w). Round k computes until T_k = E_{k-1} + c and sends through the uplink (busy until the
+  // last send is through: u_k = max(T_k, u_{k-1}) + w); with staleness tau it then waits for the
+  // neighbour's message of round k - tau, ready at u_{k-tau} + L, so its clock ends at
+  // E_k = max(T_k, u_{k-tau} + L) (T_k for k < tau, which receive nothing). Both peers are alike,
+  // so this recurrence is every peer's clock, to the nanosecond. tau = 0 is the synchronous row of
+  // the case above; tau = 1 and 3 hide the latency behind one and three rounds of compute.
+  for (const int tau : {0, 1, 3}) {
+    CAPTURE(tau);
+    const Scratch scratch("virtual_stale_" + std::to_string(tau));
+    auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
+    apply_override(c, "topology.file=\"ring:2\"");
+    apply_override(c, "run.epochs=0.5");
+    apply_override(c, "run.eval_every_rounds=5");
+    apply_override(c, "transport.clock=virtual");
+    apply_override(c, "transport.compute_ms_per_round=7.5");
+    apply_override(c, "transport.latency_ms=20");
+    apply_override(c, "transport.uplink_mbit=5");
+    apply_override(c, "algorithm.staleness=" + std::to_string(tau));
+    const auto params = run_all(c, std::nullopt, std::nullopt, false);
+    const std::uint64_t compute = 7'500'000, latency = 20'000'000;
+    const std::uint64_t w =
+        wire_ns(kernels::make_codec("identity")->wire_size(params[0].size()), 5);
+    std::vector<std::uint64_t> end{0}, sent;  // end[k + 1] = E_k; sent[k] = u_k
+    for (std::size_t k = 0; k < 64; ++k) {
+      const std::uint64_t t = end.back() + compute;
+      sent.push_back(std::max(t, sent.empty() ? 0 : sent.back()) + w);
+      end.push_back(k < static_cast<std::size_t>(tau)
+                        ? t
+                        : std::max(t, sent[k - static_cast<std::size_t>(tau)] + latency));
+    }
+    // The latency is hidden once tau rounds of compute cover it: later rounds cost less.
+    if (tau == 3) CHECK(end[40] - end[20] < 20 * (compute + w + latency));
+    for (int r = 0; r < 2; ++r) {
+      CAPTURE(r);
+      const auto lines = metrics_of(c, r);
+      REQUIRE(!lines.empty());
+      for (const auto& j : lines) {
+        const auto round = j.at("round").get<std::uint64_t>();
+        CAPTURE(round);
+        REQUIRE(round < end.size());
+        CHECK(std::llround(j.at("wall_seconds").get<double>() * 1e9) ==
+              static_cast<long long>(end[round]));
+      }
+    }
+  }
+}
+
+TEST_CASE("a run in virtual time has the metrics of the same run in real time but the times") {
+  // D-PSGD on ring:4 over an emulated 2 ms, 20 Mbit/s NIC network: real time sleeps through it,
+  // virtual time models it. The runs are deterministic, so losses, accuracies and bytes agree
+  // to the bit; only the times differ (and the clock says which). Evaluations every 10 rounds.
+  std::map<std::string, std::vector<std::vector<nlohmann::json>>> runs;
+  for (const std::string clock : {"real", "virtual"}) {
+    const Scratch scratch("virtual_vs_real_" + clock);
+    auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
+    apply_override(c, "run.epochs=1");
+    apply_override(c, "run.eval_every_rounds=10");
+    apply_override(c, "transport.latency_ms=2");
+    apply_override(c, "transport.uplink_mbit=20");
+    apply_override(c, "transport.downlink_mbit=20");
+    apply_override(c, "transport.clock=" + clock);
+    run_all(c, std::nullopt, std::nullopt, false);
+    for (int r = 0; r < 4; ++r) runs[clock].push_back(metrics_of(c, r));
+  }
+  for (int r = 0; r < 4; ++r) {
+    CAPTURE(r);
+    const auto& real = runs["real"][static_cast<std::size_t>(r)];
+    const auto& virt = runs["virtual"][static_cast<std::size_t>(r)];
+    REQUIRE(real.size() == virt.size());
+    int evals = 0;
+    for (std::size_t k = 0; k < real.size(); ++k) {
+      CAPTURE(k);
+      CHECK(real[k].at("clock") == "real");
+      CHECK(virt[k].at("clock") == "virtual");
+      CHECK(virt[k].at("wall_seconds").get<double>() > 0);
+      auto a = real[k], b = virt[k];
+      for (auto* j : {&a, &b})
+        for (const char* key : {"clock", "wall_seconds", "compute_seconds", "encode_seconds",
+                                "wait_seconds", "decode_seconds", "update_seconds"})
+          j->erase(key);
+      CHECK(a.dump() == b.dump());
+      if (a.contains("test_accuracy")) {
+        ++evals;
+        CHECK(a.at("round").get<std::uint64_t>() % 10 == 0);
+        CHECK(a.contains("test_accuracy_avg_model") == (r == 0));
+      }
+    }
+    CHECK(evals == 3);  // 31 rounds: after rounds 10, 20 and 30
+  }
+}
+
+TEST_CASE("dga: a stop reaches every peer through its ring calls, one hop a round") {
+  // complete:8 has eccentricity 1 (a margin of 4 rounds for the exchange algorithms), but DGA
+  // with D = 14 = 2(n − 1) makes one ring call a round, so a request needs 7 rounds to go round
+  // the ring: the margin is n + D + 1 = 23. Rank 2 diverges in round 5 and asks for round 29.
+  const Scratch scratch("dga-stop");
+  auto c = small_config(scratch.dir().string(), "dga", "identity");
+  apply_override(c, "topology.file=\"complete:8\"");
+  apply_override(c, "algorithm.delay=14");
+  apply_override(c, "run.epochs=4");
+  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+  const auto data = load_data(c);
+  const auto shards = partition_all(data.train, parse_partition(c.partition), 8, c.seed);
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  std::vector<PeerSummary> summaries(8);
+  std::vector<std::string> errors(8);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 8; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        net::TransportOptions o;
+        o.timeout = std::chrono::seconds(20);
+        net::InprocTransport t(hub, r, o);
+        PeerTrainer trainer(c, topo, r, t, data, shards);
+        REQUIRE(trainer.total_rounds() > 29);
+        TrainHooks hooks;
+        if (r == 2) hooks.nan_loss_round = 5;
+        summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 8; ++r) {
+    CAPTURE(r);
+    const auto& s = summaries[static_cast<std::size_t>(r)];
+    CHECK(errors[static_cast<std::size_t>(r)].empty());
+    CHECK(s.stopped_early);
+    CHECK(s.rounds == 5 + 1 + 23);
     REQUIRE(s.divergence.has_value());
     CHECK(s.divergence->rank == 2);
   }

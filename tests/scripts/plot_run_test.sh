@@ -51,6 +51,13 @@ plot 0 "killed/metrics-1.jsonl:" "$tmp/killed" -o "$tmp/killed.png"
 cp -r "$tmp/good" "$tmp/corrupt"
 sed -i '2s/.*/{"round": 1, garbage/' "$tmp/corrupt/metrics-2.jsonl"
 plot 1 "corrupt/metrics-2.jsonl:2: not JSON" "$tmp/corrupt"
+# A diverged run logs its non-finite loss as null: drawn as a gap, not refused; a string is not.
+cp -r "$tmp/good" "$tmp/diverged"
+sed -i '3s/"train_loss":[^,}]*/"train_loss":null/' "$tmp/diverged/metrics-0.jsonl"
+grep -q '"train_loss":null' "$tmp/diverged/metrics-0.jsonl" || fail "no null loss planted"
+plot 0 "" "$tmp/diverged" -o "$tmp/diverged.png"
+sed -i '3s/"train_loss":null/"train_loss":"x"/' "$tmp/diverged/metrics-0.jsonl"
+plot 1 "diverged/metrics-0.jsonl:3: not a metrics line (no number 'train_loss')" "$tmp/diverged"
 # An unreadable summary.json is named, not mistaken for a missing one.
 cp -r "$tmp/good" "$tmp/badsum"
 head -c 30 "$tmp/good/summary.json" >"$tmp/badsum/summary.json"

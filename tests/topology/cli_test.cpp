@@ -65,6 +65,65 @@ TEST_CASE("generate writes a file that inspect accepts, and the two agree") {
   std::filesystem::remove(path);
 }
 
+TEST_CASE("one-peer exponential: inspect reports one peer per round and the period's product") {
+  auto r = run("topo inspect one-peer-exponential:16 --json");
+  REQUIRE(r.code == 0);
+  auto j = nlohmann::json::parse(r.out);
+  CHECK(j["time_varying"] == true);
+  CHECK(j["period"] == 4);
+  CHECK(j["send_degree_max"] == 1);
+  CHECK(j["receive_degree_max"] == 1);
+  CHECK(j["union_degree_max"] == 7);  // the links opened once: hops +-1, +-2, +-4, 8
+  CHECK(j["exact_average"] == true);
+  CHECK(j["rho_period"].get<double>() == 0.0);
+  CHECK(j["rounds_to_1e-6"] == 4);
+  CHECK(j["measured_contraction"].get<double>() < 1e-12);
+  CHECK_FALSE(j.contains("lambda_2"));  // there is no single W
+  r = run("topo inspect one-peer-exponential:12 --json");
+  REQUIRE(r.code == 0);
+  j = nlohmann::json::parse(r.out);
+  CHECK(j["exact_average"] == false);
+  const double rho = j["rho_period"].get<double>();
+  CHECK(rho > 0.0);
+  CHECK(rho < 1.0);
+  CHECK(j["measured_contraction_period"].get<double>() <= rho + 1e-9);
+  CHECK(j["measured_contraction"].get<double>() ==
+        doctest::Approx(std::pow(j["measured_contraction_period"].get<double>(), 1.0 / 4)));
+  const auto text = run("topo inspect one-peer-exponential:8");
+  CHECK(text.out.find("sends to 1..1, takes from 1..1 peers") != std::string::npos);
+  CHECK(text.out.find("every 3 rounds average exactly") != std::string::npos);
+  // --matrix: one W per round of the period, each row two halves.
+  r = run("topo inspect one-peer-exponential:4 --json --matrix");
+  REQUIRE(r.code == 0);
+  j = nlohmann::json::parse(r.out);
+  REQUIRE(j["W"].size() == 2);
+  CHECK(j["W"][1][2][0].get<double>() == 0.5);  // round 1: peer 2 takes from 2 - 2 = 0
+  CHECK(j["W"][1][0][2].get<double>() == 0.5);  // and peer 0 from 0 - 2 = 2
+  CHECK(j["W"][0][0][1].get<double>() == 0.0);  // round 0: peer 0 takes from 3, not 1
+}
+
+TEST_CASE("one-peer exponential: generate writes a file that loads back the same schedule") {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("gossip_onepeer_" + std::to_string(::getpid()) + ".toml");
+  auto r = run("topo generate one-peer-exponential 6 -o " + path.string());
+  REQUIRE(r.code == 0);
+  CHECK(r.err.find("time-varying: period 3") != std::string::npos);
+  r = run("topo inspect " + path.string() + " --json");
+  REQUIRE(r.code == 0);
+  const auto from_file = nlohmann::json::parse(r.out);
+  const auto from_spec =
+      nlohmann::json::parse(run("topo inspect one-peer-exponential:6 --json").out);
+  CHECK(from_file["rho_period"].get<double>() == from_spec["rho_period"].get<double>());
+  CHECK(from_file["period"] == 3);
+  std::filesystem::remove(path);
+  r = run("topo generate one-peer-exponential 8 --weights metropolis");
+  CHECK(r.code != 0);
+  CHECK(r.err.find("has its own weights") != std::string::npos);
+  r = run("topo compare one-peer-exponential:8 exponential:8");
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("one-peer-exponential:8") != std::string::npos);
+}
+
 TEST_CASE("best-constant star above the dense limit: generate writes a file inspect accepts") {
   // The sparse solver's nonsense Laplacian extremes gave weights inspect then refused.
   const auto path = std::filesystem::temp_directory_path() /
