@@ -59,6 +59,16 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
     send_to_.push_back(topo.send_to(rank, r));
     receive_from_.push_back(topo.receive_from(rank, r));
   }
+  // Overlapped gossip keeps a neighbour's message in flight for exchange_lag exchanges; on a
+  // schedule the rank that sent to us then is not this exchange's sender (the stale rule is
+  // derived for one fixed W only). The one place that refuses the combination.
+  if (options_.exchange_lag > 0 && send_to_.size() > 1) {
+    throw std::invalid_argument(fmt::format(
+        "transport: exchange_lag = {} (algorithm.staleness) on the time-varying topology {} is "
+        "not supported: overlapped gossip needs one fixed W; use staleness = 0 there, or a static "
+        "topology such as exponential:{}",
+        options_.exchange_lag, topo.description, size_));
+  }
   links_ = neighbors_;
   if (options_.ring_links && size_ > 1) {
     links_.push_back((rank + 1) % size_);
@@ -78,6 +88,14 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
   hellos_missing_ = static_cast<int>(links_.size());
   if (options_.receive_window < 0) {
     throw std::invalid_argument("transport: receive_window must be >= 0");
+  }
+  if (options_.exchange_lag > 0 && options_.receive_window > 0) {
+    // A credit asks for the message of the round being received, sent exchange_lag exchanges
+    // before: credits cannot pace overlapped exchanges.
+    throw std::invalid_argument(fmt::format(
+        "transport: overlapped exchanges (exchange lag {}) cannot be paced by a receive window "
+        "({}): set the receive window to 0",
+        options_.exchange_lag, options_.receive_window));
   }
   hello_payload_ = encode_hello(
       {topology_hash_, options_.run_hash, static_cast<std::uint32_t>(size_),
@@ -129,9 +147,19 @@ std::uint64_t FramedTransport::rounds_ahead(FrameKind kind) const {
   // offset 0 .. 2^p - 1 >= n - 1, so no peer is more than p rounds past ours.
   // A ring frame of rank-1 may come from a peer whose exchanges ran up to its graph distance to
   // us (< n) ahead, plus the round numbers the runtime skips around its all-reduces. With local
-  // steps every exchange is exchange_interval_ round numbers past the last one.
-  return (kind == FrameKind::ring ? static_cast<std::uint64_t>(size_) + 2 : send_to_.size()) *
-         exchange_interval_;
+  // steps every exchange is exchange_interval_ round numbers past the last one. With a lag τ
+  // (static topologies only: the constructor refuses a lag on a schedule) a neighbour finishes
+  // exchange e with our message of e − τ: its exchange frames are up to 1 + τ exchanges past
+  // ours, and every hop of the graph distance in a ring frame's bound too.
+  const std::uint64_t reach = 1 + exchange_lag();
+  switch (kind) {
+    case FrameKind::ring:
+      return (static_cast<std::uint64_t>(size_) + 2) * reach * exchange_interval_;
+    case FrameKind::exchange:
+      return send_to_.size() * reach * exchange_interval_;
+    default:
+      return send_to_.size() * exchange_interval_;
+  }
 }
 
 void FramedTransport::set_exchange_interval(std::uint64_t rounds) {
@@ -528,9 +556,8 @@ void FramedTransport::accept(Inbound&& in) {
                            conn());
       });
     }
-    if ((last_exchange_ && h.round <= *last_exchange_) ||
-        (exchange_at_ && h.round < *exchange_at_)) {
-      return stale(fmt::format("round {}", *exchange_at_));
+    if ((received_ && h.round <= *received_) || (receive_at_ && h.round < *receive_at_)) {
+      return stale(fmt::format("round {}", *receive_at_));
     }
   } else {
     const int prev = (rank_ + size_ - 1) % size_;
@@ -563,11 +590,13 @@ void FramedTransport::accept(Inbound&& in) {
                 [&] { return fmt::format("duplicate {} frame from {}", at(), conn()); });
   }
   // A neighbour's exchange frames: at most this round's and the next (on a time-varying topology
-  // a sender sends to us once a period and is at most a period ahead: again two); ring frames:
-  // rank-1 can be up to n - 1 steps into an all-reduce ahead of us, over at most a few round
-  // numbers.
+  // a sender sends to us once a period and is at most a period ahead: again two; with a lag τ:
+  // the τ in flight towards this one, this one and 1 + τ ahead); ring frames: rank-1 can be up to
+  // n - 1 steps into an all-reduce ahead of us, over at most a few round numbers.
   auto& kept = h.kind == FrameKind::ring ? kept_ring_[f] : kept_exchange_[f];
-  if (too_many(kept, h.kind == FrameKind::ring ? 2 * static_cast<std::uint32_t>(size_) + 2 : 2)) {
+  const auto reach = static_cast<std::uint32_t>(1 + exchange_lag());
+  if (too_many(kept, h.kind == FrameKind::ring ? (2 * static_cast<std::uint32_t>(size_) + 2) * reach
+                                               : 2 * reach)) {
     return;
   }
   if (h.stop_in > 0) request_stop(h.round + h.stop_in);
@@ -769,37 +798,76 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
 
 const std::vector<std::span<const std::byte>>& FramedTransport::exchange(
     std::uint64_t round, std::span<const std::byte> payload) {
-  exchange_impl(round, payload, nullptr);
+  exchange_impl(round, payload, round, nullptr);
   return views_;
 }
 
 void FramedTransport::exchange_each(std::uint64_t round, std::span<const std::byte> payload,
                                     const MessageFn& on_message) {
-  exchange_impl(round, payload, &on_message);
+  exchange_impl(round, payload, round, &on_message);
+}
+
+void FramedTransport::exchange_lagged(std::uint64_t round, std::span<const std::byte> payload,
+                                      std::optional<std::uint64_t> receive_round,
+                                      const MessageFn& on_message) {
+  if (receive_round &&
+      (*receive_round > round || round - *receive_round > exchange_lag() * exchange_interval_)) {
+    throw std::invalid_argument(fmt::format(
+        "rank {}: exchange of round {} receives round {}: at most {} exchanges of {} rounds back "
+        "(TransportOptions::exchange_lag)",
+        rank_, round, *receive_round, exchange_lag(), exchange_interval_));
+  }
+  exchange_impl(round, payload, receive_round, &on_message);
+}
+
+void FramedTransport::resend(std::uint64_t round, std::span<const std::byte> payload) {
+  if (last_exchange_) {
+    throw TransportError(fmt::format(
+        "rank {}: resend of round {} after the exchange of round {}: only a resumed peer re-sends, "
+        "before its first exchange",
+        rank_, round, *last_exchange_));
+  }
+  if (last_resend_ && round <= *last_resend_) {
+    throw TransportError(fmt::format("rank {}: resend of round {} after round {}: rounds must grow",
+                                     rank_, round, *last_resend_));
+  }
+  exchange_impl(round, payload, std::nullopt, nullptr, true);
+  last_resend_ = round;
 }
 
 void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::byte> payload,
-                                    const MessageFn* on_message) {
+                                    std::optional<std::uint64_t> receive,
+                                    const MessageFn* on_message, bool replay) {
   handshake();
   if (last_exchange_ && round <= *last_exchange_) {
     throw TransportError(
         fmt::format("rank {}: exchange of round {} after round {}: rounds must grow", rank_, round,
                     *last_exchange_));
   }
+  if (receive && received_ && *receive <= *received_) {
+    throw TransportError(
+        fmt::format("rank {}: exchange receiving round {} after round {}: rounds must grow", rank_,
+                    *receive, *received_));
+  }
   const CallGuard guard(*this, FrameKind::exchange, round, 0);
-  enter_round(round);
-  exchange_at_ = round;
-  // Frames and credits kept for rounds before this one can never be used: rounds of calls only
-  // grow (a peer's frame of round 3 kept during the handshake while our first call is round 5).
-  for (auto it = pending_.lower_bound(Key{FrameKind::exchange, 0, 0u, 0});
-       it != pending_.end() && std::get<0>(it->first) == FrameKind::exchange &&
-       std::get<1>(it->first) < round;) {
-    const auto [kind, r, step, from] = it->first;
-    take_pending(it++);
-    note_drop(from, {}, DropReason::stale, [&, r = r, from = from] {
-      return fmt::format("stale exchange frame of round {} from {}: our round is {}", r,
-                         peer_name(from), round);
-    });
+  if (!replay) {
+    enter_round(round);
+    exchange_at_ = round;
+  }
+  if (receive) {
+    receive_at_ = *receive;
+    // Frames kept for rounds before the one received can never be used: rounds of calls only
+    // grow (a peer's frame of round 3 kept during the handshake while our first call is round 5).
+    for (auto it = pending_.lower_bound(Key{FrameKind::exchange, 0, 0u, 0});
+         it != pending_.end() && std::get<0>(it->first) == FrameKind::exchange &&
+         std::get<1>(it->first) < *receive;) {
+      const auto [kind, r, step, from] = it->first;
+      take_pending(it++);
+      note_drop(from, {}, DropReason::stale, [&, r = r, from = from] {
+        return fmt::format("stale exchange frame of round {} from {}: our round is {}", r,
+                           peer_name(from), *receive);
+      });
+    }
   }
   for (auto it = credits_.begin(); it != credits_.end() && it->first < round;) {
     const auto [r, from] = *it;
@@ -824,11 +892,13 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
   auto& asked = round_asked_;
   auto& got = round_got_;
   auto& blocked = round_blocked_;
+  // A call that only sends (an overlapped exchange before its first receive) has nothing to get.
   sent.assign(n_to, 0);
   asked.assign(n_from, paced ? 0 : 1);
-  got.assign(n_from, 0);
+  got.assign(n_from, receive ? 0 : 1);
   blocked.reserve(n_to + n_from);
-  std::size_t n_sent = 0, n_got = 0, next_ask = paced ? 0 : n_from, in_flight = paced ? 0 : n_from;
+  std::size_t n_sent = 0, n_got = receive ? 0 : n_from, next_ask = paced ? 0 : n_from,
+              in_flight = paced ? 0 : n_from;
   ++send_batch_;
   const std::uint64_t sent_at = send_time();
   // Paced sends go when their credit comes; the model sends them all now, as eager ones.
@@ -861,7 +931,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     bool all_asked_here = true;
     for (std::size_t k = 0; k < n_from && all_asked_here; ++k) {
       if (got[k] || !asked[k]) continue;
-      auto it = pending_.find(Key{FrameKind::exchange, round, 0u, from[k]});
+      auto it = pending_.find(Key{FrameKind::exchange, *receive, 0u, from[k]});
       if (it == pending_.end())
         all_asked_here = false;
       else
@@ -879,7 +949,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
         if (on_message) break;
         continue;
       }
-      auto it = pending_.find(Key{FrameKind::exchange, round, 0u, from[k]});
+      auto it = pending_.find(Key{FrameKind::exchange, *receive, 0u, from[k]});
       if (it == pending_.end()) {
         if (on_message) break;
         continue;
@@ -891,7 +961,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
       }
       Stored stored = take_pending(it);
       if (clock_) clock_->reach(stored.ready_ns);
-      delivered_[static_cast<std::size_t>(from[k])] = round;
+      delivered_[static_cast<std::size_t>(from[k])] = *receive;
       got[k] = 1;
       ++n_got;
       --in_flight;
@@ -909,7 +979,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     // A message that arrived but is held back by link emulation is not late.
     auto arrived = [&](std::size_t k) {
       return got[k] ||
-             (asked[k] && pending_.contains(Key{FrameKind::exchange, round, 0u, from[k]}));
+             (asked[k] && pending_.contains(Key{FrameKind::exchange, *receive, 0u, from[k]}));
     };
     if (Clock::now() >= deadline) {
       for (std::size_t k = 0; k < n_from; ++k) {
@@ -919,10 +989,12 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
             if (!arrived(m)) missing.push_back(from[m]);
           }
           fail(
-              fmt::format("rank {}: round {}: no message from {} within {} ms (missing {} of {}: "
+              fmt::format("rank {}: round {}: no message{} from {} within {} ms (missing {} of {}: "
                           "ranks {}){}",
-                          rank_, round, peer_name(from[k]), options_.timeout.count(),
-                          missing.size(), n_from, fmt::join(missing, ", "), dropped_note(from[k])));
+                          rank_, round,
+                          *receive == round ? std::string() : fmt::format(" of round {}", *receive),
+                          peer_name(from[k]), options_.timeout.count(), missing.size(), n_from,
+                          fmt::join(missing, ", "), dropped_note(from[k])));
         }
       }
       for (std::size_t k = 0; k < n_to; ++k) {
@@ -946,7 +1018,9 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     fail(fmt::format("rank {}: round {}: message to {} not delivered within {} ms", rank_, round,
                      peer_name(held.front()), options_.timeout.count()));
   }
+  if (replay) return;
   last_exchange_ = round;
+  if (receive) received_ = *receive;
   // Credits of rounds the caller skipped can never be used.
   std::erase_if(credits_, [&](const auto& c) {
     if (c.first > round) return false;

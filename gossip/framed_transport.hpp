@@ -64,6 +64,7 @@ class FramedTransport : public Transport {
   void request_stop(std::uint64_t before_round) override;
   std::optional<std::uint64_t> stop_round() const override { return stop_round_; }
   void set_exchange_interval(std::uint64_t rounds) override;
+  std::uint64_t exchange_lag() const override { return options_.exchange_lag; }
   VirtualClock* virtual_clock() const override { return clock_ ? &*clock_ : nullptr; }
 
   const std::vector<std::span<const std::byte>>& exchange(
@@ -72,6 +73,10 @@ class FramedTransport : public Transport {
                  std::span<std::byte> recv) override;
   void exchange_each(std::uint64_t round, std::span<const std::byte> payload,
                      const MessageFn& on_message) override;
+  void exchange_lagged(std::uint64_t round, std::span<const std::byte> payload,
+                       std::optional<std::uint64_t> receive_round,
+                       const MessageFn& on_message) override;
+  void resend(std::uint64_t round, std::span<const std::byte> payload) override;
 
   // Waits (up to connect_timeout) until every linked peer has proved it runs the same topology
   // and settings. exchange() and ring_step() call it on first use; call it early to fail early.
@@ -151,9 +156,12 @@ class FramedTransport : public Transport {
   void transfer(FrameKind kind, std::uint64_t round, std::uint32_t step,
                 std::span<const std::byte> payload, std::span<const int> to,
                 std::span<const Key> want);
-  // Both exchange forms: on_message null keeps every message for the views of exchange().
+  // Every exchange form: sends the message of `round`, delivers the neighbours' messages of
+  // `receive` (none when empty); on_message null keeps every message for the views of exchange().
+  // A resend (`replay`) neither enters its round nor counts as the last exchange.
   void exchange_impl(std::uint64_t round, std::span<const std::byte> payload,
-                     const MessageFn* on_message);
+                     std::optional<std::uint64_t> receive, const MessageFn* on_message,
+                     bool replay = false);
   // Sends one frame; its header carries `stamp`, when it passed this peer's uplink
   // (through_uplink; control frames: {now, now}).
   bool send_frame(FrameKind kind, int to, std::uint64_t round, std::uint32_t step,
@@ -260,6 +268,10 @@ class FramedTransport : public Transport {
   // The exchange round and ring (round, step) of the call in progress, or of the last one: a
   // frame for an earlier one is stale even during the first call, before last_* are set.
   std::optional<std::uint64_t> exchange_at_;
+  // The same for the neighbours' messages received: the round delivered by the last call that
+  // received, and the one being received (or the last). Equal to the two above without a lag.
+  std::optional<std::uint64_t> received_, receive_at_;
+  std::optional<std::uint64_t> last_resend_;  // round of the last resend()
   std::optional<std::pair<std::uint64_t, std::uint32_t>> ring_at_;
   std::optional<std::uint64_t> latest_round_;  // largest round of any call so far
   std::map<Key, Stored> pending_;  // arrived, not yet consumed by a call (early or current)

@@ -120,6 +120,41 @@ class Transport {
   // frames are not too far ahead. Every peer of a run sets the same value before its first
   // exchange (Algorithm does, from AlgorithmConfig::local_steps). 1 by default.
   virtual void set_exchange_interval(std::uint64_t rounds) { (void)rounds; }
+
+  // Overlapped exchanges (an algorithm with staleness τ, docs/transport.md "Overlapped
+  // exchanges"): the message a peer sends in exchange e is consumed by its neighbours in exchange
+  // e + τ, so the frames of up to τ exchanges are in flight while the peers compute, and the
+  // look-ahead of exchange frames is 1 + τ exchanges. Fixed at construction
+  // (TransportOptions::exchange_lag); 0, the bulk-synchronous exchange, for transports that
+  // cannot overlap.
+  virtual std::uint64_t exchange_lag() const { return 0; }
+
+  // The overlapped form of exchange_each: sends `payload` as this peer's message of round `round`
+  // and calls on_message(k, bytes) for each neighbour's message of round `receive_round`, in
+  // neighbors() order, as exchange_each does; with no receive_round it only sends (the first τ
+  // exchanges, whose stale values every peer knows, and a resumed peer re-sending its messages
+  // still in flight). Send rounds grow as in exchange(); receive rounds grow too, are at most
+  // `round` and at most τ exchanges (exchange_lag()) behind it. With receive_round == round it
+  // is exchange_each (the default, which refuses anything else).
+  // exchange_lag() bounds how far back receive_round may be.
+  virtual void exchange_lagged(std::uint64_t round, std::span<const std::byte> payload,
+                               std::optional<std::uint64_t> receive_round,
+                               const MessageFn& on_message) {
+    if (receive_round != round)
+      throw std::invalid_argument("this transport does not overlap exchanges (staleness > 0)");
+    exchange_each(round, payload, on_message);
+  }
+
+  // After a resume from a checkpoint of an overlapped run: sends this peer's message of an
+  // earlier round again to every neighbour, because it was in flight when the checkpoint was taken
+  // and the neighbours' fresh transports never got it. Only before the first exchange, rounds
+  // growing; it does not count as an exchange for the look-ahead (the peer is at the round after
+  // the checkpoint, not at the one re-sent).
+  virtual void resend(std::uint64_t round, std::span<const std::byte> payload) {
+    (void)round;
+    (void)payload;
+    throw std::invalid_argument("this transport does not overlap exchanges (staleness > 0)");
+  }
 };
 
 }  // namespace gossip::net

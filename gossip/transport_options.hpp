@@ -51,6 +51,12 @@ struct TransportOptions {
   // credit frame) for at most k neighbour payloads at a time, so exchange_each() holds at most k
   // received messages whatever the degree. All peers of a run must agree (checked at handshake).
   int receive_window = 0;
+  // Overlapped exchanges (an algorithm with staleness τ = exchange_lag; transport.md, "Overlapped
+  // exchanges"): a neighbour may be up to 1 + τ exchanges ahead, so more of its frames are kept.
+  // Known at construction because neighbours run τ exchanges ahead before our first call (the
+  // ZeroMQ handshake already reads their frames). Not with a receive window. Every peer of a run
+  // uses the same value (the runtime's settings hash covers the algorithm's staleness).
+  std::uint32_t exchange_lag = 0;
 
   // ZeroMQ only.
   int io_threads = 1;

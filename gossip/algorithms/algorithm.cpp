@@ -133,8 +133,9 @@ std::string_view time_varying_refusal(std::string_view name) {
 
 namespace {
 // The settings both hashes cover: algorithm, d, codec, consensus step, momentum, Nesterov,
-// quasi-global, weight decay, tensor sizes, seed, and local steps only when not 1, so that the
-// hashes of runs without local steps (checkpoints, handshakes) are what they were before it.
+// quasi-global, weight decay, tensor sizes, seed, and local steps only when not 1 and staleness
+// only when not 0, so that the hashes of runs without them (checkpoints, handshakes) are what they
+// were before them.
 void add_settings(Fnv1a& h, const AlgorithmConfig& config, std::size_t d) {
   h.add(find_algorithm(config.name).name);
   h.add(static_cast<std::uint64_t>(d));
@@ -148,6 +149,11 @@ void add_settings(Fnv1a& h, const AlgorithmConfig& config, std::size_t d) {
   for (std::size_t s : config.tensor_sizes) h.add(static_cast<std::uint64_t>(s));
   h.add(config.seed);
   if (config.local_steps != 1) h.add(static_cast<std::uint64_t>(config.local_steps));
+  // Prefixed, so that a run with staleness never hashes like one with other settings.
+  if (config.staleness != 0) {
+    h.add(std::string_view("staleness"));
+    h.add(static_cast<std::uint64_t>(config.staleness));
+  }
   // Likewise the delay (DGA), only when not 0.
   if (config.delay != 0) {
     h.add(std::string_view("delay"));
@@ -182,7 +188,13 @@ RoundStats& RoundStats::operator+=(const RoundStats& o) {
 Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
                      const topology::Topology& topology, std::span<const float> x0)
     : config_(config), transport_(transport), rank_(transport.rank()), size_(transport.size()) {
-  config_.name = find_algorithm(config.name).name;
+  const AlgorithmInfo& row = find_algorithm(config.name);
+  config_.name = row.name;
+  try {
+    check_staleness(row, config_.staleness);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(fmt::format("staleness {}", e.what()));
+  }
   if (size_ != topology.size()) {
     throw std::invalid_argument(
         fmt::format("transport has {} peers but the topology has {}", size_, topology.size()));
@@ -235,6 +247,12 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
   }
 
   transport_.set_exchange_interval(config_.local_steps);
+  if (transport_.exchange_lag() != config_.staleness) {
+    throw std::invalid_argument(fmt::format(
+        "staleness {} needs a transport made with TransportOptions::exchange_lag = {} (it has {}): "
+        "neighbours' messages stay in flight for that many exchanges",
+        config_.staleness, config_.staleness, transport_.exchange_lag()));
+  }
 
   Fnv1a h;
   add_settings(h, config_, x_.size());
@@ -443,6 +461,7 @@ void Algorithm::load(std::istream& in) {
   config_.lr = lr;
   config_.consensus_step = consensus_step;
   if (config_.quasi_global) space_->copy(x_, x_prev_);  // x_t of round t
+  after_load();
 }
 
 std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,
@@ -618,8 +637,12 @@ void GossipAlgorithm::require_consensus_step(const AlgorithmConfig& config, std:
 }
 
 void GossipAlgorithm::encode(std::span<const float> v) {
+  encode(v, round_);
+}
+
+void GossipAlgorithm::encode(std::span<const float> v, std::uint64_t round) {
   Clock::time_point mark = Clock::now();
-  const kernels::RngKey key{config_.seed, static_cast<std::uint32_t>(rank_), round_};
+  const kernels::RngKey key{config_.seed, static_cast<std::uint32_t>(rank_), round};
   codec_->encode(v, key);
   last_.encode_s += seconds_since(mark);
 }
@@ -639,16 +662,25 @@ const std::vector<std::span<const std::byte>>& GossipAlgorithm::exchange() {
 }
 
 void GossipAlgorithm::exchange_accumulate(float scale, std::span<float> y) {
+  exchange_accumulate_from(round_, scale, y);
+}
+
+void GossipAlgorithm::exchange_accumulate_from(std::optional<std::uint64_t> receive, float scale,
+                                               std::span<float> y) {
   if (round_weights().empty()) return;
   Clock::time_point mark = Clock::now();
   double decode_s = 0.0;
   const std::vector<float>& weights = round_weights();
-  transport_.exchange_each(
-      round_, codec_->message(), [&](std::size_t k, std::span<const std::byte> message) {
-        const auto start = Clock::now();
-        decode_from(k, [&] { codec_->decode_accumulate(message, scale * weights[k], y); });
-        decode_s += std::chrono::duration<double>(Clock::now() - start).count();
-      });
+  auto on_message = [&](std::size_t k, std::span<const std::byte> message) {
+    const auto start = Clock::now();
+    decode_from(k, [&] { codec_->decode_accumulate(message, scale * weights[k], y); });
+    decode_s += std::chrono::duration<double>(Clock::now() - start).count();
+  };
+  if (receive == round_) {
+    transport_.exchange_each(round_, codec_->message(), on_message);
+  } else {
+    transport_.exchange_lagged(round_, codec_->message(), receive, on_message);
+  }
   const double total = seconds_since(mark);
   last_.decode_s += decode_s;
   last_.wait_s += total - decode_s;
@@ -672,6 +704,20 @@ void GossipAlgorithm::exchange_decode_each(std::span<float> scratch, NeighborFn 
   last_.decode_s += decode_s;
   last_.update_s += use_s;
   last_.wait_s += total - decode_s - use_s;
+}
+
+void GossipAlgorithm::resend(std::uint64_t round, std::span<const float> v) {
+  if (round_weights().empty()) return;
+  encode(v, round);
+  Clock::time_point mark = Clock::now();
+  transport_.resend(round, codec_->message());
+  last_.wait_s += seconds_since(mark);
+}
+
+float GossipAlgorithm::neighbor_weight_sum() const {
+  float sum = 0.0f;
+  for (float w : round_weights()) sum += w;
+  return sum;
 }
 
 void GossipAlgorithm::decode_own(std::span<float> y) {

@@ -71,6 +71,12 @@ struct AlgorithmConfig {
   // with H > 1 averages the models on communication rounds instead of the gradients (local
   // SGD). H = 1 is every round (and leaves both hashes as they were without the setting).
   std::uint32_t local_steps = 1;
+  // Staleness τ >= 0 (overlapped gossip, D-PSGD only: the registry row's `staleness`): the
+  // neighbours' values a communication round mixes are those of τ communication rounds earlier,
+  // x_i ← W_ii x_i + Σ_j W_ij x_j^{c−τ} − γ d_i (x_j^s = x_0 for s < 0), so the message sent in
+  // communication round c travels while rounds c+1 … c+τ compute. With local steps τ counts
+  // communication rounds. 0 is the bulk-synchronous rule (and leaves both hashes as they were).
+  std::uint32_t staleness = 0;
   // DGA only (delayed gradient averaging): the all-reduce of round t's direction is applied in
   // round t + D while the rounds between compute. D = 0 is all-reduce SGD. Enters both hashes
   // only when not 0.
@@ -93,7 +99,8 @@ struct AlgorithmConfig {
 std::string_view time_varying_refusal(std::string_view name);
 
 // Hash of the settings every peer of one run must share (algorithm, lr, consensus step,
-// momentum, Nesterov, weight decay, codec, tensor sizes, seed, local steps when not 1) and the
+// momentum, Nesterov, weight decay, codec, tensor sizes, seed, local steps when not 1,
+// staleness when not 0) and the
 // model size d; the same on
 // every rank. Meant for TransportOptions::run_hash, so peers with different settings refuse to
 // start.
@@ -213,6 +220,9 @@ class Algorithm {
   void apply_direction();
   // Extra state vectors beyond x and the momentum buffer, in a fixed order.
   virtual std::vector<StateBuffer> extra_state() { return {}; }
+  // Called at the end of a successful load(): overlapped D-PSGD re-sends its messages that were in
+  // flight when the state was saved.
+  virtual void after_load() {}
 
   // Allocates one model-sized buffer in the space and counts it.
   Buffer model_buffer(float fill = 0.0f);

@@ -1,11 +1,20 @@
 // D-PSGD (Lian et al. 2017): x_i ← Σ_j W_ij x_j − γ g_i, the message is x_i itself (fp32, or
 // fp16/bf16 through the codec). The gradient and the message both only read x_i, so with
 // overlap_gradient a worker thread computes g_i while this thread encodes and exchanges.
+//
+// Overlapped (staleness τ > 0, after overlap-SGP, Assran et al. ICML 2019): in communication
+// round c, x_i ← W_ii x_i + Σ_j W_ij C(x_j^{c−τ}) − γ d_i with x_j^s = x_0 for s < 0; the message
+// of round c is received by the neighbours in round c + τ (Transport::exchange_lagged). The last τ
+// own models sent are kept (x_sent_k holds x^s for s ≡ k mod τ; x_0 before round 0): they are the
+// state a resumed peer re-sends, because its neighbours' transports lost them, and they hold x_0
+// for the first τ rounds.
 
 #include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "gossip/algorithms/gossip_base.hpp"
 
@@ -94,10 +103,23 @@ class Dpsgd final : public GossipAlgorithm {
       : GossipAlgorithm(config, transport, topology, x0) {
     // On a GPU the model and the codec would share the device from two threads: no overlap.
     if (config.overlap_gradient && !on_device()) worker_.emplace();
+    for (std::uint32_t k = 0; k < config.staleness; ++k) {
+      sent_names_.push_back(fmt::format("x_sent_{}", k));
+      sent_.push_back(model_buffer());
+      space().upload(x0, sent_.back());
+    }
   }
 
  private:
+  std::vector<StateBuffer> extra_state() override {
+    std::vector<StateBuffer> out;
+    for (std::size_t k = 0; k < sent_.size(); ++k) out.push_back({sent_names_[k], sent_[k]});
+    return out;
+  }
+  void after_load() override { resend_pending_ = !sent_.empty(); }
+
   void run_round() override {
+    if (!sent_.empty()) return run_stale_round();
     encode(x_);
     // x_i ← W_ii x_i + Σ_j W_ij C(x_j) − γ g_i, the neighbours' terms decoded as they arrive.
     scale_own();
@@ -105,8 +127,38 @@ class Dpsgd final : public GossipAlgorithm {
     apply_gradient();
   }
 
+  // Communication round c = round_ / H (local steps: round_ = (c + 1)H − 1) with staleness τ.
+  void run_stale_round() {
+    const std::uint64_t h = config_.local_steps, tau = sent_.size();
+    const std::uint64_t c = round_ / h;
+    if (resend_pending_) {
+      // Resumed: the messages of rounds c − τ … c − 1 were in flight; send them again, as they
+      // were (the codec is keyed by their rounds).
+      for (std::uint64_t e = c > tau ? c - tau : 0; e < c; ++e)
+        resend((e + 1) * h - 1, sent_[e % tau]);
+      resend_pending_ = false;
+    }
+    Buffer& slot = sent_[c % tau];  // x^{c−τ} (x_0 before round 0); takes x^c
+    encode(x_);
+    if (c < tau) {
+      // Every neighbour's value of round c − τ < 0 is x_0: nothing to receive yet.
+      exchange_accumulate_from(std::nullopt, 1.0f, x_);
+      Clock::time_point mark = Clock::now();
+      run(ew::ShiftMix{self_weight(), neighbor_weight_sum(), slot.data(), x_.data()});
+      last_.update_s += seconds_since(mark);
+    } else {
+      Clock::time_point mark = Clock::now();
+      space().copy(x_, slot);
+      last_.update_s += seconds_since(mark);
+      scale_own();
+      exchange_accumulate_from(round_ - tau * h, 1.0f, x_);
+    }
+    apply_gradient();
+  }
+
   bool run_round_with(GradientFn grad) override {
-    if (!worker_) return false;
+    // Overlapped gossip has its exchange off the critical path already: no gradient thread.
+    if (!worker_ || !sent_.empty()) return false;
     worker_->start(grad, x_, g_);
     encode(x_);
     const std::vector<std::span<const std::byte>>* messages = nullptr;
@@ -144,6 +196,9 @@ class Dpsgd final : public GossipAlgorithm {
   }
 
   std::optional<GradientWorker> worker_;
+  std::vector<Buffer> sent_;  // τ of them: the own models of the last τ communication rounds
+  std::vector<std::string> sent_names_;
+  bool resend_pending_ = false;  // loaded: re-send the messages in flight before the next round
 };
 
 }  // namespace

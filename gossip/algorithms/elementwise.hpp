@@ -171,6 +171,20 @@ struct OffsetMean {
   GOSSIP_HD void operator()(std::size_t k) const { x[k] = x0[k] + sum[k] * inv_n; }
 };
 
+// Overlapped D-PSGD before the first stale message arrives: the history slot `h` holds x_0 (the
+// neighbours' value for rounds before 0) and takes this round's model; x = a·x + b·x_0.
+struct ShiftMix {
+  float a;
+  float b;
+  float* h;
+  float* x;
+  GOSSIP_HD void operator()(std::size_t k) const {
+    const float old = h[k];
+    h[k] = x[k];
+    x[k] = a * x[k] + b * old;
+  }
+};
+
 // x −= γ·((g − own) + sum·inv_n) (DGA: this round's direction, minus the own direction of D
 // rounds ago, plus the average of that round's directions).
 struct DelayedStep {
@@ -194,8 +208,9 @@ struct ScaleAdd {
 };
 
 // Every functor a space runs; a space dispatches on the alternative.
-using Op = std::variant<Axpy, Scale, Sub, HeavyBall, QgDirection, QgBuffer, HalfStepDiff,
-                        HalfStepAccumulate, ConsensusStep, CorrectedStep, PairwiseTerm,
-                        DcdDifference, MeanGradientStep, Relay, OffsetMean, DelayedStep, ScaleAdd>;
+using Op =
+    std::variant<Axpy, Scale, Sub, HeavyBall, QgDirection, QgBuffer, HalfStepDiff,
+                 HalfStepAccumulate, ConsensusStep, CorrectedStep, PairwiseTerm, DcdDifference,
+                 MeanGradientStep, Relay, OffsetMean, ShiftMix, DelayedStep, ScaleAdd>;
 
 }  // namespace gossip::algorithms::ew

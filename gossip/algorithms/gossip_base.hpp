@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,8 @@ class GossipAlgorithm : public Algorithm {
 
   // Codec::encode of v into the send buffer, keyed by (seed, rank, round). Timed as encode.
   void encode(std::span<const float> v);
+  // The same keyed by another round (a message re-sent after a resume).
+  void encode(std::span<const float> v, std::uint64_t round);
   // Sends the encoded message to this round's ranks (send_to) and returns the messages of
   // receive_from(round), in that order (static topology: every neighbour, in neighbors() order).
   // Timed as wait. With no neighbours (n = 1) nothing is sent.
@@ -36,6 +39,16 @@ class GossipAlgorithm : public Algorithm {
   // is held at a time. Same sums, in the same order, as exchange() + accumulate_neighbors().
   // Timed as wait and decode.
   void exchange_accumulate(float scale, std::span<float> y);
+  // The overlapped form (Transport::exchange_lagged): sends this round's encoded message and adds
+  // scale * W_ij * C(q_j) of the neighbours' messages of round `receive` (none: only sends).
+  // receive == round_ is exchange_accumulate.
+  void exchange_accumulate_from(std::optional<std::uint64_t> receive, float scale,
+                                std::span<float> y);
+  // Encodes v as the message of an earlier round and sends it again to every neighbour
+  // (Transport::resend): after a resume, the messages that were in flight. Timed as encode, wait.
+  void resend(std::uint64_t round, std::span<const float> v);
+  // Σ_j W_ij over the neighbours, summed in neighbour order (1 − W_ii up to rounding).
+  float neighbor_weight_sum() const;
 
   // Sends the encoded message; for every j = receive_from(round)[k], as its message comes in
   // (in that order), decodes C(q_j) into `scratch` and calls use(k, W_ij, scratch). For rules

@@ -51,10 +51,10 @@ constexpr std::array kDoubleSqueezeAliases = {"double-squeeze"sv};
 // Canonical names are what hashes and saved states hold: never rename a row.
 const std::array<AlgorithmInfo, 9> kRegistry = {{
     {"dpsgd", kDpsgdAliases, detail::make_dpsgd, false, CodecRule::lossless,
-     TopologyNeed::symmetric_w, true, false, true, nullptr,
+     TopologyNeed::symmetric_w, true, false, true, true, nullptr,
      "D-PSGD (Lian et al. 2017): x_i <- sum_j W_ij x_j - lr g_i; sends the model"},
     {"dcd-psgd", kDcdAliases, detail::make_dcd_psgd, false, CodecRule::any,
-     TopologyNeed::symmetric_w, false, false, true, nullptr,
+     TopologyNeed::symmetric_w, false, false, false, true, nullptr,
      "DCD-PSGD (Tang et al. 2018): sends the compressed change of the model"},
     {"deepsqueeze",
      {},
@@ -64,26 +64,27 @@ const std::array<AlgorithmInfo, 9> kRegistry = {{
      TopologyNeed::symmetric_w,
      false,
      false,
+     false,
      true,
      nullptr,
      "DeepSqueeze (Tang et al. 2019): error-compensated compression, consensus step eta"},
     {"choco-sgd", kChocoAliases, detail::make_choco_sgd, true, CodecRule::any,
-     TopologyNeed::symmetric_w, false, false, true, nullptr,
+     TopologyNeed::symmetric_w, false, false, false, true, nullptr,
      "CHOCO-SGD (Koloskova et al. 2019): compressed public copies, consensus step gamma_c"},
     {"d2", kD2Aliases, detail::make_d2, false, CodecRule::lossless, TopologyNeed::symmetric_w,
-     false, false, true, nullptr,
+     false, false, false, true, nullptr,
      "D2 / exact diffusion (Tang et al. 2018): corrects for heterogeneous data"},
     {"relaysum", kRelaysumAliases, detail::make_relaysum, false, CodecRule::any, TopologyNeed::tree,
-     false, false, true, nullptr,
+     false, false, false, true, nullptr,
      "RelaySGD (Vogels et al. 2021): relays sums along a tree, exact average with delays"},
     {"allreduce", kAllreduceAliases, detail::make_allreduce_sgd, false, CodecRule::identity,
-     TopologyNeed::peers, true, true, true, nullptr,
+     TopologyNeed::peers, true, true, false, true, nullptr,
      "C-PSGD: ring all-reduce of the gradients, every model identical"},
     {"dga", kDgaAliases, detail::make_dga, false, CodecRule::identity, TopologyNeed::peers, true,
-     true, false, detail::dga_payload,
+     true, false, false, detail::dga_payload,
      "DGA (Zhu et al. 2021): all-reduce of round t applied in round t + delay, while computing"},
     {"doublesqueeze", kDoubleSqueezeAliases, detail::make_double_squeeze, false, CodecRule::any,
-     TopologyNeed::peers, true, true, false, detail::double_squeeze_payload,
+     TopologyNeed::peers, true, true, false, false, detail::double_squeeze_payload,
      "DoubleSqueeze (Tang et al. 2019): compressed all-reduce, error feedback on both sides"},
 }};
 
@@ -156,6 +157,23 @@ void check_codec(const AlgorithmInfo& algorithm, std::string_view spec) {
       throw std::invalid_argument(fmt::format(
           "is \"{}\", but {} sums fp32 gradients: set it to \"identity\"", spec, algorithm.name));
   }
+}
+
+void check_staleness(const AlgorithmInfo& algorithm, std::uint32_t staleness) {
+  if (staleness == 0 || algorithm.staleness) return;
+  std::vector<std::string_view> stale;
+  for (const AlgorithmInfo& a : kRegistry)
+    if (a.staleness) stale.push_back(a.name);
+  throw std::invalid_argument(fmt::format(
+      "= {} (overlapped gossip) needs a rule that mixes stale neighbour values and keeps its "
+      "invariant; {} has none derived and tested here ({}): use staleness 0, or {}",
+      staleness, algorithm.name,
+      algorithm.centralized
+          ? "every model must stay identical, and a stale average would need a correction term "
+            "like delayed gradient averaging's"
+          : "its state (public copies, error memories, corrections or relayed sums) is updated "
+            "from both ends of an edge in the same round",
+      fmt::join(stale, ", ")));
 }
 
 }  // namespace gossip::algorithms

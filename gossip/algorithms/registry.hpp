@@ -4,6 +4,7 @@
 // canonical names and aliases (hashes, checkpoints, messages), the run config's help text and the
 // CLI's. A new algorithm is one source file with its factory plus one row in registry.cpp.
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -44,8 +45,11 @@ struct AlgorithmInfo {
   TopologyNeed topology;
   bool time_varying;  // can run on a time-varying graph (a W that changes from round to round)
   bool centralized;   // all-reduce family: every peer holds the same model
-  bool local_steps;   // takes AlgorithmConfig::local_steps > 1
-  PayloadFn payload;  // nullptr: one codec message of the model, or an fp32 ring chunk
+  // Accepts AlgorithmConfig::staleness > 0 (overlapped gossip): its rule has a stale form whose
+  // invariant is derived and tested (docs/algorithms.md "Overlapped gossip").
+  bool staleness;
+  bool local_steps;              // takes AlgorithmConfig::local_steps > 1
+  PayloadFn payload;             // nullptr: one codec message of the model, or an fp32 ring chunk
   std::string_view description;  // one line, for help texts
 };
 
@@ -64,5 +68,9 @@ std::size_t largest_payload(const AlgorithmConfig& config, std::size_t d, int n)
 // Throws std::invalid_argument (naming the algorithm, the codec and the rule) unless the codec
 // spec is allowed by the row. `spec` must parse (kernels::parse_spec).
 void check_codec(const AlgorithmInfo& algorithm, std::string_view spec);
+// Throws std::invalid_argument (naming the algorithm, why, and the algorithms that do) unless
+// staleness is 0 or the row accepts a stale rule. The message starts "= τ": the caller names
+// the setting.
+void check_staleness(const AlgorithmInfo& algorithm, std::uint32_t staleness);
 
 }  // namespace gossip::algorithms

@@ -122,7 +122,7 @@ class PyAlgorithm {
                                      : runtime::parse_run_config(peer_->config().to_toml(),
                                                                  peer_->config().source, overrides);
     auto algo_config = runtime::algorithm_config(c, tensor_sizes);
-    margin_ = runtime::stop_margin(peer_->topology(), c.local_steps, c.delay);
+    margin_ = runtime::stop_margin(peer_->topology(), c.local_steps, c.staleness, c.delay);
     const auto bytes = runtime::message_bytes(c, d, tensor_sizes);
     auto options = runtime::transport_options(
         c, runtime::max_payload_bytes(c, d, tensor_sizes, peer_->topology().size()));
@@ -422,7 +422,7 @@ class PyAlgorithm {
   }
 
   std::shared_ptr<Peer> peer_;
-  std::uint64_t margin_ = 2;  // stop_margin of the topology and local steps
+  std::uint64_t margin_ = 2;  // stop_margin of the topology, local steps and staleness
   std::size_t wire_bytes_ = 0;
   std::unique_ptr<net::ZmqTransport> transport_;
   std::unique_ptr<algorithms::Algorithm> algo_;  // after the transport: freed first

@@ -65,6 +65,9 @@ const Key kKeys[] = {
      "consensus step multiplier at the same epochs (1: constant)"},
     {"algorithm.local_steps", &RunConfig::local_steps,
      "H: rounds t with (t + 1) mod H = 0 communicate, the others only step locally (1: all)"},
+    {"algorithm.staleness", &RunConfig::staleness,
+     "tau: mix the neighbours' models of tau communication rounds earlier, so messages travel "
+     "while the next rounds compute (dpsgd; 0: none)"},
     {"algorithm.delay", &RunConfig::delay,
      "dga: rounds between a direction and the all-reduce of it that is applied (0: all-reduce)"},
     {"compression.codec", &RunConfig::codec, "codec spec, e.g. qsgd:s=3,scaled=true"},
@@ -215,6 +218,15 @@ void check_values(const RunConfig& c, Where where) {
   if (c.batch_size < 1) fail("run.batch_size", "must be at least 1");
   if (c.log_every < 1) fail("run.log_every", "must be at least 1");
   if (c.local_steps < 1) fail("algorithm.local_steps", "must be at least 1");
+  // Each round of staleness keeps a model-sized buffer and up to two messages per neighbour.
+  if (c.staleness > 100)
+    fail("algorithm.staleness", "must be at most 100 (each round keeps a model-sized buffer)");
+  if (c.staleness > 0 && c.receive_window > 0)
+    fail("algorithm.staleness",
+         fmt::format("= {} cannot be paced by transport.receive_window = {}: credits ask for the "
+                     "message of the round being received, sent staleness rounds earlier; set "
+                     "transport.receive_window = 0",
+                     c.staleness, c.receive_window));
   if (c.delay < 0 || c.delay > 1000)
     fail("algorithm.delay",
          "must lie in [0, 1000] (each round in flight keeps two model-sized "
@@ -298,6 +310,11 @@ void check_values(const RunConfig& c, Where where) {
   } catch (const std::invalid_argument& e) {
     fail("compression.codec", e.what());
   }
+  try {
+    algorithms::check_staleness(*algorithm, static_cast<std::uint32_t>(c.staleness));
+  } catch (const std::invalid_argument& e) {
+    fail("algorithm.staleness", e.what());
+  }
   if (c.delay != 0 && algorithm->name != "dga")
     fail("algorithm.delay",
          fmt::format("is a setting of dga (delayed gradient averaging), not of {}; leave it at 0",
@@ -351,6 +368,7 @@ std::uint64_t RunConfig::hash(Scope scope) const {
     if (!in_scope(k.path, scope)) continue;
     // Added after runs were checkpointed: left out at its default, so their hashes still hold.
     if (k.path == "algorithm.local_steps" && local_steps == 1) continue;
+    if (k.path == "algorithm.staleness" && staleness == 0) continue;
     if (k.path == "algorithm.delay" && delay == 0) continue;
     for (unsigned char ch : fmt::format("{}={}\n", k.path, render(*this, k)))
       h = (h ^ ch) * 0x100000001b3ULL;

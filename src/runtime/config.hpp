@@ -49,6 +49,9 @@ struct RunConfig {
   // Local steps H: only every H-th round communicates (AlgorithmConfig::local_steps). In the
   // hashes only when not 1, so the hashes of configs without it are what they were.
   int local_steps = 1;
+  // Staleness τ of overlapped gossip (AlgorithmConfig::staleness; D-PSGD only). In the hashes
+  // only when not 0.
+  int staleness = 0;
   // DGA's delay D: round t's all-reduce is applied in round t + D (AlgorithmConfig::delay).
   int delay = 0;
 

@@ -73,6 +73,7 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.virtual_cpu = c.compute_ms_per_round == 0;
   o.receive_window = c.receive_window;
   o.io_threads = c.io_threads;
+  o.exchange_lag = static_cast<std::uint32_t>(c.staleness);
   return o;
 }
 
@@ -115,16 +116,21 @@ std::size_t max_payload_bytes(const RunConfig& c, std::size_t d,
       {wire, fp32_wire, algorithms::largest_payload(algorithm_config(c, tensor_sizes), d, peers)});
 }
 
-std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int delay) {
+std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int staleness,
+                          int delay) {
   const auto dist = topo.graph.distances_from(0);
-  // A stop request rides on exchanges, one hop per exchange: with local steps H an exchange
-  // comes every H rounds, so everything scales by H (the request made in round t leaves with
-  // the exchange of t's period, the same as a request before exchange round ⌊t/H⌋ with H = 1).
+  // A stop request rides on exchanges, one hop per exchange: a neighbour reads it in its next
+  // exchange, when it may be up to 1 + τ exchanges ahead of the sender (staleness τ: it needs
+  // the sender's message of τ exchanges before), so each hop costs at most 2 + τ exchanges. With
+  // local steps H an exchange comes every H rounds, so everything scales by H (the request made
+  // in round t leaves with the exchange of t's period, the same as a request before exchange
+  // round ⌊t/H⌋ with H = 1).
   // On a time-varying topology a request travels only along each round's links: on the one-peer
   // exponential schedule it reaches every peer within a period (the hops of p consecutive rounds
   // sum to every offset), and a peer cannot finish a round whose frame of the chain it lacks.
+  const auto diameter = static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end()));
   const std::uint64_t exchanges = std::max<std::uint64_t>(
-      2 * static_cast<std::uint64_t>(*std::max_element(dist.begin(), dist.end())) + 2,
+      (2 + static_cast<std::uint64_t>(std::max(staleness, 0))) * diameter + 2,
       topo.time_varying() ? topo.period() + 2 : 0);
   const std::uint64_t margin = exchanges * static_cast<std::uint64_t>(std::max(local_steps, 1));
   // DGA rides on ring calls, one hop per call, and makes as few as one a round (none in its first
@@ -148,6 +154,7 @@ algorithms::AlgorithmConfig algorithm_config(const RunConfig& config,
   if (config.granularity == "layer") a.tensor_sizes = tensor_sizes;
   a.seed = config.seed;
   a.local_steps = static_cast<std::uint32_t>(config.local_steps);
+  a.staleness = static_cast<std::uint32_t>(config.staleness);
   a.delay = static_cast<std::uint32_t>(config.delay);
   return a;
 }

@@ -80,9 +80,11 @@ std::size_t max_payload_bytes(const RunConfig& config, std::size_t d,
 // Rounds between asking for a stop and the round before which every peer stops: a request
 // travels one hop per exchange, so it must outrun the diameter (at most twice any peer's
 // eccentricity), plus two, exchanges (on a time-varying topology at least its period plus two);
-// with local steps H an exchange every H rounds. DGA with a delay D > 0 (one ring call a round,
-// none in its first rounds) needs at least n + D + 1.
-std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int delay = 0);
+// with local steps H an exchange every H rounds; with staleness τ each hop costs 2 + τ exchanges
+// instead of 2. DGA with a delay D > 0 (one ring call a round, none in its first rounds) needs at
+// least n + D + 1.
+std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int staleness,
+                          int delay);
 
 // The algorithm settings of a run config; `tensor_sizes` are used when
 // compression.granularity = "layer".

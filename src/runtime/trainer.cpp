@@ -252,7 +252,7 @@ PeerTrainer::PeerTrainer(const RunConfig& config, const topology::Topology& topo
   }
   // A stop request travels one hop per round: it must outrun the diameter (at most twice the
   // eccentricity of any peer) before its round comes.
-  stop_margin_ = stop_margin(topo, config.local_steps, config.delay);
+  stop_margin_ = stop_margin(topo, config.local_steps, config.staleness, config.delay);
   std::vector<float> x0(model_->size());
   model_->init(x0, config.seed);  // the same x0 on every peer, whatever its backend
   auto algorithm = algorithm_config(config, model_->layout().tensor_sizes());

@@ -48,9 +48,10 @@ void run_peers(int n, F&& body) {
   if (first) std::rethrow_exception(first);
 }
 
-// One in-process transport per peer of `topo`, sharing one hub.
+// One in-process transport per peer of `topo`, sharing one hub; `exchange_lag` as the
+// algorithm's staleness needs it (TransportOptions::exchange_lag).
 struct InprocNetwork {
-  explicit InprocNetwork(const topology::Topology& topo);
+  explicit InprocNetwork(const topology::Topology& topo, std::uint32_t exchange_lag = 0);
   std::shared_ptr<net::InprocHub> hub;
   std::vector<std::unique_ptr<net::Transport>> transports;
 };

@@ -291,6 +291,36 @@ TEST_CASE("algorithm.local_steps: default 1 leaves the hashes as they were; othe
                "run.toml:4: algorithm.local_steps must be an integer");
 }
 
+TEST_CASE("algorithm.staleness: default 0 leaves the hashes as they were; errors name why") {
+  // The golden hashes of the local-steps case (the build before either key existed).
+  const std::string text =
+      "[topology]\nfile = \"ring:4\"\n[algorithm]\nname = \"choco-sgd\"\nlr = 0.05\n"
+      "consensus_step = 0.2\n[compression]\ncodec = \"qsgd:s=3\"\n[data]\ndataset = \"blobs\"\n";
+  const auto c = parse_run_config(text, "golden.toml", {"algorithm.staleness=0"});
+  CHECK(c.staleness == 0);
+  CHECK(c.hash(RunConfig::Scope::peers) == 0x44b0269f6f628166ULL);
+  CHECK(c.hash(RunConfig::Scope::resume) == 0xf140b447ddfbaaafULL);
+  const std::string dpsgd = kBase + "[algorithm]\nname = \"dpsgd\"\nstaleness = 2\n";
+  const auto two = parse_run_config(dpsgd, "run.toml");
+  CHECK(two.staleness == 2);
+  const auto zero = parse_run_config(dpsgd, "run.toml", {"algorithm.staleness=0"});
+  CHECK(two.hash(RunConfig::Scope::peers) != zero.hash(RunConfig::Scope::peers));
+  CHECK(two.hash(RunConfig::Scope::resume) != zero.hash(RunConfig::Scope::resume));
+  CHECK(two.differences(zero, RunConfig::Scope::peers) ==
+        std::vector<std::string>{"algorithm.staleness = 2 (there: 0)"});
+  expect_error(kBase + "[algorithm]\nstaleness = -1\n",
+               "run.toml:4: algorithm.staleness must lie in 0..");
+  expect_error(kBase + "[algorithm]\nstaleness = 101\n",
+               "run.toml:4: algorithm.staleness must be at most 100");
+  // The algorithm's registry row: CHOCO-SGD has no stale rule; the message says why and who has.
+  expect_error(kBase + "[algorithm]\nname = \"choco-sgd\"\nstaleness = 1\n",
+               "algorithm.staleness = 1 (overlapped gossip) needs a rule");
+  expect_error(kBase + "[algorithm]\nname = \"allreduce\"\nstaleness = 1\n",
+               "allreduce has none derived and tested here (every model must stay identical");
+  expect_error(dpsgd + "[transport]\nreceive_window = 1\n",
+               "algorithm.staleness = 2 cannot be paced by transport.receive_window = 1");
+}
+
 TEST_CASE("algorithm.delay: default 0 leaves the hashes as they were; dga only; no local steps") {
   // The golden hashes of the local_steps case above: configs without the key keep them.
   const std::string text =

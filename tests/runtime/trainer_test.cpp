@@ -504,6 +504,56 @@ TEST_CASE("local steps: a stop asked for in a local round reaches every peer thr
   }
 }
 
+TEST_CASE("overlapped D-PSGD: resume is bit-identical and a stop reaches every peer in time") {
+  {
+    const Scratch scratch("stale-resume");
+    auto c = small_config(scratch.dir().string(), "dpsgd", "fp16");
+    apply_override(c, "algorithm.staleness=2");
+    const auto straight = run_all(c, std::nullopt, std::nullopt, false);
+    run_all(c, std::nullopt, 40, true);  // stops before round 40 and checkpoints there
+    CHECK(PeerTrainer::latest_common_checkpoint(c, 4) == 40u);
+    const auto resumed = run_all(c, 40, std::nullopt, false);
+    for (std::size_t r = 0; r < 4; ++r) CHECK(resumed[r] == straight[r]);
+  }
+  // Rank 2 diverges in round 5; a neighbour can be 1 + τ exchanges ahead when the request
+  // reaches it, so the margin on ring:4 (eccentricity 2) is (2 + τ)·2 + 2 = 10 with τ = 2.
+  const Scratch scratch("stale-stop");
+  auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
+  apply_override(c, "algorithm.staleness=2");
+  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+  const auto data = load_data(c);
+  const auto shards = partition_all(data.train, parse_partition(c.partition), 4, c.seed);
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  std::vector<PeerSummary> summaries(4);
+  std::vector<std::string> errors(4);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 4; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        net::TransportOptions o;
+        o.timeout = std::chrono::seconds(20);
+        o.exchange_lag = 2;
+        net::InprocTransport t(hub, r, o);
+        PeerTrainer trainer(c, topo, r, t, data, shards);
+        TrainHooks hooks;
+        if (r == 2) hooks.nan_loss_round = 5;
+        summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 4; ++r) {
+    CAPTURE(r);
+    const auto& s = summaries[static_cast<std::size_t>(r)];
+    CHECK(errors[static_cast<std::size_t>(r)].empty());
+    CHECK(s.stopped_early);
+    CHECK(s.rounds == 5 + 1 + 10);  // every peer before the same round
+    REQUIRE(s.divergence.has_value());
+    CHECK(s.divergence->rank == 2);
+  }
+}
+
 namespace {
 
 std::vector<nlohmann::json> metrics_of(const RunConfig& c, int rank) {
@@ -566,6 +616,55 @@ TEST_CASE("virtual time equals the model's sum for a fixed compute time and know
         CHECK(j.at("clock") == "virtual");
         CHECK(std::llround(j.at("wall_seconds").get<double>() * 1e9) ==
               static_cast<long long>(round * per_round));
+      }
+    }
+  }
+}
+
+TEST_CASE("virtual time with staleness: a message has tau rounds of compute to arrive") {
+  // D-PSGD on ring:2 with a fixed compute time c, latency L and a 5 Mbit/s uplink (a frame takes
+  // w). Round k computes until T_k = E_{k-1} + c and sends through the uplink (busy until the
+  // last send is through: u_k = max(T_k, u_{k-1}) + w); with staleness tau it then waits for the
+  // neighbour's message of round k - tau, ready at u_{k-tau} + L, so its clock ends at
+  // E_k = max(T_k, u_{k-tau} + L) (T_k for k < tau, which receive nothing). Both peers are alike,
+  // so this recurrence is every peer's clock, to the nanosecond. tau = 0 is the synchronous row of
+  // the case above; tau = 1 and 3 hide the latency behind one and three rounds of compute.
+  for (const int tau : {0, 1, 3}) {
+    CAPTURE(tau);
+    const Scratch scratch("virtual_stale_" + std::to_string(tau));
+    auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
+    apply_override(c, "topology.file=\"ring:2\"");
+    apply_override(c, "run.epochs=0.5");
+    apply_override(c, "run.eval_every_rounds=5");
+    apply_override(c, "transport.clock=virtual");
+    apply_override(c, "transport.compute_ms_per_round=7.5");
+    apply_override(c, "transport.latency_ms=20");
+    apply_override(c, "transport.uplink_mbit=5");
+    apply_override(c, "algorithm.staleness=" + std::to_string(tau));
+    const auto params = run_all(c, std::nullopt, std::nullopt, false);
+    const std::uint64_t compute = 7'500'000, latency = 20'000'000;
+    const std::uint64_t w =
+        wire_ns(kernels::make_codec("identity")->wire_size(params[0].size()), 5);
+    std::vector<std::uint64_t> end{0}, sent;  // end[k + 1] = E_k; sent[k] = u_k
+    for (std::size_t k = 0; k < 64; ++k) {
+      const std::uint64_t t = end.back() + compute;
+      sent.push_back(std::max(t, sent.empty() ? 0 : sent.back()) + w);
+      end.push_back(k < static_cast<std::size_t>(tau)
+                        ? t
+                        : std::max(t, sent[k - static_cast<std::size_t>(tau)] + latency));
+    }
+    // The latency is hidden once tau rounds of compute cover it: later rounds cost less.
+    if (tau == 3) CHECK(end[40] - end[20] < 20 * (compute + w + latency));
+    for (int r = 0; r < 2; ++r) {
+      CAPTURE(r);
+      const auto lines = metrics_of(c, r);
+      REQUIRE(!lines.empty());
+      for (const auto& j : lines) {
+        const auto round = j.at("round").get<std::uint64_t>();
+        CAPTURE(round);
+        REQUIRE(round < end.size());
+        CHECK(std::llround(j.at("wall_seconds").get<double>() * 1e9) ==
+              static_cast<long long>(end[round]));
       }
     }
   }
