@@ -44,6 +44,9 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
       log_(make_logger(rank)),
       emulator_(options_.link, topo.size()) {
   if (options_.virtual_time) clock_.emplace(options_.virtual_cpu);
+  if (options_.exchange_interval == 0)
+    throw std::invalid_argument("transport: exchange_interval must be at least 1 round");
+  exchange_interval_ = options_.exchange_interval;
   if (size_ <= 0) throw std::invalid_argument("transport: empty topology");
   if (rank < 0 || rank >= size_) {
     throw std::invalid_argument(fmt::format("transport: rank {} outside 0..{}", rank, size_ - 1));
@@ -58,16 +61,6 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
   for (std::size_t r = 0; r < topo.period(); ++r) {
     send_to_.push_back(topo.send_to(rank, r));
     receive_from_.push_back(topo.receive_from(rank, r));
-  }
-  // Overlapped gossip keeps a neighbour's message in flight for exchange_lag exchanges; on a
-  // schedule the rank that sent to us then is not this exchange's sender (the stale rule is
-  // derived for one fixed W only). The one place that refuses the combination.
-  if (options_.exchange_lag > 0 && send_to_.size() > 1) {
-    throw std::invalid_argument(fmt::format(
-        "transport: exchange_lag = {} (algorithm.staleness) on the time-varying topology {} is "
-        "not supported: overlapped gossip needs one fixed W; use staleness = 0 there, or a static "
-        "topology such as exponential:{}",
-        options_.exchange_lag, topo.description, size_));
   }
   links_ = neighbors_;
   if (options_.ring_links && size_ > 1) {
@@ -148,9 +141,9 @@ std::uint64_t FramedTransport::rounds_ahead(FrameKind kind) const {
   // A ring frame of rank-1 may come from a peer whose exchanges ran up to its graph distance to
   // us (< n) ahead, plus the round numbers the runtime skips around its all-reduces. With local
   // steps every exchange is exchange_interval_ round numbers past the last one. With a lag τ
-  // (static topologies only: the constructor refuses a lag on a schedule) a neighbour finishes
-  // exchange e with our message of e − τ: its exchange frames are up to 1 + τ exchanges past
-  // ours, and every hop of the graph distance in a ring frame's bound too.
+  // a neighbour finishes exchange e with our message of e − τ: its exchange frames are up to
+  // 1 + τ exchanges past ours (on the schedule, each of the p hops of the argument above stretched
+  // by the same factor), and every hop of the graph distance in a ring frame's bound too.
   const std::uint64_t reach = 1 + exchange_lag();
   switch (kind) {
     case FrameKind::ring:
@@ -160,11 +153,6 @@ std::uint64_t FramedTransport::rounds_ahead(FrameKind kind) const {
     default:
       return send_to_.size() * exchange_interval_;
   }
-}
-
-void FramedTransport::set_exchange_interval(std::uint64_t rounds) {
-  if (rounds == 0) throw std::invalid_argument("exchange interval must be at least 1 round");
-  exchange_interval_ = rounds;
 }
 
 bool FramedTransport::too_far_ahead(FrameKind kind, std::uint64_t round) const {
@@ -879,8 +867,10 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     });
   }
   held_.clear();
-  // On a static topology both are the neighbours; on a time-varying one, this round's.
-  const std::span<const int> to = send_to(round), from = receive_from(round);
+  // On a static topology both are the neighbours; on a time-varying one, we send to this round's
+  // receivers and receive from the senders of the round received (an overlapped exchange
+  // receives the messages sent exchange_lag exchanges earlier, under that round's schedule).
+  const std::span<const int> to = send_to(round), from = receive_from(receive.value_or(round));
   views_.assign(from.size(), {});
   const std::size_t n_to = to.size(), n_from = from.size();
   const bool paced = options_.receive_window > 0;

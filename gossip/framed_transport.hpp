@@ -63,7 +63,7 @@ class FramedTransport : public Transport {
   const DropCounters& drops() const override { return drops_; }
   void request_stop(std::uint64_t before_round) override;
   std::optional<std::uint64_t> stop_round() const override { return stop_round_; }
-  void set_exchange_interval(std::uint64_t rounds) override;
+  std::uint64_t exchange_interval() const override { return exchange_interval_; }
   std::uint64_t exchange_lag() const override { return options_.exchange_lag; }
   VirtualClock* virtual_clock() const override { return clock_ ? &*clock_ : nullptr; }
 
@@ -297,7 +297,7 @@ class FramedTransport : public Transport {
   std::uint64_t drops_unlogged_ = 0;     // drops not logged on their own line since the summary
   Clock::time_point last_drop_summary_;
   std::optional<std::uint64_t> stop_round_;  // smallest stop round requested or heard
-  std::uint64_t exchange_interval_ = 1;      // rounds between exchanges (set_exchange_interval)
+  std::uint64_t exchange_interval_ = 1;      // TransportOptions::exchange_interval
   std::uint64_t send_batch_ = 0;
   bool failed_ = false;
   std::string first_error_;

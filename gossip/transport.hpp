@@ -115,11 +115,10 @@ class Transport {
   // The smallest stop round requested here or heard from a neighbour, if any.
   virtual std::optional<std::uint64_t> stop_round() const = 0;
 
-  // Exchanges come every `rounds` round numbers (an algorithm with local steps exchanges in rounds
-  // H − 1, 2H − 1, ...): a neighbour's next exchange is then that many rounds past ours, and its
-  // frames are not too far ahead. Every peer of a run sets the same value before its first
-  // exchange (Algorithm does, from AlgorithmConfig::local_steps). 1 by default.
-  virtual void set_exchange_interval(std::uint64_t rounds) { (void)rounds; }
+  // Exchanges come every exchange_interval() round numbers (TransportOptions::exchange_interval:
+  // an algorithm with local steps H exchanges in rounds H − 1, 2H − 1, ...); 1 for transports
+  // that do not know. Algorithm checks it equals its local steps.
+  virtual std::uint64_t exchange_interval() const { return 1; }
 
   // Overlapped exchanges (an algorithm with staleness τ, docs/transport.md "Overlapped
   // exchanges"): the message a peer sends in exchange e is consumed by its neighbours in exchange

@@ -57,6 +57,12 @@ struct TransportOptions {
   // ZeroMQ handshake already reads their frames). Not with a receive window. Every peer of a run
   // uses the same value (the runtime's settings hash covers the algorithm's staleness).
   std::uint32_t exchange_lag = 0;
+  // Round numbers between exchanges: an algorithm with local steps H exchanges in rounds H − 1,
+  // 2H − 1, ...; a neighbour's next exchange is then H rounds past ours, and on a time-varying
+  // topology the schedule advances one phase per exchange (round / H). Known at construction for
+  // the reason above: the handshake already sorts neighbours' frames by round. Every peer of a
+  // run uses the same value (the settings hash covers the local steps).
+  std::uint32_t exchange_interval = 1;
 
   // ZeroMQ only.
   int io_threads = 1;

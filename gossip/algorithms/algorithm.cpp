@@ -246,7 +246,12 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
     space_->copy(x_, x_prev_);
   }
 
-  transport_.set_exchange_interval(config_.local_steps);
+  if (transport_.exchange_interval() != config_.local_steps) {
+    throw std::invalid_argument(fmt::format(
+        "local_steps {} needs a transport made with TransportOptions::exchange_interval = {} (it "
+        "has {}): exchanges come every local_steps rounds",
+        config_.local_steps, config_.local_steps, transport_.exchange_interval()));
+  }
   if (transport_.exchange_lag() != config_.staleness) {
     throw std::invalid_argument(fmt::format(
         "staleness {} needs a transport made with TransportOptions::exchange_lag = {} (it has {}): "
@@ -516,15 +521,17 @@ void validate_schedule(const net::Transport& transport, const topology::Topology
             "W^({}) is not doubly stochastic: column {} sums to {} (the models' mean would drift)",
             t, j, column[static_cast<std::size_t>(j)]));
     const int rank = transport.rank();
+    // Phase t is the exchange of round number t·H (one phase per exchange).
+    const std::uint64_t round = t * transport.exchange_interval();
     const auto check = [&](std::string_view what, std::span<const int> got,
                            const std::vector<int>& expected) {
       if (!std::equal(expected.begin(), expected.end(), got.begin(), got.end()))
         throw std::invalid_argument(
             fmt::format("transport of rank {} {} [{}] in round {} but W^({}) names [{}]", rank,
-                        what, fmt::join(got, ", "), t, t, fmt::join(expected, ", ")));
+                        what, fmt::join(got, ", "), round, t, fmt::join(expected, ", ")));
     };
-    check("sends to", transport.send_to(t), topology.send_to(rank, t));
-    check("takes from", transport.receive_from(t), topology.receive_from(rank, t));
+    check("sends to", transport.send_to(round), topology.send_to(rank, t));
+    check("takes from", transport.receive_from(round), topology.receive_from(rank, t));
   }
   if (!topology.graph.connected())
     throw std::invalid_argument(
@@ -670,7 +677,9 @@ void GossipAlgorithm::exchange_accumulate_from(std::optional<std::uint64_t> rece
   if (round_weights().empty()) return;
   Clock::time_point mark = Clock::now();
   double decode_s = 0.0;
-  const std::vector<float>& weights = round_weights();
+  // An overlapped exchange mixes in the messages of the round received, with that round's W (on a
+  // time-varying topology, another phase's), so every message keeps its column's weights.
+  const std::vector<float>& weights = receive ? weights_at(*receive) : round_weights();
   auto on_message = [&](std::size_t k, std::span<const std::byte> message) {
     const auto start = Clock::now();
     decode_from(k, [&] { codec_->decode_accumulate(message, scale * weights[k], y); });

@@ -82,10 +82,17 @@ class GossipAlgorithm : public Algorithm {
 
  private:
   // W_ij of this round, for j in transport.receive_from(round_) order.
-  const std::vector<float>& round_weights() const { return weights_[phase() % weights_.size()]; }
+  const std::vector<float>& round_weights() const { return weights_at(round_); }
+  // W_ij of round t's phase, in transport.receive_from(t) order.
+  const std::vector<float>& weights_at(std::uint64_t round) const {
+    return weights_[phase(round) % weights_.size()];
+  }
   // Which W^(t) of a time-varying schedule this round mixes with: one per exchange, so with
   // local steps H the phase advances every H rounds (as the transport's send_to/receive_from).
-  std::uint64_t phase() const { return round_ / std::max<std::uint64_t>(config_.local_steps, 1); }
+  std::uint64_t phase(std::uint64_t round) const {
+    return round / std::max<std::uint64_t>(config_.local_steps, 1);
+  }
+  std::uint64_t phase() const { return phase(round_); }
 
   std::unique_ptr<SpaceCodec> codec_;  // keeps this round's message for the own-decode
   // Per round of the topology's period (one on a static topology): W_ij for j in

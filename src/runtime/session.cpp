@@ -74,6 +74,7 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.receive_window = c.receive_window;
   o.io_threads = c.io_threads;
   o.exchange_lag = static_cast<std::uint32_t>(c.staleness);
+  o.exchange_interval = static_cast<std::uint32_t>(c.local_steps);
   return o;
 }
 

@@ -51,7 +51,8 @@ void run_peers(int n, F&& body) {
 // One in-process transport per peer of `topo`, sharing one hub; `exchange_lag` as the
 // algorithm's staleness needs it (TransportOptions::exchange_lag).
 struct InprocNetwork {
-  explicit InprocNetwork(const topology::Topology& topo, std::uint32_t exchange_lag = 0);
+  explicit InprocNetwork(const topology::Topology& topo, std::uint32_t exchange_lag = 0,
+                         std::uint32_t exchange_interval = 1);
   std::shared_ptr<net::InprocHub> hub;
   std::vector<std::unique_ptr<net::Transport>> transports;
 };

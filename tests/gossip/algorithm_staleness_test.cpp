@@ -64,6 +64,14 @@ struct StaleReference {
   std::vector<std::vector<double>> sum;   // Σ_i x_i^t, t = 0 … T
 };
 
+// 1 − W_jj is the mass peer j's message of communication round s − τ carries (the sum of the
+// weights its receivers give it: W of the round it was sent in; before round 0 x_0, weighed as
+// the round that receives it).
+double in_flight_self_weight(const gossip::topology::Topology& topo, int j, std::uint64_t s,
+                             std::uint64_t tau) {
+  return gossip::topology::row_weight(topo.mixing(s < tau ? s : s - tau), j, j);
+}
+
 StaleReference reference_stale(const gossip::topology::Topology& topo, std::span<const float> x0,
                                float lr, std::uint64_t rounds, std::uint32_t tau, std::uint32_t h,
                                const gt::PeerGradient& grad) {
@@ -77,10 +85,10 @@ StaleReference reference_stale(const gossip::topology::Topology& topo, std::span
   auto mass = [&](std::uint64_t completed) {  // communication rounds done so far
     std::vector<double> m(d, 0.0);
     for (std::size_t i = 0; i < un; ++i) {
-      const double off = 1.0 - topo.self_weight(static_cast<int>(i));
-      for (std::size_t k = 0; k < d; ++k) {
-        m[k] += out.x[i][k];
-        for (std::uint64_t s = completed; s < completed + tau; ++s) {  // s − τ in c − τ … c − 1
+      for (std::size_t k = 0; k < d; ++k) m[k] += out.x[i][k];
+      for (std::uint64_t s = completed; s < completed + tau; ++s) {  // s − τ in c − τ … c − 1
+        const double off = 1.0 - in_flight_self_weight(topo, static_cast<int>(i), s, tau);
+        for (std::size_t k = 0; k < d; ++k) {
           const double v = s < tau ? static_cast<double>(x0[k]) : sent[s - tau][i][k];
           m[k] += off * v;
         }
@@ -116,13 +124,19 @@ StaleReference reference_stale(const gossip::topology::Topology& topo, std::span
       const std::uint64_t c = t / h;
       sent.push_back(out.x);
       gt::Models next(un, std::vector<double>(d, 0.0));
+      // The own model with this round's W_ii; a neighbour's message of round c − τ with the W_ij
+      // of the round it was sent in (x_0 before round 0: this round's).
+      const auto& own = topo.mixing(c);
+      const auto& theirs = topo.mixing(c < tau ? c : c - tau);
       for (std::size_t i = 0; i < un; ++i) {
-        for (const auto& nb : topo.W[i]) {
+        const auto ii = static_cast<int>(i);
+        const double w_ii = gossip::topology::row_weight(own, ii, ii);
+        for (std::size_t k = 0; k < d; ++k) next[i][k] += w_ii * out.x[i][k];
+        for (const auto& nb : theirs[i]) {
           const auto j = static_cast<std::size_t>(nb.rank);
+          if (j == i) continue;
           for (std::size_t k = 0; k < d; ++k) {
-            const double v = j == i    ? out.x[i][k]
-                             : c < tau ? static_cast<double>(x0[k])
-                                       : sent[c - tau][j][k];
+            const double v = c < tau ? static_cast<double>(x0[k]) : sent[c - tau][j][k];
             next[i][k] += nb.weight * v;
           }
         }
@@ -207,8 +221,10 @@ TEST_CASE("the runtime follows the float64 rule; the in-flight mass moves exactl
     const char* topology;
     std::uint32_t tau, h;
   };
-  for (const Case& cs : {Case{"ring:6", 1, 1}, Case{"ring:6", 3, 1}, Case{"torus:2x3", 2, 3},
-                         Case{"erdos-renyi:6,p=0.6,seed=2", 2, 1}}) {
+  for (const Case& cs :
+       {Case{"ring:6", 1, 1}, Case{"ring:6", 3, 1}, Case{"torus:2x3", 2, 3},
+        Case{"erdos-renyi:6,p=0.6,seed=2", 2, 1}, Case{"one-peer-exponential:6", 1, 1},
+        Case{"one-peer-exponential:6", 2, 2}, Case{"one-peer-exponential:6", 4, 1}}) {
     CAPTURE(cs.topology);
     CAPTURE(cs.tau);
     CAPTURE(cs.h);
@@ -241,16 +257,18 @@ TEST_CASE("the runtime follows the float64 rule; the in-flight mass moves exactl
     std::vector<std::vector<std::vector<double>>> part(un);  // [rank][round] peer's share of M
     std::vector<std::vector<std::vector<double>>> steps(un);
     auto record = [&](int r, ga::Algorithm& algo) {
-      const double off = 1.0 - topo.self_weight(r);
+      const std::uint64_t completed = part[static_cast<std::size_t>(r)].size() / cs.h;
       const auto x = algo.state("x");
       std::vector<double> m(x.begin(), x.end());
-      for (std::uint32_t k = 0; k < cs.tau; ++k) {
-        const auto s = algo.state(fmt::format("x_sent_{}", k));
-        for (std::size_t e = 0; e < d; ++e) m[e] += off * s[e];
+      // The message of communication round s − τ, received in round s, is in slot s mod τ.
+      for (std::uint64_t s = completed; s < completed + cs.tau; ++s) {
+        const double off = 1.0 - in_flight_self_weight(topo, r, s, cs.tau);
+        const auto sent = algo.state(fmt::format("x_sent_{}", s % cs.tau));
+        for (std::size_t e = 0; e < d; ++e) m[e] += off * sent[e];
       }
       part[static_cast<std::size_t>(r)].push_back(std::move(m));
     };
-    gt::InprocNetwork net(topo, cs.tau);
+    gt::InprocNetwork net(topo, cs.tau, cs.h);
     std::vector<std::vector<float>> models(un);
     gt::run_peers(n, [&](int r) {
       auto algo = ga::make_algorithm(cfg, *net.transports[static_cast<std::size_t>(r)], topo, x0);
@@ -289,8 +307,9 @@ TEST_CASE("ZeroMQ and in-process transports give bit-identical models with stale
     std::uint32_t tau, h;
   };
   int case_id = 0;
-  for (const Case& cs : {Case{"ring:8", 1, 1}, Case{"ring:3", 3, 1}, Case{"torus:2x4", 2, 2},
-                         Case{"ring:1", 2, 1}}) {
+  for (const Case& cs :
+       {Case{"ring:8", 1, 1}, Case{"ring:3", 3, 1}, Case{"torus:2x4", 2, 2}, Case{"ring:1", 2, 1},
+        Case{"one-peer-exponential:8", 2, 1}, Case{"one-peer-exponential:5", 1, 2}}) {
     CAPTURE(cs.topology);
     CAPTURE(cs.tau);
     auto spec = gossip::topology::parse_spec(cs.topology);
@@ -311,6 +330,7 @@ TEST_CASE("ZeroMQ and in-process transports give bit-identical models with stale
     options.timeout = std::chrono::milliseconds(20000);
     options.connect_timeout = std::chrono::milliseconds(20000);
     options.exchange_lag = cs.tau;
+    options.exchange_interval = cs.h;
     std::vector<std::vector<float>> over_zmq(inproc.size());
     gt::run_peers(topo.size(), [&](int r) {
       gossip::net::ZmqTransport transport(topo, r, options);
@@ -431,7 +451,7 @@ TEST_CASE("save, load into fresh transports and continue: bit-identical to not s
 
     std::vector<std::string> saved(un);
     {
-      gt::InprocNetwork net(topo, cs.tau);
+      gt::InprocNetwork net(topo, cs.tau, cs.h);
       gt::run_peers(n, [&](int r) {
         auto algo = ga::make_algorithm(cfg, *net.transports[static_cast<std::size_t>(r)], topo, x0);
         auto g = [&](std::span<const float> x, std::span<float> gr) { grad(r, x, gr); };
@@ -443,7 +463,7 @@ TEST_CASE("save, load into fresh transports and continue: bit-identical to not s
     }
     std::vector<std::vector<float>> resumed(un);
     std::vector<std::uint64_t> messages(un);
-    gt::InprocNetwork net(topo, cs.tau);
+    gt::InprocNetwork net(topo, cs.tau, cs.h);
     gt::run_peers(n, [&](int r) {
       const std::vector<float> other(problem.d, -1.0f);  // the state must come from the file
       auto& transport = *net.transports[static_cast<std::size_t>(r)];
@@ -576,25 +596,16 @@ TEST_CASE("algorithms without a stale rule, a receive window and plain transport
   options.exchange_lag = 2;
   CHECK_THROWS_WITH_AS(gossip::net::InprocTransport(hub, 0, options),
                        doctest::Contains("receive window"), std::invalid_argument);
-  // The stale rule is derived for one fixed W: a lag on a schedule (a time-varying topology,
-  // whose rank that sent to us τ exchanges ago is not this round's sender) is refused by name.
-  {
-    const auto one_peer = gt::make_topo("one-peer-exponential:8");
-    auto tv_hub = std::make_shared<gossip::net::InprocHub>(one_peer);
-    gossip::net::TransportOptions tv;
-    tv.exchange_lag = 1;
-    CHECK_THROWS_WITH_AS(gossip::net::InprocTransport(tv_hub, 0, tv),
-                         doctest::Contains("exchange_lag = 1 (algorithm.staleness) on the "
-                                           "time-varying topology"),
-                         std::invalid_argument);
-    tv.exchange_lag = 0;
-    CHECK_NOTHROW(gossip::net::InprocTransport(tv_hub, 1, tv));
-  }
   // The transport must keep messages as long as the algorithm leaves them in flight.
   {
     gt::InprocNetwork net(topo, 1);
     CHECK_THROWS_WITH_AS((void)ga::make_algorithm(stale_config(2), *net.transports[0], topo, x0),
                          doctest::Contains("exchange_lag = 2 (it has 1)"), std::invalid_argument);
+    // And know the interval between exchanges before the handshake sorts frames by round.
+    CHECK_THROWS_WITH_AS((void)ga::make_algorithm(stale_config(1, 3), *net.transports[1], topo, x0),
+                         doctest::Contains("local_steps 3 needs a transport made with "
+                                           "TransportOptions::exchange_interval = 3 (it has 1)"),
+                         std::invalid_argument);
   }
   // A receive round further back than the lag, or ahead of the send, is a usage error.
   options.receive_window = 0;

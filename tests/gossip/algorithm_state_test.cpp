@@ -138,7 +138,7 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
     std::vector<std::string> saved(n);
     std::vector<std::vector<float>> straight(n);
     {
-      gt::InprocNetwork net(topo);
+      gt::InprocNetwork net(topo, cfg.staleness, cfg.local_steps);
       gt::run_peers(topo.size(), [&](int r) {
         const auto i = static_cast<std::size_t>(r);
         auto algo = ga::make_algorithm(cfg, *net.transports[i], topo, x0);
@@ -158,7 +158,7 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
     std::vector<std::vector<float>> resumed(n);
     std::vector<std::uint64_t> rounds(n);
     {
-      gt::InprocNetwork net(topo);
+      gt::InprocNetwork net(topo, cfg.staleness, cfg.local_steps);
       gt::run_peers(topo.size(), [&](int r) {
         const auto i = static_cast<std::size_t>(r);
         const std::vector<float> other_start(problem.d, -1.0f);  // overwritten by load

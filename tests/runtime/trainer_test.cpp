@@ -467,6 +467,8 @@ DivergedRun run_diverging(const RunConfig& c, int rank, std::uint64_t round) {
       try {
         net::TransportOptions o;
         o.timeout = std::chrono::seconds(20);
+        o.exchange_lag = static_cast<std::uint32_t>(c.staleness);
+        o.exchange_interval = static_cast<std::uint32_t>(c.local_steps);
         net::InprocTransport t(hub, r, o);
         PeerTrainer trainer(c, topo, r, t, data, shards);
         if (r == 0) out.total_rounds = trainer.total_rounds();
@@ -520,33 +522,11 @@ TEST_CASE("overlapped D-PSGD: resume is bit-identical and a stop reaches every p
   const Scratch scratch("stale-stop");
   auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
   apply_override(c, "algorithm.staleness=2");
-  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
-  const auto data = load_data(c);
-  const auto shards = partition_all(data.train, parse_partition(c.partition), 4, c.seed);
-  auto hub = std::make_shared<net::InprocHub>(topo);
-  std::vector<PeerSummary> summaries(4);
-  std::vector<std::string> errors(4);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 4; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        net::TransportOptions o;
-        o.timeout = std::chrono::seconds(20);
-        o.exchange_lag = 2;
-        net::InprocTransport t(hub, r, o);
-        PeerTrainer trainer(c, topo, r, t, data, shards);
-        TrainHooks hooks;
-        if (r == 2) hooks.nan_loss_round = 5;
-        summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
-      } catch (const std::exception& e) {
-        errors[static_cast<std::size_t>(r)] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
+  const auto run = run_diverging(c, 2, 5);
   for (int r = 0; r < 4; ++r) {
     CAPTURE(r);
-    const auto& s = summaries[static_cast<std::size_t>(r)];
-    CHECK(errors[static_cast<std::size_t>(r)].empty());
+    const auto& s = run.summaries[static_cast<std::size_t>(r)];
+    CHECK(run.errors[static_cast<std::size_t>(r)].empty());
     CHECK(s.stopped_early);
     CHECK(s.rounds == 5 + 1 + 10);  // every peer before the same round
     REQUIRE(s.divergence.has_value());
