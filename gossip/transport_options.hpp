@@ -57,6 +57,13 @@ struct TransportOptions {
   // ZeroMQ handshake already reads their frames). Not with a receive window. Every peer of a run
   // uses the same value (the runtime's settings hash covers the algorithm's staleness).
   std::uint32_t exchange_lag = 0;
+  // Link every pair of peers, whatever the topology's edges (Transport::post / collect need it;
+  // the handshake then covers every pair). Set for an algorithm whose registry row needs
+  // TopologyNeed::all_pairs (DoubleSqueeze, DGA). Every peer of a run uses the same value.
+  bool all_links = false;
+  // Direct messages: how many rounds a collect may come after the post of its round (DGA's delay
+  // D), so that a peer up to that many rounds ahead has its direct frames kept, not dropped.
+  std::uint32_t direct_lag = 0;
 
   // ZeroMQ only.
   int io_threads = 1;

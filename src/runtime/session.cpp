@@ -74,6 +74,10 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.receive_window = c.receive_window;
   o.io_threads = c.io_threads;
   o.exchange_lag = static_cast<std::uint32_t>(c.staleness);
+  // Links between every pair for an algorithm of direct messages (algorithms::TopologyNeed).
+  o.all_links =
+      algorithms::find_algorithm(c.algorithm).topology == algorithms::TopologyNeed::all_pairs;
+  o.direct_lag = static_cast<std::uint32_t>(c.delay);
   return o;
 }
 

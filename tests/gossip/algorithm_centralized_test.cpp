@@ -1,8 +1,8 @@
 // The centralized algorithms beside the all-reduce: delayed gradient averaging (DGA) and
 // DoubleSqueeze. DGA: D = 0 is all-reduce SGD bit for bit; for every D the models follow the
 // closed form x_i^{t+1} = x_0 − γ Σ_{s≤t−D} d̄^s − γ Σ_{t−D<s≤t} d_i^s (float64 reference from the
-// recorded directions) and the mean moves as SGD on the current mean direction; the ring calls
-// per round and the bytes are exact. DoubleSqueeze: identity is all-reduce SGD up to the order of
+// recorded directions) and the mean moves as SGD on the current mean direction; the bytes of its
+// direct messages are exact. DoubleSqueeze: identity is all-reduce SGD up to the order of
 // the sum; with sign and 2-bit qsgd every peer's model is bit-identical after every round; both
 // error memories are what their definitions say, bit for bit, from a re-encoding of the chunks;
 // the bytes per round are the formula of docs/algorithms.md. Both converge on least squares.
@@ -73,7 +73,22 @@ std::vector<std::vector<float>> run_recorded(const ga::AlgorithmConfig& cfg,
 
 }  // namespace
 
-TEST_CASE("DGA with delay 0 is all-reduce SGD, bit for bit and byte for byte") {
+// Bytes rank r sends in a round of a direct reduce-scatter and all-gather of d floats on n peers
+// (docs/algorithms.md, "DGA"): chunk j of its vector to each rank j ≠ r, then its summed chunk r
+// to each of them, every message with a 64-byte frame header.
+std::uint64_t direct_allreduce_bytes(std::size_t d, std::size_t n, std::size_t r, bool scatter,
+                                     bool gather) {
+  auto len = [&](std::size_t c) { return d / n + (c < d % n ? 1 : 0); };
+  std::uint64_t bytes = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    if (j == r) continue;
+    if (scatter) bytes += 64 + 4 * len(j);
+    if (gather) bytes += 64 + 4 * len(r);
+  }
+  return bytes;
+}
+
+TEST_CASE("DGA with delay 0 is all-reduce SGD, bit for bit; its bytes over all peers too") {
   for (const char* spec : {"ring:1", "ring:2", "ring:4", "ring:5"}) {
     CAPTURE(spec);
     const auto topo = gt::make_topo(spec);
@@ -93,7 +108,16 @@ TEST_CASE("DGA with delay 0 is all-reduce SGD, bit for bit and byte for byte") {
       bytes_b[static_cast<std::size_t>(r)] = al.totals().bytes_sent;
     });
     for (std::size_t i = 0; i < xa.size(); ++i) CHECK(bit_equal(xa[i], xb[i]));
-    CHECK(bytes_a == bytes_b);
+    // The same bytes over all peers (every chunk sent 2(n − 1) times with a header each); per
+    // peer the direct exchange's formula, equal to the ring's when the chunks are.
+    const auto n = static_cast<std::size_t>(topo.size());
+    std::uint64_t total_a = 0, total_b = 0;
+    for (std::size_t r = 0; r < n; ++r) {
+      total_a += bytes_a[r];
+      total_b += bytes_b[r];
+      CHECK(bytes_b[r] == 12 * direct_allreduce_bytes(problem.d, n, r, true, true));
+    }
+    CHECK(total_a == total_b);
   }
 }
 
@@ -139,35 +163,43 @@ TEST_CASE("DGA: the closed form from the recorded directions, and the mean follo
   }
 }
 
-TEST_CASE("DGA: ceil(S/D) ring calls a round, carrying one all-reduce's payload") {
-  // Steady state (every reduction in flight): bytes per round = all-reduce's payload + one 64-byte
-  // frame header per ring call; all-reduce makes S = 2(n − 1) calls, DGA ceil(S/D) (at least 1).
+TEST_CASE("DGA: one direct reduce-scatter and all-gather a round, 2(n - 1) messages") {
+  // Rounds t < A = ceil(D/2) post only their chunks; from round A on, a round also posts the sum
+  // of reduction t − A: the bytes of one all-reduce (equal chunks: exactly the ring's) in 2(n − 1)
+  // messages. It receives chunks r of round t − A (t >= A) and the sums of round t − D (t >= D).
   const auto topo = gt::make_topo("ring:5");
-  const std::size_t n = 5, S = 8;
+  const std::size_t n = 5;
   const gt::DiagonalQuadratic problem(5, 43, 2);
   const std::vector<float> x0(problem.d, 0.0f);
   const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
     problem.gradient(r, x, g);
   };
-  std::vector<std::uint64_t> allreduce(n);
-  gt::run_algorithm(config("allreduce"), topo, x0, 1, grad, [&](int r, auto, ga::Algorithm& a) {
-    allreduce[static_cast<std::size_t>(r)] = a.last_round().bytes_sent;
-  });
-  for (std::uint32_t D : {1u, 2u, 3u, 8u, 12u}) {
+  for (std::uint32_t D : {0u, 1u, 2u, 3u, 8u}) {
     CAPTURE(D);
     auto cfg = config("dga");
     cfg.delay = D;
-    const std::uint64_t T = D + 3;
-    std::vector<std::uint64_t> last(n), first(n);
-    gt::run_algorithm(cfg, topo, x0, T, grad, [&](int r, std::uint64_t round, ga::Algorithm& a) {
-      if (round == 1) first[static_cast<std::size_t>(r)] = a.last_round().bytes_sent;
-      last[static_cast<std::size_t>(r)] = a.last_round().bytes_sent;
+    const std::uint64_t T = D + 3, A = (D + 1) / 2;
+    std::vector<std::vector<std::uint64_t>> sent(n), received(n);
+    gt::run_algorithm(cfg, topo, x0, T, grad, [&](int r, auto, ga::Algorithm& a) {
+      sent[static_cast<std::size_t>(r)].push_back(a.last_round().bytes_sent);
+      received[static_cast<std::size_t>(r)].push_back(a.last_round().bytes_received);
     });
-    const std::uint64_t calls = std::max<std::uint64_t>((S + D - 1) / D, 1);
     for (std::size_t r = 0; r < n; ++r) {
       CAPTURE(r);
-      CHECK(first[r] == 0);  // round 0: no reduction is in flight yet
-      CHECK(last[r] + 64 * (S - calls) == allreduce[r]);
+      for (std::uint64_t t = 0; t < T; ++t) {
+        CAPTURE(t);
+        CHECK(sent[r][t] == direct_allreduce_bytes(problem.d, n, r, true, t >= A));
+        // What it collects: the chunks r of round t − A and the sums of round t − D.
+        std::uint64_t in = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+          if (j == r) continue;
+          const std::size_t len_r = problem.d / n + (r < problem.d % n ? 1 : 0);
+          const std::size_t len_j = problem.d / n + (j < problem.d % n ? 1 : 0);
+          if (t >= A) in += 64 + 4 * len_r;
+          if (t >= D) in += 64 + 4 * len_j;
+        }
+        if (t > 0) CHECK(received[r][t] == in);  // round 0 also counts the hellos
+      }
     }
   }
 }
