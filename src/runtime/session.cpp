@@ -137,8 +137,9 @@ std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int s
       (2 + static_cast<std::uint64_t>(std::max(staleness, 0))) * diameter + 2,
       topo.time_varying() ? topo.period() + 2 : 0);
   const std::uint64_t margin = exchanges * static_cast<std::uint64_t>(std::max(local_steps, 1));
-  // DGA rides on ring calls, one hop per call, and makes as few as one a round (none in its first
-  // rounds when the delay exceeds the ring's 2(n − 1) steps): n − 1 hops after at most D rounds.
+  // DGA's request rides on its direct messages, one hop to every peer, which collects the round-t
+  // chunks by round t + ⌈D/2⌉ at the latest: n + D + 1 (the bound of the ring version, which
+  // needed n − 1 hops of one ring call a round) is more than enough, and kept.
   if (delay > 0)
     return std::max<std::uint64_t>(margin, static_cast<std::uint64_t>(topo.size() + delay + 1));
   return margin;
