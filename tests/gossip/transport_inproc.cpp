@@ -678,6 +678,49 @@ TEST_CASE("inproc: direct messages: each peer its own payload, in ring order, la
                        TransportError);
 }
 
+TEST_CASE("inproc: direct frames: kept for their collect; late, duplicate and far ones dropped") {
+  // Rank 0 of ring:4 with all_links; ranks 1..3 forged. direct_lag 0: a sender is at most
+  // 2(2 + 0) = 4 rounds past our latest call.
+  auto o = quick_options();
+  o.all_links = true;
+  Bench b = bench("ring:4", 0, o);
+  b.hellos();
+  REQUIRE(b.t->links().size() == 3);
+  const auto body = [](int j, std::uint64_t round) { return pattern(j, round, 12); };
+  // Frames of round 1 come before round 0's collect: kept. Rank 2 sends round 0 twice.
+  // (The hub's mailbox is read in order: the copy arrives before rank 3's frame of round 0.)
+  for (int j = 1; j < 4; ++j) {
+    b.as(j).post(FrameKind::direct, 1, 0, body(j, 1), b.session);
+    b.as(j).post(FrameKind::direct, 0, 0, body(j, 0), b.session);
+    if (j == 2) b.as(j).post(FrameKind::direct, 0, 0, body(j, 0), b.session);
+  }
+  auto collect = [&](std::uint64_t round) {
+    std::vector<int> from;
+    b.t->collect(round, 0, [&](std::size_t j, std::span<const std::byte> bytes) {
+      CHECK(same(bytes, body(static_cast<int>(j), round)));
+      from.push_back(static_cast<int>(j));
+    });
+    CHECK(from == std::vector<int>{1, 2, 3});
+  };
+  collect(0);
+  CHECK(b.t->drops().all[DropReason::duplicate] == 1);  // the copy, while round 0 was kept
+  // After the collect of round 0 a frame of round 0 is stale; one of round 10 is too far ahead.
+  b.as(3).post(FrameKind::direct, 0, 0, body(3, 0), b.session);
+  b.as(1).post(FrameKind::direct, 10, 0, body(1, 10), b.session);
+  b.t->poll_for(std::chrono::milliseconds(50));  // read as they arrive, not kept for a collect
+  const DropCounters& d = b.t->drops();
+  CHECK(d.by_peer[3][DropReason::stale] == 1);
+  collect(1);
+  CHECK(d.by_peer[3][DropReason::stale] == 1);
+  CHECK(d.by_peer[1][DropReason::too_far_ahead] == 1);
+  CHECK(d.all.total == 3);
+  // Lane 1 has its own rounds: round 0 there is not stale.
+  for (int j = 1; j < 4; ++j) b.as(j).post(FrameKind::direct, 0, 1, body(j, 0), b.session);
+  int got = 0;
+  b.t->collect(0, 1, [&](std::size_t, std::span<const std::byte>) { ++got; });
+  CHECK(got == 3);
+}
+
 TEST_CASE(
     "inproc, virtual time: a direct message posted a round before its collect is not waited for") {
   // 50 ms of latency. Round 0's message is collected after 60 ms of modelled compute: it arrived
