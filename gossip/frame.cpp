@@ -40,6 +40,8 @@ std::string_view kind_name(FrameKind k) {
       return "ring";
     case FrameKind::credit:
       return "credit";
+    case FrameKind::direct:
+      return "direct";
   }
   return "unknown";
 }
@@ -82,7 +84,7 @@ HeaderParse decode_header(std::span<const std::byte> bytes) {
     return {std::nullopt, "header checksum mismatch", HeaderFault::checksum};
   }
   const auto kind = load_le<std::uint16_t>(p + 6);
-  if (kind < 1 || kind > 4) {
+  if (kind < 1 || kind > 5) {
     return {std::nullopt, fmt::format("unknown frame kind {}", kind), HeaderFault::kind};
   }
   FrameHeader h;

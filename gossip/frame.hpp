@@ -9,7 +9,7 @@
 //    8    4 sender          rank of the peer that built the frame
 //   12    4 receiver        rank it is addressed to
 //   16    8 round           training round
-//   24    4 step            ring step (0 for exchange and hello)
+//   24    4 step            ring step, or the lane of a direct frame (0 for exchange and hello)
 //   28    4 uplink_us       microseconds the payload took through the sender's uplink (0: none)
 //   32    8 payload_length  bytes that follow the header
 //   40    8 session         session_hash(topology hash, run hash)
@@ -35,7 +35,8 @@ inline constexpr std::uint16_t kFrameVersion = 3;
 inline constexpr std::size_t kFrameHeaderSize = 64;
 
 // credit: "send me your exchange payload of this round" (receive-window pacing, no payload).
-enum class FrameKind : std::uint16_t { hello = 1, exchange = 2, ring = 3, credit = 4 };
+// direct: a message from any peer to any other (Transport::post / collect), `step` its lane.
+enum class FrameKind : std::uint16_t { hello = 1, exchange = 2, ring = 3, credit = 4, direct = 5 };
 
 std::string_view kind_name(FrameKind k);
 

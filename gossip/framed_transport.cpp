@@ -63,6 +63,10 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
     receive_from_.push_back(topo.receive_from(rank, r));
   }
   links_ = neighbors_;
+  if (options_.all_links) {
+    for (int r = 0; r < size_; ++r)
+      if (r != rank) links_.push_back(r);
+  }
   if (options_.ring_links && size_ > 1) {
     links_.push_back((rank + 1) % size_);
     links_.push_back((rank + size_ - 1) % size_);
@@ -74,6 +78,7 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
   kept_exchange_.assign(n, 0);
   kept_ring_.assign(n, 0);
   kept_credit_.assign(n, 0);
+  kept_direct_.assign(n, 0);
   delivered_.assign(n, std::nullopt);
   drops_.by_peer.assign(n, {});
   first_drop_.assign(n, {});
@@ -128,6 +133,7 @@ bool FramedTransport::takes_from_us(int r, std::uint64_t round) const {
 std::string FramedTransport::where(FrameKind kind, std::uint64_t round, std::uint32_t step) const {
   if (kind == FrameKind::ring) return fmt::format("round {} ring step {}", round, step);
   if (kind == FrameKind::hello) return "handshake";
+  if (kind == FrameKind::direct) return fmt::format("round {} direct lane {}", round, step);
   return fmt::format("round {}", round);
 }
 
@@ -144,8 +150,13 @@ std::uint64_t FramedTransport::rounds_ahead(FrameKind kind) const {
   // a neighbour finishes exchange e with our message of e − τ: its exchange frames are up to
   // 1 + τ exchanges past ours (on the schedule, each of the p hops of the argument above stretched
   // by the same factor), and every hop of the graph distance in a ring frame's bound too.
+  // A direct frame of round r is collected at most direct_lag rounds after it was posted, and a
+  // peer collects round r only after every peer posted it: a sender is at most 1 + direct_lag
+  // rounds past our latest call, times 2 for the round numbers around the runtime's all-reduces.
   const std::uint64_t reach = 1 + exchange_lag();
   switch (kind) {
+    case FrameKind::direct:
+      return 2 * (2 + static_cast<std::uint64_t>(options_.direct_lag)) * exchange_interval_;
     case FrameKind::ring:
       return (static_cast<std::uint64_t>(size_) + 2) * reach * exchange_interval_;
     case FrameKind::exchange:
@@ -169,7 +180,9 @@ std::string FramedTransport::ahead_detail(FrameKind kind, std::uint64_t round, s
 
 FramedTransport::Stored FramedTransport::take_pending(std::map<Key, Stored>::iterator it) {
   const auto& [kind, round, step, from] = it->first;
-  auto& kept = kind == FrameKind::ring ? kept_ring_ : kept_exchange_;
+  auto& kept = kind == FrameKind::ring     ? kept_ring_
+               : kind == FrameKind::direct ? kept_direct_
+                                           : kept_exchange_;
   --kept[static_cast<std::size_t>(from)];
   count_received(kFrameHeaderSize + it->second.payload.size());
   return std::move(pending_.extract(it).mapped());
@@ -547,6 +560,11 @@ void FramedTransport::accept(Inbound&& in) {
     if ((received_ && h.round <= *received_) || (receive_at_ && h.round < *receive_at_)) {
       return stale(fmt::format("round {}", *receive_at_));
     }
+  } else if (h.kind == FrameKind::direct) {
+    // Any linked peer may send one (all_links links every pair); only its round can be stale.
+    if (auto it = collected_.find(h.step); it != collected_.end() && h.round <= it->second) {
+      return stale(fmt::format("round {} in direct lane {}", it->second, h.step));
+    }
   } else {
     const int prev = (rank_ + size_ - 1) % size_;
     if (from != prev) {
@@ -581,12 +599,17 @@ void FramedTransport::accept(Inbound&& in) {
   // a sender sends to us once a period and is at most a period ahead: again two; with a lag τ:
   // the τ in flight towards this one, this one and 1 + τ ahead); ring frames: rank-1 can be up to
   // n - 1 steps into an all-reduce ahead of us, over at most a few round numbers.
-  auto& kept = h.kind == FrameKind::ring ? kept_ring_[f] : kept_exchange_[f];
+  // Direct frames: two lanes (reduce-scatter, all-gather) for each of the 2 + direct_lag rounds
+  // a sender can have in flight towards us, twice over.
+  auto& kept = h.kind == FrameKind::ring     ? kept_ring_[f]
+               : h.kind == FrameKind::direct ? kept_direct_[f]
+                                             : kept_exchange_[f];
   const auto reach = static_cast<std::uint32_t>(1 + exchange_lag());
-  if (too_many(kept, h.kind == FrameKind::ring ? (2 * static_cast<std::uint32_t>(size_) + 2) * reach
-                                               : 2 * reach)) {
-    return;
-  }
+  const std::uint32_t most = h.kind == FrameKind::ring
+                                 ? (2 * static_cast<std::uint32_t>(size_) + 2) * reach
+                             : h.kind == FrameKind::direct ? 4 * (2 + options_.direct_lag)
+                                                           : 2 * reach;
+  if (too_many(kept, most)) return;
   if (h.stop_in > 0) request_stop(h.round + h.stop_in);
   Stored stored;
   stored.payload = in.payload;
@@ -1072,6 +1095,73 @@ void FramedTransport::ring_step(std::uint64_t round, std::uint32_t step,
   }
   if (!got.empty()) std::memcpy(recv.data(), got.data(), got.size());
   last_ring_ = at;
+}
+
+}  // namespace gossip::net
+
+namespace gossip::net {
+
+void FramedTransport::check_direct(const char* call, std::uint64_t round, std::uint32_t lane,
+                                   const std::map<std::uint32_t, std::uint64_t>& last) const {
+  for (int j = 0; j < size_; ++j) {
+    if (j != rank_ && !is_link(j)) {
+      throw TransportError(fmt::format(
+          "rank {}: {} of round {} in direct lane {}: direct messages need a link to every peer "
+          "(TransportOptions::all_links), and {} is not linked",
+          rank_, call, round, lane, peer_name(j)));
+    }
+  }
+  if (auto it = last.find(lane); it != last.end() && round <= it->second) {
+    throw TransportError(
+        fmt::format("rank {}: {} of round {} in direct lane {} after round {}: rounds must grow",
+                    rank_, call, round, lane, it->second));
+  }
+}
+
+void FramedTransport::post(std::uint64_t round, std::uint32_t lane, const PayloadFor& payload_for) {
+  check_direct("post", round, lane, posted_);
+  handshake();
+  enter_round(round);
+  // One frame per peer, in ring order from rank + 1: each passes our uplink after the one before
+  // (the network model), and each call returns once the backend let go of the caller's bytes.
+  for (int k = 1; k < size_; ++k) {
+    const int to[1] = {(rank_ + k) % size_};
+    transfer(FrameKind::direct, round, lane, payload_for(to[0]), to, {});
+  }
+  posted_[lane] = round;
+}
+
+void FramedTransport::collect(std::uint64_t round, std::uint32_t lane,
+                              const MessageFn& on_message) {
+  check_direct("collect", round, lane, collected_);
+  handshake();
+  enter_round(round);
+  // Frames kept for earlier rounds of this lane can never be collected (rounds of collects grow).
+  for (auto it = pending_.lower_bound(Key{FrameKind::direct, 0, 0u, 0});
+       it != pending_.end() && std::get<0>(it->first) == FrameKind::direct;) {
+    const auto [kind, r, l, from] = it->first;
+    if (l != lane || r >= round) {
+      ++it;
+      continue;
+    }
+    take_pending(it++);
+    note_drop(from, {}, DropReason::stale, [&, r = r, from = from] {
+      return fmt::format("stale direct frame of round {} in lane {} from {}: we collect round {}",
+                         r, lane, peer_name(from), round);
+    });
+  }
+  std::vector<Key> want;
+  want.reserve(static_cast<std::size_t>(size_));
+  for (int k = 1; k < size_; ++k)
+    want.push_back(Key{FrameKind::direct, round, lane, (rank_ + k) % size_});
+  transfer(FrameKind::direct, round, lane, {}, {}, want);
+  // What the callback throws leaves the call half done: the guard fails the transport.
+  const CallGuard guard(*this, FrameKind::direct, round, lane);
+  collected_[lane] = round;
+  for (const Key& k : want) {
+    const Stored stored = take_pending(pending_.find(k));
+    on_message(static_cast<std::size_t>(std::get<3>(k)), stored.payload);
+  }
 }
 
 }  // namespace gossip::net

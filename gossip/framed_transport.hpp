@@ -77,6 +77,8 @@ class FramedTransport : public Transport {
                        std::optional<std::uint64_t> receive_round,
                        const MessageFn& on_message) override;
   void resend(std::uint64_t round, std::span<const std::byte> payload) override;
+  void post(std::uint64_t round, std::uint32_t lane, const PayloadFor& payload_for) override;
+  void collect(std::uint64_t round, std::uint32_t lane, const MessageFn& on_message) override;
 
   // Waits (up to connect_timeout) until every linked peer has proved it runs the same topology
   // and settings. exchange() and ring_step() call it on first use; call it early to fail early.
@@ -87,7 +89,8 @@ class FramedTransport : public Transport {
   // tests that wait for a stranger's frames to be counted).
   void poll_for(std::chrono::milliseconds wait);
 
-  // Every peer this one has a link with: neighbours, plus rank±1 with ring_links. Ascending.
+  // Every peer this one has a link with: neighbours, plus rank±1 with ring_links (every other
+  // rank with all_links). Ascending.
   std::span<const int> links() const { return links_; }
   const std::string& endpoint_of(int rank) const;
   // "peer 3 (tcp://127.0.0.1:29503)"
@@ -238,6 +241,10 @@ class FramedTransport : public Transport {
     counters_.bytes_received += bytes;
     counters_.messages_received += 1;
   }
+  // post() and collect(): throws unless every other rank is linked and `round` is past the
+  // last one of `lane` in `last` (posted_ or collected_).
+  void check_direct(const char* call, std::uint64_t round, std::uint32_t lane,
+                    const std::map<std::uint32_t, std::uint64_t>& last) const;
   // Start of an exchange or ring call of `round`: raises latest_round_; the first call checks
   // the frames and credits kept during the handshake, before any round was known.
   void enter_round(std::uint64_t round);
@@ -281,7 +288,10 @@ class FramedTransport : public Transport {
   // Per sender rank: frames of each kind held in pending_ / credits_. A peer can only be so far
   // ahead (transport.md, "Rounds"), so more than a few are dropped as too far ahead: this bounds
   // what a flood can make us keep, also before the first call names a round.
-  std::vector<std::uint32_t> kept_exchange_, kept_ring_, kept_credit_;
+  std::vector<std::uint32_t> kept_exchange_, kept_ring_, kept_credit_, kept_direct_;
+  // Direct messages, per lane: the round of the last post and of the last collect. A direct frame
+  // of a round at or before the last collect of its lane is stale.
+  std::map<std::uint32_t, std::uint64_t> posted_, collected_;
   // Per sender rank: the round of its exchange frame last handed to the caller. A second frame
   // of that round is a duplicate, even after the first one left pending_.
   std::vector<std::optional<std::uint64_t>> delivered_;

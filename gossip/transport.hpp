@@ -94,6 +94,32 @@ class Transport {
     for (std::size_t k = 0; k < got.size(); ++k) on_message(k, got[k]);
   }
 
+  // Direct messages between every pair of peers, each peer its own payload (centralized
+  // algorithms: a reduce-scatter and an all-gather in one hop each instead of n − 1 ring steps;
+  // docs/transport.md "Direct messages"). Needs TransportOptions::all_links. Messages are named
+  // by (round, lane); in each lane the rounds of posts grow, and so do the rounds of collects.
+  //
+  // post(): sends payload_for(j) to every rank j ≠ rank() as its message of (round, lane) and
+  // returns once the backend has let go of the payloads, without waiting for any message.
+  using PayloadFor = FunctionRef<std::span<const std::byte>(int)>;
+  virtual void post(std::uint64_t round, std::uint32_t lane, const PayloadFor& payload_for) {
+    (void)round;
+    (void)lane;
+    (void)payload_for;
+    throw std::invalid_argument("this transport has no direct messages (post)");
+  }
+  // collect(): waits for the message of (round, lane) of every rank j ≠ rank() and calls
+  // on_message(j, bytes) for each, in the order rank() + 1, rank() + 2, … (mod n), whatever order
+  // they arrived in (a sum in the callback folds in ring order, reproducibly). A message posted
+  // rounds earlier has travelled meanwhile: the call waits only for what has not arrived. A
+  // collect may come up to TransportOptions::direct_lag rounds after the post of its round.
+  virtual void collect(std::uint64_t round, std::uint32_t lane, const MessageFn& on_message) {
+    (void)round;
+    (void)lane;
+    (void)on_message;
+    throw std::invalid_argument("this transport has no direct messages (collect)");
+  }
+
   virtual const TrafficCounters& counters() const = 0;
   // Received frames that failed a check and were thrown away instead of ending the run, by
   // reason and by connection (drops.hpp). The default, for transports that never drop: none.

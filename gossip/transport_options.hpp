@@ -63,6 +63,13 @@ struct TransportOptions {
   // the reason above: the handshake already sorts neighbours' frames by round. Every peer of a
   // run uses the same value (the settings hash covers the local steps).
   std::uint32_t exchange_interval = 1;
+  // Link every pair of peers, whatever the topology's edges (Transport::post / collect need it;
+  // the handshake then covers every pair). Set for an algorithm whose registry row needs
+  // TopologyNeed::all_pairs (DoubleSqueeze, DGA). Every peer of a run uses the same value.
+  bool all_links = false;
+  // Direct messages: how many rounds a collect may come after the post of its round (DGA's delay
+  // D), so that a peer up to that many rounds ahead has its direct frames kept, not dropped.
+  std::uint32_t direct_lag = 0;
 
   // ZeroMQ only.
   int io_threads = 1;

@@ -486,7 +486,8 @@ std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Tr
     throw std::invalid_argument(fmt::format("codec {}", e.what()));
   }
   // A tree is checked by the algorithm itself, which can say what is wrong with the graph.
-  if (algorithm.topology != TopologyNeed::peers) detail::validate_mixing(transport, topology);
+  if (algorithm.topology != TopologyNeed::peers && algorithm.topology != TopologyNeed::all_pairs)
+    detail::validate_mixing(transport, topology);
   return algorithm.make(config, transport, topology, x0);
 }
 

@@ -7,15 +7,13 @@
 //   everyone: x ← x − γ ĉ.
 //
 // Every chunk is its own codec message (its own header and tensor layout: the part of the
-// model's tensors that falls in the chunk). The transport links a peer only with its ring
-// neighbours, so the messages travel over ring steps: first an all-to-all in which rank i's
-// message for rank q is forwarded (q − i) mod n hops, unchanged (step s carries the n − 1 − s
-// messages of rank r − s still on their way), then an all-gather of the ĉ_r. Every peer decodes
-// the same bytes of every ĉ_r with the same codec, so the models stay bit-identical. With the
-// identity codec this is all-reduce SGD, up to the order of the sum.
+// model's tensors that falls in the chunk). The messages go straight to their rank
+// (Transport::post / collect, every pair linked): worker chunk j to rank j (lane 0), then ĉ_r
+// from rank r to every rank (lane 1): 2(n − 1) messages of one chunk each per peer. Every peer
+// decodes the same bytes of every ĉ_r with the same codec, so the models stay bit-identical. With
+// the identity codec this is all-reduce SGD, up to the order of the sum.
 
 #include <algorithm>
-#include <numeric>
 
 #include <fmt/format.h>
 
@@ -24,6 +22,9 @@
 
 namespace gossip::algorithms::detail {
 namespace {
+
+constexpr std::uint32_t kWorker = 0;  // lane of the worker chunk messages
+constexpr std::uint32_t kServer = 1;  // lane of the served averages ĉ_r
 
 // Chunk c of n is [begin[c], begin[c + 1]): the first d mod n chunks are one longer (the ring
 // all-reduce's chunks).
@@ -59,23 +60,12 @@ class DoubleSqueeze final : public Algorithm {
     begin_ = chunk_begins(d, n);
     for (std::size_t c = 0; c < n; ++c) {
       const auto sizes = chunk_layout(config.tensor_sizes, begin_[c], begin_[c + 1]);
-      const auto sizer = kernels::make_codec(config.codec, sizes);
-      if (!sizer->fixed_wire_size())
-        throw std::invalid_argument(fmt::format(
-            "doublesqueeze needs a codec whose messages have a fixed size (the ring steps "
-            "forward them by length), and {} writes as many bytes as the data asks: use topk "
-            "or randomk",
-            sizer->spec()));
-      wire_.push_back(sizer->wire_size(chunk_size(c)));
       codecs_.push_back(space().make_codec(config.codec, sizes, chunk_size(c)));
     }
     delta_ = model_buffer();
     const std::size_t own = chunk_size(static_cast<std::size_t>(rank_));
     error_ = space().alloc(own, 0.0f);
     u_ = space().alloc(own, 0.0f);
-    const std::size_t most = std::accumulate(wire_.begin(), wire_.end(), std::size_t{0});
-    bundles_[0].resize(most);
-    bundles_[1].resize(most);
   }
 
  private:
@@ -87,7 +77,6 @@ class DoubleSqueeze final : public Algorithm {
   std::span<float> chunk(Buffer& b, std::size_t c) {
     return std::span<float>(b).subspan(begin_[c], chunk_size(c));
   }
-  std::size_t wrap(std::size_t c) const { return c % static_cast<std::size_t>(size_); }
   // Codec RNG keys: worker chunk c and the served chunk get their own streams in each round.
   kernels::RngKey key(std::uint64_t slot) const {
     return {config_.seed, static_cast<std::uint32_t>(rank_),
@@ -105,31 +94,18 @@ class DoubleSqueeze final : public Algorithm {
       codecs_[c]->decode_own(chunk(delta_, c));
     }
     run(ew::Sub{g_.data(), delta_.data(), delta_.data()});
-    // The messages for ranks r + 1, …, r + n − 1, in that order: the first all-to-all step.
-    std::size_t out_bytes = 0;
-    for (std::size_t k = 1; k < n; ++k) {
-      const auto m = codecs_[wrap(r + k)]->message();
-      std::copy(m.begin(), m.end(), bundles_[0].begin() + static_cast<std::ptrdiff_t>(out_bytes));
-      out_bytes += m.size();
-    }
     codecs_[r]->decode_own(u_);  // Σ_j c_j[r], own message first
     last_.encode_s += seconds_since(mark);
 
-    // All-to-all over the ring: in step s, rank r − 1 passes on the messages of rank r − 1 − s
-    // for ranks r, r + 1, …, r − s − 2 + n; the first is ours, the rest go on in step s + 1.
-    std::span<const std::byte> out(bundles_[0].data(), out_bytes);
-    for (std::size_t s = 0; s + 1 < n; ++s) {
-      std::size_t in_bytes = 0;
-      for (std::size_t k = 0; k + 1 + s < n; ++k) in_bytes += wire_[wrap(r + k)];
-      std::span<std::byte> in(bundles_[(s + 1) % 2].data(), in_bytes);
-      mark = Clock::now();
-      transport_.ring_step(t, static_cast<std::uint32_t>(s), out, in);
-      last_.wait_s += seconds_since(mark);
-      decode_from(wrap(r + n - 1),
-                  [&] { codecs_[r]->decode_accumulate(in.first(wire_[r]), 1.0f, u_); });
-      last_.decode_s += seconds_since(mark);
-      out = in.subspan(wire_[r]);
-    }
+    // Chunk j's message to rank j; rank r adds the messages for chunk r in the order r + 1,
+    // r + 2, … (collect's).
+    mark = Clock::now();
+    transport_.post(t, kWorker,
+                    [&](int j) { return codecs_[static_cast<std::size_t>(j)]->message(); });
+    last_.wait_s += seconds_since(mark);
+    collect(t, kWorker, [&](std::size_t j, std::span<const std::byte> bytes) {
+      decode_from(j, [&] { codecs_[r]->decode_accumulate(bytes, 1.0f, u_); });
+    });
 
     // Server of chunk r: u = (1/n) Σ_j c_j[r] + e; ĉ = C(u); e ← u − ĉ.
     mark = Clock::now();
@@ -140,26 +116,36 @@ class DoubleSqueeze final : public Algorithm {
     codecs_[r]->decode_own(chunk(g_, r));
     last_.encode_s += seconds_since(mark);
 
-    // All-gather over the ring: in step s the ĉ of rank r − 1 − s arrives; ĉ is laid out in g_.
-    out = codecs_[r]->message();
-    for (std::size_t s = 0; s + 1 < n; ++s) {
-      const std::size_t q = wrap(r + 2 * n - 1 - s);
-      std::span<std::byte> in(bundles_[s % 2].data(), wire_[q]);
-      mark = Clock::now();
-      transport_.ring_step(t, static_cast<std::uint32_t>(n - 1 + s), out, in);
-      last_.wait_s += seconds_since(mark);
-      decode_from(wrap(r + n - 1), [&] { codecs_[q]->decode(in, chunk(g_, q)); });
-      last_.decode_s += seconds_since(mark);
-      out = in;
-    }
+    // ĉ_r to every rank; ĉ_j of every rank j laid out in g_.
+    mark = Clock::now();
+    const auto served = codecs_[r]->message();
+    transport_.post(t, kServer, [&](int) { return served; });
+    last_.wait_s += seconds_since(mark);
+    collect(t, kServer, [&](std::size_t j, std::span<const std::byte> bytes) {
+      decode_from(j, [&] { codecs_[j]->decode(bytes, chunk(g_, j)); });
+    });
 
     mark = Clock::now();
     run(ew::Axpy{-config_.lr, g_.data(), x_.data()});
     last_.update_s += seconds_since(mark);
   }
 
-  // A codec error in a message from rank `from` (the ring's rank − 1, which may have forwarded
-  // it) becomes a WireError naming this rank, the round and that peer.
+  // Collects lane `lane` of this round, timing the wait and the decoding apart.
+  template <class Use>
+  void collect(std::uint64_t t, std::uint32_t lane, Use&& use) {
+    Clock::time_point mark = Clock::now();
+    double work = 0.0;
+    transport_.collect(t, lane, [&](std::size_t j, std::span<const std::byte> bytes) {
+      Clock::time_point at = Clock::now();
+      use(j, bytes);
+      work += seconds_since(at);
+    });
+    last_.wait_s += seconds_since(mark) - work;
+    last_.decode_s += work;
+  }
+
+  // A codec error in a message from rank `from` becomes a WireError naming this rank, the round
+  // and that peer.
   template <class Decode>
   void decode_from(std::size_t from, Decode&& decode) const {
     try {
@@ -171,24 +157,22 @@ class DoubleSqueeze final : public Algorithm {
   }
 
   std::vector<std::size_t> begin_;                   // chunk c is [begin_[c], begin_[c + 1])
-  std::vector<std::size_t> wire_;                    // bytes of a message of chunk c
   std::vector<std::unique_ptr<SpaceCodec>> codecs_;  // one per chunk; codecs_[rank] also serves
   Buffer delta_;                                     // δ_i, model-sized
   Buffer error_;                                     // e_r, chunk r
   Buffer u_;                                         // u_r, chunk r (scratch)
-  std::vector<std::byte> bundles_[2];                // the ring step's outgoing and incoming bytes
 };
 
 }  // namespace
 
 std::size_t double_squeeze_payload(const AlgorithmConfig& config, std::size_t d, int n) {
-  // The largest ring step carries fewer than all n chunk messages.
+  // One chunk's codec message (its own header and tensor layout), the largest of the n.
   const auto begin = chunk_begins(d, static_cast<std::size_t>(n));
   std::size_t bytes = 0;
   for (std::size_t c = 0; c + 1 < begin.size(); ++c)
-    bytes +=
-        kernels::make_codec(config.codec, chunk_layout(config.tensor_sizes, begin[c], begin[c + 1]))
-            ->wire_size(begin[c + 1] - begin[c]);
+    bytes = std::max(bytes, kernels::make_codec(config.codec, chunk_layout(config.tensor_sizes,
+                                                                           begin[c], begin[c + 1]))
+                                ->wire_size(begin[c + 1] - begin[c]));
   return bytes;
 }
 

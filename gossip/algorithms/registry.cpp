@@ -31,7 +31,6 @@ std::unique_ptr<Algorithm> make_dga(const AlgorithmConfig&, net::Transport&,
                                     const topology::Topology&, std::span<const float>);
 std::unique_ptr<Algorithm> make_double_squeeze(const AlgorithmConfig&, net::Transport&,
                                                const topology::Topology&, std::span<const float>);
-std::size_t dga_payload(const AlgorithmConfig&, std::size_t d, int n);
 std::size_t double_squeeze_payload(const AlgorithmConfig&, std::size_t d, int n);
 }  // namespace detail
 
@@ -80,11 +79,11 @@ const std::array<AlgorithmInfo, 9> kRegistry = {{
     {"allreduce", kAllreduceAliases, detail::make_allreduce_sgd, false, CodecRule::identity,
      TopologyNeed::peers, true, true, false, true, nullptr,
      "C-PSGD: ring all-reduce of the gradients, every model identical"},
-    {"dga", kDgaAliases, detail::make_dga, false, CodecRule::identity, TopologyNeed::peers, true,
-     true, false, false, detail::dga_payload,
+    {"dga", kDgaAliases, detail::make_dga, false, CodecRule::identity, TopologyNeed::all_pairs,
+     true, true, false, false, nullptr,
      "DGA (Zhu et al. 2021): all-reduce of round t applied in round t + delay, while computing"},
     {"doublesqueeze", kDoubleSqueezeAliases, detail::make_double_squeeze, false, CodecRule::any,
-     TopologyNeed::peers, true, true, false, false, detail::double_squeeze_payload,
+     TopologyNeed::all_pairs, true, true, false, false, detail::double_squeeze_payload,
      "DoubleSqueeze (Tang et al. 2019): compressed all-reduce, error feedback on both sides"},
 }};
 
@@ -131,6 +130,14 @@ std::string algorithm_help() {
 std::size_t largest_payload(const AlgorithmConfig& config, std::size_t d, int n) {
   const AlgorithmInfo& a = find_algorithm(config.name);
   return a.payload != nullptr ? a.payload(config, d, n) : 0;
+}
+
+void fit_transport_options(const AlgorithmConfig& config, net::TransportOptions& options) {
+  const AlgorithmInfo& a = find_algorithm(config.name);
+  options.exchange_lag = config.staleness;
+  options.exchange_interval = config.local_steps;
+  options.all_links = a.topology == TopologyNeed::all_pairs;
+  options.direct_lag = config.delay;
 }
 
 void check_codec(const AlgorithmInfo& algorithm, std::string_view spec) {

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "gossip/algorithms/algorithm.hpp"
+#include "gossip/transport_options.hpp"
 
 namespace gossip::algorithms {
 
@@ -27,6 +28,8 @@ enum class TopologyNeed {
   peers,        // only n: it talks over the ring links (all-reduce)
   symmetric_w,  // a connected, symmetric, doubly stochastic W whose neighbours the transport links
   tree,         // a symmetric W on a tree (no cycles)
+  all_pairs,    // only n, but it sends every peer its own message (Transport::post / collect):
+                // the transport links every pair (TransportOptions::all_links)
 };
 
 using AlgorithmFactory = std::unique_ptr<Algorithm> (*)(const AlgorithmConfig&, net::Transport&,
@@ -65,6 +68,11 @@ std::string algorithm_help();
 // one codec message of the model and an fp32 ring chunk (0 when it sends nothing larger): what a
 // transport's max_payload_bytes must admit.
 std::size_t largest_payload(const AlgorithmConfig& config, std::size_t d, int n);
+// Sets what `config`'s algorithm needs of the transport on every peer alike: the overlap lag
+// (staleness), the rounds between exchanges (local steps), links between every pair
+// (TopologyNeed::all_pairs) and how many rounds its direct messages may wait (DGA's delay). Throws
+// std::invalid_argument on an unknown name.
+void fit_transport_options(const AlgorithmConfig& config, net::TransportOptions& options);
 // Throws std::invalid_argument (naming the algorithm, the codec and the rule) unless the codec
 // spec is allowed by the row. `spec` must parse (kernels::parse_spec).
 void check_codec(const AlgorithmInfo& algorithm, std::string_view spec);

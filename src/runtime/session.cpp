@@ -73,8 +73,8 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.virtual_cpu = c.compute_ms_per_round == 0;
   o.receive_window = c.receive_window;
   o.io_threads = c.io_threads;
-  o.exchange_lag = static_cast<std::uint32_t>(c.staleness);
-  o.exchange_interval = static_cast<std::uint32_t>(c.local_steps);
+  // The lag, exchange interval, links and direct lag the algorithm needs, from its registry row.
+  algorithms::fit_transport_options(algorithm_config(c, {}), o);
   return o;
 }
 
@@ -134,8 +134,9 @@ std::uint64_t stop_margin(const topology::Topology& topo, int local_steps, int s
       (2 + static_cast<std::uint64_t>(std::max(staleness, 0))) * diameter + 2,
       topo.time_varying() ? topo.period() + 2 : 0);
   const std::uint64_t margin = exchanges * static_cast<std::uint64_t>(std::max(local_steps, 1));
-  // DGA rides on ring calls, one hop per call, and makes as few as one a round (none in its first
-  // rounds when the delay exceeds the ring's 2(n − 1) steps): n − 1 hops after at most D rounds.
+  // DGA's request rides on its direct messages, one hop to every peer, which collects the round-t
+  // chunks by round t + ⌈D/2⌉ at the latest: n + D + 1 (the bound of the ring version, which
+  // needed n − 1 hops of one ring call a round) is more than enough, and kept.
   if (delay > 0)
     return std::max<std::uint64_t>(margin, static_cast<std::uint64_t>(topo.size() + delay + 1));
   return margin;

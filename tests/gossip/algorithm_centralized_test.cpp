@@ -1,11 +1,12 @@
 // The centralized algorithms beside the all-reduce: delayed gradient averaging (DGA) and
 // DoubleSqueeze. DGA: D = 0 is all-reduce SGD bit for bit; for every D the models follow the
 // closed form x_i^{t+1} = x_0 − γ Σ_{s≤t−D} d̄^s − γ Σ_{t−D<s≤t} d_i^s (float64 reference from the
-// recorded directions) and the mean moves as SGD on the current mean direction; the ring calls
-// per round and the bytes are exact. DoubleSqueeze: identity is all-reduce SGD up to the order of
+// recorded directions) and the mean moves as SGD on the current mean direction; the bytes of its
+// direct messages are exact. DoubleSqueeze: identity is all-reduce SGD up to the order of
 // the sum; with sign and 2-bit qsgd every peer's model is bit-identical after every round; both
 // error memories are what their definitions say, bit for bit, from a re-encoding of the chunks;
-// the bytes per round are the formula of docs/algorithms.md. Both converge on least squares.
+// the bytes per round are the formula of docs/algorithms.md (2(n − 1) direct chunk messages).
+// Both converge on least squares.
 
 #include <doctest/doctest.h>
 
@@ -73,7 +74,22 @@ std::vector<std::vector<float>> run_recorded(const ga::AlgorithmConfig& cfg,
 
 }  // namespace
 
-TEST_CASE("DGA with delay 0 is all-reduce SGD, bit for bit and byte for byte") {
+// Bytes rank r sends in a round of a direct reduce-scatter and all-gather of d floats on n peers
+// (docs/algorithms.md, "DGA"): chunk j of its vector to each rank j ≠ r, then its summed chunk r
+// to each of them, every message with a 64-byte frame header.
+std::uint64_t direct_allreduce_bytes(std::size_t d, std::size_t n, std::size_t r, bool scatter,
+                                     bool gather) {
+  auto len = [&](std::size_t c) { return d / n + (c < d % n ? 1 : 0); };
+  std::uint64_t bytes = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    if (j == r) continue;
+    if (scatter) bytes += 64 + 4 * len(j);
+    if (gather) bytes += 64 + 4 * len(r);
+  }
+  return bytes;
+}
+
+TEST_CASE("DGA with delay 0 is all-reduce SGD, bit for bit; its bytes over all peers too") {
   for (const char* spec : {"ring:1", "ring:2", "ring:4", "ring:5"}) {
     CAPTURE(spec);
     const auto topo = gt::make_topo(spec);
@@ -93,7 +109,16 @@ TEST_CASE("DGA with delay 0 is all-reduce SGD, bit for bit and byte for byte") {
       bytes_b[static_cast<std::size_t>(r)] = al.totals().bytes_sent;
     });
     for (std::size_t i = 0; i < xa.size(); ++i) CHECK(bit_equal(xa[i], xb[i]));
-    CHECK(bytes_a == bytes_b);
+    // The same bytes over all peers (every chunk sent 2(n − 1) times with a header each); per
+    // peer the direct exchange's formula, equal to the ring's when the chunks are.
+    const auto n = static_cast<std::size_t>(topo.size());
+    std::uint64_t total_a = 0, total_b = 0;
+    for (std::size_t r = 0; r < n; ++r) {
+      total_a += bytes_a[r];
+      total_b += bytes_b[r];
+      CHECK(bytes_b[r] == 12 * direct_allreduce_bytes(problem.d, n, r, true, true));
+    }
+    CHECK(total_a == total_b);
   }
 }
 
@@ -139,35 +164,43 @@ TEST_CASE("DGA: the closed form from the recorded directions, and the mean follo
   }
 }
 
-TEST_CASE("DGA: ceil(S/D) ring calls a round, carrying one all-reduce's payload") {
-  // Steady state (every reduction in flight): bytes per round = all-reduce's payload + one 64-byte
-  // frame header per ring call; all-reduce makes S = 2(n − 1) calls, DGA ceil(S/D) (at least 1).
+TEST_CASE("DGA: one direct reduce-scatter and all-gather a round, 2(n - 1) messages") {
+  // Rounds t < A = ceil(D/2) post only their chunks; from round A on, a round also posts the sum
+  // of reduction t − A: the bytes of one all-reduce (equal chunks: exactly the ring's) in 2(n − 1)
+  // messages. It receives chunks r of round t − A (t >= A) and the sums of round t − D (t >= D).
   const auto topo = gt::make_topo("ring:5");
-  const std::size_t n = 5, S = 8;
+  const std::size_t n = 5;
   const gt::DiagonalQuadratic problem(5, 43, 2);
   const std::vector<float> x0(problem.d, 0.0f);
   const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
     problem.gradient(r, x, g);
   };
-  std::vector<std::uint64_t> allreduce(n);
-  gt::run_algorithm(config("allreduce"), topo, x0, 1, grad, [&](int r, auto, ga::Algorithm& a) {
-    allreduce[static_cast<std::size_t>(r)] = a.last_round().bytes_sent;
-  });
-  for (std::uint32_t D : {1u, 2u, 3u, 8u, 12u}) {
+  for (std::uint32_t D : {0u, 1u, 2u, 3u, 8u}) {
     CAPTURE(D);
     auto cfg = config("dga");
     cfg.delay = D;
-    const std::uint64_t T = D + 3;
-    std::vector<std::uint64_t> last(n), first(n);
-    gt::run_algorithm(cfg, topo, x0, T, grad, [&](int r, std::uint64_t round, ga::Algorithm& a) {
-      if (round == 1) first[static_cast<std::size_t>(r)] = a.last_round().bytes_sent;
-      last[static_cast<std::size_t>(r)] = a.last_round().bytes_sent;
+    const std::uint64_t T = D + 3, A = (D + 1) / 2;
+    std::vector<std::vector<std::uint64_t>> sent(n), received(n);
+    gt::run_algorithm(cfg, topo, x0, T, grad, [&](int r, auto, ga::Algorithm& a) {
+      sent[static_cast<std::size_t>(r)].push_back(a.last_round().bytes_sent);
+      received[static_cast<std::size_t>(r)].push_back(a.last_round().bytes_received);
     });
-    const std::uint64_t calls = std::max<std::uint64_t>((S + D - 1) / D, 1);
     for (std::size_t r = 0; r < n; ++r) {
       CAPTURE(r);
-      CHECK(first[r] == 0);  // round 0: no reduction is in flight yet
-      CHECK(last[r] + 64 * (S - calls) == allreduce[r]);
+      for (std::uint64_t t = 0; t < T; ++t) {
+        CAPTURE(t);
+        CHECK(sent[r][t] == direct_allreduce_bytes(problem.d, n, r, true, t >= A));
+        // What it collects: the chunks r of round t − A and the sums of round t − D.
+        std::uint64_t in = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+          if (j == r) continue;
+          const std::size_t len_r = problem.d / n + (r < problem.d % n ? 1 : 0);
+          const std::size_t len_j = problem.d / n + (j < problem.d % n ? 1 : 0);
+          if (t >= A) in += 64 + 4 * len_r;
+          if (t >= D) in += 64 + 4 * len_j;
+        }
+        if (t > 0) CHECK(received[r][t] == in);  // round 0 also counts the hellos
+      }
     }
   }
 }
@@ -241,14 +274,14 @@ TEST_CASE("DoubleSqueeze: every model bit-identical after every round; error mem
         for (std::size_t k = 0; k < d; ++k) dprev[i][k] = v[k] - cv[i][k];
         workers = workers && bit_equal(delta[i][t], dprev[i]);
       }
-      // Servers: u = (1/n) Σ_j c_j[r] (own first, then r − 1, r − 2, …) + e; e ← u − C(u).
+      // Servers: u = (1/n) Σ_j c_j[r] (own first, then r + 1, r + 2, …) + e; e ← u − C(u).
       std::vector<float> chat(d);
       for (int r = 0; r < n; ++r) {
         const std::size_t b = begin(r), len = begin(r + 1) - b;
         std::vector<float> u(len);
         for (std::size_t k = 0; k < len; ++k) {
           float s = cv[r][b + k];
-          for (int j = 1; j < n; ++j) s += cv[(r + n - j) % n][b + k];
+          for (int j = 1; j < n; ++j) s += cv[(r + j) % n][b + k];
           u[k] = (1.0f / n) * s + eprev[r][k];
         }
         const auto q = encode(u, r, n + r, t);
@@ -269,11 +302,10 @@ TEST_CASE("DoubleSqueeze: every model bit-identical after every round; error mem
   }
 }
 
-TEST_CASE("DoubleSqueeze: bytes per round are the chunk messages' ring hops plus frame headers") {
-  // docs/algorithms.md: with chunk messages of w_c bytes, rank r sends in the all-to-all
-  // Σ_{s<n−1} Σ_{k=1}^{n−1−s} w_{r+k} and in the all-gather Σ_{s<n−1} w_{r−s}, plus 64 bytes of
-  // frame header for each of its 2(n − 1) ring steps. Equal chunks: (n − 1)(n + 2)/2 · w + 128(n −
-  // 1).
+TEST_CASE("DoubleSqueeze: bytes per round are 2(n - 1) direct chunk messages plus frame headers") {
+  // docs/algorithms.md: with chunk messages of w_c bytes, rank r sends chunk j's message to each
+  // rank j ≠ r and its served chunk to each of them: Σ_{j≠r} (w_j + 64) + (n − 1)(w_r + 64).
+  // Equal chunks: 2(n − 1)(w + 64).
   for (const char* codec : {"sign", "qsgd:s=3", "topk:k=2", "identity"}) {
     for (const char* spec : {"ring:4", "ring:5"}) {
       CAPTURE(codec);
@@ -293,19 +325,16 @@ TEST_CASE("DoubleSqueeze: bytes per round are the chunk messages' ring hops plus
           });
       const auto c = gossip::kernels::make_codec(codec);
       auto w = [&](std::size_t chunk) {
-        chunk %= n;
         const std::size_t len = (chunk + 1) * (d / n) + std::min(chunk + 1, d % n) -
                                 (chunk * (d / n) + std::min(chunk, d % n));
         return static_cast<std::uint64_t>(c->wire_size(len));
       };
       for (std::size_t r = 0; r < n; ++r) {
-        std::uint64_t expect = 128 * (n - 1);
-        for (std::size_t s = 0; s + 1 < n; ++s) {
-          for (std::size_t k = 1; k + s < n; ++k) expect += w(r + k);
-          expect += w(r + n - s);
-        }
+        std::uint64_t expect = 0;
+        for (std::size_t j = 0; j < n; ++j)
+          if (j != r) expect += w(j) + 64 + w(r) + 64;
         CHECK(sent[r] == expect);
-        if (d % n == 0) CHECK(sent[r] == (n - 1) * (n + 2) / 2 * w(0) + 128 * (n - 1));
+        if (d % n == 0) CHECK(sent[r] == 2 * (n - 1) * (w(0) + 64));
       }
     }
   }
@@ -394,10 +423,15 @@ TEST_CASE("the delay enters the settings and config hashes only when not 0; othe
   gt::InprocNetwork net(topo);
   CHECK_THROWS_WITH_AS(ga::make_algorithm(wrong, *net.transports[0], topo, x0),
                        doctest::Contains("delay = 1 is a setting of dga"), std::invalid_argument);
-  // DoubleSqueeze refuses a codec whose messages vary in length, naming it.
+  // DoubleSqueeze takes a codec whose messages vary in length too (each is one direct message):
+  // threshold keeps every model bit-identical.
   auto ds = config("doublesqueeze");
   ds.codec = "threshold:tau=0.1";
-  CHECK_THROWS_WITH_AS(ga::make_algorithm(ds, *net.transports[0], topo, x0),
-                       doctest::Contains("doublesqueeze needs a codec whose messages have a fixed"),
-                       std::invalid_argument);
+  const auto four = gt::make_topo("ring:4");
+  const gt::DiagonalQuadratic problem(4, 30, 3);
+  const auto xs = gt::run_algorithm(
+      ds, four, std::vector<float>(30, 0.5f), 5,
+      [&](int r, std::span<const float> x, std::span<float> g) { problem.gradient(r, x, g); });
+  for (const auto& xi : xs) CHECK(bit_equal(xi, xs[0]));
+  CHECK_FALSE(bit_equal(xs[0], std::vector<float>(30, 0.5f)));
 }

@@ -5,12 +5,22 @@
 
 namespace gossip::algorithms::testing {
 
-InprocNetwork::InprocNetwork(const topology::Topology& topo, std::uint32_t exchange_lag,
-                             std::uint32_t exchange_interval)
+InprocNetwork::InprocNetwork(const topology::Topology& topo, std::uint32_t exchange_lag)
+    : InprocNetwork(topo, [&] {
+        net::TransportOptions o;
+        o.exchange_lag = exchange_lag;
+        return o;
+      }()) {}
+
+InprocNetwork::InprocNetwork(const topology::Topology& topo, const AlgorithmConfig& config)
+    : InprocNetwork(topo, [&] {
+        net::TransportOptions o;
+        fit_transport_options(config, o);
+        return o;
+      }()) {}
+
+InprocNetwork::InprocNetwork(const topology::Topology& topo, net::TransportOptions options)
     : hub(std::make_shared<net::InprocHub>(topo)) {
-  net::TransportOptions options;
-  options.exchange_lag = exchange_lag;
-  options.exchange_interval = exchange_interval;
   // A peer that died of an exception leaves the others waiting: fail the test soon, not in 30 s.
   options.timeout = std::chrono::milliseconds(20000);
   for (int r = 0; r < topo.size(); ++r) {
@@ -22,7 +32,7 @@ std::vector<std::vector<float>> run_algorithm(const AlgorithmConfig& config,
                                               const topology::Topology& topo,
                                               std::span<const float> x0, std::uint64_t rounds,
                                               const PeerGradient& grad, const Observer& observe) {
-  InprocNetwork network(topo, config.staleness, std::max<std::uint32_t>(config.local_steps, 1));
+  InprocNetwork network(topo, config);
   std::vector<net::Transport*> transports;
   for (auto& t : network.transports) transports.push_back(t.get());
   return run_algorithm_on(config, topo, transports, x0, rounds, grad, observe);

@@ -18,6 +18,7 @@
 #include <Eigen/Dense>
 
 #include "gossip/algorithms/algorithm.hpp"
+#include "gossip/algorithms/registry.hpp"
 #include "gossip/inproc_transport.hpp"
 #include "topology/generators.hpp"
 
@@ -51,8 +52,11 @@ void run_peers(int n, F&& body) {
 // One in-process transport per peer of `topo`, sharing one hub; `exchange_lag` as the
 // algorithm's staleness needs it (TransportOptions::exchange_lag).
 struct InprocNetwork {
-  explicit InprocNetwork(const topology::Topology& topo, std::uint32_t exchange_lag = 0,
-                         std::uint32_t exchange_interval = 1);
+  explicit InprocNetwork(const topology::Topology& topo, std::uint32_t exchange_lag = 0);
+  // The options `config`'s algorithm needs (fit_transport_options: lag, exchange interval, all
+  // links, direct lag).
+  InprocNetwork(const topology::Topology& topo, const AlgorithmConfig& config);
+  InprocNetwork(const topology::Topology& topo, net::TransportOptions options);
   std::shared_ptr<net::InprocHub> hub;
   std::vector<std::unique_ptr<net::Transport>> transports;
 };

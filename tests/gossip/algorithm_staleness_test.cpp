@@ -268,7 +268,7 @@ TEST_CASE("the runtime follows the float64 rule; the in-flight mass moves exactl
       }
       part[static_cast<std::size_t>(r)].push_back(std::move(m));
     };
-    gt::InprocNetwork net(topo, cs.tau, cs.h);
+    gt::InprocNetwork net(topo, cfg);
     std::vector<std::vector<float>> models(un);
     gt::run_peers(n, [&](int r) {
       auto algo = ga::make_algorithm(cfg, *net.transports[static_cast<std::size_t>(r)], topo, x0);
@@ -329,8 +329,7 @@ TEST_CASE("ZeroMQ and in-process transports give bit-identical models with stale
     gossip::net::TransportOptions options;
     options.timeout = std::chrono::milliseconds(20000);
     options.connect_timeout = std::chrono::milliseconds(20000);
-    options.exchange_lag = cs.tau;
-    options.exchange_interval = cs.h;
+    ga::fit_transport_options(cfg, options);
     std::vector<std::vector<float>> over_zmq(inproc.size());
     gt::run_peers(topo.size(), [&](int r) {
       gossip::net::ZmqTransport transport(topo, r, options);
@@ -451,7 +450,7 @@ TEST_CASE("save, load into fresh transports and continue: bit-identical to not s
 
     std::vector<std::string> saved(un);
     {
-      gt::InprocNetwork net(topo, cs.tau, cs.h);
+      gt::InprocNetwork net(topo, cfg);
       gt::run_peers(n, [&](int r) {
         auto algo = ga::make_algorithm(cfg, *net.transports[static_cast<std::size_t>(r)], topo, x0);
         auto g = [&](std::span<const float> x, std::span<float> gr) { grad(r, x, gr); };
@@ -463,7 +462,7 @@ TEST_CASE("save, load into fresh transports and continue: bit-identical to not s
     }
     std::vector<std::vector<float>> resumed(un);
     std::vector<std::uint64_t> messages(un);
-    gt::InprocNetwork net(topo, cs.tau, cs.h);
+    gt::InprocNetwork net(topo, cfg);
     gt::run_peers(n, [&](int r) {
       const std::vector<float> other(problem.d, -1.0f);  // the state must come from the file
       auto& transport = *net.transports[static_cast<std::size_t>(r)];

@@ -63,7 +63,7 @@ ga::AlgorithmConfig full_config(std::string name) {
                                                                              : "qsgd:s=7";
   c.tensor_sizes = {100, 37, 63};
   c.seed = 99;
-  if (c.name == "dga") c.delay = 3;  // reductions in flight, at different ring steps
+  if (c.name == "dga") c.delay = 3;  // reductions in flight, in both lanes
   return c;
 }
 
@@ -126,8 +126,12 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
     configs.back().local_steps = 3;
   }
   // The centralized algorithms without local steps: DGA with three reductions in flight at the
-  // save, DoubleSqueeze with qsgd on chunks cut from the tensors (both error memories).
+  // save (D = 3: chunks of rounds 5 and 6 and the sums of round 4 are re-posted; D = 4: chunks of
+  // 5 and 6, sums of 3 and 4), DoubleSqueeze with qsgd on chunks cut from the tensors (both error
+  // memories).
   configs.push_back(full_config("dga"));
+  configs.push_back(full_config("dga"));
+  configs.back().delay = 4;
   configs.push_back(full_config("doublesqueeze"));
   for (const auto& cfg : configs) {
     const std::string name = cfg.name + (cfg.quasi_global ? " quasi-global" : "") + " (" +
@@ -138,7 +142,7 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
     std::vector<std::string> saved(n);
     std::vector<std::vector<float>> straight(n);
     {
-      gt::InprocNetwork net(topo, cfg.staleness, cfg.local_steps);
+      gt::InprocNetwork net(topo, cfg);
       gt::run_peers(topo.size(), [&](int r) {
         const auto i = static_cast<std::size_t>(r);
         auto algo = ga::make_algorithm(cfg, *net.transports[i], topo, x0);
@@ -158,7 +162,7 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
     std::vector<std::vector<float>> resumed(n);
     std::vector<std::uint64_t> rounds(n);
     {
-      gt::InprocNetwork net(topo, cfg.staleness, cfg.local_steps);
+      gt::InprocNetwork net(topo, cfg);
       gt::run_peers(topo.size(), [&](int r) {
         const auto i = static_cast<std::size_t>(r);
         const std::vector<float> other_start(problem.d, -1.0f);  // overwritten by load

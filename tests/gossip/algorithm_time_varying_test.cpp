@@ -312,7 +312,7 @@ TEST_CASE("one-peer exponential D-PSGD with local steps: one phase of the schedu
     auto config = dpsgd(0.0f);
     config.local_steps = h;
     std::vector<std::vector<float>> early(8), mixed(8);
-    gt::InprocNetwork net(topo, 0, h);
+    gt::InprocNetwork net(topo, config);
     gt::run_peers(8, [&](int r) {
       const auto i = static_cast<std::size_t>(r);
       auto algo = ga::make_algorithm(config, *net.transports[i], topo, starts[i]);

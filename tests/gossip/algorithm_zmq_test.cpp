@@ -70,6 +70,7 @@ TEST_CASE("ZeroMQ and in-process transports give bit-identical models after 50 r
       const auto inproc = gt::run_algorithm(cfg, topo, x0, 50, grad);
 
       gossip::net::TransportOptions options;
+      ga::fit_transport_options(cfg, options);
       options.timeout = std::chrono::milliseconds(20000);
       options.connect_timeout = std::chrono::milliseconds(20000);
       // Each peer binds, connects and shakes hands on its own thread, as separate processes do.

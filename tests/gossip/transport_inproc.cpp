@@ -628,6 +628,130 @@ TEST_CASE("inproc, virtual time: a ring step is a message; paused clocks send un
   CHECK(after_pause == after_step);
 }
 
+TEST_CASE("inproc: direct messages: each peer its own payload, in ring order, lanes lagged") {
+  // ring:5 links only neighbours; all_links links every pair. Lane 0 is collected 2 rounds after
+  // its post, lane 1 in its round: what rank j posted for rank r in (round, lane) arrives, in the
+  // order r + 1, r + 2, …, whatever the thread timing.
+  Group g = inproc_group("ring:5");
+  const int n = 5;
+  auto payload = [](int from, int to, std::uint64_t round, std::uint32_t lane) {
+    return pattern(from * 10 + to, round * 2 + lane, 16 + static_cast<std::size_t>(to + from));
+  };
+  std::vector<std::string> bad(n);
+  auto errors = run_ranks(n, [&](int r) {
+    auto o = quick_options();
+    o.all_links = true;
+    o.direct_lag = 2;
+    auto t = g.make(r, o);
+    CHECK(t->links().size() == static_cast<std::size_t>(n - 1));
+    auto check = [&](std::uint64_t round, std::uint32_t lane) {
+      int expect = (r + 1) % n;
+      t->collect(round, lane, [&](std::size_t j, std::span<const std::byte> bytes) {
+        if (static_cast<int>(j) != expect || !same(bytes, payload(expect, r, round, lane)))
+          bad[static_cast<std::size_t>(r)] = fmt::format(
+              "round {} lane {}: message of rank {}, expected {}", round, lane, j, expect);
+        expect = (expect + 1) % n;
+      });
+      if (expect != r) bad[static_cast<std::size_t>(r)] = "not every peer's message";
+    };
+    for (std::uint64_t round = 0; round < 6; ++round) {
+      std::vector<std::vector<std::byte>> keep;
+      for (std::uint32_t lane : {0u, 1u}) {
+        t->post(round, lane, [&](int j) -> std::span<const std::byte> {
+          keep.push_back(payload(r, j, round, lane));
+          return keep.back();
+        });
+      }
+      if (round >= 2) check(round - 2, 0);
+      check(round, 1);
+    }
+    CHECK_THROWS_WITH_AS(t->collect(5, 1, [](std::size_t, auto) {}),
+                         doctest::Contains("after round 5: rounds must grow"), TransportError);
+  });
+  for (const auto& e : errors) CHECK(e == "");
+  for (const auto& b : bad) CHECK(b == "");
+  // Without all_links a peer has no link to most ranks: post says so.
+  Group h = inproc_group("ring:5");
+  auto t = h.make(0, quick_options());
+  CHECK_THROWS_WITH_AS(t->post(0, 0, [](int) { return std::span<const std::byte>(); }),
+                       doctest::Contains("need a link to every peer (TransportOptions::all_links)"),
+                       TransportError);
+}
+
+TEST_CASE("inproc: direct frames: kept for their collect; late, duplicate and far ones dropped") {
+  // Rank 0 of ring:4 with all_links; ranks 1..3 forged. direct_lag 0: a sender is at most
+  // 2(2 + 0) = 4 rounds past our latest call.
+  auto o = quick_options();
+  o.all_links = true;
+  Bench b = bench("ring:4", 0, o);
+  b.hellos();
+  REQUIRE(b.t->links().size() == 3);
+  const auto body = [](int j, std::uint64_t round) { return pattern(j, round, 12); };
+  // Frames of round 1 come before round 0's collect: kept. Rank 2 sends round 0 twice.
+  // (The hub's mailbox is read in order: the copy arrives before rank 3's frame of round 0.)
+  for (int j = 1; j < 4; ++j) {
+    b.as(j).post(FrameKind::direct, 1, 0, body(j, 1), b.session);
+    b.as(j).post(FrameKind::direct, 0, 0, body(j, 0), b.session);
+    if (j == 2) b.as(j).post(FrameKind::direct, 0, 0, body(j, 0), b.session);
+  }
+  auto collect = [&](std::uint64_t round) {
+    std::vector<int> from;
+    b.t->collect(round, 0, [&](std::size_t j, std::span<const std::byte> bytes) {
+      CHECK(same(bytes, body(static_cast<int>(j), round)));
+      from.push_back(static_cast<int>(j));
+    });
+    CHECK(from == std::vector<int>{1, 2, 3});
+  };
+  collect(0);
+  CHECK(b.t->drops().all[DropReason::duplicate] == 1);  // the copy, while round 0 was kept
+  // After the collect of round 0 a frame of round 0 is stale; one of round 10 is too far ahead.
+  b.as(3).post(FrameKind::direct, 0, 0, body(3, 0), b.session);
+  b.as(1).post(FrameKind::direct, 10, 0, body(1, 10), b.session);
+  b.t->poll_for(std::chrono::milliseconds(50));  // read as they arrive, not kept for a collect
+  const DropCounters& d = b.t->drops();
+  CHECK(d.by_peer[3][DropReason::stale] == 1);
+  collect(1);
+  CHECK(d.by_peer[3][DropReason::stale] == 1);
+  CHECK(d.by_peer[1][DropReason::too_far_ahead] == 1);
+  CHECK(d.all.total == 3);
+  // Lane 1 has its own rounds: round 0 there is not stale.
+  for (int j = 1; j < 4; ++j) b.as(j).post(FrameKind::direct, 0, 1, body(j, 0), b.session);
+  int got = 0;
+  b.t->collect(0, 1, [&](std::size_t, std::span<const std::byte>) { ++got; });
+  CHECK(got == 3);
+}
+
+TEST_CASE(
+    "inproc, virtual time: a direct message posted a round before its collect is not waited for") {
+  // 50 ms of latency. Round 0's message is collected after 60 ms of modelled compute: it arrived
+  // at 50 ms, nobody waits. Round 1's is posted at 60 ms and collected at once: 110 ms.
+  Group g = inproc_group("ring:3");
+  std::vector<std::uint64_t> after_lagged(3), after_direct(3);
+  auto errors = run_ranks(3, [&](int r) {
+    auto o = quick_options();
+    o.all_links = true;
+    o.direct_lag = 1;
+    o.link.all.latency = std::chrono::milliseconds(50);
+    o.virtual_time = true;
+    o.virtual_cpu = false;
+    auto t = g.make(r, o);
+    VirtualClock& clock = *t->virtual_clock();
+    const auto mine = pattern(r, 0, 100);
+    t->post(0, 0, [&](int) -> std::span<const std::byte> { return mine; });
+    clock.advance(60'000'000);
+    t->collect(0, 0, [](std::size_t, auto) {});
+    after_lagged[static_cast<std::size_t>(r)] = clock.now_ns();
+    t->post(1, 0, [&](int) -> std::span<const std::byte> { return mine; });
+    t->collect(1, 0, [](std::size_t, auto) {});
+    after_direct[static_cast<std::size_t>(r)] = clock.now_ns();
+  });
+  for (const auto& e : errors) CHECK(e == "");
+  for (int r = 0; r < 3; ++r) {
+    CHECK(after_lagged[static_cast<std::size_t>(r)] == 60'000'000);
+    CHECK(after_direct[static_cast<std::size_t>(r)] == 110'000'000);
+  }
+}
+
 TEST_CASE("inproc: early messages are kept for their round") {
   auto l = lone();
   const auto r0 = pattern(1, 0, 16);

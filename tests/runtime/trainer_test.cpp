@@ -465,10 +465,9 @@ DivergedRun run_diverging(const RunConfig& c, int rank, std::uint64_t round) {
   for (int r = 0; r < n; ++r)
     threads.emplace_back([&, r] {
       try {
-        net::TransportOptions o;
+        // all_links for dga, the lags, the exchange interval
+        auto o = transport_options(c, 0, true);
         o.timeout = std::chrono::seconds(20);
-        o.exchange_lag = static_cast<std::uint32_t>(c.staleness);
-        o.exchange_interval = static_cast<std::uint32_t>(c.local_steps);
         net::InprocTransport t(hub, r, o);
         PeerTrainer trainer(c, topo, r, t, data, shards);
         if (r == 0) out.total_rounds = trainer.total_rounds();
@@ -694,10 +693,10 @@ TEST_CASE("a run in virtual time has the metrics of the same run in real time bu
   }
 }
 
-TEST_CASE("dga: a stop reaches every peer through its ring calls, one hop a round") {
-  // complete:8 has eccentricity 1 (a margin of 4 rounds for the exchange algorithms), but DGA
-  // with D = 14 = 2(n − 1) makes one ring call a round, so a request needs 7 rounds to go round
-  // the ring: the margin is n + D + 1 = 23. Rank 2 diverges in round 5 and asks for round 29.
+TEST_CASE("dga: a stop reaches every peer through its direct messages, whatever the delay") {
+  // complete:8 has eccentricity 1 (a margin of 4 rounds for the exchange algorithms); DGA with
+  // D = 14 collects a round's chunks 7 rounds later, and its margin is n + D + 1 = 23. Rank 2
+  // diverges in round 5 and asks for round 29: every peer stops there.
   const Scratch scratch("dga-stop");
   auto c = small_config(scratch.dir().string(), "dga", "identity");
   apply_override(c, "topology.file=\"complete:8\"");
