@@ -40,6 +40,8 @@ std::string_view kind_name(FrameKind k) {
       return "ring";
     case FrameKind::credit:
       return "credit";
+    case FrameKind::control:
+      return "control";
   }
   return "unknown";
 }
@@ -82,7 +84,7 @@ HeaderParse decode_header(std::span<const std::byte> bytes) {
     return {std::nullopt, "header checksum mismatch", HeaderFault::checksum};
   }
   const auto kind = load_le<std::uint16_t>(p + 6);
-  if (kind < 1 || kind > 4) {
+  if (kind < 1 || kind > 5) {
     return {std::nullopt, fmt::format("unknown frame kind {}", kind), HeaderFault::kind};
   }
   FrameHeader h;
@@ -144,6 +146,25 @@ Hello decode_hello(std::span<const std::byte> bytes) {
   }
   h.endpoint.assign(reinterpret_cast<const char*>(p + kHelloFixed), len);
   return h;
+}
+
+std::array<std::byte, kControlSize> encode_control(const Control& c) {
+  std::array<std::byte, kControlSize> out{};
+  store_le<std::uint32_t>(out.data(), static_cast<std::uint32_t>(c.type));
+  store_le<std::uint32_t>(out.data() + 4, c.rank);
+  store_le<std::uint64_t>(out.data() + 8, c.round);
+  return out;
+}
+
+std::optional<Control> decode_control(std::span<const std::byte> bytes) {
+  if (bytes.size() != kControlSize) return std::nullopt;
+  const auto type = load_le<std::uint32_t>(bytes.data());
+  if (type != static_cast<std::uint32_t>(ControlType::leave) &&
+      type != static_cast<std::uint32_t>(ControlType::alive)) {
+    return std::nullopt;
+  }
+  return Control{static_cast<ControlType>(type), load_le<std::uint32_t>(bytes.data() + 4),
+                 load_le<std::uint64_t>(bytes.data() + 8)};
 }
 
 std::uint64_t monotonic_ns() {

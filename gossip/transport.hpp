@@ -36,6 +36,13 @@ struct TrafficCounters {
 
 class VirtualClock;
 
+// A peer gone from the run (TransportOptions::on_peer_loss = continue_run): from round `round`
+// (r*) on, every remaining peer mixes with Metropolis-Hastings weights on the graph without it.
+struct Departure {
+  int rank = -1;
+  std::uint64_t round = 0;
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -114,6 +121,18 @@ class Transport {
   virtual void request_stop(std::uint64_t before_round) = 0;
   // The smallest stop round requested here or heard from a neighbour, if any.
   virtual std::optional<std::uint64_t> stop_round() const = 0;
+
+  // Peer loss (TransportOptions::on_peer_loss, docs/transport.md "Peers that leave").
+  // Whether a lost neighbour is mixed out instead of ending the run.
+  virtual bool continues_after_peer_loss() const { return false; }
+  // The departures this peer knows of, in the order it learned them; rounds are the agreed r*,
+  // at least two exchanges after the round in which the peer learned of it. From the call in which
+  // a peer learns of a departure, send_to and receive_from leave the rank out (the rounds before
+  // r* mix with the old weights, the lost neighbour's weight added to the peer's own); an exchange
+  // call that is waiting when it learns that a neighbour is gone skips that neighbour's message:
+  // exchange_each does not call on_message for it, exchange() returns an empty view for it.
+  // A loss that leaves the remaining graph disconnected is a TransportError naming the components.
+  virtual std::span<const Departure> departures() const { return {}; }
 
   // Exchanges come every `rounds` round numbers (an algorithm with local steps exchanges in rounds
   // H − 1, 2H − 1, ...): a neighbour's next exchange is then that many rounds past ours, and its
