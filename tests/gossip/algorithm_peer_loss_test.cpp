@@ -115,6 +115,13 @@ ga::AlgorithmConfig dpsgd() {
   return c;
 }
 
+// D-PSGD with the gradient on a worker thread: takes exchange()'s views (a lost neighbour's empty).
+ga::AlgorithmConfig dpsgd_overlapped() {
+  ga::AlgorithmConfig c = dpsgd();
+  c.overlap_gradient = true;
+  return c;
+}
+
 ga::AlgorithmConfig deepsqueeze() {
   ga::AlgorithmConfig c;
   c.name = "deepsqueeze";
@@ -198,9 +205,10 @@ TEST_CASE("the mean of the remaining models moves by exactly (mean - x_k) / (n -
   // below the shift itself (checked).
   const std::size_t d = 64;
   for (const char* spec : {"ring:8", "torus:3x3"}) {
-    for (const auto& cfg : {dpsgd(), deepsqueeze()}) {
+    for (const auto& cfg : {dpsgd(), dpsgd_overlapped(), deepsqueeze()}) {
       CAPTURE(spec);
       CAPTURE(cfg.name);
+      CAPTURE(cfg.overlap_gradient);
       const auto topo = gt::make_topo(spec);
       const int n = topo.size(), lost = n - 1;  // the model furthest from the mean
       const std::uint64_t leave_after = 4, rounds = 20;
