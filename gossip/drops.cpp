@@ -50,6 +50,8 @@ std::string_view drop_reason_name(DropReason r) {
       return "bad credit";
     case DropReason::bad_stop:
       return "bad stop_in";
+    case DropReason::bad_control:
+      return "bad control";
     case DropReason::wrong_key:
       return "wrong key";
     case DropReason::handshake_failed:

@@ -42,6 +42,8 @@ std::string_view kind_name(FrameKind k) {
       return "credit";
     case FrameKind::direct:
       return "direct";
+    case FrameKind::control:
+      return "control";
   }
   return "unknown";
 }
@@ -84,7 +86,7 @@ HeaderParse decode_header(std::span<const std::byte> bytes) {
     return {std::nullopt, "header checksum mismatch", HeaderFault::checksum};
   }
   const auto kind = load_le<std::uint16_t>(p + 6);
-  if (kind < 1 || kind > 5) {
+  if (kind < 1 || kind > 6) {
     return {std::nullopt, fmt::format("unknown frame kind {}", kind), HeaderFault::kind};
   }
   FrameHeader h;
@@ -146,6 +148,25 @@ Hello decode_hello(std::span<const std::byte> bytes) {
   }
   h.endpoint.assign(reinterpret_cast<const char*>(p + kHelloFixed), len);
   return h;
+}
+
+std::array<std::byte, kControlSize> encode_control(const Control& c) {
+  std::array<std::byte, kControlSize> out{};
+  store_le<std::uint32_t>(out.data(), static_cast<std::uint32_t>(c.type));
+  store_le<std::uint32_t>(out.data() + 4, c.rank);
+  store_le<std::uint64_t>(out.data() + 8, c.round);
+  return out;
+}
+
+std::optional<Control> decode_control(std::span<const std::byte> bytes) {
+  if (bytes.size() != kControlSize) return std::nullopt;
+  const auto type = load_le<std::uint32_t>(bytes.data());
+  if (type != static_cast<std::uint32_t>(ControlType::leave) &&
+      type != static_cast<std::uint32_t>(ControlType::alive)) {
+    return std::nullopt;
+  }
+  return Control{static_cast<ControlType>(type), load_le<std::uint32_t>(bytes.data() + 4),
+                 load_le<std::uint64_t>(bytes.data() + 8)};
 }
 
 std::uint64_t monotonic_ns() {

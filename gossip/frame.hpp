@@ -36,7 +36,16 @@ inline constexpr std::size_t kFrameHeaderSize = 64;
 
 // credit: "send me your exchange payload of this round" (receive-window pacing, no payload).
 // direct: a message from any peer to any other (Transport::post / collect), `step` its lane.
-enum class FrameKind : std::uint16_t { hello = 1, exchange = 2, ring = 3, credit = 4, direct = 5 };
+// control: peer loss (TransportOptions::on_peer_loss = continue), a Control record; a peer that
+// stops on a loss drops it as bad control.
+enum class FrameKind : std::uint16_t {
+  hello = 1,
+  exchange = 2,
+  ring = 3,
+  credit = 4,
+  direct = 5,
+  control = 6
+};
 
 std::string_view kind_name(FrameKind k);
 
@@ -91,6 +100,22 @@ struct Hello {
 std::vector<std::byte> encode_hello(const Hello& h);
 // Throws std::invalid_argument on a malformed record.
 Hello decode_hello(std::span<const std::byte> bytes);
+
+// Payload of a control frame, 16 bytes: type (u32), rank (u32), round (u64), little-endian.
+//   leave: `rank` is gone from the run; every remaining peer mixes without it from round `round`
+//          (r*) on, with Metropolis-Hastings weights on the graph left (docs/transport.md).
+//   alive: the sender is alive and waiting in round `round` (sent while a call waits long), so a
+//          neighbour stuck behind a lost peer is not taken for lost itself; `rank` is the sender.
+enum class ControlType : std::uint32_t { leave = 1, alive = 2 };
+struct Control {
+  ControlType type = ControlType::leave;
+  std::uint32_t rank = 0;
+  std::uint64_t round = 0;
+};
+inline constexpr std::size_t kControlSize = 16;
+std::array<std::byte, kControlSize> encode_control(const Control& c);
+// nullopt: not 16 bytes or an unknown type.
+std::optional<Control> decode_control(std::span<const std::byte> bytes);
 
 // CLOCK_MONOTONIC in nanoseconds: shared by all processes of one host.
 std::uint64_t monotonic_ns();

@@ -95,6 +95,22 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
         "({}): set the receive window to 0",
         options_.exchange_lag, options_.receive_window));
   }
+  graph_ = topo.graph;
+  gone_.assign(n, 0);
+  last_heard_.assign(n, Clock::now());
+  if (continues_after_peer_loss()) {
+    // The Metropolis-Hastings rows after a loss are derived for one fixed graph, and a credit or
+    // an overlapped exchange would keep waiting for the message of a peer that is gone.
+    const char* why = send_to_.size() > 1           ? "a time-varying topology"
+                      : options_.receive_window > 0 ? "a receive window"
+                      : options_.exchange_lag > 0   ? "overlapped exchanges (exchange lag)"
+                                                    : nullptr;
+    if (why) {
+      throw std::invalid_argument(fmt::format(
+          "transport: on_peer_loss = continue is not supported with {} (topology {}); use stop",
+          why, topo.description));
+    }
+  }
   hello_payload_ = encode_hello(
       {topology_hash_, options_.run_hash, static_cast<std::uint32_t>(size_),
        static_cast<std::uint32_t>(rank_), static_cast<std::uint32_t>(options_.receive_window),
@@ -474,6 +490,7 @@ void FramedTransport::accept(Inbound&& in) {
     });
   }
   const auto f = static_cast<std::size_t>(from);
+  last_heard_[f] = Clock::now();
   if (h.kind == FrameKind::hello) {
     if (hello_seen_[f]) {
       return drop(in, DropReason::duplicate,
@@ -512,6 +529,19 @@ void FramedTransport::accept(Inbound&& in) {
     });
     return true;
   };
+  if (h.kind == FrameKind::control) {
+    const auto c = decode_control(in.payload);
+    if (!continues_after_peer_loss() || !c || c->rank >= static_cast<std::uint32_t>(size_)) {
+      return drop(in, DropReason::bad_control, [&] {
+        return fmt::format(
+            "control frame from {}: {}", conn(),
+            !continues_after_peer_loss() ? "this peer stops on a peer loss" : "bad record");
+      });
+    }
+    count_received(in.header.size() + in.payload.size());
+    if (c->type == ControlType::leave) learn_departure(static_cast<int>(c->rank), c->round, from);
+    return;
+  }
   if (h.kind == FrameKind::credit) {
     if (!takes_from_us(from, h.round)) {
       return drop(in, DropReason::not_neighbor, [&] {
@@ -699,6 +729,107 @@ void FramedTransport::handshake() {
     }
   }
   log().debug("handshake done with {} links", links_.size());
+}
+
+void FramedTransport::detect_loss(int rank, std::uint64_t round) {
+  std::vector<int> gone;
+  for (const Departure& d : departures_) gone.push_back(d.rank);
+  gone.push_back(rank);
+  const topology::Graph left = graph_.without(gone);
+  int diameter = 0;
+  for (int r = 0; r < size_; ++r) {
+    if (gone_[static_cast<std::size_t>(r)] || r == rank) continue;
+    for (int dist : left.distances_from(r)) diameter = std::max(diameter, dist);
+  }
+  log().warn("round {}: nothing from {} for {} ms: it is gone", round, peer_name(rank),
+             options_.timeout.count());
+  learn_departure(rank, round + (static_cast<std::uint64_t>(diameter) + 2) * exchange_interval_,
+                  rank_);
+}
+
+void FramedTransport::learn_departure(int rank, std::uint64_t at_round, int told_by) {
+  const auto who = [&] { return told_by == rank_ ? std::string("this peer") : peer_name(told_by); };
+  if (rank == rank_) {
+    fail(fmt::format(
+        "rank {}: {} took this peer for gone from round {} (nothing came from it for the "
+        "timeout); the run goes on without it",
+        rank_, who(), at_round));
+  }
+  auto known = std::find_if(departures_.begin(), departures_.end(),
+                            [&](const Departure& d) { return d.rank == rank; });
+  if (known != departures_.end() && known->round <= at_round) return;
+  // The weights of the round in progress, or between calls of the next exchange round too, may
+  // be in use already.
+  const std::uint64_t now = latest_round_.value_or(0);
+  const std::uint64_t mixed = latest_round_ ? now + (exchanging_ ? 0 : exchange_interval_) : 0;
+  if (at_round <= mixed) {
+    fail(fmt::format(
+        "rank {}: {} says {} is gone from round {}, but this peer is at round {} already: the "
+        "remaining peers would mix with different weights",
+        rank_, who(), peer_name(rank), at_round, now));
+  }
+  if (known != departures_.end()) {
+    known->round = at_round;
+  } else {
+    departures_.push_back({rank, at_round});
+    gone_[static_cast<std::size_t>(rank)] = 1;
+  }
+  log().warn("{} is gone from the run from round {} on (heard from {})", peer_name(rank), at_round,
+             who());
+  for (int j : neighbors_) {
+    if (!gone_[static_cast<std::size_t>(j)] && j != told_by)
+      queue_control(j, {ControlType::leave, static_cast<std::uint32_t>(rank), at_round});
+  }
+  std::vector<int> gone;
+  for (const Departure& d : departures_) gone.push_back(d.rank);
+  std::vector<std::string> parts;
+  for (const auto& c : graph_.without(gone).components()) {
+    if (c.size() == 1 && gone_[static_cast<std::size_t>(c.front())]) continue;
+    parts.push_back(fmt::format("{{{}}}", fmt::join(c, ", ")));
+  }
+  if (parts.size() > 1) {
+    // Tell the others first: each of them fails with this message instead of timing out on us.
+    try {
+      flush_control();
+    } catch (const TransportError&) {
+      // Best effort: the message below is what matters.
+    }
+    fail(fmt::format(
+        "rank {}: without peer{} {} the graph falls apart into {} components: {}; stopping", rank_,
+        gone.size() > 1 ? "s" : "", fmt::join(gone, ", "), parts.size(), fmt::join(parts, " ")));
+  }
+  if (!exchanging_) drop_departed_from_lists();
+}
+
+void FramedTransport::queue_control(int to, const Control& c) {
+  control_out_.push_back({to, encode_control(c)});
+}
+
+void FramedTransport::flush_control() {
+  std::size_t done = 0;
+  for (; done < control_out_.size(); ++done) {
+    const QueuedControl& q = control_out_[done];
+    const std::uint64_t now = send_time();
+    if (!send_frame(FrameKind::control, q.to, 0, 0, q.bytes, {now, now})) break;
+  }
+  control_out_.erase(control_out_.begin(),
+                     control_out_.begin() + static_cast<std::ptrdiff_t>(done));
+}
+
+void FramedTransport::send_alive(std::uint64_t round) {
+  const auto now = Clock::now();
+  if (now - last_alive_ < options_.timeout / 4) return;
+  last_alive_ = now;
+  for (int j : neighbors_) {
+    if (!gone_[static_cast<std::size_t>(j)])
+      queue_control(j, {ControlType::alive, static_cast<std::uint32_t>(rank_), round});
+  }
+}
+
+void FramedTransport::drop_departed_from_lists() {
+  auto gone = [&](int r) { return gone_[static_cast<std::size_t>(r)] != 0; };
+  for (auto& v : send_to_) std::erase_if(v, gone);
+  for (auto& v : receive_from_) std::erase_if(v, gone);
 }
 
 void FramedTransport::request_stop(std::uint64_t before_round) {
@@ -890,6 +1021,16 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     });
   }
   held_.clear();
+  const bool elastic = continues_after_peer_loss();
+  if (elastic) {
+    drop_departed_from_lists();
+    flush_control();  // leave notices go out before this round's messages
+  }
+  exchanging_ = true;
+  struct Leaving {
+    bool& flag;
+    ~Leaving() { flag = false; }
+  } leaving{exchanging_};
   // On a static topology both are the neighbours; on a time-varying one, we send to this round's
   // receivers and receive from the senders of the round received (an overlapped exchange
   // receives the messages sent exchange_lag exchanges earlier, under that round's schedule).
@@ -916,9 +1057,29 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
   const std::uint64_t sent_at = send_time();
   // Paced sends go when their credit comes; the model sends them all now, as eager ones.
   const Passage up = through_uplink(sent_at, n_to, payload.size());
-  const auto deadline = Clock::now() + options_.timeout;
+  const auto started = Clock::now();
+  // With continue_run a neighbour that is silent for the timeout is lost (below), one that waits
+  // says so (send_alive): the call only fails when stuck for much longer.
+  const auto deadline = started + (elastic ? 4 : 1) * options_.timeout;
   for (;;) {
     blocked.clear();
+    if (elastic) {
+      // A neighbour found gone (here, or by a neighbour's notice) is neither sent to nor waited
+      // for.
+      for (std::size_t k = 0; k < n_from; ++k) {
+        if (!got[k] && gone_[static_cast<std::size_t>(from[k])]) {
+          got[k] = 1;
+          ++n_got;
+        }
+      }
+      for (std::size_t k = 0; k < n_to; ++k) {
+        if (!sent[k] && gone_[static_cast<std::size_t>(to[k])]) {
+          sent[k] = 1;
+          ++n_sent;
+        }
+      }
+      flush_control();
+    }
     for (std::size_t k = 0; k < n_to; ++k) {
       if (sent[k]) continue;
       const int j = to[k];
@@ -994,6 +1155,28 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
       return got[k] ||
              (asked[k] && pending_.contains(Key{FrameKind::exchange, *receive, 0u, from[k]}));
     };
+    if (elastic) {
+      const auto now = Clock::now();
+      const auto silent = [&](int r) {
+        return now >=
+               std::max(started, last_heard_[static_cast<std::size_t>(r)]) + options_.timeout;
+      };
+      bool lost = false;
+      for (std::size_t k = 0; k < n_from && !lost; ++k) {
+        if (!arrived(k) && silent(from[k])) {
+          detect_loss(from[k], round);
+          lost = true;
+        }
+      }
+      for (std::size_t k = 0; k < n_to && !lost; ++k) {
+        if (!sent[k] && silent(to[k])) {
+          detect_loss(to[k], round);
+          lost = true;
+        }
+      }
+      if (lost) continue;
+      if (now - started >= options_.timeout / 4) send_alive(round);
+    }
     if (Clock::now() >= deadline) {
       for (std::size_t k = 0; k < n_from; ++k) {
         if (!arrived(k)) {
@@ -1023,6 +1206,8 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     if (next_ready != UINT64_MAX) {
       until = Clock::now() >= deadline ? from_ns(next_ready) : std::min(until, from_ns(next_ready));
     }
+    // Wake up to look for silent neighbours and to say that we wait.
+    if (elastic) until = std::min(until, Clock::now() + options_.timeout / 8);
     if (auto in = wait_inbound(polled(until), blocked)) accept(std::move(*in));
     poll();
   }
@@ -1030,6 +1215,10 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
   if (auto held = wait_released(deadline); !held.empty()) {
     fail(fmt::format("rank {}: round {}: message to {} not delivered within {} ms", rank_, round,
                      peer_name(held.front()), options_.timeout.count()));
+  }
+  if (elastic) {
+    exchanging_ = false;
+    drop_departed_from_lists();
   }
   if (replay) return;
   last_exchange_ = round;

@@ -4,6 +4,7 @@
 // frame that fails a check dropped and counted), deadlines, link emulation and counters. Backends
 // (ZeroMQ, in-process) supply four primitives: try_send, wait_inbound, wait_released and abort.
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -66,6 +67,10 @@ class FramedTransport : public Transport {
   std::uint64_t exchange_interval() const override { return exchange_interval_; }
   std::uint64_t exchange_lag() const override { return options_.exchange_lag; }
   VirtualClock* virtual_clock() const override { return clock_ ? &*clock_ : nullptr; }
+  bool continues_after_peer_loss() const override {
+    return options_.on_peer_loss == PeerLoss::continue_run;
+  }
+  std::span<const Departure> departures() const override { return departures_; }
 
   const std::vector<std::span<const std::byte>>& exchange(
       std::uint64_t round, std::span<const std::byte> payload) override;
@@ -245,6 +250,23 @@ class FramedTransport : public Transport {
   // last one of `lane` in `last` (posted_ or collected_).
   void check_direct(const char* call, std::uint64_t round, std::uint32_t lane,
                     const std::map<std::uint32_t, std::uint64_t>& last) const;
+  // Peer loss (on_peer_loss = continue_run; docs/transport.md "Peers that leave").
+  // A neighbour silent past the timeout in the exchange of `round`: gone from r* = round + (D + 2)
+  // exchanges, D the diameter of the graph left.
+  void detect_loss(int rank, std::uint64_t round);
+  // Takes a departure (detected here or announced by a neighbour): forwards it to the remaining
+  // neighbours, adopts the smaller r* of two announcements, and fails when it comes too late to be
+  // agreed, names this peer, or leaves the graph disconnected (naming the components).
+  void learn_departure(int rank, std::uint64_t at_round, int told_by);
+  // Queues one control frame for `to`; sent by flush_control(), in order, before any later frame
+  // of ours to it.
+  void queue_control(int to, const Control& c);
+  void flush_control();
+  // Sends `alive` to the remaining neighbours while a call has been waiting a quarter timeout.
+  void send_alive(std::uint64_t round);
+  // Removes departed ranks from send_to_/receive_from_ (not while an exchange holds them).
+  void drop_departed_from_lists();
+
   // Start of an exchange or ring call of `round`: raises latest_round_; the first call checks
   // the frames and credits kept during the handshake, before any round was known.
   void enter_round(std::uint64_t round);
@@ -309,6 +331,19 @@ class FramedTransport : public Transport {
   std::optional<std::uint64_t> stop_round_;  // smallest stop round requested or heard
   std::uint64_t exchange_interval_ = 1;      // TransportOptions::exchange_interval
   std::uint64_t send_batch_ = 0;
+  // Peer loss: the graph (to recompute the remaining one), the departures known, per rank whether
+  // it is gone and when its last frame came, control frames not yet queued, the last alive sent.
+  topology::Graph graph_;
+  std::vector<Departure> departures_;
+  std::vector<char> gone_;
+  std::vector<Clock::time_point> last_heard_;
+  struct QueuedControl {
+    int to;
+    std::array<std::byte, kControlSize> bytes;
+  };
+  std::vector<QueuedControl> control_out_;
+  Clock::time_point last_alive_{};
+  bool exchanging_ = false;  // inside exchange_impl: send_to_/receive_from_ are in use
   bool failed_ = false;
   std::string first_error_;
 };

@@ -36,6 +36,13 @@ struct TrafficCounters {
 
 class VirtualClock;
 
+// A peer gone from the run (TransportOptions::on_peer_loss = continue_run): from round `round`
+// (r*) on, every remaining peer mixes with Metropolis-Hastings weights on the graph without it.
+struct Departure {
+  int rank = -1;
+  std::uint64_t round = 0;
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -145,6 +152,18 @@ class Transport {
   // an algorithm with local steps H exchanges in rounds H − 1, 2H − 1, ...); 1 for transports
   // that do not know. Algorithm checks it equals its local steps.
   virtual std::uint64_t exchange_interval() const { return 1; }
+
+  // Peer loss (TransportOptions::on_peer_loss, docs/transport.md "Peers that leave").
+  // Whether a lost neighbour is mixed out instead of ending the run.
+  virtual bool continues_after_peer_loss() const { return false; }
+  // The departures this peer knows of, in the order it learned them; rounds are the agreed r*,
+  // at least two exchanges after the round in which the peer learned of it. From the call in which
+  // a peer learns of a departure, send_to and receive_from leave the rank out (the rounds before
+  // r* mix with the old weights, the lost neighbour's weight added to the peer's own); an exchange
+  // call that is waiting when it learns that a neighbour is gone skips that neighbour's message:
+  // exchange_each does not call on_message for it, exchange() returns an empty view for it.
+  // A loss that leaves the remaining graph disconnected is a TransportError naming the components.
+  virtual std::span<const Departure> departures() const { return {}; }
 
   // Overlapped exchanges (an algorithm with staleness τ, docs/transport.md "Overlapped
   // exchanges"): the message a peer sends in exchange e is consumed by its neighbours in exchange

@@ -12,10 +12,19 @@
 
 namespace gossip::net {
 
+// What a neighbour that goes silent past the timeout does to the run (docs/transport.md, "Peers
+// that leave"). stop: the call fails with a TransportError naming it (the default).
+// continue_run: the remaining peers agree on the round from which it is gone and mix without it.
+enum class PeerLoss : std::uint8_t { stop, continue_run };
+
 struct TransportOptions {
   // A neighbour whose message of the current round has not arrived this long after the call
   // started ends the run with a TransportError naming it.
   std::chrono::milliseconds timeout{30000};
+  // With continue_run a neighbour is lost once nothing at all came from it for `timeout` (a
+  // waiting peer tells its neighbours it is alive); static topologies, no receive window, no
+  // exchange lag.
+  PeerLoss on_peer_loss = PeerLoss::stop;
   // How long the start-up handshake waits for every linked peer (they start at different times).
   std::chrono::milliseconds connect_timeout{60000};
   // Asked a few times a second while the start-up handshake waits; true (the user pressed Ctrl-C)

@@ -346,7 +346,9 @@ bool ZmqTransport::try_send(int to, const HeaderBytes& header, std::span<const s
   auto sent = d.send(head, zmq::send_flags::sndmore | zmq::send_flags::dontwait);
   if (!sent) return false;  // at the high-water mark: nothing was queued
   zmq::message_t body;
-  if (payload.size() >= options().zero_copy_min_bytes) {
+  // Zero-copy only while a lost peer ends the run: with on_peer_loss = continue a message queued
+  // for a peer that is gone would hold the caller's buffer for as long as its pipe lives.
+  if (payload.size() >= options().zero_copy_min_bytes && !continues_after_peer_loss()) {
     // libzmq reads the caller's buffer until on_release runs; transfer() waits for that, and an
     // exception out of the call aborts the transport first (FramedTransport::CallGuard). Counted
     // once the message owns the buffer: a rebuild that throws registered no release.

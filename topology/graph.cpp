@@ -63,6 +63,41 @@ std::vector<int> Graph::distances_from(int src) const {
   return dist;
 }
 
+std::vector<std::vector<int>> Graph::components() const {
+  std::vector<int> label(adj_.size(), -1);
+  std::vector<std::vector<int>> out;
+  std::vector<int> stack;
+  for (int s = 0; s < size(); ++s) {
+    if (label[static_cast<std::size_t>(s)] >= 0) continue;
+    const int id = static_cast<int>(out.size());
+    auto& members = out.emplace_back();
+    stack.push_back(s);
+    label[static_cast<std::size_t>(s)] = id;
+    while (!stack.empty()) {
+      const int v = stack.back();
+      stack.pop_back();
+      members.push_back(v);
+      for (int u : neighbors(v)) {
+        if (label[static_cast<std::size_t>(u)] < 0) {
+          label[static_cast<std::size_t>(u)] = id;
+          stack.push_back(u);
+        }
+      }
+    }
+    std::sort(members.begin(), members.end());
+  }
+  return out;
+}
+
+Graph Graph::without(std::span<const int> gone) const {
+  Graph g(size());
+  auto is_gone = [&](int r) { return std::find(gone.begin(), gone.end(), r) != gone.end(); };
+  for (auto [a, b] : edges()) {
+    if (!is_gone(a) && !is_gone(b)) g.add_edge(a, b);
+  }
+  return g;
+}
+
 std::vector<int> Graph::component_sizes() const {
   std::vector<int> label(adj_.size(), -1);
   std::vector<int> sizes;

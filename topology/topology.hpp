@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -69,6 +70,11 @@ class Graph {
   // Sizes of the connected components, largest first.
   std::vector<int> component_sizes() const;
   bool connected() const { return component_sizes().size() <= 1; }
+  // The connected components, each ascending, ordered by their smallest rank.
+  std::vector<std::vector<int>> components() const;
+  // The same graph without the edges of the ranks in `gone` (they stay, as isolated ranks): what
+  // is left when those peers leave a run (transport.on_peer_loss = "continue").
+  Graph without(std::span<const int> gone) const;
   // Connected with n − 1 edges: no cycles (RelaySum's requirement).
   bool is_tree() const {
     return edge_count() + 1 == static_cast<std::size_t>(size()) && connected();

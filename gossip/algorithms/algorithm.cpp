@@ -337,6 +337,7 @@ void Algorithm::apply_direction() {
 
 void Algorithm::begin_round() {
   last_ = RoundStats{};
+  if (communicates(round_)) before_exchange();
 }
 
 void Algorithm::end_round(const net::TrafficCounters& before) {
@@ -484,6 +485,13 @@ std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Tr
     check_codec(algorithm, config.codec);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(fmt::format("codec {}", e.what()));
+  }
+  if (transport.continues_after_peer_loss()) {
+    try {
+      check_peer_loss(algorithm);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(fmt::format("on_peer_loss {}", e.what()));
+    }
   }
   // A tree is checked by the algorithm itself, which can say what is wrong with the graph.
   if (algorithm.topology != TopologyNeed::peers && algorithm.topology != TopologyNeed::all_pairs)
@@ -635,6 +643,51 @@ GossipAlgorithm::GossipAlgorithm(const AlgorithmConfig& config, net::Transport& 
     for (int j : topology.receive_from(rank_, t))
       row.push_back(static_cast<float>(topology::row_weight(w, rank_, j)));
   }
+  // Kept to re-weigh after a peer loss (static topologies only: the transport refuses the rest).
+  if (transport.continues_after_peer_loss()) {
+    graph_ = topology.graph;
+    base_row_ = topology.W.at(static_cast<std::size_t>(rank_));
+  }
+}
+
+void GossipAlgorithm::before_exchange() {
+  if (!transport_.continues_after_peer_loss()) return;
+  const auto departures = transport_.departures();
+  std::vector<int> effective;
+  for (const net::Departure& d : departures)
+    if (d.round <= round_) effective.push_back(d.rank);
+  const auto from = transport_.receive_from(round_);
+  if (departures.size() == known_departures_ && effective.size() == effective_departures_ &&
+      from.size() == weights_[0].size())
+    return;
+  known_departures_ = departures.size();
+  effective_departures_ = effective.size();
+  // Before r* the old row (topology W) without the peers found gone, their weight on our own
+  // model; from r* on Metropolis-Hastings on the graph left: symmetric, so doubly stochastic.
+  const topology::Graph left = graph_.without(effective);
+  auto weight = [&](int j) {
+    if (effective.empty()) {
+      for (const topology::Neighbor& nb : base_row_)
+        if (nb.rank == j) return nb.weight;
+      return 0.0;
+    }
+    return 1.0 / (1.0 + static_cast<double>(std::max(left.degree(rank_), left.degree(j))));
+  };
+  double sum = 0.0;
+  weights_[0].clear();
+  for (int j : from) {
+    const double w = weight(j);
+    sum += w;
+    weights_[0].push_back(static_cast<float>(w));
+  }
+  self_weights_[0] = static_cast<float>(1.0 - sum);
+}
+
+void GossipAlgorithm::fold_missing(float scale, std::span<float> y) {
+  if (!transport_.continues_after_peer_loss()) return;  // a missing message was an error
+  const std::vector<float>& weights = round_weights();
+  for (std::size_t k = 0; k < weights.size(); ++k)
+    if (!delivered_[k]) accumulate_own(scale * weights[k], y);
 }
 
 void GossipAlgorithm::require_consensus_step(const AlgorithmConfig& config, std::string_view what) {
@@ -681,8 +734,10 @@ void GossipAlgorithm::exchange_accumulate_from(std::optional<std::uint64_t> rece
   // An overlapped exchange mixes in the messages of the round received, with that round's W (on a
   // time-varying topology, another phase's), so every message keeps its column's weights.
   const std::vector<float>& weights = receive ? weights_at(*receive) : round_weights();
+  delivered_.assign(weights.size(), 0);
   auto on_message = [&](std::size_t k, std::span<const std::byte> message) {
     const auto start = Clock::now();
+    delivered_[k] = 1;
     decode_from(k, [&] { codec_->decode_accumulate(message, scale * weights[k], y); });
     decode_s += std::chrono::duration<double>(Clock::now() - start).count();
   };
@@ -691,6 +746,7 @@ void GossipAlgorithm::exchange_accumulate_from(std::optional<std::uint64_t> rece
   } else {
     transport_.exchange_lagged(round_, codec_->message(), receive, on_message);
   }
+  if (receive) fold_missing(scale, y);  // a call that only sends delivers nothing
   const double total = seconds_since(mark);
   last_.decode_s += decode_s;
   last_.wait_s += total - decode_s;
@@ -746,9 +802,13 @@ void GossipAlgorithm::accumulate_neighbors(const std::vector<std::span<const std
                                            float scale, std::span<float> y) {
   Clock::time_point mark = Clock::now();
   const std::vector<float>& weights = round_weights();
+  delivered_.assign(weights.size(), 0);
   for (std::size_t k = 0; k < messages.size(); ++k) {
+    if (messages[k].empty()) continue;  // the neighbour is gone (Transport::departures)
+    delivered_[k] = 1;
     decode_from(k, [&] { codec_->decode_accumulate(messages[k], scale * weights[k], y); });
   }
+  fold_missing(scale, y);
   last_.decode_s += seconds_since(mark);
 }
 

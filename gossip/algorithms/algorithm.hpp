@@ -223,6 +223,9 @@ class Algorithm {
   // Called at the end of a successful load(): overlapped D-PSGD re-sends its messages that were in
   // flight when the state was saved.
   virtual void after_load() {}
+  // Called at the start of a communication round, before the rule: the gossip algorithms
+  // re-weigh here after a peer loss (Transport::departures).
+  virtual void before_exchange() {}
 
   // Allocates one model-sized buffer in the space and counts it.
   Buffer model_buffer(float fill = 0.0f);

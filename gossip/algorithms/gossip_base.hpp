@@ -71,6 +71,15 @@ class GossipAlgorithm : public Algorithm {
   }
   [[noreturn]] void neighbor_message_error(std::size_t k, const kernels::WireError& e) const;
 
+  // After a peer loss (Transport::departures; static topologies): the row of W follows the
+  // transport's receive_from, the old weights before the agreed round r* (a lost neighbour's
+  // weight added to W_ii), Metropolis-Hastings weights on the graph left from r* on.
+  void before_exchange() override;
+  // y += scale * W_ik * C(own message) for every neighbour k whose message the last exchange did
+  // not deliver because it is gone: its weight goes to our own message (the row stays stochastic,
+  // W symmetric). Nothing without a loss.
+  void fold_missing(float scale, std::span<float> y);
+
   // W_ii of this round (the same every round on a static topology).
   float self_weight() const { return self_weights_[phase() % self_weights_.size()]; }
   // The codec sends fp32 unchanged (spec "identity", however the config spelled it).
@@ -100,6 +109,12 @@ class GossipAlgorithm : public Algorithm {
   std::vector<std::vector<float>> weights_;
   std::vector<float> self_weights_;
   std::vector<std::span<const std::byte>> no_messages_;  // returned when there are no neighbours
+  // Peer loss: the graph and our row of W as made, the departures taken into the weights, and
+  // which messages the last exchange delivered.
+  topology::Graph graph_;
+  std::vector<topology::Neighbor> base_row_;
+  std::size_t known_departures_ = 0, effective_departures_ = 0;
+  std::vector<char> delivered_;
 };
 
 // Checks that the topology can drive a gossip algorithm over this transport: same n, the

@@ -51,10 +51,11 @@ constexpr std::array kDoubleSqueezeAliases = {"double-squeeze"sv};
 const std::array<AlgorithmInfo, 9> kRegistry = {{
     {"dpsgd", kDpsgdAliases, detail::make_dpsgd, false, CodecRule::lossless,
      TopologyNeed::symmetric_w, true, false, true, true, nullptr,
-     "D-PSGD (Lian et al. 2017): x_i <- sum_j W_ij x_j - lr g_i; sends the model"},
+     "D-PSGD (Lian et al. 2017): x_i <- sum_j W_ij x_j - lr g_i; sends the model", ""},
     {"dcd-psgd", kDcdAliases, detail::make_dcd_psgd, false, CodecRule::any,
      TopologyNeed::symmetric_w, false, false, false, true, nullptr,
-     "DCD-PSGD (Tang et al. 2018): sends the compressed change of the model"},
+     "DCD-PSGD (Tang et al. 2018): sends the compressed change of the model",
+     "its replicas of the neighbours' models are built from both ends of each edge since round 0"},
     {"deepsqueeze",
      {},
      detail::make_deep_squeeze,
@@ -66,25 +67,34 @@ const std::array<AlgorithmInfo, 9> kRegistry = {{
      false,
      true,
      nullptr,
-     "DeepSqueeze (Tang et al. 2019): error-compensated compression, consensus step eta"},
+     "DeepSqueeze (Tang et al. 2019): error-compensated compression, consensus step eta",
+     ""},
     {"choco-sgd", kChocoAliases, detail::make_choco_sgd, true, CodecRule::any,
      TopologyNeed::symmetric_w, false, false, false, true, nullptr,
-     "CHOCO-SGD (Koloskova et al. 2019): compressed public copies, consensus step gamma_c"},
+     "CHOCO-SGD (Koloskova et al. 2019): compressed public copies, consensus step gamma_c",
+     "it keeps s_i = sum_j W_ij xhat_j as a running sum, not the copies xhat_j that a new W would "
+     "need"},
     {"d2", kD2Aliases, detail::make_d2, false, CodecRule::lossless, TopologyNeed::symmetric_w,
      false, false, false, true, nullptr,
-     "D2 / exact diffusion (Tang et al. 2018): corrects for heterogeneous data"},
+     "D2 / exact diffusion (Tang et al. 2018): corrects for heterogeneous data",
+     "its correction carries the last round's mixing (W (2 x_t - x_{t-1} ...)), derived for one "
+     "fixed W"},
     {"relaysum", kRelaysumAliases, detail::make_relaysum, false, CodecRule::any, TopologyNeed::tree,
      false, false, false, true, nullptr,
-     "RelaySGD (Vogels et al. 2021): relays sums along a tree, exact average with delays"},
+     "RelaySGD (Vogels et al. 2021): relays sums along a tree, exact average with delays",
+     "its relayed sums follow one fixed tree, which a lost peer cuts"},
     {"allreduce", kAllreduceAliases, detail::make_allreduce_sgd, false, CodecRule::identity,
      TopologyNeed::peers, true, true, false, true, nullptr,
-     "C-PSGD: ring all-reduce of the gradients, every model identical"},
+     "C-PSGD: ring all-reduce of the gradients, every model identical",
+     "it sums over a ring of all n peers, which cannot lose one"},
     {"dga", kDgaAliases, detail::make_dga, false, CodecRule::identity, TopologyNeed::all_pairs,
      true, true, false, false, nullptr,
-     "DGA (Zhu et al. 2021): all-reduce of round t applied in round t + delay, while computing"},
+     "DGA (Zhu et al. 2021): all-reduce of round t applied in round t + delay, while computing",
+     "each rank sums one chunk of every peer's direction, which a lost peer takes away"},
     {"doublesqueeze", kDoubleSqueezeAliases, detail::make_double_squeeze, false, CodecRule::any,
      TopologyNeed::all_pairs, true, true, false, false, detail::double_squeeze_payload,
-     "DoubleSqueeze (Tang et al. 2019): compressed all-reduce, error feedback on both sides"},
+     "DoubleSqueeze (Tang et al. 2019): compressed all-reduce, error feedback on both sides",
+     "each rank sums one chunk of every peer's direction, which a lost peer takes away"},
 }};
 
 std::string all_aliases() {
@@ -164,6 +174,17 @@ void check_codec(const AlgorithmInfo& algorithm, std::string_view spec) {
       throw std::invalid_argument(fmt::format(
           "is \"{}\", but {} sums fp32 gradients: set it to \"identity\"", spec, algorithm.name));
   }
+}
+
+void check_peer_loss(const AlgorithmInfo& algorithm) {
+  if (algorithm.peer_loss_refusal.empty()) return;
+  std::vector<std::string_view> can;
+  for (const AlgorithmInfo& a : kRegistry)
+    if (a.peer_loss_refusal.empty()) can.push_back(a.name);
+  throw std::invalid_argument(fmt::format(
+      "= \"continue\" needs an algorithm that follows the weights changing when a peer is lost; "
+      "{} cannot: {}. Use \"stop\", or {}",
+      algorithm.name, algorithm.peer_loss_refusal, fmt::join(can, ", ")));
 }
 
 void check_staleness(const AlgorithmInfo& algorithm, std::uint32_t staleness) {

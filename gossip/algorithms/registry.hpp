@@ -54,6 +54,10 @@ struct AlgorithmInfo {
   bool local_steps;              // takes AlgorithmConfig::local_steps > 1
   PayloadFn payload;             // nullptr: one codec message of the model, or an fp32 ring chunk
   std::string_view description;  // one line, for help texts
+  // Why its state cannot follow a W that changes mid-run, when a peer is lost and the others mix
+  // with Metropolis-Hastings weights without it (transport.on_peer_loss = "continue"); "" when
+  // it can: its rule reads W afresh every round and keeps no per-edge state.
+  std::string_view peer_loss_refusal;
 };
 
 // Every algorithm, in the order help texts list them.
@@ -76,6 +80,10 @@ void fit_transport_options(const AlgorithmConfig& config, net::TransportOptions&
 // Throws std::invalid_argument (naming the algorithm, the codec and the rule) unless the codec
 // spec is allowed by the row. `spec` must parse (kernels::parse_spec).
 void check_codec(const AlgorithmInfo& algorithm, std::string_view spec);
+// Throws std::invalid_argument (naming the algorithm, why, and the algorithms that can) when the
+// row cannot follow a changed W (peer_loss_refusal). The message starts "= \"continue\"": the
+// caller names the setting.
+void check_peer_loss(const AlgorithmInfo& algorithm);
 // Throws std::invalid_argument (naming the algorithm, why, and the algorithms that do) unless
 // staleness is 0 or the row accepts a stale rule. The message starts "= τ": the caller names
 // the setting.

@@ -82,6 +82,8 @@ const Key kKeys[] = {
     {"data.train_limit", &RunConfig::train_limit, "use the first N training rows (0: all)"},
     {"data.test_limit", &RunConfig::test_limit, "use the first N test rows (0: all)"},
     {"transport.timeout_s", &RunConfig::timeout_s, "a silent neighbour ends the run after this"},
+    {"transport.on_peer_loss", &RunConfig::on_peer_loss,
+     "stop, or continue: the others mix without a neighbour silent past the timeout"},
     {"transport.connect_timeout_s", &RunConfig::connect_timeout_s, "start-up handshake limit"},
     {"transport.latency_ms", &RunConfig::latency_ms, "emulated latency per message"},
     {"transport.bandwidth_mbit", &RunConfig::bandwidth_mbit, "emulated bandwidth per link"},
@@ -314,6 +316,24 @@ void check_values(const RunConfig& c, Where where) {
     algorithms::check_staleness(*algorithm, static_cast<std::uint32_t>(c.staleness));
   } catch (const std::invalid_argument& e) {
     fail("algorithm.staleness", e.what());
+  }
+  one_of("transport.on_peer_loss", c.on_peer_loss, {"stop", "continue"});
+  if (c.on_peer_loss == "continue") {
+    try {
+      algorithms::check_peer_loss(*algorithm);
+    } catch (const std::invalid_argument& e) {
+      fail("transport.on_peer_loss", e.what());
+    }
+    if (c.staleness > 0)
+      fail("transport.on_peer_loss",
+           fmt::format("= \"continue\" cannot run with algorithm.staleness = {}: a lost peer's "
+                       "messages would stay in flight; use staleness 0 or \"stop\"",
+                       c.staleness));
+    if (c.receive_window > 0)
+      fail("transport.on_peer_loss",
+           fmt::format("= \"continue\" cannot run with transport.receive_window = {}: a credit "
+                       "would wait for a lost peer; use receive_window 0 or \"stop\"",
+                       c.receive_window));
   }
   if (c.delay != 0 && algorithm->name != "dga")
     fail("algorithm.delay",

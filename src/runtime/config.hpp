@@ -87,6 +87,9 @@ struct RunConfig {
   // Virtual time only: each round's work counts as this many milliseconds instead of the peer
   // thread's measured CPU time (a faster device); 0: measured.
   double compute_ms_per_round = 0.0;
+  // "stop": a neighbour silent past timeout_s ends the run; "continue": the remaining peers agree
+  // on the round from which it is gone and mix without it (docs/transport.md, "Peers that leave").
+  std::string on_peer_loss = "stop";
   int receive_window = 0;  // neighbour messages in flight per peer; 0: all at once
   int io_threads = 1;      // libzmq I/O threads of this peer (CURVE encrypts in them)
   // This peer's CURVE secret key file ("{rank}" becomes the rank); "" : GOSSIP_SECRET_KEY_FILE,

@@ -72,6 +72,7 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.virtual_time = c.clock == "virtual";
   o.virtual_cpu = c.compute_ms_per_round == 0;
   o.receive_window = c.receive_window;
+  o.on_peer_loss = c.on_peer_loss == "continue" ? net::PeerLoss::continue_run : net::PeerLoss::stop;
   o.io_threads = c.io_threads;
   // The lag, exchange interval, links and direct lag the algorithm needs, from its registry row.
   algorithms::fit_transport_options(algorithm_config(c, {}), o);

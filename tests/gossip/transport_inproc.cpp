@@ -160,6 +160,8 @@ TEST_CASE("inproc: every kind of bad frame is dropped and counted once, and the 
          reseal(hb);
          b.as(1).post_header(hb, body);
        }},
+      {"a control frame while a peer loss stops the run", DropReason::bad_control, 1,
+       [&](Bench& b) { b.as(1).post(FrameKind::control, 0, 0, pattern(1, 0, 16), b.session); }},
       {"length in the header is not what arrived", DropReason::bad_length, 1,
        [&](Bench& b) {
          b.as(1).post_header(b.as(1).header(FrameKind::exchange, 0, 0, 1000, b.session), body);

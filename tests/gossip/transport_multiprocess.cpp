@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -102,14 +103,16 @@ std::vector<Outcome> run_all(const std::vector<std::vector<std::string>>& argvs,
   return out;
 }
 
-std::vector<std::string> peer_args(const TempDir& dir, int rank, int rounds, int die_after) {
-  return {"--spec",       "ring:4",
-          "--endpoint",   "ipc://" + (dir.path / "p{rank}").string(),
-          "--rank",       std::to_string(rank),
-          "--rounds",     std::to_string(rounds),
-          "--timeout-ms", "1000",
-          "--bytes",      "200000",
-          "--die-after",  std::to_string(die_after)};
+std::vector<std::string> peer_args(const TempDir& dir, int rank, int rounds, int die_after,
+                                   const std::string& on_loss = "stop") {
+  return {"--on-peer-loss", on_loss,
+          "--spec",         "ring:4",
+          "--endpoint",     "ipc://" + (dir.path / "p{rank}").string(),
+          "--rank",         std::to_string(rank),
+          "--rounds",       std::to_string(rounds),
+          "--timeout-ms",   "1000",
+          "--bytes",        "200000",
+          "--die-after",    std::to_string(die_after)};
 }
 
 }  // namespace
@@ -145,4 +148,27 @@ TEST_CASE("multi-process: a peer killed mid-run makes its neighbours fail naming
   // Rank 0 is not next to rank 2: it fails too (its neighbours stop), non-zero, not hung.
   CAPTURE(out[0].err);
   CHECK(out[0].status == 3);
+}
+
+TEST_CASE("multi-process: with on_peer_loss = continue the others finish without a killed peer") {
+  TempDir dir;
+  std::vector<std::vector<std::string>> argvs;
+  for (int r = 0; r < 4; ++r) argvs.push_back(peer_args(dir, r, 30, r == 2 ? 3 : -1, "continue"));
+  const auto out = run_all(argvs, dir.path, 40);
+  CHECK(out[2].status == 128 + SIGKILL);
+  std::set<std::string> agreed;
+  for (int r : {0, 1, 3}) {
+    CAPTURE(r);
+    const auto& e = out[static_cast<std::size_t>(r)].err;
+    CAPTURE(e);
+    CHECK(out[static_cast<std::size_t>(r)].status == 0);
+    const auto at = e.find("departed 2 from round ");
+    REQUIRE(at != std::string::npos);
+    agreed.insert(e.substr(at, e.find('\n', at) - at));
+  }
+  // One r* for all: found gone in round 4 (it died after round 3; 3 if its last frames were lost),
+  // plus the diameter 2 of the path 1-0-3, plus 2.
+  CHECK(agreed.size() == 1);
+  const std::string line = *agreed.begin();
+  CHECK((line.ends_with("round 8") || line.ends_with("round 7")));
 }

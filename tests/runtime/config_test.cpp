@@ -321,6 +321,34 @@ TEST_CASE("algorithm.staleness: default 0 leaves the hashes as they were; errors
                "algorithm.staleness = 2 cannot be paced by transport.receive_window = 1");
 }
 
+TEST_CASE("transport.on_peer_loss: stop or continue, continue only where the state follows W") {
+  CHECK(parse_run_config(kBase, "run.toml").on_peer_loss == "stop");
+  const std::string deep = kBase + "[algorithm]\nname = \"deepsqueeze\"\n";
+  const auto c = parse_run_config(deep + "[transport]\non_peer_loss = \"continue\"\n", "run.toml");
+  CHECK(transport_options(c, 0).on_peer_loss == gossip::net::PeerLoss::continue_run);
+  CHECK(transport_options(parse_run_config(deep, "run.toml"), 0).on_peer_loss ==
+        gossip::net::PeerLoss::stop);
+  // A local key, as the other transport keys: the hashes do not see it.
+  CHECK(c.hash(RunConfig::Scope::peers) ==
+        parse_run_config(deep, "run.toml").hash(RunConfig::Scope::peers));
+  expect_error(kBase + "[transport]\non_peer_loss = \"retry\"\n",
+               "run.toml:4: transport.on_peer_loss is 'retry'; allowed: stop, continue");
+  // The registry row says why (CHOCO-SGD keeps a running sum over W) and who can.
+  expect_error(
+      kBase + "[algorithm]\nname = \"choco-sgd\"\n[transport]\non_peer_loss = \"continue\"\n",
+      "transport.on_peer_loss = \"continue\" needs an algorithm that follows the weights "
+      "changing when a peer is lost; choco-sgd cannot: it keeps s_i");
+  expect_error(
+      kBase + "[algorithm]\nname = \"allreduce\"\n[transport]\non_peer_loss = \"continue\"\n",
+      "Use \"stop\", or dpsgd, deepsqueeze");
+  expect_error(kBase +
+                   "[algorithm]\nname = \"dpsgd\"\nstaleness = 1\n[transport]\n"
+                   "on_peer_loss = \"continue\"\n",
+               "cannot run with algorithm.staleness = 1");
+  expect_error(deep + "[transport]\non_peer_loss = \"continue\"\nreceive_window = 1\n",
+               "cannot run with transport.receive_window = 1");
+}
+
 TEST_CASE("algorithm.delay: default 0 leaves the hashes as they were; dga only; no local steps") {
   // The golden hashes of the local_steps case above: configs without the key keep them.
   const std::string text =

@@ -1,0 +1,344 @@
+// Peers that leave (transport.on_peer_loss = continue, docs/transport.md "Peers that leave"): a
+// peer stops after a fixed round and its transport goes away (the test hook: its thread simply
+// ends), the others find it silent, agree on the round r* from which it is gone and mix with
+// Metropolis-Hastings weights on the graph left.
+
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "algorithm_harness.hpp"
+#include "gossip/algorithms/registry.hpp"
+#include "gossip/zmq_transport.hpp"
+#include "topology/weights.hpp"
+
+namespace ga = gossip::algorithms;
+namespace gt = gossip::algorithms::testing;
+namespace gn = gossip::net;
+namespace gtop = gossip::topology;
+
+namespace {
+
+gn::TransportOptions loss_options(gn::PeerLoss mode = gn::PeerLoss::continue_run) {
+  gn::TransportOptions o;
+  o.on_peer_loss = mode;
+  // Short enough for a test, long enough that a busy machine does not lose a live peer: a
+  // waiting peer says it is alive every quarter timeout.
+  o.timeout = std::chrono::milliseconds(1500);
+  o.connect_timeout = std::chrono::milliseconds(20000);
+  o.linger = std::chrono::milliseconds(100);  // a message queued for the lost peer
+  return o;
+}
+
+using MakeTransport = std::function<std::unique_ptr<gn::Transport>(int rank)>;
+// Called after each step of a peer: (rank, rounds done, algorithm).
+using Observe = std::function<void(int, std::uint64_t, ga::Algorithm&)>;
+
+struct LossRun {
+  std::vector<std::vector<float>> models;  // final, per rank; the lost peer's when it left
+  std::vector<std::string> errors;         // per rank: what its last step threw, "" if none
+  std::vector<gn::Departure> departures;   // as rank 0 (or 1 when 0 is lost) knew them
+};
+
+// Every peer of `topo` starts from init(rank) (zero gradient unless `grad`), runs `rounds`
+// rounds; peer `lost` only `leave_after`.
+LossRun run_with_loss(const ga::AlgorithmConfig& cfg, const gtop::Topology& topo,
+                      const MakeTransport& make, int lost, std::uint64_t leave_after,
+                      std::uint64_t rounds, const std::function<std::vector<float>(int)>& init,
+                      const gt::PeerGradient& grad = {}, const Observe& observe = {}) {
+  const int n = topo.size();
+  LossRun out;
+  out.models.resize(static_cast<std::size_t>(n));
+  out.errors.resize(static_cast<std::size_t>(n));
+  const int witness = lost == 0 ? 1 : 0;
+  const std::vector<float> x0 = init(0);
+  gt::run_peers(n, [&](int r) {
+    auto transport = make(r);
+    auto algo = ga::make_algorithm(cfg, *transport, topo, x0);
+    const auto mine = init(r);
+    std::copy(mine.begin(), mine.end(), algo->mutable_params().begin());
+    const std::uint64_t until = r == lost ? leave_after : rounds;
+    try {
+      for (std::uint64_t t = 0; t < until; ++t) {
+        if (grad) {
+          algo->step([&](std::span<const float> x, std::span<float> g) { grad(r, x, g); });
+        } else {
+          algo->step([](std::span<const float>, std::span<float> g) {
+            std::fill(g.begin(), g.end(), 0.0f);
+          });
+        }
+        if (observe) observe(r, t + 1, *algo);
+      }
+    } catch (const std::exception& e) {
+      out.errors[static_cast<std::size_t>(r)] = e.what();
+    }
+    const auto p = algo->params();
+    out.models[static_cast<std::size_t>(r)].assign(p.begin(), p.end());
+    if (r == witness) {
+      const auto d = transport->departures();
+      out.departures.assign(d.begin(), d.end());
+    }
+  });
+  return out;
+}
+
+MakeTransport inproc(const gtop::Topology& topo, gn::TransportOptions options) {
+  auto hub = std::make_shared<gn::InprocHub>(topo);
+  return [hub, options](int r) { return std::make_unique<gn::InprocTransport>(hub, r, options); };
+}
+
+std::vector<float> random_model(int rank, std::size_t d) {
+  std::mt19937 rng(static_cast<unsigned>(1000 + rank));
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> x(d);
+  for (float& v : x) v = u(rng) + static_cast<float>(rank);  // means far apart: a visible shift
+  return x;
+}
+
+ga::AlgorithmConfig dpsgd() {
+  ga::AlgorithmConfig c;
+  c.name = "dpsgd";
+  c.lr = 0.1f;
+  return c;
+}
+
+// D-PSGD with the gradient on a worker thread: takes exchange()'s views (a lost neighbour's empty).
+ga::AlgorithmConfig dpsgd_overlapped() {
+  ga::AlgorithmConfig c = dpsgd();
+  c.overlap_gradient = true;
+  return c;
+}
+
+ga::AlgorithmConfig deepsqueeze() {
+  ga::AlgorithmConfig c;
+  c.name = "deepsqueeze";
+  c.lr = 0.05f;
+  c.consensus_step = 0.3f;
+  c.codec = "qsgd:s=3,scaled=true";  // 2 bits a coordinate
+  c.seed = 11;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("after a loss W is symmetric, doubly stochastic, and Metropolis-Hastings from r* on") {
+  // Each peer resets its model to the unit vector e_i before every round, so after a round of
+  // lossless D-PSGD without gradient x_i is row i of that round's W.
+  for (const char* spec : {"ring:8", "torus:3x3", "erdos-renyi:8,p=0.5,seed=3"}) {
+    CAPTURE(spec);
+    const auto topo = gt::make_topo(spec);
+    const int n = topo.size(), lost = 2;
+    const std::uint64_t leave_after = 3, rounds = 16;
+    const auto d = static_cast<std::size_t>(n);
+    auto unit = [&](int r) {
+      std::vector<float> e(d, 0.0f);
+      e[static_cast<std::size_t>(r)] = 1.0f;
+      return e;
+    };
+    // w[t][i][j]: W_ij of round t (0-based), as peer i applied it.
+    std::vector<std::vector<std::vector<float>>> w(
+        rounds, std::vector<std::vector<float>>(d, std::vector<float>(d, 0.0f)));
+    const auto run =
+        run_with_loss(dpsgd(), topo, inproc(topo, loss_options()), lost, leave_after, rounds, unit,
+                      {}, [&](int r, std::uint64_t t, ga::Algorithm& algo) {
+                        algo.copy_params(w[t - 1][static_cast<std::size_t>(r)]);
+                        const auto e = unit(r);
+                        std::copy(e.begin(), e.end(), algo.mutable_params().begin());
+                      });
+    for (const auto& e : run.errors) CHECK(e == "");
+    REQUIRE(run.departures.size() == 1);
+    CHECK(run.departures[0].rank == lost);
+    // Found gone in round 3, the first it did not send; r* two exchanges past the diameter later.
+    const auto left_graph = topo.graph.without(std::vector<int>{lost});
+    int diameter = 0;
+    for (int r = 0; r < n; ++r)
+      if (r != lost)
+        for (int dist : left_graph.distances_from(r)) diameter = std::max(diameter, dist);
+    const std::uint64_t r_star = leave_after + static_cast<std::uint64_t>(diameter) + 2;
+    CHECK(run.departures[0].round == r_star);
+    REQUIRE(r_star < rounds);
+    const auto mh = gtop::mixing_weights(left_graph, gtop::Scheme::metropolis);
+    for (std::uint64_t t = leave_after; t < rounds; ++t) {
+      CAPTURE(t);
+      for (int i = 0; i < n; ++i) {
+        if (i == lost) continue;
+        double row = 0.0, column = 0.0;
+        for (int j = 0; j < n; ++j) {
+          if (j == lost) continue;
+          const auto I = static_cast<std::size_t>(i), J = static_cast<std::size_t>(j);
+          row += w[t][I][J];
+          column += w[t][J][I];
+          CHECK(w[t][I][J] == w[t][J][I]);  // bit for bit: both ends compute the same weight
+          CHECK(w[t][I][J] >= 0.0f);
+          if (t >= r_star)
+            CHECK(w[t][I][J] == doctest::Approx(gtop::row_weight(mh, i, j)).epsilon(1e-6));
+          else
+            CHECK(w[t][I][J] ==
+                  doctest::Approx(topo.weight(i, j) + (i == j ? topo.weight(i, lost) : 0.0))
+                      .epsilon(1e-6));
+        }
+        CHECK(row == doctest::Approx(1.0).epsilon(1e-6));
+        CHECK(column == doctest::Approx(1.0).epsilon(1e-6));
+        CHECK(w[t][static_cast<std::size_t>(i)][static_cast<std::size_t>(lost)] == 0.0f);
+      }
+    }
+  }
+}
+
+TEST_CASE("the mean of the remaining models moves by exactly (mean - x_k) / (n - 1) at the loss") {
+  // No gradient: every round keeps the mean of the peers that mix (W doubly stochastic on them),
+  // so the only change is the loss itself. Reference in float64 from the models at the loss;
+  // tolerance 1e-5 relative to 1 + |mean| (16 rounds of float32 sums of values up to n), far
+  // below the shift itself (checked).
+  const std::size_t d = 64;
+  for (const char* spec : {"ring:8", "torus:3x3"}) {
+    for (const auto& cfg : {dpsgd(), dpsgd_overlapped(), deepsqueeze()}) {
+      CAPTURE(spec);
+      CAPTURE(cfg.name);
+      CAPTURE(cfg.overlap_gradient);
+      const auto topo = gt::make_topo(spec);
+      const int n = topo.size(), lost = n - 1;  // the model furthest from the mean
+      const std::uint64_t leave_after = 4, rounds = 20;
+      std::vector<std::vector<float>> at_loss(static_cast<std::size_t>(n));
+      const auto run = run_with_loss(
+          cfg, topo, inproc(topo, loss_options()), lost, leave_after, rounds,
+          [&](int r) { return random_model(r, d); }, {},
+          [&](int r, std::uint64_t t, ga::Algorithm& algo) {
+            if (t != leave_after) return;
+            at_loss[static_cast<std::size_t>(r)].resize(d);
+            algo.copy_params(at_loss[static_cast<std::size_t>(r)]);
+          });
+      for (const auto& e : run.errors) CHECK(e == "");
+      REQUIRE(run.departures.size() == 1);
+      REQUIRE(run.departures[0].round < rounds);
+      double worst = 0.0, smallest_shift = 1e300;
+      for (std::size_t c = 0; c < d; ++c) {
+        double all = 0.0, left = 0.0;
+        for (int r = 0; r < n; ++r) all += at_loss[static_cast<std::size_t>(r)][c];
+        all /= n;
+        for (int r = 0; r < n; ++r)
+          if (r != lost) left += run.models[static_cast<std::size_t>(r)][c];
+        left /= n - 1;
+        const double shift = (all - at_loss[static_cast<std::size_t>(lost)][c]) / (n - 1);
+        worst = std::max(worst, std::abs(left - (all + shift)) / (1.0 + std::abs(all)));
+        smallest_shift = std::min(smallest_shift, std::abs(shift));
+      }
+      CHECK(worst < 1e-5);
+      CHECK(smallest_shift > 1e-3);
+    }
+  }
+}
+
+TEST_CASE("a scheduled loss gives bit-identical models over ZeroMQ and in-process") {
+  const std::size_t d = 333;
+  for (const char* spec : {"ring:8", "torus:3x3"}) {
+    CAPTURE(spec);
+    const auto cfg = deepsqueeze();
+    auto parsed = gtop::parse_spec(spec);
+    static int case_id = 0;
+    const auto dir = std::filesystem::temp_directory_path() /
+                     fmt::format("gossip-peer-loss-{}-{}", ::getpid(), case_id++);
+    std::filesystem::create_directories(dir);
+    parsed.endpoint = fmt::format("ipc://{}/{{rank}}", dir.string());
+    const auto topo = gtop::make_topology(parsed);
+    const gt::DiagonalQuadratic problem(topo.size(), d, 31, 0.3f);
+    const gt::PeerGradient grad = [&](int r, std::span<const float> x, std::span<float> g) {
+      problem.gradient(r, x, g);
+    };
+    const auto init = [&](int r) { return random_model(r, d); };
+    const int lost = 3;
+    const auto a = run_with_loss(cfg, topo, inproc(topo, loss_options()), lost, 5, 20, init, grad);
+    auto options = loss_options();
+    // Asks for zero-copy sends of every payload: with continue the transport must copy them all
+    // anyway, or a message queued for the lost peer would never be released.
+    options.zero_copy_min_bytes = 0;
+    const auto b = run_with_loss(
+        cfg, topo, [&](int r) { return std::make_unique<gn::ZmqTransport>(topo, r, options); },
+        lost, 5, 20, init, grad);
+    std::filesystem::remove_all(dir);
+    for (const auto& e : a.errors) CHECK(e == "");
+    for (const auto& e : b.errors) CHECK(e == "");
+    REQUIRE(a.departures.size() == 1);
+    REQUIRE(b.departures.size() == 1);
+    CHECK(a.departures[0].round == b.departures[0].round);
+    for (int r = 0; r < topo.size(); ++r) {
+      CAPTURE(r);
+      const auto& x = a.models[static_cast<std::size_t>(r)];
+      const auto& y = b.models[static_cast<std::size_t>(r)];
+      REQUIRE(x.size() == y.size());
+      CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+    }
+  }
+}
+
+TEST_CASE("a loss that disconnects the graph stops every remaining peer, naming the components") {
+  const auto topo = gt::make_topo("star:4");  // rank 0 is the hub
+  const auto run = run_with_loss(dpsgd(), topo, inproc(topo, loss_options()), 0, 3, 10,
+                                 [](int r) { return random_model(r, 8); });
+  for (int r = 1; r < 4; ++r) {
+    CAPTURE(r);
+    CHECK(run.errors[static_cast<std::size_t>(r)].find(
+              "without peer 0 the graph falls apart into 3 components: {1} {2} {3}") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE(
+    "on_peer_loss = stop: a lost peer ends the run as before, and without a loss continue "
+    "changes no bit") {
+  const auto topo = gt::make_topo("ring:6");
+  const auto init = [](int r) { return random_model(r, 16); };
+  const auto stopped = run_with_loss(
+      deepsqueeze(), topo, inproc(topo, loss_options(gn::PeerLoss::stop)), 4, 3, 10, init);
+  for (int r : {3, 5})
+    CHECK(stopped.errors[static_cast<std::size_t>(r)].find("no message from peer 4") !=
+          std::string::npos);
+  CHECK(stopped.departures.empty());
+  // No loss: the two modes give the same bits (n = size: nobody leaves early).
+  const auto a = run_with_loss(deepsqueeze(), topo, inproc(topo, loss_options(gn::PeerLoss::stop)),
+                               6, 0, 12, init);
+  const auto b = run_with_loss(deepsqueeze(), topo, inproc(topo, loss_options()), 6, 0, 12, init);
+  for (int r = 0; r < 6; ++r) {
+    CHECK(a.errors[static_cast<std::size_t>(r)] == "");
+    CHECK(std::memcmp(a.models[static_cast<std::size_t>(r)].data(),
+                      b.models[static_cast<std::size_t>(r)].data(), 16 * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("algorithms whose state cannot follow a changed W refuse on_peer_loss = continue") {
+  const auto topo = gt::make_topo("ring:4");
+  auto hub = std::make_shared<gn::InprocHub>(topo);
+  gn::InprocTransport transport(hub, 0, loss_options());
+  const std::vector<float> x0(4, 0.0f);
+  for (const ga::AlgorithmInfo& a : ga::algorithm_registry()) {
+    CAPTURE(a.name);
+    ga::AlgorithmConfig c;
+    c.name = std::string(a.name);
+    c.codec = a.codecs == ga::CodecRule::any ? "qsgd:s=3" : "identity";
+    if (c.name == "dga") c.delay = 1;
+    if (a.peer_loss_refusal.empty()) {
+      CHECK_NOTHROW(ga::make_algorithm(c, transport, topo, x0));
+    } else {
+      CHECK_THROWS_WITH_AS(ga::make_algorithm(c, transport, topo, x0),
+                           doctest::Contains(std::string(a.peer_loss_refusal).c_str()),
+                           std::invalid_argument);
+    }
+  }
+  // The rows that must follow a change: the acceptance run needs DeepSqueeze.
+  CHECK(ga::find_algorithm("dpsgd").peer_loss_refusal.empty());
+  CHECK(ga::find_algorithm("deepsqueeze").peer_loss_refusal.empty());
+  CHECK_FALSE(ga::find_algorithm("choco-sgd").peer_loss_refusal.empty());
+}
