@@ -413,7 +413,8 @@ std::string PeerTrainer::checkpoint() const {
   sync_path(tmp, false);
   fs::rename(tmp, path);
   sync_path(fs::path(path).parent_path(), true);
-  // Keep the newest few of this peer.
+  // Keep the newest few of this peer, and always the one just written (a run resumed from an
+  // older round may find newer ones of the history it left).
   std::vector<std::pair<std::uint64_t, fs::path>> mine;
   const std::regex name(fmt::format(R"(peer-{}-round-(\d+)\.ckpt)", rank_));
   for (const auto& e : fs::directory_iterator(fs::path(path).parent_path())) {
@@ -423,7 +424,8 @@ std::string PeerTrainer::checkpoint() const {
     if (const auto round = parse_u64(m[1].str())) mine.emplace_back(*round, e.path());
   }
   std::sort(mine.rbegin(), mine.rend());
-  for (std::size_t k = kCheckpointsKept; k < mine.size(); ++k) fs::remove(mine[k].second);
+  for (std::size_t k = kCheckpointsKept; k < mine.size(); ++k)
+    if (mine[k].second != fs::path(path)) fs::remove(mine[k].second);
   return path;
 }
 

@@ -171,6 +171,22 @@ TEST_CASE("a resumed run carries on the byte counters and the wall clock of the 
   CHECK(end.at("wall_seconds").get<double>() > wall);  // the clock runs on from the checkpoint
 }
 
+TEST_CASE("a checkpoint written behind three newer ones of the same peer is kept") {
+  const Scratch scratch("behind");
+  auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
+  apply_override(c, "run.checkpoint_every=10");  // 62 rounds: 40, 50 and 60 are kept
+  run_all(c, std::nullopt, std::nullopt, false);
+  for (int r = 0; r < 4; ++r)  // a history that went further: newer names (contents unread)
+    std::filesystem::copy_file(PeerTrainer::checkpoint_path(c, r, 60),
+                               PeerTrainer::checkpoint_path(c, r, 70));
+  run_all(c, 40, 45, true);  // resumed from 40, stopped before 45 with a checkpoint there
+  for (int r = 0; r < 4; ++r) {
+    CAPTURE(r);
+    CHECK(std::filesystem::exists(PeerTrainer::checkpoint_path(c, r, 45)));
+    CHECK_FALSE(std::filesystem::exists(PeerTrainer::checkpoint_path(c, r, 40)));  // pruned
+  }
+}
+
 TEST_CASE("a checkpoint of another format version is refused, naming both") {
   const Scratch scratch("format");
   auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
