@@ -36,6 +36,9 @@ void common_options(zmq::socket_t& s, const TransportOptions& o, int hwm) {
   s.set(zmq::sockopt::linger, ms(o.linger));
   s.set(zmq::sockopt::sndhwm, hwm);
   s.set(zmq::sockopt::rcvhwm, hwm);
+  // IPv6 endpoints (tcp://[::1]:PORT, tcp://[2001:db8::7]:PORT) as well as IPv4 ones: a dual-stack
+  // socket, which binds and connects IPv4 addresses as before.
+  s.set(zmq::sockopt::ipv6, true);
   if (o.heartbeat.count() > 0) {
     // ZMTP pings drop a connection whose far end vanished without a FIN (cable, kill -9 on
     // another host). A ping queues behind the frame being written, and the timer only resets
@@ -53,8 +56,8 @@ void common_options(zmq::socket_t& s, const TransportOptions& o, int hwm) {
 // binds all interfaces on that port instead: a host name (libzmq binds interface names and
 // addresses, not names it would have to resolve: ENODEV), or an address that is not local
 // (EADDRNOTAVAIL: another machine's, or a public address behind NAT). Any other failure, and any
-// failure on an address literal of this machine (port in use, no permission, [::1] without IPv6
-// sockets), is an error: a silent bind elsewhere would leave the peers unable to reach us.
+// failure on an address literal of this machine (port in use, no permission), is an error: a silent
+// bind elsewhere would leave the peers unable to reach us.
 std::optional<std::string> wildcard_of(const std::string& endpoint, int error) {
   if (!endpoint.starts_with("tcp://")) return std::nullopt;
   const auto colon = endpoint.rfind(':');
