@@ -35,10 +35,6 @@ ga::AlgorithmConfig config(std::string name, float lr = 0.05f) {
   return c;
 }
 
-bool bit_equal(std::span<const float> a, std::span<const float> b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
-}
-
 // Every peer's direction (the gradient: no momentum) and model after every round, recorded by
 // the gradient callback and the observer (each peer writes only its own row).
 struct Recording {
@@ -108,7 +104,7 @@ TEST_CASE("DGA with delay 0 is all-reduce SGD, bit for bit; its bytes over all p
     const auto xb = gt::run_algorithm(b, topo, x0, 12, grad, [&](int r, auto, ga::Algorithm& al) {
       bytes_b[static_cast<std::size_t>(r)] = al.totals().bytes_sent;
     });
-    for (std::size_t i = 0; i < xa.size(); ++i) CHECK(bit_equal(xa[i], xb[i]));
+    for (std::size_t i = 0; i < xa.size(); ++i) CHECK(gt::bit_equal(xa[i], xb[i]));
     // The same bytes over all peers (every chunk sent 2(n − 1) times with a header each); per
     // peer the direct exchange's formula, equal to the ring's when the chunks are.
     const auto n = static_cast<std::size_t>(topo.size());
@@ -220,7 +216,7 @@ TEST_CASE("DoubleSqueeze with the identity codec is all-reduce SGD up to the ord
     const auto xb = gt::run_algorithm(b, topo, x0, 30, grad);
     double worst = 0.0;
     for (std::size_t i = 0; i < xa.size(); ++i) {
-      CHECK(bit_equal(xb[i], xb[0]));
+      CHECK(gt::bit_equal(xb[i], xb[0]));
       for (std::size_t k = 0; k < xa[i].size(); ++k)
         worst = std::max(worst, static_cast<double>(std::abs(xa[i][k] - xb[i][k])));
     }
@@ -260,7 +256,7 @@ TEST_CASE("DoubleSqueeze: every model bit-identical after every round; error mem
     for (std::size_t c = 0; c < n; ++c) eprev[c].assign(begin(c + 1) - begin(c), 0.0f);
     std::vector<float> x = x0;
     for (std::uint64_t t = 0; t < T; ++t) {
-      for (int i = 1; i < n; ++i) same = same && bit_equal(rec.x[i][t], rec.x[0][t]);
+      for (int i = 1; i < n; ++i) same = same && gt::bit_equal(rec.x[i][t], rec.x[0][t]);
       // Workers: v = d + δ, C chunk by chunk, δ ← v − C(v).
       std::vector<std::vector<float>> cv(n, std::vector<float>(d));
       for (int i = 0; i < n; ++i) {
@@ -272,7 +268,7 @@ TEST_CASE("DoubleSqueeze: every model bit-identical after every round; error mem
           std::copy(q.begin(), q.end(), cv[i].begin() + static_cast<std::ptrdiff_t>(begin(c)));
         }
         for (std::size_t k = 0; k < d; ++k) dprev[i][k] = v[k] - cv[i][k];
-        workers = workers && bit_equal(delta[i][t], dprev[i]);
+        workers = workers && gt::bit_equal(delta[i][t], dprev[i]);
       }
       // Servers: u = (1/n) Σ_j c_j[r] (own first, then r + 1, r + 2, …) + e; e ← u − C(u).
       std::vector<float> chat(d);
@@ -289,16 +285,16 @@ TEST_CASE("DoubleSqueeze: every model bit-identical after every round; error mem
           eprev[r][k] = u[k] - q[k];
           chat[b + k] = q[k];
         }
-        servers = servers && bit_equal(error[r][t], eprev[r]);
+        servers = servers && gt::bit_equal(error[r][t], eprev[r]);
       }
       for (std::size_t k = 0; k < d; ++k) x[k] += -0.05f * chat[k];
-      models = models && bit_equal(rec.x[0][t], x);
+      models = models && gt::bit_equal(rec.x[0][t], x);
     }
     CHECK(same);
     CHECK(workers);
     CHECK(servers);
     CHECK(models);
-    CHECK(!bit_equal(x, x0));
+    CHECK(!gt::bit_equal(x, x0));
   }
 }
 
@@ -432,6 +428,6 @@ TEST_CASE("the delay enters the settings and config hashes only when not 0; othe
   const auto xs = gt::run_algorithm(
       ds, four, std::vector<float>(30, 0.5f), 5,
       [&](int r, std::span<const float> x, std::span<float> g) { problem.gradient(r, x, g); });
-  for (const auto& xi : xs) CHECK(bit_equal(xi, xs[0]));
-  CHECK_FALSE(bit_equal(xs[0], std::vector<float>(30, 0.5f)));
+  for (const auto& xi : xs) CHECK(gt::bit_equal(xi, xs[0]));
+  CHECK_FALSE(gt::bit_equal(xs[0], std::vector<float>(30, 0.5f)));
 }

@@ -1,6 +1,7 @@
 #include "algorithm_harness.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 namespace gossip::algorithms::testing {
@@ -234,6 +235,30 @@ Models reference_relaysum(const topology::Topology& topo, std::span<const float>
     }
   }
   return x;
+}
+
+bool bit_equal(std::span<const float> a, std::span<const float> b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size_bytes()) == 0);
+}
+
+bool bit_equal(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!bit_equal(a[i], b[i])) return false;
+  return true;
+}
+
+std::uint64_t fnv_of_bits(const std::vector<std::vector<float>>& models) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (const auto& m : models) {
+    const auto* p = reinterpret_cast<const unsigned char*>(m.data());
+    for (std::size_t i = 0; i < m.size() * sizeof(float); ++i) {
+      h ^= p[i];
+      h *= 0x100000001b3ULL;
+    }
+  }
+  return h;
 }
 
 double max_scaled_difference(const std::vector<std::vector<float>>& x, const Models& ref) {

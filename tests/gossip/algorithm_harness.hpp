@@ -129,6 +129,13 @@ Models reference_atc(const topology::Topology& topo, std::span<const float> x0, 
 Models reference_relaysum(const topology::Topology& topo, std::span<const float> x0, float lr,
                           std::uint64_t rounds, const PeerGradient& grad);
 
+// Same length and the same bits (an empty pair is equal; memcmp never sees a null pointer).
+bool bit_equal(std::span<const float> a, std::span<const float> b);
+// Every peer's model bit for bit.
+bool bit_equal(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b);
+// FNV-1a over the bytes of every peer's model in rank order: a golden value for bit-exact runs.
+std::uint64_t fnv_of_bits(const std::vector<std::vector<float>>& models);
+
 // max over peers and coordinates of |x − ref| / (1 + |ref|).
 double max_scaled_difference(const std::vector<std::vector<float>>& x, const Models& ref);
 

@@ -21,18 +21,6 @@ const char* topology_for(std::string_view name) {
   return ga::find_algorithm(name).topology == ga::TopologyNeed::tree ? "grid:4" : "ring:4";
 }
 
-std::uint64_t fnv_of_bits(const std::vector<std::vector<float>>& models) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (const auto& m : models) {
-    const auto* p = reinterpret_cast<const unsigned char*>(m.data());
-    for (std::size_t i = 0; i < m.size() * sizeof(float); ++i) {
-      h ^= p[i];
-      h *= 0x100000001b3ULL;
-    }
-  }
-  return h;
-}
-
 }  // namespace
 
 TEST_CASE("local_steps = 1: the models and the settings hash are bit-identical to before") {
@@ -74,7 +62,7 @@ TEST_CASE("local_steps = 1: the models and the settings hash are bit-identical t
     const auto models = gt::run_algorithm(
         cfg, topo, x0, 11,
         [&](int r, std::span<const float> x, std::span<float> gr) { problem.gradient(r, x, gr); });
-    CHECK(fnv_of_bits(models) == g.hash);
+    CHECK(gt::fnv_of_bits(models) == g.hash);
   }
   // The settings hash before local steps (also recomputed from its byte layout in Python): the
   // handshakes and saved states of runs without local steps do not change.

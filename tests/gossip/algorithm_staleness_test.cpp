@@ -31,28 +31,6 @@ namespace gt = gossip::algorithms::testing;
 
 namespace {
 
-std::uint64_t fnv_of_bits(const std::vector<std::vector<float>>& models) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (const auto& m : models) {
-    const auto* p = reinterpret_cast<const unsigned char*>(m.data());
-    for (std::size_t i = 0; i < m.size() * sizeof(float); ++i) {
-      h ^= p[i];
-      h *= 0x100000001b3ULL;
-    }
-  }
-  return h;
-}
-
-bool bit_equal(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i].size() != b[i].size() ||
-        std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)) != 0)
-      return false;
-  }
-  return true;
-}
-
 // The rule in float64 over all peers in one thread: rounds t = 0 … T−1, round t communicates when
 // (t + 1) mod H = 0 (communication round c = t / H) and then mixes the neighbours' models of
 // communication round c − τ (x_0 before 0); other rounds step locally. Also returns the in-flight
@@ -189,9 +167,9 @@ TEST_CASE("staleness 0: the models and the settings hash are those of bulk-synch
   auto grad = [&](int r, std::span<const float> x, std::span<float> g) {
     problem.gradient(r, x, g);
   };
-  CHECK(fnv_of_bits(gt::run_algorithm(cfg, topo, x0, 11, grad)) == 0x8cbe04100d591279ULL);
+  CHECK(gt::fnv_of_bits(gt::run_algorithm(cfg, topo, x0, 11, grad)) == 0x8cbe04100d591279ULL);
   cfg.staleness = 1;
-  CHECK(fnv_of_bits(gt::run_algorithm(cfg, topo, x0, 11, grad)) != 0x8cbe04100d591279ULL);
+  CHECK(gt::fnv_of_bits(gt::run_algorithm(cfg, topo, x0, 11, grad)) != 0x8cbe04100d591279ULL);
 
   ga::AlgorithmConfig s;
   s.name = "choco-sgd";
@@ -338,7 +316,7 @@ TEST_CASE("ZeroMQ and in-process transports give bit-identical models with stale
       for (std::uint64_t t = 0; t < T; ++t) algo->step(g);
       over_zmq[static_cast<std::size_t>(r)] = algo->state("x");
     });
-    CHECK(bit_equal(inproc, over_zmq));
+    CHECK(gt::bit_equal(inproc, over_zmq));
   }
 }
 
@@ -474,7 +452,7 @@ TEST_CASE("save, load into fresh transports and continue: bit-identical to not s
       messages[static_cast<std::size_t>(r)] = transport.counters().messages_sent;
       resumed[static_cast<std::size_t>(r)] = algo->state("x");
     });
-    CHECK(bit_equal(straight, resumed));
+    CHECK(gt::bit_equal(straight, resumed));
     // The resumed peers re-send the messages that were in flight (those of the last τ
     // communication rounds before the save), once, to each of their 2 neighbours, then one per
     // neighbour per communication round. The hello is the first message.

@@ -67,12 +67,6 @@ ga::AlgorithmConfig full_config(std::string name) {
   return c;
 }
 
-bool bit_equal(std::span<const float> a, std::span<const float> b) {
-  // Empty spans: data() may be null, which memcmp must not be given even for 0 bytes.
-  return a.size() == b.size() &&
-         (a.empty() || std::memcmp(a.data(), b.data(), a.size_bytes()) == 0);
-}
-
 // A transport for one peer of a 2-peer topology whose "neighbour" sends back a fixed message of
 // the right size: enough to drive step() without threads, for the allocation count.
 class EchoTransport final : public gossip::net::Transport {
@@ -179,9 +173,9 @@ TEST_CASE("save then load and continue is bit-identical to not stopping") {
     }
     for (std::size_t i = 0; i < n; ++i) {
       CHECK(rounds[i] == first);
-      CHECK(bit_equal(resumed[i], straight[i]));
+      CHECK(gt::bit_equal(resumed[i], straight[i]));
     }
-    CHECK_FALSE(bit_equal(straight[0], x0));
+    CHECK_FALSE(gt::bit_equal(straight[0], x0));
   }
 }
 
@@ -215,7 +209,7 @@ TEST_CASE("loading a state of another algorithm, size or config fails clearly") 
     CHECK(message.find(fragment) != std::string::npos);
     // A failed load leaves the object as it was.
     CHECK(algo->round() == 0);
-    CHECK(bit_equal(algo->params(), start));
+    CHECK(gt::bit_equal(algo->params(), start));
   };
   auto choco = full_config("choco-sgd");
   choco.tensor_sizes.clear();
@@ -280,7 +274,7 @@ TEST_CASE("all-reduce SGD: the exact averaged step for any n and d, identical on
       bool all_same = true;
       double worst = 0.0;
       for (std::size_t r = 0; r < n; ++r) {
-        all_same = all_same && bit_equal(x[r], x[0]);
+        all_same = all_same && gt::bit_equal(x[r], x[0]);
         for (std::size_t k = 0; k < d; ++k)
           worst = std::max(worst, static_cast<double>(std::abs(x[r][k] - ref[k])));
       }

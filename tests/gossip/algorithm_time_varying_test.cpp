@@ -32,10 +32,6 @@ ga::AlgorithmConfig dpsgd(float lr, std::string codec = "identity") {
   return c;
 }
 
-bool bit_equal(std::span<const float> a, std::span<const float> b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
-}
-
 double worst_error(const std::vector<std::vector<float>>& x, const Eigen::VectorXd& optimum) {
   double worst = 0.0;
   for (const auto& xi : x) worst = std::max(worst, gt::relative_error(xi, optimum));
@@ -62,7 +58,7 @@ TEST_CASE("one-peer exponential D-PSGD follows x_i <- (x_i + x_{i-2^k}) / 2 - ga
     auto overlapped = dpsgd(0.05f);
     overlapped.overlap_gradient = true;
     const auto y = gt::run_algorithm(overlapped, topo, x0, 25, grad);
-    for (std::size_t i = 0; i < x.size(); ++i) CHECK(bit_equal(x[i], y[i]));
+    for (std::size_t i = 0; i < x.size(); ++i) CHECK(gt::bit_equal(x[i], y[i]));
   }
   // And the reference itself is not the static rule: with the exponential graph's W instead the
   // models differ (the test would pass a transport that ignored the schedule otherwise).
@@ -199,7 +195,7 @@ TEST_CASE("algorithms whose rule needs one fixed symmetric W refuse a time-varyi
   const auto x = gt::run_algorithm(
       ar, topo, x0, 5,
       [&](int r, std::span<const float> xs, std::span<float> g) { problem.gradient(r, xs, g); });
-  for (const auto& xi : x) CHECK(bit_equal(xi, x[0]));
+  for (const auto& xi : x) CHECK(gt::bit_equal(xi, x[0]));
 }
 
 TEST_CASE("one-peer exponential D-PSGD: save, load and continue is bit-identical") {
@@ -237,7 +233,7 @@ TEST_CASE("one-peer exponential D-PSGD: save, load and continue is bit-identical
       resumed[i].assign(algo->params().begin(), algo->params().end());
     });
   }
-  for (std::size_t i = 0; i < 8; ++i) CHECK(bit_equal(resumed[i], straight[i]));
+  for (std::size_t i = 0; i < 8; ++i) CHECK(gt::bit_equal(resumed[i], straight[i]));
   // A state saved on the static exponential graph does not load here: the hash covers the
   // schedule.
   const auto expo = gt::make_topo("exponential:8");
@@ -290,7 +286,7 @@ TEST_CASE("one-peer exponential D-PSGD: ZeroMQ and in-process runs are bit-ident
                           (c.messages_received - transport.links().size() - 40);
     });
     for (std::size_t i = 0; i < inproc.size(); ++i) {
-      CHECK(bit_equal(over_zmq[i], inproc[i]));
+      CHECK(gt::bit_equal(over_zmq[i], inproc[i]));
       CHECK(extra_messages[i] == 0);
     }
   }

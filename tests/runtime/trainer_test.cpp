@@ -498,6 +498,19 @@ DivergedRun run_diverging(const RunConfig& c, int rank, std::uint64_t round) {
   return out;
 }
 
+// Every peer of `run` stopped without an error before round `stop`, blaming `rank`'s divergence.
+void check_stopped_together(const DivergedRun& run, std::uint64_t stop, int rank) {
+  for (std::size_t r = 0; r < run.summaries.size(); ++r) {
+    CAPTURE(r);
+    const auto& s = run.summaries[r];
+    CHECK(run.errors[r].empty());
+    CHECK(s.stopped_early);
+    CHECK(s.rounds == stop);
+    REQUIRE(s.divergence.has_value());
+    CHECK(s.divergence->rank == rank);
+  }
+}
+
 TEST_CASE("local steps: a stop asked for in a local round reaches every peer through exchanges") {
   // H = 4: only rounds 3, 7, 11, ... exchange, so the stop request of rank 2's divergence in
   // round 5 leaves with round 7's frames; the margin is H times that of ring:4 (6), 24 rounds.
@@ -507,14 +520,8 @@ TEST_CASE("local steps: a stop asked for in a local round reaches every peer thr
     auto c = small_config(scratch.dir().string(), algorithm, "identity");
     apply_override(c, "algorithm.local_steps=4");
     const auto run = run_diverging(c, 2, 5);
-    for (int r = 0; r < 4; ++r) {
-      CAPTURE(r);
-      const auto& s = run.summaries[static_cast<std::size_t>(r)];
-      CHECK(run.errors[static_cast<std::size_t>(r)].empty());
-      CHECK(s.stopped_early);
-      CHECK(s.rounds == 5 + 1 + 24);  // every peer before the same round
-      REQUIRE(s.divergence.has_value());
-      CHECK(s.divergence->rank == 2);
+    check_stopped_together(run, 5 + 1 + 24, 2);  // every peer before the same round
+    for (const auto& s : run.summaries) {
       CHECK(s.divergence->round == 5);
       CHECK(s.totals.rounds == 30);
     }
@@ -537,16 +544,7 @@ TEST_CASE("overlapped D-PSGD: resume is bit-identical and a stop reaches every p
   const Scratch scratch("stale-stop");
   auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
   apply_override(c, "algorithm.staleness=2");
-  const auto run = run_diverging(c, 2, 5);
-  for (int r = 0; r < 4; ++r) {
-    CAPTURE(r);
-    const auto& s = run.summaries[static_cast<std::size_t>(r)];
-    CHECK(run.errors[static_cast<std::size_t>(r)].empty());
-    CHECK(s.stopped_early);
-    CHECK(s.rounds == 5 + 1 + 10);  // every peer before the same round
-    REQUIRE(s.divergence.has_value());
-    CHECK(s.divergence->rank == 2);
-  }
+  check_stopped_together(run_diverging(c, 2, 5), 5 + 1 + 10, 2);  // all before the same round
 }
 
 namespace {
@@ -720,13 +718,5 @@ TEST_CASE("dga: a stop reaches every peer through its direct messages, whatever 
   apply_override(c, "run.epochs=4");
   const auto run = run_diverging(c, 2, 5);
   REQUIRE(run.total_rounds > 29);
-  for (int r = 0; r < 8; ++r) {
-    CAPTURE(r);
-    const auto& s = run.summaries[static_cast<std::size_t>(r)];
-    CHECK(run.errors[static_cast<std::size_t>(r)].empty());
-    CHECK(s.stopped_early);
-    CHECK(s.rounds == 5 + 1 + 23);
-    REQUIRE(s.divergence.has_value());
-    CHECK(s.divergence->rank == 2);
-  }
+  check_stopped_together(run, 5 + 1 + 23, 2);
 }
