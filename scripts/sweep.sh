@@ -42,7 +42,8 @@
 #   --peers 'N ...'        train every run once per peer count; its overrides may say {n} (the
 #                          count), {side} (its square root) and {G/n} (G divided by the count),
 #                          e.g. topology.file="torus:{side}x{side}";run.batch_size={256/n} (the
-#                          same global batch); the table and time-to-target.png then show how
+#                          same global batch); G may be a decimal: algorithm.lr={1.28/n} (a step
+#                          in proportion to the batch per peer); the table and time-to-target.png then show how
 #                          the time grows with the number of peers
 #   --target-accuracy A    report the time and bytes to reach test accuracy A (averaged model)
 #   --target-loss L        ... and to reach a mean training loss of L
@@ -227,7 +228,8 @@ for v in ${peer_list[@]+"${peer_list[@]}"}; do
 done
 dup=$(printf '%s\n' ${peer_list[@]+"${peer_list[@]}"} | sort | uniq -d | head -n 1)
 [[ -z $dup ]] || { echo "sweep: --peers lists $dup twice" >&2; exit 2; }
-per_count() {  # TEXT N: TEXT with {n} = N, {side} = its square root, {G/n} = G / N
+per_count() {  # TEXT N: TEXT with {n} = N, {side} = its square root, {G/n} = G / N (G a whole
+  # number that N divides, or a decimal such as 1.28 for a learning rate)
   /usr/bin/python3 - "$1" "$2" <<'PY' || exit 2
 import math, re, sys
 text, n = sys.argv[1], int(sys.argv[2])
@@ -240,11 +242,13 @@ def value(m):
         if r * r != n:
             sys.exit(f"sweep: {{side}} needs a square peer count, not {n}")
         return str(r)
+    if "." in key:
+        return f"{float(key[:-2]) / n:g}"
     g = int(key[:-2])
     if g % n:
         sys.exit(f"sweep: {{{key}}}: {g} is not a multiple of {n} peers")
     return str(g // n)
-print(re.sub(r"\{(n|side|[0-9]+/n)\}", value, text))
+print(re.sub(r"\{(n|side|[0-9]+(?:\.[0-9]+)?/n)\}", value, text))
 PY
 }
 # Run names become folders OUT/L*-B*/NAME and logs NAME.log: plain, distinct names only.
