@@ -417,3 +417,43 @@ TEST_CASE("simulate: more MLP peers than OpenBLAS has buffers for (its MAX_THREA
   CHECK(r.err.find("NUM_THREADS exceeded") == std::string::npos);
   CHECK(std::filesystem::exists(s.dir() / "metrics-95.jsonl"));
 }
+
+TEST_CASE("launch with on_peer_loss = continue: a peer SIGKILLed mid-run, the others finish") {
+  Scratch s("launch_loss");
+  const std::string ipc = "ipc://" + s.dir().string() + "-{rank}.sock";
+  for (int r = 0; r < 4; ++r) s.also_remove(s.dir().string() + "-" + std::to_string(r) + ".sock");
+  const auto cfg =
+      s.config("[topology]\nfile = \"ring:4,endpoint=" + ipc +
+               "\"\n[data]\ndataset = \"blobs\"\ntrain_limit = 4000\ntest_limit = "
+               "500\n[run]\nepochs = 2\neval_every = 0.5\noutput = \"" +
+               s.dir().string() + "\"\n[transport]\non_peer_loss = \"continue\"\ntimeout_s = 2\n");
+  // Peer 2 kills itself (SIGKILL) after 20 of 62 rounds: detected in round 20, r* = 24.
+  REQUIRE(::setenv("GOSSIP_TEST_LEAVE", "2:20", 1) == 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = run_cli("launch --config " + cfg);
+  ::unsetenv("GOSSIP_TEST_LEAVE");
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120));
+  CHECK_MESSAGE(r.code == 0, r.err);
+  CHECK_MESSAGE(r.err.find("launch: peer 2 was killed by signal 9") != std::string::npos, r.err);
+  CHECK_MESSAGE(r.err.find("the other peers finished without it") != std::string::npos, r.err);
+  CHECK_MESSAGE(r.out.find("peer 2 left the run (the others mixed without it from round 24)") !=
+                    std::string::npos,
+                r.out);
+  const auto j = nlohmann::json::parse(std::ifstream(s.dir() / "summary.json"));
+  CHECK(j.at("rounds").get<int>() == 62);
+  CHECK(j.at("peers_finished").get<int>() == 3);
+  REQUIRE(j.at("departures").size() == 1);
+  CHECK(j.at("departures")[0].at("rank").get<int>() == 2);
+  CHECK(j.at("departures")[0].at("round").get<int>() == 24);
+  CHECK(j.at("test_accuracy_per_peer").size() == 3);
+  CHECK(j.at("test_accuracy_avg_model").get<double>() > 0.5);
+
+  // Without continue the same loss ends the run with the timeout.
+  REQUIRE(::setenv("GOSSIP_TEST_LEAVE", "2:20", 1) == 0);
+  const auto stop = run_cli("launch --config " + cfg + " --set transport.on_peer_loss=stop");
+  ::unsetenv("GOSSIP_TEST_LEAVE");
+  CHECK(stop.code != 0);
+  CHECK_MESSAGE(stop.err.find("launch: peer 2 was killed by signal 9") != std::string::npos,
+                stop.err);
+  CHECK_MESSAGE(stop.err.find("; stopping the others") != std::string::npos, stop.err);
+}
