@@ -383,7 +383,9 @@ int run_simulate(const TrainArgs& a) {
               avg ? runtime::disagreement(trainer.params(), *avg).relative()
                   : std::numeric_limits<double>::quiet_NaN()};
           if (r == algorithms::ring_members(transport).front()) {
-            if (avg) avg_eval = trainer.assess(*avg);
+            const auto e = avg ? trainer.assess(*avg) : no_evaluation();
+            const std::lock_guard<std::mutex> lock(error_mu);
+            avg_eval = e;
             total_rounds = s.rounds;
           }
         }
