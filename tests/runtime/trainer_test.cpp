@@ -796,3 +796,51 @@ TEST_CASE(
     }
   }
 }
+
+TEST_CASE("allreduce_mean after a loss: cut while the loss is learned, then over the peers left") {
+  const auto topo = topology::make_topology(topology::parse_spec("ring:4"));
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  net::TransportOptions o;
+  o.on_peer_loss = net::PeerLoss::continue_run;
+  o.all_links = true;
+  o.timeout = std::chrono::milliseconds(1500);
+  o.connect_timeout = std::chrono::seconds(20);
+  const int lost = 2;
+  std::vector<std::vector<float>> v(4);
+  std::vector<int> first(4, -1), second(4, -1);
+  std::vector<std::vector<net::Departure>> gone(4);
+  std::vector<std::string> errors(4);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 4; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        net::InprocTransport t(hub, r, o);
+        t.handshake();
+        if (r == lost) return;  // gone after the handshake, silent
+        auto& x = v[static_cast<std::size_t>(r)];
+        x.assign(13, 0.0f);
+        for (std::size_t k = 0; k < 13; ++k) x[k] = static_cast<float>(r * 100 + k);
+        // The ring still counts on peer 2: nobody completes it, each learns of the loss.
+        first[static_cast<std::size_t>(r)] = algorithms::allreduce_mean(t, 1, x) ? 1 : 0;
+        const auto d = t.departures();
+        gone[static_cast<std::size_t>(r)].assign(d.begin(), d.end());
+        for (std::size_t k = 0; k < 13; ++k) x[k] = static_cast<float>(r * 100 + k);
+        // At r* = 5 (look-ahead: at most 6 rounds past the last ring): the ring of 0, 1 and 3.
+        second[static_cast<std::size_t>(r)] = algorithms::allreduce_mean(t, 5, x) ? 1 : 0;
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r : {0, 1, 3}) {
+    CAPTURE(r);
+    CHECK(errors[static_cast<std::size_t>(r)].empty());
+    CHECK(first[static_cast<std::size_t>(r)] == 0);
+    REQUIRE(gone[static_cast<std::size_t>(r)].size() == 1);
+    CHECK(gone[static_cast<std::size_t>(r)][0].rank == lost);
+    CHECK(gone[static_cast<std::size_t>(r)][0].round == 5);  // 1 + (diameter 2 + 2)
+    CHECK(second[static_cast<std::size_t>(r)] == 1);
+    for (std::size_t k = 0; k < 13; ++k)
+      CHECK(v[static_cast<std::size_t>(r)][k] == doctest::Approx((0 + 100 + 300) / 3.0 + k));
+  }
+}
