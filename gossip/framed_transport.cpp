@@ -596,8 +596,11 @@ void FramedTransport::accept(Inbound&& in) {
       return stale(fmt::format("round {} in direct lane {}", it->second, h.step));
     }
   } else {
+    // After a loss the ring skips the peers gone, and a neighbour may know of a departure a
+    // little before we do: with continue_run any linked peer may send ring steps (ring_step
+    // waits for the one it needs; the others' frames go with their step).
     const int prev = (rank_ + size_ - 1) % size_;
-    if (from != prev) {
+    if (from != prev && !continues_after_peer_loss()) {
       return drop(in, DropReason::wrong_ring_sender, [&] {
         return fmt::format("{} frame from {}, but only rank {} sends ring steps to us", at(),
                            conn(), prev);
@@ -882,8 +885,18 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
   for (int dest : to) {
     if (!send_one(dest)) blocked.push_back(dest);
   }
-  const auto deadline = Clock::now() + options_.timeout;
+  // With continue_run the wait is the exchange's (exchange_impl): a silent neighbour is lost, a
+  // waiting peer says it is alive, and a departure learned here ends the wait (ring_step: the
+  // ring is cut), so nothing waits for a member that is gone.
+  const bool elastic = continues_after_peer_loss();
+  const std::size_t known = departures_.size();
+  const auto started = Clock::now();
+  const auto deadline = started + (elastic ? 4 : 1) * options_.timeout;
   for (;;) {
+    if (elastic) {
+      flush_control();
+      if (departures_.size() != known) break;
+    }
     if (!blocked.empty()) {
       std::erase_if(blocked, [&](int dest) { return send_one(dest); });
     }
@@ -904,6 +917,19 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
     }
     const auto now = Clock::now();
     if (all_here && blocked.empty() && (clock_ || monotonic_ns() >= ready_ns)) break;
+    if (elastic && !all_here) {
+      bool lost = false;
+      for (int j : neighbors_) {
+        const auto r = static_cast<std::size_t>(j);
+        if (!gone_[r] && now >= std::max(started, last_heard_[r]) + options_.timeout) {
+          detect_loss(j, round);
+          lost = true;
+          break;
+        }
+      }
+      if (lost) continue;
+      if (now - started >= options_.timeout / 4) send_alive(round);
+    }
     if (now >= deadline) {
       if (!blocked.empty()) {
         fail(fmt::format("rank {}: {}: cannot send to {} within {} ms (link full)", rank_,
@@ -927,6 +953,7 @@ void FramedTransport::transfer(FrameKind kind, std::uint64_t round, std::uint32_
     if (all_here && !clock_ && monotonic_ns() < ready_ns) {
       until = blocked.empty() ? from_ns(ready_ns) : std::min(deadline, from_ns(ready_ns));
     }
+    if (elastic) until = std::min(until, Clock::now() + options_.timeout / 8);
     if (auto in = wait_inbound(polled(until), blocked)) accept(std::move(*in));
     poll();
   }
@@ -1271,11 +1298,42 @@ void FramedTransport::ring_step(std::uint64_t round, std::uint32_t step,
     last_ring_ = at;
     return;
   }
-  const int next = (rank_ + 1) % size_;
-  const int prev = (rank_ + size_ - 1) % size_;
+  // The ring of the ranks not gone: the next and previous of them (linked with all_links).
+  auto member = [&](int from, int dir) {
+    int r = from;
+    do r = (r + dir + size_) % size_;
+    while (gone_[static_cast<std::size_t>(r)] && r != rank_);
+    return r;
+  };
+  const int next = member(rank_, 1);
+  const int prev = member(rank_, -1);
+  ring_cut_ = false;
+  if (next == rank_) {
+    // Every other peer is gone: a ring of one.
+    if (send.size() != recv.size())
+      fail(fmt::format("rank {}: ring round {} step {}: sends {} bytes into {}", rank_, round, step,
+                       send.size(), recv.size()));
+    if (!send.empty()) std::memmove(recv.data(), send.data(), send.size());
+    last_ring_ = at;
+    return;
+  }
+  for (int r : {next, prev}) {
+    if (!is_link(r))
+      fail(
+          fmt::format("rank {}: ring round {} step {}: the ring without the peers gone needs a "
+                      "link to {} (TransportOptions::all_links)",
+                      rank_, round, step, peer_name(r)));
+  }
   const Key want{FrameKind::ring, round, step, prev};
   const int to[1] = {next};
+  const std::size_t known = departures_.size();
   transfer(FrameKind::ring, round, step, send, to, {&want, 1});
+  if (departures_.size() != known) {
+    // A departure learned while waiting: the ring this step belongs to is void.
+    ring_cut_ = true;
+    last_ring_ = at;
+    return;
+  }
   const Stored stored = take_pending(pending_.find(want));
   const auto got = stored.payload;
   if (got.size() != recv.size()) {

@@ -71,6 +71,7 @@ class FramedTransport : public Transport {
     return options_.on_peer_loss == PeerLoss::continue_run;
   }
   std::span<const Departure> departures() const override { return departures_; }
+  bool ring_cut() const override { return ring_cut_; }
 
   const std::vector<std::span<const std::byte>>& exchange(
       std::uint64_t round, std::span<const std::byte> payload) override;
@@ -344,6 +345,7 @@ class FramedTransport : public Transport {
   std::vector<QueuedControl> control_out_;
   Clock::time_point last_alive_{};
   bool exchanging_ = false;  // inside exchange_impl: send_to_/receive_from_ are in use
+  bool ring_cut_ = false;    // the last ring_step learned of a departure instead of its message
   bool failed_ = false;
   std::string first_error_;
 };

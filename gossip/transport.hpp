@@ -83,9 +83,16 @@ class Transport {
 
   // One step of a ring collective over all ranks in rank order: sends `send` to rank+1 (mod n)
   // and receives the message of rank-1 (mod n) for the same (round, step) into `recv`, whose
-  // size must match the sender's. Used by the all-reduce baseline.
+  // size must match the sender's. Used by the all-reduce baseline. Ranks in departures() are
+  // left out of the ring (the next and previous remaining ranks instead; the caller makes sure
+  // every member knows the same departures, docs/transport.md "Peers that leave").
   virtual void ring_step(std::uint64_t round, std::uint32_t step, std::span<const std::byte> send,
                          std::span<std::byte> recv) = 0;
+  // With on_peer_loss = continue_run: true when the last ring_step returned without its message
+  // because this peer learned of a departure while it waited (`recv` is left as it was). The ring
+  // collective is then void here: a member it counted on is gone, and the others' rings stall on
+  // the missing step until they hear of the departure too.
+  virtual bool ring_cut() const { return false; }
 
   // Streaming form of exchange() (added by the transport; exchange() is unchanged): calls
   // on_message(k, bytes) once for each rank receive_from(round)[k], in that order (messages

@@ -34,10 +34,27 @@ RingStepPlan ring_step_plan(std::size_t d, std::size_t n, std::size_t rank, std:
   return p;
 }
 
-void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::span<float> data,
+std::vector<int> ring_members(const net::Transport& transport) {
+  std::vector<char> gone(static_cast<std::size_t>(transport.size()), 0);
+  for (const net::Departure& d : transport.departures())
+    gone.at(static_cast<std::size_t>(d.rank)) = 1;
+  std::vector<int> members;
+  for (int r = 0; r < transport.size(); ++r)
+    if (!gone[static_cast<std::size_t>(r)]) members.push_back(r);
+  return members;
+}
+
+bool ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::span<float> data,
                         std::span<float> scratch, RingTimes* times, std::uint32_t first_step) {
-  const auto n = static_cast<std::size_t>(transport.size());
-  if (n == 1) return;
+  std::size_t n = static_cast<std::size_t>(transport.size());
+  auto rank = static_cast<std::size_t>(transport.rank());
+  if (!transport.departures().empty()) {
+    const auto members = ring_members(transport);
+    n = members.size();
+    rank = static_cast<std::size_t>(std::find(members.begin(), members.end(), transport.rank()) -
+                                    members.begin());
+  }
+  if (n == 1) return true;
   const std::size_t d = data.size();
   if (scratch.size() < ring_scratch_floats(d, n))
     throw std::invalid_argument("ring_allreduce_sum: scratch shorter than ceil(d / n)");
@@ -48,12 +65,12 @@ void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::spa
     if (times) times->*field += std::chrono::duration<double>(now - mark).count();
     mark = now;
   };
-  const auto rank = static_cast<std::size_t>(transport.rank());
   for (std::size_t s = 0; s < 2 * (n - 1); ++s) {
     const RingStepPlan p = ring_step_plan(d, n, rank, s);
     transport.ring_step(round, first_step + static_cast<std::uint32_t>(s),
                         std::as_bytes(data.subspan(p.send_begin, p.send_size)),
                         std::as_writable_bytes(scratch.first(p.recv_size)));
+    if (transport.ring_cut()) return false;
     lap(&RingTimes::wait_s);
     float* dst = data.data() + p.recv_begin;
     if (p.add) {
@@ -63,16 +80,18 @@ void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::spa
     }
     lap(&RingTimes::reduce_s);
   }
+  return true;
 }
 
-void allreduce_mean(net::Transport& transport, std::uint64_t round, std::span<float> data,
+bool allreduce_mean(net::Transport& transport, std::uint64_t round, std::span<float> data,
                     std::uint32_t first_step) {
-  const auto n = static_cast<std::size_t>(transport.size());
-  if (n == 1) return;
+  const auto n = ring_members(transport).size();
+  if (n == 1) return true;
   std::vector<float> scratch(ring_scratch_floats(data.size(), n));
-  ring_allreduce_sum(transport, round, data, scratch, nullptr, first_step);
+  if (!ring_allreduce_sum(transport, round, data, scratch, nullptr, first_step)) return false;
   const float inv = 1.0f / static_cast<float>(n);
   for (float& v : data) v *= inv;
+  return true;
 }
 
 }  // namespace gossip::algorithms

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "gossip/transport.hpp"
 
@@ -38,15 +39,22 @@ RingStepPlan ring_step_plan(std::size_t d, std::size_t n, std::size_t rank, std:
 // of the C-PSGD baseline (whose steps start at 0) and still keep (round, step) growing.
 inline constexpr std::uint32_t kDiagnosticFirstStep = 1u << 24;
 
-// Replaces `data` by its sum over all peers. Every peer calls it with the same `round`,
-// `first_step` and length; it uses ring steps first_step .. first_step + 2(n-1) - 1 of `round`.
-// `scratch` must hold ring_scratch_floats(d, n) floats. Allocates nothing.
-void ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::span<float> data,
+// The ranks of the ring: every rank not in transport.departures(), ascending.
+std::vector<int> ring_members(const net::Transport& transport);
+
+// Replaces `data` by its sum over the ring's members (ring_members: all peers unless some are
+// gone). Every member calls it with the same `round`, `first_step` and length and knows the same
+// departures; it uses ring steps first_step .. first_step + 2(m-1) - 1 of `round`, m members.
+// `scratch` must hold ring_scratch_floats(d, m) floats. Allocates nothing without departures.
+// Returns false when the ring was cut (Transport::ring_cut: a member left while it ran); `data`
+// is then meaningless.
+bool ring_allreduce_sum(net::Transport& transport, std::uint64_t round, std::span<float> data,
                         std::span<float> scratch, RingTimes* times = nullptr,
                         std::uint32_t first_step = 0);
 
-// Replaces `data` by its mean over all peers (allocates its scratch).
-void allreduce_mean(net::Transport& transport, std::uint64_t round, std::span<float> data,
+// Replaces `data` by its mean over the ring's members (allocates its scratch); false when the
+// ring was cut.
+bool allreduce_mean(net::Transport& transport, std::uint64_t round, std::span<float> data,
                     std::uint32_t first_step = 0);
 
 }  // namespace gossip::algorithms

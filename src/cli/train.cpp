@@ -139,7 +139,8 @@ nlohmann::json number(double v) {
 
 nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
                             const runtime::MlpLayout& model, std::uint64_t rounds,
-                            const std::vector<PeerEnd>& peers, const runtime::Evaluation& avg) {
+                            const std::vector<PeerEnd>& peers, const runtime::Evaluation& avg,
+                            std::span<const net::Departure> departures) {
   const auto [wire, fp32_wire] = runtime::message_bytes(c, model.size(), model.tensor_sizes());
   // Messages a peer sends per round, on average: its degree, or over the period of a
   // time-varying topology (one-peer exponential: 1).
@@ -183,8 +184,8 @@ nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
                    {"test_accuracy_max", number(hi)},
                    {"test_accuracy_per_peer", per_peer},
                    {"test_accuracy_avg_model", number(avg.accuracy)},
-                   {"test_loss_avg_model", avg.loss},
-                   {"distance_to_average_relative_mean", spread},
+                   {"test_loss_avg_model", number(avg.loss)},
+                   {"distance_to_average_relative_mean", number(spread)},
                    {"bytes_sent_per_peer", bytes},
                    {"message_wire_bytes", wire},
                    {"fp32_dpsgd_bytes_per_peer", fp32_bytes},
@@ -192,6 +193,12 @@ nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
                    {"wall_seconds", wall},
                    {"clock", c.clock},
                    {"samples_per_second", wall > 0 ? static_cast<double>(samples) / wall : 0.0}};
+  // After a peer loss the means are over the peers that finished (test_accuracy_per_peer in
+  // rank order of those), the averaged model is theirs.
+  nlohmann::json gone = nlohmann::json::array();
+  for (const net::Departure& d : departures) gone.push_back({{"rank", d.rank}, {"round", d.round}});
+  j["departures"] = gone;
+  j["peers_finished"] = peers.size();
   if (avg.optimality_gap) {
     double gap = 0.0, dist = 0.0;
     for (const auto& p : peers) {
@@ -217,11 +224,21 @@ void write_summary(const RunConfig& c, const nlohmann::json& j) {
         j["optimality_gap_mean"].get<double>(), j["optimality_gap_avg_model"].get<double>(),
         j["distance_to_optimum_mean"].get<double>(),
         j["distance_to_optimum_avg_model"].get<double>());
+  for (const auto& d : j["departures"])
+    fmt::print(
+        "peer {} left the run (the others mixed without it from round {}); figures are "
+        "over the {} peers that finished\n",
+        d["rank"].get<int>(), d["round"].get<std::uint64_t>(),
+        j["peers_finished"].get<std::size_t>());
   if (!j["test_accuracy_mean"].is_null())
-    fmt::print("test accuracy: {:.4f} mean over peers, {:.4f} averaged model\n",
-               j["test_accuracy_mean"].get<double>(), j["test_accuracy_avg_model"].get<double>());
-  fmt::print("peers' distance to the averaged model: {:.3g} of its norm (mean over peers)\n",
-             j["distance_to_average_relative_mean"].get<double>());
+    fmt::print("test accuracy: {:.4f} mean over peers, {} averaged model\n",
+               j["test_accuracy_mean"].get<double>(),
+               j["test_accuracy_avg_model"].is_null()
+                   ? std::string("no")
+                   : fmt::format("{:.4f}", j["test_accuracy_avg_model"].get<double>()));
+  if (!j["distance_to_average_relative_mean"].is_null())
+    fmt::print("peers' distance to the averaged model: {:.3g} of its norm (mean over peers)\n",
+               j["distance_to_average_relative_mean"].get<double>());
   if (j["fp32_dpsgd_bytes_per_peer"].get<double>() > 0)
     fmt::print("bytes sent per peer: {:.2f} MB ({:.2f} MB for fp32 D-PSGD, {:.1f}x less)\n",
                j["bytes_sent_per_peer"].get<double>() / 1e6,
@@ -249,9 +266,11 @@ int report_divergence(const RunConfig& c, const runtime::PeerSummary& s) {
 }
 
 // GOSSIP_TEST_DIVERGE=RANK:ROUND, for tests of the divergence path: peer RANK takes its training
-// loss of round ROUND as NaN (TrainHooks::nan_loss_round).
-std::optional<std::uint64_t> test_nan_loss_round(int rank) {
-  const char* v = std::getenv("GOSSIP_TEST_DIVERGE");
+// loss of round ROUND as NaN (TrainHooks::nan_loss_round). GOSSIP_TEST_LEAVE=RANK:ROUND, for
+// tests of peer loss: peer RANK stops after ROUND rounds as if it had crashed
+// (TrainHooks::leave_after_round; `gossip peer` then kills itself with SIGKILL).
+std::optional<std::uint64_t> test_round(const char* name, int rank) {
+  const char* v = std::getenv(name);
   if (v == nullptr) return std::nullopt;
   const std::string text(v);
   const auto colon = text.find(':');
@@ -260,8 +279,38 @@ std::optional<std::uint64_t> test_nan_loss_round(int rank) {
   const auto r_end = text.data() + (colon == std::string::npos ? 0 : colon);
   if (colon == std::string::npos || std::from_chars(text.data(), r_end, r).ptr != r_end ||
       std::from_chars(r_end + 1, text.data() + text.size(), round).ptr != text.data() + text.size())
-    throw std::invalid_argument(fmt::format("GOSSIP_TEST_DIVERGE='{}' is not RANK:ROUND", text));
+    throw std::invalid_argument(fmt::format("{}='{}' is not RANK:ROUND", name, text));
   return r == rank ? std::optional(round) : std::nullopt;
+}
+
+runtime::TrainHooks test_hooks(int rank) {
+  runtime::TrainHooks hooks;
+  hooks.nan_loss_round = test_round("GOSSIP_TEST_DIVERGE", rank);
+  hooks.leave_after_round = test_round("GOSSIP_TEST_LEAVE", rank);
+  return hooks;
+}
+
+// No averaged model (a loss too close to the end): null in the summary.
+runtime::Evaluation no_evaluation() {
+  runtime::Evaluation e;
+  e.loss = e.accuracy = std::numeric_limits<double>::quiet_NaN();
+  return e;
+}
+
+// The averaged model over the peers still in the run, or nullopt (and a line saying why) when a
+// loss too close to the end left them without an agreed set of members.
+std::optional<std::vector<float>> final_average(net::Transport& transport,
+                                                const runtime::PeerTrainer& trainer) {
+  std::vector<float> avg(trainer.params().begin(), trainer.params().end());
+  const std::uint64_t round = trainer.total_rounds() + 1;
+  if (runtime::departures_settled(transport, trainer.round()) &&
+      algorithms::allreduce_mean(transport, round, avg))
+    return avg;
+  fmt::print(stderr,
+             "peer {}: a peer left too close to the end for the others to agree on it: no "
+             "averaged model\n",
+             transport.rank());
+  return std::nullopt;
 }
 
 int run_simulate(const TrainArgs& a) {
@@ -296,7 +345,7 @@ int run_simulate(const TrainArgs& a) {
   std::latch built(n);
   std::atomic<bool> build_failed{false};
   std::vector<PeerEnd> ends(static_cast<std::size_t>(n));
-  runtime::Evaluation avg_eval;
+  runtime::Evaluation avg_eval = no_evaluation();
   std::uint64_t total_rounds = 0;
   std::vector<std::thread> peer_threads;
   for (int r = 0; r < n; ++r) {
@@ -312,12 +361,15 @@ int run_simulate(const TrainArgs& a) {
         arrived = true;
         built.arrive_and_wait();
         if (build_failed) return;
-        runtime::TrainHooks hooks;
+        runtime::TrainHooks hooks = test_hooks(r);
         hooks.stop_requested = [] { return g_stop.load(); };
         hooks.progress = r == 0;
-        hooks.nan_loss_round = test_nan_loss_round(r);
         auto s = trainer.run(hooks);
-        if (s.divergence) {
+        if (s.left) {
+          // As a crashed peer: no collective, its transport goes with the thread.
+          fmt::print(stderr, "peer {}: leaves the run after round {} (GOSSIP_TEST_LEAVE)\n", r,
+                     s.rounds);
+        } else if (s.divergence) {
           // No checkpoint of a model that is not finite.
         } else if (s.stopped_early) {
           const auto path = trainer.checkpoint();
@@ -325,13 +377,15 @@ int run_simulate(const TrainArgs& a) {
             fmt::print(stderr, "stopped at round {}: checkpoints written ({} ...)\n", s.rounds,
                        path);
         } else {
-          std::vector<float> avg(trainer.params().begin(), trainer.params().end());
-          algorithms::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
+          const auto avg = final_average(transport, trainer);
           ends[static_cast<std::size_t>(r)] = {
               s.test, static_cast<double>(s.totals.bytes_sent), s.wall_seconds,
-              runtime::disagreement(trainer.params(), avg).relative()};
-          if (r == 0) {
-            avg_eval = trainer.assess(avg);
+              avg ? runtime::disagreement(trainer.params(), *avg).relative()
+                  : std::numeric_limits<double>::quiet_NaN()};
+          if (r == algorithms::ring_members(transport).front()) {
+            const auto e = avg ? trainer.assess(*avg) : no_evaluation();
+            const std::lock_guard<std::mutex> lock(error_mu);
+            avg_eval = e;
             total_rounds = s.rounds;
           }
         }
@@ -361,10 +415,18 @@ int run_simulate(const TrainArgs& a) {
       throw std::runtime_error(fmt::format("peer {}: {}", failed_rank, e.what()));
     }
   }
-  // Every peer agreed on the verdict: rank 0's is the run's.
-  if (summaries[0].divergence) return report_divergence(c, summaries[0]);
-  if (summaries[0].stopped_early) return 130;
-  write_summary(c, summary_json(c, topo, model, total_rounds, ends, avg_eval));
+  // Every peer agreed on the verdict: the first remaining peer's is the run's.
+  const auto first = std::find_if(summaries.begin(), summaries.end(),
+                                  [](const runtime::PeerSummary& s) { return !s.left; });
+  if (first == summaries.end()) throw std::runtime_error("every peer left the run");
+  if (first->divergence) return report_divergence(c, *first);
+  if (first->stopped_early) return 130;
+  std::vector<PeerEnd> remaining;
+  for (int r = 0; r < n; ++r)
+    if (!summaries[static_cast<std::size_t>(r)].left)
+      remaining.push_back(ends[static_cast<std::size_t>(r)]);
+  write_summary(c,
+                summary_json(c, topo, model, total_rounds, remaining, avg_eval, first->departures));
   return 0;
 }
 
@@ -403,37 +465,53 @@ int run_peer(const TrainArgs& a) {
   net::ZmqTransport transport(topo, rank, std::move(options));
   runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);
   if (resume) trainer.resume(*resume);
-  runtime::TrainHooks hooks;
+  runtime::TrainHooks hooks = test_hooks(rank);
   hooks.stop_requested = [] { return g_stop.load(); };
   hooks.progress = a.progress || rank == 0;
-  hooks.nan_loss_round = test_nan_loss_round(rank);
   const auto s = trainer.run(hooks);
+  if (s.left) {
+    fmt::print(stderr, "peer {}: killing itself after round {} (GOSSIP_TEST_LEAVE)\n", rank,
+               s.rounds);
+    std::fflush(stderr);
+    std::raise(SIGKILL);
+  }
   if (s.divergence) return report_divergence(c, s);
   if (s.stopped_early) {
     fmt::print(stderr, "peer {}: stopped at round {}, checkpoint {}\n", rank, s.rounds,
                trainer.checkpoint());
     return 130;
   }
-  // Averaged model and the means over peers, by all-reduce.
-  std::vector<float> avg(trainer.params().begin(), trainer.params().end());
-  algorithms::allreduce_mean(transport, trainer.total_rounds() + 1, avg);
-  // Every peer's end figures, gathered by an all-reduce of the mean: each peer puts n times its
-  // own figures in its slot and zeros elsewhere.
-  std::vector<float> gathered(static_cast<std::size_t>(n) * kPeerEndFields, 0.0f);
-  const auto own = pack({s.test, static_cast<double>(s.totals.bytes_sent), s.wall_seconds,
-                         runtime::disagreement(trainer.params(), avg).relative()});
+  // Averaged model and the means over the peers (those left after a loss), by all-reduce.
+  const auto avg = final_average(transport, trainer);
+  const auto members = algorithms::ring_members(transport);
+  const auto m = static_cast<double>(members.size());
+  const auto slot =
+      static_cast<std::size_t>(std::find(members.begin(), members.end(), rank) - members.begin());
+  // Every remaining peer's end figures, gathered by an all-reduce of the mean: each peer puts m
+  // times its own figures in its slot and zeros elsewhere.
+  std::vector<float> gathered(members.size() * kPeerEndFields, 0.0f);
+  const PeerEnd mine{s.test, static_cast<double>(s.totals.bytes_sent), s.wall_seconds,
+                     avg ? runtime::disagreement(trainer.params(), *avg).relative()
+                         : std::numeric_limits<double>::quiet_NaN()};
+  const auto own = pack(mine);
   for (std::size_t k = 0; k < kPeerEndFields; ++k)
-    gathered[static_cast<std::size_t>(rank) * kPeerEndFields + k] = static_cast<float>(own[k] * n);
-  algorithms::allreduce_mean(transport, trainer.total_rounds() + 2, gathered);
-  if (rank == 0) {
+    gathered[slot * kPeerEndFields + k] = static_cast<float>(own[k] * m);
+  const bool all_ends =
+      avg && algorithms::allreduce_mean(transport, trainer.total_rounds() + 2, gathered);
+  if (rank == members.front()) {
     std::vector<PeerEnd> ends;
-    for (int r = 0; r < n; ++r) {
-      std::vector<double> v(kPeerEndFields);
-      for (std::size_t k = 0; k < kPeerEndFields; ++k)
-        v[k] = gathered[static_cast<std::size_t>(r) * kPeerEndFields + k];
-      ends.push_back(unpack(v));
+    if (!all_ends) {
+      fmt::print(stderr, "peer {}: the summary holds this peer's figures only\n", rank);
+      ends.push_back(mine);
+    } else {
+      for (std::size_t r = 0; r < members.size(); ++r) {
+        std::vector<double> v(kPeerEndFields);
+        for (std::size_t k = 0; k < kPeerEndFields; ++k) v[k] = gathered[r * kPeerEndFields + k];
+        ends.push_back(unpack(v));
+      }
     }
-    write_summary(c, summary_json(c, topo, model, s.rounds, ends, trainer.assess(avg)));
+    write_summary(c, summary_json(c, topo, model, s.rounds, ends,
+                                  avg ? trainer.assess(*avg) : no_evaluation(), s.departures));
   }
   return 0;
 }
@@ -495,7 +573,8 @@ int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
       q.nonce =
           (static_cast<std::uint64_t>(entropy()) << 32) ^ static_cast<std::uint64_t>(entropy());
   }
-  const auto spec = runtime::launch_spec(q);
+  auto spec = runtime::launch_spec(q);
+  spec.survive_loss = c.on_peer_loss == "continue";
   fmt::print(stderr, "launch: {}\n", runtime::describe_threads(local, q.threads));
   fmt::print(stderr, "launch: starting {} {} on this host; logs in {}/\n", ranks.size(),
              peers ? "peers" : "processes of " + command.front(), logs.string());
@@ -522,9 +601,14 @@ int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
                  "launch: every peer stopped before training began; no checkpoint to resume "
                  "from\n");
   } else if (out.exit_code == 0 && peers) {
-    // Rank 0 printed its summary into its log: show it here too.
-    std::ifstream log(spec.processes.front().log);
+    // The lowest rank that finished printed the summary into its log: show it here too.
+    std::size_t first = 0;
+    while (std::find(out.lost.begin(), out.lost.end(), first) != out.lost.end()) ++first;
+    std::ifstream log(spec.processes[first].log);
     for (std::string line; std::getline(log, line);) fmt::print("{}\n", line);
+    for (std::size_t k : out.lost)
+      fmt::print(stderr, "launch: {} was lost; the other peers finished without it\n",
+                 spec.processes[k].name);
   } else if (out.exit_code == 0) {
     // The first process's stderr was the terminal's already; everyone's stdout is in its log,
     // which may be a whole run of prints: not repeated here.

@@ -54,10 +54,15 @@ std::string describe_end(int wait_status) {
 }
 
 int launch_exit_code(const std::vector<int>& wait_statuses, std::optional<std::size_t> failed,
-                     LaunchMode mode) {
+                     LaunchMode mode, const std::vector<std::size_t>& lost) {
   if (failed && *failed < wait_statuses.size()) return exit_code(wait_statuses[*failed]);
+  if (!lost.empty() && lost.size() >= wait_statuses.size() && lost.front() < wait_statuses.size())
+    return exit_code(wait_statuses[lost.front()]);
   bool diverged = false, stopped = false;
-  for (int s : wait_statuses) switch (classify(s, mode)) {
+  for (std::size_t k = 0; k < wait_statuses.size(); ++k) {
+    if (std::find(lost.begin(), lost.end(), k) != lost.end()) continue;
+    const int s = wait_statuses[k];
+    switch (classify(s, mode)) {
       case ExitKind::failed:
         return exit_code(s);
       case ExitKind::diverged:
@@ -69,6 +74,7 @@ int launch_exit_code(const std::vector<int>& wait_statuses, std::optional<std::s
       case ExitKind::orderly:
         break;
     }
+  }
   return diverged ? 3 : stopped ? 130 : 0;
 }
 
@@ -302,6 +308,17 @@ LaunchOutcome supervise(const LaunchSpec& spec, std::FILE* messages) {
       --running;
       reaped = true;
       if (classify(out.wait_statuses[k], spec.mode) != ExitKind::failed || out.failed) continue;
+      if (spec.survive_loss && WIFSIGNALED(out.wait_statuses[k]) && !stopped_by_launch[k]) {
+        // transport.on_peer_loss = "continue": the others mix it out and go on.
+        out.lost.push_back(k);
+        const auto& p = spec.processes[k];
+        fmt::print(messages,
+                   "launch: {} {}; on_peer_loss = continue: the others go on without it (log "
+                   "{})\n",
+                   p.name, describe_end(out.wait_statuses[k]), p.log);
+        std::fflush(messages);
+        continue;
+      }
       out.failed = k;
       const auto& p = spec.processes[k];
       fmt::print(messages, "launch: {} {}{}. Its log ({}) ends:\n", p.name,
@@ -330,7 +347,7 @@ LaunchOutcome supervise(const LaunchSpec& spec, std::FILE* messages) {
   }
   if (g_stop_signals.load() > 0) out.stop_requested = true;
 
-  out.exit_code = launch_exit_code(out.wait_statuses, out.failed, spec.mode);
+  out.exit_code = launch_exit_code(out.wait_statuses, out.failed, spec.mode, out.lost);
   if (out.exit_code != 0 && out.exit_code != 130) {
     for (std::size_t k = 0; k < n; ++k) {
       if (out.wait_statuses[k] == 0) continue;

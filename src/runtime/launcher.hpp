@@ -39,9 +39,11 @@ int exit_code(int wait_status);
 // A wait status in words: "exited with code 1", "was killed by signal 9 (Killed)".
 std::string describe_end(int wait_status);
 // The launcher's exit code from every process's wait status and the one that failed first on
-// its own (if any): its code; else 3 if a peer diverged; else 130 if any stopped; else 0.
+// its own (if any): its code; else 3 if a peer diverged; else 130 if any stopped; else 0. The
+// `lost` processes (LaunchSpec::survive_loss) do not count, unless every process was lost: then
+// the first one's code (128 + its signal).
 int launch_exit_code(const std::vector<int>& wait_statuses, std::optional<std::size_t> failed,
-                     LaunchMode mode);
+                     LaunchMode mode, const std::vector<std::size_t>& lost = {});
 
 struct LaunchProcess {
   std::string name;               // for messages: "peer 3"
@@ -57,11 +59,17 @@ struct LaunchSpec {
   std::size_t terminal = 0;
   // After a failure, how long the others have to stop before they are killed.
   std::chrono::milliseconds grace{5000};
+  // transport.on_peer_loss = "continue": a process that dies by a signal other than SIGINT
+  // (SIGKILL, a crash) is lost, not failed: the others are left to go on without it (their
+  // transports mix it out), the launcher says so, and it does not count in the exit code. A
+  // process that exits with an error code still stops the others.
+  bool survive_loss = false;
 };
 
 struct LaunchOutcome {
   std::vector<int> wait_statuses;     // per process
   std::optional<std::size_t> failed;  // the first process that failed on its own
+  std::vector<std::size_t> lost;      // LaunchSpec::survive_loss: processes lost, in order
   bool stop_requested = false;        // the launcher got SIGINT, SIGTERM or SIGHUP
   int exit_code = 0;                  // launch_exit_code
 };

@@ -76,6 +76,9 @@ net::TransportOptions transport_options(const RunConfig& c, std::size_t max_payl
   o.io_threads = c.io_threads;
   // The lag, exchange interval, links and direct lag the algorithm needs, from its registry row.
   algorithms::fit_transport_options(algorithm_config(c, {}), o);
+  // After a loss the runtime's all-reduces (evaluation, end of run) take the ring of the peers
+  // left, which links each to the next remaining rank: any pair may be needed.
+  if (o.on_peer_loss == net::PeerLoss::continue_run) o.all_links = true;
   return o;
 }
 

@@ -118,9 +118,26 @@ std::optional<PeerSummary::Divergence> agree_on_divergence(
   std::array<std::uint64_t, 2> best{kNone, kNone}, got{};
   if (own) best = {own->round, static_cast<std::uint64_t>(own->rank)};
   const int n = transport.size();
-  for (int step = 0; step + 1 < n; ++step) {
+  // After a peer loss: the ring of the peers left, once every one of them knows the departures.
+  // A loss too close to the end to be agreed on leaves each peer with its own verdict.
+  if (!departures_settled(transport, ring_round)) {
+    fmt::print(stderr,
+               "peer {}: a peer left too close to the end of the run for the others to agree on "
+               "it: the divergence verdict is this peer's own\n",
+               transport.rank());
+    return own;
+  }
+  const auto members = static_cast<int>(algorithms::ring_members(transport).size());
+  for (int step = 0; step + 1 < members; ++step) {
     transport.ring_step(ring_round, static_cast<std::uint32_t>(step),
                         std::as_bytes(std::span(best)), std::as_writable_bytes(std::span(got)));
+    if (transport.ring_cut()) {
+      fmt::print(stderr,
+                 "peer {}: a peer left during the divergence agreement: the verdict is this "
+                 "peer's own\n",
+                 transport.rank());
+      return own;
+    }
     best = std::min(best, got);
   }
   if (best[0] == kNone) return std::nullopt;
@@ -138,6 +155,12 @@ std::vector<std::size_t> hidden_widths(const RunConfig& config) {
 }
 
 }  // namespace
+
+bool departures_settled(const net::Transport& transport, std::uint64_t round) {
+  for (const net::Departure& d : transport.departures())
+    if (d.round > round) return false;
+  return true;
+}
 
 MlpLayout model_layout(const RunConfig& config, const Dataset& train) {
   if (train.regression()) return MlpLayout(train.dim, {}, 1);
@@ -503,12 +526,26 @@ EvalPoint PeerTrainer::evaluate(std::uint64_t round) {
   const auto x = params();
   e.own = assess(x);
   if (transport_.size() == 1) return e;
+  // A departure not yet in effect: some peers may not know of it, and a ring over all of them
+  // would wait for the one gone. No averaged model at this point; the next one has it.
+  if (!departures_settled(transport_, round)) {
+    fmt::print(stderr,
+               "peer {}: round {}: no averaged model: a peer left and the others are still "
+               "agreeing on it\n",
+               rank_, round + 1);
+    return e;
+  }
   // Ring steps past the C-PSGD baseline's, in the round just done: every peer evaluates at the
   // same rounds, so the all-reduce lines up; its bytes are diagnostics, not the algorithm's.
+  // After a loss the ring is that of the peers left.
   average_.assign(x.begin(), x.end());
-  algorithms::allreduce_mean(transport_, round, average_, algorithms::kDiagnosticFirstStep);
+  if (!algorithms::allreduce_mean(transport_, round, average_, algorithms::kDiagnosticFirstStep)) {
+    fmt::print(stderr, "peer {}: round {}: no averaged model: a peer left during the all-reduce\n",
+               rank_, round + 1);
+    return e;
+  }
   e.disagreement = disagreement(x, average_);
-  if (rank_ == 0) e.average = assess(average_);
+  if (rank_ == algorithms::ring_members(transport_).front()) e.average = assess(average_);
   return e;
 }
 
@@ -586,6 +623,11 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
       loss = model_->loss_grad(x, data_.train, rows, g);
     });
     if (hooks.nan_loss_round == t) loss = std::numeric_limits<double>::quiet_NaN();
+    if (hooks.leave_after_round == t + 1) {
+      s.left = true;
+      s.rounds = t + 1;
+      return s;
+    }
     if (!std::isfinite(loss) && !s.diverged_at) {
       s.diverged_at = t;
       if (!transport_.stop_round()) transport_.request_stop(t + 1 + stop_margin_);
@@ -638,6 +680,8 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
   std::optional<PeerSummary::Divergence> own;
   if (s.diverged_at) own = PeerSummary::Divergence{rank_, *s.diverged_at};
   s.divergence = transport_.size() > 1 ? agree_on_divergence(transport_, s.rounds, own) : own;
+  const auto gone = transport_.departures();
+  s.departures.assign(gone.begin(), gone.end());
   s.wall_seconds = wall_seconds();
   wall_before_ = s.wall_seconds;
   segment_start_.reset();

@@ -50,6 +50,12 @@ struct PeerSummary {
     std::uint64_t round = 0;
   };
   std::optional<Divergence> divergence;
+  // Peers gone from the run (transport.on_peer_loss = "continue"), as this peer knew them at the
+  // end: rank and the agreed round r* from which the others mixed without it.
+  std::vector<net::Departure> departures;
+  // Set when TrainHooks::leave_after_round made this peer leave: run() returned at once after
+  // that round, without any collective (the caller ends as a crashed peer would).
+  bool left = false;
 };
 
 // The run config as rank 0 started the run with, in the run folder.
@@ -64,6 +70,9 @@ struct TrainHooks {
   // Tests of the divergence path: this peer's training loss of this round is taken as NaN (the
   // CLI sets it from GOSSIP_TEST_DIVERGE=RANK:ROUND).
   std::optional<std::uint64_t> nan_loss_round;
+  // Tests of peer loss: this peer stops after this many rounds, as if its process had died
+  // (PeerSummary::left; the CLI sets it from GOSSIP_TEST_LEAVE=RANK:ROUND and kills itself).
+  std::optional<std::uint64_t> leave_after_round;
 };
 
 // A checkpoint that does not belong to this run, or a damaged one.
@@ -81,7 +90,14 @@ struct Disagreement {
 Disagreement disagreement(std::span<const float> x, std::span<const float> avg);
 
 // What an evaluation point measures: this peer's model, and with more than one peer the distance
-// to the average of all models (one all-reduce) and, on rank 0, the averaged model's accuracy.
+// to the average of all models (one all-reduce) and, on the lowest rank still in the run (rank 0
+// unless it is gone), the averaged model's accuracy. After a peer loss the average is over the
+// peers left; while a departure is not yet known to every peer (before its r*) there is none.
+// True when every departure this transport knows of took effect by `round` (r* <= round): then
+// every remaining peer knows the same departures (a notice reaches every peer before its r*), and
+// a ring over the remaining peers lines up. False while a loss is still being agreed on.
+bool departures_settled(const net::Transport& transport, std::uint64_t round);
+
 struct EvalPoint {
   Evaluation own;
   std::optional<Evaluation> average;         // rank 0 only

@@ -154,6 +154,10 @@ TEST_CASE("launch_exit_code: the first failure's code, else divergence, else a s
   CHECK(launch_exit_code({killed(SIGTERM), exited(2), killed(SIGKILL)}, 1, command) == 2);
   CHECK(launch_exit_code({exited(3), exited(0)}, std::nullopt, command) == 3);
   CHECK(launch_exit_code({exited(130), killed(SIGHUP)}, std::nullopt, peers) == 129);
+  // Lost processes (on_peer_loss = continue) do not count, unless all were lost.
+  CHECK(launch_exit_code({exited(0), killed(SIGKILL), exited(0)}, std::nullopt, peers, {1}) == 0);
+  CHECK(launch_exit_code({exited(3), killed(SIGKILL)}, std::nullopt, peers, {1}) == 3);
+  CHECK(launch_exit_code({killed(SIGSEGV), killed(SIGKILL)}, std::nullopt, peers, {1, 0}) == 137);
 }
 
 TEST_CASE(
@@ -308,6 +312,34 @@ TEST_CASE("supervise: a process that fails stops the others at once, and its log
   CHECK(diverged.exit_code == 3);
   CHECK_FALSE(diverged.failed);
   CHECK(diverged.wait_statuses[1] == exited(130));  // not stopped by launch
+}
+
+TEST_CASE("supervise: with survive_loss a process killed by a signal is lost, the others go on") {
+  Scratch s("launcher_lost");
+  Messages m;
+  auto spec =
+      shell_spec(s.dir(), {"sleep 1; exit 0", "kill -9 $$", "sleep 1; exit 0"}, LaunchMode::peers);
+  spec.survive_loss = true;
+  const auto out = supervise(spec, m.f);
+  CHECK(out.exit_code == 0);
+  CHECK_FALSE(out.failed);
+  REQUIRE(out.lost.size() == 1);
+  CHECK(out.lost[0] == 1);
+  CHECK(out.wait_statuses[0] == exited(0));  // not stopped by launch
+  CHECK(out.wait_statuses[2] == exited(0));
+  const auto text = m.text();
+  CHECK_MESSAGE(text.find("launch: proc 1 was killed by signal 9") != std::string::npos, text);
+  CHECK_MESSAGE(text.find("the others go on without it") != std::string::npos, text);
+  // An exit code is still a failure that stops the others; without survive_loss so is a signal.
+  auto failing = shell_spec(s.dir(), {"sleep 30", "exit 1"}, LaunchMode::peers);
+  failing.survive_loss = true;
+  const auto failed = supervise(failing, m.f);
+  CHECK(failed.exit_code == 1);
+  CHECK(failed.wait_statuses[0] == killed(SIGTERM));
+  spec.survive_loss = false;
+  const auto stopped = supervise(spec, m.f);
+  CHECK(stopped.exit_code == 137);
+  CHECK(stopped.lost.empty());
 }
 
 TEST_CASE("supervise: a process that ignores SIGTERM after a failure is killed after the grace") {

@@ -720,3 +720,133 @@ TEST_CASE("dga: a stop reaches every peer through its direct messages, whatever 
   REQUIRE(run.total_rounds > 29);
   check_stopped_together(run, 5 + 1 + 23, 2);
 }
+
+TEST_CASE(
+    "a peer that leaves mid-run: the others finish and average the models of the peers left") {
+  // ring:4 without one peer is a path of 3 (diameter 2): r* = the round of the loss + 4.
+  for (const int lost : {2, 0}) {
+    CAPTURE(lost);
+    const Scratch scratch("leave_" + std::to_string(lost));
+    auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
+    apply_override(c, "transport.on_peer_loss=\"continue\"");
+    apply_override(c, "run.eval_every=0.5");  // rounds 16, 31, 47, 62 (31 rounds an epoch)
+    const std::uint64_t leave_after = 29;     // r* = 33: the evaluation of round 31 has no average
+    const auto topo = topology::make_topology(topology::parse_spec(c.topology));
+    const auto data = load_data(c);
+    const auto shards = partition_all(data.train, parse_partition(c.partition), 4, c.seed);
+    auto hub = std::make_shared<net::InprocHub>(topo);
+    std::vector<PeerSummary> summaries(4);
+    std::vector<std::vector<float>> params(4);
+    std::vector<std::string> errors(4);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 4; ++r)
+      threads.emplace_back([&, r] {
+        try {
+          auto o = transport_options(c, 0, true);
+          CHECK(o.all_links);  // the ring of the peers left links ranks two apart
+          o.timeout = std::chrono::milliseconds(4000);  // a loaded machine loses no live peer
+          net::InprocTransport t(hub, r, o);
+          PeerTrainer trainer(c, topo, r, t, data, shards);
+          TrainHooks hooks;
+          if (r == lost) hooks.leave_after_round = leave_after;
+          summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
+          params[static_cast<std::size_t>(r)].assign(trainer.params().begin(),
+                                                     trainer.params().end());
+        } catch (const std::exception& e) {
+          errors[static_cast<std::size_t>(r)] = e.what();
+        }
+      });
+    for (auto& t : threads) t.join();
+    const int reporter = lost == 0 ? 1 : 0;
+    std::vector<double> mean(params[static_cast<std::size_t>(reporter)].size(), 0.0);
+    for (int r = 0; r < 4; ++r)
+      if (r != lost)
+        for (std::size_t k = 0; k < mean.size(); ++k)
+          mean[k] += params[static_cast<std::size_t>(r)][k] / 3.0;
+    double norm = 0.0;
+    for (double v : mean) norm += v * v;
+    norm = std::sqrt(norm);
+    for (int r = 0; r < 4; ++r) {
+      CAPTURE(r);
+      const auto& s = summaries[static_cast<std::size_t>(r)];
+      CHECK(errors[static_cast<std::size_t>(r)].empty());
+      if (r == lost) {
+        CHECK(s.left);
+        CHECK(s.rounds == leave_after);
+        continue;
+      }
+      CHECK_FALSE(s.left);
+      CHECK(s.rounds == 62);
+      CHECK_FALSE(s.divergence.has_value());
+      REQUIRE(s.departures.size() == 1);
+      CHECK(s.departures[0].rank == lost);
+      CHECK(s.departures[0].round == leave_after + 4);
+      // Evaluations: none of the average while the loss is agreed on (round 31), then the
+      // average of the three peers left; the lowest of them evaluates the averaged model.
+      std::ifstream in(std::filesystem::path(c.output_dir()) /
+                       ("metrics-" + std::to_string(r) + ".jsonl"));
+      std::map<std::uint64_t, nlohmann::json> evals;
+      for (std::string line; std::getline(in, line);) {
+        const auto j = nlohmann::json::parse(line);
+        if (j.contains("test_accuracy")) evals[j.at("round").get<std::uint64_t>()] = j;
+      }
+      REQUIRE(evals.size() == 4);
+      CHECK(evals.at(16).contains("distance_to_average"));
+      CHECK_FALSE(evals.at(31).contains("distance_to_average"));
+      CHECK_FALSE(evals.at(31).contains("test_accuracy_avg_model"));
+      const auto& last = evals.at(62);
+      REQUIRE(last.contains("average_norm"));
+      CHECK(last.at("average_norm").get<double>() == doctest::Approx(norm).epsilon(1e-5));
+      CHECK(last.contains("test_accuracy_avg_model") == (r == reporter));
+      if (r == reporter) CHECK(last.at("test_accuracy_avg_model").get<double>() > 0.5);
+    }
+  }
+}
+
+TEST_CASE("allreduce_mean after a loss: cut while the loss is learned, then over the peers left") {
+  const auto topo = topology::make_topology(topology::parse_spec("ring:4"));
+  auto hub = std::make_shared<net::InprocHub>(topo);
+  net::TransportOptions o;
+  o.on_peer_loss = net::PeerLoss::continue_run;
+  o.all_links = true;
+  o.timeout = std::chrono::milliseconds(1500);
+  o.connect_timeout = std::chrono::seconds(20);
+  const int lost = 2;
+  std::vector<std::vector<float>> v(4);
+  std::vector<int> first(4, -1), second(4, -1);
+  std::vector<std::vector<net::Departure>> gone(4);
+  std::vector<std::string> errors(4);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 4; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        net::InprocTransport t(hub, r, o);
+        t.handshake();
+        if (r == lost) return;  // gone after the handshake, silent
+        auto& x = v[static_cast<std::size_t>(r)];
+        x.assign(13, 0.0f);
+        for (std::size_t k = 0; k < 13; ++k) x[k] = static_cast<float>(r * 100 + k);
+        // The ring still counts on peer 2: nobody completes it, each learns of the loss.
+        first[static_cast<std::size_t>(r)] = algorithms::allreduce_mean(t, 1, x) ? 1 : 0;
+        const auto d = t.departures();
+        gone[static_cast<std::size_t>(r)].assign(d.begin(), d.end());
+        for (std::size_t k = 0; k < 13; ++k) x[k] = static_cast<float>(r * 100 + k);
+        // At r* = 5 (look-ahead: at most 6 rounds past the last ring): the ring of 0, 1 and 3.
+        second[static_cast<std::size_t>(r)] = algorithms::allreduce_mean(t, 5, x) ? 1 : 0;
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r : {0, 1, 3}) {
+    CAPTURE(r);
+    CHECK(errors[static_cast<std::size_t>(r)].empty());
+    CHECK(first[static_cast<std::size_t>(r)] == 0);
+    REQUIRE(gone[static_cast<std::size_t>(r)].size() == 1);
+    CHECK(gone[static_cast<std::size_t>(r)][0].rank == lost);
+    CHECK(gone[static_cast<std::size_t>(r)][0].round == 5);  // 1 + (diameter 2 + 2)
+    CHECK(second[static_cast<std::size_t>(r)] == 1);
+    for (std::size_t k = 0; k < 13; ++k)
+      CHECK(v[static_cast<std::size_t>(r)][k] == doctest::Approx((0 + 100 + 300) / 3.0 + k));
+  }
+}
