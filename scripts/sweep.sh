@@ -147,8 +147,10 @@ preset() {
       config=configs/ring8_deepsqueeze.toml
       networks="5:20"
       peer_counts="64 256"
-      epochs=2 target_acc=0.85 eval_rounds=20
-      local same="run.batch_size={256/n};algorithm.name=choco-sgd;compression.codec=\"sign\";algorithm.consensus_step=0.45"
+      epochs=10 target_acc=0.85 eval_rounds=100
+      # gamma_c 0.2 and a step in proportion to the batch per peer (0.02 at 64 peers, 0.005 at
+      # 256): CHOCO-SGD with the 8-peer ring's 0.45 and 0.05 diverges at both counts.
+      local same="run.batch_size={256/n};algorithm.name=choco-sgd;compression.codec=\"sign\";algorithm.consensus_step=0.2;algorithm.lr={1.28/n}"
       runs=(
         'allreduce-fp32=algorithm.name=allreduce;compression.codec=identity;run.batch_size={256/n};topology.file="ring:{n}"'
         "ring-choco-sign=$same;topology.file=\"ring:{n}\""
