@@ -359,9 +359,10 @@ class PyAlgorithm {
                                 avg_calls_ * 2u * static_cast<std::uint32_t>(peer_->size());
     ++avg_calls_;
     avg_round_ = t;
+    bool whole = false;
     try {
       py::gil_scoped_release release;
-      algorithms::allreduce_mean(*transport_, t, data, first);
+      whole = algorithms::allreduce_mean(*transport_, t, data, first);
     } catch (const Interrupted&) {
       broken_ = "a collective was abandoned on Ctrl-C";
       restore_python_error();
@@ -369,6 +370,13 @@ class PyAlgorithm {
       broken_ = e.what();
       throw;
     }
+    // A peer left during it (transport.on_peer_loss = "continue"): `data` is no mean. The
+    // transport stays usable; a later collective runs over the peers left.
+    if (!whole)
+      throw net::TransportError(fmt::format(
+          "rank {}: round {}: a peer left during this collective, so it has no result; the next "
+          "one runs over the peers left",
+          peer_->rank(), t + 1));
   }
 
   void check_usable() const {
