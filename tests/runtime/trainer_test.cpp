@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -43,39 +44,52 @@ RunConfig small_config(const std::string& out, const std::string& algorithm,
   return c;
 }
 
-// Runs all peers as threads; `before` and `stop` control resume and stopping; returns each
-// peer's final parameters.
-std::vector<std::vector<float>> run_all(const RunConfig& c, std::optional<std::uint64_t> resume,
-                                        std::optional<std::uint64_t> stop_at,
-                                        bool checkpoint_at_stop) {
+// Every peer of `c` as a thread over one in-process hub, with the run config's transport settings
+// (network model, clock, lags, links: as `gossip simulate`) and `timeout`; `body` runs each
+// peer's trainer. Returns each peer's error text ("" when none).
+using PeerBody = std::function<void(int, net::InprocTransport&, PeerTrainer&)>;
+std::size_t peer_count(const RunConfig& c) {
+  return static_cast<std::size_t>(topology::make_topology(topology::parse_spec(c.topology)).size());
+}
+std::vector<std::string> run_peers(const RunConfig& c, const PeerBody& body,
+                                   std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
   const auto topo = topology::make_topology(topology::parse_spec(c.topology));
   const auto data = load_data(c);
   const int n = topo.size();
   const auto shards = partition_all(data.train, parse_partition(c.partition), n, c.seed);
   auto hub = std::make_shared<net::InprocHub>(topo);
-  std::vector<std::vector<float>> params(static_cast<std::size_t>(n));
   std::vector<std::string> errors(static_cast<std::size_t>(n));
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r)
     threads.emplace_back([&, r] {
       try {
-        // The run config's transport settings (network model, clock), as `gossip simulate`.
         auto o = transport_options(c, 0, true);
-        o.timeout = std::chrono::seconds(20);
+        o.timeout = timeout;
         net::InprocTransport t(hub, r, o);
         PeerTrainer trainer(c, topo, r, t, data, shards);
-        if (resume) trainer.resume(*resume);
-        // Only rank 0 asks: the request must reach every peer through the frames.
-        if (stop_at && r == 0) t.request_stop(*stop_at);
-        trainer.run({});
-        if (checkpoint_at_stop) trainer.checkpoint();
-        params[static_cast<std::size_t>(r)].assign(trainer.params().begin(),
-                                                   trainer.params().end());
+        body(r, t, trainer);
       } catch (const std::exception& e) {
         errors[static_cast<std::size_t>(r)] = e.what();
       }
     });
   for (auto& t : threads) t.join();
+  return errors;
+}
+
+// Runs all peers as threads; `resume` and `stop_at` control resume and stopping; returns each
+// peer's final parameters.
+std::vector<std::vector<float>> run_all(const RunConfig& c, std::optional<std::uint64_t> resume,
+                                        std::optional<std::uint64_t> stop_at,
+                                        bool checkpoint_at_stop) {
+  std::vector<std::vector<float>> params(peer_count(c));
+  const auto errors = run_peers(c, [&](int r, net::InprocTransport& t, PeerTrainer& trainer) {
+    if (resume) trainer.resume(*resume);
+    // Only rank 0 asks: the request must reach every peer through the frames.
+    if (stop_at && r == 0) t.request_stop(*stop_at);
+    trainer.run({});
+    if (checkpoint_at_stop) trainer.checkpoint();
+    params[static_cast<std::size_t>(r)].assign(trainer.params().begin(), trainer.params().end());
+  });
   for (const auto& e : errors)
     if (!e.empty()) throw std::runtime_error(e);
   return params;
@@ -297,30 +311,14 @@ TEST_CASE("the end of a run is agreed: a divergence in the last rounds reaches e
   const Scratch scratch("verdict");
   auto c = small_config(scratch.dir().string(), "dpsgd", "identity");
   apply_override(c, "run.epochs=1");  // 31 rounds; the stop margin of ring:4 is 6
-  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
-  const auto data = load_data(c);
-  const auto shards = partition_all(data.train, parse_partition(c.partition), 4, c.seed);
   // Rank 3 in the last round, rank 1 a round before it: too late for their stop requests.
   const std::map<int, std::uint64_t> nan_at = {{1, 29}, {3, 30}};
-  auto hub = std::make_shared<net::InprocHub>(topo);
   std::vector<PeerSummary> summaries(4);
-  std::vector<std::string> errors(4);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 4; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        net::TransportOptions o;
-        o.timeout = std::chrono::seconds(20);
-        net::InprocTransport t(hub, r, o);
-        PeerTrainer trainer(c, topo, r, t, data, shards);
-        TrainHooks hooks;
-        if (nan_at.contains(r)) hooks.nan_loss_round = nan_at.at(r);
-        summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
-      } catch (const std::exception& e) {
-        errors[static_cast<std::size_t>(r)] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
+  const auto errors = run_peers(c, [&](int r, net::InprocTransport&, PeerTrainer& trainer) {
+    TrainHooks hooks;
+    if (nan_at.contains(r)) hooks.nan_loss_round = nan_at.at(r);
+    summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
+  });
   for (int r = 0; r < 4; ++r) {
     CAPTURE(r);
     const auto& s = summaries[static_cast<std::size_t>(r)];
@@ -469,32 +467,14 @@ struct DivergedRun {
   std::uint64_t total_rounds = 0;
 };
 DivergedRun run_diverging(const RunConfig& c, int rank, std::uint64_t round) {
-  const auto topo = topology::make_topology(topology::parse_spec(c.topology));
-  const auto data = load_data(c);
-  const int n = topo.size();
-  const auto shards = partition_all(data.train, parse_partition(c.partition), n, c.seed);
-  auto hub = std::make_shared<net::InprocHub>(topo);
   DivergedRun out;
-  out.summaries.resize(static_cast<std::size_t>(n));
-  out.errors.resize(static_cast<std::size_t>(n));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        // all_links for dga, the lags, the exchange interval
-        auto o = transport_options(c, 0, true);
-        o.timeout = std::chrono::seconds(20);
-        net::InprocTransport t(hub, r, o);
-        PeerTrainer trainer(c, topo, r, t, data, shards);
-        if (r == 0) out.total_rounds = trainer.total_rounds();
-        TrainHooks hooks;
-        if (r == rank) hooks.nan_loss_round = round;
-        out.summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
-      } catch (const std::exception& e) {
-        out.errors[static_cast<std::size_t>(r)] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
+  out.summaries.resize(peer_count(c));
+  out.errors = run_peers(c, [&](int r, net::InprocTransport&, PeerTrainer& trainer) {
+    if (r == 0) out.total_rounds = trainer.total_rounds();
+    TrainHooks hooks;
+    if (r == rank) hooks.nan_loss_round = round;
+    out.summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
+  });
   return out;
 }
 
@@ -732,32 +712,19 @@ TEST_CASE(
     apply_override(c, "transport.on_peer_loss=\"continue\"");
     apply_override(c, "run.eval_every=0.5");  // rounds 16, 31, 47, 62 (31 rounds an epoch)
     const std::uint64_t leave_after = 29;     // r* = 33: the evaluation of round 31 has no average
-    const auto topo = topology::make_topology(topology::parse_spec(c.topology));
-    const auto data = load_data(c);
-    const auto shards = partition_all(data.train, parse_partition(c.partition), 4, c.seed);
-    auto hub = std::make_shared<net::InprocHub>(topo);
+    CHECK(transport_options(c, 0, true).all_links);  // the ring of the peers left: two apart
     std::vector<PeerSummary> summaries(4);
     std::vector<std::vector<float>> params(4);
-    std::vector<std::string> errors(4);
-    std::vector<std::thread> threads;
-    for (int r = 0; r < 4; ++r)
-      threads.emplace_back([&, r] {
-        try {
-          auto o = transport_options(c, 0, true);
-          CHECK(o.all_links);  // the ring of the peers left links ranks two apart
-          o.timeout = std::chrono::milliseconds(4000);  // a loaded machine loses no live peer
-          net::InprocTransport t(hub, r, o);
-          PeerTrainer trainer(c, topo, r, t, data, shards);
+    const auto errors = run_peers(
+        c,
+        [&](int r, net::InprocTransport&, PeerTrainer& trainer) {
           TrainHooks hooks;
           if (r == lost) hooks.leave_after_round = leave_after;
           summaries[static_cast<std::size_t>(r)] = trainer.run(hooks);
           params[static_cast<std::size_t>(r)].assign(trainer.params().begin(),
                                                      trainer.params().end());
-        } catch (const std::exception& e) {
-          errors[static_cast<std::size_t>(r)] = e.what();
-        }
-      });
-    for (auto& t : threads) t.join();
+        },
+        std::chrono::milliseconds(4000));  // a loaded machine loses no live peer
     const int reporter = lost == 0 ? 1 : 0;
     std::vector<double> mean(params[static_cast<std::size_t>(reporter)].size(), 0.0);
     for (int r = 0; r < 4; ++r)
