@@ -198,15 +198,28 @@ TEST_CASE("the runtime follows the float64 rule; the in-flight mass moves exactl
   struct Case {
     const char* topology;
     std::uint32_t tau, h;
+    bool varied = false;  // a schedule whose phases weigh differently: W^(t) = a_t I + (1 − a_t) P
   };
   for (const Case& cs :
        {Case{"ring:6", 1, 1}, Case{"ring:6", 3, 1}, Case{"torus:2x3", 2, 3},
         Case{"erdos-renyi:6,p=0.6,seed=2", 2, 1}, Case{"one-peer-exponential:6", 1, 1},
-        Case{"one-peer-exponential:6", 2, 2}, Case{"one-peer-exponential:6", 4, 1}}) {
+        Case{"one-peer-exponential:6", 2, 2}, Case{"one-peer-exponential:6", 4, 1},
+        Case{"one-peer-exponential:6", 2, 1, true}}) {
     CAPTURE(cs.topology);
     CAPTURE(cs.tau);
     CAPTURE(cs.h);
-    const auto topo = gt::make_topo(cs.topology);
+    CAPTURE(cs.varied);
+    auto topo = gt::make_topo(cs.topology);
+    if (cs.varied) {
+      // Still doubly stochastic in every phase, but a message must be weighed with the W of the
+      // round it was sent in, not of the round that mixes it: the reference and M tell them apart.
+      for (std::size_t t = 0; t < topo.schedule.size(); ++t) {
+        const double a = 0.3 + 0.2 * static_cast<double>(t);
+        for (std::size_t i = 0; i < topo.schedule[t].size(); ++i)
+          for (auto& nb : topo.schedule[t][i])
+            nb.weight = static_cast<std::size_t>(nb.rank) == i ? a : 1.0 - a;
+      }
+    }
     const std::uint64_t T = 20;
     auto cfg = stale_config(cs.tau, cs.h);
     const auto ref = reference_stale(topo, x0, cfg.lr, T, cs.tau, cs.h, grad);
