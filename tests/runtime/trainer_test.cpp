@@ -559,6 +559,24 @@ RunConfig virtual_config(const Scratch& scratch, const std::string& algorithm,
   return c;
 }
 
+// Every metrics line of every peer of `c` says clock "virtual" and a wall time of exactly
+// `expected(round)` nanoseconds.
+void check_virtual_clocks(const RunConfig& c, std::size_t peers,
+                          const std::function<std::uint64_t(std::uint64_t)>& expected) {
+  for (std::size_t r = 0; r < peers; ++r) {
+    CAPTURE(r);
+    const auto lines = metrics_of(c, static_cast<int>(r));
+    REQUIRE(!lines.empty());
+    for (const auto& j : lines) {
+      const auto round = j.at("round").get<std::uint64_t>();
+      CAPTURE(round);
+      CHECK(j.at("clock") == "virtual");
+      CHECK(std::llround(j.at("wall_seconds").get<double>() * 1e9) ==
+            static_cast<long long>(expected(round)));
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("virtual time equals the model's sum for a fixed compute time and known message sizes") {
@@ -587,18 +605,7 @@ TEST_CASE("virtual time equals the model's sum for a fixed compute time and know
       REQUIRE(d % 3 == 0);  // equal chunks: every step costs the same
       per_round = compute + 4 * (wire_ns(d / 3 * 4, 5) + latency);
     }
-    for (int r = 0; r < static_cast<int>(params.size()); ++r) {
-      CAPTURE(r);
-      const auto lines = metrics_of(c, r);
-      REQUIRE(!lines.empty());
-      for (const auto& j : lines) {
-        const auto round = j.at("round").get<std::uint64_t>();
-        CAPTURE(round);
-        CHECK(j.at("clock") == "virtual");
-        CHECK(std::llround(j.at("wall_seconds").get<double>() * 1e9) ==
-              static_cast<long long>(round * per_round));
-      }
-    }
+    check_virtual_clocks(c, params.size(), [&](std::uint64_t round) { return round * per_round; });
   }
 }
 
@@ -629,18 +636,10 @@ TEST_CASE("virtual time with staleness: a message has tau rounds of compute to a
     }
     // The latency is hidden once tau rounds of compute cover it: later rounds cost less.
     if (tau == 3) CHECK(end[40] - end[20] < 20 * (compute + w + latency));
-    for (int r = 0; r < 2; ++r) {
-      CAPTURE(r);
-      const auto lines = metrics_of(c, r);
-      REQUIRE(!lines.empty());
-      for (const auto& j : lines) {
-        const auto round = j.at("round").get<std::uint64_t>();
-        CAPTURE(round);
-        REQUIRE(round < end.size());
-        CHECK(std::llround(j.at("wall_seconds").get<double>() * 1e9) ==
-              static_cast<long long>(end[round]));
-      }
-    }
+    check_virtual_clocks(c, 2, [&](std::uint64_t round) {
+      REQUIRE(round < end.size());
+      return end[round];
+    });
   }
 }
 
