@@ -31,35 +31,15 @@ for k in "${!runs[@]}"; do
   run=${runs[$k]}
   [[ -d $run ]] || { echo "plot-run: no run folder $run" >&2; exit 1; }
   ls "$run"/metrics-*.jsonl >/dev/null 2>&1 || { echo "plot-run: no metrics-*.jsonl in $run" >&2; exit 1; }
-  python3 - "$run" "$tmp/$k.tsv" <<'PY'
-import glob, json, sys
+  python3 - "$run" "$tmp/$k.tsv" "$(dirname "$0")" <<'PY'
+import json, sys
 from collections import defaultdict
 run, out = sys.argv[1], sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+from metrics_lines import read_metrics
 rows = defaultdict(list)
-need = ("round", "wall_seconds", "bytes_sent", "train_loss")
-for path in sorted(glob.glob(f"{glob.escape(run)}/metrics-*.jsonl")):
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError as e:
-        sys.exit(f"plot-run: cannot read {path}: {e.strerror}")
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            j = json.loads(line)
-        except ValueError:
-            # A killed run can leave a partial last line; anything else is corruption.
-            if n == len(lines):
-                print(f"plot-run: warning: {path}:{n}: truncated last line, skipped", file=sys.stderr)
-                continue
-            sys.exit(f"plot-run: {path}:{n}: not JSON")
-        missing = [k for k in need if not isinstance(j, dict) or not isinstance(j.get(k), (int, float))]
-        # A loss that went non-finite (a diverged run) or a script that passes none: null.
-        if missing == ["train_loss"] and "train_loss" in j and j["train_loss"] is None:
-            missing = []
-        if missing:
-            sys.exit(f"plot-run: {path}:{n}: not a metrics line (no number '{missing[0]}')")
+for lines in read_metrics(run, "plot-run", ("wall_seconds", "bytes_sent", "train_loss")).values():
+    for j in lines:
         rows[j["round"]].append(j)
 if not rows:
     sys.exit(f"plot-run: no metrics lines in {run}")

@@ -19,7 +19,6 @@ Usage: sweep_report.py OUT [--target-accuracy A] [--target-loss L] [--title T]
 
 import argparse
 import csv
-import glob
 import json
 import math
 import os
@@ -30,33 +29,14 @@ import tempfile
 import tomllib
 from collections import defaultdict
 
+from metrics_lines import read_metrics
+
 INDEX_FIELDS = ["run", "latency_ms", "bandwidth_mbit", "peers", "seed", "dir", "status"]
 CENTRALIZED = {"allreduce", "c-psgd", "ring-allreduce"}
 
 
 def fail(msg):
     sys.exit(f"sweep-report: {msg}")
-
-
-def read_metrics(run_dir):
-    """Every metrics line of a run, by rank. A partial last line (a killed run) is skipped."""
-    by_rank = defaultdict(list)
-    for path in sorted(glob.glob(os.path.join(glob.escape(run_dir), "metrics-*.jsonl"))):
-        with open(path, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").splitlines()
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                j = json.loads(line)
-            except ValueError:
-                if n == len(lines):
-                    continue
-                fail(f"{path}:{n}: not JSON")
-            if not isinstance(j, dict) or not isinstance(j.get("round"), int):
-                fail(f"{path}:{n}: not a metrics line (no integer 'round')")
-            by_rank[j.get("rank", 0)].append(j)
-    return by_rank
 
 
 def rounds_table(by_rank):
@@ -110,7 +90,7 @@ def algorithm_of(run_dir):
 def run_result(entry, targets):
     """One run (one network and seed): final figures and the times to the targets."""
     d = entry["dir"]
-    by_rank = read_metrics(d)
+    by_rank = read_metrics(d, "sweep-report")
     table = rounds_table(by_rank)
     res = {"seed": entry["seed"], "status": entry["status"], "dir": d, "curve": table}
     summary = os.path.join(d, "summary.json")
