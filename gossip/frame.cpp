@@ -42,6 +42,8 @@ std::string_view kind_name(FrameKind k) {
       return "credit";
     case FrameKind::direct:
       return "direct";
+    case FrameKind::state:
+      return "state";
     case FrameKind::control:
       return "control";
   }
@@ -86,7 +88,7 @@ HeaderParse decode_header(std::span<const std::byte> bytes) {
     return {std::nullopt, "header checksum mismatch", HeaderFault::checksum};
   }
   const auto kind = load_le<std::uint16_t>(p + 6);
-  if (kind < 1 || kind > 6) {
+  if (kind < 1 || kind > kLastFrameKind) {
     return {std::nullopt, fmt::format("unknown frame kind {}", kind), HeaderFault::kind};
   }
   FrameHeader h;
@@ -161,8 +163,8 @@ std::array<std::byte, kControlSize> encode_control(const Control& c) {
 std::optional<Control> decode_control(std::span<const std::byte> bytes) {
   if (bytes.size() != kControlSize) return std::nullopt;
   const auto type = load_le<std::uint32_t>(bytes.data());
-  if (type != static_cast<std::uint32_t>(ControlType::leave) &&
-      type != static_cast<std::uint32_t>(ControlType::alive)) {
+  if (type < static_cast<std::uint32_t>(ControlType::leave) ||
+      type > static_cast<std::uint32_t>(ControlType::join)) {
     return std::nullopt;
   }
   return Control{static_cast<ControlType>(type), load_le<std::uint32_t>(bytes.data() + 4),

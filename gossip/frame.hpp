@@ -9,7 +9,8 @@
 //    8    4 sender          rank of the peer that built the frame
 //   12    4 receiver        rank it is addressed to
 //   16    8 round           training round
-//   24    4 step            ring step, or the lane of a direct frame (0 for exchange and hello)
+//   24    4 step            ring step, the lane of a direct frame, the chunk of a state frame;
+//                           in a hello 1 when the sender is a restarted peer rejoining (kRejoin)
 //   28    4 uplink_us       microseconds the payload took through the sender's uplink (0: none)
 //   32    8 payload_length  bytes that follow the header
 //   40    8 session         session_hash(topology hash, run hash)
@@ -38,14 +39,19 @@ inline constexpr std::size_t kFrameHeaderSize = 64;
 // direct: a message from any peer to any other (Transport::post / collect), `step` its lane.
 // control: peer loss (TransportOptions::on_peer_loss = continue), a Control record; a peer that
 // stops on a loss drops it as bad control.
+// state: one chunk of a peer's state for a peer that rejoins (Transport::send_state).
 enum class FrameKind : std::uint16_t {
   hello = 1,
   exchange = 2,
   ring = 3,
   credit = 4,
   direct = 5,
-  control = 6
+  control = 6,
+  state = 7
 };
+inline constexpr std::uint16_t kLastFrameKind = 7;
+// The step of a hello frame sent by a restarted peer (TransportOptions::rejoin).
+inline constexpr std::uint32_t kRejoin = 1;
 
 std::string_view kind_name(FrameKind k);
 
@@ -106,7 +112,9 @@ Hello decode_hello(std::span<const std::byte> bytes);
 //          (r*) on, with Metropolis-Hastings weights on the graph left (docs/transport.md).
 //   alive: the sender is alive and waiting in round `round` (sent while a call waits long), so a
 //          neighbour stuck behind a lost peer is not taken for lost itself; `rank` is the sender.
-enum class ControlType : std::uint32_t { leave = 1, alive = 2 };
+//   join:  `rank`, gone, is back from round `round` on (it restarted and asked to rejoin): every
+//          peer mixes with it again from there, and its donor sends it the state of that round.
+enum class ControlType : std::uint32_t { leave = 1, alive = 2, join = 3 };
 struct Control {
   ControlType type = ControlType::leave;
   std::uint32_t rank = 0;

@@ -10,7 +10,29 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "kernels/le_bytes.hpp"
+
 namespace gossip::net {
+
+using kernels::load_le;
+using kernels::store_le;
+
+std::vector<int> absent_at(std::span<const Departure> departures, std::uint64_t round) {
+  std::vector<int> out;
+  for (const Departure& d : departures)
+    if (d.round <= round && !(d.back && *d.back <= round)) out.push_back(d.rank);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<int> gone_for_good(std::span<const Departure> departures) {
+  std::vector<int> out;
+  for (const Departure& d : departures)
+    if (!d.back) out.push_back(d.rank);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 namespace {
 
 std::shared_ptr<spdlog::logger> make_logger(int rank) {
@@ -111,6 +133,12 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
           why, topo.description));
     }
   }
+  if (options_.rejoin && !continues_after_peer_loss()) {
+    throw std::invalid_argument(
+        "transport: rejoin needs on_peer_loss = continue (the others must have gone on without "
+        "this peer)");
+  }
+  rejoin_asked_.assign(n, 0);
   hello_payload_ = encode_hello(
       {topology_hash_, options_.run_hash, static_cast<std::uint32_t>(size_),
        static_cast<std::uint32_t>(rank_), static_cast<std::uint32_t>(options_.receive_window),
@@ -138,12 +166,21 @@ bool FramedTransport::is_link(int r) const {
   return std::binary_search(links_.begin(), links_.end(), r);
 }
 bool FramedTransport::sends_to_us(int r, std::uint64_t round) const {
-  const auto from = receive_from(round);
+  if (joins_pending_) return present_at(r, round);
+  const auto from = stored(receive_from_, round);
   return std::binary_search(from.begin(), from.end(), r);
 }
 bool FramedTransport::takes_from_us(int r, std::uint64_t round) const {
-  const auto to = send_to(round);
+  if (joins_pending_) return present_at(r, round);
+  const auto to = stored(send_to_, round);
   return std::binary_search(to.begin(), to.end(), r);
+}
+bool FramedTransport::present_at(int r, std::uint64_t round) const {
+  if (!std::binary_search(neighbors_.begin(), neighbors_.end(), r)) return false;
+  if (!gone_[static_cast<std::size_t>(r)]) return true;
+  const auto d = std::find_if(departures_.begin(), departures_.end(),
+                              [&](const Departure& x) { return x.rank == r; });
+  return d != departures_.end() && d->back && *d->back <= round;
 }
 
 std::string FramedTransport::where(FrameKind kind, std::uint64_t round, std::uint32_t step) const {
@@ -241,7 +278,8 @@ void FramedTransport::start() {
   for (int to : links_) {
     // A fresh link has room for one small frame; a full one here means the peer is broken.
     const std::uint64_t now = monotonic_ns();
-    if (!send_frame(FrameKind::hello, to, 0, 0, hello_payload_, {now, now})) {
+    if (!send_frame(FrameKind::hello, to, 0, options_.rejoin ? kRejoin : 0, hello_payload_,
+                    {now, now})) {
       fail(fmt::format("{} transport, rank {}: cannot queue the hello to {}", backend_, rank_,
                        peer_name(to)));
     }
@@ -492,11 +530,17 @@ void FramedTransport::accept(Inbound&& in) {
   const auto f = static_cast<std::size_t>(from);
   last_heard_[f] = Clock::now();
   if (h.kind == FrameKind::hello) {
-    if (hello_seen_[f]) {
+    // A restarted peer's hello asks to rejoin (once per time it is gone).
+    const bool rejoin = h.step == kRejoin && continues_after_peer_loss();
+    if (rejoin ? rejoin_asked_[f] != 0 : hello_seen_[f]) {
       return drop(in, DropReason::duplicate,
                   [&] { return fmt::format("duplicate hello from {}", conn()); });
     }
     if (!check_hello(in, from)) return;
+    if (rejoin) {
+      count_received(in.header.size() + in.payload.size());
+      return take_back(from);
+    }
     hello_seen_[f] = true;
     --hellos_missing_;
     count_received(in.header.size() + in.payload.size());
@@ -540,8 +584,10 @@ void FramedTransport::accept(Inbound&& in) {
     }
     count_received(in.header.size() + in.payload.size());
     if (c->type == ControlType::leave) learn_departure(static_cast<int>(c->rank), c->round, from);
+    if (c->type == ControlType::join) learn_join(static_cast<int>(c->rank), c->round, from);
     return;
   }
+  if (h.kind == FrameKind::state) return take_state_chunk(in, h);
   if (h.kind == FrameKind::credit) {
     if (!takes_from_us(from, h.round)) {
       return drop(in, DropReason::not_neighbor, [&] {
@@ -736,14 +782,10 @@ void FramedTransport::handshake() {
 
 void FramedTransport::detect_loss(int rank, std::uint64_t round) {
   std::vector<int> gone;
-  for (const Departure& d : departures_) gone.push_back(d.rank);
+  for (int r = 0; r < size_; ++r)
+    if (gone_[static_cast<std::size_t>(r)]) gone.push_back(r);
   gone.push_back(rank);
-  const topology::Graph left = graph_.without(gone);
-  int diameter = 0;
-  for (int r = 0; r < size_; ++r) {
-    if (gone_[static_cast<std::size_t>(r)] || r == rank) continue;
-    for (int dist : left.distances_from(r)) diameter = std::max(diameter, dist);
-  }
+  const int diameter = diameter_without(gone);
   log().warn("round {}: nothing from {} for {} ms: it is gone", round, peer_name(rank),
              options_.timeout.count());
   learn_departure(rank, round + (static_cast<std::uint64_t>(diameter) + 2) * exchange_interval_,
@@ -760,7 +802,10 @@ void FramedTransport::learn_departure(int rank, std::uint64_t at_round, int told
   }
   auto known = std::find_if(departures_.begin(), departures_.end(),
                             [&](const Departure& d) { return d.rank == rank; });
-  if (known != departures_.end() && known->round <= at_round) return;
+  // A peer that rejoined and is lost again: a new departure in place of the old one.
+  const bool again =
+      known != departures_.end() && known->back && !gone_[static_cast<std::size_t>(rank)];
+  if (known != departures_.end() && !again && known->round <= at_round) return;
   // The weights of the round in progress, or between calls of the next exchange round too, may
   // be in use already.
   const std::uint64_t now = latest_round_.value_or(0);
@@ -771,10 +816,11 @@ void FramedTransport::learn_departure(int rank, std::uint64_t at_round, int told
         "remaining peers would mix with different weights",
         rank_, who(), peer_name(rank), at_round, now));
   }
-  if (known != departures_.end()) {
+  if (known != departures_.end() && !again) {
     known->round = at_round;
   } else {
-    departures_.push_back({rank, at_round});
+    if (again) departures_.erase(known);
+    departures_.push_back({rank, at_round, std::nullopt});
     gone_[static_cast<std::size_t>(rank)] = 1;
   }
   log().warn("{} is gone from the run from round {} on (heard from {})", peer_name(rank), at_round,
@@ -784,7 +830,8 @@ void FramedTransport::learn_departure(int rank, std::uint64_t at_round, int told
       queue_control(j, {ControlType::leave, static_cast<std::uint32_t>(rank), at_round});
   }
   std::vector<int> gone;
-  for (const Departure& d : departures_) gone.push_back(d.rank);
+  for (int r = 0; r < size_; ++r)
+    if (gone_[static_cast<std::size_t>(r)]) gone.push_back(r);
   std::vector<std::string> parts;
   for (const auto& c : graph_.without(gone).components()) {
     if (c.size() == 1 && gone_[static_cast<std::size_t>(c.front())]) continue;
@@ -804,6 +851,226 @@ void FramedTransport::learn_departure(int rank, std::uint64_t at_round, int told
   if (!exchanging_) drop_departed_from_lists();
 }
 
+int FramedTransport::diameter_without(std::span<const int> absent) const {
+  const topology::Graph left = graph_.without(std::vector<int>(absent.begin(), absent.end()));
+  int diameter = 0;
+  for (int r = 0; r < size_; ++r) {
+    if (std::find(absent.begin(), absent.end(), r) != absent.end()) continue;
+    for (int dist : left.distances_from(r)) diameter = std::max(diameter, dist);
+  }
+  return diameter;
+}
+
+void FramedTransport::take_back(int rank) {
+  const auto k = static_cast<std::size_t>(rank);
+  rejoin_asked_[k] = 1;
+  if (!hello_seen_[k]) {
+    hello_seen_[k] = true;
+    --hellos_missing_;
+  }
+  // The restarted process knows none of us yet: our hello first, on a link it reads in order.
+  ++send_batch_;
+  const std::uint64_t now = send_time();
+  if (!send_frame(FrameKind::hello, rank, 0, 0, hello_payload_, {now, now}))
+    log().warn("cannot queue a hello to {}, which rejoins: its link is full", peer_name(rank));
+  if (!std::binary_search(neighbors_.begin(), neighbors_.end(), rank)) return;
+  const std::uint64_t t = latest_round_.value_or(0);
+  // Back before we took it for lost (it restarted within the timeout): it is gone from now on
+  // first, as if found silent.
+  if (!gone_[k]) {
+    log().warn("round {}: {} restarted: it is gone until it rejoins", t, peer_name(rank));
+    detect_loss(rank, t);
+  }
+  const auto known = std::find_if(departures_.begin(), departures_.end(),
+                                  [&](const Departure& d) { return d.rank == rank; });
+  // The others learn of the join as of a loss: (D + 2) exchanges ahead, D the diameter of the
+  // graph the notice travels (without the peers gone, this one too), and after its r*.
+  std::vector<int> absent;
+  for (int r = 0; r < size_; ++r)
+    if (gone_[static_cast<std::size_t>(r)]) absent.push_back(r);
+  const std::uint64_t at =
+      std::max(t + (static_cast<std::uint64_t>(diameter_without(absent)) + 2) * exchange_interval_,
+               known->round + exchange_interval_);
+  log().warn("{} asks to rejoin; proposing round {}", peer_name(rank), at);
+  learn_join(rank, at, rank_);
+}
+
+void FramedTransport::learn_join(int rank, std::uint64_t at_round, int told_by) {
+  const auto who = [&] { return told_by == rank_ ? std::string("this peer") : peer_name(told_by); };
+  auto known = std::find_if(departures_.begin(), departures_.end(),
+                            [&](const Departure& d) { return d.rank == rank; });
+  if (rank == rank_ || known == departures_.end()) {
+    // We never took it for gone: its notices to us and ours to it crossed, or a peer is confused.
+    log().warn("{} says {} rejoins from round {}, but it is not gone here; ignored", who(),
+               peer_name(rank), at_round);
+    return;
+  }
+  if (known->back && *known->back <= at_round) return;
+  const std::uint64_t now = latest_round_.value_or(0);
+  const std::uint64_t mixed = latest_round_ ? now + (exchanging_ ? 0 : exchange_interval_) : 0;
+  if (at_round <= mixed || at_round <= known->round) {
+    fail(fmt::format(
+        "rank {}: {} says {} rejoins from round {}, but this peer is at round {} already (gone "
+        "from round {}): the peers would mix with different weights",
+        rank_, who(), peer_name(rank), at_round, now, known->round));
+  }
+  known->back = at_round;
+  joins_pending_ = true;
+  log().warn("{} rejoins the run from round {} (heard from {})", peer_name(rank), at_round, who());
+  for (int j : neighbors_) {
+    if (!gone_[static_cast<std::size_t>(j)] && j != told_by)
+      queue_control(j, {ControlType::join, static_cast<std::uint32_t>(rank), at_round});
+  }
+}
+
+std::vector<int> FramedTransport::state_wanted(std::uint64_t round) const {
+  std::vector<int> out;
+  const std::vector<int> absent = absent_at(departures_, round);
+  for (const Departure& d : departures_) {
+    if (d.back != round) continue;
+    // The donor: the lowest-ranked neighbour of the rejoining peer present in that round.
+    for (int j : graph_.neighbors(d.rank)) {
+      if (std::binary_search(absent.begin(), absent.end(), j)) continue;
+      if (j == rank_) out.push_back(d.rank);
+      break;
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+namespace {
+// A state frame's payload: chunk count (u32), total bytes of the state (u64), then its bytes.
+constexpr std::size_t kStateChunkHead = 12;
+// The state's own head (before the caller's bytes): departures (u32 count, then per departure
+// rank u32, r* u64, back u64 with 0 for none).
+constexpr std::size_t kStateDeparture = 20;
+constexpr std::uint32_t kMaxStateChunks = 1u << 20;
+}  // namespace
+
+void FramedTransport::send_state(int to, std::uint64_t round, std::span<const std::byte> state) {
+  std::vector<std::byte> whole(4 + departures_.size() * kStateDeparture + state.size());
+  std::byte* p = whole.data();
+  store_le<std::uint32_t>(p, static_cast<std::uint32_t>(departures_.size()));
+  p += 4;
+  for (const Departure& d : departures_) {
+    store_le<std::uint32_t>(p, static_cast<std::uint32_t>(d.rank));
+    store_le<std::uint64_t>(p + 4, d.round);
+    store_le<std::uint64_t>(p + 12, d.back.value_or(0));
+    p += kStateDeparture;
+  }
+  std::copy(state.begin(), state.end(), p);
+  const std::uint64_t room =
+      options_.max_payload_bytes > 0 ? options_.max_payload_bytes : std::uint64_t{1} << 20;
+  if (room <= kStateChunkHead)
+    throw TransportError(fmt::format("rank {}: max_payload_bytes {} leaves no room for state",
+                                     rank_, options_.max_payload_bytes));
+  const std::uint64_t per = room - kStateChunkHead;
+  const auto chunks = static_cast<std::uint32_t>((whole.size() + per - 1) / per);
+  log().info("round {}: sending {} bytes of state to {}, which rejoins ({} frames)", round,
+             whole.size(), peer_name(to), chunks);
+  std::vector<std::byte> frame;
+  for (std::uint32_t c = 0; c < chunks; ++c) {
+    const std::uint64_t begin = c * per, end = std::min<std::uint64_t>(whole.size(), begin + per);
+    frame.resize(kStateChunkHead + (end - begin));
+    store_le<std::uint32_t>(frame.data(), chunks);
+    store_le<std::uint64_t>(frame.data() + 4, whole.size());
+    std::copy(whole.begin() + static_cast<std::ptrdiff_t>(begin),
+              whole.begin() + static_cast<std::ptrdiff_t>(end), frame.begin() + kStateChunkHead);
+    const int dest[] = {to};
+    transfer(FrameKind::state, round, c, frame, dest, {});
+  }
+}
+
+void FramedTransport::take_state_chunk(const Inbound& in, const FrameHeader& h) {
+  const int from = in.link;
+  const auto bad = [&](const std::string& why) {
+    drop(in, DropReason::bad_control, [&] {
+      return fmt::format("state frame ({}) from {}: {}", h.round, peer_name(from), why);
+    });
+  };
+  if (!options_.rejoin || state_done_) return bad("this peer is not waiting for a state");
+  if (in.payload.size() < kStateChunkHead) return bad("shorter than its head");
+  const auto chunks = load_le<std::uint32_t>(in.payload.data());
+  const auto total = load_le<std::uint64_t>(in.payload.data() + 4);
+  if (chunks == 0 || chunks > kMaxStateChunks || h.step >= chunks ||
+      total > static_cast<std::uint64_t>(chunks) * in.payload.size())
+    return bad(fmt::format("chunk {} of {} for {} bytes", h.step, chunks, total));
+  if (state_from_ < 0) {
+    state_from_ = from;
+    state_round_ = h.round;
+    state_chunks_ = chunks;
+    state_total_ = total;
+  } else if (from != state_from_ || h.round != state_round_ || chunks != state_chunks_ ||
+             total != state_total_) {
+    return bad(fmt::format("another state than the one of round {} from {} being received",
+                           state_round_, peer_name(state_from_)));
+  }
+  if (state_parts_.contains(h.step)) return bad(fmt::format("chunk {} again", h.step));
+  count_received(in.header.size() + in.payload.size());
+  state_parts_.emplace(
+      h.step, std::vector<std::byte>(in.payload.begin() + kStateChunkHead, in.payload.end()));
+  if (state_parts_.size() == state_chunks_) state_done_ = true;
+}
+
+JoinState FramedTransport::receive_state() {
+  throw_if_failed();
+  if (!options_.rejoin) throw std::invalid_argument("receive_state: this peer does not rejoin");
+  const auto started = Clock::now();
+  // The others first take this peer for lost (a timeout), then agree on a round (D + 2 exchanges).
+  const auto deadline = started + options_.connect_timeout + 4 * options_.timeout;
+  while (!state_done_) {
+    if (options_.cancelled && options_.cancelled()) {
+      drop_queued();
+      throw TransportCancelled(fmt::format("rank {}: stopped while waiting to rejoin", rank_));
+    }
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      fail(fmt::format(
+          "rank {}: rejoin: no state from a neighbour within {} ms ({} of {} chunks came); are "
+          "the others running, with transport.on_peer_loss = \"continue\"?",
+          rank_, std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count(),
+          state_parts_.size(), state_chunks_));
+    }
+    if (auto in = wait_inbound(std::min(deadline, now + std::chrono::milliseconds(200)), {}))
+      accept(std::move(*in));
+  }
+  std::vector<std::byte> whole;
+  whole.reserve(state_total_);
+  for (const auto& [c, part] : state_parts_) whole.insert(whole.end(), part.begin(), part.end());
+  state_parts_.clear();
+  const auto refuse = [&](const std::string& why) {
+    fail(fmt::format("rank {}: rejoin: the state from {} is damaged: {}", rank_,
+                     peer_name(state_from_), why));
+  };
+  if (whole.size() != state_total_ || whole.size() < 4)
+    refuse(fmt::format("{} bytes, {} announced", whole.size(), state_total_));
+  const auto count = load_le<std::uint32_t>(whole.data());
+  if (count > static_cast<std::uint32_t>(size_) || 4 + count * kStateDeparture > whole.size())
+    refuse(fmt::format("{} departures", count));
+  departures_.clear();
+  const std::byte* p = whole.data() + 4;
+  for (std::uint32_t k = 0; k < count; ++k, p += kStateDeparture) {
+    Departure d{static_cast<int>(load_le<std::uint32_t>(p)), load_le<std::uint64_t>(p + 4), {}};
+    if (const auto back = load_le<std::uint64_t>(p + 12); back != 0) d.back = back;
+    if (d.rank < 0 || d.rank >= size_) refuse(fmt::format("departure of rank {}", d.rank));
+    if (d.rank == rank_) continue;  // our own: we are back from state_round_
+    departures_.push_back(d);
+  }
+  for (int r : absent_at(departures_, state_round_)) gone_[static_cast<std::size_t>(r)] = 1;
+  drop_departed_from_lists();
+  // The links of peers gone never answer our hello; the others did, before their state.
+  hellos_missing_ = 0;
+  log().info("rejoining at round {} with {} bytes of state from {}", state_round_,
+             whole.size() - 4 - count * kStateDeparture, peer_name(state_from_));
+  JoinState out;
+  out.round = state_round_;
+  out.donor = state_from_;
+  out.bytes.assign(whole.begin() + 4 + static_cast<std::ptrdiff_t>(count * kStateDeparture),
+                   whole.end());
+  return out;
+}
+
 void FramedTransport::queue_control(int to, const Control& c) {
   control_out_.push_back({to, encode_control(c)});
 }
@@ -812,6 +1079,9 @@ void FramedTransport::flush_control() {
   std::size_t done = 0;
   for (; done < control_out_.size(); ++done) {
     const QueuedControl& q = control_out_[done];
+    // A batch of its own: a backend may share one copy of a batch's payload between its frames,
+    // and these records differ (and may reuse one address as the queue moves).
+    ++send_batch_;
     const std::uint64_t now = send_time();
     if (!send_frame(FrameKind::control, q.to, 0, 0, q.bytes, {now, now})) break;
   }
@@ -833,6 +1103,34 @@ void FramedTransport::drop_departed_from_lists() {
   auto gone = [&](int r) { return gone_[static_cast<std::size_t>(r)] != 0; };
   for (auto& v : send_to_) std::erase_if(v, gone);
   for (auto& v : receive_from_) std::erase_if(v, gone);
+}
+
+std::span<const int> FramedTransport::members_at(std::uint64_t round, std::vector<int>& out) const {
+  out.clear();
+  for (int j : neighbors_)
+    if (present_at(j, round)) out.push_back(j);
+  return out;
+}
+
+void FramedTransport::take_back_joined(std::uint64_t round) {
+  joins_pending_ = false;
+  for (const Departure& d : departures_)
+    if (d.back && *d.back > round && gone_[static_cast<std::size_t>(d.rank)]) joins_pending_ = true;
+  bool any = false;
+  for (const Departure& d : departures_) {
+    const auto k = static_cast<std::size_t>(d.rank);
+    if (!d.back || *d.back > round || !gone_[k]) continue;
+    gone_[k] = 0;
+    rejoin_asked_[k] = 0;  // it may leave and come back again
+    last_heard_[k] = Clock::now();
+    delivered_[k].reset();
+    any = true;
+  }
+  if (!any) return;
+  // Continue runs on static topologies only: one phase, the neighbours.
+  for (auto& v : send_to_) v = neighbors_;
+  for (auto& v : receive_from_) v = neighbors_;
+  drop_departed_from_lists();
 }
 
 void FramedTransport::request_stop(std::uint64_t before_round) {
@@ -1050,6 +1348,7 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
   held_.clear();
   const bool elastic = continues_after_peer_loss();
   if (elastic) {
+    take_back_joined(round);
     drop_departed_from_lists();
     flush_control();  // leave notices go out before this round's messages
   }
@@ -1061,7 +1360,10 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
   // On a static topology both are the neighbours; on a time-varying one, we send to this round's
   // receivers and receive from the senders of the round received (an overlapped exchange
   // receives the messages sent exchange_lag exchanges earlier, under that round's schedule).
-  const std::span<const int> to = send_to(round), from = receive_from(receive.value_or(round));
+  // The stored lists, which take_back_joined brought up to this round (the virtual ones compute
+  // a list while a join is pending, in a buffer the checks of arriving frames would reuse).
+  const std::span<const int> to = stored(send_to_, round),
+                             from = stored(receive_from_, receive.value_or(round));
   views_.assign(from.size(), {});
   const std::size_t n_to = to.size(), n_from = from.size();
   const bool paced = options_.receive_window > 0;
@@ -1273,6 +1575,7 @@ void FramedTransport::ring_step(std::uint64_t round, std::uint32_t step,
         fmt::format("rank {}: ring_step needs TransportOptions::ring_links", rank_));
   }
   enter_round(round);
+  if (continues_after_peer_loss()) take_back_joined(round);
   ring_at_ = at;
   // Ring frames kept for earlier steps can never be used (see exchange_impl).
   for (auto it = pending_.lower_bound(Key{FrameKind::ring, 0, 0u, 0});

@@ -54,11 +54,13 @@ class FramedTransport : public Transport {
   std::span<const int> neighbors() const override { return neighbors_; }
   // With local steps the schedule advances one phase per exchange, every exchange_interval_
   // rounds (round / interval counts the exchanges before this one).
+  // A peer that rejoins is in the lists from its round r_j on (members_at), before the exchange
+  // of that round takes it back (take_back_joined): the algorithm weighs by them first.
   std::span<const int> send_to(std::uint64_t round) const override {
-    return send_to_[(round / exchange_interval_) % send_to_.size()];
+    return joins_pending_ ? members_at(round, joined_send_) : stored(send_to_, round);
   }
   std::span<const int> receive_from(std::uint64_t round) const override {
-    return receive_from_[(round / exchange_interval_) % receive_from_.size()];
+    return joins_pending_ ? members_at(round, joined_receive_) : stored(receive_from_, round);
   }
   const TrafficCounters& counters() const override { return counters_; }
   const DropCounters& drops() const override { return drops_; }
@@ -72,6 +74,9 @@ class FramedTransport : public Transport {
   }
   std::span<const Departure> departures() const override { return departures_; }
   bool ring_cut() const override { return ring_cut_; }
+  std::vector<int> state_wanted(std::uint64_t round) const override;
+  void send_state(int to, std::uint64_t round, std::span<const std::byte> state) override;
+  JoinState receive_state() override;
 
   const std::vector<std::span<const std::byte>>& exchange(
       std::uint64_t round, std::span<const std::byte> payload) override;
@@ -259,6 +264,29 @@ class FramedTransport : public Transport {
   // neighbours, adopts the smaller r* of two announcements, and fails when it comes too late to be
   // agreed, names this peer, or leaves the graph disconnected (naming the components).
   void learn_departure(int rank, std::uint64_t at_round, int told_by);
+  // The largest distance between two peers not in `absent` on the graph without them.
+  int diameter_without(std::span<const int> absent) const;
+  // A restarted peer's hello (TransportOptions::rejoin) on the link of `rank`: our hello back to
+  // it; a neighbour of it also takes it for gone (if it did not yet) and proposes the round r_j
+  // from which it mixes again (learn_join).
+  void take_back(int rank);
+  // Takes a join notice (proposed here or by a neighbour): adopts the smaller r_j of two, forwards
+  // it to the remaining neighbours, and fails when it comes too late to be agreed.
+  void learn_join(int rank, std::uint64_t at_round, int told_by);
+  // Round `round`'s entry of a per-phase list (send_to_, receive_from_).
+  std::span<const int> stored(const std::vector<std::vector<int>>& lists,
+                              std::uint64_t round) const {
+    return lists[(round / exchange_interval_) % lists.size()];
+  }
+  // Whether neighbour r mixes in `round` (static topologies: continue runs): not gone, or back by
+  // then.
+  bool present_at(int r, std::uint64_t round) const;
+  // The neighbours present in `round`, into `out`.
+  std::span<const int> members_at(std::uint64_t round, std::vector<int>& out) const;
+  // Start of an exchange of `round`: the peers back from this round on are linked again.
+  void take_back_joined(std::uint64_t round);
+  // A state frame (a chunk of a donor's state) while this peer rejoins; dropped otherwise.
+  void take_state_chunk(const Inbound& in, const FrameHeader& h);
   // Queues one control frame for `to`; sent by flush_control(), in order, before any later frame
   // of ours to it.
   void queue_control(int to, const Control& c);
@@ -344,6 +372,17 @@ class FramedTransport : public Transport {
   };
   std::vector<QueuedControl> control_out_;
   Clock::time_point last_alive_{};
+  // Rejoin: per rank, whether its restarted process asked to come back (until it is back); on a
+  // rejoining peer, the donor's state as it arrives.
+  std::vector<char> rejoin_asked_;
+  int state_from_ = -1;
+  std::uint64_t state_round_ = 0;
+  std::uint32_t state_chunks_ = 0;
+  std::uint64_t state_total_ = 0;
+  std::map<std::uint32_t, std::vector<std::byte>> state_parts_;
+  bool state_done_ = false;
+  bool joins_pending_ = false;  // a join is agreed whose peer is not back in the lists yet
+  mutable std::vector<int> joined_send_, joined_receive_;
   bool exchanging_ = false;  // inside exchange_impl: send_to_/receive_from_ are in use
   bool ring_cut_ = false;    // the last ring_step learned of a departure instead of its message
   bool failed_ = false;

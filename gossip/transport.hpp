@@ -38,9 +38,24 @@ class VirtualClock;
 
 // A peer gone from the run (TransportOptions::on_peer_loss = continue_run): from round `round`
 // (r*) on, every remaining peer mixes with Metropolis-Hastings weights on the graph without it.
+// A peer that restarted and rejoined is back from round `back` on (the join round r_j).
 struct Departure {
   int rank = -1;
   std::uint64_t round = 0;
+  std::optional<std::uint64_t> back;
+};
+// The ranks absent from the mixing of `round`: gone from their r* on, until the round they are
+// back (if any). Ascending.
+std::vector<int> absent_at(std::span<const Departure> departures, std::uint64_t round);
+// The ranks gone for good as far as these departures say (no join known), ascending.
+std::vector<int> gone_for_good(std::span<const Departure> departures);
+
+// A rejoining peer's start (Transport::receive_state): the round it begins with and the state its
+// donor sent (the bytes the donor's caller passed to send_state).
+struct JoinState {
+  std::uint64_t round = 0;
+  int donor = -1;
+  std::vector<std::byte> bytes;
 };
 
 class Transport {
@@ -171,6 +186,30 @@ class Transport {
   // exchange_each does not call on_message for it, exchange() returns an empty view for it.
   // A loss that leaves the remaining graph disconnected is a TransportError naming the components.
   virtual std::span<const Departure> departures() const { return {}; }
+
+  // Rejoin (docs/transport.md "Peers that come back"). A peer that restarted (made with
+  // TransportOptions::rejoin) asks its neighbours to take it back; they agree on a round r_j from
+  // which it mixes again, and one of them (its donor: the lowest-ranked neighbour present) sends
+  // it the state of that round. The donor side: the ranks whose state this peer must send at the
+  // start of `round` (before its own step of that round), ascending.
+  virtual std::vector<int> state_wanted(std::uint64_t round) const {
+    (void)round;
+    return {};
+  }
+  // Sends `state` (any size: it goes in chunks) to the rejoining peer `to` as the state of
+  // `round`; returns once the backend has let go of it.
+  virtual void send_state(int to, std::uint64_t round, std::span<const std::byte> state) {
+    (void)to;
+    (void)round;
+    (void)state;
+    throw std::invalid_argument("this transport has no rejoin (send_state)");
+  }
+  // The rejoining side: waits (up to the connect timeout, and 4 timeouts after the join is
+  // agreed) until a donor's state has arrived whole; the peer then runs from JoinState::round
+  // on. The departures the donor knew come with it (departures()).
+  virtual JoinState receive_state() {
+    throw std::invalid_argument("this transport has no rejoin (receive_state)");
+  }
 
   // Overlapped exchanges (an algorithm with staleness τ, docs/transport.md "Overlapped
   // exchanges"): the message a peer sends in exchange e is consumed by its neighbours in exchange

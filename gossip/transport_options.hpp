@@ -25,6 +25,10 @@ struct TransportOptions {
   // waiting peer tells its neighbours it is alive); static topologies, no receive window, no
   // exchange lag.
   PeerLoss on_peer_loss = PeerLoss::stop;
+  // This peer restarted after it was lost (continue_run only): its hello asks the others to take
+  // it back, and it starts from the state a neighbour sends it (Transport::receive_state) instead
+  // of waiting for a start-up handshake with every link.
+  bool rejoin = false;
   // How long the start-up handshake waits for every linked peer (they start at different times).
   std::chrono::milliseconds connect_timeout{60000};
   // Asked a few times a second while the start-up handshake waits; true (the user pressed Ctrl-C)

@@ -261,10 +261,14 @@ Algorithm::Algorithm(const AlgorithmConfig& config, net::Transport& transport,
 
   Fnv1a h;
   add_settings(h, config_, x_.size());
+  Fnv1a team = h;  // the same without the rank: what a neighbour's state must match (adopt)
   h.add(static_cast<std::int64_t>(rank_));
-  h.add(static_cast<std::int64_t>(size_));
-  h.add(topology.hash());
+  for (Fnv1a* x : {&h, &team}) {
+    x->add(static_cast<std::int64_t>(size_));
+    x->add(topology.hash());
+  }
   config_hash_ = h.value();
+  peer_hash_ = team.value();
 }
 
 Buffer Algorithm::model_buffer(float fill) {
@@ -383,6 +387,22 @@ std::vector<float> Algorithm::state(std::string_view name) {
 }
 
 void Algorithm::save(std::ostream& out) const {
+  write_state(out, config_hash_);
+}
+
+void Algorithm::save_for_peer(std::ostream& out) const {
+  write_state(out, peer_hash_);
+}
+
+void Algorithm::load(std::istream& in) {
+  read_state(in, false);
+}
+
+void Algorithm::adopt(std::istream& in) {
+  read_state(in, true);
+}
+
+void Algorithm::write_state(std::ostream& out, std::uint64_t hash) const {
   // state_buffers() is non-const only because it hands out mutable spans for load().
   auto buffers = const_cast<Algorithm*>(this)->state_buffers();
   Writer w(out);
@@ -390,7 +410,7 @@ void Algorithm::save(std::ostream& out) const {
   w.value(kVersion);
   w.string(config_.name);
   w.value(static_cast<std::uint64_t>(x_.size()));
-  w.value(config_hash_);
+  w.value(hash);
   w.value(round_);
   w.value(config_.lr);
   w.value(config_.consensus_step);
@@ -407,7 +427,7 @@ void Algorithm::save(std::ostream& out) const {
   if (!out) throw StateError("algorithm state: write failed");
 }
 
-void Algorithm::load(std::istream& in) {
+void Algorithm::read_state(std::istream& in, bool adopt) {
   Reader r(in);
   std::array<char, 8> magic{};
   r.bytes(magic.data(), magic.size(), "the magic");
@@ -430,7 +450,13 @@ void Algorithm::load(std::istream& in) {
         fmt::format("algorithm state has d = {}, this model has d = {}", d, x_.size()));
   }
   const auto hash = r.value<std::uint64_t>("the config hash");
-  if (hash != config_hash_) {
+  if (adopt && hash != peer_hash_) {
+    throw StateError(fmt::format(
+        "a peer's algorithm state has settings hash {:016x}, this run's is {:016x}: another "
+        "codec, consensus step, momentum, weight decay, tensor sizes, seed or topology",
+        hash, peer_hash_));
+  }
+  if (!adopt && hash != config_hash_) {
     throw StateError(fmt::format(
         "algorithm state config hash {:016x} differs from this run's {:016x}: codec, consensus "
         "step, momentum, weight decay, tensor sizes, seed, rank or topology changed",
@@ -461,13 +487,19 @@ void Algorithm::load(std::istream& in) {
     r.bytes(staged[b].data(), n * sizeof(float), "a buffer");
   }
   r.checksum();
-  // Everything checked: only now touch the state.
-  for (std::size_t b = 0; b < buffers.size(); ++b) space_->upload(staged[b], buffers[b].data);
+  // Everything checked: only now touch the state. A peer's state gives the model and the
+  // momentum; what this peer keeps of its own messages (error memories, replicas) starts at zero,
+  // as a peer that has sent nothing yet.
+  for (std::size_t b = 0; b < buffers.size(); ++b) {
+    if (adopt && buffers[b].name != "x" && buffers[b].name != "momentum")
+      std::fill(staged[b].begin(), staged[b].end(), 0.0f);
+    space_->upload(staged[b], buffers[b].data);
+  }
   round_ = round;
   config_.lr = lr;
   config_.consensus_step = consensus_step;
   if (config_.quasi_global) space_->copy(x_, x_prev_);  // x_t of round t
-  after_load();
+  if (!adopt) after_load();
 }
 
 std::unique_ptr<Algorithm> make_algorithm(const AlgorithmConfig& config, net::Transport& transport,
@@ -647,23 +679,23 @@ GossipAlgorithm::GossipAlgorithm(const AlgorithmConfig& config, net::Transport& 
   if (transport.continues_after_peer_loss()) {
     graph_ = topology.graph;
     base_row_ = topology.W.at(static_cast<std::size_t>(rank_));
+    const auto from = topology.receive_from(rank_, 0);
+    mixing_with_.assign(from.begin(), from.end());
   }
 }
 
 void GossipAlgorithm::before_exchange() {
   if (!transport_.continues_after_peer_loss()) return;
-  const auto departures = transport_.departures();
-  std::vector<int> effective;
-  for (const net::Departure& d : departures)
-    if (d.round <= round_) effective.push_back(d.rank);
+  const std::vector<int> effective = net::absent_at(transport_.departures(), round_);
   const auto from = transport_.receive_from(round_);
-  if (departures.size() == known_departures_ && effective.size() == effective_departures_ &&
-      from.size() == weights_[0].size())
+  if (effective == mixed_without_ &&
+      std::equal(from.begin(), from.end(), mixing_with_.begin(), mixing_with_.end()))
     return;
-  known_departures_ = departures.size();
-  effective_departures_ = effective.size();
+  mixed_without_ = effective;
+  mixing_with_.assign(from.begin(), from.end());
   // Before r* the old row (topology W) without the peers found gone, their weight on our own
   // model; from r* on Metropolis-Hastings on the graph left: symmetric, so doubly stochastic.
+  // Once every peer gone is back (a rejoin), the topology's W again.
   const topology::Graph left = graph_.without(effective);
   auto weight = [&](int j) {
     if (effective.empty()) {
@@ -680,7 +712,11 @@ void GossipAlgorithm::before_exchange() {
     sum += w;
     weights_[0].push_back(static_cast<float>(w));
   }
-  self_weights_[0] = static_cast<float>(1.0 - sum);
+  // Every neighbour there and none absent: the topology's own W_ii, bit for bit (1 − Σ may differ
+  // in the last bit), so a run whose lost peers all came back mixes exactly as before.
+  const bool whole =
+      effective.empty() && from.size() == static_cast<std::size_t>(graph_.degree(rank_));
+  self_weights_[0] = static_cast<float>(whole ? weight(rank_) : 1.0 - sum);
 }
 
 void GossipAlgorithm::fold_missing(float scale, std::span<float> y) {

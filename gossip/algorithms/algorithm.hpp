@@ -197,6 +197,12 @@ class Algorithm {
   void save(std::ostream& out) const;
   // Throws StateError (and leaves this object unchanged) on any mismatch or a damaged stream.
   void load(std::istream& in);
+  // Rejoin (a restarted peer takes a neighbour's state): save_for_peer writes this state for
+  // another rank of the same run; adopt loads it into a peer's object: the round, the learning
+  // rate, the model and the momentum, with every other buffer (error memories) at zero. Same
+  // format and checks as save/load, but the settings hash leaves the rank out.
+  void save_for_peer(std::ostream& out) const;
+  void adopt(std::istream& in);
 
   // Hash of everything that must agree for a saved state to be loadable: algorithm, d, codec,
   // consensus step as made, momentum, weight decay, tensor sizes, seed, rank, n and the topology
@@ -256,12 +262,15 @@ class Algorithm {
   // run_round() on a communication round, else the local step x_ ← x_ − γ g_.
   void run_round_or_local_step();
   void end_round(const net::TrafficCounters& before);
+  void write_state(std::ostream& out, std::uint64_t hash) const;
+  void read_state(std::istream& in, bool adopt);
 
   Buffer momentum_;  // empty when momentum == 0
   Buffer x_prev_;    // x at the start of the round (kept equal to x between rounds); quasi-global
                      // momentum only
   RoundStats totals_{};
   std::uint64_t config_hash_ = 0;
+  std::uint64_t peer_hash_ = 0;  // config_hash_ without the rank (save_for_peer, adopt)
   std::size_t model_sized_buffers_ = 0;
 };
 

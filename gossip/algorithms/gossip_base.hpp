@@ -113,7 +113,9 @@ class GossipAlgorithm : public Algorithm {
   // which messages the last exchange delivered.
   topology::Graph graph_;
   std::vector<topology::Neighbor> base_row_;
-  std::size_t known_departures_ = 0, effective_departures_ = 0;
+  // The peers absent from the mixing and the senders the weights were last computed for.
+  std::vector<int> mixed_without_;
+  std::vector<int> mixing_with_;
   std::vector<char> delivered_;
 };
 

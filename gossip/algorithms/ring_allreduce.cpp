@@ -35,12 +35,10 @@ RingStepPlan ring_step_plan(std::size_t d, std::size_t n, std::size_t rank, std:
 }
 
 std::vector<int> ring_members(const net::Transport& transport) {
-  std::vector<char> gone(static_cast<std::size_t>(transport.size()), 0);
-  for (const net::Departure& d : transport.departures())
-    gone.at(static_cast<std::size_t>(d.rank)) = 1;
+  const std::vector<int> gone = net::gone_for_good(transport.departures());
   std::vector<int> members;
   for (int r = 0; r < transport.size(); ++r)
-    if (!gone[static_cast<std::size_t>(r)]) members.push_back(r);
+    if (!std::binary_search(gone.begin(), gone.end(), r)) members.push_back(r);
   return members;
 }
 

@@ -39,7 +39,7 @@ RingStepPlan ring_step_plan(std::size_t d, std::size_t n, std::size_t rank, std:
 // of the C-PSGD baseline (whose steps start at 0) and still keep (round, step) growing.
 inline constexpr std::uint32_t kDiagnosticFirstStep = 1u << 24;
 
-// The ranks of the ring: every rank not in transport.departures(), ascending.
+// The ranks of the ring: every rank not gone for good (net::gone_for_good), ascending.
 std::vector<int> ring_members(const net::Transport& transport);
 
 // Replaces `data` by its sum over the ring's members (ring_members: all peers unless some are

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -51,14 +52,35 @@ struct LossRun {
   std::vector<std::vector<float>> models;  // final, per rank; the lost peer's when it left
   std::vector<std::string> errors;         // per rank: what its last step threw, "" if none
   std::vector<gn::Departure> departures;   // as rank 0 (or 1 when 0 is lost) knew them
+  std::uint64_t rejoined_at = 0;           // with a rejoin: the round the lost peer came back
 };
 
+// A rejoin of the lost peer: how its new transport is made (TransportOptions::rejoin), and what
+// it does to its algorithm once it took its donor's state (before its first step).
+struct Rejoin {
+  MakeTransport make;
+  std::function<void(int, ga::Algorithm&)> adopted;
+};
+
+// The state a peer sends as donor, as the runtime does (PeerTrainer::run): at the start of the
+// round, before its step.
+void send_states(gn::Transport& transport, const ga::Algorithm& algo, std::uint64_t round) {
+  for (int k : transport.state_wanted(round)) {
+    std::ostringstream state;
+    algo.save_for_peer(state);
+    const std::string bytes = std::move(state).str();
+    transport.send_state(k, round, std::as_bytes(std::span(bytes.data(), bytes.size())));
+  }
+}
+
 // Every peer of `topo` starts from init(rank) (zero gradient unless `grad`), runs `rounds`
-// rounds; peer `lost` only `leave_after`.
+// rounds; peer `lost` only `leave_after`, and then, with `rejoin`, restarts (a new transport and
+// algorithm), takes a neighbour's state and runs from there to `rounds`.
 LossRun run_with_loss(const ga::AlgorithmConfig& cfg, const gtop::Topology& topo,
                       const MakeTransport& make, int lost, std::uint64_t leave_after,
                       std::uint64_t rounds, const std::function<std::vector<float>(int)>& init,
-                      const gt::PeerGradient& grad = {}, const Observe& observe = {}) {
+                      const gt::PeerGradient& grad = {}, const Observe& observe = {},
+                      const Rejoin& rejoin = {}) {
   const int n = topo.size();
   LossRun out;
   out.models.resize(static_cast<std::size_t>(n));
@@ -70,9 +92,27 @@ LossRun run_with_loss(const ga::AlgorithmConfig& cfg, const gtop::Topology& topo
     auto algo = ga::make_algorithm(cfg, *transport, topo, x0);
     const auto mine = init(r);
     std::copy(mine.begin(), mine.end(), algo->mutable_params().begin());
-    const std::uint64_t until = r == lost ? leave_after : rounds;
+    std::uint64_t t = 0;
+    std::uint64_t until = r == lost ? leave_after : rounds;
     try {
-      for (std::uint64_t t = 0; t < until; ++t) {
+      for (;; ++t) {
+        if (t == until && r == lost && rejoin.make && until == leave_after) {
+          // The restarted process: nothing of the old one survives.
+          algo.reset();
+          transport.reset();
+          transport = rejoin.make(r);
+          algo = ga::make_algorithm(cfg, *transport, topo, x0);
+          const gn::JoinState st = transport->receive_state();
+          std::istringstream in(
+              std::string(reinterpret_cast<const char*>(st.bytes.data()), st.bytes.size()));
+          algo->adopt(in);
+          REQUIRE(algo->round() == st.round);
+          out.rejoined_at = t = st.round;
+          if (rejoin.adopted) rejoin.adopted(r, *algo);
+          until = rounds;
+        }
+        if (t >= until) break;
+        send_states(*transport, *algo, t);
         if (grad) {
           algo->step([&](std::span<const float> x, std::span<float> g) { grad(r, x, g); });
         } else {
@@ -193,6 +233,94 @@ TEST_CASE("after a loss W is symmetric, doubly stochastic, and Metropolis-Hastin
         CHECK(row == doctest::Approx(1.0).epsilon(1e-6));
         CHECK(column == doctest::Approx(1.0).epsilon(1e-6));
         CHECK(w[t][static_cast<std::size_t>(i)][static_cast<std::size_t>(lost)] == 0.0f);
+      }
+    }
+  }
+}
+
+TEST_CASE("a peer that restarts and rejoins: from r_j on every peer mixes with the original W") {
+  // The unit-vector rows of the test above, with the lost peer restarted at once: its hello
+  // reaches its neighbours around the round it left, so they take it for gone there (r* as
+  // above) and agree to take it back about an exchange after r*. Its donor (the lowest
+  // neighbour present) sends it the state of r_j; it then resets its model to its unit vector as
+  // the others do every round.
+  for (const char* spec : {"ring:8", "torus:3x3"}) {
+    CAPTURE(spec);
+    const auto topo = gt::make_topo(spec);
+    const int n = topo.size(), lost = 2;
+    const std::uint64_t leave_after = 3, rounds = 20;
+    const auto d = static_cast<std::size_t>(n);
+    auto unit = [&](int r) {
+      std::vector<float> e(d, 0.0f);
+      e[static_cast<std::size_t>(r)] = 1.0f;
+      return e;
+    };
+    std::vector<std::vector<std::vector<float>>> w(
+        rounds, std::vector<std::vector<float>>(d, std::vector<float>(d, 0.0f)));
+    auto hub = std::make_shared<gn::InprocHub>(topo);
+    auto options = loss_options();
+    auto rejoining = options;
+    rejoining.rejoin = true;
+    std::vector<float> adopted;
+    const auto run = run_with_loss(
+        dpsgd(), topo,
+        [&](int r) { return std::make_unique<gn::InprocTransport>(hub, r, options); }, lost,
+        leave_after, rounds, unit, {},
+        [&](int r, std::uint64_t t, ga::Algorithm& algo) {
+          algo.copy_params(w[t - 1][static_cast<std::size_t>(r)]);
+          const auto e = unit(r);
+          std::copy(e.begin(), e.end(), algo.mutable_params().begin());
+        },
+        {[&](int r) { return std::make_unique<gn::InprocTransport>(hub, r, rejoining); },
+         [&](int r, ga::Algorithm& algo) {
+           adopted.resize(d);
+           algo.copy_params(adopted);
+           const auto e = unit(r);
+           std::copy(e.begin(), e.end(), algo.mutable_params().begin());
+         }});
+    for (const auto& e : run.errors) CHECK(e == "");
+    REQUIRE(run.departures.size() == 1);
+    const auto left_graph = topo.graph.without(std::vector<int>{lost});
+    int diameter = 0;
+    for (int r = 0; r < n; ++r)
+      if (r != lost)
+        for (int dist : left_graph.distances_from(r)) diameter = std::max(diameter, dist);
+    // A neighbour still finishing the round before (its other neighbours' messages) takes the
+    // rejoin hello there: r* may come one round sooner than by a timeout.
+    const std::uint64_t r_star = run.departures[0].round;
+    CHECK(run.departures[0].rank == lost);
+    CHECK(r_star <= leave_after + static_cast<std::uint64_t>(diameter) + 2);
+    CHECK(r_star + 1 >= leave_after + static_cast<std::uint64_t>(diameter) + 2);
+    REQUIRE(run.departures[0].back.has_value());
+    const std::uint64_t r_j = *run.departures[0].back;
+    // Proposed (D + 2) exchanges after the round the rejoin hello came in (and after r*): the
+    // smallest proposal.
+    CHECK(r_j > r_star);
+    CHECK(r_j <= leave_after + static_cast<std::uint64_t>(diameter) + 2 + 1);
+    CHECK(run.rejoined_at == r_j);
+    REQUIRE(r_j + 3 < rounds);
+    // The donor's model of the start of r_j: its own unit vector.
+    int donor = n;
+    for (int j : topo.graph.neighbors(lost)) donor = std::min(donor, j);
+    CHECK(adopted == unit(donor));
+    const auto mh = gtop::mixing_weights(left_graph, gtop::Scheme::metropolis);
+    for (std::uint64_t t = leave_after; t < rounds; ++t) {
+      CAPTURE(t);
+      for (int i = 0; i < n; ++i) {
+        if (i == lost && t < r_j) continue;
+        for (int j = 0; j < n; ++j) {
+          const auto I = static_cast<std::size_t>(i), J = static_cast<std::size_t>(j);
+          if (t >= r_j) {
+            // Bit for bit the topology's W: the float of W_ij, self weight W_ii included.
+            CAPTURE(i);
+            CAPTURE(j);
+            CHECK(w[t][I][J] == static_cast<float>(topo.weight(i, j)));
+          } else if (t >= r_star && j != lost) {
+            CHECK(w[t][I][J] == doctest::Approx(gtop::row_weight(mh, i, j)).epsilon(1e-6));
+          } else if (j == lost) {
+            CHECK(w[t][I][J] == 0.0f);
+          }
+        }
       }
     }
   }
