@@ -960,8 +960,7 @@ void FramedTransport::send_state(int to, std::uint64_t round, std::span<const st
     p += kStateDeparture;
   }
   std::copy(state.begin(), state.end(), p);
-  const std::uint64_t room =
-      options_.max_payload_bytes > 0 ? options_.max_payload_bytes : std::uint64_t{1} << 20;
+  const std::uint64_t room = state_frame_room();
   if (room <= kStateChunkHead)
     throw TransportError(fmt::format("rank {}: max_payload_bytes {} leaves no room for state",
                                      rank_, options_.max_payload_bytes));
@@ -994,7 +993,7 @@ void FramedTransport::take_state_chunk(const Inbound& in, const FrameHeader& h) 
   const auto chunks = load_le<std::uint32_t>(in.payload.data());
   const auto total = load_le<std::uint64_t>(in.payload.data() + 4);
   if (chunks == 0 || chunks > kMaxStateChunks || h.step >= chunks ||
-      total > static_cast<std::uint64_t>(chunks) * in.payload.size())
+      total > static_cast<std::uint64_t>(chunks) * state_frame_room())
     return bad(fmt::format("chunk {} of {} for {} bytes", h.step, chunks, total));
   if (state_from_ < 0) {
     state_from_ = from;

@@ -285,6 +285,10 @@ class FramedTransport : public Transport {
   std::span<const int> members_at(std::uint64_t round, std::vector<int>& out) const;
   // Start of an exchange of `round`: the peers back from this round on are linked again.
   void take_back_joined(std::uint64_t round);
+  // The payload of one state frame at most: max_payload_bytes, or 1 MiB without a limit.
+  std::uint64_t state_frame_room() const {
+    return options_.max_payload_bytes > 0 ? options_.max_payload_bytes : std::uint64_t{1} << 20;
+  }
   // A state frame (a chunk of a donor's state) while this peer rejoins; dropped otherwise.
   void take_state_chunk(const Inbound& in, const FrameHeader& h);
   // Queues one control frame for `to`; sent by flush_control(), in order, before any later frame

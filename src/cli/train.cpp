@@ -56,6 +56,9 @@ struct TrainArgs {
   int rank = -1;
   bool progress = false;
   bool every_rank = false;  // launch: start every rank here, whatever host its endpoint names
+  bool rejoin = false;      // peer: a restarted peer of a running run
+  int restarts = 0;         // launch: restarts of a lost peer
+  double restart_delay = 1.0;
 };
 
 void add_common_options(CLI::App* cmd, TrainArgs& a) {
@@ -196,7 +199,11 @@ nlohmann::json summary_json(const RunConfig& c, const topology::Topology& topo,
   // After a peer loss the means are over the peers that finished (test_accuracy_per_peer in
   // rank order of those), the averaged model is theirs.
   nlohmann::json gone = nlohmann::json::array();
-  for (const net::Departure& d : departures) gone.push_back({{"rank", d.rank}, {"round", d.round}});
+  for (const net::Departure& d : departures) {
+    nlohmann::json one = {{"rank", d.rank}, {"round", d.round}};
+    if (d.back) one["back"] = *d.back;  // it rejoined from this round on
+    gone.push_back(one);
+  }
   j["departures"] = gone;
   j["peers_finished"] = peers.size();
   if (avg.optimality_gap) {
@@ -224,12 +231,19 @@ void write_summary(const RunConfig& c, const nlohmann::json& j) {
         j["optimality_gap_mean"].get<double>(), j["optimality_gap_avg_model"].get<double>(),
         j["distance_to_optimum_mean"].get<double>(),
         j["distance_to_optimum_avg_model"].get<double>());
-  for (const auto& d : j["departures"])
-    fmt::print(
-        "peer {} left the run (the others mixed without it from round {}); figures are "
-        "over the {} peers that finished\n",
-        d["rank"].get<int>(), d["round"].get<std::uint64_t>(),
-        j["peers_finished"].get<std::size_t>());
+  for (const auto& d : j["departures"]) {
+    if (d.contains("back"))
+      fmt::print(
+          "peer {} left the run and rejoined (the others mixed without it in rounds {} to {})\n",
+          d["rank"].get<int>(), d["round"].get<std::uint64_t>(),
+          d["back"].get<std::uint64_t>() - 1);
+    else
+      fmt::print(
+          "peer {} left the run (the others mixed without it from round {}); figures are "
+          "over the {} peers that finished\n",
+          d["rank"].get<int>(), d["round"].get<std::uint64_t>(),
+          j["peers_finished"].get<std::size_t>());
+  }
   if (!j["test_accuracy_mean"].is_null())
     fmt::print("test accuracy: {:.4f} mean over peers, {} averaged model\n",
                j["test_accuracy_mean"].get<double>(),
@@ -439,6 +453,15 @@ int run_peer(const TrainArgs& a) {
   if (rank < 0 || rank >= n)
     throw std::invalid_argument(
         fmt::format("rank {} is out of range: {} has ranks 0..{}", rank, c.topology, n - 1));
+  if (a.rejoin && (a.resume || a.resume_round >= 0))
+    throw std::invalid_argument(
+        "--rejoin takes the state of the running run from a neighbour; it cannot go with "
+        "--resume");
+  if (a.rejoin && c.on_peer_loss != "continue")
+    throw std::invalid_argument(fmt::format(
+        "--rejoin: {} has transport.on_peer_loss = \"{}\"; the others go on without a lost peer "
+        "(and take it back) only with \"continue\"",
+        c.source.empty() ? "the run config" : c.source, c.on_peer_loss));
   runtime::check_device(c);  // before loading data: a missing GPU is an early, clear error
   const auto secret = runtime::curve_secret_key(c, topo, rank);  // as early: a key is refused
   // Under launch the threads are chosen already (OMP_NUM_THREADS in the environment). A process
@@ -462,9 +485,14 @@ int run_peer(const TrainArgs& a) {
   auto options = stoppable_transport_options(
       c, runtime::max_payload_bytes(c, model.size(), model.tensor_sizes(), topo.size()), false);
   options.curve_secret_key = secret;
+  options.rejoin = a.rejoin;
   net::ZmqTransport transport(topo, rank, std::move(options));
   runtime::PeerTrainer trainer(c, topo, rank, transport, data, shards);
   if (resume) trainer.resume(*resume);
+  if (a.rejoin) {
+    fmt::print(stderr, "peer {}: rejoining the run: waiting for a neighbour's state\n", rank);
+    fmt::print(stderr, "peer {}: rejoined at round {}\n", rank, trainer.rejoin());
+  }
   runtime::TrainHooks hooks = test_hooks(rank);
   hooks.stop_requested = [] { return g_stop.load(); };
   hooks.progress = a.progress || rank == 0;
@@ -575,6 +603,16 @@ int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
   }
   auto spec = runtime::launch_spec(q);
   spec.survive_loss = c.on_peer_loss == "continue";
+  if (a.restarts > 0) {
+    if (!peers || !spec.survive_loss)
+      throw std::invalid_argument(
+          "launch --restart: restarts gossip's own peers, and only with transport.on_peer_loss = "
+          "\"continue\" (the others go on without the lost peer until it rejoins)");
+    spec.restarts = a.restarts;
+    spec.restart_delay =
+        std::chrono::milliseconds(static_cast<long long>(std::llround(a.restart_delay * 1000)));
+    spec.rejoin_args = {"--rejoin"};
+  }
   fmt::print(stderr, "launch: {}\n", runtime::describe_threads(local, q.threads));
   fmt::print(stderr, "launch: starting {} {} on this host; logs in {}/\n", ranks.size(),
              peers ? "peers" : "processes of " + command.front(), logs.string());
@@ -637,6 +675,10 @@ void add_train_commands(CLI::App& app) {
        "This peer's rank (else GOSSIP_RANK, RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK)")
       ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   p->add_flag("--progress", peer->progress, "Print progress lines (rank 0 always does)");
+  p->add_flag("--rejoin", peer->rejoin,
+              "This peer restarted after the others went on without it "
+              "(transport.on_peer_loss = \"continue\"): take the current state from a neighbour "
+              "and mix again");
   p->callback([peer] {
     int code = 0;
     try {
@@ -660,6 +702,13 @@ void add_train_commands(CLI::App& app) {
   // command after it would be read as launch's own options (its -c as --config).
   l->get_option("--set")->expected(1)->allow_extra_args(false)->multi_option_policy(
       CLI::MultiOptionPolicy::TakeAll);
+  l->add_option("--restart", launch->restarts,
+                "With transport.on_peer_loss = \"continue\": start a lost peer again (it "
+                "rejoins), up to N times each")
+      ->check(CLI::Range(0, 1000));
+  l->add_option("--restart-delay", launch->restart_delay,
+                "Seconds between a peer's loss and its restart (default 1)")
+      ->check(CLI::Range(0.0, 86400.0));
   l->add_flag("--every-rank", launch->every_rank,
               "Start every rank of the topology on this host, whatever host its endpoint names "
               "(peers in network namespaces of this host: scripts/netns.sh)");

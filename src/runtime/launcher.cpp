@@ -175,16 +175,20 @@ struct Prepared {
   bool keeps_stderr = false;
 };
 
-Prepared prepare(const LaunchProcess& p, std::string path, bool keeps_stderr) {
+// `extra` goes after the process's arguments, and `append` keeps what its log holds (a restart).
+Prepared prepare(const LaunchProcess& p, std::string path, bool keeps_stderr,
+                 const std::vector<std::string>& extra = {}, bool append = false) {
   Prepared r;
   r.path = std::move(path);
   r.args = p.argv;
+  r.args.insert(r.args.end(), extra.begin(), extra.end());
   std::set<std::string_view> replaced;
   for (const auto& e : p.env) replaced.insert(env_name(e));
   for (char** e = environ; e != nullptr && *e != nullptr; ++e)
     if (!replaced.contains(env_name(*e))) r.env.emplace_back(*e);
   r.env.insert(r.env.end(), p.env.begin(), p.env.end());
-  r.log = Fd(::open(p.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  r.log = Fd(
+      ::open(p.log.c_str(), O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644));
   if (r.log.get() < 0)
     throw std::runtime_error(
         fmt::format("launch: cannot open {}'s log {}: {}", p.name, p.log, std::strerror(errno)));
@@ -266,28 +270,38 @@ LaunchOutcome supervise(const LaunchSpec& spec, std::FILE* messages) {
   // Handlers first: a Ctrl-C while the processes start is forwarded to all of them.
   const StopHandlers handlers;
   const pid_t self = ::getpid();
-  std::vector<pid_t> pids;
-  for (std::size_t k = 0; k < n; ++k) {
+  std::vector<pid_t> pids(n, 0);
+  // Starts process k as `r`; -1 and errno when the fork fails.
+  const auto start = [&](std::size_t k, Prepared& r) {
     // Blocked across the fork: the child resets the handlers to the default before a stop signal
     // sent to it can be delivered.
     sigset_t mask;
     ::pthread_sigmask(SIG_BLOCK, &stop_set, &mask);
     const pid_t pid = ::fork();
-    if (pid == 0) become(ready[k], self, null_fd.get(), default_action, mask);
+    if (pid == 0) become(r, self, null_fd.get(), default_action, mask);
     const int fork_error = errno;
     if (pid > 0) ::setpgid(pid, pid);  // also here: the group exists before we signal it
     ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
-    if (pid < 0) {
-      for (pid_t p : pids) ::kill(-p, SIGKILL);
-      for (pid_t p : pids) ::waitpid(p, nullptr, 0);
+    r.log = Fd();  // the child has it
+    if (pid > 0) pids[k] = pid;
+    errno = fork_error;
+    return pid;
+  };
+  for (std::size_t k = 0; k < n; ++k) {
+    if (start(k, ready[k]) < 0) {
+      const int fork_error = errno;
+      for (std::size_t j = 0; j < k; ++j) ::kill(-pids[j], SIGKILL);
+      for (std::size_t j = 0; j < k; ++j) ::waitpid(pids[j], nullptr, 0);
       throw std::runtime_error(fmt::format("launch: cannot start {}: fork: {}",
                                            spec.processes[k].name, std::strerror(fork_error)));
     }
-    pids.push_back(pid);
-    ready[k].log = Fd();  // the child has it
   }
 
   std::vector<bool> done(n, false), stopped_by_launch(n, false);
+  // LaunchSpec::restarts: per process, the restarts left and when the next one is due.
+  std::vector<int> restarts_left(n, spec.restarts);
+  using TimePoint = std::chrono::steady_clock::time_point;
+  std::vector<std::optional<TimePoint>> restart_at(n);
   std::size_t running = n;
   bool forwarded = false;
   auto kill_at = std::chrono::steady_clock::time_point::max();  // none due
@@ -295,7 +309,7 @@ LaunchOutcome supervise(const LaunchSpec& spec, std::FILE* messages) {
     for (std::size_t j = 0; j < n; ++j)
       if (!done[j]) ::kill(-pids[j], sig);
   };
-  while (running > 0) {
+  for (;;) {
     bool reaped = false;
     for (std::size_t k = 0; k < n; ++k) {
       if (done[k]) continue;
@@ -316,6 +330,12 @@ LaunchOutcome supervise(const LaunchSpec& spec, std::FILE* messages) {
                    "launch: {} {}; on_peer_loss = continue: the others go on without it (log "
                    "{})\n",
                    p.name, describe_end(out.wait_statuses[k]), p.log);
+        if (restarts_left[k] > 0 && !forwarded) {
+          restart_at[k] = std::chrono::steady_clock::now() + spec.restart_delay;
+          fmt::print(messages, "launch: restarting {} in {} ms to rejoin ({} restart{} left)\n",
+                     p.name, spec.restart_delay.count(), restarts_left[k],
+                     restarts_left[k] == 1 ? "" : "s");
+        }
         std::fflush(messages);
         continue;
       }
@@ -330,15 +350,40 @@ LaunchOutcome supervise(const LaunchSpec& spec, std::FILE* messages) {
       // on a stop round without it: what has not stopped within the grace period is killed
       // (their periodic checkpoints stay for --resume).
       for (std::size_t j = 0; j < n; ++j) stopped_by_launch[j] = !done[j];
+      for (auto& at : restart_at) at.reset();
       signal_running(SIGTERM);
       if (running > 0) kill_at = std::chrono::steady_clock::now() + spec.grace;
     }
-    if (running == 0) break;
     if (g_stop_signals.load() > 0 && !forwarded) {
       out.stop_requested = true;
       signal_running(SIGINT);
       forwarded = true;
+      for (auto& at : restart_at) at.reset();
     }
+    // A lost process restarts (LaunchSpec::restarts): the same command with rejoin_args, its log
+    // appended to; it is no longer counted as lost.
+    for (std::size_t k = 0; k < n; ++k) {
+      if (!restart_at[k] || std::chrono::steady_clock::now() < *restart_at[k]) continue;
+      restart_at[k].reset();
+      --restarts_left[k];
+      const auto& p = spec.processes[k];
+      Prepared again = prepare(p, ready[k].path, k == spec.terminal, spec.rejoin_args, true);
+      point(again);
+      if (start(k, again) < 0) {
+        fmt::print(messages, "launch: cannot restart {}: fork: {}\n", p.name, std::strerror(errno));
+        continue;
+      }
+      done[k] = false;
+      ++running;
+      std::erase(out.lost, k);
+      ++out.restarts;
+      fmt::print(messages, "launch: {} restarted (pid {}): {}\n", p.name, pids[k],
+                 fmt::join(again.args, " "));
+      std::fflush(messages);
+    }
+    const bool waiting_restart = std::any_of(restart_at.begin(), restart_at.end(),
+                                             [](const auto& at) { return at.has_value(); });
+    if (running == 0 && !waiting_restart) break;
     if (std::chrono::steady_clock::now() >= kill_at) {
       signal_running(SIGKILL);
       kill_at = std::chrono::steady_clock::time_point::max();

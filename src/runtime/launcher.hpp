@@ -64,12 +64,20 @@ struct LaunchSpec {
   // transports mix it out), the launcher says so, and it does not count in the exit code. A
   // process that exits with an error code still stops the others.
   bool survive_loss = false;
+  // With survive_loss: a lost process is started again, up to `restarts` times each, after
+  // `restart_delay`, with `rejoin_args` added (`gossip peer --rejoin`: it takes a neighbour's
+  // state and mixes again); its log is appended to. Not after a stop or a failure.
+  int restarts = 0;
+  std::chrono::milliseconds restart_delay{1000};
+  std::vector<std::string> rejoin_args;
 };
 
 struct LaunchOutcome {
   std::vector<int> wait_statuses;     // per process
   std::optional<std::size_t> failed;  // the first process that failed on its own
   std::vector<std::size_t> lost;      // LaunchSpec::survive_loss: processes lost, in order
+                                      // (and not restarted)
+  int restarts = 0;                   // LaunchSpec::restarts: processes started again
   bool stop_requested = false;        // the launcher got SIGINT, SIGTERM or SIGHUP
   int exit_code = 0;                  // launch_exit_code
 };

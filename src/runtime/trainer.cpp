@@ -16,6 +16,7 @@
 #include <map>
 #include <random>
 #include <regex>
+#include <sstream>
 #include <streambuf>
 #include <string_view>
 
@@ -158,7 +159,7 @@ std::vector<std::size_t> hidden_widths(const RunConfig& config) {
 
 bool departures_settled(const net::Transport& transport, std::uint64_t round) {
   for (const net::Departure& d : transport.departures())
-    if (d.round > round) return false;
+    if (d.round > round || (d.back && *d.back > round)) return false;
   return true;
 }
 
@@ -511,6 +512,23 @@ void PeerTrainer::resume(std::uint64_t round) {
   algo_->restore_totals(t);
 }
 
+std::uint64_t PeerTrainer::rejoin() {
+  const net::JoinState st = transport_.receive_state();
+  std::istringstream in(
+      std::string(reinterpret_cast<const char*>(st.bytes.data()), st.bytes.size()));
+  try {
+    algo_->adopt(in);
+  } catch (const algorithms::StateError& e) {
+    throw net::TransportError(fmt::format("rank {}: rejoin: the state from {}: {}", rank_,
+                                          transport_.peer_name(st.donor), e.what()));
+  }
+  if (algo_->round() != st.round)
+    throw net::TransportError(
+        fmt::format("rank {}: rejoin: the state from {} is of round {}, sent as round {}", rank_,
+                    transport_.peer_name(st.donor), algo_->round(), st.round));
+  return st.round;
+}
+
 Disagreement disagreement(std::span<const float> x, std::span<const float> avg) {
   double dist = 0.0, norm = 0.0;
   for (std::size_t k = 0; k < x.size(); ++k) {
@@ -610,6 +628,13 @@ PeerSummary PeerTrainer::run(const TrainHooks& hooks) {
     if (const auto stop = transport_.stop_round(); stop && t >= *stop) {
       s.stopped_early = true;
       break;
+    }
+    // A peer that rejoins in this round takes its state from us (we are its donor).
+    for (int k : transport_.state_wanted(t)) {
+      std::ostringstream state;
+      algo_->save_for_peer(state);
+      const std::string bytes = std::move(state).str();
+      transport_.send_state(k, t, std::as_bytes(std::span(bytes.data(), bytes.size())));
     }
     const auto [lr, eta] = schedule_at(t);
     algo_->set_lr(static_cast<float>(lr));

@@ -93,7 +93,8 @@ Disagreement disagreement(std::span<const float> x, std::span<const float> avg);
 // to the average of all models (one all-reduce) and, on the lowest rank still in the run (rank 0
 // unless it is gone), the averaged model's accuracy. After a peer loss the average is over the
 // peers left; while a departure is not yet known to every peer (before its r*) there is none.
-// True when every departure this transport knows of took effect by `round` (r* <= round): then
+// True when every departure this transport knows of took effect by `round` (r* <= round), and
+// every rejoin too (r_j <= round): then
 // every remaining peer knows the same departures (a notice reaches every peer before its r*), and
 // a ring over the remaining peers lines up. False while a loss is still being agreed on.
 bool departures_settled(const net::Transport& transport, std::uint64_t round);
@@ -140,6 +141,11 @@ class PeerTrainer {
   void resume(std::uint64_t round);
   // Writes this peer's checkpoint of the current round; returns its path.
   std::string checkpoint() const;
+  // A restarted peer (TransportOptions::rejoin): waits for a neighbour's state of the round the
+  // peers agreed on and takes it (Algorithm::adopt): model, momentum, round, learning rate. run()
+  // then goes on from that round. Returns it. Throws TransportError when none comes or it does
+  // not fit this run.
+  std::uint64_t rejoin();
 
   PeerSummary run(const TrainHooks& hooks);
 

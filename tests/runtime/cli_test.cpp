@@ -14,6 +14,7 @@
 #include <system_error>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "src/runtime/model.hpp"
@@ -418,7 +419,9 @@ TEST_CASE("simulate: more MLP peers than OpenBLAS has buffers for (its MAX_THREA
   CHECK(std::filesystem::exists(s.dir() / "metrics-95.jsonl"));
 }
 
-TEST_CASE("launch with on_peer_loss = continue: a peer SIGKILLed mid-run, the others finish") {
+TEST_CASE(
+    "launch with on_peer_loss = continue: a peer SIGKILLed mid-run, the others finish; restarted, "
+    "it rejoins") {
   Scratch s("launch_loss");
   const std::string ipc = "ipc://" + s.dir().string() + "-{rank}.sock";
   for (int r = 0; r < 4; ++r) s.also_remove(s.dir().string() + "-" + std::to_string(r) + ".sock");
@@ -462,6 +465,46 @@ TEST_CASE("launch with on_peer_loss = continue: a peer SIGKILLed mid-run, the ot
   CHECK(k.at("departures")[0].at("round").get<int>() == 24);  // a thread sends all it queued
   CHECK(k.at("peers_finished").get<int>() == 3);
   CHECK(k.at("test_accuracy_avg_model").get<double>() > 0.5);
+
+  // launch --restart: the lost peer starts again with --rejoin, takes a neighbour's state at the
+  // round the others agree on and finishes with them; every peer is in the summary again.
+  REQUIRE(::setenv("GOSSIP_TEST_LEAVE", "2:20", 1) == 0);
+  const auto back = run_cli("launch --config " + cfg + " --restart 1 --restart-delay 0.5 --set " +
+                            "'run.output=\"" + (s.dir() / "back").string() + "\"'");
+  ::unsetenv("GOSSIP_TEST_LEAVE");
+  CHECK_MESSAGE(back.code == 0, back.err);
+  CHECK_MESSAGE(back.err.find("launch: peer 2 restarted") != std::string::npos, back.err);
+  const auto b = nlohmann::json::parse(std::ifstream(s.dir() / "back" / "summary.json"));
+  CHECK(b.at("rounds").get<int>() == 62);
+  CHECK(b.at("peers_finished").get<int>() == 4);
+  REQUIRE(b.at("departures").size() == 1);
+  CHECK(b.at("departures")[0].at("rank").get<int>() == 2);
+  REQUIRE(b.at("departures")[0].contains("back"));
+  const int gone_from = b.at("departures")[0].at("round").get<int>();
+  const int back_from = b.at("departures")[0].at("back").get<int>();
+  CHECK(back_from > gone_from);
+  CHECK(back_from < 62);
+  CHECK_MESSAGE(back.out.find(fmt::format("peer 2 left the run and rejoined (the others mixed "
+                                          "without it in rounds {} to {})",
+                                          gone_from, back_from - 1)) != std::string::npos,
+                back.out);
+  CHECK(b.at("test_accuracy_per_peer").size() == 4);
+  CHECK(b.at("test_accuracy_avg_model").get<double>() > 0.5);
+  std::ifstream log2(s.dir() / "back" / "logs" / "peer-2.log");
+  const std::string log2_text{std::istreambuf_iterator<char>(log2), {}};
+  CHECK_MESSAGE(
+      log2_text.find(fmt::format("peer 2: rejoined at round {}", back_from)) != std::string::npos,
+      log2_text);
+  // --rejoin is for a run that goes on without a lost peer, and takes no checkpoint.
+  const auto refused =
+      run_cli("peer --rank 2 --rejoin --config " + cfg + " --set transport.on_peer_loss=stop");
+  CHECK(refused.code != 0);
+  CHECK_MESSAGE(refused.err.find("--rejoin: " + cfg + " has transport.on_peer_loss = \"stop\"") !=
+                    std::string::npos,
+                refused.err);
+  const auto both = run_cli("peer --rank 2 --rejoin --resume-round 3 --config " + cfg);
+  CHECK(both.code != 0);
+  CHECK_MESSAGE(both.err.find("it cannot go with --resume") != std::string::npos, both.err);
 
   // Without continue the same loss ends the run with the timeout.
   REQUIRE(::setenv("GOSSIP_TEST_LEAVE", "2:20", 1) == 0);
