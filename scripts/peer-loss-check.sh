@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Peer loss, the acceptance measurement of issue 17 without rejoin: 8 peers on a ring
+# Peer loss, the acceptance measurement of issue 17: 8 peers on a ring
 # (configs/ring8_deepsqueeze.toml: DeepSqueeze, 2-bit scaled QSGD), transport.on_peer_loss =
-# continue, one peer SIGKILLed at 30% of the run; the survivors finish. Prints the final
-# averaged-model accuracy of the survivors against an undisturbed run of the same settings.
+# continue, one peer SIGKILLed at 30% of the run; the survivors finish. With REJOIN_AT (a fraction
+# of the run, e.g. 0.5) the killed peer is started again by hand at that point, as
+# `gossip peer --rejoin` with the command line and environment it had (its launch nonce too), and
+# finishes with the others. Prints the final averaged-model accuracy against an undisturbed run of
+# the same settings.
 #
 #   scripts/peer-loss-check.sh [EPOCHS] [--set KEY=VALUE ...]     (EPOCHS: 15 by default)
 #
 # Environment: GOSSIP (binary, build/src/gossip), CONFIG, VICTIM (rank, 3), AT (fraction of the
-# run, 0.3), TIMEOUT_S (transport.timeout_s: the silence after which a peer is lost, 10),
+# run, 0.3), REJOIN_AT (unset: no restart), TIMEOUT_S (transport.timeout_s: the silence after which a peer is lost, 10),
 # LIMIT (seconds each run may take, 3600). Endpoints are ipc:// sockets in a temporary folder, so
 # the runs collide with nothing on the loopback ports. Metrics lines every 10 rounds (run.log_every)
 # let the kill land within a few rounds of AT; they change no result.
@@ -18,6 +21,7 @@ GOSSIP=${GOSSIP:-build/src/gossip}
 CONFIG=${CONFIG:-configs/ring8_deepsqueeze.toml}
 VICTIM=${VICTIM:-3}
 AT=${AT:-0.3}
+REJOIN_AT=${REJOIN_AT:-}
 TIMEOUT_S=${TIMEOUT_S:-10}
 LIMIT=${LIMIT:-3600}
 work=$(mktemp -d /tmp/peer-loss-check.XXXXXX)
@@ -36,7 +40,7 @@ epoch_of() {
 # run NAME KILL(0|1): one launch, progress every 15 s; with KILL=1 the victim gets SIGKILL once
 # rank 0 has passed AT of the epochs (the first rank other than the victim if that is 0).
 run() {
-  local name=$1 do_kill=$2 out="$work/$1" watch=0 killed=0 start=$SECONDS
+  local name=$1 do_kill=$2 out="$work/$1" watch=0 killed=0 start=$SECONDS rejoined=0
   [[ $VICTIM == 0 ]] && watch=1
   timeout "$LIMIT" "$GOSSIP" launch "${common[@]}" --set "run.output=\"$out\"" \
     >"$work/$name.out" 2>"$work/$name.err" &
@@ -50,11 +54,23 @@ run() {
       local p
       for p in $(pgrep -P "$(pgrep -P "$pid" || echo "$pid")" 2>/dev/null) $(pgrep -P "$pid"); do
         if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "GOSSIP_RANK=$VICTIM"; then
+          # What a restart needs: its command line and environment (the launch nonce).
+          cp "/proc/$p/cmdline" "$work/victim.cmdline"
+          cp "/proc/$p/environ" "$work/victim.environ"
           kill -KILL "$p" && killed=1
           echo "  $name: SIGKILL to rank $VICTIM (pid $p) at epoch $e"
           break
         fi
       done
+    fi
+    if ((killed && !rejoined)) && [[ -n $REJOIN_AT ]] &&
+      awk -v e="$e" -v at="$REJOIN_AT" -v n="$EPOCHS" 'BEGIN { exit !(e >= at * n) }'; then
+      local -a argv env
+      mapfile -d '' -t argv <"$work/victim.cmdline"
+      mapfile -d '' -t env <"$work/victim.environ"
+      env -i "${env[@]}" "${argv[@]}" --rejoin >"$work/rejoin.log" 2>&1 &
+      rejoined=1
+      echo "  $name: rank $VICTIM restarted with --rejoin at epoch $e (log $work/rejoin.log)"
     fi
     if ((SECONDS - last >= 15)); then
       echo "  $name: epoch $e / $EPOCHS, $((SECONDS - start)) s"
@@ -69,6 +85,10 @@ run() {
     return 1
   fi
   ((do_kill == 0 || killed == 1)) || { echo "  $name: the victim was never found"; return 1; }
+  if ((rejoined)); then
+    wait || true
+    grep -h "rejoined at round\|error" "$work/rejoin.log" | sed 's/^/  rejoin: /'
+  fi
 }
 
 run undisturbed 0
@@ -80,7 +100,9 @@ a = json.load(open(f"{w}/undisturbed/summary.json"))
 b = json.load(open(f"{w}/lost/summary.json"))
 print(f"codec {a['codec']}, {a['epochs']} epochs, {a['rounds']} rounds")
 for name, j in (("undisturbed", a), ("one peer lost", b)):
-    gone = ", ".join(f"rank {d['rank']} from round {d['round']}" for d in j["departures"]) or "none"
+    gone = ", ".join(f"rank {d['rank']} from round {d['round']}"
+                     + (f", back from round {d['back']}" if "back" in d else "")
+                     for d in j["departures"]) or "none"
     print(f"{name:14s} peers finished {j['peers_finished']}, departures: {gone}; "
           f"test accuracy mean {j['test_accuracy_mean']:.4f}, averaged model "
           f"{j['test_accuracy_avg_model']:.4f}")
