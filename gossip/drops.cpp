@@ -52,8 +52,6 @@ std::string_view drop_reason_name(DropReason r) {
       return "bad stop_in";
     case DropReason::bad_control:
       return "bad control";
-    case DropReason::wrong_key:
-      return "wrong key";
     case DropReason::handshake_failed:
       return "handshake failed";
   }

@@ -38,9 +38,9 @@ enum class DropReason : std::uint8_t {
   wrong_ring_sender,  // ring frame from another rank than rank-1
   bad_credit,         // credit frame while exchanges are not paced, or with a payload
   bad_stop,           // stop_in that overflows the round
-  bad_control,        // control frame (peer loss) that does not parse, or while losses stop the run
+  bad_control,  // control frame (peer loss) that does not parse, or while losses stop the run;
+                // a state frame (rejoin) a peer does not wait for
   // CURVE only (a topology with public keys):
-  wrong_key,         // the key that sent it (its User-Id) is another rank's than its routing id's
   handshake_failed,  // a connection refused at the CURVE handshake (counted per attempt): a key
                      // not in the topology, no CURVE, a wrong server key, no ZAP handler
 };

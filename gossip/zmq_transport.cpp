@@ -207,7 +207,10 @@ void ZmqTransport::set_up(const topology::Topology& topo, bool handshake_now) {
   for (int to : links()) {
     auto& d = dealers_[static_cast<std::size_t>(to)].emplace(ctx_, zmq::socket_type::dealer);
     common_options(d, o, hwm);
-    d.set(zmq::sockopt::routing_id, zmq::buffer(id));
+    // With CURVE the key names the sender, and no routing id is set: the ROUTER gives each
+    // connection its own, so no client (a stolen key included) can take another rank's and keep
+    // that rank's connection out (ZeroMQ refuses a second connection under a routing id in use).
+    if (!curve_) d.set(zmq::sockopt::routing_id, zmq::buffer(id));
     if (curve_) {
       d.set(zmq::sockopt::curve_serverkey, z85(topo.public_keys[static_cast<std::size_t>(to)]));
       d.set(zmq::sockopt::curve_publickey, my_public);
@@ -391,25 +394,17 @@ Inbound ZmqTransport::read_message() {
   const auto& idm = (*parts)[0];
   const std::string_view id(static_cast<const char*>(idm.data()), idm.size());
   int r = -1;
-  if (id.size() > 1 && id[0] == 'r') {
+  if (curve_) {
+    // Who sent it is the key that passed the handshake (the ZAP handler's User-Id: its rank);
+    // the routing id is the ROUTER's own for the connection.
+    const char* user = parts->size() >= 2 ? zmq_msg_gets((*parts)[1].handle(), "User-Id") : nullptr;
+    r = user ? rank_in(user, size()) : -1;
+  } else if (id.size() > 1 && id[0] == 'r') {
     auto [p, ec] = std::from_chars(id.data() + 1, id.data() + id.size(), r);
     if (ec != std::errc{} || p != id.data() + id.size() || r < 0 || r >= size()) r = -1;
   }
   in.link = r;
-  if (curve_ && parts->size() >= 2) {
-    // Who sent it is the key that passed the handshake (the ZAP handler's User-Id: its rank),
-    // not the routing id, which the sender chooses: an admitted peer could present another's.
-    const char* user = zmq_msg_gets((*parts)[1].handle(), "User-Id");
-    const int by_key = user ? rank_in(user, size()) : -1;
-    if (by_key != r) {
-      if (by_key >= 0) in.link = by_key;
-      in.refused = DropReason::wrong_key;
-      in.malformed = fmt::format("its CURVE key is {}, its routing id names {}",
-                                 by_key >= 0 ? fmt::format("rank {}'s", by_key) : "no peer's",
-                                 r >= 0 ? fmt::format("rank {}", r) : "no rank");
-    }
-  }
-  if (r < 0 && in.link < 0) {
+  if (r < 0) {
     std::string hex;
     for (std::size_t i = 0; i < std::min<std::size_t>(id.size(), 16); ++i) {
       hex += fmt::format("{:02x}", static_cast<unsigned char>(id[i]));

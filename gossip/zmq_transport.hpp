@@ -14,8 +14,8 @@
 // CURVE (a topology with public keys, TransportOptions::curve_secret_key set): the ROUTER is a
 // CURVE server and every DEALER a CURVE client of its peer's public key. A ZAP handler (a thread
 // with a REP socket on inproc://zeromq.zap.01, bound before the ROUTER) admits only the
-// topology's keys and names the connection by the key's rank (its User-Id); a frame whose routing
-// id names another rank than its key is dropped (wrong_key). Handshakes the ROUTER refuses are
+// topology's keys and names the connection by the key's rank (its User-Id); DEALERs then set no
+// routing id (the ROUTER's own ids cannot be squatted). Handshakes the ROUTER refuses are
 // counted as drops (handshake_failed) from a socket monitor. docs/transport.md, "CURVE".
 
 #include <condition_variable>
