@@ -57,7 +57,8 @@
 #   --out DIR              where runs, table and plots go (default runs/sweep)
 #   --netns                one process per peer over ZeroMQ, each in its own network namespace
 #                          with its NIC shaped by the kernel (tbf, scripts/netns.sh; root); the
-#                          latency stays in the transport. The check of the modelled networks
+#                          latency stays in the transport. The check of the modelled networks.
+#                          The namespaces are gsp-s<the sweep's pid>-RANK (and -hub)
 #   --launch               one process per peer over ZeroMQ (gossip launch); default: gossip
 #                          simulate, all peers in one process over the in-process transport
 #   --command 'CMD ARGS'   each peer runs CMD (split at spaces) under `gossip launch -- CMD`,
@@ -68,6 +69,9 @@
 #   --gossip PATH          the gossip binary (default build/src/gossip)
 #   --dry-run              print each run's command line (quoted for the shell, one a line) and
 #                          stop: nothing is trained or written (not with --netns)
+# Stopping the sweep (Ctrl-C, SIGTERM, SIGHUP) stops the run in progress first (SIGTERM: its
+# peers agree on a stop round), kills it and every process under it if it still runs after
+# SWEEP_STOP_GRACE seconds (default 30), and only then exits, removing --netns's namespaces.
 # Example: scripts/sweep.sh --preset tang2018 --out runs/tang2018
 #          scripts/sweep.sh --networks '5:20 100:1' --target-accuracy 0.8 --seeds '1 2 3' \
 #            --run 'allreduce=algorithm.name=allreduce;compression.codec=identity' \
@@ -325,10 +329,39 @@ if ((netns)); then
   done
   bash scripts/netns.sh check >&2 || { echo "sweep: --netns cannot shape links here" >&2; exit 1; }
   gossip_abs=$(realpath "$gossip")
-  ns_tag=sw$((RANDOM % 100000))
-  ns_peers=0
+  ns_tag=s$$  # this sweep's own: no other running sweep has its pid (at most 8 characters)
+  ns_peers=0  # how many peers' namespaces may exist: the last thing this script does removes them
   trap '((ns_peers == 0)) || bash scripts/netns.sh down "$ns_tag" "$ns_peers"' EXIT
 fi
+# A stop (Ctrl-C, SIGTERM, SIGHUP) stops the run in progress first: SIGTERM to it (an agreed stop
+# round; `gossip launch` forwards it to every peer), then, if it still runs after the grace
+# period, SIGKILL to it and every process under it; only then does the sweep exit (and remove
+# its namespaces, which netns.sh down empties of anything still in them).
+stop_grace=${SWEEP_STOP_GRACE:-30}
+[[ $stop_grace =~ ^[0-9]+$ ]] || { echo "sweep: SWEEP_STOP_GRACE '$stop_grace' is not a whole number of seconds" >&2; exit 2; }
+run_pid=""
+descendants() {  # PID: every process under it
+  local c
+  for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done
+}
+stop_run() {  # SIGNAL_NUMBER
+  trap '' INT TERM HUP
+  if [[ -n $run_pid ]]; then
+    echo "sweep: stopping the run in progress (pid $run_pid; killed if it still runs in $stop_grace s)" >&2
+    kill -TERM "$run_pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < stop_grace * 10; ++i)); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$run_pid" 2>/dev/null; then
+      echo "sweep: the run did not stop in $stop_grace s: killing it" >&2
+      kill -KILL "$run_pid" $(descendants "$run_pid") 2>/dev/null || true
+    fi
+    wait "$run_pid" 2>/dev/null || true
+  fi
+  exit $((128 + $1))
+}
+trap 'stop_run 2' INT
+trap 'stop_run 15' TERM
+trap 'stop_run 1' HUP
 # --netns: the run's topology with every peer at 10.77.1.RANK (its namespace's address): a
 # generator file or spec gets that endpoint pattern; prints the peer count and the topology.
 netns_topology() {  # CONFIG FILE_FOR_THE_NEW_TOPOLOGY --set K=V...
@@ -419,11 +452,10 @@ for pair in "${pairs[@]}"; do
       if ((netns)); then
         # Fresh namespaces for every run: no queue or socket state carries over.
         ((ns_peers == 0)) || bash scripts/netns.sh down "$ns_tag" "$ns_peers"
-        ns_peers=0
         IFS=$'\t' read -r n topo < <(netns_topology "$config" "$out/$link/$name.topology.toml" \
           "${sets[@]}") || exit 1
+        ns_peers=$n  # before they exist: a stop while they are made removes them
         bash scripts/netns.sh up "$ns_tag" "$n" "$bw"
-        ns_peers=$n
         extra+=(--set "topology.file=\"$topo\"" --every-rank)
         run_cmd=(-- bash -c 'exec bash "$0" exec "$1" "$GOSSIP_RANK" "$2" peer --config "$GOSSIP_CONFIG"'
           scripts/netns.sh "$ns_tag" "$gossip_abs")
@@ -440,7 +472,12 @@ for pair in "${pairs[@]}"; do
         continue
       fi
       rc=0
-      "${cmd[@]}" >"$log" 2>&1 || rc=$?
+      # In the background, so that a stop reaches stop_run at once (a trap waits for a command
+      # in the foreground to end).
+      "${cmd[@]}" >"$log" 2>&1 &
+      run_pid=$!
+      wait "$run_pid" || rc=$?
+      run_pid=""
       status=ok
       case $rc in
         0) ;;
