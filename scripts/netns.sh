@@ -6,6 +6,11 @@
 # downlink_mbit, docs/transport.md). Latency stays in the transport (transport.latency_ms): netem
 # does not work in namespaces on every kernel. Peer r has the address 10.77.1.r (r < 256) inside
 # its namespace gsp-TAG-r; nothing is routed outside the namespaces. Needs root and iproute2.
+# TCP in the peers' namespaces uses reno (NETNS_TCP_CC=NAME for another of the host's
+# net.ipv4.tcp_allowed_congestion_control, the only ones a namespace may choose), whatever the
+# host's net.ipv4.tcp_congestion_control: with BBR, this machine's, the flows of a ring share
+# the buckets so unevenly that its rounds took 1.4-1.5x the model's time, against 1.07x with
+# reno or cubic (docs/BENCHMARKS.md, "The kernel's shaping against the model").
 #
 # Usage: scripts/netns.sh up TAG N MBIT     create (MBIT 0: no shaping)
 #        scripts/netns.sh down TAG N        kill what still runs in them (SIGKILL), wait for it
@@ -52,8 +57,12 @@ tbf() {  # NAMESPACE DEVICE MBIT: a token bucket of MBIT on the device's egress
 }
 
 up() {
-  local tag=$1 n=$2 mbit=$3 r hub="gsp-$1-hub"
+  local tag=$1 n=$2 mbit=$3 r hub="gsp-$1-hub" cc=${NETNS_TCP_CC:-reno}
   [[ $mbit =~ ^[0-9]+$ ]] || die "bandwidth '$mbit' must be a whole number of Mbit/s"
+  local allowed
+  allowed=$(</proc/sys/net/ipv4/tcp_allowed_congestion_control)
+  [[ " $allowed " == *" $cc "* ]] ||
+    die "NETNS_TCP_CC '$cc' is not one a namespace may choose here (net.ipv4.tcp_allowed_congestion_control: $allowed)"
   # Another set's (or a killed run's) namespaces: neither used nor, on a failure, deleted here.
   [[ -z $(names "$tag" "$n") ]] ||
     die "namespaces gsp-$tag-* exist already (in use, or left over: scripts/netns.sh down $tag $n)"
@@ -65,6 +74,7 @@ up() {
     local ns="gsp-$tag-$r"
     ip netns add "$ns"
     ip -n "$ns" link set lo up
+    ip netns exec "$ns" sysctl -qw net.ipv4.tcp_congestion_control="$cc"
     ip -n "$hub" link add "p$r" type veth peer name nic netns "$ns"
     ip -n "$hub" link set "p$r" master br0
     ip -n "$hub" link set "p$r" up

@@ -449,6 +449,7 @@ for pair in "${pairs[@]}"; do
       [[ -z $eval_rounds ]] || extra+=(--set "run.eval_every_rounds=$eval_rounds")
       [[ -z $seed ]] || extra+=(--set "run.seed=$seed")
       run_cmd=(${user_cmd[@]+-- "${user_cmd[@]}"})
+      late=()
       if ((netns)); then
         # Fresh namespaces for every run: no queue or socket state carries over.
         ((ns_peers == 0)) || bash scripts/netns.sh down "$ns_tag" "$ns_peers"
@@ -456,14 +457,15 @@ for pair in "${pairs[@]}"; do
           "${sets[@]}") || exit 1
         ns_peers=$n  # before they exist: a stop while they are made removes them
         bash scripts/netns.sh up "$ns_tag" "$n" "$bw"
-        extra+=(--set "topology.file=\"$topo\"" --every-rank)
+        extra+=(--every-rank)
+        late=(--set "topology.file=\"$topo\"")  # after the run's: it has the namespaces' addresses
         run_cmd=(-- bash -c 'exec bash "$0" exec "$1" "$GOSSIP_RANK" "$2" peer --config "$GOSSIP_CONFIG"'
           scripts/netns.sh "$ns_tag" "$gossip_abs")
       fi
       cmd=("$gossip" "$command" --config "$config" "${extra[@]}" "${sets[@]}"
         --set "run.epochs=$epochs" --set "transport.latency_ms=$lat"
         ${net[@]+"${net[@]}"} --set "run.name=$name" --set "run.output=\"$toml_dir\""
-        ${run_cmd[@]+"${run_cmd[@]}"})
+        ${late[@]+"${late[@]}"} ${run_cmd[@]+"${run_cmd[@]}"})
       # A budget ends the run as Ctrl-C does (an agreed stop round, then the summary).
       [[ -z $budget ]] || cmd=(timeout -s INT -k 60 "$budget" "${cmd[@]}")
       if ((dry_run)); then  # the command, quoted for the shell, one line
