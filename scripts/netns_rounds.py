@@ -14,12 +14,13 @@ makes them, removed at the end.
 
 Usage: scripts/netns_rounds.py [--mbit 5] [--bytes 940000] [--rounds 4] [--compute 0]
          [--queue netns.sh|LATENCY] [--graph ring:8 | pair | fanout | fanin | ...] ...
-  --graph  ring:N (each peer to both neighbours), cycle:N (each peer to the next only), pair (0 -> 1), fanout (0 -> 1, 0 -> 2),
-           fanin (1 -> 0, 2 -> 0), bidir (0 <-> 1); repeatable
+  --graph  ring:N (each peer to both neighbours), cycle:N (each peer to the next only),
+           pair (0 -> 1), bidir (0 <-> 1), fanout (0 -> 1, 0 -> 2), fanin (1 -> 0, 2 -> 0);
+           repeatable (default: pair and ring:8)
   --queue  netns.sh: the buckets as netns.sh makes them; LATENCY (tc's units: 50ms): the same
            buckets with their queues cut to that wait (`tc qdisc change ... latency`); repeatable
   --cc     the senders' TCP congestion control (cubic, reno, bbr; default: the namespaces', which
-           netns.sh sets: cubic, or NETNS_TCP_CC)
+           netns.sh sets: reno, or NETNS_TCP_CC)
   --ack-first  a pfifo_fast under every bucket and the receiving sockets at SO_PRIORITY 6, so
            that ACKs pass the data queued in a bucket (this kernel has no fq_codel or sfq)
 Also prints how early a peer's first incoming message of a round is complete against its last
@@ -133,26 +134,28 @@ def run(graph, latency, a):
     tag = f"x{os.getpid()}"
     subprocess.run(["bash", os.path.join(HERE, "netns.sh"), "up", tag, str(n), str(a.mbit)],
                    check=True)
+    procs = []
     try:
         cc = a.cc or subprocess.run(
-            ["ip", "netns", "exec", f"gsp-{tag}-0", "sysctl", "-n", "net.ipv4.tcp_congestion_control"],
-            capture_output=True, text=True, check=True).stdout.strip()
+            ["ip", "netns", "exec", f"gsp-{tag}-0", "sysctl", "-n",
+             "net.ipv4.tcp_congestion_control"], capture_output=True, text=True,
+            check=True).stdout.strip()
         if latency != "netns.sh" or a.ack_first:
             set_queue(tag, n, None if latency == "netns.sh" else latency, a.ack_first)
-        procs = []
         for r in range(n):
             outs = [d for s, d in edges if s == r]
             ins = [s for s, d in edges if d == r]
             procs.append(subprocess.Popen(
-                ["ip", "netns", "exec", f"gsp-{tag}-{r}", sys.executable, os.path.abspath(__file__),
-                 "--worker", str(r), ",".join(map(str, outs)), ",".join(map(str, ins)),
-                 str(a.bytes), str(a.rounds), str(a.compute), str(int(a.ack_first)), a.cc], stdout=subprocess.PIPE, text=True))
+                ["ip", "netns", "exec", f"gsp-{tag}-{r}", sys.executable,
+                 os.path.abspath(__file__), "--worker", str(r), ",".join(map(str, outs)),
+                 ",".join(map(str, ins)), str(a.bytes), str(a.rounds), str(a.compute),
+                 str(int(a.ack_first)), a.cc], stdout=subprocess.PIPE, text=True))
         limit = 30 + (a.rounds + 1) * (a.compute + 20 * n * a.bytes * 8 / (a.mbit * 1e6))
         out = [p.communicate(timeout=limit)[0] for p in procs]
         if any(p.returncode for p in procs):
             sys.exit(f"netns_rounds: a worker failed on {graph}")
     finally:
-        for p in procs if "procs" in locals() else []:
+        for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
@@ -165,8 +168,8 @@ def run(graph, latency, a):
     degree = max(max(sum(1 for e in edges if e[0] == r), sum(1 for e in edges if e[1] == r))
                  for r in range(n))
     model = degree * a.bytes * 8 / (a.mbit * 1e6) + a.compute
-    print(f"{graph:8} queue {latency:8} {a.mbit:5} Mbit/s {a.bytes:>9} B  compute {a.compute:5.3f} s  "
-          f"model {model:7.3f} s a round  measured {pace:7.3f} s ({pace / model:.2f}x)"
+    print(f"{graph:8} queue {latency:8} {a.mbit:5} Mbit/s {a.bytes:>9} B  "
+          f"compute {a.compute:5.3f} s  model {model:7.3f} s a round  measured {pace:7.3f} s ({pace / model:.2f}x)"
           + (f"  first/last message {sum(spread) / len(spread):.2f}" if spread else "")
           + ("  ACKs first" if a.ack_first else "") + f"  {cc}", flush=True)
 
