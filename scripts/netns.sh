@@ -6,22 +6,44 @@
 # downlink_mbit, docs/transport.md). Latency stays in the transport (transport.latency_ms): netem
 # does not work in namespaces on every kernel. Peer r has the address 10.77.1.r (r < 256) inside
 # its namespace gsp-TAG-r; nothing is routed outside the namespaces. Needs root and iproute2.
+# TCP in the peers' namespaces uses reno (NETNS_TCP_CC=NAME for another of the host's
+# net.ipv4.tcp_allowed_congestion_control, the only ones a namespace may choose), whatever the
+# host's net.ipv4.tcp_congestion_control: with BBR, this machine's, the flows of a ring share
+# the buckets so unevenly that its rounds took 1.4-1.5x the model's time, against 1.07x with
+# reno or cubic (docs/BENCHMARKS.md, "The kernel's shaping against the model").
 #
 # Usage: scripts/netns.sh up TAG N MBIT     create (MBIT 0: no shaping)
-#        scripts/netns.sh down TAG N        delete (also what `up` leaves after a failure)
+#        scripts/netns.sh down TAG N        kill what still runs in them (SIGKILL), wait for it
+#                                           (up to 10 s) and delete them (also what `up` leaves
+#                                           after a failure)
 #        scripts/netns.sh check             exit 0 when namespaces, veth, bridge and tbf work here
 #        scripts/netns.sh exec TAG RANK CMD...   run CMD in peer RANK's namespace
-# TAG: letters and digits, at most 8 (names stay within the kernel's 15-character limit).
+# TAG: letters and digits, at most 8 (names stay within the kernel's 15-character limit); one
+# per set of namespaces that exist at the same time (scripts/sweep.sh uses s<its pid>): `up`
+# refuses a tag whose namespaces exist already.
 set -euo pipefail
 
 die() { echo "netns: $*" >&2; exit 2; }
 tag_ok() { [[ $1 =~ ^[A-Za-z0-9]{1,8}$ ]] || die "tag '$1' must be 1 to 8 letters or digits"; }
 count_ok() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= 1 && $1 <= 256)) || die "peer count '$1' must be 1 to 256"; }
 
+names() {  # TAG N: the namespaces of a set that exist now
+  local r
+  for ((r = 0; r < $2; ++r)); do [[ ! -e /run/netns/gsp-$1-$r ]] || echo "gsp-$1-$r"; done
+  [[ ! -e /run/netns/gsp-$1-hub ]] || echo "gsp-$1-hub"
+}
+
 down() {
-  local tag=$1 n=$2 r
-  for ((r = 0; r < n; ++r)); do ip netns del "gsp-$tag-$r" 2>/dev/null || true; done
-  ip netns del "gsp-$tag-hub" 2>/dev/null || true
+  local tag=$1 n=$2 ns pids i
+  # A namespace lives on, nameless, while a process runs in it: no process is left in them.
+  for ((i = 0; i < 100; ++i)); do
+    pids=$(for ns in $(names "$tag" "$n"); do ip netns pids "$ns" 2>/dev/null; done)
+    [[ -n $pids ]] || break
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.1
+  done
+  [[ -z $pids ]] || echo "netns: processes $pids still run in gsp-$tag-*; deleting anyway" >&2
+  for ns in $(names "$tag" "$n"); do ip netns del "$ns" 2>/dev/null || true; done
 }
 
 tbf() {  # NAMESPACE DEVICE MBIT: a token bucket of MBIT on the device's egress
@@ -35,8 +57,15 @@ tbf() {  # NAMESPACE DEVICE MBIT: a token bucket of MBIT on the device's egress
 }
 
 up() {
-  local tag=$1 n=$2 mbit=$3 r hub="gsp-$1-hub"
+  local tag=$1 n=$2 mbit=$3 r hub="gsp-$1-hub" cc=${NETNS_TCP_CC:-reno}
   [[ $mbit =~ ^[0-9]+$ ]] || die "bandwidth '$mbit' must be a whole number of Mbit/s"
+  local allowed
+  allowed=$(</proc/sys/net/ipv4/tcp_allowed_congestion_control)
+  [[ " $allowed " == *" $cc "* ]] ||
+    die "NETNS_TCP_CC '$cc' is not one a namespace may choose here (net.ipv4.tcp_allowed_congestion_control: $allowed)"
+  # Another set's (or a killed run's) namespaces: neither used nor, on a failure, deleted here.
+  [[ -z $(names "$tag" "$n") ]] ||
+    die "namespaces gsp-$tag-* exist already (in use, or left over: scripts/netns.sh down $tag $n)"
   trap 'down "$tag" "$n"' ERR
   ip netns add "$hub"
   ip -n "$hub" link add br0 type bridge
@@ -45,6 +74,7 @@ up() {
     local ns="gsp-$tag-$r"
     ip netns add "$ns"
     ip -n "$ns" link set lo up
+    ip netns exec "$ns" sysctl -qw net.ipv4.tcp_congestion_control="$cc"
     ip -n "$hub" link add "p$r" type veth peer name nic netns "$ns"
     ip -n "$hub" link set "p$r" master br0
     ip -n "$hub" link set "p$r" up
@@ -71,8 +101,7 @@ case ${1-} in
   check)
     [[ $(id -u) == 0 ]] || { echo "netns: needs root" >&2; exit 1; }
     command -v ip >/dev/null && command -v tc >/dev/null || { echo "netns: needs iproute2 (ip, tc)" >&2; exit 1; }
-    t=chk$$
-    t=${t:0:8}
+    t=c$$  # at most 8 characters: pids stay below 2^22
     if ! (up "$t" 2 10) 2>/dev/null; then
       down "$t" 2
       echo "netns: cannot create namespaces, veth pairs, a bridge or tbf here" >&2

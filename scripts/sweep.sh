@@ -39,22 +39,26 @@
 #   --epochs E             epochs per run (default 1)
 #   --seeds 'S ...'        run.seed values; each run and network is trained once per seed and the
 #                          table shows mean and spread (default: the config's seed)
-#   --peers 'N ...'        train every run once per peer count; its overrides may say {n} (the
-#                          count), {side} (its square root) and {G/n} (G divided by the count),
-#                          e.g. topology.file="torus:{side}x{side}";run.batch_size={256/n} (the
-#                          same global batch); G may be a decimal: algorithm.lr={1.28/n} (a step
-#                          in proportion to the batch per peer); the table and time-to-target.png then show how
-#                          the time grows with the number of peers
+#   --peers 'N ...'        train every run once per peer count; its overrides (and --set's) may
+#                          say {n} (the count), {side} (its square root) and {G/n} (G divided by
+#                          the count), e.g. topology.file="torus:{side}x{side}";run.batch_size=
+#                          {256/n} (the same global batch; a whole G must be a multiple of the
+#                          count and gives a whole number); G may be a decimal, which gives a
+#                          decimal (12 significant digits): algorithm.lr={1.28/n} (a step in
+#                          proportion to the batch per peer: 0.02 at 64 peers, 0.005 at 256);
+#                          the table and time-to-target.png then show how the time grows with
+#                          the number of peers
 #   --target-accuracy A    report the time and bytes to reach test accuracy A (averaged model)
 #   --target-loss L        ... and to reach a mean training loss of L
 #   --eval-rounds K        run.eval_every_rounds (default 20 with a target, else per epoch)
 #   --time-budget S        stop a run after S seconds of real time (an agreed stop, like Ctrl-C);
 #                          the table says "budget" for it
-#   --set K=V              an override for every run (repeatable)
+#   --set K=V              an override for every run, after the run's own (repeatable)
 #   --out DIR              where runs, table and plots go (default runs/sweep)
 #   --netns                one process per peer over ZeroMQ, each in its own network namespace
 #                          with its NIC shaped by the kernel (tbf, scripts/netns.sh; root); the
-#                          latency stays in the transport. The check of the modelled networks
+#                          latency stays in the transport. The check of the modelled networks.
+#                          The namespaces are gsp-s<the sweep's pid>-RANK (and -hub)
 #   --launch               one process per peer over ZeroMQ (gossip launch); default: gossip
 #                          simulate, all peers in one process over the in-process transport
 #   --command 'CMD ARGS'   each peer runs CMD (split at spaces) under `gossip launch -- CMD`,
@@ -63,6 +67,11 @@
 #                          to read or not), and the table comes from its metrics lines: the
 #                          last test_accuracy it logged (opt.log) and test_accuracy_avg_model
 #   --gossip PATH          the gossip binary (default build/src/gossip)
+#   --dry-run              print each run's command line (quoted for the shell, one a line) and
+#                          stop: nothing is trained or written (not with --netns)
+# Stopping the sweep (Ctrl-C, SIGTERM, SIGHUP) stops the run in progress first (SIGTERM: its
+# peers agree on a stop round), kills it and every process under it if it still runs after
+# SWEEP_STOP_GRACE seconds (default 30), and only then exits, removing --netns's namespaces.
 # Example: scripts/sweep.sh --preset tang2018 --out runs/tang2018
 #          scripts/sweep.sh --networks '5:20 100:1' --target-accuracy 0.8 --seeds '1 2 3' \
 #            --run 'allreduce=algorithm.name=allreduce;compression.codec=identity' \
@@ -77,6 +86,7 @@ bandwidths="0 1000 100"
 networks=""
 nic=1
 netns=0
+dry_run=0
 clock=""
 epochs=1
 seeds=""
@@ -179,10 +189,11 @@ while (($#)); do
     --target-loss) need "$@"; target_loss=$2; shift 2 ;;
     --eval-rounds) need "$@"; eval_rounds=$2; shift 2 ;;
     --time-budget) need "$@"; budget=$2; shift 2 ;;
-    --set) need "$@"; common+=(--set "$2"); shift 2 ;;
+    --set) need "$@"; common+=("$2"); shift 2 ;;
     --out) need "$@"; out=$2; shift 2 ;;
     --launch) command=launch; shift ;;
     --netns) command=launch; netns=1; shift ;;
+    --dry-run) dry_run=1; shift ;;
     --command) need "$@"; read -ra user_cmd <<<"$2"; command=launch; shift 2
       ((${#user_cmd[@]})) || { echo "sweep: --command needs a command" >&2; exit 2; } ;;
     --gossip) need "$@"; gossip=$2; shift 2 ;;
@@ -204,6 +215,7 @@ done
 if ((netns)); then
   ((nic)) || { echo "sweep: --netns shapes each peer's NIC; --link-bandwidth cannot go with it" >&2; exit 2; }
   ((${#user_cmd[@]} == 0)) || { echo "sweep: --netns runs gossip's own peers, not --command" >&2; exit 2; }
+  ((!dry_run)) || { echo "sweep: --dry-run cannot show --netns runs (their topology is made with the namespaces)" >&2; exit 2; }
 fi
 [[ -x $gossip ]] || { echo "sweep: no gossip binary at $gossip (build first: scripts/build.sh)" >&2; exit 1; }
 [[ -f $config ]] || { echo "sweep: no config file $config" >&2; exit 1; }
@@ -231,7 +243,8 @@ done
 dup=$(printf '%s\n' ${peer_list[@]+"${peer_list[@]}"} | sort | uniq -d | head -n 1)
 [[ -z $dup ]] || { echo "sweep: --peers lists $dup twice" >&2; exit 2; }
 per_count() {  # TEXT N: TEXT with {n} = N, {side} = its square root, {G/n} = G / N (G a whole
-  # number that N divides, or a decimal such as 1.28 for a learning rate)
+  # number that N divides, giving a whole number; or a decimal such as 1.28 for a learning rate,
+  # giving a decimal to 12 significant digits)
   /usr/bin/python3 - "$1" "$2" <<'PY' || exit 2
 import math, re, sys
 text, n = sys.argv[1], int(sys.argv[2])
@@ -242,15 +255,19 @@ def value(m):
     if key == "side":
         r = math.isqrt(n)
         if r * r != n:
-            sys.exit(f"sweep: {{side}} needs a square peer count, not {n}")
+            sys.exit(f"sweep: {{side}} in '{text}' needs a square peer count, not {n}")
         return str(r)
-    if "." in key:
-        return f"{float(key[:-2]) / n:g}"
-    g = int(key[:-2])
-    if g % n:
-        sys.exit(f"sweep: {{{key}}}: {g} is not a multiple of {n} peers")
-    return str(g // n)
-print(re.sub(r"\{(n|side|[0-9]+(?:\.[0-9]+)?/n)\}", value, text))
+    g = key[:-2]
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", g):
+        sys.exit(f"sweep: {{{key}}} in '{text}': {g!r} is not a whole or decimal number "
+                 "(write {G/n} with G such as 256 or 1.28)")
+    if "." in g:
+        q = f"{float(g) / n:.12g}"
+        return q if any(c in q for c in ".e") else q + ".0"  # stays a TOML float
+    if int(g) % n:
+        sys.exit(f"sweep: {{{key}}} in '{text}': {g} is not a multiple of {n} peers")
+    return str(int(g) // n)
+print(re.sub(r"\{(n|side|[^{}]*/n)\}", value, text))
 PY
 }
 # Run names become folders OUT/L*-B*/NAME and logs NAME.log: plain, distinct names only.
@@ -268,11 +285,16 @@ done
 for name in "${!seen[@]}"; do
   [[ -z ${seen[$name.log]+x} ]] || { echo "sweep: the run '$name.log' would collide with the log of '$name'" >&2; exit 2; }
 done
-# Placeholders that do not fit a peer count stop the sweep before it trains anything.
-for r in "${runs[@]}"; do
-  for n in ${peer_list[@]+"${peer_list[@]}"}; do
-    [[ $r != *\{* ]] || per_count "$r" "$n" >/dev/null || exit 2
-  done
+# Placeholders that do not fit a peer count, or come without one, stop the sweep before it
+# trains anything.
+placeholder='\{(n|side|[^{}]*/n)\}'
+for r in "${runs[@]}" ${common[@]+"${common[@]}"}; do
+  [[ $r =~ $placeholder ]] || continue
+  ((${#peer_list[@]})) || {
+    echo "sweep: '$r' says ${BASH_REMATCH[0]}, which needs --peers (the peer counts)" >&2
+    exit 2
+  }
+  for n in "${peer_list[@]}"; do per_count "$r" "$n" >/dev/null || exit 2; done
 done
 # The networks: (bandwidth, latency) pairs, from --networks or the grid of the two lists.
 pairs=()
@@ -307,10 +329,39 @@ if ((netns)); then
   done
   bash scripts/netns.sh check >&2 || { echo "sweep: --netns cannot shape links here" >&2; exit 1; }
   gossip_abs=$(realpath "$gossip")
-  ns_tag=sw$((RANDOM % 100000))
-  ns_peers=0
+  ns_tag=s$$  # this sweep's own: no other running sweep has its pid (at most 8 characters)
+  ns_peers=0  # how many peers' namespaces may exist: the last thing this script does removes them
   trap '((ns_peers == 0)) || bash scripts/netns.sh down "$ns_tag" "$ns_peers"' EXIT
 fi
+# A stop (Ctrl-C, SIGTERM, SIGHUP) stops the run in progress first: SIGTERM to it (an agreed stop
+# round; `gossip launch` forwards it to every peer), then, if it still runs after the grace
+# period, SIGKILL to it and every process under it; only then does the sweep exit (and remove
+# its namespaces, which netns.sh down empties of anything still in them).
+stop_grace=${SWEEP_STOP_GRACE:-30}
+[[ $stop_grace =~ ^[0-9]+$ ]] || { echo "sweep: SWEEP_STOP_GRACE '$stop_grace' is not a whole number of seconds" >&2; exit 2; }
+run_pid=""
+descendants() {  # PID: every process under it
+  local c
+  for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done
+}
+stop_run() {  # SIGNAL_NUMBER
+  trap '' INT TERM HUP
+  if [[ -n $run_pid ]]; then
+    echo "sweep: stopping the run in progress (pid $run_pid; killed if it still runs in $stop_grace s)" >&2
+    kill -TERM "$run_pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < stop_grace * 10; ++i)); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$run_pid" 2>/dev/null; then
+      echo "sweep: the run did not stop in $stop_grace s: killing it" >&2
+      kill -KILL "$run_pid" $(descendants "$run_pid") 2>/dev/null || true
+    fi
+    wait "$run_pid" 2>/dev/null || true
+  fi
+  exit $((128 + $1))
+}
+trap 'stop_run 2' INT
+trap 'stop_run 15' TERM
+trap 'stop_run 1' HUP
 # --netns: the run's topology with every peer at 10.77.1.RANK (its namespace's address): a
 # generator file or spec gets that endpoint pattern; prints the peer count and the topology.
 netns_topology() {  # CONFIG FILE_FOR_THE_NEW_TOPOLOGY --set K=V...
@@ -345,9 +396,11 @@ print(f"{n}\t{topo}")
 PY
 }
 
-mkdir -p "$out"
 index=$out/index.tsv
-printf 'run\tlatency_ms\tbandwidth_mbit\tpeers\tseed\tdir\tstatus\n' >"$index"
+if ((!dry_run)); then
+  mkdir -p "$out"
+  printf 'run\tlatency_ms\tbandwidth_mbit\tpeers\tseed\tdir\tstatus\n' >"$index"
+fi
 # Every run once per peer count and seed ("": the config's own), as "PEERS|SEED".
 seed_iter=("")
 ((${#seed_list[@]} == 0)) || seed_iter=("${seed_list[@]}")
@@ -375,13 +428,12 @@ for pair in "${pairs[@]}"; do
   for r in "${runs[@]}"; do
     name=${r%%=*}
     IFS=';' read -ra kv <<<"${r#*=}"
-    sets=()
     for variant in "${variants[@]}"; do
       peers=${variant%%|*} seed=${variant#*|}
       sets=()
-      for s in "${kv[@]}"; do
+      for s in "${kv[@]}" ${common[@]+"${common[@]}"}; do
         [[ -n $s ]] || continue
-        if [[ -n $peers && $s == *\{* ]]; then s=$(per_count "$s" "$peers") || exit 2; fi
+        if [[ -n $peers && $s =~ $placeholder ]]; then s=$(per_count "$s" "$peers") || exit 2; fi
         sets+=(--set "$s")
       done
       sub=${peers:+/n-$peers}${seed:+/seed-$seed}
@@ -390,33 +442,44 @@ for pair in "${pairs[@]}"; do
       toml_dir=${toml_dir//\"/\\\"}
       k=$((k + 1))
       bw_text=$([[ $bw == 0 ]] && echo unlimited || echo "$bw Mbit/s")
-      echo "sweep [$k/$total] $name${peers:+, $peers peers}${seed:+, seed $seed}, latency $lat ms, bandwidth $bw_text ($((SECONDS - started)) s so far)" >&2
+      ((dry_run)) || echo "sweep [$k/$total] $name${peers:+, $peers peers}${seed:+, seed $seed}, latency $lat ms, bandwidth $bw_text ($((SECONDS - started)) s so far)" >&2
       log=$out/$link/$name${sub//\//-}.log
-      mkdir -p "$out/$link"
+      ((dry_run)) || mkdir -p "$out/$link"
       extra=(--set run.eval_every=1)  # per epoch, for the accuracy-against-time plots
       [[ -z $eval_rounds ]] || extra+=(--set "run.eval_every_rounds=$eval_rounds")
       [[ -z $seed ]] || extra+=(--set "run.seed=$seed")
       run_cmd=(${user_cmd[@]+-- "${user_cmd[@]}"})
+      late=()
       if ((netns)); then
         # Fresh namespaces for every run: no queue or socket state carries over.
         ((ns_peers == 0)) || bash scripts/netns.sh down "$ns_tag" "$ns_peers"
-        ns_peers=0
         IFS=$'\t' read -r n topo < <(netns_topology "$config" "$out/$link/$name.topology.toml" \
-          "${sets[@]}" "${common[@]+"${common[@]}"}") || exit 1
+          "${sets[@]}") || exit 1
+        ns_peers=$n  # before they exist: a stop while they are made removes them
         bash scripts/netns.sh up "$ns_tag" "$n" "$bw"
-        ns_peers=$n
-        extra+=(--set "topology.file=\"$topo\"" --every-rank)
+        extra+=(--every-rank)
+        late=(--set "topology.file=\"$topo\"")  # after the run's: it has the namespaces' addresses
         run_cmd=(-- bash -c 'exec bash "$0" exec "$1" "$GOSSIP_RANK" "$2" peer --config "$GOSSIP_CONFIG"'
           scripts/netns.sh "$ns_tag" "$gossip_abs")
       fi
       cmd=("$gossip" "$command" --config "$config" "${extra[@]}" "${sets[@]}"
-        "${common[@]+"${common[@]}"}" --set "run.epochs=$epochs" --set "transport.latency_ms=$lat"
+        --set "run.epochs=$epochs" --set "transport.latency_ms=$lat"
         ${net[@]+"${net[@]}"} --set "run.name=$name" --set "run.output=\"$toml_dir\""
-        ${run_cmd[@]+"${run_cmd[@]}"})
+        ${late[@]+"${late[@]}"} ${run_cmd[@]+"${run_cmd[@]}"})
       # A budget ends the run as Ctrl-C does (an agreed stop round, then the summary).
       [[ -z $budget ]] || cmd=(timeout -s INT -k 60 "$budget" "${cmd[@]}")
+      if ((dry_run)); then  # the command, quoted for the shell, one line
+        line=$(printf '%q ' "${cmd[@]}")
+        echo "${line% }"
+        continue
+      fi
       rc=0
-      "${cmd[@]}" >"$log" 2>&1 || rc=$?
+      # In the background, so that a stop reaches stop_run at once (a trap waits for a command
+      # in the foreground to end).
+      "${cmd[@]}" >"$log" 2>&1 &
+      run_pid=$!
+      wait "$run_pid" || rc=$?
+      run_pid=""
       status=ok
       case $rc in
         0) ;;
@@ -432,11 +495,13 @@ for pair in "${pairs[@]}"; do
       dirs+=("$dir")
     done
   done
+  ((!dry_run)) || continue
   bash scripts/plot-run.sh "${dirs[@]}" -o "$out/$link.png" >/dev/null 2>"$out/$link.plot.log" ||
     echo "sweep: the plot for $link failed: $out/$link.plot.log" >&2
   [[ -s $out/$link.plot.log ]] || rm -f "$out/$link.plot.log"
 done
 
+((!dry_run)) || exit 0
 [[ -n $title ]] || title="gossip sweep: $epochs epoch(s) per run, $command, $clock clock"
 report=(/usr/bin/python3 scripts/sweep_report.py "$out" --title "$title")
 [[ -z $target_acc ]] || report+=(--target-accuracy "$target_acc")

@@ -101,4 +101,51 @@ refused "the network 5:20 is listed twice" --networks '5:20 5:20'
 refused "seed 'x' is not a non-negative integer" --seeds '1 x'
 refused "unknown preset 'nope'" --preset nope
 refused "--eval-rounds '0' is not a positive integer" --eval-rounds 0
+# {n}, {side} and {G/n} per peer count (--dry-run prints the commands): a whole G divides into a
+# whole number, a decimal G into a decimal (a TOML float), in the runs' overrides and in --set's.
+bash "$root/scripts/sweep.sh" --gossip "$exe" --config "$tmp/run.toml" --out "$tmp/dry" --dry-run \
+  --networks 5:20 --peers '4 64 256' --set 'algorithm.momentum={1.8/n}' \
+  --run 'a=run.batch_size={256/n};algorithm.lr={1.28/n};topology.file="torus:{side}x{side}"' \
+  --run 'b=algorithm.lr={4.0/n};data.train_limit={1024/n}' >"$tmp/dry.txt" ||
+  fail "sweep --dry-run exited with status $?"
+[[ ! -e $tmp/dry ]] || fail "--dry-run wrote $tmp/dry"
+bash "$root/scripts/sweep.sh" --gossip "$exe" --config "$tmp/run.toml" --dry-run --networks 0:0 \
+  --peers 3 --run 'd=algorithm.lr={1.0/n};run.batch_size={12/n}' \
+  >>"$tmp/dry.txt" || fail "sweep --dry-run at 3 peers exited with status $?"
+python3 - "$tmp/dry.txt" <<'PY' || fail "the substituted values are wrong (commands: $tmp/dry.txt)"
+import shlex, sys
+want = {  # (run, peers): the overrides as sweep.sh must pass them
+    ("a", 4): {"run.batch_size": "64", "algorithm.lr": "0.32", "topology.file": '"torus:2x2"',
+               "algorithm.momentum": "0.45"},
+    ("a", 64): {"run.batch_size": "4", "algorithm.lr": "0.02", "topology.file": '"torus:8x8"',
+                "algorithm.momentum": "0.028125"},
+    ("a", 256): {"run.batch_size": "1", "algorithm.lr": "0.005", "topology.file": '"torus:16x16"',
+                 "algorithm.momentum": "0.00703125"},
+    ("b", 4): {"algorithm.lr": "1.0", "data.train_limit": "256", "algorithm.momentum": "0.45"},
+    ("b", 64): {"algorithm.lr": "0.0625", "data.train_limit": "16"},
+    ("b", 256): {"algorithm.lr": "0.015625", "data.train_limit": "4"},
+    ("d", 3): {"algorithm.lr": "0.333333333333", "run.batch_size": "4"},
+}
+seen = {}
+for line in open(sys.argv[1]):
+    args = shlex.split(line)
+    sets = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--set")
+    peers = int(sets["run.output"].rstrip('"').rsplit("/n-", 1)[1])
+    seen[(sets["run.name"], peers)] = sets
+    print(sets["run.name"], peers, {k: sets[k] for k in want.get((sets["run.name"], peers), {})})
+assert set(seen) == set(want), f"commands for {sorted(seen)}"
+for key, sets in seen.items():
+    for k, v in want[key].items():
+        assert sets.get(k) == v, f"{key}: {k} = {sets.get(k)!r}, expected {v!r}"
+PY
+refused "{1/n} in 'c=algorithm.lr={1/n}': 1 is not a multiple of 3 peers" --peers 3 --dry-run \
+  --run 'c=algorithm.lr={1/n}'
+refused "{1.2.8/n} in 'algorithm.lr={1.2.8/n}': '1.2.8' is not a whole or decimal number" \
+  --peers '64' --dry-run --set 'algorithm.lr={1.2.8/n}'
+refused "{1e-3/n} in 'e=algorithm.lr={1e-3/n}': '1e-3' is not a whole or decimal number" \
+  --peers '64' --run 'e=algorithm.lr={1e-3/n}'
+refused "{side} in 'f=topology.file=\"torus:{side}x{side}\"' needs a square peer count, not 8" \
+  --peers '4 8' --run 'f=topology.file="torus:{side}x{side}"'
+refused "'g=algorithm.lr={1.28/n}' says {1.28/n}, which needs --peers" --run 'g=algorithm.lr={1.28/n}'
+refused "--dry-run cannot show --netns runs" --dry-run --netns
 echo "sweep: ok"
