@@ -575,25 +575,54 @@ Topology load_topology_or_spec(const std::string& file_or_spec) {
   return make_topology(parse_spec(file_or_spec));
 }
 
+namespace {
+
+// `text` as a TOML basic string: quotes, backslashes and control characters escaped, so that
+// reading it back gives the same bytes (an endpoint may hold any of them).
+std::string toml_quoted(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      out += fmt::format("\\u{:04X}", u);
+    } else {
+      out += c;
+    }
+  }
+  return out + '"';
+}
+
+// A comment line: what would end it (a line break) is written as a space.
+std::string one_line(std::string text) {
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  std::replace(text.begin(), text.end(), '\r', ' ');
+  return text;
+}
+
+}  // namespace
+
 void write_topology(const Topology& t, std::ostream& out) {
   if (t.time_varying()) {
     // The schedule is named, not listed: its matrices follow from the number of peers.
     out << fmt::format(
         "# {}\n# Written by `gossip topo generate`: explicit peers; every round's links and "
         "weights come from the schedule.\n\nschedule = \"{}\"\n\n",
-        t.description, kind_name(Kind::one_peer_exponential));
+        one_line(t.description), kind_name(Kind::one_peer_exponential));
   } else {
     out << fmt::format(
         "# {}\n# Written by `gossip topo generate`: explicit form, weights at full "
         "precision.\n\n",
-        t.description);
+        one_line(t.description));
     // Only best-constant weights have a negative diagonal; a file must say so to be read back.
     bool negative_diagonal = false;
     for (int i = 0; i < t.size(); ++i) negative_diagonal |= t.self_weight(i) < 0.0;
     if (negative_diagonal) out << "weights = \"best-constant\"\n\n";
   }
   for (const auto& p : t.peers) {
-    out << fmt::format("[[peer]]\nrank = {}\nendpoint = \"{}\"\n", p.rank, p.endpoint);
+    out << fmt::format("[[peer]]\nrank = {}\nendpoint = {}\n", p.rank, toml_quoted(p.endpoint));
     if (p.device) out << fmt::format("device = {}\n", *p.device);
     if (t.authenticated())
       out << fmt::format("public_key = \"{}\"\n",
