@@ -7,10 +7,13 @@
 # report (its log and the input that did it are under BUILD/fuzz/), 77 when there is no clang
 # with libFuzzer (or, with --no-build, no targets in BUILD).
 #
-# Usage: scripts/fuzz.sh [--runs N] [--seconds S] [--build DIR] [--out DIR] [--no-build] [TARGET...]
+# Usage: scripts/fuzz.sh [--runs N] [--seconds S] [--timeout S] [--build DIR] [--out DIR] [--no-build]
+#                        [TARGET...]
 #   --runs N     inputs per target (libFuzzer -runs)
 #   --seconds S  seconds per target (default 60 without --runs; libFuzzer -max_total_time);
 #                with both, each target stops at whichever comes first
+#   --timeout S  wall seconds one input may take before it counts as a hang (default 10; libFuzzer
+#                measures wall time, so a fuzzer at low priority on a busy machine needs more)
 #   --build DIR  build folder (default build-asan, shared with scripts/test.sh's sanitizer build)
 #   --out DIR    corpora, logs and crashing inputs (default BUILD/fuzz)
 #   --no-build   use the targets already built in DIR (the meson test fuzz-smoke does)
@@ -22,15 +25,17 @@ secs=()
 build="$root/build-asan"
 work=""
 compile=1
+timeout=10
 targets=()
 while (($#)); do
   case "$1" in
     --runs) runs=(-runs="$2"); shift 2 ;;
     --seconds) secs=(-max_total_time="$2"); shift 2 ;;
+    --timeout) timeout="$2"; shift 2 ;;
     --build) build="$(cd "$2" 2>/dev/null && pwd || echo "$2")"; shift 2 ;;
     --out) work="$2"; shift 2 ;;
     --no-build) compile=0; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -72,7 +77,7 @@ for t in "${targets[@]}"; do
   GOSSIP_FUZZ_SEED_DIR="$corpus" "$exe" -runs=0 "$corpus" >"$log.seed" 2>&1 || true
   start=$(date +%s.%N)
   rc=0
-  /usr/bin/time -f "%U %S" -o "$log.cpu" "$exe" "${limit[@]}" -max_len="${max_len[$t]}" -timeout=10 -rss_limit_mb=2048 \
+  /usr/bin/time -f "%U %S" -o "$log.cpu" "$exe" "${limit[@]}" -max_len="${max_len[$t]}" -timeout="$timeout" -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/$t/" "$corpus" >"$log" 2>&1 || rc=$?
   secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
   inputs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
