@@ -2,7 +2,9 @@
 // header (decode_header), the hello record (decode_hello) and the transport's checks of a whole
 // frame (FramedTransport::accept), on rank 0 of a 4-ring whose transport is fed the frames.
 //
-// Input: byte 0 sets the receive window (0..2) and a payload limit (bit 2: 1 KiB); then records,
+// Input: byte 0 sets the receive window (0..2), a payload limit (bit 2: 1 KiB), peer loss
+// (bit 3: on_peer_loss = continue, receive window 0: control frames, rejoin hellos) and, with
+// it, a peer that rejoins (bit 4: state frames); then records,
 // each: one byte (low bits: the connection, 0 a stranger, 1..4 rank 0..3; bit 7: reseal the header
 // checksum so the checks behind it are reached), two bytes of payload length (little-endian), 64
 // header bytes, the payload (what is left when shorter).
@@ -148,6 +150,29 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     record(seq, 0, stranger.header(gn::FrameKind::exchange, 0, 0, body.size(), session), body);
     write_seed(dir, "seed-" + std::to_string(window), seq);
   }
+  // Peer loss and rejoin (byte 0: continue, rejoining): hellos, a state of one chunk from rank 1
+  // (no departures, then the caller's bytes), rank 3's rejoin hello, a join and a leave notice.
+  std::vector<std::byte> seq{std::byte{8 | 16}};
+  for (int from : {1, 3}) {
+    const gn::test::Forger f{nullptr, from, 0, session, &topo()};
+    const auto hello = f.hello_body(kRunHash, 0);
+    record(seq, from + 1, f.header(gn::FrameKind::hello, 0, 0, hello.size(), 0), hello);
+  }
+  const gn::test::Forger one{nullptr, 1, 0, session, &topo()};
+  std::vector<std::byte> state(12 + 4 + body.size(), std::byte{0});
+  state[0] = std::byte{1};                                      // one chunk
+  state[4] = static_cast<std::byte>(4 + body.size());           // total bytes
+  std::copy(body.begin(), body.end(), state.begin() + 12 + 4);  // after 0 departures
+  record(seq, 2, one.header(gn::FrameKind::state, 7, 0, state.size(), session), state);
+  const gn::test::Forger three{nullptr, 3, 0, session, &topo()};
+  const auto hello = three.hello_body(kRunHash, 0);
+  record(seq, 4, three.header(gn::FrameKind::hello, 0, gn::kRejoin, hello.size(), 0), hello);
+  for (const auto type : {gn::ControlType::join, gn::ControlType::leave}) {
+    const auto c = gn::encode_control({type, 2, 9});
+    record(seq, 2, one.header(gn::FrameKind::control, 0, 0, c.size(), session),
+           std::vector<std::byte>(c.begin(), c.end()));
+  }
+  write_seed(dir, "seed-rejoin", seq);
   return 0;
 }
 
@@ -157,6 +182,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   options.run_hash = kRunHash;
   options.receive_window = data[0] % 3;
   options.max_payload_bytes = (data[0] & 4) ? 1024 : 0;
+  if (data[0] & 8) {
+    options.on_peer_loss = gn::PeerLoss::continue_run;
+    options.receive_window = 0;
+    options.rejoin = (data[0] & 16) != 0;
+  }
   FedTransport t(std::move(options));
   std::size_t at = 1, frames = 0;
   while (at + 3 + gn::kFrameHeaderSize <= size) {
