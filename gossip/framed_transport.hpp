@@ -146,6 +146,10 @@ class FramedTransport : public Transport {
   void count_refused(std::string_view label, DropReason why, FunctionRef<std::string()> detail) {
     note_drop(-1, label, why, detail);
   }
+  // The same for our own connection to peer `rank` (its server refused us): counted against it.
+  void count_refused_by(int rank, DropReason why, FunctionRef<std::string()> detail) {
+    note_drop(rank, {}, why, detail);
+  }
   // Grows by one per batch of sends of one payload (hello, an exchange, a ring step): a backend
   // may share one copy of the payload between the frames of a batch.
   std::uint64_t send_batch() const { return send_batch_; }

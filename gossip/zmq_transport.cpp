@@ -82,6 +82,9 @@ constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
 // byte, the part and a 16-byte MAC (RFC 26): 33 bytes more on the wire; rounded up.
 constexpr std::uint64_t kCurveMessageOverhead = 64;
 constexpr const char* kMonitorEndpoint = "inproc://gossip.router-monitor";
+constexpr int kHandshakeFailures = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                   ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
 
 std::string_view text_of(const zmq::message_t& m) {
   return {static_cast<const char*>(m.data()), m.size()};
@@ -159,10 +162,7 @@ void ZmqTransport::set_up(const topology::Topology& topo, bool handshake_now) {
                       "without which a missing ZAP handler would admit any key",
                       rank, zmq_strerror(zmq_errno())));
     }
-    if (zmq_socket_monitor(router_.handle(), kMonitorEndpoint,
-                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+    if (zmq_socket_monitor(router_.handle(), kMonitorEndpoint, kHandshakeFailures) != 0) {
       throw TransportError(
           fmt::format("rank {}: cannot monitor the ROUTER: {}", rank, zmq_strerror(zmq_errno())));
     }
@@ -215,6 +215,16 @@ void ZmqTransport::set_up(const topology::Topology& topo, bool handshake_now) {
       d.set(zmq::sockopt::curve_serverkey, z85(topo.public_keys[static_cast<std::size_t>(to)]));
       d.set(zmq::sockopt::curve_publickey, my_public);
       d.set(zmq::sockopt::curve_secretkey, my_secret);
+      // Our side of a refused handshake (the peer's ZAP handler refused our key, or its key is
+      // not the one we expect): counted against that peer, so a timeout naming it says why.
+      const std::string at = fmt::format("inproc://gossip.dealer-monitor-{}", to);
+      if (zmq_socket_monitor(d.handle(), at.c_str(), kHandshakeFailures) != 0) {
+        throw TransportError(fmt::format("rank {}: cannot monitor the link to {}: {}", rank, to,
+                                         zmq_strerror(zmq_errno())));
+      }
+      auto& m = dealer_monitors_.emplace_back(to, zmq::socket_t(ctx_, zmq::socket_type::pair));
+      m.second.set(zmq::sockopt::linger, 0);
+      m.second.connect(at);
     }
     try {
       d.connect(endpoint_of(to));
@@ -235,6 +245,7 @@ ZmqTransport::~ZmqTransport() {
     if (d) d->close();
   }
   if (monitor_) monitor_->close();
+  for (auto& [rank, m] : dealer_monitors_) m.close();
   router_.close();
   close_context();
 }
@@ -291,11 +302,11 @@ void ZmqTransport::serve_zap(zmq::socket_t rep) const {
   rep.close();
 }
 
-void ZmqTransport::read_monitor_events() {
+void ZmqTransport::read_monitor_events(zmq::socket_t& monitor, int rank) {
   for (;;) {
     std::vector<zmq::message_t> event;
     try {
-      if (!zmq::recv_multipart(*monitor_, std::back_inserter(event), zmq::recv_flags::dontwait))
+      if (!zmq::recv_multipart(monitor, std::back_inserter(event), zmq::recv_flags::dontwait))
         return;
     } catch (const zmq::error_t&) {
       return;
@@ -305,12 +316,25 @@ void ZmqTransport::read_monitor_events() {
     std::uint32_t value = 0;
     std::memcpy(&id, event[0].data(), sizeof id);
     std::memcpy(&value, static_cast<const char*>(event[0].data()) + 2, sizeof value);
+    const std::string endpoint(text_of(event[1]));
+    if (rank >= 0) {
+      const char* what = id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                             ? "it refused our key (is ours in its topology file?)"
+                         : id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                             ? "not a valid CURVE handshake (does its key match our topology "
+                               "file's?)"
+                             : "no detail";
+      count_refused_by(rank, DropReason::handshake_failed, [&] {
+        return fmt::format("our connection to {} failed the CURVE handshake: {} (code {})",
+                           peer_name(rank), what, value);
+      });
+      continue;
+    }
     const char* what = id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "the ZAP handler refused its key"
                        : id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
                            ? "not a valid CURVE handshake "
                              "(no CURVE, or another server key)"
                            : "no ZAP handler answered";
-    const std::string endpoint(text_of(event[1]));
     count_refused("CURVE handshakes refused", DropReason::handshake_failed, [&] {
       return fmt::format("a connection to {} failed the CURVE handshake: {} (code {})", endpoint,
                          what, value);
@@ -327,6 +351,7 @@ void ZmqTransport::abort() noexcept {
       if (d) d->close();
     }
     if (monitor_) monitor_->close();
+    for (auto& [rank, m] : dealer_monitors_) m.close();
     router_.close();
     close_context();
   } catch (...) {
@@ -426,10 +451,13 @@ Inbound ZmqTransport::read_message() {
 std::optional<Inbound> ZmqTransport::wait_inbound(Clock::time_point deadline,
                                                   std::span<const int> blocked) {
   std::vector<zmq::pollitem_t> items;
-  items.reserve(2 + blocked.size());
+  const std::size_t first_blocked = 2 + dealer_monitors_.size();
+  items.reserve(first_blocked + blocked.size());
   items.push_back({router_.handle(), 0, ZMQ_POLLIN, 0});
-  // Always at index 1 (a null socket and fd -1 never report) so that blocked links start at 2.
+  // Always at index 1 (a null socket and fd -1 never report), then the DEALERs' monitors, so
+  // that blocked links start at first_blocked.
   items.push_back({monitor_ ? monitor_->handle() : nullptr, -1, ZMQ_POLLIN, 0});
+  for (auto& [rank, m] : dealer_monitors_) items.push_back({m.handle(), 0, ZMQ_POLLIN, 0});
   for (int b : blocked) {
     items.push_back({dealers_.at(static_cast<std::size_t>(b))->handle(), 0, ZMQ_POLLOUT, 0});
   }
@@ -449,7 +477,12 @@ std::optional<Inbound> ZmqTransport::wait_inbound(Clock::time_point deadline,
     }
     if (items[0].revents & ZMQ_POLLIN) return read_message();
     if (items[1].revents & ZMQ_POLLIN) {
-      read_monitor_events();
+      read_monitor_events(*monitor_, -1);
+      --ready;
+    }
+    for (std::size_t k = 0; k < dealer_monitors_.size(); ++k) {
+      if (!(items[2 + k].revents & ZMQ_POLLIN)) continue;
+      read_monitor_events(dealer_monitors_[k].second, dealer_monitors_[k].first);
       --ready;
     }
     if (ready > 0) return std::nullopt;  // a blocked link has room again

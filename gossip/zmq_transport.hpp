@@ -74,7 +74,9 @@ class ZmqTransport final : public FramedTransport {
   Inbound read_message();
   // CURVE: the ZAP handler's loop (its own thread) and the socket monitor's events.
   void serve_zap(zmq::socket_t rep) const;
-  void read_monitor_events();
+  // Counts the refused handshakes a monitor reports: the ROUTER's (`rank` -1: strangers), or the
+  // DEALER's to peer `rank` (counted against that peer, so a timeout naming it says why).
+  void read_monitor_events(zmq::socket_t& monitor, int rank);
   // Stops the ZAP thread and terminates the context (sockets must be closed first).
   void close_context() noexcept;
 
@@ -87,7 +89,9 @@ class ZmqTransport final : public FramedTransport {
   bool curve_ = false;
   std::map<topology::PublicKey, int> key_rank_;  // CURVE: the admitted keys; read-only once set
   std::optional<zmq::socket_t> monitor_;         // CURVE: the ROUTER's refused handshakes
-  std::thread zap_thread_;                       // CURVE: serve_zap
+  // CURVE: per DEALER (its peer's rank), the monitor of its refused handshakes.
+  std::vector<std::pair<int, zmq::socket_t>> dealer_monitors_;
+  std::thread zap_thread_;  // CURVE: serve_zap
 };
 
 }  // namespace gossip::net

@@ -355,6 +355,37 @@ TEST_CASE(
   remove_ipc_files(topo);
 }
 
+TEST_CASE(
+    "CURVE: a peer that refuses our key is named with the reason when its hello never comes") {
+  // Peer 0's topology file lists another key for rank 1 (a key replaced on one host only): its
+  // ZAP handler refuses rank 1, whose own DEALER sees the refusal.
+  std::vector<gn::SecretKey> secrets;
+  const auto topo = keyed_topology("ring:2", secrets);
+  auto stale = topo;
+  stale.public_keys[1] = gn::generate_key_pair().public_key;
+  gn::ZmqTransport peer0(stale, 0, options_for(secrets, 0), false);
+  auto o = options_for(secrets, 1);
+  o.connect_timeout = 1500ms;
+  gn::ZmqTransport peer1(topo, 1, o, false);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (peer1.drops().by_peer[0][gn::DropReason::handshake_failed] == 0 &&
+         gn::test::seconds_since(t0) < 10) {
+    peer0.poll_for(10ms);
+    peer1.poll_for(10ms);
+  }
+  CHECK(peer1.drops().by_peer[0][gn::DropReason::handshake_failed] >= 1);
+  try {
+    peer1.handshake();
+    FAIL("handshake passed with a peer that refuses our key");
+  } catch (const gn::TransportError& e) {
+    const std::string what = e.what();
+    CHECK_MESSAGE(what.find("no hello within 1500 ms from peer 0") != std::string::npos, what);
+    CHECK_MESSAGE(what.find("failed the CURVE handshake: it refused our key") != std::string::npos,
+                  what);
+  }
+  remove_ipc_files(topo);
+}
+
 TEST_CASE("CURVE: with no ZAP handler, ZAP_ENFORCE_DOMAIN makes the server refuse a good key") {
   // What ZmqTransport relies on if its handler were missing: fail closed, not open. Without
   // option 93, libzmq would admit any client that knows the server key (libzmq issue #2594).
