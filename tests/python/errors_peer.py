@@ -10,6 +10,9 @@ hang:    rank 1 stops stepping after 3 rounds (it sleeps); rank 0 gets SIGINT wh
 mismatch: rank 1 runs another learning rate: both must raise PeerError at the handshake.
 handshake: only rank 0 runs; SIGINT while it waits for rank 1 at the start must raise
          KeyboardInterrupt at once.
+left:    4 peers, on_peer_loss = continue; after 5 rounds rank 3 dies by SIGKILL while the others
+         call average(): they must raise PeerError, then after 8 more rounds average() works and
+         gives the mean of the 3 left (each saves its model and that average as .npy).
 Each writes FOLDER/SCENARIO-RANK.txt with what happened."""
 import os
 import signal
@@ -43,6 +46,30 @@ except KeyboardInterrupt:
     sys.exit(0)
 
 open(f"{folder}/{scenario}-{peer.rank}.ready", "w").close()
+if scenario == "left":
+    g = np.full(1000, float(peer.rank + 1), np.float32)  # models apart: the mean says who is in
+    lines = []
+    try:
+        for t in range(5):
+            algo.step(g)
+        if peer.rank == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            algo.average()
+            lines.append(f"average at round {algo.round}: no error")
+        except gossip.PeerError as e:
+            lines.append(f"PeerError during the loss: {e}")
+        for t in range(8):
+            algo.step(g)
+        avg = algo.average()
+        np.save(f"{folder}/left-{peer.rank}-params.npy", algo.params)
+        np.save(f"{folder}/left-{peer.rank}-average.npy", avg)
+        lines.append(f"average at round {algo.round}: ok")
+    except gossip.PeerError as e:
+        lines.append(f"PeerError at round {algo.round}: {e}")
+    report("\n".join(lines))
+    peer.close()
+    sys.exit(0)
 g = np.ones(1000, np.float32)
 t0 = time.monotonic()
 try:

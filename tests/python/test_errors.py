@@ -103,6 +103,27 @@ with scratch() as tmp:
     require(time.monotonic() - t0 < 30, "PeerError took too long")
     print(f"killed neighbour: {text.splitlines()[0][:160]}")
 
+    # A peer lost during a collective (on_peer_loss = continue): PeerError for the call, then the
+    # mean over the peers left once the loss is agreed.
+    four = write_config(tmp, "ring:4,{ipc}", name="four", timeout_s=3,
+                        extra='on_peer_loss = "continue"')
+    procs = start(four, "left", tmp, n=4)
+    wait_all(procs, timeout=90)
+    params = []
+    for r in range(3):
+        text = result(tmp, "left", r)
+        require(text.startswith("PeerError during the loss") and "a peer left during this "
+                "collective" in text and text.rstrip().endswith("ok"), f"rank {r}: {text}")
+        params.append(np.load(f"{tmp}/left-{r}-params.npy").astype(np.float64))
+    mean = sum(params) / 3
+    for r in range(3):
+        avg = np.load(f"{tmp}/left-{r}-average.npy")
+        require(np.allclose(avg, mean, rtol=1e-5, atol=1e-6),
+                f"rank {r}: average {avg[:3]} is not the mean of the 3 left {mean[:3]}")
+    require(not np.allclose(mean, (sum(params) + params[0]) / 4), "the mean cannot tell who is in")
+    print(f"peer lost in a collective: {result(tmp, 'left', 0).splitlines()[0][:140]}; then the "
+          "mean of the 3 left: ok")
+
     # A neighbour with other settings: refused at the handshake, by both.
     procs = start(two, "mismatch", tmp)
     wait_all(procs)
