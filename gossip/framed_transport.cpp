@@ -1053,7 +1053,10 @@ JoinState FramedTransport::receive_state() {
     Departure d{static_cast<int>(load_le<std::uint32_t>(p)), load_le<std::uint64_t>(p + 4), {}};
     if (const auto back = load_le<std::uint64_t>(p + 12); back != 0) d.back = back;
     if (d.rank < 0 || d.rank >= size_) refuse(fmt::format("departure of rank {}", d.rank));
-    if (d.rank == rank_) continue;  // our own: we are back from state_round_
+    // Our own is there too, back from state_round_ (the summary lists it as the others do).
+    if (d.rank == rank_ && d.back != state_round_)
+      refuse(fmt::format("this peer is back from round {}, the state is of round {}",
+                         d.back.value_or(0), state_round_));
     departures_.push_back(d);
   }
   for (int r : absent_at(departures_, state_round_)) gone_[static_cast<std::size_t>(r)] = 1;

@@ -580,6 +580,7 @@ int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
     q.sets = a.sets;
     q.resume = a.resume;
     q.resume_round = a.resume_round;
+    q.progress_everywhere = c.on_peer_loss == "continue";
   } else {
     // The command's processes read the run config from here, overrides applied.
     q.command = command;

@@ -330,6 +330,14 @@ LaunchOutcome supervise(const LaunchSpec& spec, std::FILE* messages) {
                    "launch: {} {}; on_peer_loss = continue: the others go on without it (log "
                    "{})\n",
                    p.name, describe_end(out.wait_statuses[k]), p.log);
+        if (k == spec.terminal && spec.mode == LaunchMode::peers) {
+          // Its stderr was the terminal's: the progress lines go on in a live peer's log.
+          for (std::size_t j = 0; j < n; ++j)
+            if (!done[j]) {
+              fmt::print(messages, "launch: progress lines go on in {}\n", spec.processes[j].log);
+              break;
+            }
+        }
         if (restarts_left[k] > 0 && !forwarded) {
           restart_at[k] = std::chrono::steady_clock::now() + spec.restart_delay;
           fmt::print(messages, "launch: restarting {} in {} ms to rejoin ({} restart{} left)\n",
@@ -436,6 +444,7 @@ LaunchSpec launch_spec(const LaunchRequest& q) {
       if (q.resume) p.argv.push_back("--resume");
       if (q.resume_round >= 0)
         p.argv.insert(p.argv.end(), {"--resume-round", std::to_string(q.resume_round)});
+      if (q.progress_everywhere) p.argv.push_back("--progress");
     }
     spec.processes.push_back(std::move(p));
   }

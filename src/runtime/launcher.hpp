@@ -106,6 +106,9 @@ struct LaunchRequest {
   std::vector<std::string> sets;
   bool resume = false;
   long long resume_round = -1;  // < 0: none
+  // Every peer prints progress lines (--progress) into its log, not only the first: with
+  // on_peer_loss = continue the run goes on when the peer on the terminal is lost.
+  bool progress_everywhere = false;
   // The launch's nonce (TransportOptions::run_nonce), exported as GOSSIP_RUN_NONCE; 0: none.
   std::uint64_t nonce = 0;
 };

@@ -204,7 +204,13 @@ TEST_CASE(
   for (const auto& proc : spec.processes) {
     CHECK(has(proc.argv, {"--resume-round", "40"}));
     CHECK_FALSE(has(proc.argv, {"--resume"}));
+    CHECK_FALSE(has(proc.argv, {"--progress"}));  // the first peer prints them on the terminal
   }
+  // With on_peer_loss = continue every peer logs progress: the run outlives the first.
+  q.progress_everywhere = true;
+  spec = launch_spec(q);
+  for (const auto& proc : spec.processes) CHECK(has(proc.argv, {"--progress"}));
+  q.progress_everywhere = false;
 
   // A user's command: as given, with GOSSIP_CONFIG; no thread counts the user chose.
   q.command = {"python3", "train.py", "--lr", "1"};
