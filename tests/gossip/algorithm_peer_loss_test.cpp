@@ -172,41 +172,61 @@ ga::AlgorithmConfig deepsqueeze() {
   return c;
 }
 
+// The diameter of the graph without peer `lost`.
+int diameter_without(const gtop::Topology& topo, int lost) {
+  const auto left = topo.graph.without(std::vector<int>{lost});
+  int diameter = 0;
+  for (int r = 0; r < topo.size(); ++r)
+    if (r != lost)
+      for (int dist : left.distances_from(r)) diameter = std::max(diameter, dist);
+  return diameter;
+}
+
+// The rows of W as the peers apply them: each peer starts from its unit vector e_i and resets
+// its model to it after every round, so after a round of lossless D-PSGD without gradient x_i is
+// row i of that round's W.
+struct UnitRows {
+  std::size_t n;
+  std::vector<std::vector<std::vector<float>>> w;  // w[t][i][j]: W_ij of round t, as peer i did
+  UnitRows(int peers, std::uint64_t rounds)
+      : n(static_cast<std::size_t>(peers)),
+        w(rounds, std::vector<std::vector<float>>(n, std::vector<float>(n, 0.0f))) {}
+  std::vector<float> unit(int r) const {
+    std::vector<float> e(n, 0.0f);
+    e[static_cast<std::size_t>(r)] = 1.0f;
+    return e;
+  }
+  void reset(int r, ga::Algorithm& algo) const {
+    const auto e = unit(r);
+    std::copy(e.begin(), e.end(), algo.mutable_params().begin());
+  }
+  Observe observe() {
+    return [this](int r, std::uint64_t t, ga::Algorithm& algo) {
+      algo.copy_params(w[t - 1][static_cast<std::size_t>(r)]);
+      reset(r, algo);
+    };
+  }
+};
+
 }  // namespace
 
 TEST_CASE("after a loss W is symmetric, doubly stochastic, and Metropolis-Hastings from r* on") {
-  // Each peer resets its model to the unit vector e_i before every round, so after a round of
-  // lossless D-PSGD without gradient x_i is row i of that round's W.
   for (const char* spec : {"ring:8", "torus:3x3", "erdos-renyi:8,p=0.5,seed=3"}) {
     CAPTURE(spec);
     const auto topo = gt::make_topo(spec);
     const int n = topo.size(), lost = 2;
     const std::uint64_t leave_after = 3, rounds = 16;
-    const auto d = static_cast<std::size_t>(n);
-    auto unit = [&](int r) {
-      std::vector<float> e(d, 0.0f);
-      e[static_cast<std::size_t>(r)] = 1.0f;
-      return e;
-    };
-    // w[t][i][j]: W_ij of round t (0-based), as peer i applied it.
-    std::vector<std::vector<std::vector<float>>> w(
-        rounds, std::vector<std::vector<float>>(d, std::vector<float>(d, 0.0f)));
-    const auto run =
-        run_with_loss(dpsgd(), topo, inproc(topo, loss_options()), lost, leave_after, rounds, unit,
-                      {}, [&](int r, std::uint64_t t, ga::Algorithm& algo) {
-                        algo.copy_params(w[t - 1][static_cast<std::size_t>(r)]);
-                        const auto e = unit(r);
-                        std::copy(e.begin(), e.end(), algo.mutable_params().begin());
-                      });
+    UnitRows rows(n, rounds);
+    const auto& w = rows.w;
+    const auto run = run_with_loss(
+        dpsgd(), topo, inproc(topo, loss_options()), lost, leave_after, rounds,
+        [&](int r) { return rows.unit(r); }, {}, rows.observe());
     for (const auto& e : run.errors) CHECK(e == "");
     REQUIRE(run.departures.size() == 1);
     CHECK(run.departures[0].rank == lost);
     // Found gone in round 3, the first it did not send; r* two exchanges past the diameter later.
     const auto left_graph = topo.graph.without(std::vector<int>{lost});
-    int diameter = 0;
-    for (int r = 0; r < n; ++r)
-      if (r != lost)
-        for (int dist : left_graph.distances_from(r)) diameter = std::max(diameter, dist);
+    const int diameter = diameter_without(topo, lost);
     const std::uint64_t r_star = leave_after + static_cast<std::uint64_t>(diameter) + 2;
     CHECK(run.departures[0].round == r_star);
     REQUIRE(r_star < rounds);
@@ -249,14 +269,8 @@ TEST_CASE("a peer that restarts and rejoins: from r_j on every peer mixes with t
     const auto topo = gt::make_topo(spec);
     const int n = topo.size(), lost = 2;
     const std::uint64_t leave_after = 3, rounds = 20;
-    const auto d = static_cast<std::size_t>(n);
-    auto unit = [&](int r) {
-      std::vector<float> e(d, 0.0f);
-      e[static_cast<std::size_t>(r)] = 1.0f;
-      return e;
-    };
-    std::vector<std::vector<std::vector<float>>> w(
-        rounds, std::vector<std::vector<float>>(d, std::vector<float>(d, 0.0f)));
+    UnitRows rows(n, rounds);
+    const auto& w = rows.w;
     auto hub = std::make_shared<gn::InprocHub>(topo);
     auto options = loss_options();
     auto rejoining = options;
@@ -265,26 +279,17 @@ TEST_CASE("a peer that restarts and rejoins: from r_j on every peer mixes with t
     const auto run = run_with_loss(
         dpsgd(), topo,
         [&](int r) { return std::make_unique<gn::InprocTransport>(hub, r, options); }, lost,
-        leave_after, rounds, unit, {},
-        [&](int r, std::uint64_t t, ga::Algorithm& algo) {
-          algo.copy_params(w[t - 1][static_cast<std::size_t>(r)]);
-          const auto e = unit(r);
-          std::copy(e.begin(), e.end(), algo.mutable_params().begin());
-        },
+        leave_after, rounds, [&](int r) { return rows.unit(r); }, {}, rows.observe(),
         {[&](int r) { return std::make_unique<gn::InprocTransport>(hub, r, rejoining); },
          [&](int r, ga::Algorithm& algo) {
-           adopted.resize(d);
+           adopted.resize(rows.n);
            algo.copy_params(adopted);
-           const auto e = unit(r);
-           std::copy(e.begin(), e.end(), algo.mutable_params().begin());
+           rows.reset(r, algo);
          }});
     for (const auto& e : run.errors) CHECK(e == "");
     REQUIRE(run.departures.size() == 1);
     const auto left_graph = topo.graph.without(std::vector<int>{lost});
-    int diameter = 0;
-    for (int r = 0; r < n; ++r)
-      if (r != lost)
-        for (int dist : left_graph.distances_from(r)) diameter = std::max(diameter, dist);
+    const int diameter = diameter_without(topo, lost);
     // A neighbour still finishing the round before (its other neighbours' messages) takes the
     // rejoin hello there: r* may come one round sooner than by a timeout.
     const std::uint64_t r_star = run.departures[0].round;
@@ -302,7 +307,7 @@ TEST_CASE("a peer that restarts and rejoins: from r_j on every peer mixes with t
     // The donor's model of the start of r_j: its own unit vector.
     int donor = n;
     for (int j : topo.graph.neighbors(lost)) donor = std::min(donor, j);
-    CHECK(adopted == unit(donor));
+    CHECK(adopted == rows.unit(donor));
     const auto mh = gtop::mixing_weights(left_graph, gtop::Scheme::metropolis);
     for (std::uint64_t t = leave_after; t < rounds; ++t) {
       CAPTURE(t);
