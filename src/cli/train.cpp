@@ -604,6 +604,11 @@ int run_launch(const TrainArgs& a, const std::vector<std::string>& command) {
   }
   auto spec = runtime::launch_spec(q);
   spec.survive_loss = c.on_peer_loss == "continue";
+  if (spec.survive_loss && peers && q.nonce != 0)
+    fmt::print(stderr,
+               "launch: a lost peer restarted by hand (gossip peer --rejoin) needs "
+               "GOSSIP_RUN_NONCE={:016x}\n",
+               q.nonce);
   if (a.restarts > 0) {
     if (!peers || !spec.survive_loss)
       throw std::invalid_argument(

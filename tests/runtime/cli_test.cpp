@@ -475,6 +475,14 @@ TEST_CASE(
   ::unsetenv("GOSSIP_TEST_LEAVE");
   CHECK_MESSAGE(back.code == 0, back.err);
   CHECK_MESSAGE(back.err.find("launch: peer 0 restarted") != std::string::npos, back.err);
+  // What a restart by hand needs: the launch's nonce.
+  const std::string needs = "(gossip peer --rejoin) needs GOSSIP_RUN_NONCE=";
+  const auto nonce_at = back.err.find(needs);
+  REQUIRE_MESSAGE(nonce_at != std::string::npos, back.err);
+  const auto nonce = back.err.substr(nonce_at + needs.size(), 17);
+  CHECK_MESSAGE((nonce.size() == 17 && nonce.back() == '\n' &&
+                 nonce.find_first_not_of("0123456789abcdef") == 16),
+                nonce);
   CHECK_MESSAGE(
       back.err.find("launch: progress lines go on in " +
                     (s.dir() / "back" / "logs" / "peer-1.log").string()) != std::string::npos,
