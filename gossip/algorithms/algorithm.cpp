@@ -712,11 +712,7 @@ void GossipAlgorithm::before_exchange() {
     sum += w;
     weights_[0].push_back(static_cast<float>(w));
   }
-  // Every neighbour there and none absent: the topology's own W_ii, bit for bit (1 − Σ may differ
-  // in the last bit), so a run whose lost peers all came back mixes exactly as before.
-  const bool whole =
-      effective.empty() && from.size() == static_cast<std::size_t>(graph_.degree(rank_));
-  self_weights_[0] = static_cast<float>(whole ? weight(rank_) : 1.0 - sum);
+  self_weights_[0] = static_cast<float>(1.0 - sum);
 }
 
 void GossipAlgorithm::fold_missing(float scale, std::span<float> y) {

@@ -237,6 +237,51 @@ TEST_CASE("loading a state of another algorithm, size or config fails clearly") 
   CHECK(algo->lr() == choco.lr);
 }
 
+TEST_CASE("a neighbour's state (rejoin): model, momentum, round and lr taken, error memory zero") {
+  // DeepSqueeze keeps an error memory ("delta"). Rank 0's buffers are filled with distinct
+  // values; rank 1 adopts what rank 0 saves for a peer.
+  const auto topo = gt::make_topo("ring:3");
+  const std::size_t d = 200;
+  const std::vector<float> x0(d, 1.0f);
+  gt::InprocNetwork net(topo);
+  auto cfg = full_config("deepsqueeze");
+  auto donor = ga::make_algorithm(cfg, *net.transports[0], topo, x0);
+  float v = 0.5f;
+  for (const auto& b : donor->state_buffers()) {
+    std::vector<float> fill(b.data.size());
+    for (float& f : fill) f = (v += 0.25f);
+    std::copy(fill.begin(), fill.end(), b.data.begin());
+  }
+  donor->set_lr(0.0125f);
+  std::ostringstream shared, own;
+  donor->save_for_peer(shared);
+  donor->save(own);
+  auto back = ga::make_algorithm(cfg, *net.transports[1], topo, x0);
+  std::istringstream in(shared.str());
+  back->adopt(in);
+  CHECK(back->round() == donor->round());
+  CHECK(back->lr() == 0.0125f);
+  CHECK(gt::bit_equal(back->params(), donor->params()));
+  CHECK(back->state("momentum") == donor->state("momentum"));
+  const auto delta = back->state("delta");
+  CHECK(std::all_of(delta.begin(), delta.end(), [](float f) { return f == 0.0f; }));
+  CHECK(donor->state("delta") != delta);
+  // A peer's state is no checkpoint of this rank, and a checkpoint of rank 0 is not for a peer.
+  auto other = ga::make_algorithm(cfg, *net.transports[2], topo, x0);
+  std::istringstream as_checkpoint(shared.str());
+  CHECK_THROWS_WITH_AS(other->load(as_checkpoint), doctest::Contains("config hash"),
+                       ga::StateError);
+  std::istringstream rank0_checkpoint(own.str());
+  CHECK_THROWS_WITH_AS(other->adopt(rank0_checkpoint),
+                       doctest::Contains("a peer's algorithm state"), ga::StateError);
+  // Another setting (the seed) is refused as for a checkpoint.
+  auto seed = cfg;
+  seed.seed = 1;
+  auto stranger = ga::make_algorithm(seed, *net.transports[2], topo, x0);
+  std::istringstream again(shared.str());
+  CHECK_THROWS_AS(stranger->adopt(again), ga::StateError);
+}
+
 TEST_CASE("all-reduce SGD: the exact averaged step for any n and d, identical on every peer") {
   for (const char* spec :
        {"ring:2", "ring:3", "ring:8", "torus:2x4", "erdos-renyi:5,p=0.5,seed=3"}) {
