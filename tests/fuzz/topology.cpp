@@ -44,7 +44,8 @@ std::uint64_t generated_peers(std::string_view text) {
   if (!sizes) return 0;
   std::uint64_t n = 1;
   const auto times = [&](const toml::node& v) {
-    const auto s = v.value<std::int64_t>();
+    // value_exact: integers only (value<> would convert a float such as 6e40, out of range).
+    const auto s = v.value_exact<std::int64_t>();
     if (!s || *s < 1) return;
     n = static_cast<std::uint64_t>(*s) > UINT64_MAX / n ? UINT64_MAX
                                                         : n * static_cast<std::uint64_t>(*s);
