@@ -25,6 +25,12 @@ std::vector<int> absent_at(std::span<const Departure> departures, std::uint64_t 
   return out;
 }
 
+bool departures_settled(std::span<const Departure> departures, std::uint64_t round) {
+  for (const Departure& d : departures)
+    if (d.round > round || (d.back && *d.back > round)) return false;
+  return true;
+}
+
 std::vector<int> gone_for_good(std::span<const Departure> departures) {
   std::vector<int> out;
   for (const Departure& d : departures)

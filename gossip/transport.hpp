@@ -49,6 +49,11 @@ struct Departure {
 std::vector<int> absent_at(std::span<const Departure> departures, std::uint64_t round);
 // The ranks gone for good as far as these departures say (no join known), ascending.
 std::vector<int> gone_for_good(std::span<const Departure> departures);
+// True when every departure took effect by `round` (r* <= round), and every rejoin too (r_j <=
+// round): then every remaining peer knows the same departures (a notice reaches every peer before
+// its r*), and a ring over the peers present lines up. False while a loss or a rejoin is still
+// being agreed on: a collective then would mix peers that count different members.
+bool departures_settled(std::span<const Departure> departures, std::uint64_t round);
 
 // A rejoining peer's start (Transport::receive_state): the round it begins with and the state its
 // donor sent (the bytes the donor's caller passed to send_state).

@@ -359,6 +359,14 @@ class PyAlgorithm {
                                 avg_calls_ * 2u * static_cast<std::uint32_t>(peer_->size());
     ++avg_calls_;
     avg_round_ = t;
+    // A loss (or a rejoin) still being agreed on: the peers may count different members, and a
+    // ring of them would not line up. No ring, and the same error as a collective cut by a loss.
+    if (!net::departures_settled(transport_->departures(), t))
+      throw net::TransportError(fmt::format(
+          "rank {}: round {}: a peer left (or rejoins) and the others are still agreeing on the "
+          "round, so this collective has no result; the next one after a few rounds runs over the "
+          "peers present",
+          peer_->rank(), t + 1));
     bool whole = false;
     try {
       py::gil_scoped_release release;

@@ -317,7 +317,7 @@ std::optional<std::vector<float>> final_average(net::Transport& transport,
                                                 const runtime::PeerTrainer& trainer) {
   std::vector<float> avg(trainer.params().begin(), trainer.params().end());
   const std::uint64_t round = trainer.total_rounds() + 1;
-  if (runtime::departures_settled(transport, trainer.round()) &&
+  if (net::departures_settled(transport.departures(), trainer.round()) &&
       algorithms::allreduce_mean(transport, round, avg))
     return avg;
   fmt::print(stderr,

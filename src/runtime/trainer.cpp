@@ -121,7 +121,7 @@ std::optional<PeerSummary::Divergence> agree_on_divergence(
   const int n = transport.size();
   // After a peer loss: the ring of the peers left, once every one of them knows the departures.
   // A loss too close to the end to be agreed on leaves each peer with its own verdict.
-  if (!departures_settled(transport, ring_round)) {
+  if (!net::departures_settled(transport.departures(), ring_round)) {
     fmt::print(stderr,
                "peer {}: a peer left too close to the end of the run for the others to agree on "
                "it: the divergence verdict is this peer's own\n",
@@ -156,12 +156,6 @@ std::vector<std::size_t> hidden_widths(const RunConfig& config) {
 }
 
 }  // namespace
-
-bool departures_settled(const net::Transport& transport, std::uint64_t round) {
-  for (const net::Departure& d : transport.departures())
-    if (d.round > round || (d.back && *d.back > round)) return false;
-  return true;
-}
 
 MlpLayout model_layout(const RunConfig& config, const Dataset& train) {
   if (train.regression()) return MlpLayout(train.dim, {}, 1);
@@ -546,7 +540,7 @@ EvalPoint PeerTrainer::evaluate(std::uint64_t round) {
   if (transport_.size() == 1) return e;
   // A departure not yet in effect: some peers may not know of it, and a ring over all of them
   // would wait for the one gone. No averaged model at this point; the next one has it.
-  if (!departures_settled(transport_, round)) {
+  if (!net::departures_settled(transport_.departures(), round)) {
     fmt::print(stderr,
                "peer {}: round {}: no averaged model: a peer left and the others are still "
                "agreeing on it\n",

@@ -93,11 +93,6 @@ Disagreement disagreement(std::span<const float> x, std::span<const float> avg);
 // to the average of all models (one all-reduce) and, on the lowest rank still in the run (rank 0
 // unless it is gone), the averaged model's accuracy. After a peer loss the average is over the
 // peers left; while a departure is not yet known to every peer (before its r*) there is none.
-// True when every departure this transport knows of took effect by `round` (r* <= round), and
-// every rejoin too (r_j <= round): then
-// every remaining peer knows the same departures (a notice reaches every peer before its r*), and
-// a ring over the remaining peers lines up. False while a loss is still being agreed on.
-bool departures_settled(const net::Transport& transport, std::uint64_t round);
 
 struct EvalPoint {
   Evaluation own;
