@@ -181,6 +181,13 @@ bool FramedTransport::takes_from_us(int r, std::uint64_t round) const {
   const auto to = stored(send_to_, round);
   return std::binary_search(to.begin(), to.end(), r);
 }
+bool FramedTransport::rejoining(int r) const {
+  if (!std::binary_search(neighbors_.begin(), neighbors_.end(), r)) return false;
+  if (!gone_[static_cast<std::size_t>(r)]) return false;
+  const auto d = std::find_if(departures_.begin(), departures_.end(),
+                              [&](const Departure& x) { return x.rank == r; });
+  return d != departures_.end() && d->back.has_value();
+}
 bool FramedTransport::present_at(int r, std::uint64_t round) const {
   if (!std::binary_search(neighbors_.begin(), neighbors_.end(), r)) return false;
   if (!gone_[static_cast<std::size_t>(r)]) return true;
@@ -622,8 +629,12 @@ void FramedTransport::accept(Inbound&& in) {
     count_received(in.header.size() + in.payload.size());
     return;
   }
+  // A neighbour that rejoins starts at its donor's round r_j: that may be more rounds past ours
+  // than a neighbour can otherwise be (as far as the donor is from us), and a smaller r_j than
+  // the one we know may be on its way to us. Its first frames are kept (at most two, below).
+  const bool joining = h.kind == FrameKind::exchange && rejoining(from);
   if (h.kind == FrameKind::exchange) {
-    if (!sends_to_us(from, h.round)) {
+    if (!joining && !sends_to_us(from, h.round)) {
       // On a time-varying topology a schedule peer's frame of another round is fine (kept or
       // stale below): only one for a round in which it does not send to us is dropped here.
       return drop(in, DropReason::not_neighbor, [&] {
@@ -674,7 +685,7 @@ void FramedTransport::accept(Inbound&& in) {
                          h.stop_in);
     });
   }
-  if (too_far_ahead(h.kind, h.round)) return ahead();
+  if (!joining && too_far_ahead(h.kind, h.round)) return ahead();
   const Key key{h.kind, h.round, h.step, from};
   if (pending_.contains(key)) {
     return drop(in, DropReason::duplicate,
@@ -796,6 +807,13 @@ void FramedTransport::detect_loss(int rank, std::uint64_t round) {
              options_.timeout.count());
   learn_departure(rank, round + (static_cast<std::uint64_t>(diameter) + 2) * exchange_interval_,
                   rank_);
+  // Callers wait for the peers not gone: one still listed would be found silent again at once.
+  if (!gone_[static_cast<std::size_t>(rank)]) {
+    fail(
+        fmt::format("rank {}: round {}: {} is silent and its departure is known, but it is not "
+                    "taken for gone (a bug: please report it with this log)",
+                    rank_, round, peer_name(rank)));
+  }
 }
 
 void FramedTransport::learn_departure(int rank, std::uint64_t at_round, int told_by) {
@@ -1065,7 +1083,11 @@ JoinState FramedTransport::receive_state() {
                          d.back.value_or(0), state_round_));
     departures_.push_back(d);
   }
-  for (int r : absent_at(departures_, state_round_)) gone_[static_cast<std::size_t>(r)] = 1;
+  // Frames to and from a peer stop when a peer learns of its loss, not at r*: the donor's gone
+  // peers are ours, those whose r* is still ahead too (else we would wait for a peer the others
+  // no longer hear from, and find it silent with its departure already known).
+  for (const Departure& d : departures_)
+    if (!(d.back && *d.back <= state_round_)) gone_[static_cast<std::size_t>(d.rank)] = 1;
   drop_departed_from_lists();
   // The links of peers gone never answer our hello; the others did, before their state.
   hellos_missing_ = 0;
@@ -1402,9 +1424,12 @@ void FramedTransport::exchange_impl(std::uint64_t round, std::span<const std::by
     blocked.clear();
     if (elastic) {
       // A neighbour found gone (here, or by a neighbour's notice) is neither sent to nor waited
-      // for.
+      // for. Its frame of this round, when already here, is still taken: it sent the round to
+      // every neighbour before it went (a restarted peer's hello can arrive behind it), and one
+      // that used it and one that did not would leave W unsymmetric for the round.
       for (std::size_t k = 0; k < n_from; ++k) {
-        if (!got[k] && gone_[static_cast<std::size_t>(from[k])]) {
+        if (!got[k] && gone_[static_cast<std::size_t>(from[k])] &&
+            !(receive && pending_.contains(Key{FrameKind::exchange, *receive, 0u, from[k]}))) {
           got[k] = 1;
           ++n_got;
         }

@@ -238,6 +238,8 @@ class FramedTransport : public Transport {
   // Whether rank r sends its exchange frame of `round` to us / takes ours (asks with a credit).
   bool sends_to_us(int r, std::uint64_t round) const;
   bool takes_from_us(int r, std::uint64_t round) const;
+  // A neighbour gone whose rejoin round is known (it may send before we reach that round).
+  bool rejoining(int r) const;
   std::string where(FrameKind kind, std::uint64_t round, std::uint32_t step) const;
   // How many rounds past our latest call a frame of this kind may be (transport.md, "Rounds"):
   // for exchange and credit frames the schedule's period (1 on a static topology), n + 2 for

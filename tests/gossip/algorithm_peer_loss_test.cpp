@@ -73,19 +73,33 @@ void send_states(gn::Transport& transport, const ga::Algorithm& algo, std::uint6
   }
 }
 
+// A further peer that leaves for good after `after` rounds.
+struct Leave {
+  int rank;
+  std::uint64_t after;
+};
+
 // Every peer of `topo` starts from init(rank) (zero gradient unless `grad`), runs `rounds`
 // rounds; peer `lost` only `leave_after`, and then, with `rejoin`, restarts (a new transport and
-// algorithm), takes a neighbour's state and runs from there to `rounds`.
+// algorithm), takes a neighbour's state and runs from there to `rounds`; the peers of `also`
+// leave after their rounds and do not come back.
 LossRun run_with_loss(const ga::AlgorithmConfig& cfg, const gtop::Topology& topo,
                       const MakeTransport& make, int lost, std::uint64_t leave_after,
                       std::uint64_t rounds, const std::function<std::vector<float>(int)>& init,
                       const gt::PeerGradient& grad = {}, const Observe& observe = {},
-                      const Rejoin& rejoin = {}) {
+                      const Rejoin& rejoin = {}, const std::vector<Leave>& also = {}) {
   const int n = topo.size();
   LossRun out;
   out.models.resize(static_cast<std::size_t>(n));
   out.errors.resize(static_cast<std::size_t>(n));
-  const int witness = lost == 0 ? 1 : 0;
+  const auto leaves_after = [&](int r) {
+    if (r == lost) return leave_after;
+    for (const Leave& l : also)
+      if (l.rank == r) return l.after;
+    return rounds;
+  };
+  int witness = 0;
+  while (witness == lost || leaves_after(witness) < rounds) ++witness;
   const std::vector<float> x0 = init(0);
   gt::run_peers(n, [&](int r) {
     auto transport = make(r);
@@ -93,7 +107,7 @@ LossRun run_with_loss(const ga::AlgorithmConfig& cfg, const gtop::Topology& topo
     const auto mine = init(r);
     std::copy(mine.begin(), mine.end(), algo->mutable_params().begin());
     std::uint64_t t = 0;
-    std::uint64_t until = r == lost ? leave_after : rounds;
+    std::uint64_t until = leaves_after(r);
     try {
       for (;; ++t) {
         if (t == until && r == lost && rejoin.make && until == leave_after) {
@@ -188,9 +202,11 @@ int diameter_without(const gtop::Topology& topo, int lost) {
 struct UnitRows {
   std::size_t n;
   std::vector<std::vector<std::vector<float>>> w;  // w[t][i][j]: W_ij of round t, as peer i did
+  std::vector<std::vector<char>> stepped;          // stepped[t][i]: peer i did round t
   UnitRows(int peers, std::uint64_t rounds)
       : n(static_cast<std::size_t>(peers)),
-        w(rounds, std::vector<std::vector<float>>(n, std::vector<float>(n, 0.0f))) {}
+        w(rounds, std::vector<std::vector<float>>(n, std::vector<float>(n, 0.0f))),
+        stepped(rounds, std::vector<char>(n, 0)) {}
   std::vector<float> unit(int r) const {
     std::vector<float> e(n, 0.0f);
     e[static_cast<std::size_t>(r)] = 1.0f;
@@ -203,6 +219,7 @@ struct UnitRows {
   Observe observe() {
     return [this](int r, std::uint64_t t, ga::Algorithm& algo) {
       algo.copy_params(w[t - 1][static_cast<std::size_t>(r)]);
+      stepped[t - 1][static_cast<std::size_t>(r)] = 1;
       reset(r, algo);
     };
   }
@@ -325,6 +342,86 @@ TEST_CASE("a peer that restarts and rejoins: from r_j on every peer mixes with t
           } else if (j == lost) {
             CHECK(w[t][I][J] == 0.0f);
           }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE(
+    "a loss agreed on while a rejoin is: every round's W is symmetric and doubly stochastic") {
+  // Peer 2 leaves after round 3 and restarts at once; peer 3, its neighbour (and on the ring the
+  // peer through which the notices about 2 would travel), leaves for good a little later, so
+  // the join notice for 2 and the leave notice for 3 are forwarded in the same rounds. Whatever
+  // order they settle in, the peers that step in a round must mix with a W that is symmetric bit
+  // for bit and doubly stochastic on them, and once both are agreed on, with Metropolis-Hastings
+  // weights on the graph without 3 (2 back in it).
+  for (const std::string spec : {"ring:8", "torus:3x3"}) {
+    for (const std::uint64_t third_after : {3, 5, 8}) {
+      CAPTURE(spec);
+      CAPTURE(third_after);
+      const auto topo = gt::make_topo(spec);
+      const int n = topo.size(), lost = 2, gone = 3;
+      const std::uint64_t leave_after = 3, rounds = 40;
+      UnitRows rows(n, rounds);
+      const auto& w = rows.w;
+      auto hub = std::make_shared<gn::InprocHub>(topo);
+      auto options = loss_options();
+      auto rejoining = options;
+      rejoining.rejoin = true;
+      const auto run = run_with_loss(
+          dpsgd(), topo,
+          [&](int r) { return std::make_unique<gn::InprocTransport>(hub, r, options); }, lost,
+          leave_after, rounds, [&](int r) { return rows.unit(r); }, {}, rows.observe(),
+          {[&](int r) { return std::make_unique<gn::InprocTransport>(hub, r, rejoining); },
+           [&](int r, ga::Algorithm& algo) { rows.reset(r, algo); }},
+          {{gone, third_after}});
+      for (int r = 0; r < n; ++r) {
+        CAPTURE(r);
+        CHECK(run.errors[static_cast<std::size_t>(r)] == "");
+      }
+      REQUIRE(run.departures.size() == 2);
+      std::uint64_t r_j = rounds, r_gone = rounds;
+      for (const auto& d : run.departures) {
+        if (d.rank == lost) {
+          REQUIRE(d.back.has_value());
+          r_j = *d.back;
+        } else {
+          CHECK(d.rank == gone);
+          CHECK_FALSE(d.back.has_value());
+          r_gone = d.round;
+        }
+      }
+      CHECK(run.rejoined_at == r_j);
+      REQUIRE(std::max(r_j, r_gone) + 3 < rounds);
+      const auto mh = gtop::mixing_weights(topo.graph.without(std::vector<int>{gone}),
+                                           gtop::Scheme::metropolis);
+      for (std::uint64_t t = 0; t < rounds; ++t) {
+        CAPTURE(t);
+        const auto& in = rows.stepped[t];
+        // Who stepped: everyone but 2 between its leaving and r_j, and 3 only before it left.
+        CHECK(static_cast<bool>(in[lost]) == (t < leave_after || t >= r_j));
+        CHECK(static_cast<bool>(in[gone]) == (t < third_after));
+        for (int i = 0; i < n; ++i) {
+          const auto I = static_cast<std::size_t>(i);
+          if (!in[I]) continue;
+          CAPTURE(i);
+          double row = 0.0, column = 0.0;
+          for (int j = 0; j < n; ++j) {
+            const auto J = static_cast<std::size_t>(j);
+            if (!in[J]) {
+              CHECK(w[t][I][J] == 0.0f);
+              continue;
+            }
+            row += w[t][I][J];
+            column += w[t][J][I];
+            CHECK(w[t][I][J] == w[t][J][I]);
+            CHECK(w[t][I][J] >= 0.0f);
+            if (t >= std::max(r_j, r_gone))
+              CHECK(w[t][I][J] == doctest::Approx(gtop::row_weight(mh, i, j)).epsilon(1e-6));
+          }
+          CHECK(row == doctest::Approx(1.0).epsilon(1e-6));
+          CHECK(column == doctest::Approx(1.0).epsilon(1e-6));
         }
       }
     }
