@@ -23,6 +23,7 @@
 
 #include "algorithm_harness.hpp"
 #include "gossip/algorithms/registry.hpp"
+#include "gossip/curve_keys.hpp"
 #include "gossip/zmq_transport.hpp"
 #include "topology/weights.hpp"
 
@@ -345,6 +346,57 @@ TEST_CASE("a peer that restarts and rejoins: from r_j on every peer mixes with t
         }
       }
     }
+  }
+}
+
+TEST_CASE("over ZeroMQ with CURVE a restarted peer rejoins with its key; W back bit for bit") {
+  // Every link encrypted and authenticated (docs/transport.md, "CURVE"): the restarted process
+  // has the same key pair, its new connections pass the ZAP handler under its own key (not the
+  // dead process's connections), and it mixes back in as in process.
+  const auto topo = [] {
+    auto s = gtop::parse_spec("ring:6");
+    static int case_id = 0;
+    s.endpoint = fmt::format("ipc:///tmp/gossip-loss-curve-{}-{}-{{rank}}", ::getpid(), case_id++);
+    return gtop::make_topology(s);
+  }();
+  auto keyed = topo;
+  std::vector<gn::SecretKey> secrets;
+  for (int r = 0; r < keyed.size(); ++r) {
+    const auto pair = gn::generate_key_pair();
+    keyed.public_keys.push_back(pair.public_key);
+    secrets.push_back(pair.secret_key);
+  }
+  const int n = keyed.size(), lost = 2;
+  const std::uint64_t leave_after = 3, rounds = 20;
+  UnitRows rows(n, rounds);
+  const auto make = [&](bool rejoin) {
+    return [&, rejoin](int r) {
+      auto o = loss_options();
+      o.rejoin = rejoin;
+      o.curve_secret_key = secrets[static_cast<std::size_t>(r)];
+      return std::make_unique<gn::ZmqTransport>(keyed, r, o);
+    };
+  };
+  const auto run = run_with_loss(
+      dpsgd(), keyed, make(false), lost, leave_after, rounds, [&](int r) { return rows.unit(r); },
+      {}, rows.observe(), {make(true), [&](int r, ga::Algorithm& algo) { rows.reset(r, algo); }});
+  for (const auto& p : keyed.peers) {
+    std::error_code ignored;
+    std::filesystem::remove(p.endpoint.substr(6), ignored);
+  }
+  for (const auto& e : run.errors) CHECK(e == "");
+  REQUIRE(run.departures.size() == 1);
+  CHECK(run.departures[0].rank == lost);
+  REQUIRE(run.departures[0].back.has_value());
+  const std::uint64_t r_j = *run.departures[0].back;
+  CHECK(run.rejoined_at == r_j);
+  REQUIRE(r_j + 3 < rounds);
+  for (std::uint64_t t = r_j; t < rounds; ++t) {
+    CAPTURE(t);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j)
+        CHECK(rows.w[t][static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] ==
+              static_cast<float>(keyed.weight(i, j)));
   }
 }
 
