@@ -88,7 +88,13 @@ stop_case() {
 
 # An agreed stop: the peers end their round.
 stop_case term TERM 30
-# A run that does not stop: killed after the grace period, before the namespaces go.
-stop_case hup HUP 1
-grep -q "did not stop in 1 s: killing it" "$tmp/hup.err" || fail "hup: no kill message"
+# A run that does not stop: killed after the grace period, before the namespaces go. Under
+# nohup SIGHUP is ignored from the start, and a shell cannot trap a signal it was started with
+# ignored: the sweep goes on, as nohup asks.
+if [[ -n $(trap -p HUP) ]]; then
+  echo "hup: skipped: SIGHUP is ignored here (nohup?), so the sweep ignores it too"
+else
+  stop_case hup HUP 1
+  grep -q "did not stop in 1 s: killing it" "$tmp/hup.err" || fail "hup: no kill message"
+fi
 echo "sweep --netns stop: ok"
