@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <utility>
 #include <variant>
@@ -117,6 +118,14 @@ std::string known_keys_in(std::string_view section) {
   return fmt::format("{}", fmt::join(names, ", "));
 }
 
+// A TOML integer or float as a double; a negative zero as zero, since the canonical text writes
+// it as "-0", which reads back as the integer 0 (the same setting, with other text and hashes).
+std::optional<double> number(const toml::node& n) {
+  if (n.is_integer()) return static_cast<double>(n.as_integer()->get());
+  if (n.is_floating_point()) return n.as_floating_point()->get() + 0.0;
+  return std::nullopt;
+}
+
 // Sets `key` from a TOML node; returns an error message or "" on success.
 std::string assign(RunConfig& c, const Key& key, const toml::node& n) {
   return std::visit(
@@ -137,22 +146,16 @@ std::string assign(RunConfig& c, const Key& key, const toml::node& n) {
           if (!n.is_integer() || n.as_integer()->get() < 0) return "must be a non-negative integer";
           c.*member = static_cast<std::uint64_t>(n.as_integer()->get());
         } else if constexpr (std::is_same_v<T, double>) {
-          if (n.is_integer())
-            c.*member = static_cast<double>(n.as_integer()->get());
-          else if (n.is_floating_point())
-            c.*member = n.as_floating_point()->get();
-          else
-            return "must be a number";
+          const auto x = number(n);
+          if (!x) return "must be a number";
+          c.*member = *x;
         } else if constexpr (std::is_same_v<T, std::vector<double>>) {
           if (!n.is_array()) return "must be an array of numbers";
           T v;
           for (const auto& e : *n.as_array()) {
-            if (e.is_integer())
-              v.push_back(static_cast<double>(e.as_integer()->get()));
-            else if (e.is_floating_point())
-              v.push_back(e.as_floating_point()->get());
-            else
-              return "must be an array of numbers";
+            const auto x = number(e);
+            if (!x) return "must be an array of numbers";
+            v.push_back(*x);
           }
           c.*member = v;
         } else {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -51,6 +52,26 @@ TEST_CASE("every key parses and the canonical text round-trips") {
   const auto again = parse_run_config(c.to_toml(), "canonical.toml");
   CHECK(again.to_toml() == c.to_toml());
   CHECK(again.hash(RunConfig::Scope::peers) == c.hash(RunConfig::Scope::peers));
+}
+
+TEST_CASE("a negative zero is zero: the same text and hashes as 0 (found by fuzz_config)") {
+  // to_toml wrote -0.0 as "-0", which reads back as the integer 0: the text and the hashes of a
+  // config changed on a round trip.
+  for (const std::string value : {"-0.0", "-0", "-0e5", "0.0"}) {
+    CAPTURE(value);
+    const auto c = parse_run_config(
+        kBase + "[algorithm]\nweight_decay = " + value + "\nlr_decay_epochs = [" + value + "]\n",
+        "run.toml");
+    const auto zero = parse_run_config(
+        kBase + "[algorithm]\nweight_decay = 0\nlr_decay_epochs = [0]\n", "z.toml");
+    CHECK_FALSE(std::signbit(c.weight_decay));
+    CHECK_FALSE(std::signbit(c.lr_decay_epochs.at(0)));
+    CHECK(c.to_toml() == zero.to_toml());
+    CHECK(c.hash(RunConfig::Scope::peers) == zero.hash(RunConfig::Scope::peers));
+    CHECK(c.hash(RunConfig::Scope::resume) == zero.hash(RunConfig::Scope::resume));
+    const auto again = parse_run_config(c.to_toml(), "canonical.toml");
+    CHECK(again.to_toml() == c.to_toml());
+  }
 }
 
 TEST_CASE("overrides: typed values, bare strings, and errors naming the argument") {
