@@ -17,6 +17,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -150,9 +151,21 @@ LossRun run_with_loss(const ga::AlgorithmConfig& cfg, const gtop::Topology& topo
   return out;
 }
 
-MakeTransport inproc(const gtop::Topology& topo, gn::TransportOptions options) {
-  auto hub = std::make_shared<gn::InprocHub>(topo);
+MakeTransport inproc_on(std::shared_ptr<gn::InprocHub> hub, gn::TransportOptions options) {
   return [hub, options](int r) { return std::make_unique<gn::InprocTransport>(hub, r, options); };
+}
+
+MakeTransport inproc(const gtop::Topology& topo, gn::TransportOptions options) {
+  return inproc_on(std::make_shared<gn::InprocHub>(topo), options);
+}
+
+// On one hub: the peers' transports, and the restarted peer's (TransportOptions::rejoin).
+std::pair<MakeTransport, MakeTransport> inproc_with_rejoin(const gtop::Topology& topo) {
+  auto hub = std::make_shared<gn::InprocHub>(topo);
+  const auto options = loss_options();
+  auto rejoining = options;
+  rejoining.rejoin = true;
+  return {inproc_on(hub, options), inproc_on(hub, rejoining)};
 }
 
 std::vector<float> random_model(int rank, std::size_t d) {
@@ -289,21 +302,15 @@ TEST_CASE("a peer that restarts and rejoins: from r_j on every peer mixes with t
     const std::uint64_t leave_after = 3, rounds = 20;
     UnitRows rows(n, rounds);
     const auto& w = rows.w;
-    auto hub = std::make_shared<gn::InprocHub>(topo);
-    auto options = loss_options();
-    auto rejoining = options;
-    rejoining.rejoin = true;
+    const auto [peers, restarted] = inproc_with_rejoin(topo);
     std::vector<float> adopted;
-    const auto run = run_with_loss(
-        dpsgd(), topo,
-        [&](int r) { return std::make_unique<gn::InprocTransport>(hub, r, options); }, lost,
-        leave_after, rounds, [&](int r) { return rows.unit(r); }, {}, rows.observe(),
-        {[&](int r) { return std::make_unique<gn::InprocTransport>(hub, r, rejoining); },
-         [&](int r, ga::Algorithm& algo) {
-           adopted.resize(rows.n);
-           algo.copy_params(adopted);
-           rows.reset(r, algo);
-         }});
+    const auto run = run_with_loss(dpsgd(), topo, peers, lost, leave_after, rounds,
+                                   [&](int r) { return rows.unit(r); }, {}, rows.observe(),
+                                   {restarted, [&](int r, ga::Algorithm& algo) {
+                                      adopted.resize(rows.n);
+                                      algo.copy_params(adopted);
+                                      rows.reset(r, algo);
+                                    }});
     for (const auto& e : run.errors) CHECK(e == "");
     REQUIRE(run.departures.size() == 1);
     const auto left_graph = topo.graph.without(std::vector<int>{lost});
@@ -417,16 +424,10 @@ TEST_CASE(
       const std::uint64_t leave_after = 3, rounds = 40;
       UnitRows rows(n, rounds);
       const auto& w = rows.w;
-      auto hub = std::make_shared<gn::InprocHub>(topo);
-      auto options = loss_options();
-      auto rejoining = options;
-      rejoining.rejoin = true;
+      const auto [peers, restarted] = inproc_with_rejoin(topo);
       const auto run = run_with_loss(
-          dpsgd(), topo,
-          [&](int r) { return std::make_unique<gn::InprocTransport>(hub, r, options); }, lost,
-          leave_after, rounds, [&](int r) { return rows.unit(r); }, {}, rows.observe(),
-          {[&](int r) { return std::make_unique<gn::InprocTransport>(hub, r, rejoining); },
-           [&](int r, ga::Algorithm& algo) { rows.reset(r, algo); }},
+          dpsgd(), topo, peers, lost, leave_after, rounds, [&](int r) { return rows.unit(r); }, {},
+          rows.observe(), {restarted, [&](int r, ga::Algorithm& algo) { rows.reset(r, algo); }},
           {{gone, third_after}});
       for (int r = 0; r < n; ++r) {
         CAPTURE(r);
