@@ -433,6 +433,18 @@ std::string assign_override(RunConfig& c, const std::string& assignment) {
     t = toml::parse("v = " + value);
   } catch (const toml::parse_error&) {
     t = toml::table{{"v", value}};
+    // The config is written and compared as TOML text, which is UTF-8: a bare word that is not
+    // would be written as other characters (a byte 0xFF as U+00FF) and read back as another.
+    std::ostringstream written;
+    written << t;
+    bool same = false;
+    try {
+      same = toml::parse(written.str())["v"].value<std::string>() == value;
+    } catch (const toml::parse_error&) {
+    }
+    if (!same)
+      throw ConfigError(
+          fmt::format("--set {}: {}: the value is not valid UTF-8 text", assignment, path));
   }
   if (auto err = assign(c, *k, *t.get("v")); !err.empty())
     throw ConfigError(fmt::format("--set {}: {} {}", assignment, path, err));

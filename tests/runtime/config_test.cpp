@@ -74,6 +74,20 @@ TEST_CASE("a negative zero is zero: the same text and hashes as 0 (found by fuzz
   }
 }
 
+TEST_CASE(
+    "a bare word that is not UTF-8 is refused (found by fuzz_config); one that is reads back") {
+  // TOML text is UTF-8: a byte 0xFF was written as U+00FF and read back as two other bytes.
+  CHECK_THROWS_WITH_AS(parse_run_config(kBase, "run.toml", {"run.name=a\xff\xfe b"}),
+                       "--set run.name=a\xff\xfe b: run.name: the value is not valid UTF-8 text",
+                       ConfigError);
+  CHECK_THROWS_AS(parse_run_config(kBase, "run.toml", {"run.name=\xed\xa0\x80"}), ConfigError);
+  const auto c = parse_run_config(kBase, "run.toml", {"run.name=caf\xc3\xa9 \\ \"x\" #1"});
+  CHECK(c.name == "caf\xc3\xa9 \\ \"x\" #1");
+  const auto again = parse_run_config(c.to_toml(), "canonical.toml");
+  CHECK(again.name == c.name);
+  CHECK(again.to_toml() == c.to_toml());
+}
+
 TEST_CASE("overrides: typed values, bare strings, and errors naming the argument") {
   auto c = parse_run_config(kBase, "run.toml");
   const auto h = c.hash(RunConfig::Scope::peers);
