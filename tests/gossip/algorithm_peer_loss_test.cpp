@@ -374,11 +374,14 @@ TEST_CASE("over ZeroMQ with CURVE a restarted peer rejoins with its key; W back 
     secrets.push_back(pair.secret_key);
   }
   const int n = keyed.size(), lost = 2;
-  const std::uint64_t leave_after = 3, rounds = 20;
+  // The others go on once they find the peer silent; a new process with CURVE may take longer
+  // than 1.5 s to connect on a loaded machine, so 5 s: its hello comes first (it restarted).
+  const std::uint64_t leave_after = 3, rounds = 30;
   UnitRows rows(n, rounds);
   const auto make = [&](bool rejoin) {
     return [&, rejoin](int r) {
       auto o = loss_options();
+      o.timeout = std::chrono::milliseconds(5000);
       o.rejoin = rejoin;
       o.curve_secret_key = secrets[static_cast<std::size_t>(r)];
       return std::make_unique<gn::ZmqTransport>(keyed, r, o);
