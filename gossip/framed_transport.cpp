@@ -181,19 +181,20 @@ bool FramedTransport::takes_from_us(int r, std::uint64_t round) const {
   const auto to = stored(send_to_, round);
   return std::binary_search(to.begin(), to.end(), r);
 }
-bool FramedTransport::rejoining(int r) const {
-  if (!std::binary_search(neighbors_.begin(), neighbors_.end(), r)) return false;
-  if (!gone_[static_cast<std::size_t>(r)]) return false;
+std::optional<std::uint64_t> FramedTransport::gone_neighbor_back(int r) const {
+  if (!std::binary_search(neighbors_.begin(), neighbors_.end(), r)) return std::nullopt;
   const auto d = std::find_if(departures_.begin(), departures_.end(),
                               [&](const Departure& x) { return x.rank == r; });
-  return d != departures_.end() && d->back.has_value();
+  return d != departures_.end() ? d->back : std::nullopt;
+}
+bool FramedTransport::rejoining(int r) const {
+  return gone_[static_cast<std::size_t>(r)] && gone_neighbor_back(r).has_value();
 }
 bool FramedTransport::present_at(int r, std::uint64_t round) const {
   if (!std::binary_search(neighbors_.begin(), neighbors_.end(), r)) return false;
   if (!gone_[static_cast<std::size_t>(r)]) return true;
-  const auto d = std::find_if(departures_.begin(), departures_.end(),
-                              [&](const Departure& x) { return x.rank == r; });
-  return d != departures_.end() && d->back && *d->back <= round;
+  const auto back = gone_neighbor_back(r);
+  return back && *back <= round;
 }
 
 std::string FramedTransport::where(FrameKind kind, std::uint64_t round, std::uint32_t step) const {

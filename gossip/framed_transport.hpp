@@ -240,6 +240,8 @@ class FramedTransport : public Transport {
   bool takes_from_us(int r, std::uint64_t round) const;
   // A neighbour gone whose rejoin round is known (it may send before we reach that round).
   bool rejoining(int r) const;
+  // The round from which neighbour r is back, when it is a neighbour with a departure that has one.
+  std::optional<std::uint64_t> gone_neighbor_back(int r) const;
   std::string where(FrameKind kind, std::uint64_t round, std::uint32_t step) const;
   // How many rounds past our latest call a frame of this kind may be (transport.md, "Rounds"):
   // for exchange and credit frames the schedule's period (1 on a static topology), n + 2 for
