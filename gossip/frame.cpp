@@ -24,8 +24,8 @@ std::uint32_t fnv1a32(std::span<const std::byte> bytes) {
 }
 
 constexpr std::size_t kChecksumOffset = 60;
-// hashes, size, rank, window, endpoint length, nonce
-constexpr std::size_t kHelloFixed = 8 + 8 + 4 + 4 + 4 + 4 + 8;
+// hashes, size, rank, window, endpoint length, nonce, instance
+constexpr std::size_t kHelloFixed = 8 + 8 + 4 + 4 + 4 + 4 + 8 + 8;
 constexpr std::size_t kMaxEndpoint = 4096;
 
 }  // namespace
@@ -127,6 +127,7 @@ std::vector<std::byte> encode_hello(const Hello& h) {
   store_le<std::uint32_t>(p + 24, h.window);
   store_le<std::uint32_t>(p + 28, static_cast<std::uint32_t>(h.endpoint.size()));
   store_le<std::uint64_t>(p + 32, h.nonce);
+  store_le<std::uint64_t>(p + 40, h.instance);
   std::memcpy(p + kHelloFixed, h.endpoint.data(), h.endpoint.size());
   return out;
 }
@@ -144,6 +145,7 @@ Hello decode_hello(std::span<const std::byte> bytes) {
   h.window = load_le<std::uint32_t>(p + 24);
   const auto len = load_le<std::uint32_t>(p + 28);
   h.nonce = load_le<std::uint64_t>(p + 32);
+  h.instance = load_le<std::uint64_t>(p + 40);
   if (len > kMaxEndpoint || bytes.size() != kHelloFixed + len) {
     throw std::invalid_argument(
         fmt::format("hello record endpoint length {} does not fit {} bytes", len, bytes.size()));
@@ -157,6 +159,8 @@ std::array<std::byte, kControlSize> encode_control(const Control& c) {
   store_le<std::uint32_t>(out.data(), static_cast<std::uint32_t>(c.type));
   store_le<std::uint32_t>(out.data() + 4, c.rank);
   store_le<std::uint64_t>(out.data() + 8, c.round);
+  store_le<std::uint64_t>(out.data() + 16, c.episode);
+  store_le<std::uint64_t>(out.data() + 24, c.instance);
   return out;
 }
 
@@ -167,8 +171,12 @@ std::optional<Control> decode_control(std::span<const std::byte> bytes) {
       type > static_cast<std::uint32_t>(ControlType::join)) {
     return std::nullopt;
   }
-  return Control{static_cast<ControlType>(type), load_le<std::uint32_t>(bytes.data() + 4),
-                 load_le<std::uint64_t>(bytes.data() + 8)};
+  const Control c{static_cast<ControlType>(type), load_le<std::uint32_t>(bytes.data() + 4),
+                  load_le<std::uint64_t>(bytes.data() + 8),
+                  load_le<std::uint64_t>(bytes.data() + 16),
+                  load_le<std::uint64_t>(bytes.data() + 24)};
+  if (c.type == ControlType::join && c.instance == 0) return std::nullopt;
+  return c;
 }
 
 std::uint64_t monotonic_ns() {

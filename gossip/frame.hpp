@@ -32,7 +32,8 @@ namespace gossip::net {
 
 inline constexpr std::uint32_t kFrameMagic = 0x46505347u;  // bytes 'G' 'S' 'P' 'F'
 // 2: the hello carries the launch nonce (Hello::nonce). 3: uplink_us (the flags were 0).
-inline constexpr std::uint16_t kFrameVersion = 3;
+// 4: the hello carries the process instance; control records carry episode and instance.
+inline constexpr std::uint16_t kFrameVersion = 4;
 inline constexpr std::size_t kFrameHeaderSize = 64;
 
 // credit: "send me your exchange payload of this round" (receive-window pacing, no payload).
@@ -102,27 +103,35 @@ struct Hello {
   std::uint32_t window = 0;  // TransportOptions::receive_window: both sides must pace alike
   std::string endpoint;
   std::uint64_t nonce = 0;  // TransportOptions::run_nonce: both sides come from one launch
+  // This process of the rank: random and non-zero, drawn by each transport. A restarted peer has
+  // a new one, so a late hello or notice of a process already replaced is told apart from news.
+  std::uint64_t instance = 0;
 };
 std::vector<std::byte> encode_hello(const Hello& h);
 // Throws std::invalid_argument on a malformed record.
 Hello decode_hello(std::span<const std::byte> bytes);
 
-// Payload of a control frame, 16 bytes: type (u32), rank (u32), round (u64), little-endian.
+// Payload of a control frame, 32 bytes: type (u32), rank (u32), round (u64), episode (u64),
+// instance (u64), little-endian.
 //   leave: `rank` is gone from the run; every remaining peer mixes without it from round `round`
 //          (r*) on, with Metropolis-Hastings weights on the graph left (docs/transport.md).
+//          `episode` numbers the departures of that rank from 0 (Departure::episode).
 //   alive: the sender is alive and waiting in round `round` (sent while a call waits long), so a
 //          neighbour stuck behind a lost peer is not taken for lost itself; `rank` is the sender.
-//   join:  `rank`, gone, is back from round `round` on (it restarted and asked to rejoin): every
-//          peer mixes with it again from there, and its donor sends it the state of that round.
+//   join:  `rank`, gone in departure `episode`, is back as process `instance` (Hello::instance)
+//          from round `round` on (it restarted and asked to rejoin): every peer mixes with it
+//          again from there, and its donor sends it the state of that round.
 enum class ControlType : std::uint32_t { leave = 1, alive = 2, join = 3 };
 struct Control {
   ControlType type = ControlType::leave;
   std::uint32_t rank = 0;
   std::uint64_t round = 0;
+  std::uint64_t episode = 0;
+  std::uint64_t instance = 0;
 };
-inline constexpr std::size_t kControlSize = 16;
+inline constexpr std::size_t kControlSize = 32;
 std::array<std::byte, kControlSize> encode_control(const Control& c);
-// nullopt: not 16 bytes or an unknown type.
+// nullopt: not 32 bytes, an unknown type, or a join without an instance.
 std::optional<Control> decode_control(std::span<const std::byte> bytes);
 
 // CLOCK_MONOTONIC in nanoseconds: shared by all processes of one host.

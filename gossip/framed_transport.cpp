@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <random>
 #include <stdexcept>
 #include <utility>
 
@@ -144,11 +145,18 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
         "transport: rejoin needs on_peer_loss = continue (the others must have gone on without "
         "this peer)");
   }
-  rejoin_asked_.assign(n, 0);
+  heard_.assign(n, 0);
+  greeted_.assign(n, 0);
+  {
+    std::random_device rd;
+    do {
+      instance_ = (std::uint64_t{rd()} << 32) ^ rd() ^ monotonic_ns();
+    } while (instance_ == 0);
+  }
   hello_payload_ = encode_hello(
       {topology_hash_, options_.run_hash, static_cast<std::uint32_t>(size_),
        static_cast<std::uint32_t>(rank_), static_cast<std::uint32_t>(options_.receive_window),
-       endpoints_[static_cast<std::size_t>(rank_)], options_.run_nonce});
+       endpoints_[static_cast<std::size_t>(rank_)], options_.run_nonce, instance_});
 }
 
 FramedTransport::~FramedTransport() {
@@ -431,21 +439,25 @@ std::string FramedTransport::dropped_note(int rank) const {
                      first_drop_[static_cast<std::size_t>(rank)]);
 }
 
-bool FramedTransport::check_hello(const Inbound& in, int from) {
+std::optional<Hello> FramedTransport::check_hello(const Inbound& in, int from) {
   Hello h;
   try {
     h = decode_hello(in.payload);
   } catch (const std::invalid_argument& e) {
     drop(in, DropReason::bad_hello,
          [&] { return fmt::format("malformed hello from {}: {}", peer_name(from), e.what()); });
-    return false;
+    return std::nullopt;
   }
   const std::string who = peer_name(from);
-  if (h.rank != static_cast<std::uint32_t>(from)) {
-    // The peer's own transport always sends its own rank: this one is not from that peer.
-    drop(in, DropReason::bad_hello,
-         [&] { return fmt::format("hello on the link of {} says it is rank {}", who, h.rank); });
-    return false;
+  if (h.rank != static_cast<std::uint32_t>(from) || h.instance == 0) {
+    // The peer's own transport always sends its own rank and a process instance: this one is not
+    // from that peer.
+    drop(in, DropReason::bad_hello, [&] {
+      return h.instance == 0
+                 ? fmt::format("hello on the link of {} without a process instance", who)
+                 : fmt::format("hello on the link of {} says it is rank {}", who, h.rank);
+    });
+    return std::nullopt;
   }
   // The rest is a real peer configured differently: that ends the run, on both sides.
   if (h.size != static_cast<std::uint32_t>(size_)) {
@@ -474,7 +486,7 @@ bool FramedTransport::check_hello(const Inbound& in, int from) {
             ? " (0: started without `gossip launch`; GOSSIP_RUN_NONCE gives one by hand)"
             : ""));
   }
-  return true;
+  return h;
 }
 
 void FramedTransport::accept(Inbound&& in) {
@@ -544,20 +556,21 @@ void FramedTransport::accept(Inbound&& in) {
   const auto f = static_cast<std::size_t>(from);
   last_heard_[f] = Clock::now();
   if (h.kind == FrameKind::hello) {
-    // A restarted peer's hello asks to rejoin (once per time it is gone).
+    // A restarted peer's hello asks to rejoin (once per process).
     const bool rejoin = h.step == kRejoin && continues_after_peer_loss();
-    if (rejoin ? rejoin_asked_[f] != 0 : hello_seen_[f]) {
-      return drop(in, DropReason::duplicate,
-                  [&] { return fmt::format("duplicate hello from {}", conn()); });
-    }
-    if (!check_hello(in, from)) return;
-    if (rejoin) {
-      count_received(in.header.size() + in.payload.size());
-      return take_back(from);
-    }
+    const auto duplicate = [&] {
+      drop(in, DropReason::duplicate,
+           [&] { return fmt::format("duplicate hello from {}", conn()); });
+    };
+    if (!rejoin && hello_seen_[f]) return duplicate();
+    const auto hello = check_hello(in, from);
+    if (!hello) return;
+    if (heard_[f] == hello->instance) return duplicate();
+    heard_[f] = hello->instance;
+    count_received(in.header.size() + in.payload.size());
+    if (rejoin) return take_back(from, hello->instance);
     hello_seen_[f] = true;
     --hellos_missing_;
-    count_received(in.header.size() + in.payload.size());
     log().debug("hello from {} checked", conn());
     return;
   }
@@ -596,9 +609,20 @@ void FramedTransport::accept(Inbound&& in) {
             !continues_after_peer_loss() ? "this peer stops on a peer loss" : "bad record");
       });
     }
+    const int k = static_cast<int>(c->rank);
+    const bool taken =
+        c->type == ControlType::leave  ? learn_departure(k, c->round, from, c->episode)
+        : c->type == ControlType::join ? learn_join(k, c->round, from, c->episode, c->instance)
+                                       : true;
+    if (!taken) {
+      return drop(in, DropReason::stale, [&] {
+        return fmt::format(
+            "stale control frame from {}: {} of {} in its departure {}, which this peer knows "
+            "came back since",
+            conn(), c->type == ControlType::leave ? "leave" : "join", peer_name(k), c->episode);
+      });
+    }
     count_received(in.header.size() + in.payload.size());
-    if (c->type == ControlType::leave) learn_departure(static_cast<int>(c->rank), c->round, from);
-    if (c->type == ControlType::join) learn_join(static_cast<int>(c->rank), c->round, from);
     return;
   }
   if (h.kind == FrameKind::state) return take_state_chunk(in, h);
@@ -806,8 +830,11 @@ void FramedTransport::detect_loss(int rank, std::uint64_t round) {
   const int diameter = diameter_without(gone);
   log().warn("round {}: nothing from {} for {} ms: it is gone", round, peer_name(rank),
              options_.timeout.count());
+  // Its first departure, or the next one after it came back.
+  const auto known = std::find_if(departures_.begin(), departures_.end(),
+                                  [&](const Departure& d) { return d.rank == rank; });
   learn_departure(rank, round + (static_cast<std::uint64_t>(diameter) + 2) * exchange_interval_,
-                  rank_);
+                  rank_, known != departures_.end() ? known->episode + 1 : 0);
   // Callers wait for the peers not gone: one still listed would be found silent again at once.
   if (!gone_[static_cast<std::size_t>(rank)]) {
     fail(
@@ -817,20 +844,26 @@ void FramedTransport::detect_loss(int rank, std::uint64_t round) {
   }
 }
 
-void FramedTransport::learn_departure(int rank, std::uint64_t at_round, int told_by) {
+bool FramedTransport::learn_departure(int rank, std::uint64_t at_round, int told_by,
+                                      std::uint64_t episode) {
   const auto who = [&] { return told_by == rank_ ? std::string("this peer") : peer_name(told_by); };
+  auto known = std::find_if(departures_.begin(), departures_.end(),
+                            [&](const Departure& d) { return d.rank == rank; });
+  // Departures of one rank come one after the other: the one known (a second notice of it), or
+  // the next once it came back. Anything older is stale (a late notice, our own earlier process's
+  // included); anything newer cannot be, since a join reaches every peer before its round.
   if (rank == rank_) {
+    if (known != departures_.end() && episode <= known->episode) return false;
     fail(fmt::format(
         "rank {}: {} took this peer for gone from round {} (nothing came from it for the "
         "timeout); the run goes on without it",
         rank_, who(), at_round));
   }
-  auto known = std::find_if(departures_.begin(), departures_.end(),
-                            [&](const Departure& d) { return d.rank == rank; });
-  // A peer that rejoined and is lost again: a new departure in place of the old one.
-  const bool again =
-      known != departures_.end() && known->back && !gone_[static_cast<std::size_t>(rank)];
-  if (known != departures_.end() && !again && known->round <= at_round) return;
+  const bool same = known != departures_.end() && episode == known->episode;
+  const bool next =
+      known == departures_.end() ? episode == 0 : known->back && episode == known->episode + 1;
+  if (!same && !next) return false;
+  if (same && known->round <= at_round) return true;
   // The weights of the round in progress, or between calls of the next exchange round too, may
   // be in use already.
   const std::uint64_t now = latest_round_.value_or(0);
@@ -841,18 +874,19 @@ void FramedTransport::learn_departure(int rank, std::uint64_t at_round, int told
         "remaining peers would mix with different weights",
         rank_, who(), peer_name(rank), at_round, now));
   }
-  if (known != departures_.end() && !again) {
+  if (same) {
     known->round = at_round;
   } else {
-    if (again) departures_.erase(known);
-    departures_.push_back({rank, at_round, std::nullopt});
+    // A peer that rejoined and is lost again: the new departure in place of the old one.
+    if (known != departures_.end()) departures_.erase(known);
+    departures_.push_back({rank, at_round, std::nullopt, episode, 0});
     gone_[static_cast<std::size_t>(rank)] = 1;
   }
   log().warn("{} is gone from the run from round {} on (heard from {})", peer_name(rank), at_round,
              who());
   for (int j : neighbors_) {
     if (!gone_[static_cast<std::size_t>(j)] && j != told_by)
-      queue_control(j, {ControlType::leave, static_cast<std::uint32_t>(rank), at_round});
+      queue_control(j, {ControlType::leave, static_cast<std::uint32_t>(rank), at_round, episode});
   }
   std::vector<int> gone;
   for (int r = 0; r < size_; ++r)
@@ -874,6 +908,7 @@ void FramedTransport::learn_departure(int rank, std::uint64_t at_round, int told
         gone.size() > 1 ? "s" : "", fmt::join(gone, ", "), parts.size(), fmt::join(parts, " ")));
   }
   if (!exchanging_) drop_departed_from_lists();
+  return true;
 }
 
 int FramedTransport::diameter_without(std::span<const int> absent) const {
@@ -886,28 +921,38 @@ int FramedTransport::diameter_without(std::span<const int> absent) const {
   return diameter;
 }
 
-void FramedTransport::take_back(int rank) {
+void FramedTransport::greet(int rank, std::uint64_t instance) {
   const auto k = static_cast<std::size_t>(rank);
-  rejoin_asked_[k] = 1;
-  if (!hello_seen_[k]) {
-    hello_seen_[k] = true;
-    --hellos_missing_;
-  }
+  if (!is_link(rank) || greeted_[k] == instance) return;
+  greeted_[k] = instance;
   // The restarted process knows none of us yet: our hello first, on a link it reads in order.
   ++send_batch_;
   const std::uint64_t now = send_time();
   if (!send_frame(FrameKind::hello, rank, 0, 0, hello_payload_, {now, now}))
     log().warn("cannot queue a hello to {}, which rejoins: its link is full", peer_name(rank));
+}
+
+void FramedTransport::take_back(int rank, std::uint64_t instance) {
+  const auto k = static_cast<std::size_t>(rank);
+  if (!hello_seen_[k]) {
+    hello_seen_[k] = true;
+    --hellos_missing_;
+  }
+  greet(rank, instance);
   if (!std::binary_search(neighbors_.begin(), neighbors_.end(), rank)) return;
+  auto known = std::find_if(departures_.begin(), departures_.end(),
+                            [&](const Departure& d) { return d.rank == rank; });
+  // This process's join is agreed (the notices came before its hello) or done already.
+  if (known != departures_.end() && known->returned == instance) return;
   const std::uint64_t t = latest_round_.value_or(0);
   // Back before we took it for lost (it restarted within the timeout): it is gone from now on
   // first, as if found silent.
   if (!gone_[k]) {
     log().warn("round {}: {} restarted: it is gone until it rejoins", t, peer_name(rank));
     detect_loss(rank, t);
+    known = std::find_if(departures_.begin(), departures_.end(),
+                         [&](const Departure& d) { return d.rank == rank; });
   }
-  const auto known = std::find_if(departures_.begin(), departures_.end(),
-                                  [&](const Departure& d) { return d.rank == rank; });
   // The others learn of the join as of a loss: (D + 2) exchanges ahead, D the diameter of the
   // graph the notice travels (without the peers gone, this one too), and after its r*.
   std::vector<int> absent;
@@ -917,10 +962,11 @@ void FramedTransport::take_back(int rank) {
       std::max(t + (static_cast<std::uint64_t>(diameter_without(absent)) + 2) * exchange_interval_,
                known->round + exchange_interval_);
   log().warn("{} asks to rejoin; proposing round {}", peer_name(rank), at);
-  learn_join(rank, at, rank_);
+  learn_join(rank, at, rank_, known->episode, instance);
 }
 
-void FramedTransport::learn_join(int rank, std::uint64_t at_round, int told_by) {
+bool FramedTransport::learn_join(int rank, std::uint64_t at_round, int told_by,
+                                 std::uint64_t episode, std::uint64_t instance) {
   const auto who = [&] { return told_by == rank_ ? std::string("this peer") : peer_name(told_by); };
   auto known = std::find_if(departures_.begin(), departures_.end(),
                             [&](const Departure& d) { return d.rank == rank; });
@@ -928,9 +974,13 @@ void FramedTransport::learn_join(int rank, std::uint64_t at_round, int told_by) 
     // We never took it for gone: its notices to us and ours to it crossed, or a peer is confused.
     log().warn("{} says {} rejoins from round {}, but it is not gone here; ignored", who(),
                peer_name(rank), at_round);
-    return;
+    return true;
   }
-  if (known->back && *known->back <= at_round) return;
+  if (episode != known->episode) return false;
+  // Two processes of one rank asking (a restart that failed and was restarted): the smaller
+  // round wins, then the smaller instance, the same everywhere.
+  if (known->back && std::pair(*known->back, known->returned) <= std::pair(at_round, instance))
+    return true;
   const std::uint64_t now = latest_round_.value_or(0);
   const std::uint64_t mixed = latest_round_ ? now + (exchanging_ ? 0 : exchange_interval_) : 0;
   if (at_round <= mixed || at_round <= known->round) {
@@ -940,12 +990,16 @@ void FramedTransport::learn_join(int rank, std::uint64_t at_round, int told_by) 
         rank_, who(), peer_name(rank), at_round, now, known->round));
   }
   known->back = at_round;
+  known->returned = instance;
   joins_pending_ = true;
+  greet(rank, instance);
   log().warn("{} rejoins the run from round {} (heard from {})", peer_name(rank), at_round, who());
   for (int j : neighbors_) {
     if (!gone_[static_cast<std::size_t>(j)] && j != told_by)
-      queue_control(j, {ControlType::join, static_cast<std::uint32_t>(rank), at_round});
+      queue_control(
+          j, {ControlType::join, static_cast<std::uint32_t>(rank), at_round, episode, instance});
   }
+  return true;
 }
 
 std::vector<int> FramedTransport::state_wanted(std::uint64_t round) const {
@@ -968,8 +1022,8 @@ namespace {
 // A state frame's payload: chunk count (u32), total bytes of the state (u64), then its bytes.
 constexpr std::size_t kStateChunkHead = 12;
 // The state's own head (before the caller's bytes): departures (u32 count, then per departure
-// rank u32, r* u64, back u64 with 0 for none).
-constexpr std::size_t kStateDeparture = 20;
+// rank u32, r* u64, back u64 with 0 for none, episode u64, returned instance u64).
+constexpr std::size_t kStateDeparture = 36;
 constexpr std::uint32_t kMaxStateChunks = 1u << 20;
 }  // namespace
 
@@ -982,6 +1036,8 @@ void FramedTransport::send_state(int to, std::uint64_t round, std::span<const st
     store_le<std::uint32_t>(p, static_cast<std::uint32_t>(d.rank));
     store_le<std::uint64_t>(p + 4, d.round);
     store_le<std::uint64_t>(p + 12, d.back.value_or(0));
+    store_le<std::uint64_t>(p + 20, d.episode);
+    store_le<std::uint64_t>(p + 28, d.returned);
     p += kStateDeparture;
   }
   std::copy(state.begin(), state.end(), p);
@@ -1075,13 +1131,21 @@ JoinState FramedTransport::receive_state() {
   departures_.clear();
   const std::byte* p = whole.data() + 4;
   for (std::uint32_t k = 0; k < count; ++k, p += kStateDeparture) {
-    Departure d{static_cast<int>(load_le<std::uint32_t>(p)), load_le<std::uint64_t>(p + 4), {}};
+    Departure d{static_cast<int>(load_le<std::uint32_t>(p)),
+                load_le<std::uint64_t>(p + 4),
+                {},
+                load_le<std::uint64_t>(p + 20),
+                load_le<std::uint64_t>(p + 28)};
     if (const auto back = load_le<std::uint64_t>(p + 12); back != 0) d.back = back;
     if (d.rank < 0 || d.rank >= size_) refuse(fmt::format("departure of rank {}", d.rank));
-    // Our own is there too, back from state_round_ (the summary lists it as the others do).
+    // Our own is there too, back from state_round_ as this process (the summary lists it as the
+    // others do).
     if (d.rank == rank_ && d.back != state_round_)
       refuse(fmt::format("this peer is back from round {}, the state is of round {}",
                          d.back.value_or(0), state_round_));
+    if (d.rank == rank_ && d.returned != instance_)
+      refuse(fmt::format("it is for process {:016x} of this rank, this is {:016x}", d.returned,
+                         instance_));
     departures_.push_back(d);
   }
   // Frames to and from a peer stop when a peer learns of its loss, not at r*: the donor's gone
@@ -1152,7 +1216,6 @@ void FramedTransport::take_back_joined(std::uint64_t round) {
     const auto k = static_cast<std::size_t>(d.rank);
     if (!d.back || *d.back > round || !gone_[k]) continue;
     gone_[k] = 0;
-    rejoin_asked_[k] = 0;  // it may leave and come back again
     last_heard_[k] = Clock::now();
     delivered_[k].reset();
     any = true;

@@ -95,6 +95,8 @@ class FramedTransport : public Transport {
   // and settings. exchange() and ring_step() call it on first use; call it early to fail early.
   void handshake();
   bool handshake_done() const { return hellos_missing_ == 0; }
+  // This process of our rank (Hello::instance): random, non-zero, new for every transport.
+  std::uint64_t instance() const { return instance_; }
   // Reads and checks what arrives within `wait`, outside any call: frames of later rounds are
   // kept for their call, bad ones dropped and counted. For a caller that idles between calls (and
   // tests that wait for a stranger's frames to be counted).
@@ -198,8 +200,8 @@ class FramedTransport : public Transport {
   // Whether a scheduled frame may go to the caller now: in virtual time at once (the clock moves
   // to its ready time instead), in real time once CLOCK_MONOTONIC has reached it.
   bool due(const Stored& s) const;
-  // Returns false when the hello was dropped (garbage); fails on a configuration mismatch.
-  bool check_hello(const Inbound& in, int from);
+  // The hello's record; nullopt when it was dropped (garbage); fails on a configuration mismatch.
+  std::optional<Hello> check_hello(const Inbound& in, int from);
   // Counts a frame that failed a check under `why` and the connection it came on, and logs it
   // when it is the first of its reason from that connection (a summary at most every 10 s
   // otherwise). `detail` builds the log line and is called only when one is written.
@@ -268,19 +270,28 @@ class FramedTransport : public Transport {
   // A neighbour silent past the timeout in the exchange of `round`: gone from r* = round + (D + 2)
   // exchanges, D the diameter of the graph left.
   void detect_loss(int rank, std::uint64_t round);
-  // Takes a departure (detected here or announced by a neighbour): forwards it to the remaining
-  // neighbours, adopts the smaller r* of two announcements, and fails when it comes too late to be
-  // agreed, names this peer, or leaves the graph disconnected (naming the components).
-  void learn_departure(int rank, std::uint64_t at_round, int told_by);
+  // Takes departure `episode` of `rank` (detected here or announced by a neighbour): forwards it
+  // to the remaining neighbours, adopts the smaller r* of two announcements, and fails when it
+  // comes too late to be agreed, names this peer, or leaves the graph disconnected (naming the
+  // components). Returns false for a stale notice, which the caller drops: of an earlier
+  // departure of a peer that came back since (this peer's own included).
+  bool learn_departure(int rank, std::uint64_t at_round, int told_by, std::uint64_t episode);
   // The largest distance between two peers not in `absent` on the graph without them.
   int diameter_without(std::span<const int> absent) const;
-  // A restarted peer's hello (TransportOptions::rejoin) on the link of `rank`: our hello back to
-  // it; a neighbour of it also takes it for gone (if it did not yet) and proposes the round r_j
-  // from which it mixes again (learn_join).
-  void take_back(int rank);
-  // Takes a join notice (proposed here or by a neighbour): adopts the smaller r_j of two, forwards
-  // it to the remaining neighbours, and fails when it comes too late to be agreed.
-  void learn_join(int rank, std::uint64_t at_round, int told_by);
+  // A restarted peer's hello (TransportOptions::rejoin) from process `instance` on the link of
+  // `rank`: our hello back to it; a neighbour of it also takes it for gone (if it did not yet) and
+  // proposes the round r_j from which it mixes again (learn_join). Nothing more when that process
+  // is already taken back or agreed on (its hello came late, after the notices).
+  void take_back(int rank, std::uint64_t instance);
+  // Takes a join notice (proposed here or by a neighbour): `rank`, gone in departure `episode`,
+  // is back as process `instance` from `at_round`. Adopts the smaller r_j of two, greets the new
+  // process, forwards the notice to the remaining neighbours, and fails when it comes too late
+  // to be agreed. Returns false for a stale notice (of an earlier departure), which is dropped.
+  bool learn_join(int rank, std::uint64_t at_round, int told_by, std::uint64_t episode,
+                  std::uint64_t instance);
+  // Our hello to process `instance` of linked rank `rank`, once: before any other frame of ours
+  // reaches it, whichever of its hello and the join notices comes first.
+  void greet(int rank, std::uint64_t instance);
   // Round `round`'s entry of a per-phase list (send_to_, receive_from_).
   std::span<const int> stored(const std::vector<std::vector<int>>& lists,
                               std::uint64_t round) const {
@@ -332,6 +343,9 @@ class FramedTransport : public Transport {
   std::vector<std::byte> hello_payload_;  // kept alive: sent zero-copy by some backends
   std::vector<bool> hello_seen_;          // indexed by rank
   int hellos_missing_ = 0;
+  std::uint64_t instance_ = 0;  // Hello::instance of this process
+  // Per rank: the process whose hello we took last, and the restarted one our hello went to.
+  std::vector<std::uint64_t> heard_, greeted_;
 
   std::optional<std::uint64_t> last_exchange_;
   std::optional<std::pair<std::uint64_t, std::uint32_t>> last_ring_;
@@ -384,9 +398,7 @@ class FramedTransport : public Transport {
   };
   std::vector<QueuedControl> control_out_;
   Clock::time_point last_alive_{};
-  // Rejoin: per rank, whether its restarted process asked to come back (until it is back); on a
-  // rejoining peer, the donor's state as it arrives.
-  std::vector<char> rejoin_asked_;
+  // Rejoin: on a rejoining peer, the donor's state as it arrives.
   int state_from_ = -1;
   std::uint64_t state_round_ = 0;
   std::uint32_t state_chunks_ = 0;

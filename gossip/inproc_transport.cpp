@@ -11,14 +11,44 @@ InprocHub::InprocHub(topology::Topology topo) : topo_(std::move(topo)) {
   for (int r = 0; r < topo_.size(); ++r) boxes_.push_back(std::make_unique<Mailbox>());
 }
 
-void InprocHub::post(int to, int from, std::span<const std::byte> header,
-                     std::shared_ptr<const std::vector<std::byte>> payload) {
+void InprocHub::deliver(int to, Delivery d) {
   Mailbox& box = *boxes_.at(static_cast<std::size_t>(to));
   {
     std::lock_guard lock(box.mutex);
-    box.queue.push_back({from, {header.begin(), header.end()}, std::move(payload)});
+    box.queue.push_back(std::move(d));
   }
   box.cv.notify_one();
+}
+
+void InprocHub::post(int to, int from, std::span<const std::byte> header,
+                     std::shared_ptr<const std::vector<std::byte>> payload) {
+  if (watcher_) watcher_(to, from, header);
+  Delivery d{from, {header.begin(), header.end()}, std::move(payload)};
+  if (holding_.load()) {
+    // Under the lock, so that a frame sent while release() runs cannot overtake the held ones.
+    std::lock_guard lock(hold_mutex_);
+    if (auto it = held_.find({from, to}); it != held_.end()) {
+      it->second.push_back(std::move(d));
+      return;
+    }
+    return deliver(to, std::move(d));
+  }
+  deliver(to, std::move(d));
+}
+
+void InprocHub::hold(int from, int to) {
+  std::lock_guard lock(hold_mutex_);
+  held_.try_emplace({from, to});
+  holding_.store(true);
+}
+
+void InprocHub::release(int from, int to) {
+  std::lock_guard lock(hold_mutex_);
+  auto it = held_.find({from, to});
+  if (it == held_.end()) return;
+  for (Delivery& d : it->second) deliver(to, std::move(d));
+  held_.erase(it);
+  holding_.store(!held_.empty());
 }
 
 void InprocHub::post_raw(int to, int from, std::vector<std::byte> header,

@@ -12,10 +12,14 @@
 // Construction does not block (the handshake runs on first use), so all peers can also be
 // constructed from one thread before their threads start.
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "gossip/framed_transport.hpp"
@@ -36,6 +40,15 @@ class InprocHub {
             std::shared_ptr<const std::vector<std::byte>> payload);
   void post_raw(int to, int from, std::vector<std::byte> header, std::vector<std::byte> payload);
 
+  // Test seams. The watcher sees every frame a transport sends, in the sender's thread, before it
+  // is queued (set it before the peers start; it may call release()). hold(from, to) keeps the
+  // frames of that link in the hub, as a connection slow to come up would, until release(from,
+  // to) delivers them in order.
+  using Watcher = std::function<void(int to, int from, std::span<const std::byte> header)>;
+  void watch(Watcher watcher) { watcher_ = std::move(watcher); }
+  void hold(int from, int to);
+  void release(int from, int to);
+
  private:
   friend class InprocTransport;
   struct Delivery {
@@ -49,9 +62,14 @@ class InprocHub {
     std::deque<Delivery> queue;
   };
   std::optional<Delivery> take(int rank, Clock::time_point deadline);
+  void deliver(int to, Delivery d);
 
   topology::Topology topo_;
   std::vector<std::unique_ptr<Mailbox>> boxes_;
+  Watcher watcher_;
+  std::mutex hold_mutex_;
+  std::atomic<bool> holding_{false};  // any link held: only then do sends take hold_mutex_
+  std::map<std::pair<int, int>, std::vector<Delivery>> held_;  // (from, to): frames kept back
 };
 
 class InprocTransport final : public FramedTransport {

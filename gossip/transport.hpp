@@ -38,11 +38,15 @@ class VirtualClock;
 
 // A peer gone from the run (TransportOptions::on_peer_loss = continue_run): from round `round`
 // (r*) on, every remaining peer mixes with Metropolis-Hastings weights on the graph without it.
-// A peer that restarted and rejoined is back from round `back` on (the join round r_j).
+// A peer that restarted and rejoined is back from round `back` on (the join round r_j), as
+// process `returned` (Hello::instance). `episode` counts the departures of that rank before this
+// one (a peer that rejoined and left again: 1), so a late notice of an earlier one is told apart.
 struct Departure {
   int rank = -1;
   std::uint64_t round = 0;
   std::optional<std::uint64_t> back;
+  std::uint64_t episode = 0;
+  std::uint64_t returned = 0;
 };
 // The ranks absent from the mixing of `round`: gone from their r* on, until the round they are
 // back (if any). Ascending.

@@ -168,7 +168,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const auto hello = three.hello_body(kRunHash, 0);
   record(seq, 4, three.header(gn::FrameKind::hello, 0, gn::kRejoin, hello.size(), 0), hello);
   for (const auto type : {gn::ControlType::join, gn::ControlType::leave}) {
-    const auto c = gn::encode_control({type, 2, 9});
+    const auto c = gn::encode_control({type, 2, 9, 0, 0xF0F0'0000'0000ull + 2});
     record(seq, 2, one.header(gn::FrameKind::control, 0, 0, c.size(), session),
            std::vector<std::byte>(c.begin(), c.end()));
   }

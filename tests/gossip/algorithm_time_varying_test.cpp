@@ -150,7 +150,7 @@ TEST_CASE(
       // The hellos of its links (the union graph), then one frame per round.
       std::uint64_t hellos = 0;
       for (int j : topo.graph.neighbors(r))
-        hellos += gossip::net::kFrameHeaderSize + 40 +
+        hellos += gossip::net::kFrameHeaderSize + 48 +
                   topo.peers[static_cast<std::size_t>(j)].endpoint.size();
       CHECK(received[static_cast<std::size_t>(r)] == hellos + kRounds * frame);
     }

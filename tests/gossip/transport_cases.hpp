@@ -109,8 +109,8 @@ inline void check_exchange(const GroupMaker& mk, const std::string& spec, std::s
     std::uint64_t hello_out = 0;
     std::uint64_t hello_in = 0;
     for (int j : links[i]) {
-      hello_out += kFrameHeaderSize + 40 + g.topo.peers[i].endpoint.size();
-      hello_in += kFrameHeaderSize + 40 + g.topo.peers[static_cast<std::size_t>(j)].endpoint.size();
+      hello_out += kFrameHeaderSize + 48 + g.topo.peers[i].endpoint.size();
+      hello_in += kFrameHeaderSize + 48 + g.topo.peers[static_cast<std::size_t>(j)].endpoint.size();
     }
     CHECK(counters[i].bytes_sent ==
           hello_out + out * (kFrameHeaderSize + len) + credits_out * kFrameHeaderSize);

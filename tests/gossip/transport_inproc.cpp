@@ -535,7 +535,7 @@ TEST_CASE("inproc: a paced peer whose neighbour never asks names it") {
   InprocTransport t(hub, 0, o);
   Forger f{hub, 1, 0, session_hash(topo.hash(), 0)};
   // Hello with window 1, then its payload without ever sending a credit.
-  auto body = encode_hello({topo.hash(), 0, 2, 1, 1, topo.peers[1].endpoint, 0});
+  auto body = encode_hello({topo.hash(), 0, 2, 1, 1, topo.peers[1].endpoint, 0, 7});
   f.post(FrameKind::hello, 0, 0, body, 0);
   const auto mine = pattern(0, 0, 8);
   // Peer 1 "sends" before being asked: kept; then round 0 cannot finish: we never got a credit.
@@ -957,12 +957,13 @@ TEST_CASE("frame header round-trips and names its faults") {
   bad[4] = std::byte{kFrameVersion + 1};
   CHECK(decode_header(bad).error.find(fmt::format("version {}", kFrameVersion + 1)) !=
         std::string::npos);
-  const Hello hello{1, 2, 3, 4, 5, "ipc:///tmp/x", 0x0102030405060708ull};
+  const Hello hello{1, 2, 3, 4, 5, "ipc:///tmp/x", 0x0102030405060708ull, 0x1112131415161718ull};
   const auto hb = encode_hello(hello);
-  CHECK(hb.size() == 40 + 12);
+  CHECK(hb.size() == 48 + 12);
   const auto back = decode_hello(hb);
   CHECK(back.window == 5);
   CHECK(back.nonce == 0x0102030405060708ull);
+  CHECK(back.instance == 0x1112131415161718ull);
   CHECK(back.endpoint == "ipc:///tmp/x");
   CHECK(back.rank == 4);
   CHECK_THROWS_AS(decode_hello(std::span(hb).first(30)), std::invalid_argument);
@@ -1005,7 +1006,8 @@ class HoldingBackend final : public FramedTransport {
       bytes->second =
           encode_hello({topo_.hash(), options().run_hash, static_cast<std::uint32_t>(topo_.size()),
                         static_cast<std::uint32_t>(from), 0,
-                        topo_.peers[static_cast<std::size_t>(from)].endpoint, 0});
+                        topo_.peers[static_cast<std::size_t>(from)].endpoint, 0,
+                        static_cast<std::uint64_t>(from) + 1});
       h.payload_length = bytes->second.size();
       bytes->first = encode_header(h);
       Inbound in;

@@ -120,7 +120,8 @@ struct Forger {
     const auto& t = hub ? hub->topology() : *topo;
     return encode_hello({t.hash(), run_hash, static_cast<std::uint32_t>(t.size()),
                          static_cast<std::uint32_t>(from), window,
-                         t.peers[static_cast<std::size_t>(from)].endpoint, 0});
+                         t.peers[static_cast<std::size_t>(from)].endpoint, 0,
+                         0xF0F0'0000'0000ull + static_cast<std::uint64_t>(from)});
   }
   void hello(std::uint64_t run_hash = 0, std::uint32_t window = 0) const {
     post(FrameKind::hello, 0, 0, hello_body(run_hash, window), 0);
