@@ -617,8 +617,8 @@ void FramedTransport::accept(Inbound&& in) {
     if (!taken) {
       return drop(in, DropReason::stale, [&] {
         return fmt::format(
-            "stale control frame from {}: {} of {} in its departure {}, which this peer knows "
-            "came back since",
+            "stale control frame from {}: {} of {} in its departure {}, an earlier one than this "
+            "peer knows",
             conn(), c->type == ControlType::leave ? "leave" : "join", peer_name(k), c->episode);
       });
     }
