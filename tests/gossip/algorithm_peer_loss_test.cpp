@@ -241,6 +241,26 @@ struct UnitRows {
   }
 };
 
+// One departure, of `lost`, which rejoined at the agreed r_j; from there every peer mixes with
+// the topology's W bit for bit (the float of W_ij, self weight included).
+void check_one_rejoin(const LossRun& run, const UnitRows& rows, const gtop::Topology& topo,
+                      int lost) {
+  for (const auto& e : run.errors) CHECK(e == "");
+  REQUIRE(run.departures.size() == 1);
+  CHECK(run.departures[0].rank == lost);
+  REQUIRE(run.departures[0].back.has_value());
+  const std::uint64_t r_j = *run.departures[0].back;
+  CHECK(run.rejoined_at == r_j);
+  REQUIRE(r_j + 3 < rows.w.size());
+  for (std::uint64_t t = r_j; t < rows.w.size(); ++t) {
+    CAPTURE(t);
+    for (int i = 0; i < topo.size(); ++i)
+      for (int j = 0; j < topo.size(); ++j)
+        CHECK(rows.w[t][static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] ==
+              static_cast<float>(topo.weight(i, j)));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("after a loss W is symmetric, doubly stochastic, and Metropolis-Hastings from r* on") {
@@ -416,20 +436,7 @@ TEST_CASE(
                     {restarted, [&](int r, ga::Algorithm& algo) { rows.reset(r, algo); }});
   CHECK(released);  // else the case did not happen
   CHECK(late_notice);
-  for (const auto& e : run.errors) CHECK(e == "");
-  REQUIRE(run.departures.size() == 1);
-  CHECK(run.departures[0].rank == lost);
-  REQUIRE(run.departures[0].back.has_value());
-  const std::uint64_t r_j = *run.departures[0].back;
-  CHECK(run.rejoined_at == r_j);
-  REQUIRE(r_j + 3 < rounds);
-  for (std::uint64_t t = r_j; t < rounds; ++t) {
-    CAPTURE(t);
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < n; ++j)
-        CHECK(rows.w[t][static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] ==
-              static_cast<float>(topo.weight(i, j)));
-  }
+  check_one_rejoin(run, rows, topo, lost);
 }
 
 TEST_CASE("over ZeroMQ with CURVE a restarted peer rejoins with its key; W back bit for bit") {
@@ -470,20 +477,7 @@ TEST_CASE("over ZeroMQ with CURVE a restarted peer rejoins with its key; W back 
     std::error_code ignored;
     std::filesystem::remove(p.endpoint.substr(6), ignored);
   }
-  for (const auto& e : run.errors) CHECK(e == "");
-  REQUIRE(run.departures.size() == 1);
-  CHECK(run.departures[0].rank == lost);
-  REQUIRE(run.departures[0].back.has_value());
-  const std::uint64_t r_j = *run.departures[0].back;
-  CHECK(run.rejoined_at == r_j);
-  REQUIRE(r_j + 3 < rounds);
-  for (std::uint64_t t = r_j; t < rounds; ++t) {
-    CAPTURE(t);
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < n; ++j)
-        CHECK(rows.w[t][static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] ==
-              static_cast<float>(keyed.weight(i, j)));
-  }
+  check_one_rejoin(run, rows, keyed, lost);
 }
 
 TEST_CASE(
