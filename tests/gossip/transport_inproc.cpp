@@ -1074,4 +1074,44 @@ TEST_CASE("an exception mid-round tears the backend down before it leaves the ca
   }
 }
 
+TEST_CASE("inproc: a rejoining peer takes the state of its own process, not one for another") {
+  // The state's departures name the process each rejoin is for (Hello::instance): a restart that
+  // lost to another process of the same rank must not take the state meant for the winner.
+  for (const bool mine : {true, false}) {
+    CAPTURE(mine);
+    auto o = quick_options();
+    o.on_peer_loss = PeerLoss::continue_run;
+    o.rejoin = true;
+    Bench b = bench("ring:4", 0, o);
+    b.as(1).hello();
+    std::vector<std::byte> frame;
+    const auto put = [&](std::uint64_t v, int bytes) {
+      for (int i = 0; i < bytes; ++i) frame.push_back(static_cast<std::byte>(v >> (8 * i)));
+    };
+    const std::uint64_t whole = 4 + 36 + 3;  // one departure, then the caller's 3 bytes
+    put(1, 4);                               // one chunk
+    put(whole, 8);
+    put(1, 4);                                             // one departure:
+    put(0, 4);                                             // rank 0 (this one),
+    put(5, 8);                                             // gone from round 5,
+    put(7, 8);                                             // back from 7,
+    put(0, 8);                                             // its first departure,
+    put(mine ? b.t->instance() : b.t->instance() + 1, 8);  // as this process or another
+    for (char c : {'a', 'b', 'c'}) frame.push_back(static_cast<std::byte>(c));
+    b.as(1).post(FrameKind::state, 7, 0, frame, b.session);
+    if (mine) {
+      const JoinState st = b.t->receive_state();
+      CHECK(st.round == 7);
+      CHECK(st.donor == 1);
+      CHECK(st.bytes == std::vector<std::byte>{std::byte{'a'}, std::byte{'b'}, std::byte{'c'}});
+      REQUIRE(b.t->departures().size() == 1);
+      CHECK(b.t->departures()[0].returned == b.t->instance());
+    } else {
+      const std::string want =
+          fmt::format("it is for process {:016x} of this rank", b.t->instance() + 1);
+      CHECK_THROWS_WITH_AS(b.t->receive_state(), doctest::Contains(want.c_str()), TransportError);
+    }
+  }
+}
+
 }  // namespace gossip::net::test
