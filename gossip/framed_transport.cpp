@@ -102,7 +102,6 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
   }
   std::sort(links_.begin(), links_.end());
   links_.erase(std::unique(links_.begin(), links_.end()), links_.end());
-  hello_seen_.assign(static_cast<std::size_t>(size_), false);
   const auto n = static_cast<std::size_t>(size_);
   kept_exchange_.assign(n, 0);
   kept_ring_.assign(n, 0);
@@ -145,7 +144,7 @@ FramedTransport::FramedTransport(const topology::Topology& topo, int rank, Trans
         "transport: rejoin needs on_peer_loss = continue (the others must have gone on without "
         "this peer)");
   }
-  heard_.assign(n, 0);
+  hello_from_.assign(n, 0);
   greeted_.assign(n, 0);
   {
     std::random_device rd;
@@ -189,10 +188,16 @@ bool FramedTransport::takes_from_us(int r, std::uint64_t round) const {
   const auto to = stored(send_to_, round);
   return std::binary_search(to.begin(), to.end(), r);
 }
+std::vector<Departure>::iterator FramedTransport::departure_of(int rank) {
+  return std::find_if(departures_.begin(), departures_.end(),
+                      [&](const Departure& d) { return d.rank == rank; });
+}
+std::vector<Departure>::const_iterator FramedTransport::departure_of(int rank) const {
+  return const_cast<FramedTransport*>(this)->departure_of(rank);
+}
 std::optional<std::uint64_t> FramedTransport::gone_neighbor_back(int r) const {
   if (!std::binary_search(neighbors_.begin(), neighbors_.end(), r)) return std::nullopt;
-  const auto d = std::find_if(departures_.begin(), departures_.end(),
-                              [&](const Departure& x) { return x.rank == r; });
+  const auto d = departure_of(r);
   return d != departures_.end() ? d->back : std::nullopt;
 }
 bool FramedTransport::rejoining(int r) const {
@@ -562,19 +567,18 @@ void FramedTransport::accept(Inbound&& in) {
       drop(in, DropReason::duplicate,
            [&] { return fmt::format("duplicate hello from {}", conn()); });
     };
-    if (!rejoin && hello_seen_[f]) return duplicate();
+    if (!rejoin && hello_from_[f] != 0) return duplicate();
     const auto hello = check_hello(in, from);
     if (!hello) return;
-    if (heard_[f] == hello->instance) return duplicate();
-    heard_[f] = hello->instance;
+    if (hello_from_[f] == hello->instance) return duplicate();
+    if (hello_from_[f] == 0) --hellos_missing_;
+    hello_from_[f] = hello->instance;
     count_received(in.header.size() + in.payload.size());
     if (rejoin) return take_back(from, hello->instance);
-    hello_seen_[f] = true;
-    --hellos_missing_;
     log().debug("hello from {} checked", conn());
     return;
   }
-  if (!hello_seen_[f]) {
+  if (hello_from_[f] == 0) {
     return drop(in, DropReason::before_hello,
                 [&] { return fmt::format("{} frame from {} before its hello", at(), conn()); });
   }
@@ -806,7 +810,7 @@ void FramedTransport::handshake() {
       if (Clock::now() < deadline) continue;
       std::string missing;
       for (int r : links_) {
-        if (!hello_seen_[static_cast<std::size_t>(r)]) {
+        if (hello_from_[static_cast<std::size_t>(r)] == 0) {
           missing += (missing.empty() ? "" : ", ") + peer_name(r) + dropped_note(r);
         }
       }
@@ -831,8 +835,7 @@ void FramedTransport::detect_loss(int rank, std::uint64_t round) {
   log().warn("round {}: nothing from {} for {} ms: it is gone", round, peer_name(rank),
              options_.timeout.count());
   // Its first departure, or the next one after it came back.
-  const auto known = std::find_if(departures_.begin(), departures_.end(),
-                                  [&](const Departure& d) { return d.rank == rank; });
+  const auto known = departure_of(rank);
   learn_departure(rank, round + (static_cast<std::uint64_t>(diameter) + 2) * exchange_interval_,
                   rank_, known != departures_.end() ? known->episode + 1 : 0);
   // Callers wait for the peers not gone: one still listed would be found silent again at once.
@@ -847,8 +850,7 @@ void FramedTransport::detect_loss(int rank, std::uint64_t round) {
 bool FramedTransport::learn_departure(int rank, std::uint64_t at_round, int told_by,
                                       std::uint64_t episode) {
   const auto who = [&] { return told_by == rank_ ? std::string("this peer") : peer_name(told_by); };
-  auto known = std::find_if(departures_.begin(), departures_.end(),
-                            [&](const Departure& d) { return d.rank == rank; });
+  auto known = departure_of(rank);
   // Departures of one rank come one after the other: the one known (a second notice of it), or
   // the next once it came back. Anything older is stale (a late notice, our own earlier process's
   // included); anything newer cannot be, since a join reaches every peer before its round.
@@ -934,14 +936,9 @@ void FramedTransport::greet(int rank, std::uint64_t instance) {
 
 void FramedTransport::take_back(int rank, std::uint64_t instance) {
   const auto k = static_cast<std::size_t>(rank);
-  if (!hello_seen_[k]) {
-    hello_seen_[k] = true;
-    --hellos_missing_;
-  }
   greet(rank, instance);
   if (!std::binary_search(neighbors_.begin(), neighbors_.end(), rank)) return;
-  auto known = std::find_if(departures_.begin(), departures_.end(),
-                            [&](const Departure& d) { return d.rank == rank; });
+  auto known = departure_of(rank);
   // This process's join is agreed (the notices came before its hello) or done already.
   if (known != departures_.end() && known->returned == instance) return;
   const std::uint64_t t = latest_round_.value_or(0);
@@ -950,8 +947,7 @@ void FramedTransport::take_back(int rank, std::uint64_t instance) {
   if (!gone_[k]) {
     log().warn("round {}: {} restarted: it is gone until it rejoins", t, peer_name(rank));
     detect_loss(rank, t);
-    known = std::find_if(departures_.begin(), departures_.end(),
-                         [&](const Departure& d) { return d.rank == rank; });
+    known = departure_of(rank);
   }
   // The others learn of the join as of a loss: (D + 2) exchanges ahead, D the diameter of the
   // graph the notice travels (without the peers gone, this one too), and after its r*.
@@ -968,8 +964,7 @@ void FramedTransport::take_back(int rank, std::uint64_t instance) {
 bool FramedTransport::learn_join(int rank, std::uint64_t at_round, int told_by,
                                  std::uint64_t episode, std::uint64_t instance) {
   const auto who = [&] { return told_by == rank_ ? std::string("this peer") : peer_name(told_by); };
-  auto known = std::find_if(departures_.begin(), departures_.end(),
-                            [&](const Departure& d) { return d.rank == rank; });
+  auto known = departure_of(rank);
   if (rank == rank_ || known == departures_.end()) {
     // We never took it for gone: its notices to us and ours to it crossed, or a peer is confused.
     log().warn("{} says {} rejoins from round {}, but it is not gone here; ignored", who(),

@@ -242,6 +242,9 @@ class FramedTransport : public Transport {
   bool takes_from_us(int r, std::uint64_t round) const;
   // A neighbour gone whose rejoin round is known (it may send before we reach that round).
   bool rejoining(int r) const;
+  // The departure of `rank` known here (at most one per rank: its latest), or end().
+  std::vector<Departure>::iterator departure_of(int rank);
+  std::vector<Departure>::const_iterator departure_of(int rank) const;
   // The round from which neighbour r is back, when it is a neighbour with a departure that has one.
   std::optional<std::uint64_t> gone_neighbor_back(int r) const;
   std::string where(FrameKind kind, std::uint64_t round, std::uint32_t step) const;
@@ -341,11 +344,11 @@ class FramedTransport : public Transport {
   std::vector<PendingIt> to_schedule_;  // reused by the calls
 
   std::vector<std::byte> hello_payload_;  // kept alive: sent zero-copy by some backends
-  std::vector<bool> hello_seen_;          // indexed by rank
   int hellos_missing_ = 0;
   std::uint64_t instance_ = 0;  // Hello::instance of this process
-  // Per rank: the process whose hello we took last, and the restarted one our hello went to.
-  std::vector<std::uint64_t> heard_, greeted_;
+  // Per rank: the process whose hello we took last (0: no hello yet), and the restarted one our
+  // hello went to.
+  std::vector<std::uint64_t> hello_from_, greeted_;
 
   std::optional<std::uint64_t> last_exchange_;
   std::optional<std::pair<std::uint64_t, std::uint32_t>> last_ring_;
